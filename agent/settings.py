@@ -1,0 +1,43 @@
+"""Deployment settings: one pydantic-settings class read from the environment (CHARTAGENT_*).
+
+Per-run values (CLI flags, the graph's context) win over these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHARTAGENT_", extra="ignore")
+
+    environment: Literal["local", "staging", "production"] = "local"
+    # Where the embedded stack keeps its state (FHIR database, configs, logs, pid files).
+    state_dir: Path = Path(".chartagent")
+    # FHIR base URL; empty means "the embedded stack's, from its state file".
+    fhir_url: str | None = None
+    fhir_token: SecretStr | None = None
+    # SMART Backend Services (client_credentials + private_key_jwt).
+    smart_client_id: str | None = None
+    smart_private_key: Path | None = None
+    smart_key_id: str | None = None
+    smart_alg: Literal["RS384", "ES384"] = "RS384"
+    smart_token_url: str | None = None
+    smart_scopes: str = "system/*.rs system/Observation.c system/DiagnosticReport.c system/Device.c system/Provenance.c"
+    fhir_max_concurrency: int = Field(default=8, ge=1, le=64)
+    fhir_timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _no_plain_http_outside_local(self) -> Settings:
+        # Patient data never travels unencrypted to a real EHR.
+        if self.environment != "local" and self.fhir_url and self.fhir_url.startswith("http://"):
+            raise ValueError("CHARTAGENT_FHIR_URL must be https:// outside the local environment")
+        return self
+
+
+def load_settings() -> Settings:
+    return Settings()
