@@ -1,0 +1,19 @@
+"""Command-line entry point. Each command lives in its own module and registers on `app`."""
+
+from __future__ import annotations
+
+import importlib
+
+from agent.cli.app import app
+
+# Command modules, imported for their registration side effect.
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def main() -> None:
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name)
+    app()
+
+
+__all__ = ["app", "main"]
