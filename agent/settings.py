@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     smart_key_id: str | None = None
     smart_alg: Literal["RS384", "ES384"] = "RS384"
     smart_token_url: str | None = None
-    smart_scopes: str = "system/*.rs system/Observation.c system/DiagnosticReport.c system/Device.c system/Provenance.c"
+    smart_scopes: str = (
+        "system/*.rs system/Observation.c system/DiagnosticReport.c system/Device.c system/Provenance.c"
+    )
     fhir_max_concurrency: int = Field(default=8, ge=1, le=64)
     fhir_timeout_s: float = Field(default=30.0, gt=0)
 

@@ -7,7 +7,7 @@ import importlib
 from agent.cli.app import app
 
 # Command modules, imported for their registration side effect.
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = ("agent.cli.stack",)
 
 
 def main() -> None:

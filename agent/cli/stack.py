@@ -1,0 +1,51 @@
+"""`chartagent stack up|down|status [--json]`."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from agent import stack as embedded
+from agent.cli.app import app
+from agent.cli.options import state_dir_option
+
+stack_app = typer.Typer(help="Start, stop and inspect the embedded servers (FHIR on loopback).")
+app.add_typer(stack_app, name="stack")
+
+
+@stack_app.command("up")
+def up(
+    fhir_port: int | None = typer.Option(None, help="FHIR port (default 8090, or a free one)."),
+    as_json: bool = typer.Option(False, "--json", help="Print service URLs as JSON."),
+) -> None:
+    """Start the embedded stack (no-op for services already healthy)."""
+    try:
+        st = embedded.up(state_dir_option(), fhir_port=fhir_port)
+    except embedded.StackError as exc:
+        typer.secho(f"stack up failed: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(st.urls()))
+    else:
+        typer.echo(f"FHIR  {st.fhir.url}  (pid {st.fhir.pid})")
+
+
+@stack_app.command("down")
+def down() -> None:
+    """Stop the embedded stack."""
+    embedded.down(state_dir_option())
+    typer.echo("stack stopped")
+
+
+@stack_app.command("status")
+def status(as_json: bool = typer.Option(False, "--json", help="Print service URLs as JSON.")) -> None:
+    """Show what runs; exit code 1 when the stack is not healthy."""
+    st = embedded.status(state_dir_option())
+    if as_json:
+        typer.echo(json.dumps(st.urls()))
+    else:
+        state = "healthy" if st.fhir.healthy else ("running, not answering" if st.fhir.running else "down")
+        typer.echo(f"FHIR  {st.fhir.url or '-'}  {state}")
+    if not st.fhir.healthy:
+        raise typer.Exit(1)

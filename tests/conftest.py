@@ -1,0 +1,54 @@
+"""Session fixtures: real servers on loopback, started by the same code as `chartagent stack up`.
+
+Each test session runs its own servers on free ports, so tests pass while a demo stack runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.stack import FhirServer, FhirServerSpec
+from agent.stack.ports import free_port
+
+FhirServerFactory = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def fhir_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServerFactory]:
+    """Start a fresh embedded FHIR server; returns its base URL.
+
+    Keyword arguments are `FhirServerSpec` fields: validation="strict"|"warn"|"off",
+    auth_types=["smart"], static_tokens=[...], smart_clients=[{"client_id", "jwks", "scopes"}],
+    token_lifetime_s.
+    """
+    servers: list[FhirServer] = []
+
+    def start(**spec: Any) -> str:
+        state_dir = tmp_path_factory.mktemp("fhir")
+        server = FhirServer(FhirServerSpec(port=free_port(), state_dir=state_dir, **spec))
+        servers.append(server)
+        server.start()
+        return server.base_url
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def fhir_base_url(fhir_server_factory: FhirServerFactory) -> str:
+    """A shared embedded FHIR server (strict validation, no auth). Use unique ids per test."""
+    return fhir_server_factory()
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """`../shared/data` beside the checkout (external benchmark data, read-only)."""
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.fail(f"shared benchmark data not found at {path}")
+    return path

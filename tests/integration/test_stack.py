@@ -1,0 +1,65 @@
+"""`chartagent stack` against real processes: up, status, idempotent up, down."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agent import stack
+from agent.stack.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CHARTAGENT_STATE_DIR": str(state_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_stack_up_status_down_through_the_cli(tmp_path: Path) -> None:
+    port = free_port()
+    try:
+        up = _cli(tmp_path, "stack", "up", "--fhir-port", str(port), "--json")
+        assert up.returncode == 0, up.stderr
+        urls = json.loads(up.stdout)
+        assert urls == {"fhir": f"http://127.0.0.1:{port}/fhir"}
+        meta = httpx.get(f"{urls['fhir']}/metadata", timeout=5)
+        assert meta.json()["resourceType"] == "CapabilityStatement"
+
+        status = _cli(tmp_path, "stack", "status", "--json")
+        assert status.returncode == 0
+        assert json.loads(status.stdout) == urls
+
+        # A second `up` keeps the healthy server (same pid).
+        pid = stack.status(tmp_path).fhir.pid
+        assert _cli(tmp_path, "stack", "up").returncode == 0
+        assert stack.status(tmp_path).fhir.pid == pid
+    finally:
+        down = _cli(tmp_path, "stack", "down")
+    assert down.returncode == 0
+    status = _cli(tmp_path, "stack", "status", "--json")
+    assert status.returncode == 1
+    assert json.loads(status.stdout) == {}
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/fhir/metadata", timeout=2)
+
+
+def test_stack_restarts_a_dead_server(tmp_path: Path) -> None:
+    first = stack.up(tmp_path, fhir_port=free_port())
+    assert first.fhir.pid is not None
+    try:
+        os.kill(first.fhir.pid, 9)
+        assert not stack.status(tmp_path).fhir.healthy
+        second = stack.up(tmp_path, fhir_port=free_port())
+        assert second.fhir.healthy
+        assert second.fhir.pid != first.fhir.pid
+    finally:
+        stack.down(tmp_path)
