@@ -181,7 +181,7 @@ def outcome_issues(body: bytes | None) -> tuple[OutcomeIssue, ...]:
 
 
 def redact_target(url: str, base_url: str) -> str:
-    """`Observation?patient&code` for `{base}/Observation?patient=123&code=x`: path kept, query values dropped."""
+    """`Observation?patient&code` for `{base}/Observation?patient=1&code=x`: path kept, values dropped."""
     parts = urlsplit(url)
     base_path = urlsplit(base_url).path.rstrip("/")
     path = parts.path
