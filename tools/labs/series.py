@@ -1,0 +1,400 @@
+"""Lab and vital-sign series from FHIR R4 Observations (pure).
+
+``build_series`` groups numeric results into one ``LabSeries`` per analyte when the analyte
+table knows the code (so LOINC 2345-7 and a local ``GLU`` form one glucose series), else per
+(system, code). Blood-pressure panels contribute their components (8480-6, 8462-4).
+
+Kept: status final, amended, corrected or preliminary, a numeric ``valueQuantity`` without a
+comparator, an effective time, an id (a point must be citable in ``derivedFrom``). Everything
+else is listed in ``skipped`` with its reason, never dropped silently. Points are converted
+to the series unit: the analyte's canonical unit, or for unknown codes the unit most of the
+points carry (other units of the same dimension are converted, the rest skipped).
+
+Effective time: ``effectiveDateTime``, ``effectiveInstant``, ``effectivePeriod.start``, then
+``issued``. A date without time is read as midnight UTC; a date-time without offset (not
+allowed by FHIR, but sent by some servers) as UTC; a year or year-month is too imprecise for a
+trend and is skipped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from enum import StrEnum
+from typing import Any, Final
+
+from fhir.resources.R4B.observation import Observation
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from tools.labs.analytes import ANALYTES, LOINC_SYSTEM, Analyte, analyte_for_coding, get_analyte
+from tools.labs.units import UnitConversionError, convert_dimensional, normalize_unit
+
+__all__ = [
+    "USABLE_STATUSES",
+    "LabPoint",
+    "LabSeries",
+    "MixedSubjectsError",
+    "SeriesSet",
+    "SkipReason",
+    "SkippedPoint",
+    "build_series",
+]
+
+USABLE_STATUSES: Final = frozenset({"final", "amended", "corrected", "preliminary"})
+
+
+class MixedSubjectsError(ValueError):
+    """Observations of more than one subject were passed: a series is one patient's."""
+
+
+class SkipReason(StrEnum):
+    STATUS = "status"
+    NO_ID = "no-id"
+    NO_CODE = "no-code"
+    NOT_NUMERIC = "not-numeric"
+    CENSORED = "censored"  # a comparator such as "<0.2": not an exact value
+    NO_TIME = "no-time"
+    UNIT = "unit"
+    DUPLICATE = "duplicate"
+
+
+class SkippedPoint(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    observation_id: str | None
+    code: str | None
+    reason: SkipReason
+    detail: str
+
+
+class LabPoint(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    time: AwareDatetime
+    value: float  # in the series unit
+    original_value: float
+    original_unit: str | None
+    observation_id: str
+    # meta.versionId, else meta.lastUpdated: what identifies the exact input version.
+    observation_version: str | None = None
+    reference_low: float | None = None  # in the series unit
+    reference_high: float | None = None
+    interpretation: str | None = None  # first interpretation code, e.g. "H"
+
+    @property
+    def reference(self) -> str:
+        return f"Observation/{self.observation_id}"
+
+
+class LabSeries(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    system: str | None
+    display: str
+    unit: str | None
+    analyte_key: str | None
+    subject: str | None = None
+    points: tuple[LabPoint, ...] = ()
+    skipped: tuple[SkippedPoint, ...] = ()
+
+    @property
+    def analyte(self) -> Analyte | None:
+        return None if self.analyte_key is None else get_analyte(self.analyte_key)
+
+    def window(self, start: datetime | None = None, end: datetime | None = None) -> LabSeries:
+        """The same series restricted to ``start <= time <= end``."""
+        kept = tuple(
+            p for p in self.points if (start is None or p.time >= start) and (end is None or p.time <= end)
+        )
+        return self.model_copy(update={"points": kept})
+
+
+class SeriesSet(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    subject: str | None
+    series: tuple[LabSeries, ...]
+    skipped: tuple[SkippedPoint, ...]  # results that belong to no numeric series
+
+    def by_analyte(self, key: str) -> LabSeries | None:
+        return next((s for s in self.series if s.analyte_key == key), None)
+
+    def by_code(self, code: str, system: str | None = LOINC_SYSTEM) -> LabSeries | None:
+        return next((s for s in self.series if s.code == code and s.system == system), None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    """One numeric measurement before unit conversion."""
+
+    group: tuple[str, str | None, str]  # ("analyte", None, key) or ("code", system, code)
+    system: str | None
+    code: str
+    display: str | None
+    value: float
+    unit: str | None
+    ref_low: tuple[float, str | None] | None
+    ref_high: tuple[float, str | None] | None
+    when: datetime
+    obs_id: str
+    version: str | None
+    interpretation: str | None
+
+
+def _effective_time(obs: Observation) -> datetime | str | None:
+    """An aware datetime, or a string saying why there is none usable."""
+    period_start = obs.effectivePeriod.start if obs.effectivePeriod is not None else None
+    raw: object = next(
+        (v for v in (obs.effectiveDateTime, obs.effectiveInstant, period_start, obs.issued) if v is not None),
+        None,
+    )
+    if raw is None:
+        return None
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo is not None else raw.replace(tzinfo=UTC)
+    if isinstance(raw, date):
+        return datetime.combine(raw, time(0), tzinfo=UTC)
+    return f"effective time {raw!r} is too imprecise for a trend"
+
+
+def _version(obs: Observation) -> str | None:
+    if obs.meta is None:
+        return None
+    if obs.meta.versionId:
+        return str(obs.meta.versionId)
+    last: object = obs.meta.lastUpdated
+    return last.isoformat() if isinstance(last, datetime) else (None if last is None else str(last))
+
+
+def _first_code(concept: Any) -> str | None:
+    for c in getattr(concept, "coding", None) or ():
+        if c.code:
+            return str(c.code)
+    return None
+
+
+def _range_bounds(
+    ranges: Sequence[Any] | None,
+) -> tuple[tuple[float, str | None] | None, tuple[float, str | None] | None]:
+    for rr in ranges or ():
+        low = rr.low
+        high = rr.high
+        if (low is not None and low.value is not None) or (high is not None and high.value is not None):
+            return (
+                None if low is None or low.value is None else (float(low.value), low.code or low.unit),
+                None if high is None or high.value is None else (float(high.value), high.code or high.unit),
+            )
+    return None, None
+
+
+def _group_for(
+    codings: Sequence[Any],
+) -> tuple[tuple[str, str | None, str], str | None, str, str | None] | None:
+    """(group key, system, code, display) from a CodeableConcept's codings, analyte first."""
+    usable = [c for c in codings if c.code]
+    for c in usable:
+        found = analyte_for_coding(c.system, c.code)
+        if found is not None:
+            return ("analyte", None, found.key), c.system, str(c.code), c.display
+    if not usable:
+        return None
+    chosen = next((c for c in usable if c.system == LOINC_SYSTEM), usable[0])
+    return ("code", chosen.system, str(chosen.code)), chosen.system, str(chosen.code), chosen.display
+
+
+def _measurements(obs: Observation) -> list[tuple[Any, Any, Any, Any]]:
+    """(code, valueQuantity, referenceRange, interpretation) for the observation and its components."""
+    found: list[tuple[Any, Any, Any, Any]] = []
+    has_value = any(
+        getattr(obs, f"value{t}", None) is not None
+        for t in ("Quantity", "CodeableConcept", "String", "Boolean", "Integer", "Range", "Ratio")
+    )
+    if has_value or not obs.component:
+        found.append((obs.code, obs.valueQuantity, obs.referenceRange, obs.interpretation))
+    for comp in obs.component or ():
+        found.append((comp.code, comp.valueQuantity, comp.referenceRange, comp.interpretation))
+    return found
+
+
+def _collect(
+    observations: Iterable[Observation],
+) -> tuple[str | None, list[_Raw], list[SkippedPoint]]:
+    subject: str | None = None
+    raws: list[_Raw] = []
+    skipped: list[SkippedPoint] = []
+    for obs in observations:
+        obs_id = None if obs.id is None else str(obs.id)
+        head_code = _first_code(obs.code)
+
+        def skip(
+            reason: SkipReason, detail: str, code: str | None = head_code, oid: str | None = obs_id
+        ) -> None:
+            skipped.append(SkippedPoint(observation_id=oid, code=code, reason=reason, detail=detail))
+
+        ref = obs.subject.reference if obs.subject is not None else None
+        if ref:
+            if subject is not None and ref != subject:
+                raise MixedSubjectsError(f"observations of {subject} and {ref} cannot form one series set")
+            subject = str(ref)
+        if obs.status not in USABLE_STATUSES:
+            skip(SkipReason.STATUS, f"status {obs.status!r} is not a usable result")
+            continue
+        if obs_id is None:
+            skip(SkipReason.NO_ID, "an Observation without id cannot be cited in derivedFrom")
+            continue
+        when = _effective_time(obs)
+        if not isinstance(when, datetime):
+            skip(SkipReason.NO_TIME, when or "no effective[x] and no issued")
+            continue
+        for concept, qty, ranges, interp in _measurements(obs):
+            group = _group_for(concept.coding or ())
+            if group is None:
+                skip(SkipReason.NO_CODE, f"no coded code ({concept.text or 'no text'})", code=None)
+                continue
+            key, system, code, display = group
+            if qty is None or qty.value is None:
+                skip(SkipReason.NOT_NUMERIC, "no numeric valueQuantity", code=code)
+                continue
+            if qty.comparator is not None:
+                skip(SkipReason.CENSORED, f"value {qty.comparator}{qty.value} is not exact", code=code)
+                continue
+            low, high = _range_bounds(ranges)
+            raws.append(
+                _Raw(
+                    group=key,
+                    system=system,
+                    code=code,
+                    display=display or concept.text,
+                    value=float(qty.value),
+                    unit=qty.code or qty.unit,
+                    ref_low=low,
+                    ref_high=high,
+                    when=when,
+                    obs_id=obs_id,
+                    version=_version(obs),
+                    interpretation=_first_code(interp[0]) if interp else None,
+                )
+            )
+    return subject, raws, skipped
+
+
+def _series_unit(raws: Sequence[_Raw], analyte: Analyte | None) -> str | None:
+    if analyte is not None:
+        return analyte.unit
+    # The unit most points carry; ties go to the latest point's unit (the lab's current practice).
+    counts = Counter(normalize_unit(r.unit) for r in raws)
+    latest = max(raws, key=lambda r: r.when)
+    best = max(counts.values())
+    tied = {u for u, n in counts.items() if n == best}
+    return normalize_unit(latest.unit) if normalize_unit(latest.unit) in tied else sorted(tied, key=str)[0]
+
+
+def _converter(analyte: Analyte | None, series_unit: str | None) -> Callable[[float, str | None], float]:
+    def convert(value: float, unit: str | None) -> float:
+        if analyte is not None:
+            return analyte.to_canonical(value, unit)
+        norm = normalize_unit(unit)
+        if norm == series_unit:
+            return value
+        if norm is None or series_unit is None:
+            raise UnitConversionError(str(unit), str(series_unit), "unit missing")
+        return convert_dimensional(value, norm, series_unit)
+
+    return convert
+
+
+def _series_code(raws: Sequence[_Raw], analyte: Analyte | None) -> tuple[str, str | None, str]:
+    if analyte is None:
+        first = raws[0]
+        return first.code, first.system, first.display or first.code
+    # The LOINC code most results carried (2339-0 blood glucose stays 2339-0); local-only
+    # series get the analyte's primary LOINC code.
+    loincs = Counter(r.code for r in raws if r.system == LOINC_SYSTEM)
+    if not loincs:
+        return analyte.primary_loinc, LOINC_SYSTEM, analyte.display
+    best = max(loincs.values())
+    code = next(c for c in analyte.loinc if loincs.get(c) == best)
+    return code, LOINC_SYSTEM, analyte.display
+
+
+def _build_one(raws: list[_Raw], subject: str | None) -> LabSeries:
+    kind, _, ident = raws[0].group
+    analyte = get_analyte(ident) if kind == "analyte" else None
+    unit = _series_unit(raws, analyte)
+    convert = _converter(analyte, unit)
+    code, system, display = _series_code(raws, analyte)
+    points: list[LabPoint] = []
+    skipped: list[SkippedPoint] = []
+
+    def bound(b: tuple[float, str | None] | None, fallback_unit: str | None) -> float | None:
+        if b is None:
+            return None
+        try:
+            return convert(b[0], b[1] or fallback_unit)
+        except UnitConversionError:
+            return None  # a range we cannot read is no range; the value itself is kept
+
+    for r in sorted(raws, key=lambda r: (r.when, r.obs_id)):
+        try:
+            value = convert(r.value, r.unit)
+        except UnitConversionError as exc:
+            skipped.append(
+                SkippedPoint(observation_id=r.obs_id, code=r.code, reason=SkipReason.UNIT, detail=str(exc))
+            )
+            continue
+        dup = next(
+            (p for p in points if p.time == r.when and abs(p.value - value) <= 1e-9 * max(1.0, abs(value))),
+            None,
+        )
+        if dup is not None:
+            skipped.append(
+                SkippedPoint(
+                    observation_id=r.obs_id,
+                    code=r.code,
+                    reason=SkipReason.DUPLICATE,
+                    detail=f"same time and value as {dup.reference}",
+                )
+            )
+            continue
+        points.append(
+            LabPoint(
+                time=r.when,
+                value=value,
+                original_value=r.value,
+                original_unit=r.unit,
+                observation_id=r.obs_id,
+                observation_version=r.version,
+                reference_low=bound(r.ref_low, r.unit),
+                reference_high=bound(r.ref_high, r.unit),
+                interpretation=r.interpretation,
+            )
+        )
+    return LabSeries(
+        code=code,
+        system=system,
+        display=display,
+        unit=unit,
+        analyte_key=None if analyte is None else analyte.key,
+        subject=subject,
+        points=tuple(points),
+        skipped=tuple(skipped),
+    )
+
+
+def build_series(observations: Iterable[Observation]) -> SeriesSet:
+    """Group numeric Observation results into series; see the module docstring for the rules.
+
+    Raises ``MixedSubjectsError`` when the observations belong to more than one subject.
+    """
+    subject, raws, skipped = _collect(observations)
+    groups: dict[tuple[str, str | None, str], list[_Raw]] = defaultdict(list)
+    for r in raws:
+        groups[r.group].append(r)
+    series = [_build_one(g, subject) for g in groups.values()]
+    # Known analytes in table order, then unknown codes by display: a stable order for reports.
+    order = {a.key: i for i, a in enumerate(ANALYTES)}
+    series.sort(key=lambda s: (order.get(s.analyte_key or "", len(order)), s.display.lower(), s.code))
+    return SeriesSet(subject=subject, series=tuple(series), skipped=tuple(skipped))
