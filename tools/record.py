@@ -1,0 +1,246 @@
+"""The patient record tool: gather one patient's FHIR resources into a typed `PatientRecord`.
+
+A thin shell (`gather_record`, which fetches) over a pure core (`build_record`, which parses,
+sorts by type and summarises into a manifest the agent plans over: per type the count, the
+codes seen and the date range).
+
+On the wire, strategy "per-type" (default):
+    GET {base}/Patient/{id}
+    GET {base}/Observation?patient={id}&_count=1000   (one per type, concurrently; `next` followed)
+    ...
+strategy "everything":
+    GET {base}/Patient/{id}/$everything?_type=...     (falls back to the searches above)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.resource import Resource
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
+
+from fhir_adapters import FhirClient, JsonDict, RejectedResource, parse_many
+
+__all__ = [
+    "DEFAULT_TYPES",
+    "CodeCount",
+    "PatientRecord",
+    "RecordManifest",
+    "TypeSummary",
+    "build_manifest",
+    "build_record",
+    "gather_record",
+]
+
+DEFAULT_TYPES: tuple[str, ...] = (
+    "Observation",
+    "Condition",
+    "MedicationRequest",
+    "Encounter",
+    "DiagnosticReport",
+    "Procedure",
+    "Immunization",
+    "AllergyIntolerance",
+    "ImagingStudy",
+    "DocumentReference",
+)
+# Large pages: each round trip to a remote EHR costs tens of ms; the flavour clamps to the server's maximum.
+GATHER_PAGE_SIZE = 1000
+
+# Where each type keeps its main code and its clinically relevant date (first present wins).
+_CODE_PATHS: Mapping[str, tuple[str, ...]] = {
+    "MedicationRequest": ("medicationCodeableConcept",),
+    "Encounter": ("type",),
+    "Immunization": ("vaccineCode",),
+    "ImagingStudy": ("modality", "procedureCode"),
+    "DocumentReference": ("type",),
+}
+_DATE_PATHS: Mapping[str, tuple[str, ...]] = {
+    "Observation": ("effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued"),
+    "Condition": ("onsetDateTime", "onsetPeriod.start", "recordedDate"),
+    "MedicationRequest": ("authoredOn",),
+    "Encounter": ("period.start",),
+    "DiagnosticReport": ("effectiveDateTime", "effectivePeriod.start", "issued"),
+    "Procedure": ("performedDateTime", "performedPeriod.start"),
+    "Immunization": ("occurrenceDateTime", "recorded"),
+    "AllergyIntolerance": ("onsetDateTime", "recordedDate"),
+    "ImagingStudy": ("started",),
+    "DocumentReference": ("date", "context.period.start"),
+}
+
+
+class CodeCount(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    system: str | None
+    code: str | None
+    display: str | None
+    count: int
+
+
+class TypeSummary(BaseModel):
+    count: int
+    codes: list[CodeCount]
+    earliest: datetime | None
+    latest: datetime | None
+
+
+class RecordManifest(BaseModel):
+    """What the record holds, per resource type: what an agent picks types and codes from."""
+
+    types: dict[str, TypeSummary] = Field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(t.count for t in self.types.values())
+
+
+class PatientRecord(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    patient_id: str
+    patient: Patient | None
+    resources: dict[str, list[SerializeAsAny[Resource]]]
+    manifest: RecordManifest
+    rejected: list[RejectedResource]
+
+    def of_type(self, resource_type: str) -> list[Resource]:
+        return self.resources.get(resource_type, [])
+
+
+async def gather_record(
+    client: FhirClient,
+    patient_id: str,
+    *,
+    types: Sequence[str] = DEFAULT_TYPES,
+    strategy: Literal["per-type", "everything"] = "per-type",
+    concurrent: bool = True,
+) -> PatientRecord:
+    """Fetch the patient and their `types` resources; malformed ones land in `rejected`."""
+    if strategy == "everything":
+        raws = await client.everything(patient_id, types=types)
+    elif concurrent:
+        patient, groups = await asyncio.gather(
+            client.read("Patient", patient_id),
+            asyncio.gather(*(client.search_patient(t, patient_id, count=GATHER_PAGE_SIZE) for t in types)),
+        )
+        raws = [patient, *(r for group in groups for r in group)]
+    else:  # one request after another, as an LLM-driven navigator does it
+        raws = [await client.read("Patient", patient_id)]
+        for t in types:
+            raws += await client.search_patient(t, patient_id, count=GATHER_PAGE_SIZE)
+    return build_record(patient_id, raws, types=types)
+
+
+def build_record(
+    patient_id: str, raws: Iterable[JsonDict], *, types: Sequence[str] = DEFAULT_TYPES
+) -> PatientRecord:
+    """Pure core: de-duplicate, parse (bad resources to `rejected`), group by type, summarise."""
+    wanted = set(types)
+    unique: dict[tuple[str, str], JsonDict] = {}
+    anonymous: list[JsonDict] = []
+    for raw in raws:
+        rtype, rid = raw.get("resourceType"), raw.get("id")
+        if rtype == "Patient" and rid != patient_id:
+            continue  # e.g. a linked patient pulled in by $everything
+        if rtype != "Patient" and rtype not in wanted:
+            continue
+        if isinstance(rtype, str) and isinstance(rid, str):
+            unique.setdefault((rtype, rid), raw)
+        else:
+            anonymous.append(raw)
+    parsed = parse_many([*unique.values(), *anonymous])
+    patient: Patient | None = None
+    by_type: dict[str, list[Resource]] = {}
+    for res in parsed.resources:
+        if isinstance(res, Patient):
+            patient = res
+        else:
+            by_type.setdefault(res.get_resource_type(), []).append(res)
+    return PatientRecord(
+        patient_id=patient_id,
+        patient=patient,
+        resources=by_type,
+        manifest=build_manifest(by_type),
+        rejected=parsed.rejected,
+    )
+
+
+def build_manifest(resources: Mapping[str, Sequence[Resource]]) -> RecordManifest:
+    summaries: dict[str, TypeSummary] = {}
+    for rtype, items in sorted(resources.items()):
+        codes: Counter[tuple[str | None, str | None, str | None]] = Counter()
+        dates: list[datetime] = []
+        for res in items:
+            codes.update(_codes(rtype, res))
+            when = _effective(rtype, res)
+            if when is not None:
+                dates.append(when)
+        summaries[rtype] = TypeSummary(
+            count=len(items),
+            codes=[
+                CodeCount(system=s, code=c, display=d, count=n)
+                for (s, c, d), n in sorted(codes.items(), key=lambda kv: (-kv[1], str(kv[0])))
+            ],
+            earliest=min(dates, default=None),
+            latest=max(dates, default=None),
+        )
+    return RecordManifest(types=summaries)
+
+
+def _get(obj: Any, path: str) -> Any:
+    for name in path.split("."):
+        if obj is None:
+            return None
+        obj = getattr(obj, name, None)
+    return obj
+
+
+def _codes(rtype: str, res: Resource) -> set[tuple[str | None, str | None, str | None]]:
+    """(system, code, display) of the main code; each distinct code counted once per resource."""
+    out: set[tuple[str | None, str | None, str | None]] = set()
+    for path in _CODE_PATHS.get(rtype, ("code",)):
+        value = _get(res, path)
+        for item in value if isinstance(value, list) else [value]:
+            if item is None:
+                continue
+            codings = getattr(item, "coding", None)
+            if codings is None and hasattr(item, "code") and hasattr(item, "system"):
+                codings = [item]  # a bare Coding (ImagingStudy.modality)
+            if codings:
+                out.update((c.system, c.code, c.display) for c in codings)
+            elif getattr(item, "text", None):
+                out.add((None, None, item.text))
+        if out:
+            break
+    return out
+
+
+def _effective(rtype: str, res: Resource) -> datetime | None:
+    for path in _DATE_PATHS.get(rtype, ()):
+        when = _as_utc(_get(res, path))
+        if when is not None:
+            return when
+    return None
+
+
+def _as_utc(value: Any) -> datetime | None:
+    """FHIR date/dateTime/instant (datetime, date, or partial 'YYYY'/'YYYY-MM' string) as UTC."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        parts = value.split("-")
+        try:
+            year = int(parts[0])
+            month = int(parts[1]) if len(parts) > 1 else 1
+            return datetime(year, month, 1, tzinfo=UTC)
+        except (ValueError, IndexError):
+            return None
+    return None
