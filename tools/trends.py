@@ -43,6 +43,7 @@ from tools.labs.series import LabPoint, LabSeries
 __all__ = [
     "ALGORITHM_REVISION",
     "ENGINE_NAME",
+    "Basis",
     "Direction",
     "RangeCrossing",
     "RangeStatus",
@@ -60,6 +61,17 @@ ALGORITHM_REVISION: Final = "1"  # bump when the rule in the module docstring ch
 _SECONDS_PER_YEAR: Final = 365.25 * 86400
 
 Direction = Literal["improved", "stable", "worsened"]
+# What the direction was decided on, so that readers need not parse ``direction_reason``.
+Basis = Literal[
+    "below-threshold",  # change smaller than the stability threshold
+    "lower-is-better",
+    "higher-is-better",
+    "reference-range",  # in-range analyte: nearer to or farther from the range
+    "within-range",  # in-range analyte: significant move inside the range, not judged
+    "no-better-direction",  # e.g. body weight: significant change, not judged
+    "range-entry-exit",  # unknown code: entered or left its own reference range
+    "not-judged",  # unknown code without a range entry or exit
+]
 
 
 class RangeStatus(StrEnum):
@@ -123,6 +135,7 @@ class Trend(BaseModel):
     threshold_source: str | None
     significant: bool
     direction: Direction
+    basis: Basis
     direction_reason: str
     sources: tuple[SourceRef, ...]  # every point used, in time order
 
@@ -201,8 +214,8 @@ def _judge(
     latest: LabPoint,
     low: float | None,
     high: float | None,
-) -> tuple[float | None, bool, Direction, str]:
-    """(threshold, significant, direction, reason)."""
+) -> tuple[float | None, bool, Direction, Basis, str]:
+    """(threshold, significant, direction, basis, reason)."""
     unit = f" {series.unit}" if series.unit else ""
     change = latest.value - baseline
     if analyte is None:
@@ -210,15 +223,28 @@ def _judge(
         start = _status(first.value, *_range_of(first, None))
         end = _status(latest.value, *_range_of(latest, None))
         if start is None or end is None:
-            return None, False, "stable", "code not in the analyte table and no reference range: not judged"
+            return (
+                None,
+                False,
+                "stable",
+                "not-judged",
+                "code not in the analyte table and no reference range: not judged",
+            )
         if end == RangeStatus.WITHIN and start != RangeStatus.WITHIN:
-            return None, False, "improved", f"entered the reference range (was {start.value})"
+            return (
+                None,
+                False,
+                "improved",
+                "range-entry-exit",
+                f"entered the reference range (was {start.value})",
+            )
         if start == RangeStatus.WITHIN and end != RangeStatus.WITHIN:
-            return None, False, "worsened", f"left the reference range (now {end.value})"
+            return None, False, "worsened", "range-entry-exit", f"left the reference range (now {end.value})"
         return (
             None,
             False,
             "stable",
+            "not-judged",
             f"code not in the analyte table; no range entry or exit ({end.value} range)",
         )
 
@@ -226,23 +252,31 @@ def _judge(
     significant = change != 0 and abs(change) + 1e-9 * max(1.0, threshold) >= threshold
     size = f"change from baseline {_fmt(change)}{unit} vs threshold {threshold:.4g}{unit}"
     if not significant:
-        return threshold, False, "stable", f"{size}: below the stability threshold"
+        return threshold, False, "stable", "below-threshold", f"{size}: below the stability threshold"
     match analyte.good_direction:
         case GoodDirection.LOWER:
             better = change < 0
-            return threshold, True, ("improved" if better else "worsened"), f"{size}; lower is better"
+            verdict: Direction = "improved" if better else "worsened"
+            return threshold, True, verdict, "lower-is-better", f"{size}; lower is better"
         case GoodDirection.HIGHER:
             better = change > 0
-            return threshold, True, ("improved" if better else "worsened"), f"{size}; higher is better"
+            verdict = "improved" if better else "worsened"
+            return threshold, True, verdict, "higher-is-better", f"{size}; higher is better"
         case GoodDirection.IN_RANGE:
             before, after = _distance(baseline, low, high), _distance(latest.value, low, high)
             if math.isclose(before, after, abs_tol=1e-12):
-                return threshold, True, "stable", f"{size}; moved within the reference range"
-            direction: Direction = "improved" if after < before else "worsened"
+                return threshold, True, "stable", "within-range", f"{size}; moved within the reference range"
+            verdict = "improved" if after < before else "worsened"
             toward = "nearer to" if after < before else "farther from"
-            return threshold, True, direction, f"{size}; {toward} the reference range"
+            return threshold, True, verdict, "reference-range", f"{size}; {toward} the reference range"
         case GoodDirection.NONE:
-            return threshold, True, "stable", f"{size}; {analyte.display} has no better direction: not judged"
+            return (
+                threshold,
+                True,
+                "stable",
+                "no-better-direction",
+                f"{size}; {analyte.display} has no better direction: not judged",
+            )
 
 
 def compute_trend(series: LabSeries) -> Trend:
@@ -259,7 +293,7 @@ def compute_trend(series: LabSeries) -> Trend:
     k = baseline_count(len(points))
     baseline = statistics.median(p.value for p in points[:k])
     low, high = _range_of(latest, analyte)
-    threshold, significant, direction, reason = _judge(series, analyte, baseline, latest, low, high)
+    threshold, significant, direction, basis, reason = _judge(series, analyte, baseline, latest, low, high)
 
     years = np.array([(p.time - first.time).total_seconds() / _SECONDS_PER_YEAR for p in points])
     values = np.array([p.value for p in points])
@@ -293,6 +327,7 @@ def compute_trend(series: LabSeries) -> Trend:
         threshold_source=None if analyte is None else analyte.threshold_source,
         significant=significant,
         direction=direction,
+        basis=basis,
         direction_reason=reason,
         sources=tuple(
             SourceRef(reference=p.reference, version=p.observation_version, time=p.time, value=p.value)

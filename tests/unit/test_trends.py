@@ -187,6 +187,12 @@ def test_in_range_potassium(values: list[float], direction: str, reason_part: st
     t = compute_trend(series("potassium", values))
     assert t.direction == direction
     assert reason_part in t.direction_reason
+    expected_basis = {
+        "nearer to": "reference-range",
+        "farther from": "reference-range",
+        "within": "within-range",
+    }
+    assert t.basis == expected_basis.get(reason_part, "below-threshold")
 
 
 def test_in_range_uses_the_labs_own_range() -> None:
@@ -201,7 +207,7 @@ def test_in_range_uses_the_labs_own_range() -> None:
 
 def test_no_good_direction_is_stable_but_significant() -> None:
     t = compute_trend(series("body_weight", [80.0, 90.0]))
-    assert (t.direction, t.significant) == ("stable", True)
+    assert (t.direction, t.significant, t.basis) == ("stable", True, "no-better-direction")
     assert "no better direction" in t.direction_reason
 
 
