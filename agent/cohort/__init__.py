@@ -1,0 +1,19 @@
+"""Deterministic synthetic cohort: generation (pure) and seeding into a FHIR server."""
+
+from agent.cohort.generate import REFERENCE_DATE, Cohort, CohortPatient, generate_cohort, patient_id
+from agent.cohort.labs import ANALYTES, Analyte, AnalyteSpec, Course, analyte_for_coding
+from agent.cohort.profiles import LabDialect
+
+__all__ = [
+    "ANALYTES",
+    "REFERENCE_DATE",
+    "Analyte",
+    "AnalyteSpec",
+    "Cohort",
+    "CohortPatient",
+    "Course",
+    "LabDialect",
+    "analyte_for_coding",
+    "generate_cohort",
+    "patient_id",
+]
