@@ -1,0 +1,28 @@
+"""Write-back: AI-labelled, idempotent FHIR R4B resources for what ChartAgent computed (pure builders)."""
+
+from tools.writeback.ai_labels import AIAST, ModelIdentity, build_model_device, trend_engine_identity
+from tools.writeback.builders import build_provenance, build_summary_report, build_trend_observation
+from tools.writeback.identifiers import (
+    AI_OUTPUT_SYSTEM,
+    Built,
+    BusinessIdentifier,
+    InputRef,
+    business_identifier,
+)
+from tools.writeback.transaction import build_patient_transaction
+
+__all__ = [
+    "AIAST",
+    "AI_OUTPUT_SYSTEM",
+    "Built",
+    "BusinessIdentifier",
+    "InputRef",
+    "ModelIdentity",
+    "build_model_device",
+    "build_patient_transaction",
+    "build_provenance",
+    "build_summary_report",
+    "build_trend_observation",
+    "business_identifier",
+    "trend_engine_identity",
+]

@@ -1,0 +1,320 @@
+"""FHIR R4B builders for the trend write-back: valid by construction, raise on bad input (pure).
+
+* ``build_trend_observation``: one Observation per series. Its ``code`` is ChartAgent's own
+  ``lab-trend`` code and the series' LOINC/local coding sits in the ``analyte`` component,
+  *not* in ``Observation.code``: an Observation coded 2160-0 whose value is a change of
+  +0.5 mg/dL would be read as a creatinine result of 0.5 mg/dL by every flowsheet, graph and
+  CDS rule that selects by LOINC code. ``valueQuantity`` is the change from baseline in the
+  series unit; components carry the direction (our three-code system), the latest value,
+  the baseline and the Theil-Sen slope per year (UCUM ``/a``); ``interpretation`` uses the
+  v3 trend codes B/W (better/worse) and U/D (significant change up/down); ``derivedFrom``
+  lists every point used.
+* ``build_summary_report``: the DiagnosticReport, coded LOINC 11502-2 "Laboratory report": the
+  generic code for a report over laboratory results, which is what this summary is
+  (11526-1 is "Pathology study", the wrong domain; no LOINC code exists for an automated
+  trend summary). Its ``conclusion`` and ``presentedForm`` (text/plain) are the narrative.
+* ``build_provenance``: targets every written Observation and the report, ``agent.who`` the
+  model Device (type ``author``), one ``source`` entity per input Observation and a
+  ``derivation`` entity for the engine revision; its identifier travels as a ``meta.tag``.
+
+Observation and DiagnosticReport carry ``meta.security`` AIAST and ``status`` preliminary
+(nothing is final until a person approves it).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.provenance import Provenance
+
+from tools.labs.analytes import get_analyte
+from tools.trends import ALGORITHM_REVISION, ENGINE_NAME, Trend
+from tools.writeback.ai_labels import ModelIdentity, ai_meta
+from tools.writeback.identifiers import AI_OUTPUT_SYSTEM, Built, InputRef, Param, business_identifier
+
+__all__ = [
+    "DIRECTION_SYSTEM",
+    "METHOD_SYSTEM",
+    "SUMMARY_REPORT_CODE",
+    "TREND_CODE_SYSTEM",
+    "build_provenance",
+    "build_summary_report",
+    "build_trend_observation",
+]
+
+TREND_CODE_SYSTEM: Final = "urn:chartagent:trend"  # lab-trend, analyte, direction, latest, baseline, slope
+DIRECTION_SYSTEM: Final = "urn:chartagent:trend-direction"  # improved | stable | worsened
+METHOD_SYSTEM: Final = "urn:chartagent:method"
+SUMMARY_REPORT_CODE: Final[dict[str, str]] = {
+    "system": "http://loinc.org",
+    "code": "11502-2",
+    "display": "Laboratory report",
+}
+_UCUM: Final = "http://unitsofmeasure.org"
+_INTERPRETATION: Final = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+_OBS_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
+# FHIR id: 1-64 of [A-Za-z0-9-.]
+_SUBJECT_RE: Final = re.compile(r"^Patient/[A-Za-z0-9\-.]{1,64}$")
+_INTERPRETATION_DISPLAY: Final = {
+    "B": "Better",
+    "W": "Worse",
+    "U": "Significant change up",
+    "D": "Significant change down",
+}
+
+
+def _check_subject(subject: str) -> None:
+    if not _SUBJECT_RE.match(subject):
+        raise ValueError(
+            f"subject must be a literal Patient reference such as 'Patient/123', not {subject!r}"
+        )
+
+
+def _check_time(name: str, t: datetime) -> None:
+    if t.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+def _trend_inputs(trend: Trend) -> list[InputRef]:
+    return [
+        InputRef(reference=s.reference, version=s.version, value=f"{s.time.isoformat()}={s.value!r}")
+        for s in trend.sources
+    ]
+
+
+def _quantity(value: float, unit: str | None, ucum: bool) -> dict[str, Any]:
+    q: dict[str, Any] = {"value": value}
+    if unit:
+        q["unit"] = unit
+        if ucum:
+            q |= {"system": _UCUM, "code": unit}
+    return q
+
+
+def _component(code: str, display: str, **value: Any) -> dict[str, Any]:
+    return {"code": {"coding": [{"system": TREND_CODE_SYSTEM, "code": code, "display": display}]}, **value}
+
+
+def build_trend_observation(
+    trend: Trend,
+    *,
+    subject: str,
+    device: Built[Any],
+    identity: ModelIdentity,
+    issued: datetime,
+    parameters: Mapping[str, Param] | None = None,
+) -> Built[Observation]:
+    """The trend Observation for one series; raises ``ValueError`` on a bad subject or an empty trend."""
+    _check_subject(subject)
+    _check_time("issued", issued)
+    if not trend.sources or trend.n != len(trend.sources):
+        raise ValueError(f"trend of {trend.code} has {trend.n} points but {len(trend.sources)} sources")
+    # Servers may return absolute references (https://ehr/fhir/Patient/1) for the same patient.
+    if trend.subject is not None and not (trend.subject == subject or trend.subject.endswith("/" + subject)):
+        raise ValueError(f"trend of {trend.code} belongs to {trend.subject}, not {subject}")
+    if device.resource_type != "Device":
+        raise ValueError("device must be a built Device")
+
+    ident = business_identifier(
+        engine=identity.key(),
+        task="lab-trend",
+        inputs=_trend_inputs(trend),
+        parameters={"code": trend.code, "system": trend.system, "unit": trend.unit, **(parameters or {})},
+    )
+    analyte = None if trend.analyte_key is None else get_analyte(trend.analyte_key)
+    ucum = analyte is not None  # unknown codes keep the lab's unit text, which may not be UCUM
+    unit = trend.unit
+
+    interpretation = (
+        [{"code": "B" if trend.direction == "improved" else "W"}] if trend.direction != "stable" else []
+    )
+    if trend.significant:
+        interpretation.append({"code": "U" if trend.change_from_baseline > 0 else "D"})
+    for item in interpretation:
+        item |= {"system": _INTERPRETATION, "display": _INTERPRETATION_DISPLAY[item["code"]]}
+
+    series_coding = {"code": trend.code, "display": trend.display}
+    if trend.system:
+        series_coding["system"] = trend.system
+    components = [
+        _component(
+            "analyte", "Analyte", valueCodeableConcept={"coding": [series_coding], "text": trend.display}
+        ),
+        _component(
+            "direction",
+            "Trend direction",
+            valueCodeableConcept={"coding": [{"system": DIRECTION_SYSTEM, "code": trend.direction}]},
+        ),
+        _component("latest", "Latest value", valueQuantity=_quantity(trend.latest.value, unit, ucum)),
+        _component("baseline", "Baseline value", valueQuantity=_quantity(trend.baseline, unit, ucum)),
+    ]
+    if trend.slope_per_year is not None:
+        slope_unit = f"{unit}/a" if unit else "/a"
+        components.append(
+            _component(
+                "slope",
+                "Theil-Sen slope per year",
+                valueQuantity=_quantity(trend.slope_per_year, slope_unit, ucum),
+            )
+        )
+    category = analyte.category if analyte is not None else "laboratory"
+    obs = Observation.model_validate(
+        {
+            "resourceType": "Observation",
+            "meta": ai_meta(),
+            "identifier": [ident.as_fhir()],
+            "status": "preliminary",
+            "category": [{"coding": [{"system": _OBS_CATEGORY, "code": category}]}],
+            "code": {
+                "coding": [{"system": TREND_CODE_SYSTEM, "code": "lab-trend", "display": "Result trend"}],
+                "text": f"Trend of {trend.display}",
+            },
+            "subject": {"reference": subject},
+            "effectivePeriod": {"start": trend.first.time.isoformat(), "end": trend.latest.time.isoformat()},
+            "issued": issued.isoformat(),
+            "valueQuantity": _quantity(trend.change_from_baseline, unit, ucum),
+            "interpretation": [{"coding": [c]} for c in interpretation] or None,
+            "note": [{"text": trend.direction_reason}],
+            "method": {
+                "text": f"{ENGINE_NAME} rule revision {ALGORITHM_REVISION}: change of the latest value from "
+                f"the median of the first {trend.baseline_n} of {trend.n} results; Theil-Sen slope"
+            },
+            "device": {"reference": device.full_url},
+            "derivedFrom": [{"reference": s.reference} for s in trend.sources],
+            "component": components,
+        }
+    )
+    return Built(resource=obs, resource_type="Observation", identifier=ident)
+
+
+def build_summary_report(
+    *,
+    subject: str,
+    observations: Sequence[Built[Observation]],
+    trends: Sequence[Trend],
+    narrative: str,
+    identity: ModelIdentity,
+    issued: datetime,
+    parameters: Mapping[str, Param] | None = None,
+) -> Built[DiagnosticReport]:
+    """The summary DiagnosticReport over the trend Observations; raises ``ValueError`` on bad input."""
+    _check_subject(subject)
+    _check_time("issued", issued)
+    if not observations or len(observations) != len(trends):
+        raise ValueError("a summary report needs one built Observation per trend, and at least one")
+    if not narrative.strip():
+        raise ValueError("a summary report needs a narrative")
+    inputs = [ref for t in trends for ref in _trend_inputs(t)]
+    ident = business_identifier(
+        engine=identity.key(),
+        task="lab-trend-summary",
+        inputs=inputs,
+        # The text is part of the output: a changed template must not hide behind an old report.
+        parameters={
+            "narrative_sha256": hashlib.sha256(narrative.encode("utf-8")).hexdigest(),
+            **(parameters or {}),
+        },
+    )
+    report = DiagnosticReport.model_validate(
+        {
+            "resourceType": "DiagnosticReport",
+            "meta": ai_meta(),
+            "identifier": [ident.as_fhir()],
+            "status": "preliminary",
+            "category": [
+                {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}
+            ],
+            "code": {"coding": [dict(SUMMARY_REPORT_CODE)], "text": "Automated laboratory trend summary"},
+            "subject": {"reference": subject},
+            "effectivePeriod": {
+                "start": min(t.first.time for t in trends).isoformat(),
+                "end": max(t.latest.time for t in trends).isoformat(),
+            },
+            "issued": issued.isoformat(),
+            "result": [
+                {"reference": o.full_url, "display": f"Trend of {t.display}"}
+                for o, t in zip(observations, trends, strict=True)
+            ],
+            "conclusion": narrative,
+            "presentedForm": [
+                {
+                    "contentType": "text/plain; charset=utf-8",
+                    "language": "en",
+                    "data": base64.b64encode(narrative.encode("utf-8")).decode("ascii"),
+                    "title": "Laboratory trend summary (AI-generated, preliminary)",
+                    "creation": issued.isoformat(),
+                }
+            ],
+        }
+    )
+    return Built(resource=report, resource_type="DiagnosticReport", identifier=ident)
+
+
+def build_provenance(
+    *,
+    targets: Sequence[Built[Any]],
+    device: Built[Any],
+    sources: Sequence[str],
+    identity: ModelIdentity,
+    recorded: datetime,
+) -> Built[Provenance]:
+    """Provenance of ``targets`` (the written AI resources) from ``sources`` (input references)."""
+    _check_time("recorded", recorded)
+    if not targets:
+        raise ValueError("a Provenance needs at least one target")
+    if not sources:
+        raise ValueError("a Provenance needs at least one source")
+    if device.resource_type != "Device":
+        raise ValueError("device must be a built Device")
+    unique_sources = sorted(set(sources))
+    ident = business_identifier(
+        engine=identity.key(),
+        task="provenance",
+        inputs=[InputRef(reference=t.identifier.token) for t in targets]
+        + [InputRef(reference=s) for s in unique_sources],
+    )
+    derivation = {
+        "role": "derivation",
+        "what": {
+            "identifier": {"system": METHOD_SYSTEM, "value": identity.key()},
+            "display": f"{identity.name} {identity.version}"
+            + (f" revision {identity.revision}" if identity.revision else "")
+            + (f" prompt {identity.prompt_version}" if identity.prompt_version else ""),
+        },
+    }
+    prov = Provenance.model_validate(
+        {
+            "resourceType": "Provenance",
+            "meta": {"tag": [{"system": AI_OUTPUT_SYSTEM, "code": ident.value}]},
+            "target": [{"reference": t.full_url} for t in targets],
+            "recorded": recorded.isoformat(),
+            "activity": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE"}
+                ]
+            },
+            "agent": [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                "code": "author",
+                                "display": "Author",
+                            }
+                        ]
+                    },
+                    "who": {"reference": device.full_url, "display": identity.name},
+                }
+            ],
+            "entity": [{"role": "source", "what": {"reference": s}} for s in unique_sources] + [derivation],
+        }
+    )
+    return Built(resource=prov, resource_type="Provenance", identifier=ident, match_by="_tag")

@@ -1,0 +1,84 @@
+"""One transaction Bundle per patient for the trend write-back (pure).
+
+Entries (all ``POST`` with ``ifNoneExist``, so a rerun creates nothing new): the model Device,
+one trend Observation per series, the summary DiagnosticReport and the Provenance. New
+resources refer to each other by their deterministic ``urn:uuid`` fullUrls, which the server
+resolves atomically (or to the existing resource when ``ifNoneExist`` matched).
+``ifNoneExist`` is ``identifier=<system>|<value>`` except for Provenance, which has no
+identifier in R4 and is matched with ``_tag=<system>|<value>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+
+from tools.trends import Trend
+from tools.writeback.ai_labels import ModelIdentity, build_model_device, trend_engine_identity
+from tools.writeback.builders import build_provenance, build_summary_report, build_trend_observation
+from tools.writeback.identifiers import Built, Param
+
+__all__ = ["build_patient_transaction"]
+
+
+def build_patient_transaction(
+    *,
+    subject: str,
+    trends: Sequence[Trend],
+    narrative: str,
+    issued: datetime,
+    identity: ModelIdentity | None = None,
+    parameters: Mapping[str, Param] | None = None,
+) -> dict[str, Any]:
+    """The transaction Bundle (as JSON-ready dict) writing ``trends`` and the summary for ``subject``.
+
+    ``issued`` is both the resources' ``issued`` and the Provenance's ``recorded``: the caller's
+    clock, so that the function stays pure. Raises ``ValueError`` on bad input.
+    """
+    if not trends:
+        raise ValueError("nothing to write: no trends")
+    engine = identity or trend_engine_identity()
+    device = build_model_device(engine)
+    observations = [
+        build_trend_observation(
+            t, subject=subject, device=device, identity=engine, issued=issued, parameters=parameters
+        )
+        for t in trends
+    ]
+    if len({o.identifier.value for o in observations}) != len(observations):
+        raise ValueError("two trends have the same inputs and parameters: pass each series once")
+    report = build_summary_report(
+        subject=subject,
+        observations=observations,
+        trends=trends,
+        narrative=narrative,
+        identity=engine,
+        issued=issued,
+        parameters=parameters,
+    )
+    provenance = build_provenance(
+        targets=[*observations, report],
+        device=device,
+        sources=[s.reference for t in trends for s in t.sources],
+        identity=engine,
+        recorded=issued,
+    )
+    built: list[Built[Any]] = [device, *observations, report, provenance]
+    bundle = Bundle.model_validate(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": b.full_url,
+                    "resource": b.resource.model_dump(mode="json"),
+                    "request": {"method": "POST", "url": b.resource_type, "ifNoneExist": b.if_none_exist},
+                }
+                for b in built
+            ],
+        }
+    )
+    return bundle.model_dump(mode="json")
