@@ -179,7 +179,8 @@ def test_stable_and_improved_interpretation(direction_values: list[float]) -> No
     built = build_trend_observation(
         t, subject=SUBJECT, device=build_model_device(ENGINE), identity=ENGINE, issued=ISSUED
     )
-    codes = {c.coding[0].code for c in built.resource.interpretation or []}
+    body = built.resource.model_dump(mode="json")
+    codes = {c["coding"][0]["code"] for c in body.get("interpretation", [])}
     assert codes == ({"B", "D"} if t.direction == "improved" else set())
 
 
@@ -247,7 +248,7 @@ def test_bundle_is_valid_r4b_transaction_with_if_none_exist_everywhere() -> None
 
 def test_bundle_references_resolve_inside_the_bundle() -> None:
     b = bundle()
-    urls = {e["resource"]["resourceType"]: [] for e in b["entry"]}
+    urls: dict[str, list[str]] = {e["resource"]["resourceType"]: [] for e in b["entry"]}
     for e in b["entry"]:
         urls[e["resource"]["resourceType"]].append(e["fullUrl"])
     (device_url,) = urls["Device"]
