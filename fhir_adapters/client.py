@@ -308,8 +308,10 @@ class FhirClient:
                 raise FhirTransportError(method, target, type(exc).__name__) from exc
 
             status = resp.status_code
-            if status < 400:
+            if status < 300:
                 return resp
+            if status < 400:  # redirects are not followed: they could lead to another origin
+                raise FhirProtocolError(f"{method} {target} answered a redirect ({status}); not followed")
             if status == 401 and self.auth is not None and not refreshed:
                 refreshed = True  # a stale token: refresh once; this retry does not use up an attempt
                 if await self.auth.refresh(self._http, self.base_url):

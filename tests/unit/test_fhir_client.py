@@ -273,6 +273,13 @@ async def test_non_json_body_is_a_protocol_error() -> None:
             await fhir.read("Patient", "p1")
 
 
+async def test_redirects_are_not_followed() -> None:
+    redirect = httpx.Response(302, headers={"Location": "https://evil.example/fhir/Patient/p1"})
+    async with client(lambda r: redirect) as fhir:
+        with pytest.raises(FhirProtocolError, match="redirect"):
+            await fhir.read("Patient", "p1")
+
+
 async def test_bundle_type_is_checked() -> None:
     async with client(lambda r: TX_OK) as fhir:
         with pytest.raises(ValueError, match="transaction"):
