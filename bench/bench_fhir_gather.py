@@ -154,8 +154,8 @@ async def run(latency_ms: float, repeats: int) -> None:
         async with FhirClient(base_url, flavour="sekmet") as client:
             loaded = await load(client, PATIENT_ID)
             raws = [await client.read("Patient", PATIENT_ID)]
-            for t in DEFAULT_TYPES:
-                raws += await client.search_patient(t, PATIENT_ID, count=1000)
+            for rtype in DEFAULT_TYPES:
+                raws += await client.search_patient(rtype, PATIENT_ID, count=1000)
         t0 = time.perf_counter()
         build_record(PATIENT_ID, raws)
         parse_s = time.perf_counter() - t0

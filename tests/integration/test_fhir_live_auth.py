@@ -13,6 +13,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from pydantic import SecretStr
 
 from fhir_adapters import FhirAuthError, FhirClient, SmartBackendServices
+from fhir_adapters.auth import SmartAlg
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +28,10 @@ def pem(key: Key) -> SecretStr:
 
 
 def jwk(key: Key, kid: str, alg: str) -> dict[str, Any]:
-    algo = RSAAlgorithm if isinstance(key, rsa.RSAPrivateKey) else ECAlgorithm
-    public = json.loads(algo.to_jwk(key.public_key()))
+    if isinstance(key, rsa.RSAPrivateKey):
+        public = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    else:
+        public = json.loads(ECAlgorithm.to_jwk(key.public_key()))
     return {**public, "kid": kid, "alg": alg, "use": "sig"}
 
 
@@ -63,9 +66,9 @@ def smart_base_url(fhir_server_factory: Callable[..., str], keys: dict[str, Key]
     ("alg", "client_id", "kid"), [("RS384", "chartagent-rs", "rs-1"), ("ES384", "chartagent-es", "es-1")]
 )
 async def test_token_flow_with_discovery(
-    smart_base_url: str, keys: dict[str, Key], alg: str, client_id: str, kid: str
+    smart_base_url: str, keys: dict[str, Key], alg: SmartAlg, client_id: str, kid: str
 ) -> None:
-    auth = SmartBackendServices(client_id, pem(keys[alg]), alg=alg, kid=kid, scopes="system/*.rs")  # type: ignore[arg-type]
+    auth = SmartBackendServices(client_id, pem(keys[alg]), alg=alg, kid=kid, scopes="system/*.rs")
     async with FhirClient(smart_base_url, auth=auth) as client:
         for _ in range(3):
             assert await client.search("Patient", {"_count": "1"}, max_pages=1) == []

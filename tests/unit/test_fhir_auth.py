@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
 
 from fhir_adapters import FhirAuthError, FhirClient, RetryPolicy, SmartBackendServices, StaticBearer
-from fhir_adapters.auth import ASSERTION_TYPE
+from fhir_adapters.auth import ASSERTION_TYPE, SmartAlg
 
 BASE = "https://ehr.example/fhir"
 TOKEN_URL = "https://auth.example/token"
@@ -100,7 +100,7 @@ class FakeEhr:
 
 
 def smart(
-    key: Any, clock: Clock | None = None, *, alg: str = "RS384", token_url: str | None = None
+    key: Any, clock: Clock | None = None, *, alg: SmartAlg = "RS384", token_url: str | None = None
 ) -> SmartBackendServices:
     return SmartBackendServices(
         "chartagent",
@@ -109,7 +109,7 @@ def smart(
         kid="k1",
         token_url=token_url,
         scopes="system/*.rs",
-        clock=clock or Clock(),  # type: ignore[arg-type]
+        clock=clock or Clock(),
     )
 
 
@@ -119,7 +119,7 @@ def fhir(ehr: FakeEhr, auth: Any) -> FhirClient:
 
 @pytest.mark.parametrize("alg", ["RS384", "ES384"])
 async def test_discovery_assertion_and_token_use(
-    alg: str, rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+    alg: SmartAlg, rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
 ) -> None:
     key = rsa_key if alg == "RS384" else ec_key
     ehr = FakeEhr(key.public_key())

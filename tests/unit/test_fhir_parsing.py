@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 import pytest
 from fhir.resources.R4B.observation import Observation
 
@@ -12,7 +14,8 @@ def obs(rid: str, **extra: object) -> dict[str, object]:
 def test_parse_resource_returns_r4b_model() -> None:
     res = parse_resource(obs("o1", valueQuantity={"value": 7.1, "unit": "%"}))
     assert isinstance(res, Observation)
-    assert float(res.valueQuantity.value) == 7.1
+    assert res.valueQuantity is not None
+    assert res.valueQuantity.value == Decimal("7.1")
 
 
 def test_parse_error_names_type_id_and_path_but_not_the_value() -> None:

@@ -123,7 +123,7 @@ class FakeEhr:
         q = parse_qs(request.url.query.decode())
         assert q["patient"] == ["p1"]
         assert q["_count"] == ["1000"]
-        entries = {
+        by_type: dict[str, list[dict[str, Any]]] = {
             "Observation": [obs("o1", "1", "2020"), obs("o2", "1", "2021", value="abc")],
             "Condition": [CONDITION],
         }
@@ -132,7 +132,7 @@ class FakeEhr:
             json={
                 "resourceType": "Bundle",
                 "type": "searchset",
-                "entry": [{"resource": r} for r in entries.get(path, [])],
+                "entry": [{"resource": r} for r in by_type.get(path, [])],
             },
         )
 
