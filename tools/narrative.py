@@ -93,8 +93,12 @@ def render_summary(
 ) -> str:
     """Render the summary text; deterministic for the same inputs (no clock is read)."""
     lines = [HEADER]
-    who = f"Patient: {patient_display}" if patient_display else "Patient: (not named)"
-    lines.append(who + (f". As of {_day(as_of)}." if as_of is not None else "."))
+    # The report's subject already identifies the patient; a name is only shown when given.
+    header_line = [f"Patient: {patient_display}."] if patient_display else []
+    if as_of is not None:
+        header_line.append(f"Results up to {_day(as_of)}.")
+    if header_line:
+        lines.append(" ".join(header_line))
 
     def order(t: Trend) -> tuple[int, str, str]:
         return (_ORDER.get(t.analyte_key or "", len(_ORDER)), t.display.lower(), t.code)

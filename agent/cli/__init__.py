@@ -7,7 +7,11 @@ import importlib
 from agent.cli.app import app
 
 # Command modules, imported for their registration side effect.
-_COMMAND_MODULES: tuple[str, ...] = ("agent.cli.stack",)
+_COMMAND_MODULES: tuple[str, ...] = (
+    "agent.cli.stack",
+    "agent.cli.seed",
+    "agent.cli.summarize",
+)
 
 
 def main() -> None:

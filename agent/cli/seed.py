@@ -14,15 +14,13 @@ from agent.cli.app import app
 from agent.cli.options import resolve_fhir_url
 from agent.cohort import generate_cohort
 from agent.cohort.load import SeedReport, seed_cohort
-from agent.settings import load_settings
-from fhir_adapters import FhirClient, FhirError, StaticBearer
+from agent.fhir_connection import open_fhir_client
+from fhir_adapters import FhirError
 
 
 async def _seed(fhir_url: str, patients: int, seed: int) -> SeedReport:
-    settings = load_settings()
-    auth = StaticBearer(settings.fhir_token) if settings.fhir_token else None
     cohort = generate_cohort(patients, seed)
-    async with FhirClient(fhir_url, auth=auth, timeout=settings.fhir_timeout_s) as client:
+    async with open_fhir_client(fhir_url) as client:
         return await seed_cohort(client, cohort)
 
 

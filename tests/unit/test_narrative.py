@@ -50,7 +50,7 @@ def test_header_and_sections_in_order() -> None:
     assert lines[0] == HEADER
     assert "AI-generated" in lines[0]
     assert "verify" in lines[0]
-    assert lines[1] == "Patient: Jane Doe. As of 2022-01-01."
+    assert lines[1] == "Patient: Jane Doe. Results up to 2022-01-01."
     assert lines[2] == "5 series: 1 worsened, 1 improved, 3 stable."
     order = [
         text.index(h)
@@ -73,7 +73,7 @@ def test_worsened_line_carries_values_units_dates_and_slope() -> None:
     assert "baseline of 1 mg/dL (first result, from 2021-03-01)" in line
     assert "change +0.6 mg/dL (threshold 0.3 mg/dL)" in line
     assert f"Slope +{t.slope_per_year:.3g} mg/dL/year over 3 results, 2021-03-01 to 2023-03-01." in line
-    assert "Patient: (not named)." in text
+    assert "Patient:" not in text  # no name given, none invented
 
 
 def test_stable_series_listed_compactly_with_display_units() -> None:

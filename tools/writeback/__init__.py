@@ -1,6 +1,12 @@
 """Write-back: AI-labelled, idempotent FHIR R4B resources for what ChartAgent computed (pure builders)."""
 
-from tools.writeback.ai_labels import AIAST, ModelIdentity, build_model_device, trend_engine_identity
+from tools.writeback.ai_labels import (
+    AIAST,
+    ModelIdentity,
+    build_model_device,
+    is_ai_asserted,
+    trend_engine_identity,
+)
 from tools.writeback.builders import build_provenance, build_summary_report, build_trend_observation
 from tools.writeback.identifiers import (
     AI_OUTPUT_SYSTEM,
@@ -24,5 +30,6 @@ __all__ = [
     "build_summary_report",
     "build_trend_observation",
     "business_identifier",
+    "is_ai_asserted",
     "trend_engine_identity",
 ]

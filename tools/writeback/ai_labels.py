@@ -23,6 +23,7 @@ __all__ = [
     "ModelIdentity",
     "ai_meta",
     "build_model_device",
+    "is_ai_asserted",
     "trend_engine_identity",
 ]
 
@@ -107,3 +108,17 @@ def build_model_device(identity: ModelIdentity) -> Built[Device]:
         }
     )
     return Built(resource=device, resource_type="Device", identifier=ident)
+
+
+def is_ai_asserted(resource: Any) -> bool:
+    """True for a resource labelled AIAST (ours or another AI's).
+
+    AI output is never an input of a new analysis: a trend of trends would change the inputs
+    of every rerun and so defeat idempotency, and would launder model output as source data.
+    """
+    meta = getattr(resource, "meta", None)
+    labels = getattr(meta, "security", None) or []
+    return any(
+        getattr(label, "system", None) == AIAST["system"] and getattr(label, "code", None) == AIAST["code"]
+        for label in labels
+    )

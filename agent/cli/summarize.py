@@ -1,0 +1,109 @@
+"""`chartagent summarize --patient ID | --all [--dry-run] [--json]`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agent.cli.app import app
+from agent.cli.options import resolve_fhir_url
+from agent.context import RunContext
+from agent.fhir_connection import open_fhir_client
+from agent.jobs.summarize import PatientOutcome, list_patient_ids, summarize_many
+from agent.state import SummarizeState
+from fhir_adapters import FhirError
+
+
+def dry_run_payload(outcome: PatientOutcome, state: SummarizeState | None) -> dict[str, Any]:
+    """`{"facts": {...}, "bundle": {...}}`: what would be written, and the facts behind it."""
+    facts = state.get("facts") if state else None
+    return {
+        "patient_id": outcome.patient_id,
+        "status": outcome.status,
+        "error": outcome.error,
+        "facts": facts.model_dump(mode="json") if facts else None,
+        "bundle": state.get("bundle") if state else None,
+    }
+
+
+async def run_summaries(
+    fhir_url: str, patient: str | None, dry_run: bool, show_progress: bool
+) -> tuple[list[PatientOutcome], list[dict[str, Any]]]:
+    payloads: list[dict[str, Any]] = []
+    async with open_fhir_client(fhir_url) as client:
+        ids = [patient] if patient else await list_patient_ids(client)
+        ctx = RunContext(fhir=client, dry_run=dry_run)
+        progress = Progress(
+            TextColumn("summarizing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=not show_progress,
+        )
+        with progress:
+            task = progress.add_task("patients", total=len(ids))
+
+            def done(outcome: PatientOutcome, state: SummarizeState | None) -> None:
+                if dry_run:
+                    payloads.append(dry_run_payload(outcome, state))
+                progress.advance(task)
+
+            outcomes = await summarize_many(ctx, ids, on_done=done)
+    return outcomes, payloads
+
+
+def outcome_table(outcomes: list[PatientOutcome], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("patient", "status", "series", "created", "already there", "problem"):
+        table.add_column(column)
+    for o in outcomes:
+        table.add_row(
+            o.patient_id,
+            o.status,
+            str(o.series),
+            ", ".join(f"{n} {t}" for t, n in sorted(o.created.items())) or "-",
+            str(sum(o.existing.values())) if o.existing else "-",
+            o.error or "",
+        )
+    return table
+
+
+@app.command("summarize")
+def summarize(
+    patient: str | None = typer.Option(None, "--patient", help="FHIR id of one patient."),
+    all_patients: bool = typer.Option(False, "--all", help="Every patient on the server."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Compute and build; write nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (with --dry-run: facts and bundle)."),
+    fhir_url: str | None = typer.Option(
+        None, "--fhir-url", help="FHIR base URL (default: CHARTAGENT_FHIR_URL, else the embedded stack)."
+    ),
+) -> None:
+    """Summarize lab trends and write them back as AI-labelled, preliminary FHIR resources."""
+    if (patient is None) == (not all_patients):
+        typer.secho("Give exactly one of --patient ID or --all.", fg="red", err=True)
+        raise typer.Exit(2)
+    url = resolve_fhir_url(fhir_url)
+    show_progress = all_patients and sys.stderr.isatty()
+    try:
+        outcomes, payloads = asyncio.run(run_summaries(url, patient, dry_run, show_progress))
+    except FhirError as exc:
+        typer.secho(f"summarize failed: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        if dry_run:
+            out: Any = payloads[0] if patient else payloads
+        else:
+            out = [o.model_dump(mode="json") for o in outcomes]
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        Console().print(outcome_table(outcomes, f"ChartAgent summaries ({'dry run' if dry_run else url})"))
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)

@@ -1,0 +1,22 @@
+"""Per-run context of the agent graphs (LangGraph `context_schema`): what a run is allowed
+to touch and how. Per-run values win over deployment settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fhir_adapters import FhirClient
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    fhir: FhirClient
+    # Compute and build everything, write nothing.
+    dry_run: bool = False
+    # The clock of this run (issued/recorded times); injectable for reproducible output.
+    now: datetime = field(default_factory=_utc_now)

@@ -1,0 +1,1 @@
+"""Agent graphs: wiring only; nodes live in `agent.nodes`."""

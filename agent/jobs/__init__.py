@@ -1,0 +1,1 @@
+"""Automated jobs: chart summarization over one patient or a whole server."""

@@ -1,0 +1,1 @@
+"""Nodes of the agent graphs, one concept per module; graphs only wire them."""

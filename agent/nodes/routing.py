@@ -1,0 +1,20 @@
+"""Typed routing decisions of the summarization graph."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langgraph.graph import END
+from langgraph.runtime import Runtime
+
+from agent.context import RunContext
+from agent.state import SummarizeState
+
+
+def after_trends(state: SummarizeState) -> Literal["synthesize", "__end__"]:
+    """A patient without any numeric lab series gets no report: there is nothing to summarise."""
+    return "synthesize" if state.get("trends") else END
+
+
+def after_bundle(state: SummarizeState, runtime: Runtime[RunContext]) -> Literal["write_back", "__end__"]:
+    return END if runtime.context.dry_run else "write_back"

@@ -1,0 +1,42 @@
+"""Write-back: build the patient's transaction (pure) and post it (the only write).
+
+The transaction is atomic and every entry is a conditional create, so a rerun with the
+same inputs creates nothing new and a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from agent.context import RunContext
+from agent.state import SummarizeState, WriteOutcome
+from tools.writeback import build_patient_transaction
+
+
+def build_bundle(state: SummarizeState, runtime: Runtime[RunContext]) -> SummarizeState:
+    bundle = build_patient_transaction(
+        subject=f"Patient/{state['patient_id']}",
+        trends=state["trends"],
+        narrative=state["narrative"],
+        issued=runtime.context.now,
+    )
+    return {"bundle": bundle}
+
+
+async def write_back(state: SummarizeState, runtime: Runtime[RunContext]) -> SummarizeState:
+    response = await runtime.context.fhir.transaction(state["bundle"])
+    return {"written": tally(state["bundle"], response)}
+
+
+def tally(bundle: dict[str, Any], response: dict[str, Any]) -> WriteOutcome:
+    """Per resource type: entries the server created (201) vs found already there (200)."""
+    created: Counter[str] = Counter()
+    existing: Counter[str] = Counter()
+    for sent, got in zip(bundle["entry"], response.get("entry", []), strict=True):
+        rtype = sent["resource"]["resourceType"]
+        status = str(got.get("response", {}).get("status", ""))
+        (created if status.startswith("201") else existing)[rtype] += 1
+    return {"created": dict(created), "existing": dict(existing)}

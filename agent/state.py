@@ -1,0 +1,30 @@
+"""Typed state of the summarization graph."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from agent.facts import SummaryFacts
+from tools.labs.series import SeriesSet
+from tools.record import PatientRecord
+from tools.trends import Trend
+
+
+class WriteOutcome(TypedDict):
+    """What the transaction did, per resource type: newly created vs already there."""
+
+    created: dict[str, int]
+    existing: dict[str, int]
+
+
+class SummarizeState(TypedDict, total=False):
+    patient_id: str
+    record: PatientRecord
+    series: SeriesSet
+    trends: list[Trend]
+    facts: SummaryFacts
+    narrative: str
+    bundle: dict[str, Any]
+    written: WriteOutcome
+    # Set when the run ends early (nothing to summarise); never patient data.
+    note: str
