@@ -65,5 +65,7 @@ class SummaryFacts(BaseModel):
     rejected: list[RejectedResource]
 
     @classmethod
-    def of(cls, patient_id: str, trends: Sequence[Trend], rejected: Sequence[RejectedResource]) -> SummaryFacts:
+    def of(
+        cls, patient_id: str, trends: Sequence[Trend], rejected: Sequence[RejectedResource]
+    ) -> SummaryFacts:
         return cls(patient_id=patient_id, labs=[LabFact.of(t) for t in trends], rejected=list(rejected))

@@ -11,6 +11,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "agent.cli.stack",
     "agent.cli.seed",
     "agent.cli.summarize",
+    "agent.cli.demo",
 )
 
 

@@ -18,7 +18,7 @@ from agent.fhir_connection import open_fhir_client
 from fhir_adapters import FhirError
 
 
-async def _seed(fhir_url: str, patients: int, seed: int) -> SeedReport:
+async def seed_synthetic(fhir_url: str, patients: int, seed: int) -> SeedReport:
     cohort = generate_cohort(patients, seed)
     async with open_fhir_client(fhir_url) as client:
         return await seed_cohort(client, cohort)
@@ -35,7 +35,7 @@ def seed(
     """Seed a deterministic synthetic cohort (CKD, diabetes, anaemia, lipids, hypertension)."""
     url = resolve_fhir_url(fhir_url)
     try:
-        report = asyncio.run(_seed(url, patients, seed))
+        report = asyncio.run(seed_synthetic(url, patients, seed))
     except FhirError as exc:
         typer.secho(f"seed failed: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc

@@ -62,15 +62,15 @@ async def run_summaries(
 
 def outcome_table(outcomes: list[PatientOutcome], title: str) -> Table:
     table = Table(title=title)
-    for column in ("patient", "status", "series", "created", "already there", "problem"):
+    for column in ("patient", "status", "lab series", "new resources", "already there", "problem"):
         table.add_column(column)
     for o in outcomes:
         table.add_row(
             o.patient_id,
             o.status,
             str(o.series),
-            ", ".join(f"{n} {t}" for t, n in sorted(o.created.items())) or "-",
-            str(sum(o.existing.values())) if o.existing else "-",
+            str(sum(o.created.values())),
+            str(sum(o.existing.values())),
             o.error or "",
         )
     return table

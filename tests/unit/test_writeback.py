@@ -294,8 +294,8 @@ def test_same_run_same_bundle() -> None:
 
 def test_input_change_changes_identifiers() -> None:
     before = bundle()
-    # One source Observation got a new version: its trend, the report and the Provenance are new.
-    after = bundle([trend("creatinine", [1.0, 1.2, 1.5], version="2"), trend("ldl", [150.0, 120.0])])
+    # One source Observation got a new value: its trend, the report and the Provenance are new.
+    after = bundle([trend("creatinine", [1.0, 1.2, 1.6]), trend("ldl", [150.0, 120.0])])
     ids_before = [e["request"]["ifNoneExist"] for e in before["entry"]]
     ids_after = [e["request"]["ifNoneExist"] for e in after["entry"]]
     assert ids_before[0] == ids_after[0]  # the same Device
@@ -306,6 +306,16 @@ def test_input_change_changes_identifiers() -> None:
     # A new engine version makes every resource new, the Device included.
     newer = bundle(identity=trend_engine_identity("10.0.0"))
     assert not {e["request"]["ifNoneExist"] for e in newer["entry"]} & set(ids_before)
+
+
+def test_resent_unchanged_inputs_keep_identifiers() -> None:
+    # A feed re-sending the same results bumps their versionId; nothing new may be written.
+    resent = bundle(
+        [trend("creatinine", [1.0, 1.2, 1.5], version="7"), trend("ldl", [150.0, 120.0], version="7")]
+    )
+    assert [e["request"]["ifNoneExist"] for e in resent["entry"]] == [
+        e["request"]["ifNoneExist"] for e in bundle()["entry"]
+    ]
 
 
 def test_transaction_rejects_bad_input() -> None:

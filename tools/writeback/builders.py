@@ -83,10 +83,9 @@ def _check_time(name: str, t: datetime) -> None:
 
 
 def _trend_inputs(trend: Trend) -> list[InputRef]:
-    return [
-        InputRef(reference=s.reference, version=s.version, value=f"{s.time.isoformat()}={s.value!r}")
-        for s in trend.sources
-    ]
+    # Content, not versionId: a feed that re-sends an unchanged result bumps its version, and
+    # that must not duplicate what was written from it. Time and value pin what was read.
+    return [InputRef(reference=s.reference, value=f"{s.time.isoformat()}={s.value!r}") for s in trend.sources]
 
 
 def _quantity(value: float, unit: str | None, ucum: bool) -> dict[str, Any]:

@@ -1,0 +1,63 @@
+"""`chartagent demo`: stack up, seed the synthetic cohort, summarize everyone, show what was
+written and where to look. The stack keeps running afterwards (`chartagent stack down`)."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote
+
+import typer
+from rich.console import Console
+
+from agent import stack as embedded
+from agent.cli.app import app
+from agent.cli.options import state_dir_option
+from agent.cli.seed import seed_synthetic
+from agent.cli.summarize import outcome_table, run_summaries
+from fhir_adapters import FhirError
+from tools.writeback import AIAST
+
+
+@app.command("demo")
+def demo(
+    patients: int = typer.Option(12, "--patients", min=1, max=1000, help="Synthetic patients to seed."),
+    seed: int = typer.Option(7, "--seed", min=0, help="Cohort seed."),
+) -> None:
+    """Run ChartAgent end to end on the embedded stack."""
+    console = Console()
+    try:
+        status = embedded.up(state_dir_option())
+    except embedded.StackError as exc:
+        typer.secho(f"stack up failed: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    url = status.fhir.url
+    assert url is not None
+    console.print(f"[bold]1. Embedded FHIR server[/bold] {url}")
+    try:
+        report = asyncio.run(seed_synthetic(url, patients, seed))
+        console.print(
+            f"[bold]2. Seeded[/bold] {report.patients} synthetic patients (seed {seed}): "
+            + ", ".join(f"{n} {t}" for t, n in sorted(report.resources_by_type.items()))
+        )
+        outcomes, _ = asyncio.run(run_summaries(url, None, dry_run=False, show_progress=True))
+    except FhirError as exc:
+        typer.secho(f"demo failed: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    console.print("[bold]3. Summarized[/bold] every patient and wrote the results back:")
+    console.print(outcome_table(outcomes, "What ChartAgent wrote (AI-generated, status preliminary)"))
+    aiast = quote(f"{AIAST['system']}|{AIAST['code']}", safe="")
+    first = next((o.patient_id for o in outcomes if o.status in ("written", "unchanged")), None)
+    console.print("[bold]4. Where to look[/bold] (each patient's transaction: trend Observations, a summary")
+    console.print("   DiagnosticReport, a Provenance, and the engine's Device, all labelled AIAST)")
+    # Plain echo: URLs must not be wrapped.
+    typer.echo(f"  AI summary reports:  {url}/DiagnosticReport?_security={aiast}")
+    typer.echo(f"  AI trend results:    {url}/Observation?_security={aiast}")
+    if first:
+        typer.echo(
+            f"  One patient, with provenance: {url}/DiagnosticReport?subject=Patient/{first}"
+            "&_revinclude=Provenance:target"
+        )
+    typer.echo("  Run it again: nothing new is written (conditional creates on deterministic identifiers).")
+    typer.echo("  The stack keeps running; stop it with `chartagent stack down`.")
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
