@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
-from langgraph.graph import END
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
 from agent.state import SummarizeState
+
+# langgraph.graph.END, spelled out: it is typed as plain `str`, and routing is typed.
+END: Final = "__end__"
 
 
 def after_trends(state: SummarizeState) -> Literal["synthesize", "__end__"]:
