@@ -31,8 +31,13 @@ typecheck: setup
 test: lint typecheck
 	$(VENV)/bin/pytest
 
+# Every benchmark of the project; each comparison ends with `bench <name>: <ratio>x (...)`.
+# The MedGemma benchmark runs its tiny configuration on the CPU here; on a GPU machine run
+# `python bench/bench_medgemma_gpu.py` (the real 4B architecture, random weights).
 bench: setup
-	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+	$(PY) bench/bench_fhir_gather.py
+	$(PY) bench/bench_fhir_write.py
+	$(PY) bench/bench_medgemma_gpu.py --config tiny --device cpu --quick
 
 clean:
 	rm -rf $(VENV) .chartagent .pytest_cache .mypy_cache .ruff_cache

@@ -62,7 +62,7 @@ async def run_summaries(
 
 def outcome_table(outcomes: list[PatientOutcome], title: str) -> Table:
     table = Table(title=title)
-    for column in ("patient", "status", "lab series", "new resources", "already there", "problem"):
+    for column in ("patient", "status", "lab series", "new resources", "already there", "rejected", "problem"):
         table.add_column(column)
     for o in outcomes:
         table.add_row(
@@ -71,6 +71,7 @@ def outcome_table(outcomes: list[PatientOutcome], title: str) -> Table:
             str(o.series),
             str(sum(o.created.values())),
             str(sum(o.existing.values())),
+            str(o.rejected),
             o.error or "",
         )
     return table

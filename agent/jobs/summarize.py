@@ -20,6 +20,8 @@ class PatientOutcome(BaseModel):
     patient_id: str
     status: Status
     series: int = 0
+    # Resources of the record that failed R4B parsing: reported (ids in the facts), not used.
+    rejected: int = 0
     created: dict[str, int] = {}
     existing: dict[str, int] = {}
     # Names the failing step and the problem; carries no patient data.
@@ -33,15 +35,17 @@ async def list_patient_ids(client: FhirClient) -> list[str]:
 
 def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> PatientOutcome:
     trends = state.get("trends") or []
+    rejected = len(state["record"].rejected) if "record" in state else 0
     if not trends:
-        return PatientOutcome(patient_id=patient_id, status="no-labs")
+        return PatientOutcome(patient_id=patient_id, status="no-labs", rejected=rejected)
     if dry_run:
-        return PatientOutcome(patient_id=patient_id, status="dry-run", series=len(trends))
+        return PatientOutcome(patient_id=patient_id, status="dry-run", series=len(trends), rejected=rejected)
     written = state["written"]
     return PatientOutcome(
         patient_id=patient_id,
         status="written" if written["created"] else "unchanged",
         series=len(trends),
+        rejected=rejected,
         created=written["created"],
         existing=written["existing"],
     )
