@@ -62,7 +62,7 @@ async def run_summaries(
 
 def outcome_table(outcomes: list[PatientOutcome], title: str) -> Table:
     table = Table(title=title)
-    for column in ("patient", "status", "lab series", "new resources", "already there", "rejected", "problem"):
+    for column in ("patient", "status", "lab series", "new", "already there", "rejected", "problem"):
         table.add_column(column)
     for o in outcomes:
         table.add_row(
