@@ -35,6 +35,7 @@ def open_fhir_client(base_url: str, settings: Settings | None = None) -> FhirCli
     return FhirClient(
         base_url,
         auth=auth_from_settings(settings),
+        flavour=settings.fhir_flavour,
         max_concurrency=settings.fhir_max_concurrency,
         timeout=settings.fhir_timeout_s,
     )

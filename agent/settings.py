@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     # FHIR base URL; empty means "the embedded stack's, from its state file".
     fhir_url: str | None = None
     fhir_token: SecretStr | None = None
+    # Server quirks (fhir_adapters.flavours): generic, hapi, sekmet, epic, cerner, medplum, google, azure.
+    fhir_flavour: str = "generic"
     # SMART Backend Services (client_credentials + private_key_jwt).
     smart_client_id: str | None = None
     smart_private_key: Path | None = None
