@@ -11,16 +11,12 @@ from collections.abc import Sequence
 from pydantic import AwareDatetime, BaseModel
 
 from fhir_adapters.parsing import RejectedResource
-from tools.trends import Direction, Trend, TrendPoint
+from tools.trends import Direction, Trend
 
 
 class ValueAt(BaseModel):
     value: float
     time: AwareDatetime
-
-    @classmethod
-    def of(cls, point: TrendPoint) -> ValueAt:
-        return cls(value=point.value, time=point.time)
 
 
 class LabFact(BaseModel):
@@ -41,22 +37,8 @@ class LabFact(BaseModel):
 
     @classmethod
     def of(cls, trend: Trend) -> LabFact:
-        return cls(
-            code=trend.code,
-            system=trend.system,
-            display=trend.display,
-            unit=trend.unit,
-            n=trend.n,
-            latest=ValueAt.of(trend.latest),
-            previous=None if trend.previous is None else ValueAt.of(trend.previous),
-            delta=trend.delta,
-            percent_change=trend.percent_change,
-            slope_per_year=trend.slope_per_year,
-            direction=trend.direction,
-            direction_reason=trend.direction_reason,
-            reference_low=trend.reference_low,
-            reference_high=trend.reference_high,
-        )
+        # The facts are a projection of the trend: same field names, extra fields dropped.
+        return cls.model_validate(trend.model_dump())
 
 
 class SummaryFacts(BaseModel):
