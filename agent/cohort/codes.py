@@ -1,7 +1,7 @@
 """Terminology used by the synthetic cohort: code systems, conditions, medications.
 
-Lab and vital-sign codes live with their analyte specs in `labs.py`; this module holds the
-codes that carry no numbers.
+Lab and vital-sign codes come from the analyte table (`tools.labs.analytes`, see `labs.py`);
+this module holds the codes that carry no numbers.
 """
 
 from __future__ import annotations

@@ -17,15 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.cohort import resources as fhir
 from agent.cohort.codes import CONDITIONS, MEDICATIONS, ConditionKind
-from agent.cohort.demographics import Demographics, draw_demographics, mrn_for
-from agent.cohort.labs import (
-    ANALYTES,
-    Analyte,
-    Course,
-    creatinine_for_egfr,
-    egfr_ckd_epi_2021,
-    planned_value,
+from agent.cohort.courses import (
+    BMI_RANGE,
+    DIASTOLIC_OFFSET,
+    NORMOTENSIVE_SYSTOLIC,
+    PLANS,
+    KidneyCourse,
+    Trajectory,
+    draw_kidney,
 )
+from agent.cohort.demographics import Demographics, draw_demographics, mrn_for
+from agent.cohort.labs import ANALYTES, Analyte, Course, egfr_ckd_epi_2021
 from agent.cohort.profiles import LabDialect, PatientPlan, plan_for
 
 __all__ = ["REFERENCE_DATE", "Cohort", "CohortPatient", "generate_cohort", "patient_id"]
@@ -94,6 +96,7 @@ class _Visit:
     index: int
     start: datetime
     years: float  # since the first visit
+    fraction: float  # of the follow-up, 0 at the first visit and 1 at the last
     age: float
 
 
@@ -107,7 +110,10 @@ class _PatientBuilder:
     demo: Demographics = field(init=False)
     pid: str = field(init=False)
     _counters: Counter[str] = field(default_factory=Counter, init=False)
-    _baseline: dict[Analyte, float] = field(default_factory=dict, init=False)
+    _planned: dict[Analyte, Trajectory] = field(default_factory=dict, init=False)
+    _kidney: KidneyCourse = field(init=False)
+    _diastolic_offset: float = field(init=False)
+    _weight: float = field(init=False)
     _measured: set[Analyte] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
@@ -127,7 +133,7 @@ class _PatientBuilder:
 
     def build(self) -> tuple[CohortPatient, dict[Analyte, Course]]:
         visits = self._visits()
-        self._draw_baselines()
+        self._draw_courses(visits)
         out: list[dict[str, Any]] = [
             fhir.patient(self.pid, mrn_for(self.seed, self.index), self.demo),
         ]
@@ -170,123 +176,94 @@ class _PatientBuilder:
                 days.append(shifted)
             day += timedelta(days=self.rng.randint(90, 180))
         visits = []
+        span = (days[-1] - days[0]).days
         for i, d in enumerate(days):
             start = datetime.combine(d, time(self.rng.randint(8, 15), self.rng.choice((0, 15, 30, 45))), UTC)
-            visits.append(_Visit(i, start, (d - days[0]).days / 365.25, self.demo.age_at(d)))
+            elapsed = (d - days[0]).days
+            visits.append(_Visit(i, start, elapsed / 365.25, elapsed / span, self.demo.age_at(d)))
         return visits
 
     # ---- numbers ----
 
-    def _uniform(self, by_course: dict[Course, tuple[float, float]], course: Course) -> float:
-        low, high = by_course[course]
-        return self.rng.uniform(low, high)
-
-    def _draw_baselines(self) -> None:
-        """Starting values, chosen per course so that the planned change stays in range."""
-        S, W, I = Course.STABLE, Course.WORSENING, Course.IMPROVING  # noqa: E741
-        course = self.plan.course
-        b = self._baseline
-        if self._has(_C.CKD3):
-            b[_A.EGFR] = self._uniform({S: (35, 55), W: (44, 55), I: (30, 36)}, course(_A.EGFR))
-            b[_A.POTASSIUM] = self._uniform(
-                {S: (4.3, 4.9), W: (4.5, 4.8), I: (5.0, 5.4)}, course(_A.POTASSIUM)
-            )
-        else:
-            b[_A.EGFR] = self.rng.uniform(75, 95)
-            b[_A.POTASSIUM] = self.rng.uniform(3.9, 4.6)
-        if self._has(_C.T2DM):
-            b[_A.HBA1C] = self._uniform({S: (6.8, 7.6), W: (7.0, 7.8), I: (8.6, 9.6)}, course(_A.HBA1C))
-        else:
-            b[_A.GLUCOSE] = self.rng.uniform(82, 98)
+    def _draw_courses(self, visits: list[_Visit]) -> None:
+        """Each series' noise-free course over the follow-up (see `courses.py`)."""
+        course, rng, planned = self.plan.course, self.rng, self._planned
+        self._kidney = draw_kidney(
+            rng, course(_A.EGFR), ckd=self._has(_C.CKD3), female=self.demo.female,
+            age_start=visits[0].age, age_end=visits[-1].age,
+        )  # fmt: skip
+        drawn = [_A.POTASSIUM, _A.SODIUM, _A.MAGNESIUM, _A.ALBUMIN, _A.HDL, _A.HEART_RATE]
+        drawn.append(_A.HBA1C if self._has(_C.T2DM) else _A.GLUCOSE)
         if self._has(_C.IRON_DEFICIENCY_ANAEMIA):
-            b[_A.HEMOGLOBIN] = self._uniform(
-                {S: (10.0, 11.0), W: (10.4, 11.2), I: (9.2, 10.4)}, course(_A.HEMOGLOBIN)
-            )
-        b[_A.LDL] = self._uniform({S: (95, 125), W: (115, 145), I: (150, 180)}, course(_A.LDL))
-        b[_A.TRIGLYCERIDES] = self._uniform(
-            {S: (130, 180), W: (150, 190), I: (200, 260)}, course(_A.TRIGLYCERIDES)
-        )
-        b[_A.HDL] = self.rng.uniform(36, 55)
+            drawn.append(_A.HEMOGLOBIN)
+        if self._has(_C.HYPERLIPIDAEMIA):
+            drawn += [_A.LDL, _A.TRIGLYCERIDES]
         if self._has(_C.HYPERTENSION):
-            b[_A.SYSTOLIC_BP] = self._uniform(
-                {S: (128, 140), W: (134, 146), I: (150, 166)}, course(_A.SYSTOLIC_BP)
-            )
-        else:
-            b[_A.SYSTOLIC_BP] = self.rng.uniform(112, 126)
-        b[_A.DIASTOLIC_BP] = self.rng.uniform(8, 16)  # offset over systolic / 2
-        b[_A.SODIUM] = self.rng.uniform(137, 142)
-        b[_A.MAGNESIUM] = self.rng.uniform(1.8, 2.2)
-        b[_A.ALBUMIN] = self.rng.uniform(3.8, 4.4)
-        b[_A.BODY_WEIGHT] = self.rng.uniform(24, 36) * self.demo.height_m**2
-        b[_A.HEART_RATE] = self.rng.uniform(62, 82)
+            drawn.append(_A.SYSTOLIC_BP)
+        for analyte in drawn:
+            planned[analyte] = PLANS[analyte].draw(rng, course(analyte))
+        if not self._has(_C.HYPERTENSION):
+            systolic = rng.uniform(*NORMOTENSIVE_SYSTOLIC)
+            planned[_A.SYSTOLIC_BP] = Trajectory(systolic, systolic)
+        self._diastolic_offset = rng.uniform(*DIASTOLIC_OFFSET)
+        self._weight = rng.uniform(*BMI_RANGE) * self.demo.height_m**2
 
-    def _planned(self, analyte: Analyte, visit: _Visit) -> float:
-        spec = ANALYTES[analyte]
-        return planned_value(spec, self._baseline[analyte], self.plan.course(analyte), visit.years)
+    def _at(self, analyte: Analyte, visit: _Visit) -> float:
+        return self._planned[analyte].at(visit.fraction)
 
     def _noisy(self, analyte: Analyte, true_value: float) -> float:
-        spec = ANALYTES[analyte]
-        return min(spec.ceiling, max(spec.floor, true_value + self.rng.gauss(0.0, spec.noise_sd)))
+        return true_value + self.rng.gauss(0.0, ANALYTES[analyte].noise.sd_at(true_value))
 
     def _lab(self, eid: str, visit: _Visit, analyte: Analyte, value: float) -> dict[str, Any]:
         self._measured.add(analyte)
         # Drawn a quarter of an hour into the visit.
         return fhir.lab_observation(
             self._id("obs"), self.pid, eid, ANALYTES[analyte], value,
-            female=self.demo.female, dialect=self.plan.dialect,
-            when=visit.start + timedelta(minutes=15),
+            dialect=self.plan.dialect, when=visit.start + timedelta(minutes=15),
         )  # fmt: skip
 
     def _labs(self, eid: str, visit: _Visit) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+
+        def lab(analyte: Analyte, true_value: float) -> None:
+            out.append(self._lab(eid, visit, analyte, self._noisy(analyte, true_value)))
+
+        # Kidney: the lab measures creatinine (with noise) and reports the eGFR it computes
+        # from that creatinine, as real labs do.
         female, age = self.demo.female, visit.age
-        # Kidney: plan eGFR, derive the creatinine the lab measures (with noise), then report
-        # the eGFR the lab computes from that creatinine, as real labs do.
-        true_creat = creatinine_for_egfr(self._planned(_A.EGFR, visit), age, female)
+        true_creat = self._kidney.creatinine_at(visit.fraction, age)
         creat = round(self._noisy(_A.CREATININE, true_creat), ANALYTES[_A.CREATININE].decimals)
         out.append(self._lab(eid, visit, _A.CREATININE, creat))
         out.append(self._lab(eid, visit, _A.EGFR, egfr_ckd_epi_2021(creat, age, female)))
-        out.append(
-            self._lab(eid, visit, _A.POTASSIUM, self._noisy(_A.POTASSIUM, self._planned(_A.POTASSIUM, visit)))
-        )
-        out.append(self._lab(eid, visit, _A.SODIUM, self._noisy(_A.SODIUM, self._baseline[_A.SODIUM])))
+        lab(_A.POTASSIUM, self._at(_A.POTASSIUM, visit))
+        lab(_A.SODIUM, self._at(_A.SODIUM, visit))
         if self._has(_C.T2DM):
-            a1c = self._planned(_A.HBA1C, visit)
-            out.append(self._lab(eid, visit, _A.HBA1C, self._noisy(_A.HBA1C, a1c)))
-            # Estimated average glucose (ADAG): 28.7 * A1c - 46.7 mg/dL.
-            glucose = 28.7 * a1c - 46.7
+            a1c = self._at(_A.HBA1C, visit)
+            lab(_A.HBA1C, a1c)
+            # Glucose follows control: estimated average glucose (ADAG), 28.7 * A1c - 46.7 mg/dL.
+            lab(_A.GLUCOSE, 28.7 * a1c - 46.7)
         else:
-            glucose = self._baseline[_A.GLUCOSE]
-        out.append(self._lab(eid, visit, _A.GLUCOSE, self._noisy(_A.GLUCOSE, glucose)))
+            lab(_A.GLUCOSE, self._at(_A.GLUCOSE, visit))
         if self._has(_C.IRON_DEFICIENCY_ANAEMIA):
-            out.append(
-                self._lab(
-                    eid, visit, _A.HEMOGLOBIN, self._noisy(_A.HEMOGLOBIN, self._planned(_A.HEMOGLOBIN, visit))
-                )
-            )
+            lab(_A.HEMOGLOBIN, self._at(_A.HEMOGLOBIN, visit))
         if self._has(_C.HYPERLIPIDAEMIA):
             # Lipid panel at every visit while a statin is titrated; total = LDL + HDL + TG/5 (Friedewald).
-            ldl, tg, hdl = (self._planned(a, visit) for a in (_A.LDL, _A.TRIGLYCERIDES, _A.HDL))
-            total = ldl + hdl + tg / 5
-            for analyte, value in (
-                (_A.CHOLESTEROL_TOTAL, total),
-                (_A.LDL, ldl),
-                (_A.HDL, hdl),
-                (_A.TRIGLYCERIDES, tg),
-            ):
-                out.append(self._lab(eid, visit, analyte, self._noisy(analyte, value)))
+            ldl, hdl, tg = (self._at(a, visit) for a in (_A.LDL, _A.HDL, _A.TRIGLYCERIDES))
+            lab(_A.CHOLESTEROL, ldl + hdl + tg / 5)
+            lab(_A.LDL, ldl)
+            lab(_A.HDL, hdl)
+            lab(_A.TRIGLYCERIDES, tg)
         if visit.index % 2 == 0 and (self._has(_C.CKD3) or self._has(_C.T2DM)):
-            for analyte in (_A.MAGNESIUM, _A.ALBUMIN):
-                out.append(self._lab(eid, visit, analyte, self._noisy(analyte, self._baseline[analyte])))
-        return out  # fmt: skip
+            lab(_A.MAGNESIUM, self._at(_A.MAGNESIUM, visit))
+            lab(_A.ALBUMIN, self._at(_A.ALBUMIN, visit))
+        return out
 
     def _vitals(self, eid: str, visit: _Visit) -> list[dict[str, Any]]:
         when = visit.start + timedelta(minutes=5)
-        systolic = self._planned(_A.SYSTOLIC_BP, visit)
-        diastolic = systolic / 2 + self._baseline[_A.DIASTOLIC_BP]
-        weight = self._noisy(_A.BODY_WEIGHT, self._baseline[_A.BODY_WEIGHT])
-        weight = round(weight, ANALYTES[_A.BODY_WEIGHT].decimals)
-        heart_rate = self._noisy(_A.HEART_RATE, self._baseline[_A.HEART_RATE])
+        systolic = self._at(_A.SYSTOLIC_BP, visit)
+        diastolic = systolic / 2 + self._diastolic_offset
+        weight = round(self._noisy(_A.BODY_WEIGHT, self._weight), ANALYTES[_A.BODY_WEIGHT].decimals)
+        heart_rate = self._noisy(_A.HEART_RATE, self._at(_A.HEART_RATE, visit))
         self._measured.update((_A.SYSTOLIC_BP, _A.DIASTOLIC_BP, _A.BODY_WEIGHT, _A.BMI, _A.HEART_RATE))
         return [
             fhir.blood_pressure(

@@ -1,8 +1,19 @@
-"""Analytes of the synthetic cohort (labs and vital signs): codes, units, ranges, noise, and
-the pure functions that turn a planned course into numbers.
+"""Analytes of the synthetic cohort (labs and vital signs): what it takes from the project's
+analyte table and what only the generator needs.
 
-Values are planned in conventional US units (the "canonical" unit of each spec) and only
-converted to SI or relabelled with local codes when a resource is written.
+One analyte table: keys, LOINC codes, local codes, canonical units, unit conversions and
+reference ranges come from ``tools.labs.analytes`` (the table the trend engine reads). This
+module adds only generation parameters: which of the row's LOINC codes a result is sent under
+(and its LOINC display), the SI form a lab in the SI dialect uses, reporting precision, the
+measurement noise and a plausible band every generated value must stay in.
+
+Values are generated in the row's canonical unit and only converted to the SI form or
+relabelled with the local code when a resource is written; the SI conversion is the inverse of
+the table's own ``Analyte.to_canonical``, so the engine reads back what was planned.
+
+Noise is analytical variation only (no biological variation), kept at most a sixth of the
+analyte's stability threshold: the cohort is a known-answer set whose planned courses a
+correct trend engine must find, so noise must never pass for a course.
 """
 
 from __future__ import annotations
@@ -10,22 +21,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
-from agent.cohort.codes import EPIC_LOCAL_LAB_SYSTEM, LOINC, Code
+from agent.cohort.codes import LOINC, Code
+from tools.labs import analytes as table
 
 __all__ = [
     "ANALYTES",
     "Analyte",
     "AnalyteSpec",
-    "Category",
     "Course",
+    "Noise",
     "SiForm",
     "analyte_for_coding",
-    "course_sign",
     "creatinine_for_egfr",
     "egfr_ckd_epi_2021",
     "interpretation",
-    "planned_value",
     "round_to",
 ]
 
@@ -38,18 +49,15 @@ class Course(StrEnum):
     WORSENING = "worsening"
 
 
-class Category(StrEnum):
-    LABORATORY = "laboratory"
-    VITAL_SIGNS = "vital-signs"
-
-
 class Analyte(StrEnum):
+    """The rows of ``tools.labs.analytes`` the cohort generates; values are the table's keys."""
+
     CREATININE = "creatinine"
     EGFR = "egfr"
     HBA1C = "hba1c"
     GLUCOSE = "glucose"
     HEMOGLOBIN = "hemoglobin"
-    CHOLESTEROL_TOTAL = "cholesterol_total"
+    CHOLESTEROL = "cholesterol"
     LDL = "ldl"
     HDL = "hdl"
     TRIGLYCERIDES = "triglycerides"
@@ -63,19 +71,10 @@ class Analyte(StrEnum):
     BMI = "bmi"
     HEART_RATE = "heart_rate"
 
-
-@dataclass(frozen=True)
-class SiForm:
-    """How a lab reports an analyte in SI units: si = canonical * scale + offset."""
-
-    code: Code
-    unit: str
-    scale: float
-    offset: float = 0.0
-    decimals: int = 1
-
-    def convert(self, canonical: float) -> float:
-        return round_to(canonical * self.scale + self.offset, self.decimals)
+    @property
+    def row(self) -> table.Analyte:
+        """The analyte table's row for this key."""
+        return table.get_analyte(self.value)
 
 
 def round_to(value: float, decimals: int) -> float:
@@ -84,185 +83,140 @@ def round_to(value: float, decimals: int) -> float:
 
 
 @dataclass(frozen=True)
-class AnalyteSpec:
-    analyte: Analyte
-    category: Category
-    loinc: Code
-    unit: str  # UCUM, canonical (conventional US) unit
+class Noise:
+    """Measurement noise: SD = hypot(sd, cv * value), in the canonical unit."""
+
+    sd: float = 0.0
+    cv: float = 0.0
+
+    def sd_at(self, value: float) -> float:
+        return math.hypot(self.sd, self.cv * value)
+
+
+@dataclass(frozen=True)
+class SiForm:
+    """How a lab in the SI dialect reports an analyte: a LOINC code and unit the table accepts."""
+
+    code: Code
+    unit: str
     decimals: int
-    # Reference interval in the canonical unit; (female, male) where they differ.
-    ref_low: tuple[float | None, float | None]
-    ref_high: tuple[float | None, float | None]
-    # SD of the visit-to-visit noise (analytical + biological) in the canonical unit.
-    noise_sd: float
-    # +1 when a rising value is clinically worse (creatinine), -1 when falling is (eGFR).
-    worse_direction: int
-    # Planned change per year of a non-stable course, in the canonical unit (magnitude).
-    rate_per_year: float
-    floor: float
-    ceiling: float
-    local_code: str | None = None
+
+
+@dataclass(frozen=True)
+class AnalyteSpec:
+    """Generation parameters of one analyte; everything else is read from ``row``."""
+
+    analyte: Analyte
+    code: Code  # the LOINC code results are sent under (one of the row's codes)
+    decimals: int
+    # Analytical noise; for derived series (eGFR, BMI) the value is indicative: their noise is
+    # what the series they are computed from carries.
+    noise: Noise
+    plausible: tuple[float, float]  # every generated value (canonical unit) lies in this band
     si: SiForm | None = None
 
-    def reference_range(self, female: bool) -> tuple[float | None, float | None]:
-        i = 0 if female else 1
-        return self.ref_low[i], self.ref_high[i]
+    def __post_init__(self) -> None:
+        # Valid by construction: codes and units must be ones the analyte table reads back.
+        row = self.row
+        codes = [self.code] + ([self.si.code] if self.si else [])
+        for code in codes:
+            if code.system != LOINC or code.code not in row.loinc:
+                raise ValueError(f"{code.code} is not a LOINC code of {row.key} in tools.labs.analytes")
+        if self.si is not None:
+            row.to_canonical(1.0, self.si.unit)  # raises UnitConversionError when not convertible
+
+    @property
+    def row(self) -> table.Analyte:
+        return self.analyte.row
+
+    @property
+    def unit(self) -> str:
+        return self.row.unit
+
+    @property
+    def local_code(self) -> str | None:
+        return self.row.local_codes[0] if self.row.local_codes else None
+
+    @property
+    def reference(self) -> table.ReferenceRange:
+        return self.row.reference
+
+    def report(self, canonical: float, *, si: bool) -> float:
+        """The reported number: canonical value, or its SI form, rounded as the lab rounds it."""
+        if not si or self.si is None:
+            return round_to(canonical, self.decimals)
+        # The table's conversion to canonical is affine (factor, offset, dimensional steps):
+        # invert it from two points rather than keeping a second copy of the factors.
+        at0 = self.row.to_canonical(0.0, self.si.unit)
+        per_unit = self.row.to_canonical(1.0, self.si.unit) - at0
+        return round_to((canonical - at0) / per_unit, self.si.decimals)
 
 
-def _lab(
-    analyte: Analyte,
-    loinc: tuple[str, str],
-    unit: str,
-    decimals: int,
-    ref: tuple[float | None, float | None],
-    noise_sd: float,
-    worse_direction: int,
-    rate_per_year: float,
-    bounds: tuple[float, float],
-    local_code: str | None,
-    si: SiForm | None = None,
-    *,
-    ref_male: tuple[float | None, float | None] | None = None,
-) -> AnalyteSpec:
-    """A lab spec; `ref` is the reference interval, the female one where `ref_male` differs."""
-    male = ref_male or ref
-    return AnalyteSpec(
-        analyte=analyte,
-        category=Category.LABORATORY,
-        loinc=Code(LOINC, *loinc),
-        unit=unit,
-        decimals=decimals,
-        ref_low=(ref[0], male[0]),
-        ref_high=(ref[1], male[1]),
-        noise_sd=noise_sd,
-        worse_direction=worse_direction,
-        rate_per_year=rate_per_year,
-        floor=bounds[0],
-        ceiling=bounds[1],
-        local_code=local_code,
-        si=si,
-    )
-
-
-def _vital(
-    analyte: Analyte,
-    loinc: tuple[str, str],
-    unit: str,
-    decimals: int,
-    noise_sd: float,
-    worse_direction: int,
-    rate_per_year: float,
-    bounds: tuple[float, float],
-) -> AnalyteSpec:
-    return AnalyteSpec(
-        analyte=analyte,
-        category=Category.VITAL_SIGNS,
-        loinc=Code(LOINC, *loinc),
-        unit=unit,
-        decimals=decimals,
-        ref_low=(None, None),
-        ref_high=(None, None),
-        noise_sd=noise_sd,
-        worse_direction=worse_direction,
-        rate_per_year=rate_per_year,
-        floor=bounds[0],
-        ceiling=bounds[1],
-    )
-
-
-# Rates are at least 3 noise SDs per year, so a planned course is visible over the
-# minimum two-year follow-up. The kidney course is planned in eGFR and measured as
-# creatinine (eGFR is recomputed from it, as labs do); glucose, total cholesterol and
-# diastolic BP follow other series (see `generate.py`). For these derived series the
-# noise SD is indicative: eGFR's is the creatinine noise seen through CKD-EPI.
 _A = Analyte
-ANALYTES: dict[Analyte, AnalyteSpec] = {
+
+
+def _loinc(code: str, display: str) -> Code:
+    return Code(LOINC, code, display)
+
+
+def _si(code: str, display: str, unit: str, decimals: int) -> SiForm:
+    return SiForm(_loinc(code, display), unit, decimals)
+
+
+_MASS = "[Mass/volume] in Serum or Plasma"
+_MOLES = "[Moles/volume] in Serum or Plasma"
+
+ANALYTES: Final[dict[Analyte, AnalyteSpec]] = {
     s.analyte: s
     for s in (
-        _lab(_A.CREATININE, ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma"), "mg/dL", 2,
-             (0.59, 1.04), 0.035, +1, 0.15, (0.4, 8.0), "CREAT",
-             SiForm(Code(LOINC, "14682-9", "Creatinine [Moles/volume] in Serum or Plasma"),
-                    "umol/L", 88.42, decimals=0), ref_male=(0.74, 1.35)),
-        _lab(_A.EGFR, ("62238-1", "Glomerular filtration rate/1.73 sq M.predicted [Volume Rate/Area] "
-                       "in Serum, Plasma or Blood by Creatinine-based formula (CKD-EPI)"),
-             "mL/min/{1.73_m2}", 0, (60.0, None), 3.5, -1, 5.5, (5.0, 130.0), "EGFR"),
-        _lab(_A.HBA1C, ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood"), "%", 1,
-             (None, 5.6), 0.15, +1, 0.6, (5.8, 12.5), "A1C",
-             # IFCC units: mmol/mol = (NGSP % - 2.15) * 10.929.
-             SiForm(Code(LOINC, "59261-8", "Hemoglobin A1c/Hemoglobin.total in Blood by IFCC protocol"),
-                    "mmol/mol", 10.929, -2.15 * 10.929, decimals=0)),
-        _lab(_A.GLUCOSE, ("2345-7", "Glucose [Mass/volume] in Serum or Plasma"), "mg/dL", 0,
-             (70.0, 99.0), 6.0, +1, 17.0, (60.0, 400.0), "GLU",
-             SiForm(Code(LOINC, "14749-6", "Glucose [Moles/volume] in Serum or Plasma"),
-                    "mmol/L", 1 / 18.016, decimals=1)),
-        _lab(_A.HEMOGLOBIN, ("718-7", "Hemoglobin [Mass/volume] in Blood"), "g/dL", 1,
-             (12.0, 15.5), 0.2, -1, 0.8, (7.0, 14.0), "HGB",
-             SiForm(Code(LOINC, "718-7", "Hemoglobin [Mass/volume] in Blood"), "g/L", 10.0, decimals=0),
-             ref_male=(13.5, 17.5)),
-        _lab(_A.CHOLESTEROL_TOTAL, ("2093-3", "Cholesterol [Mass/volume] in Serum or Plasma"), "mg/dL", 0,
-             (None, 200.0), 5.0, +1, 26.0, (100.0, 350.0), "CHOL",
-             SiForm(Code(LOINC, "14647-2", "Cholesterol [Moles/volume] in Serum or Plasma"),
-                    "mmol/L", 0.02586, decimals=2)),
-        _lab(_A.LDL, ("18262-6", "Cholesterol in LDL [Mass/volume] in Serum or Plasma by Direct assay"),
-             "mg/dL", 0, (None, 100.0), 6.0, +1, 20.0, (55.0, 240.0), "LDL",
-             SiForm(Code(LOINC, "22748-8", "Cholesterol in LDL [Moles/volume] in Serum or Plasma"),
-                    "mmol/L", 0.02586, decimals=2)),
-        _lab(_A.HDL, ("2085-9", "Cholesterol in HDL [Mass/volume] in Serum or Plasma"), "mg/dL", 0,
-             (50.0, None), 3.0, -1, 3.0, (25.0, 90.0), "HDL",
-             SiForm(Code(LOINC, "14646-4", "Cholesterol in HDL [Moles/volume] in Serum or Plasma"),
-                    "mmol/L", 0.02586, decimals=2), ref_male=(40.0, None)),
-        _lab(_A.TRIGLYCERIDES, ("2571-8", "Triglyceride [Mass/volume] in Serum or Plasma"), "mg/dL", 0,
-             (None, 150.0), 10.0, +1, 30.0, (60.0, 600.0), "TRIG",
-             SiForm(Code(LOINC, "14927-8", "Triglyceride [Moles/volume] in Serum or Plasma"),
-                    "mmol/L", 0.01129, decimals=2)),
-        _lab(_A.POTASSIUM, ("2823-3", "Potassium [Moles/volume] in Serum or Plasma"), "mmol/L", 1,
-             (3.5, 5.1), 0.1, +1, 0.3, (3.8, 6.4), "K"),
-        _lab(_A.SODIUM, ("2951-2", "Sodium [Moles/volume] in Serum or Plasma"), "mmol/L", 0,
-             (136.0, 145.0), 1.5, -1, 1.5, (125.0, 150.0), "NA"),
-        _lab(_A.MAGNESIUM, ("19123-9", "Magnesium [Mass/volume] in Serum or Plasma"), "mg/dL", 1,
-             (1.7, 2.2), 0.08, -1, 0.08, (1.0, 3.5), "MG",
-             SiForm(Code(LOINC, "2601-3", "Magnesium [Moles/volume] in Serum or Plasma"),
-                    "mmol/L", 0.4114, decimals=2)),
-        _lab(_A.ALBUMIN, ("1751-7", "Albumin [Mass/volume] in Serum or Plasma"), "g/dL", 1,
-             (3.5, 5.0), 0.15, -1, 0.15, (2.0, 5.5), "ALB",
-             SiForm(Code(LOINC, "1751-7", "Albumin [Mass/volume] in Serum or Plasma"), "g/L", 10.0,
-                    decimals=0)),
-        _vital(_A.SYSTOLIC_BP, ("8480-6", "Systolic blood pressure"), "mm[Hg]", 0, 4.0, +1, 12.0,
-               (100.0, 185.0)),
-        _vital(_A.DIASTOLIC_BP, ("8462-4", "Diastolic blood pressure"), "mm[Hg]", 0, 2.0, +1, 6.0,
-               (55.0, 115.0)),
-        _vital(_A.BODY_WEIGHT, ("29463-7", "Body weight"), "kg", 1, 0.8, +1, 2.0, (40.0, 180.0)),
-        _vital(_A.BMI, ("39156-5", "Body mass index (BMI) [Ratio]"), "kg/m2", 1, 0.3, +1, 0.7,
-               (15.0, 60.0)),
-        _vital(_A.HEART_RATE, ("8867-4", "Heart rate"), "/min", 0, 4.0, +1, 4.0, (45.0, 120.0)),
+        AnalyteSpec(_A.CREATININE, _loinc("2160-0", f"Creatinine {_MASS}"), 2, Noise(cv=0.007), (0.4, 6.0),
+                    _si("14682-9", f"Creatinine {_MOLES}", "umol/L", 0)),
+        # CKD-EPI 2021 is what the generator computes, so its own LOINC code.
+        AnalyteSpec(_A.EGFR, _loinc("98979-8", "Glomerular filtration rate/1.73 sq M.predicted "
+                                    "[Volume Rate/Area] in Serum, Plasma or Blood by Creatinine-based "
+                                    "formula (CKD-EPI 2021)"), 0, Noise(cv=1.2 * 0.007), (10.0, 120.0)),
+        AnalyteSpec(_A.HBA1C, _loinc("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood"), 1,
+                    Noise(sd=0.06), (5.5, 12.0),
+                    _si("59261-8", "Hemoglobin A1c/Hemoglobin.total in Blood by IFCC protocol",
+                        "mmol/mol", 0)),
+        AnalyteSpec(_A.GLUCOSE, _loinc("2345-7", f"Glucose {_MASS}"), 0, Noise(cv=0.02), (60.0, 320.0),
+                    _si("14749-6", f"Glucose {_MOLES}", "mmol/L", 1)),
+        AnalyteSpec(_A.HEMOGLOBIN, _loinc("718-7", "Hemoglobin [Mass/volume] in Blood"), 1, Noise(sd=0.1),
+                    (7.0, 17.0), _si("718-7", "Hemoglobin [Mass/volume] in Blood", "g/L", 0)),
+        AnalyteSpec(_A.CHOLESTEROL, _loinc("2093-3", f"Cholesterol {_MASS}"), 0, Noise(sd=2.5),
+                    (120.0, 320.0), _si("14647-2", f"Cholesterol {_MOLES}", "mmol/L", 2)),
+        AnalyteSpec(_A.LDL, _loinc("18262-6", f"Cholesterol in LDL {_MASS} by Direct assay"), 0,
+                    Noise(sd=1.5), (60.0, 220.0),
+                    _si("22748-8", f"Cholesterol in LDL {_MOLES}", "mmol/L", 2)),
+        AnalyteSpec(_A.HDL, _loinc("2085-9", f"Cholesterol in HDL {_MASS}"), 0, Noise(sd=0.7), (30.0, 80.0),
+                    _si("14646-4", f"Cholesterol in HDL {_MOLES}", "mmol/L", 2)),
+        AnalyteSpec(_A.TRIGLYCERIDES, _loinc("2571-8", f"Triglyceride {_MASS}"), 0, Noise(cv=0.025),
+                    (80.0, 400.0), _si("14927-8", f"Triglyceride {_MOLES}", "mmol/L", 2)),
+        AnalyteSpec(_A.POTASSIUM, _loinc("2823-3", f"Potassium {_MOLES}"), 1, Noise(sd=0.05), (3.5, 6.5)),
+        AnalyteSpec(_A.SODIUM, _loinc("2951-2", f"Sodium {_MOLES}"), 0, Noise(sd=0.4), (133.0, 146.0)),
+        AnalyteSpec(_A.MAGNESIUM, _loinc("19123-9", f"Magnesium {_MASS}"), 1, Noise(sd=0.02), (1.6, 2.3),
+                    _si("2601-3", f"Magnesium {_MOLES}", "mmol/L", 2)),
+        AnalyteSpec(_A.ALBUMIN, _loinc("1751-7", f"Albumin {_MASS}"), 1, Noise(sd=0.04), (3.5, 4.8),
+                    _si("1751-7", f"Albumin {_MASS}", "g/L", 0)),
+        AnalyteSpec(_A.SYSTOLIC_BP, _loinc("8480-6", "Systolic blood pressure"), 0, Noise(sd=1.5),
+                    (100.0, 170.0)),
+        AnalyteSpec(_A.DIASTOLIC_BP, _loinc("8462-4", "Diastolic blood pressure"), 0, Noise(sd=0.6),
+                    (55.0, 100.0)),
+        AnalyteSpec(_A.BODY_WEIGHT, _loinc("29463-7", "Body weight"), 1, Noise(cv=0.003), (35.0, 180.0)),
+        AnalyteSpec(_A.BMI, _loinc("39156-5", "Body mass index (BMI) [Ratio]"), 1, Noise(cv=0.003),
+                    (20.0, 40.0)),
+        AnalyteSpec(_A.HEART_RATE, _loinc("8867-4", "Heart rate"), 0, Noise(sd=1.5), (55.0, 95.0)),
     )
 }  # fmt: skip
 
-_BY_CODING: dict[tuple[str, str], Analyte] = {}
-for _spec in ANALYTES.values():
-    _BY_CODING[(LOINC, _spec.loinc.code)] = _spec.analyte
-    if _spec.local_code:
-        _BY_CODING[(EPIC_LOCAL_LAB_SYSTEM, _spec.local_code)] = _spec.analyte
-    if _spec.si:
-        _BY_CODING[(_spec.si.code.system, _spec.si.code.code)] = _spec.analyte
+
+_KEYS: Final = frozenset(a.value for a in Analyte)
 
 
 def analyte_for_coding(system: str, code: str) -> Analyte | None:
-    """The analyte a coding names (LOINC mass or molar form, or the Epic local code)."""
-    return _BY_CODING.get((system, code))
-
-
-def course_sign(spec: AnalyteSpec, course: Course) -> int:
-    """Numeric direction of a course: worsening creatinine rises, worsening eGFR falls."""
-    if course is Course.STABLE:
-        return 0
-    return spec.worse_direction if course is Course.WORSENING else -spec.worse_direction
-
-
-def planned_value(spec: AnalyteSpec, baseline: float, course: Course, years: float) -> float:
-    """Noise-free value `years` after the first visit: linear course, held within bounds."""
-    value = baseline + course_sign(spec, course) * spec.rate_per_year * years
-    return min(spec.ceiling, max(spec.floor, value))
+    """The cohort analyte a coding names, by the analyte table's lookup (LOINC or local code)."""
+    row = table.analyte_for_coding(system, code)
+    return None if row is None or row.key not in _KEYS else Analyte(row.key)
 
 
 def interpretation(value: float, low: float | None, high: float | None) -> str:

@@ -50,7 +50,7 @@ COURSE_GROUPS: dict[ConditionKind, tuple[Analyte, ...]] = {
     _C.CKD3: (Analyte.CREATININE, Analyte.EGFR, Analyte.POTASSIUM),
     _C.T2DM: (Analyte.HBA1C, Analyte.GLUCOSE),
     _C.IRON_DEFICIENCY_ANAEMIA: (Analyte.HEMOGLOBIN,),
-    _C.HYPERLIPIDAEMIA: (Analyte.LDL, Analyte.CHOLESTEROL_TOTAL, Analyte.TRIGLYCERIDES),
+    _C.HYPERLIPIDAEMIA: (Analyte.LDL, Analyte.CHOLESTEROL, Analyte.TRIGLYCERIDES),
     _C.HYPERTENSION: (Analyte.SYSTOLIC_BP, Analyte.DIASTOLIC_BP),
 }
 _GROUP_ORDER = tuple(COURSE_GROUPS)

@@ -6,7 +6,7 @@ Every resource carries the cohort tag and a deterministic id chosen by the calle
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from agent.cohort.codes import (
     COHORT_TAG,
@@ -19,7 +19,7 @@ from agent.cohort.codes import (
     MedicationSpec,
 )
 from agent.cohort.demographics import Demographics
-from agent.cohort.labs import AnalyteSpec, Category, interpretation, round_to
+from agent.cohort.labs import AnalyteSpec, interpretation, round_to
 from agent.cohort.profiles import LabDialect
 
 __all__ = [
@@ -144,16 +144,20 @@ def encounter(eid: str, pid: str, start: datetime, minutes: int = 30) -> dict[st
     }
 
 
+Category = Literal["laboratory", "vital-signs"]
+_CATEGORY_DISPLAY: dict[Category, str] = {"laboratory": "Laboratory", "vital-signs": "Vital Signs"}
+
+
 def _observation_base(
     oid: str, pid: str, eid: str, category: Category, code: dict[str, Any], when: datetime
 ) -> dict[str, Any]:
-    display = "Laboratory" if category is Category.LABORATORY else "Vital Signs"
+    display = _CATEGORY_DISPLAY[category]
     return {
         "resourceType": "Observation",
         "id": oid,
         "meta": _meta(),
         "status": "final",
-        "category": [{"coding": [{"system": _OBS_CATEGORY, "code": category.value, "display": display}]}],
+        "category": [{"coding": [{"system": _OBS_CATEGORY, "code": category, "display": display}]}],
         "code": code,
         "subject": {"reference": f"Patient/{pid}"},
         "encounter": {"reference": f"Encounter/{eid}"},
@@ -168,28 +172,23 @@ def lab_observation(
     spec: AnalyteSpec,
     canonical_value: float,
     *,
-    female: bool,
     dialect: LabDialect,
     when: datetime,
 ) -> dict[str, Any]:
-    """A final lab result in the patient's dialect, with reference range and H/L/N flag."""
-    low, high = spec.reference_range(female)
-    si = spec.si if dialect is LabDialect.SI else None
-    code_def, unit = (si.code, si.unit) if si else (spec.loinc, spec.unit)
-
-    def convert(canonical: float) -> float:
-        return si.convert(canonical) if si else round_to(canonical, spec.decimals)
-
+    """A final lab result in the patient's dialect, with the table's reference range and H/L/N flag."""
+    si = dialect is LabDialect.SI and spec.si is not None
+    code_def, unit = (spec.si.code, spec.si.unit) if si and spec.si else (spec.code, spec.unit)
     code: dict[str, Any] = {"coding": [code_def.coding()], "text": code_def.display}
     if dialect is LabDialect.EPIC_LOCAL and spec.local_code is not None:
         # Epic-style result: local component id only, no LOINC.
-        name = spec.analyte.value.replace("_", " ").upper()
+        name = spec.row.display.upper()
         code = {"coding": [{"system": EPIC_LOCAL_LAB_SYSTEM, "code": spec.local_code, "display": name}],
                 "text": name}  # fmt: skip
-    value = convert(canonical_value)
-    ref_low = convert(low) if low is not None else None
-    ref_high = convert(high) if high is not None else None
-    obs = _observation_base(oid, pid, eid, Category.LABORATORY, code, when)
+    low, high = spec.reference.low, spec.reference.high
+    value = spec.report(canonical_value, si=si)
+    ref_low = spec.report(low, si=si) if low is not None else None
+    ref_high = spec.report(high, si=si) if high is not None else None
+    obs = _observation_base(oid, pid, eid, "laboratory", code, when)
     obs["issued"] = _instant(when + timedelta(hours=3))
     obs["valueQuantity"] = _quantity(value, unit)
     flag = interpretation(value, ref_low, ref_high)
@@ -209,12 +208,7 @@ def vital_observation(
     oid: str, pid: str, eid: str, spec: AnalyteSpec, value: float, when: datetime
 ) -> dict[str, Any]:
     obs = _observation_base(
-        oid,
-        pid,
-        eid,
-        Category.VITAL_SIGNS,
-        {"coding": [spec.loinc.coding()], "text": spec.loinc.display},
-        when,
+        oid, pid, eid, "vital-signs", {"coding": [spec.code.coding()], "text": spec.code.display}, when
     )
     obs["valueQuantity"] = _quantity(round_to(value, spec.decimals), spec.unit)
     return obs
@@ -230,11 +224,11 @@ def blood_pressure(
 ) -> dict[str, Any]:
     """US Core blood pressure: the 85354-9 panel with systolic and diastolic components."""
     obs = _observation_base(
-        oid, pid, eid, Category.VITAL_SIGNS, {"coding": [_BP_PANEL.coding()], "text": "Blood pressure"}, when
+        oid, pid, eid, "vital-signs", {"coding": [_BP_PANEL.coding()], "text": "Blood pressure"}, when
     )
     obs["component"] = [
         {
-            "code": {"coding": [spec.loinc.coding()], "text": spec.loinc.display},
+            "code": {"coding": [spec.code.coding()], "text": spec.code.display},
             "valueQuantity": _quantity(round_to(value, spec.decimals), spec.unit),
         }
         for spec, value in (systolic, diastolic)

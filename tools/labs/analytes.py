@@ -425,6 +425,21 @@ ANALYTES: Final[tuple[Analyte, ...]] = (
         reference=ReferenceRange(18.5, 24.9),
         category="vital-signs",
     ),
+    Analyte(
+        key="heart_rate",
+        display="Heart rate",
+        loinc=("8867-4",),
+        local_codes=("HR", "PULSE"),
+        unit="/min",
+        conversions=(),
+        good_direction=GoodDirection.IN_RANGE,  # both brady- and tachycardia harm
+        # heuristic: 10 /min; resting rate varies by several beats per minute between visits,
+        # and 60-100 /min (the adult range) is four such steps wide.
+        stability=StabilityThreshold(absolute=10.0),
+        threshold_source="heuristic: 10 /min, above the usual visit-to-visit variation of resting rate",
+        reference=ReferenceRange(60.0, 100.0),
+        category="vital-signs",
+    ),
 )
 
 
