@@ -1,0 +1,525 @@
+"""Series assembly: DICOM instances -> one ordered `Volume` per series (pure; decodes on demand).
+
+Ordering follows DESIGN.md: position along the slice normal (ImageOrientationPatient row x column
+cosines, dotted with ImagePositionPatient), in the direction in which InstanceNumber rises, so a
+well-ordered series comes out exactly in Google's InstanceNumber order. Without InstanceNumber the
+order is descending along the normal (head to foot for axial slices). Without geometry the order is
+InstanceNumber, and without that the order of the source.
+
+Multi-frame Enhanced CT/MR objects contribute one slice per frame (per-frame or shared functional
+groups: PlanePositionSequence, PlaneOrientationSequence, PixelValueTransformationSequence).
+
+Assembly reads headers only; pixel data are decoded per slice when asked for, so a 3,000-slice series
+costs the 85 slices that CT sampling picks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict
+from pydicom.dataset import Dataset
+from pydicom.pixels.processing import apply_modality_lut
+from pydicom.pixels.utils import pixel_array
+
+from tools.imaging.errors import DicomFileError, SeriesError, SeriesSelectionError, WrongModalityError
+
+# Objects that are not pictures of the patient, even when they carry pixel data (RTDOSE, SEG).
+NON_IMAGE_MODALITIES = frozenset(
+    {"SR", "SEG", "KO", "PR", "RTSTRUCT", "RTPLAN", "RTRECORD", "RTDOSE", "RTIMAGE", "REG", "DOC",
+     "ECG", "HD", "AU", "PLAN", "FID", "RWV", "IOL", "OPT"}
+)  # fmt: skip
+
+# Gaps and duplicates are judged against the median spacing.
+DUPLICATE_TOLERANCE_MM = 0.01
+GAP_FACTOR = 1.5
+UNEVEN_TOLERANCE = 0.1
+ORIENTATION_TOLERANCE = 1e-3
+
+# pydicom raises these for corrupt, truncated or undecodable pixel data and for deferred reads of a
+# file that has gone; they are translated into one error naming the object.
+DECODE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError, RuntimeError, NotImplementedError, AttributeError, KeyError, TypeError, OSError, EOFError,
+)  # fmt: skip
+
+Order = Literal["position", "instance_number", "source"]
+FloatArray = npt.NDArray[np.floating[Any]]
+
+
+class InstanceLike(Protocol):
+    """What a loader hands over: where an object came from, and its dataset."""
+
+    @property
+    def origin(self) -> str: ...
+
+    @property
+    def dataset(self) -> Dataset: ...
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A plain `InstanceLike` (tests, callers that read files themselves)."""
+
+    origin: str
+    dataset: Dataset
+
+
+class SkippedObject(BaseModel):
+    """An object that is not an image to prepare, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    origin: str
+    series_uid: str | None
+    modality: str | None
+    sop_class: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rescale:
+    slope: float
+    intercept: float
+
+
+@dataclass(frozen=True, eq=False)
+class Slice:
+    """One 2-D image of a series: a single-frame object, or one frame of a multi-frame one."""
+
+    origin: str
+    dataset: Dataset
+    frame: int | None  # 0-based frame index in a multi-frame object, None for single-frame
+    instance_number: int | None
+    position: float | None  # mm along the slice normal
+    orientation: tuple[float, ...] | None
+    rescale: Rescale | None
+    modality_lut: bool  # a ModalityLUTSequence replaces the rescale
+
+    @property
+    def label(self) -> str:
+        return self.origin if self.frame is None else f"{self.origin} frame {self.frame + 1}"
+
+    def order_key(self) -> tuple[int, int]:
+        return (self.instance_number if self.instance_number is not None else 0, self.frame or 0)
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """The ordered slices of one series. Pixel data stay in the datasets until `stored` asks."""
+
+    series_uid: str
+    modality: str
+    description: str
+    rows: int
+    columns: int
+    slices: tuple[Slice, ...]
+    order: Order
+    warnings: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    @property
+    def positions(self) -> list[float | None]:
+        return [s.position for s in self.slices]
+
+    def require_modality(self, task: str, expected: Sequence[str]) -> None:
+        """Refuse a task that does not fit this series (a CT preparation of an MR series, say)."""
+        if self.modality not in expected:
+            raise WrongModalityError(self.series_uid, self.modality, task, tuple(expected))
+
+    def stored(self, index: int) -> npt.NDArray[Any]:
+        """Stored pixel values of slice `index` (as `pixel_array` gives them), decoded now."""
+        return decode_slice(self.slices[index], self.rows, self.columns)
+
+    def modality_values(self, index: int) -> npt.NDArray[Any]:
+        """Slice `index` with its rescale or modality LUT applied (HU for CT), as `apply_rescale` does."""
+        return apply_slice_rescale(self.stored(index), self.slices[index])
+
+
+@dataclass(frozen=True)
+class SeriesFailure:
+    series_uid: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """Every series found among some instances, plus what was skipped and what could not be assembled."""
+
+    volumes: tuple[Volume, ...]
+    skipped: tuple[SkippedObject, ...]
+    failures: tuple[SeriesFailure, ...]
+
+    def series_uids(self) -> tuple[str, ...]:
+        return tuple(v.series_uid for v in self.volumes)
+
+    def select(self, source: str, series_uid: str | None = None) -> Volume:
+        """The volume `series_uid`, or the only one; otherwise an error listing the series found."""
+        if series_uid is not None:
+            for volume in self.volumes:
+                if volume.series_uid == series_uid:
+                    return volume
+            for failure in self.failures:
+                if failure.series_uid == series_uid:
+                    raise SeriesError(series_uid, failure.reason)
+            raise SeriesSelectionError(source, f"no image series {series_uid}; found", self.series_uids())
+        if len(self.volumes) == 1:
+            return self.volumes[0]
+        if not self.volumes:
+            reasons = [f"{f.series_uid}: {f.reason}" for f in self.failures]
+            reasons += [f"{s.origin}: {s.reason}" for s in self.skipped[:5]]
+            detail = "; ".join(reasons) if reasons else "no DICOM objects"
+            raise SeriesSelectionError(source, f"no usable image series ({detail})")
+        raise SeriesSelectionError(
+            source, f"{len(self.volumes)} image series; choose one with --series", self.series_uids()
+        )
+
+
+def sample_slice_indices(n: int, max_slices: int = 85) -> list[int]:
+    """Google's uniform sampling: all slices up to `max_slices`, else round(i / max * (n - 1)), i = 1..max.
+
+    Python's `round` (half to even) on the same float expression as the notebook, so indices match it.
+    """
+    if n <= max_slices:
+        return list(range(n))
+    return [round(i / max_slices * (n - 1)) for i in range(1, max_slices + 1)]
+
+
+def skip_reason(ds: Dataset) -> str | None:
+    """Why a dataset is not an image to prepare, or None if it is one."""
+    modality = str(ds.get("Modality", "") or "")
+    if modality in NON_IMAGE_MODALITIES:
+        return f"not an image ({modality})"
+    if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            return "float pixel data (parametric map) is not supported"
+        return "no pixel data"
+    if not ds.get("Rows") or not ds.get("Columns"):
+        return "no Rows/Columns"
+    return None
+
+
+def assemble(instances: Iterable[InstanceLike]) -> Assembly:
+    """Group instances by SeriesInstanceUID and build one ordered volume per series."""
+    by_series: dict[str, list[InstanceLike]] = defaultdict(list)
+    skipped: list[SkippedObject] = []
+    for inst in instances:
+        ds = inst.dataset
+        uid = str(ds.get("SeriesInstanceUID", "") or "")
+        reason = skip_reason(ds)
+        if reason is None and not uid:
+            reason = "no SeriesInstanceUID"
+        if reason is not None:
+            skipped.append(_skipped(inst, reason))
+            continue
+        by_series[uid].append(inst)
+    volumes: list[Volume] = []
+    failures: list[SeriesFailure] = []
+    for uid, members in by_series.items():
+        try:
+            volumes.append(assemble_series(uid, members))
+        except SeriesError as exc:
+            failures.append(SeriesFailure(uid, exc.reason))
+        except DicomFileError as exc:
+            failures.append(SeriesFailure(uid, str(exc)))
+    return Assembly(tuple(volumes), tuple(skipped), tuple(failures))
+
+
+def assemble_series(series_uid: str, instances: Sequence[InstanceLike]) -> Volume:
+    """Order the slices of one series and report what looks wrong with it as warnings."""
+    if not instances:
+        raise SeriesError(series_uid, "no image instances")
+    slices: list[Slice] = []
+    for inst in instances:
+        slices.extend(slices_of(inst))
+    warnings: list[str] = []
+    slices = _keep_majority_size(slices, warnings)
+    slices = _keep_majority_orientation(slices, warnings)
+    ordered, order = order_slices(slices, warnings)
+    first = ordered[0].dataset
+    ds0 = instances[0].dataset
+    modalities = {str(i.dataset.get("Modality", "") or "") for i in instances}
+    if len(modalities) > 1:
+        warnings.append(f"mixed modalities in one series: {', '.join(sorted(modalities))}")
+    return Volume(
+        series_uid=series_uid,
+        modality=str(ds0.get("Modality", "") or ""),
+        description=str(ds0.get("SeriesDescription", "") or ""),
+        rows=int(first.Rows),
+        columns=int(first.Columns),
+        slices=tuple(ordered),
+        order=order,
+        warnings=tuple(warnings),
+    )
+
+
+def slices_of(inst: InstanceLike) -> list[Slice]:
+    """The slices one object contributes: itself, or each of its frames."""
+    ds = inst.dataset
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as exc:
+        raise DicomFileError(inst.origin, f"bad NumberOfFrames {ds.get('NumberOfFrames')!r}") from exc
+    instance_number = _int_or_none(ds.get("InstanceNumber"))
+    if frames <= 1 and "PerFrameFunctionalGroupsSequence" not in ds:
+        ipp = _floats(ds.get("ImagePositionPatient"), 3)
+        iop = _floats(ds.get("ImageOrientationPatient"), 6)
+        return [
+            Slice(
+                origin=inst.origin,
+                dataset=ds,
+                frame=None,
+                instance_number=instance_number,
+                position=_position(ipp, iop),
+                orientation=iop,
+                rescale=_rescale(ds),
+                modality_lut=bool(ds.get("ModalityLUTSequence")),
+            )
+        ]
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    shared_seq = ds.get("SharedFunctionalGroupsSequence") or []
+    shared = shared_seq[0] if shared_seq else Dataset()
+    if per_frame and len(per_frame) != frames:
+        raise DicomFileError(inst.origin, f"{len(per_frame)} per-frame functional groups for {frames} frames")
+    out: list[Slice] = []
+    for k in range(frames):
+        group = per_frame[k] if per_frame else Dataset()
+        ipp = _floats(_functional(group, shared, "PlanePositionSequence", "ImagePositionPatient"), 3)
+        iop = _floats(_functional(group, shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+        iop = iop or _floats(ds.get("ImageOrientationPatient"), 6)
+        slope = _functional(group, shared, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = _functional(group, shared, "PixelValueTransformationSequence", "RescaleIntercept")
+        rescale = (
+            Rescale(float(slope), float(intercept))
+            if slope is not None and intercept is not None
+            else _rescale(ds)
+        )
+        out.append(
+            Slice(
+                origin=inst.origin,
+                dataset=ds,
+                frame=k,
+                instance_number=instance_number,
+                position=_position(ipp, iop),
+                orientation=iop,
+                rescale=rescale,
+                modality_lut=bool(ds.get("ModalityLUTSequence")),
+            )
+        )
+    return out
+
+
+def order_slices(slices: Sequence[Slice], warnings: list[str]) -> tuple[list[Slice], Order]:
+    """Order by position along the normal, in the direction in which InstanceNumber rises."""
+    if not slices:
+        raise ValueError("no slices to order")
+    if all(s.position is not None for s in slices):
+        ascending = sorted(slices, key=lambda s: (_pos(s), s.order_key()))
+        keys = [s.order_key() for s in ascending]
+        rises = sum(b > a for a, b in itertools.pairwise(keys))
+        falls = sum(b < a for a, b in itertools.pairwise(keys))
+        # InstanceNumber falls along the normal, or says nothing: descending (head to foot for axial).
+        descending = sorted(slices, key=lambda s: (-_pos(s), s.order_key()))
+        ordered = ascending if rises > falls else descending
+        if len(ordered) > 1 and min(rises, falls) > 0:
+            warnings.append("InstanceNumber does not follow slice position throughout; ordered by position")
+        warnings.extend(spacing_warnings([_pos(s) for s in ordered]))
+        return ordered, "position"
+    if len(slices) > 1:
+        missing = sum(s.position is None for s in slices)
+        warnings.append(
+            f"{missing} of {len(slices)} slices lack ImagePositionPatient/ImageOrientationPatient; "
+            "ordered by InstanceNumber"
+        )
+    if all(s.instance_number is not None for s in slices) or all(s.frame is not None for s in slices):
+        return sorted(slices, key=lambda s: s.order_key()), "instance_number"
+    if len(slices) > 1:
+        warnings.append("some slices lack InstanceNumber too; kept in source order")
+    return list(slices), "source"
+
+
+def spacing_warnings(positions: Sequence[float]) -> list[str]:
+    """Duplicate positions, gaps (missing slices) and uneven spacing, judged on the median spacing."""
+    if len(positions) < 2:
+        return []
+    steps = [abs(b - a) for a, b in itertools.pairwise(positions)]
+    out: list[str] = []
+    duplicates = [i for i, d in enumerate(steps) if d < DUPLICATE_TOLERANCE_MM]
+    if duplicates:
+        where = ", ".join(f"{positions[i]:.2f}" for i in duplicates[:5])
+        out.append(f"{len(duplicates)} duplicate slice positions (at {where} mm)")
+    real = [d for d in steps if d >= DUPLICATE_TOLERANCE_MM]
+    if not real:
+        return out
+    median = statistics.median(real)
+    gaps = [(i, d) for i, d in enumerate(steps) if d > GAP_FACTOR * median]
+    for i, d in gaps[:5]:
+        missing = round(d / median) - 1
+        out.append(
+            f"gap of {d:.2f} mm after slice {i + 1} (median spacing {median:.2f} mm; "
+            f"about {missing} slice(s) missing)"
+        )
+    if len(gaps) > 5:
+        out.append(f"{len(gaps) - 5} more gaps")
+    regular = [d for d in real if d <= GAP_FACTOR * median]
+    if any(abs(d - median) > UNEVEN_TOLERANCE * median for d in regular):
+        out.append(
+            f"uneven slice spacing: {min(regular):.2f} to {max(regular):.2f} mm (median {median:.2f} mm)"
+        )
+    return out
+
+
+def decode_slice(sl: Slice, rows: int, columns: int) -> npt.NDArray[Any]:
+    """Decode one slice's stored values; any decoder failure becomes an error naming the object."""
+    try:
+        arr = pixel_array(sl.dataset, index=sl.frame)
+    except DECODE_ERRORS as exc:
+        raise DicomFileError(sl.label, f"pixel data cannot be decoded: {exc}") from exc
+    if arr.ndim != 2:
+        raise DicomFileError(
+            sl.label,
+            f"expected one greyscale frame, got pixel array of shape {arr.shape} "
+            f"({sl.dataset.get('PhotometricInterpretation', '?')})",
+        )
+    if arr.shape != (rows, columns):
+        raise DicomFileError(sl.label, f"frame is {arr.shape[0]}x{arr.shape[1]}, series is {rows}x{columns}")
+    return arr
+
+
+def apply_slice_rescale(stored: npt.NDArray[Any], sl: Slice) -> npt.NDArray[Any]:
+    """`pydicom.pixels.apply_rescale` semantics, with the slice's own (per-frame) slope and intercept."""
+    if sl.modality_lut:
+        return apply_modality_lut(stored, sl.dataset)
+    if sl.rescale is None:
+        return stored
+    out = stored.astype(np.float64) * sl.rescale.slope
+    out += sl.rescale.intercept
+    return out
+
+
+def _skipped(inst: InstanceLike, reason: str) -> SkippedObject:
+    ds = inst.dataset
+    sop = ds.get("SOPClassUID")
+    return SkippedObject(
+        origin=inst.origin,
+        series_uid=str(ds.get("SeriesInstanceUID", "") or "") or None,
+        modality=str(ds.get("Modality", "") or "") or None,
+        sop_class=getattr(sop, "name", None) if sop else None,
+        reason=reason,
+    )
+
+
+def _keep_majority_size(slices: list[Slice], warnings: list[str]) -> list[Slice]:
+    sizes = Counter((int(s.dataset.Rows), int(s.dataset.Columns)) for s in slices)
+    if len(sizes) == 1:
+        return slices
+    (rows, cols), _ = sizes.most_common(1)[0]
+    kept = [s for s in slices if (int(s.dataset.Rows), int(s.dataset.Columns)) == (rows, cols)]
+    dropped = _labels_left_out(slices, kept)
+    warnings.append(f"left out {len(dropped)} slice(s) not {rows}x{cols}: {', '.join(dropped[:5])}")
+    return kept
+
+
+def _keep_majority_orientation(slices: list[Slice], warnings: list[str]) -> list[Slice]:
+    oriented = [s for s in slices if s.orientation is not None]
+    if len(oriented) < 2:
+        return slices
+    counts = Counter(tuple(round(v, 3) for v in s.orientation or ()) for s in oriented)
+    if len(counts) == 1:
+        return slices
+    main = np.array(counts.most_common(1)[0][0])
+    kept = [
+        s
+        for s in slices
+        if s.orientation is None or np.abs(np.array(s.orientation) - main).max() <= 10 * ORIENTATION_TOLERANCE
+    ]
+    dropped = _labels_left_out(slices, kept)
+    if dropped:
+        warnings.append(
+            f"left out {len(dropped)} slice(s) with another orientation (localizers?): "
+            + ", ".join(dropped[:5])
+        )
+    return kept
+
+
+def _labels_left_out(slices: Sequence[Slice], kept: Sequence[Slice]) -> list[str]:
+    kept_ids = {id(s) for s in kept}
+    return [s.label for s in slices if id(s) not in kept_ids]
+
+
+def _functional(group: Dataset, shared: Dataset, sequence: str, keyword: str) -> Any:
+    for source in (group, shared):
+        items = source.get(sequence)
+        if items:
+            value = items[0].get(keyword)
+            if value is not None:
+                return value
+    return None
+
+
+def _rescale(ds: Dataset) -> Rescale | None:
+    # apply_rescale uses the pair only when both are present.
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        return Rescale(float(ds.RescaleSlope), float(ds.RescaleIntercept))
+    return None
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n else None
+
+
+def _position(ipp: tuple[float, ...] | None, iop: tuple[float, ...] | None) -> float | None:
+    if ipp is None or iop is None:
+        return None
+    normal = np.cross(np.array(iop[:3]), np.array(iop[3:]))
+    if not np.any(normal):
+        return None
+    return float(np.dot(normal, np.array(ipp)))
+
+
+def _pos(s: Slice) -> float:
+    assert s.position is not None
+    return s.position
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and str(value).strip() != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+__all__ = [
+    "NON_IMAGE_MODALITIES",
+    "Assembly",
+    "Instance",
+    "InstanceLike",
+    "Rescale",
+    "SeriesFailure",
+    "SkippedObject",
+    "Slice",
+    "Volume",
+    "apply_slice_rescale",
+    "assemble",
+    "assemble_series",
+    "decode_slice",
+    "order_slices",
+    "sample_slice_indices",
+    "skip_reason",
+    "slices_of",
+    "spacing_warnings",
+]
