@@ -1,0 +1,45 @@
+"""Imaging: DICOMweb client, multipart bodies, and DICOM sources (folders, files, DICOMweb)."""
+
+from tools.imaging.dicomweb import (
+    BasicAuth,
+    DicomWebAuthError,
+    DicomWebClient,
+    DicomWebConflict,
+    DicomWebError,
+    DicomWebHttpError,
+    DicomWebInvalid,
+    DicomWebNotAcceptable,
+    DicomWebNotFound,
+    DicomWebProtocolError,
+    DicomWebServerError,
+    DicomWebTransportError,
+    FailedInstance,
+    InstanceMatch,
+    SeriesMatch,
+    StoredInstance,
+    StoreResult,
+    StudyMatch,
+)
+from tools.imaging.multipart import MultipartError
+
+__all__ = [
+    "BasicAuth",
+    "DicomWebAuthError",
+    "DicomWebClient",
+    "DicomWebConflict",
+    "DicomWebError",
+    "DicomWebHttpError",
+    "DicomWebInvalid",
+    "DicomWebNotAcceptable",
+    "DicomWebNotFound",
+    "DicomWebProtocolError",
+    "DicomWebServerError",
+    "DicomWebTransportError",
+    "FailedInstance",
+    "InstanceMatch",
+    "MultipartError",
+    "SeriesMatch",
+    "StoreResult",
+    "StoredInstance",
+    "StudyMatch",
+]
