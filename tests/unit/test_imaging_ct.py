@@ -25,7 +25,7 @@ def notebook_ct(paths: list[Path]) -> npt.NDArray[np.uint8]:
     max_slice = 85
     if len(dicom_instances) > max_slice:
         dicom_instances = [
-            dicom_instances[int(round(i / (max_slice) * (len(dicom_instances) - 1)))]
+            dicom_instances[int(round(i / (max_slice) * (len(dicom_instances) - 1)))]  # noqa: RUF046
             for i in range(1, max_slice + 1)
         ]
     ct_volume_slices = []
@@ -93,7 +93,7 @@ def test_order_is_position_not_file_name(tmp_path: Path) -> None:
 
 def test_sampling_matches_notebook_formula() -> None:
     for n in (1, 2, 84, 85, 86, 300, 3001):
-        expected = list(range(n)) if n <= 85 else [int(round(i / 85 * (n - 1))) for i in range(1, 86)]
+        expected = list(range(n)) if n <= 85 else [int(round(i / 85 * (n - 1))) for i in range(1, 86)]  # noqa: RUF046
         assert sample_slice_indices(n) == expected
     assert sample_slice_indices(300)[-1] == 299
     assert len(sample_slice_indices(3000)) == 85
@@ -119,7 +119,8 @@ def test_lookup_table_equals_direct_windowing(dtype: type[np.integer]) -> None:
     hu = stored.astype(np.float64) * 1.25 - 1024.0
     assert np.array_equal(out, window_hu(hu))
     domain = stored_domain(np.dtype(dtype))
-    assert domain is not None and len(np.unique(domain)) == 2 ** (8 * np.dtype(dtype).itemsize)
+    assert domain is not None
+    assert len(np.unique(domain)) == 2 ** (8 * np.dtype(dtype).itemsize)
 
 
 def test_wider_than_16_bits_takes_the_direct_path() -> None:

@@ -70,7 +70,8 @@ def test_lesion_box_maps_back_within_one_pixel() -> None:
     stored[lesion[0] : lesion[2], lesion[1] : lesion[3]] = 4000
     prepared = prepare(imaging_series.chest_xray(rows, cols, stored=stored))
     padding = prepared.metadata.padding
-    assert padding is not None and prepared.images.shape == (1, 500, 500, 3)
+    assert padding is not None
+    assert prepared.images.shape == (1, 500, 500, 3)
     # Where the lesion is in the prepared square, as the model would answer it: integers on 0..1000.
     ys, xs = np.nonzero(prepared.images[0, ..., 0] == 255)
     size = padding.size
@@ -92,7 +93,8 @@ def test_multi_frame_takes_the_first_frame() -> None:
     imaging_series.set_pixels(ds, frames)
     prepared = prepare(ds)
     assert prepared.images.shape == (1, 4, 4, 3)
-    assert prepared.images[0, 0, 0, 0] == 255 and prepared.images[0, 1, 1, 0] == 0
+    assert prepared.images[0, 0, 0, 0] == 255
+    assert prepared.images[0, 1, 1, 0] == 0
     assert "used frame 1 of 3" in prepared.metadata.warnings[-1]
 
 

@@ -74,7 +74,8 @@ def test_mr_encodings_prepare_identically(name: str) -> None:
 
 def test_enhanced_ct_multi_frame() -> None:
     volume = volume_of("eCT_Supplemental.dcm")
-    assert len(volume) == 2 and volume.order == "position"
+    assert len(volume) == 2
+    assert volume.order == "position"
     prepared = prepare_ct(volume, source="eCT")
     ds = pydicom.dcmread(test_file("eCT_Supplemental.dcm"))
     pvt = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0]
@@ -89,9 +90,11 @@ def test_large_monochrome1_cr_native_and_jpeg2000_lossless_agree() -> None:
     native = prepare_cxr(volume_of("RG1_UNCR.dcm"), source="RG1")
     j2k = prepare_cxr(volume_of("RG1_J2KR.dcm"), source="RG1")
     assert native.images.shape == (1, 1955, 1955, 3)
-    assert native.metadata.inverted and native.metadata.windows[0].name == "window"
+    assert native.metadata.inverted
+    assert native.metadata.windows[0].name == "window"
     padding = native.metadata.padding
-    assert padding is not None and (padding.left, padding.right, padding.top) == (57, 57, 0)
+    assert padding is not None
+    assert (padding.left, padding.right, padding.top) == (57, 57, 0)
     assert np.array_equal(native.images, j2k.images)
     # Lossy JPEG 2000 of the same image: close, not equal.
     lossy = prepare_cxr(volume_of("RG1_J2KI.dcm"), source="RG1")

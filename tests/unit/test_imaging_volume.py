@@ -71,9 +71,10 @@ def test_mixed_series_folder_lists_the_series_and_selects_one() -> None:
         assembly.select("folder/")
     message = str(info.value)
     assert "2 image series; choose one with --series" in message
-    assert a[0].SeriesInstanceUID in message and b[0].SeriesInstanceUID in message
+    assert a[0].SeriesInstanceUID in message
+    assert b[0].SeriesInstanceUID in message
     assert len(assembly.select("folder/", b[0].SeriesInstanceUID)) == 2
-    with pytest.raises(SeriesSelectionError, match="no image series 1.2.3"):
+    with pytest.raises(SeriesSelectionError, match=r"no image series 1\.2\.3"):
         assembly.select("folder/", "1.2.3")
 
 
@@ -84,7 +85,8 @@ def test_non_image_objects_are_skipped_with_a_reason(kind: str) -> None:
     assembly = assemble([*instances(series), Instance("other.dcm", other)])
     assert len(assembly.select("t")) == 3
     (skipped,) = assembly.skipped
-    assert skipped.origin == "other.dcm" and skipped.modality == kind
+    assert skipped.origin == "other.dcm"
+    assert skipped.modality == kind
     assert skipped.reason == f"not an image ({kind})"
 
 
