@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from agent.stack import FhirServer, FhirServerSpec
+from agent.stack import FhirServer, FhirServerSpec, OrthancServer, OrthancSpec
 from agent.stack.ports import free_port
 
 FhirServerFactory = Callable[..., str]
+OrthancFactory = Callable[..., OrthancServer]
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,34 @@ def fhir_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fh
 def fhir_base_url(fhir_server_factory: FhirServerFactory) -> str:
     """A shared embedded FHIR server (strict validation, no auth). Use unique ids per test."""
     return fhir_server_factory()
+
+
+@pytest.fixture(scope="session")
+def orthanc_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancFactory]:
+    """Start a fresh embedded Orthanc (DICOMweb at `.dicomweb_url`) on a free port.
+
+    Keyword arguments are `OrthancSpec` fields, e.g. username="u", password=SecretStr("p"),
+    dicom_port=free_port(). All are stopped at the end of the session.
+    """
+    servers: list[OrthancServer] = []
+
+    def start(**spec: Any) -> OrthancServer:
+        spec.setdefault("port", free_port())
+        spec.setdefault("state_dir", tmp_path_factory.mktemp("orthanc"))
+        server = OrthancServer(OrthancSpec(**spec))
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def dicomweb_base_url(orthanc_factory: OrthancFactory) -> str:
+    """A shared embedded Orthanc's DICOMweb root (no auth). Store instances with fresh UIDs."""
+    return orthanc_factory().dicomweb_url
 
 
 @pytest.fixture(scope="session")

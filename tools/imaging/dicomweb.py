@@ -623,7 +623,9 @@ class DicomWebClient:
         result = StoreResult()
         batch: list[bytes] = []
         size = 0
-        for data in instances:
+        for index, data in enumerate(instances):
+            if data[128:132] != b"DICM":  # caught here: the server's 400 would not say which one
+                raise ValueError(f"instance #{index} ({len(data)} bytes) is not a DICOM Part 10 file")
             if batch and size + len(data) > batch_bytes:
                 result += await self._store_batch(path, batch)
                 batch, size = [], 0
