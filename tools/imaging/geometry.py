@@ -114,16 +114,16 @@ def pixels_to_model_box(box: PixelBox, padding: Padding) -> tuple[float, float, 
     )
 
 
-def clip_box(box: Sequence[float], height: int, width: int, *, original: object | None = None) -> PixelBox:
+def clip_box(box: object, height: int, width: int, *, original: object | None = None) -> PixelBox:
     """Order a pixel box's corners and clip it to an H x W image; an empty result is a BoxError."""
-    y0, x0, y1, x1 = parse_box(list(box))
+    y0, x0, y1, x1 = parse_box(box)
     ya, yb = sorted((y0, y1))
     xa, xb = sorted((x0, x1))
     ya, yb = max(0.0, ya), min(float(height), yb)
     xa, xb = max(0.0, xa), min(float(width), xb)
     if yb <= ya or xb <= xa:
         raise BoxError(
-            original if original is not None else list(box),
+            original if original is not None else box,
             f"empty once ordered and clipped to the {height}x{width} image",
         )
     return PixelBox(y0=ya, x0=xa, y1=yb, x1=xb)
