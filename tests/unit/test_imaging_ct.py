@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import imaging_series
 import numpy as np
@@ -11,7 +12,7 @@ import numpy.typing as npt
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.pixels import apply_rescale
+from pydicom.pixels.processing import apply_rescale
 
 from tools.imaging.ct import CT_WINDOWS, CtWindower, prepare_ct, stored_domain, window_hu
 from tools.imaging.errors import WrongModalityError
@@ -33,7 +34,7 @@ def notebook_ct(paths: list[Path]) -> npt.NDArray[np.uint8]:
         with pydicom.dcmread(path) as dcm:
             ct_volume_slices.append(apply_rescale(dcm.pixel_array, dcm))
 
-    def norm(ct_vol: npt.NDArray[np.float64], lo: float, hi: float) -> npt.NDArray[np.float32]:
+    def norm(ct_vol: npt.NDArray[Any], lo: float, hi: float) -> npt.NDArray[Any]:
         ct_vol = np.clip(ct_vol, lo, hi)
         ct_vol = ct_vol.astype(np.float32)
         ct_vol -= lo
@@ -41,7 +42,7 @@ def notebook_ct(paths: list[Path]) -> npt.NDArray[np.uint8]:
         ct_vol *= 255.0
         return ct_vol
 
-    def window(ct_vol: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    def window(ct_vol: npt.NDArray[Any]) -> npt.NDArray[Any]:
         window_clips = [(-1024, 1024), (-135, 215), (0, 80)]
         return np.stack([norm(ct_vol, clip[0], clip[1]) for clip in window_clips], axis=-1)
 
