@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     smart_scopes: str = (
         "system/*.rs system/Observation.c system/DiagnosticReport.c system/Device.c system/Provenance.c"
     )
+    # DICOMweb base URL of the PACS; empty means "the embedded stack's Orthanc".
+    dicomweb_url: str | None = None
+    dicomweb_username: str | None = None
+    dicomweb_password: SecretStr | None = None
     fhir_max_concurrency: int = Field(default=8, ge=1, le=64)
     fhir_timeout_s: float = Field(default=30.0, gt=0)
 

@@ -12,6 +12,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "agent.cli.seed",
     "agent.cli.summarize",
     "agent.cli.demo",
+    "agent.cli.imaging",
 )
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from enum import StrEnum
@@ -27,8 +26,7 @@ import typer
 from PIL import Image, UnidentifiedImageError
 
 from agent.cli.app import app
-from agent.settings import load_settings
-from agent.stack import current_dicomweb_url
+from agent.cli.options import resolve_dicomweb_url
 from tools.imaging.ct import CT_MODALITIES, prepare_ct
 from tools.imaging.cxr import CXR_MODALITIES, prepare_cxr
 from tools.imaging.dicomweb import DicomWebClient, DicomWebError
@@ -39,8 +37,6 @@ from tools.imaging.overlay import draw_boxes, parse_boxes
 from tools.imaging.prepared import PreparedImages, load_npz
 from tools.imaging.sources import DicomSourceError, DicomWebRef, LoadResult, Source, load_source, parse_source
 from tools.imaging.volume import Assembly, SkippedObject, Volume, assemble
-
-DICOMWEB_URL_ENV = "CHARTAGENT_DICOMWEB_URL"
 
 imaging_app = typer.Typer(
     help="Prepare CT, MRI and chest X-ray DICOM for MedGemma; draw boxes.", no_args_is_help=True
@@ -62,23 +58,14 @@ TASKS: dict[TaskName, tuple[Preparer, tuple[str, ...]]] = {
 }
 
 
-def resolve_dicomweb_url(explicit: str | None) -> str | None:
-    """--dicomweb-url, else CHARTAGENT_DICOMWEB_URL, else the running embedded stack's Orthanc."""
-    if explicit:
-        return explicit.rstrip("/")
-    env = os.environ.get(DICOMWEB_URL_ENV)
-    if env:
-        return env.rstrip("/")
-    return current_dicomweb_url(load_settings().state_dir)
-
-
 async def load(source: Source, dicomweb_url: str | None) -> LoadResult:
     if not isinstance(source, DicomWebRef):
         return await load_source(source)
     if dicomweb_url is None:
         raise DicomSourceError(
             str(source),
-            f"no DICOMweb server: pass --dicomweb-url, set {DICOMWEB_URL_ENV}, or run `chartagent stack up`",
+            "no DICOMweb server: pass --dicomweb-url, set CHARTAGENT_DICOMWEB_URL, "
+            "or run `chartagent stack up`",
         )
     async with DicomWebClient(dicomweb_url) as client:
         return await load_source(source, client=client)
@@ -171,7 +158,7 @@ def prepare_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
     dicomweb_url: Annotated[
-        str | None, typer.Option("--dicomweb-url", help=f"DICOMweb base URL (or {DICOMWEB_URL_ENV})")
+        str | None, typer.Option("--dicomweb-url", help="DICOMweb base URL (or CHARTAGENT_DICOMWEB_URL)")
     ] = None,
 ) -> None:
     """Prepare images exactly as MedGemma's recipe feeds them, with the record of how."""

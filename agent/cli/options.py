@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from agent.settings import load_settings
-from agent.stack import current_fhir_url
+from agent.stack import current_dicomweb_url, current_fhir_url
 
 
 def state_dir_option() -> Path:
@@ -30,3 +30,13 @@ def resolve_fhir_url(explicit: str | None) -> str:
         )
         raise typer.Exit(2)
     return url
+
+
+def resolve_dicomweb_url(explicit: str | None) -> str | None:
+    """--dicomweb-url, else CHARTAGENT_DICOMWEB_URL, else the running embedded stack's Orthanc."""
+    if explicit:
+        return explicit.rstrip("/")
+    settings = load_settings()
+    if settings.dicomweb_url:
+        return settings.dicomweb_url.rstrip("/")
+    return current_dicomweb_url(settings.state_dir)
