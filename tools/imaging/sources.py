@@ -27,7 +27,7 @@ import pydicom
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.tag import Tag
 
 from tools.imaging.dicomweb import (
@@ -58,6 +58,7 @@ __all__ = [
 DICOMWEB_SCHEME = "dicomweb:"
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _PIXEL_DATA = Tag(0x7FE0, 0x0010)
+_PIXEL_DATA_TAGS = (_PIXEL_DATA, Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009))  # + float, double float
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR: an index of files, not an instance
 _ITEM = (0xFFFE, 0xE000)
 _SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
@@ -118,34 +119,69 @@ def read_instance(
 ) -> LoadedInstance:
     """Parse one Part 10 file; DicomSourceError naming `origin` when it is not a complete instance."""
     source: BinaryIO | Path = io.BytesIO(data) if isinstance(data, bytes) else data
+    # The checks below convert elements, which warns about odd values too: all inside.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            ds = pydicom.dcmread(source, stop_before_pixels=stop_before_pixels)
-        except InvalidDicomError:
-            raise DicomSourceError(origin, "not a DICOM Part 10 file (no 'DICM' prefix)") from None
-        except (EOFError, struct.error) as exc:
-            reason = f"truncated or corrupt DICOM file ({type(exc).__name__})"
-            raise DicomSourceError(origin, reason) from None
-        except (ValueError, KeyError, NotImplementedError) as exc:
-            raise DicomSourceError(origin, f"corrupt DICOM file ({type(exc).__name__})") from None
-        except OSError as exc:
-            raise DicomSourceError(origin, f"cannot read ({exc.strerror or type(exc).__name__})") from None
-    if any("End of file reached" in str(w.message) for w in caught):
-        raise DicomSourceError(origin, "truncated DICOM file (a sequence ends at end of file)")
-    problem = _truncation(ds)
-    if problem:
-        raise DicomSourceError(origin, f"truncated DICOM file ({problem})")
-    if ds.file_meta.get("MediaStorageSOPClassUID") == _MEDIA_STORAGE_DIRECTORY:
-        raise _DicomDirError(origin, "a DICOMDIR (index of files), not an instance")
-    if not ds.get("SOPInstanceUID"):
-        raise DicomSourceError(origin, "no SOPInstanceUID: not a DICOM instance (or cut off in its header)")
+        ds = _dcmread(source, origin, stop_before_pixels)
+        if any("End of file reached" in str(w.message) for w in caught):
+            raise DicomSourceError(origin, "truncated DICOM file (a sequence ends at end of file)")
+        size = None if stop_before_pixels else len(data) if isinstance(data, bytes) else _size(data)
+        problem = _truncation(ds, size)
+        if problem:
+            raise DicomSourceError(origin, f"truncated DICOM file ({problem})")
+        if ds.file_meta.get("MediaStorageSOPClassUID") == _MEDIA_STORAGE_DIRECTORY:
+            raise _DicomDirError(origin, "a DICOMDIR (index of files), not an instance")
+        if not ds.get("SOPInstanceUID"):
+            raise DicomSourceError(
+                origin, "no SOPInstanceUID: not a DICOM instance (or cut off in its header)"
+            )
+        if stop_before_pixels and "Rows" not in ds and "Image Storage" in _sop_class_name(ds):
+            raise DicomSourceError(origin, "truncated DICOM file (an image instance without Rows)")
     return LoadedInstance(origin, ds)
 
 
-def _truncation(ds: Dataset) -> str | None:
+def _dcmread(source: BinaryIO | Path, origin: str, stop_before_pixels: bool) -> Dataset:
+    try:
+        return pydicom.dcmread(source, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        raise DicomSourceError(origin, "not a DICOM Part 10 file (no 'DICM' prefix)") from None
+    except (EOFError, struct.error, BytesLengthException) as exc:
+        raise DicomSourceError(origin, f"truncated or corrupt DICOM file ({type(exc).__name__})") from None
+    except (ValueError, KeyError, IndexError, NotImplementedError) as exc:
+        raise DicomSourceError(origin, f"corrupt DICOM file ({type(exc).__name__})") from None
+    except OSError as exc:
+        raise DicomSourceError(origin, f"cannot read ({exc.strerror or type(exc).__name__})") from None
+
+
+def _sop_class_name(ds: Dataset) -> str:
+    uid = ds.get("SOPClassUID")
+    return str(getattr(uid, "name", "")) if uid else ""
+
+
+def _size(source: BinaryIO | Path) -> int | None:
+    if isinstance(source, Path):
+        return source.stat().st_size
+    return None
+
+
+def _truncation(ds: Dataset, size: int | None) -> str | None:
     """What a truncated read left behind: a top-level value shorter than its declared length,
-    or encapsulated pixel data whose last fragment is cut off."""
+    encapsulated pixel data whose last fragment is cut off, a partial element header at the end
+    (pydicom stops there silently) or image attributes without pixel data.
+
+    `size` is the file's size when it was read whole (None with `stop_before_pixels`).
+    """
+    if size is not None:
+        last: DataElement | RawDataElement | None = ds.get_item(max(ds.keys())) if len(ds) else None
+        if isinstance(last, RawDataElement) and last.length != _UNDEFINED_LENGTH:
+            stray = size - (last.value_tell + last.length)
+            if 0 < stray < 12:  # shorter than any element header: the next element was cut off
+                return f"{stray} byte(s) of an element header after the last element"
+        if not any(t in ds for t in _PIXEL_DATA_TAGS) and (
+            "Rows" in ds or "Image Storage" in _sop_class_name(ds)
+        ):
+            # A cut between two elements leaves a well-formed but incomplete header.
+            return "an image instance without pixel data"
     for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset would convert the raw elements)
         # pydicom's annotation says DataElement; unconverted elements come back raw.
         elem: DataElement | RawDataElement = ds.get_item(tag)
@@ -154,7 +190,9 @@ def _truncation(ds: Dataset) -> str | None:
         if elem.length != _UNDEFINED_LENGTH and len(elem.value) < elem.length:
             return f"element {Tag(tag)} has {len(elem.value)} of {elem.length} bytes"
         if tag == _PIXEL_DATA and elem.length == _UNDEFINED_LENGTH:
-            return _fragments_problem(elem.value, little_endian=elem.is_little_endian)
+            problem = _fragments_problem(elem.value, little_endian=elem.is_little_endian)
+            if problem:
+                return problem
     return None
 
 
