@@ -32,6 +32,7 @@ __all__ = [
     "CtPhantom",
     "Tissue",
     "ct_chest_geometry",
+    "ct_chest_labels",
     "ct_chest_phantom",
     "lesion_site_centre",
 ]
@@ -273,6 +274,19 @@ def _organs(labels: NDArray[np.uint8], geometry: VolumeGeometry, anatomy: ChestA
             paint_capsule(labels, g, start, end, radius, T.LUNG_VESSEL, only=(T.LUNG,))
 
 
+def ct_chest_labels(
+    geometry: VolumeGeometry, anatomy: ChestAnatomy, lesion: SphereLesion | None
+) -> NDArray[np.uint8]:
+    """The tissue label volume (`Tissue` values), indexed (slice, row, column)."""
+    labels = np.zeros((geometry.slices, geometry.rows, geometry.columns), dtype=np.uint8)
+    _base_layers(labels, geometry, anatomy.scale)
+    _organs(labels, geometry, anatomy)
+    if lesion is not None:
+        r = lesion.diameter_mm / 2
+        paint_ellipsoid(labels, geometry, lesion.centre_mm, (r, r, r), Tissue.LESION)
+    return labels
+
+
 def ct_chest_phantom(
     geometry: VolumeGeometry,
     anatomy: ChestAnatomy,
@@ -280,12 +294,7 @@ def ct_chest_phantom(
     noise_seed: int,
 ) -> CtPhantom:
     """The phantom for one scan: labels, then HU = tissue mean + Gaussian noise, stored as int16."""
-    labels = np.zeros((geometry.slices, geometry.rows, geometry.columns), dtype=np.uint8)
-    _base_layers(labels, geometry, anatomy.scale)
-    _organs(labels, geometry, anatomy)
-    if lesion is not None:
-        r = lesion.diameter_mm / 2
-        paint_ellipsoid(labels, geometry, lesion.centre_mm, (r, r, r), Tissue.LESION)
+    labels = ct_chest_labels(geometry, anatomy, lesion)
 
     # Dependent lung density: posterior lung is denser (+30 HU at y = +100 mm).
     lung_gradient = (0.3 * geometry.y_mm())[:, None].astype(np.float32)

@@ -99,7 +99,9 @@ def part10_bytes(ds: Dataset, transfer_syntax: TransferSyntax) -> bytes:
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     if transfer_syntax is not TransferSyntax.EXPLICIT_VR_LITTLE_ENDIAN:
-        ds.compress(UID(str(transfer_syntax)))  # also sets the file meta's TransferSyntaxUID
+        # pydicom would otherwise give the compressed copy a new random SOPInstanceUID;
+        # the planned one must stay (FHIR lists it, and the files must be deterministic).
+        ds.compress(UID(str(transfer_syntax)), generate_instance_uid=False)
     buffer = BytesIO()
     dcmwrite(buffer, ds, enforce_file_format=True)
     return buffer.getvalue()
