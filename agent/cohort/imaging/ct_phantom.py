@@ -164,7 +164,7 @@ def _base_layers(labels: NDArray[np.uint8], geometry: VolumeGeometry, s: float) 
     rib_ring = (_norm2(x, y, 0, 0, a - 22, b - 17) <= 1) & ~cavity
     # Ribs slope down anteriorly: a rib's z falls by 100 mm from back (y = b) to front (y = -b),
     # so one axial slice cuts each side's ribs into several short arcs.
-    rib_z_offset = 50.0 * (1.0 - np.clip(y / b, -1, 1)) + 0 * x
+    rib_z_offset = 50.0 * (1.0 - np.clip(y / b, -1, 1))
     rib_gap = (np.abs(x) < 40 * s) & (y < 0)  # costal cartilage and sternum
     rib_ring &= ~rib_gap
     right_r2 = _norm2(x, y, -72 * s, 10 * s, 58 * s, 85 * s)
