@@ -147,11 +147,13 @@ class OrthancServer:
     def dicomweb_url(self) -> str:
         return self.spec.dicomweb_url
 
-    def start(self, *, timeout_s: float = 60.0) -> None:
+    def start(self, *, timeout_s: float = 60.0, previous_exit_timeout_s: float = 15.0) -> None:
+        """Start and wait until healthy; first wait up to `previous_exit_timeout_s` for an
+        Orthanc that still runs on the same storage to exit (StackError if it does not)."""
         spec = self.spec
         self._check_installed()
         spec.state_dir.mkdir(parents=True, exist_ok=True)
-        _wait_previous_exit(spec.pid_path, timeout_s=15.0)
+        _wait_previous_exit(spec.pid_path, timeout_s=previous_exit_timeout_s)
         for port in (spec.port, spec.dicom_port):
             if port is not None and _listening(port):
                 raise StackError(f"Orthanc port {port} is already in use")

@@ -25,23 +25,34 @@ def _cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_stack_up_status_down_through_the_cli(tmp_path: Path) -> None:
-    port = free_port()
+    port, orthanc_port = free_port(), free_port()
     try:
-        up = _cli(tmp_path, "stack", "up", "--fhir-port", str(port), "--json")
+        up = _cli(
+            tmp_path, "stack", "up", "--fhir-port", str(port), "--orthanc-port", str(orthanc_port), "--json"
+        )
         assert up.returncode == 0, up.stderr
         urls = json.loads(up.stdout)
-        assert urls == {"fhir": f"http://127.0.0.1:{port}/fhir"}
+        assert urls == {
+            "fhir": f"http://127.0.0.1:{port}/fhir",
+            "dicomweb": f"http://127.0.0.1:{orthanc_port}/dicom-web",
+        }
         meta = httpx.get(f"{urls['fhir']}/metadata", timeout=5)
         assert meta.json()["resourceType"] == "CapabilityStatement"
+        assert httpx.get(f"{urls['dicomweb']}/studies", timeout=5).status_code == 200
+
+        text = _cli(tmp_path, "stack", "status")
+        assert text.returncode == 0
+        assert f"DICOMweb http://127.0.0.1:{orthanc_port}/dicom-web  healthy" in text.stdout
 
         status = _cli(tmp_path, "stack", "status", "--json")
         assert status.returncode == 0
         assert json.loads(status.stdout) == urls
 
-        # A second `up` keeps the healthy server (same pid).
-        pid = stack.status(tmp_path).fhir.pid
+        # A second `up` keeps the healthy servers (same pids).
+        before = stack.status(tmp_path)
         assert _cli(tmp_path, "stack", "up").returncode == 0
-        assert stack.status(tmp_path).fhir.pid == pid
+        after = stack.status(tmp_path)
+        assert (after.fhir.pid, after.dicomweb.pid) == (before.fhir.pid, before.dicomweb.pid)
     finally:
         down = _cli(tmp_path, "stack", "down")
     assert down.returncode == 0
@@ -50,6 +61,8 @@ def test_stack_up_status_down_through_the_cli(tmp_path: Path) -> None:
     assert json.loads(status.stdout) == {}
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/fhir/metadata", timeout=2)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{orthanc_port}/system", timeout=2)
 
 
 def test_stack_restarts_a_dead_server(tmp_path: Path) -> None:
@@ -63,3 +76,31 @@ def test_stack_restarts_a_dead_server(tmp_path: Path) -> None:
         assert second.fhir.pid != first.fhir.pid
     finally:
         stack.down(tmp_path)
+
+
+def test_stack_restarts_a_dead_orthanc_and_keeps_the_fhir_server(tmp_path: Path) -> None:
+    first = stack.up(tmp_path, fhir_port=free_port(), orthanc_port=free_port())
+    assert first.healthy
+    assert first.dicomweb.pid is not None
+    try:
+        os.kill(first.dicomweb.pid, 9)
+        dead = stack.status(tmp_path)
+        assert not dead.dicomweb.healthy
+        assert dead.fhir.healthy
+        assert not dead.healthy
+        assert stack.current_dicomweb_url(tmp_path) is None
+        second = stack.up(tmp_path)
+        assert second.healthy
+        assert second.dicomweb.pid != first.dicomweb.pid
+        assert second.fhir.pid == first.fhir.pid
+        assert stack.current_dicomweb_url(tmp_path) == second.dicomweb.url
+    finally:
+        stack.down(tmp_path)
+
+
+def test_state_file_from_before_orthanc_still_loads(tmp_path: Path) -> None:
+    (tmp_path / "stack.json").write_text('{"fhir": null}')
+    st = stack.status(tmp_path)
+    assert not st.fhir.running
+    assert not st.dicomweb.running
+    assert st.urls() == {}
