@@ -113,7 +113,7 @@ async def test_stow_qido_and_wado_round_trip_a_ct_series(dicomweb_base_url: str)
         assert await c.retrieve_instance(study, series, sops[0]) == files[0]
         by_sop = {str(read(f).SOPInstanceUID): f for f in files}
         for strategy in ("per-instance", "multipart"):
-            got = [d async for d in c.retrieve_series(study, series, strategy=strategy)]  # type: ignore[arg-type]
+            got = [d async for d in c.retrieve_series(study, series, strategy=strategy)]
             assert sorted(got) == sorted(files), strategy
             assert all(read(d).PixelData == read(by_sop[str(read(d).SOPInstanceUID)]).PixelData for d in got)
 
