@@ -5,9 +5,30 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup system-packages demo test lint typecheck unit bench clean
 
-setup: $(STAMP)
+setup: system-packages $(STAMP)
+
+# The embedded PACS: Debian's Orthanc with its DICOMweb, GDCM (JPEG 2000) and WSI plugins, and
+# OpenSlide. Installed only when a file is missing (as root, or through sudo). Debian's install
+# tries to start its own orthanc service (denied in containers, harmless elsewhere): ours runs
+# beside it on another port, and our health check tells the two apart.
+ORTHANC_DEBS  := orthanc orthanc-dicomweb orthanc-wsi orthanc-gdcm libopenslide0
+ORTHANC_FILES := /usr/sbin/Orthanc \
+	/usr/share/orthanc/plugins/libOrthancDicomWeb.so \
+	/usr/share/orthanc/plugins/libOrthancGdcm.so \
+	/usr/share/orthanc/plugins/libOrthancWSI.so
+
+system-packages:
+	@missing=0; for f in $(ORTHANC_FILES); do test -e $$f || missing=1; done; \
+	ldconfig -p 2>/dev/null | grep -q 'libopenslide\.so\.0' || missing=1; \
+	if [ $$missing = 1 ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif command -v sudo >/dev/null; then sudo="sudo"; \
+	  else echo "Orthanc is missing and we are not root: apt-get install $(ORTHANC_DEBS)" >&2; exit 1; fi; \
+	  $$sudo apt-get update && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(ORTHANC_DEBS); \
+	fi
 
 # torch is pinned to the CPU wheel that lies on this machine's disk: an unpinned torch
 # would pull several GB of CUDA packages.
