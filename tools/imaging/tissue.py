@@ -12,6 +12,7 @@ Morphology then closes gaps between nuclei, opens away specks and drops componen
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -63,6 +64,8 @@ def otsu_threshold(values: NDArray[np.float32], *, value_range: tuple[float, flo
     """Otsu's threshold over a 256-bin histogram: the cut that maximises between-class variance.
 
     Returns the upper edge of the last bin of the lower class; a constant input returns its value.
+    When two classes are cleanly apart every cut in the gap scores the same; we take the middle
+    of that plateau rather than its first bin, which would hug the lower class.
     """
     hist, edges = np.histogram(values, bins=_BINS, range=value_range)
     total = hist.sum()
@@ -77,12 +80,23 @@ def otsu_threshold(values: NDArray[np.float32], *, value_range: tuple[float, flo
     between = weight_low * weight_high * (mean_low - mean_high) ** 2
     if not np.any(between > 0):
         return float(centres[int(np.argmax(hist))])
-    return float(edges[int(np.argmax(between)) + 1])
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    return float(edges[(int(best[0]) + int(best[-1])) // 2 + 1])
 
 
 def _disk(radius_px: int) -> NDArray[np.bool_]:
     r = np.arange(-radius_px, radius_px + 1)
     return np.asarray((r[:, None] ** 2 + r[None, :] ** 2) <= radius_px**2)
+
+
+def _morph(
+    mask: NDArray[np.bool_], operation: Callable[..., NDArray[np.bool_]], radius_px: int
+) -> NDArray[np.bool_]:
+    """Closing or opening with a disk; edge padding keeps tissue that touches the border intact."""
+    if radius_px <= 0:
+        return mask
+    padded = np.pad(mask, radius_px, mode="edge")
+    return operation(padded, structure=_disk(radius_px))[radius_px:-radius_px, radius_px:-radius_px]
 
 
 def tissue_mask(rgb: NDArray[np.uint8], *, mpp: float, params: TissueMaskParams | None = None) -> TissueMask:
@@ -96,16 +110,8 @@ def tissue_mask(rgb: NDArray[np.uint8], *, mpp: float, params: TissueMaskParams 
     bright_enough = rgb.max(axis=-1) >= p.min_value * 255
     threshold = min(max(otsu_threshold(sat[bright_enough]), p.min_threshold), p.max_threshold)
     mask = (sat > threshold) & bright_enough
-    close_px = round(p.closing_um / mpp)
-    if close_px > 0:
-        # Pad so that closing does not erode tissue touching the border.
-        padded = np.pad(mask, close_px, mode="edge")
-        mask = ndimage.binary_closing(padded, structure=_disk(close_px))[
-            close_px:-close_px, close_px:-close_px
-        ]
-    open_px = round(p.opening_um / mpp)
-    if open_px > 0:
-        mask = ndimage.binary_opening(mask, structure=_disk(open_px))
+    mask = _morph(mask, ndimage.binary_closing, round(p.closing_um / mpp))
+    mask = _morph(mask, ndimage.binary_opening, round(p.opening_um / mpp))
     min_px = math.ceil(p.min_area_um2 / (mpp * mpp))
     if min_px > 1 and mask.any():
         labels, count = ndimage.label(mask)

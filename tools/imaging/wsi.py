@@ -31,6 +31,7 @@ folder or over DICOMweb. Everything else here is pure.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +82,12 @@ MASK_MPP: Final = 8.0
 LEVEL_TOLERANCE: Final = 1.25
 # Below this, a patch's tissue is noise at the mask's resolution (a few thumbnail pixels).
 _MIN_ANY_TISSUE: Final = 0.02
-# Orthanc answers HTTP 400 to dicomweb-client's default frame media types; raw frames work.
+JPEG_BASELINE: Final = "1.2.840.10008.1.2.4.50"
 EXPLICIT_VR_LITTLE_ENDIAN: Final = "1.2.840.10008.1.2.1"
+# Frames as most slides are stored (JPEG baseline, image/jpeg): no transcoding on the server.
+# Raw frames are the fallback; wsidicom cannot take raw frames of YBR_FULL_422 JPEG data, and
+# Orthanc 1.10's GDCM plugin has crashed here transcoding WSI JPEG frames to raw.
+WEB_TRANSFER_SYNTAXES: Final = (JPEG_BASELINE, EXPLICIT_VR_LITTLE_ENDIAN)
 
 
 class SlideError(ImagingError):
@@ -450,9 +455,9 @@ class WsiDicomReader:
         series_uid: str,
         *,
         session: Any = None,
-        transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN,
+        transfer_syntaxes: Sequence[str] = WEB_TRANSFER_SYNTAXES,
     ) -> WsiDicomReader:
-        """Open a series over DICOMweb; frames come as `transfer_syntax` (raw by default, Orthanc-safe).
+        """Open a series over DICOMweb; frames come in the first of `transfer_syntaxes` the server gives.
 
         `session` is a `requests.Session` (auth, retries) that dicomweb-client uses for every call.
         """
@@ -464,11 +469,28 @@ class WsiDicomReader:
         origin = f"{base_url.rstrip('/')}/studies/{study_uid}/series/{series_uid}"
         client = WsiDicomWebClient(DICOMwebClient(base_url, session=session))
         try:
-            wsi = WsiDicom.open_web(client, study_uid, series_uid, requested_transfer_syntax=transfer_syntax)
+            with warnings.catch_warnings():
+                # The ICC profile comes as a BulkDataURI wsidicom does not fetch; pydicom warns per instance.
+                warnings.filterwarnings("ignore", message="No bulk data URI handler", category=UserWarning)
+                wsi = WsiDicom.open_web(
+                    client, study_uid, series_uid, requested_transfer_syntax=list(transfer_syntaxes)
+                )
         except WsiDicomNotFoundError as exc:
-            raise SlideError(origin, f"no DICOM WSI pyramid in the series ({exc})") from exc
+            raise SlideError(
+                origin,
+                f"no DICOM WSI pyramid in the series readable as {', '.join(transfer_syntaxes)} ({exc})",
+            ) from exc
         except (HTTPError, RequestException) as exc:
             raise SlideError(origin, f"DICOMweb request failed ({exc})") from exc
+        # wsidicom 0.36 asks DICOMweb for a concatenation part's frames by their number in the
+        # whole concatenation, not in the part: the server answers 400. Refuse up front.
+        if any(ds.frame_offset for level in wsi.levels for ds in level.datasets):
+            wsi.close()
+            raise SlideError(
+                origin,
+                "a level is stored as a concatenation (ConcatenationFrameOffsetNumber > 0), which wsidicom "
+                "cannot read over DICOMweb; store one instance per level",
+            )
         return cls(wsi, origin)
 
     @property
@@ -496,7 +518,15 @@ class WsiDicomReader:
         ]
 
     def read(self, level: SlideLevel, x: int, y: int, width: int, height: int) -> npt.NDArray[np.uint8]:
-        region = self._wsi.read_region((x, y), level.index, (width, height), as_array=True)
+        from requests import RequestException
+
+        try:
+            region = self._wsi.read_region((x, y), level.index, (width, height), as_array=True)
+        except RequestException as exc:
+            raise SlideError(
+                self._origin,
+                f"reading level {level.index} at ({x}, {y}) size {width}x{height} failed ({exc})",
+            ) from exc
         rgb = np.asarray(region, dtype=np.uint8)
         if rgb.ndim == 2:
             rgb = np.repeat(rgb[..., None], 3, axis=-1)
@@ -601,11 +631,19 @@ def prepare_slide_dicomweb(
     params: PatchParams | None = None,
     *,
     session: Any = None,
-    transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN,
+    transfer_syntaxes: Sequence[str] = WEB_TRANSFER_SYNTAXES,
 ) -> PreparedSlide:
-    """A DICOM WSI series over DICOMweb (QIDO-RS to find instances, WADO-RS for metadata and frames)."""
+    """A DICOM WSI series over DICOMweb (QIDO-RS for instances, WADO-RS for metadata and frames).
+
+    On the wire (wsidicom through dicomweb-client; base = the DICOMweb root):
+        GET {base}/studies/{st}/instances?00080016=<VL WSI>&00080060=SM&0020000E={se}&includefield=...
+        GET {base}/studies/{st}/series/{se}/instances/{i}/metadata          (each instance)
+        GET {base}/studies/{st}/series/{se}/instances/{i}/frames/1          (probe of the transfer syntax)
+        GET {base}/studies/{st}/series/{se}/instances/{i}/frames/a,b,...    (tiles of the thumbnail level,
+            Accept: multipart/related; type="image/jpeg"                     then of each run of patches)
+    """
     reader = WsiDicomReader.from_dicomweb(
-        base_url, study_uid, series_uid, session=session, transfer_syntax=transfer_syntax
+        base_url, study_uid, series_uid, session=session, transfer_syntaxes=transfer_syntaxes
     )
     try:
         return prepare_slide(reader, params, study_uid=study_uid, series_uid=series_uid)

@@ -500,6 +500,7 @@ def dicomizer_args(
     mpp: float,
     openslide: Path | None = None,
     threads: int = 2,
+    max_size_mb: int = 0,
 ) -> list[str]:
     """The OrthancWSIDicomizer command line (pure).
 
@@ -513,6 +514,9 @@ def dicomizer_args(
         "--dataset",
         str(dataset_path),
         f"--threads={threads}",
+        # 0: one instance per level. Split levels are concatenations, which wsidicom 0.36
+        # reads from files but not over DICOMweb.
+        f"--max-size={max_size_mb}",
         f"--imaged-width={height * mpp / 1000:.9f}",
         f"--imaged-height={width * mpp / 1000:.9f}",
     ]
@@ -539,6 +543,7 @@ def dicomize(
     series_uid: str,
     overrides: Mapping[str, str] | None = None,
     threads: int = 2,
+    max_size_mb: int = 0,
     timeout_s: float = 600.0,
 ) -> list[Path]:
     """Convert a tiled TIFF to DICOM WSI files (one series, a few instances per level) in `out_dir`.
@@ -572,6 +577,7 @@ def dicomize(
             mpp=mpp,
             openslide=openslide,
             threads=threads,
+            max_size_mb=max_size_mb,
         )
         try:
             done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=timeout_s)
