@@ -1,4 +1,4 @@
-"""One place that turns deployment settings into a FHIR client (auth, limits, timeouts)."""
+"""One place that turns deployment settings into clients: FHIR and DICOMweb (auth, limits, timeouts)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pydantic import SecretStr
 
 from agent.settings import Settings, load_settings
 from fhir_adapters import AuthProvider, FhirClient, SmartBackendServices, StaticBearer
+from tools.imaging.dicomweb import BasicAuth, DicomWebClient
 
 
 def auth_from_settings(settings: Settings) -> AuthProvider | None:
@@ -39,3 +40,11 @@ def open_fhir_client(base_url: str, settings: Settings | None = None) -> FhirCli
         max_concurrency=settings.fhir_max_concurrency,
         timeout=settings.fhir_timeout_s,
     )
+
+
+def open_dicomweb_client(base_url: str, settings: Settings | None = None) -> DicomWebClient:
+    settings = settings or load_settings()
+    auth = None
+    if settings.dicomweb_username and settings.dicomweb_password is not None:
+        auth = BasicAuth(settings.dicomweb_username, settings.dicomweb_password)
+    return DicomWebClient(base_url, auth=auth)

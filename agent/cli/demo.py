@@ -12,9 +12,10 @@ from rich.console import Console
 from agent import stack as embedded
 from agent.cli.app import app
 from agent.cli.options import state_dir_option
-from agent.cli.seed import seed_synthetic
+from agent.cli.seed import print_imaging, seed_synthetic
 from agent.cli.summarize import outcome_table, run_summaries
 from fhir_adapters import FhirError
+from tools.imaging.dicomweb import DicomWebError
 from tools.writeback import AIAST
 
 
@@ -30,17 +31,19 @@ def demo(
     except embedded.StackError as exc:
         typer.secho(f"stack up failed: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
-    url = status.fhir.url
+    url, pacs = status.fhir.url, status.dicomweb.url
     assert url is not None
-    console.print(f"[bold]1. Embedded FHIR server[/bold] {url}")
+    console.print(f"[bold]1. Embedded stack[/bold] FHIR {url}  DICOMweb {pacs or '(not running)'}")
     try:
-        report = asyncio.run(seed_synthetic(url, patients, seed))
+        report, imaging = asyncio.run(seed_synthetic(url, patients, seed, pacs))
         console.print(
             f"[bold]2. Seeded[/bold] {report.patients} synthetic patients (seed {seed}): "
             + ", ".join(f"{n} {t}" for t, n in sorted(report.resources_by_type.items()))
         )
+        if imaging is not None and pacs is not None:
+            print_imaging(imaging, pacs)
         outcomes, _ = asyncio.run(run_summaries(url, None, dry_run=False, show_progress=True))
-    except FhirError as exc:
+    except (FhirError, DicomWebError) as exc:
         typer.secho(f"demo failed: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
     console.print("[bold]3. Summarized[/bold] every patient and wrote the results back:")

@@ -27,9 +27,10 @@ from PIL import Image, UnidentifiedImageError
 
 from agent.cli.app import app
 from agent.cli.options import resolve_dicomweb_url
+from agent.connections import open_dicomweb_client
 from tools.imaging.ct import CT_MODALITIES, prepare_ct
 from tools.imaging.cxr import CXR_MODALITIES, prepare_cxr
-from tools.imaging.dicomweb import DicomWebClient, DicomWebError
+from tools.imaging.dicomweb import DicomWebError
 from tools.imaging.errors import ImagingError, SeriesSelectionError, WrongModalityError
 from tools.imaging.geometry import Padding
 from tools.imaging.mri import MRI_MODALITIES, prepare_mri
@@ -67,7 +68,7 @@ async def load(source: Source, dicomweb_url: str | None) -> LoadResult:
             "no DICOMweb server: pass --dicomweb-url, set CHARTAGENT_DICOMWEB_URL, "
             "or run `chartagent stack up`",
         )
-    async with DicomWebClient(dicomweb_url) as client:
+    async with open_dicomweb_client(dicomweb_url) as client:
         return await load_source(source, client=client)
 
 

@@ -14,8 +14,8 @@ from rich.table import Table
 
 from agent.cli.app import app
 from agent.cli.options import resolve_fhir_url
+from agent.connections import open_fhir_client
 from agent.context import RunContext
-from agent.fhir_connection import open_fhir_client
 from agent.jobs.summarize import PatientOutcome, list_patient_ids, summarize_many
 from agent.state import SummarizeState
 from fhir_adapters import FhirError
