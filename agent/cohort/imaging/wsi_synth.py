@@ -11,8 +11,10 @@ makes them) and are small. OpenSlide reads the file as `generic-tiff` and report
 `openslide.mpp-x` from the TIFF resolution tags (centimetre unit).
 
 `dicomize` runs Debian's `OrthancWSIDicomizer`. A JPEG TIFF is copied tile for tile (no
-re-encoding); other compressions go through OpenSlide (`--openslide`). Pixel spacing in the
-DICOM comes from the imaged volume size, which we derive from the TIFF's resolution.
+re-encoding); other compressions go through OpenSlide (`--openslide`). The dicomizer derives
+PixelSpacing from the imaged size we pass (from the TIFF's resolution tags) and mixes up width
+and height (see `dicomizer_args`); each level is written as one instance, because wsidicom
+cannot read concatenated instances over DICOMweb. Upload the files with STOW-RS.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
+from tools.imaging.errors import ImagingError
+
 __all__ = [
     "DICOMIZER",
     "DicomizeError",
@@ -45,6 +49,8 @@ __all__ = [
     "find_libopenslide",
     "make_slide_tiff",
     "render_island_mask",
+    "sample_dataset",
+    "slide_dataset",
 ]
 
 DICOMIZER: Final = "OrthancWSIDicomizer"
@@ -108,7 +114,7 @@ class SlideTruth(BaseModel):
         return render_island_mask(self.islands, 0.0, 0.0, w, h, downsample)
 
 
-class DicomizeError(RuntimeError):
+class DicomizeError(ImagingError):
     """OrthancWSIDicomizer is missing or failed on the named input."""
 
 
