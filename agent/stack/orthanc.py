@@ -112,6 +112,9 @@ def orthanc_config(spec: OrthancSpec) -> dict[str, Any]:
         "HttpPort": spec.port,
         "RemoteAccessAllowed": False,
         "HttpVerbose": False,
+        # gzip of pixel data costs far more CPU than loopback bandwidth (and clients that ask
+        # for it would make the server CPU-bound).
+        "HttpCompressionEnabled": False,
         "DeidentifyLogs": True,
         "LogExportedResources": False,
         "OrthancExplorerEnabled": False,

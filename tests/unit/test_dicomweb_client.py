@@ -262,7 +262,7 @@ async def test_retrieve_series_per_instance_is_bounded_and_ordered() -> None:
         return multipart_response([part10(sop.encode())])
 
     async with client(handle, max_concurrency=8) as c:
-        got = [d async for d in c.retrieve_series(ST, SE, concurrency=3)]
+        got = [d async for d in c.retrieve_series(ST, SE, strategy="per-instance", concurrency=3)]
     assert got == [part10(s.encode()) for s in sops]
     assert peak == 3
 
@@ -287,7 +287,7 @@ async def test_retrieve_series_as_one_streamed_multipart() -> None:
         return httpx.Response(200, headers={"content-type": body.content_type}, stream=Chunked(body.chunks))
 
     async with client(handle) as c:
-        got = [d async for d in c.retrieve_series(ST, SE, strategy="multipart")]
+        got = [d async for d in c.retrieve_series(ST, SE)]  # multipart is the default
     assert got == [part10(b"a"), part10(b"b")]
     assert seen[0].url.path == f"/dicom-web/studies/{ST}/series/{SE}"
 

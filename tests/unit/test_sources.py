@@ -196,9 +196,21 @@ def test_parse_source_errors_name_the_input(text: str, message: str) -> None:
 # ---------------------------------------------------------------------------- DICOMweb
 
 
-def dicomweb_handler(instances: dict[str, bytes], study: str, series: str) -> httpx.MockTransport:
+def dicomweb_handler(
+    instances: dict[str, bytes], study: str, series: str, *, series_retrieval: bool
+) -> httpx.MockTransport:
+    """A PACS holding `instances` (empty bytes: listed by QIDO but gone); with
+    `series_retrieval=False` it answers 406 to a whole-series GET."""
+
     def handle(request: httpx.Request) -> httpx.Response:
         path = request.url.path
+        if path.endswith(f"/series/{series}"):
+            if not series_retrieval:
+                return httpx.Response(406)
+            body = build_multipart([d for d in instances.values() if d], part_type="application/dicom")
+            return httpx.Response(
+                200, headers={"content-type": body.content_type}, content=b"".join(body.chunks)
+            )
         if path.endswith(f"/studies/{study}/series"):
             return httpx.Response(200, json=[{"0020000E": {"vr": "UI", "Value": [series]}}])
         if path.endswith("/instances"):
@@ -213,14 +225,32 @@ def dicomweb_handler(instances: dict[str, bytes], study: str, series: str) -> ht
     return httpx.MockTransport(handle)
 
 
-async def test_load_dicomweb_collects_instances_and_per_instance_failures() -> None:
+def pacs_content() -> tuple[str, str, list[str], str, dict[str, bytes]]:
     st, se = generate_uid(), generate_uid()
     good = [ct_slice(se, st, n) for n in (1, 2)]
     sops = [str(pydicom.dcmread(io.BytesIO(g)).SOPInstanceUID) for g in good]
     cut = ct_slice(se, st, 3)
     cut_sop = str(pydicom.dcmread(io.BytesIO(cut)).SOPInstanceUID)
-    instances = {sops[0]: good[0], "1.9.9": b"", sops[1]: good[1], cut_sop: cut[:-50]}
-    async with DicomWebClient("http://pacs/dicom-web", transport=dicomweb_handler(instances, st, se)) as c:
+    return st, se, sops, cut_sop, {sops[0]: good[0], "1.9.9": b"", sops[1]: good[1], cut_sop: cut[:-50]}
+
+
+async def test_load_dicomweb_streams_each_series_and_names_bad_parts() -> None:
+    st, se, sops, _, instances = pacs_content()
+    transport = dicomweb_handler(instances, st, se, series_retrieval=True)
+    async with DicomWebClient("http://pacs/dicom-web", transport=transport) as c:
+        result = await load_dicomweb(c, st)
+    assert [i.origin for i in result.instances] == [f"dicomweb:{st}/{se}/{s}" for s in sops]
+    assert result.failures == (
+        InstanceFailure(
+            f"dicomweb:{st}/{se} (part 3)", "truncated DICOM file (element (7FE0,0010) has 462 of 512 bytes)"
+        ),
+    )
+
+
+async def test_load_dicomweb_falls_back_to_instances_and_collects_per_instance_failures() -> None:
+    st, se, sops, cut_sop, instances = pacs_content()
+    transport = dicomweb_handler(instances, st, se, series_retrieval=False)
+    async with DicomWebClient("http://pacs/dicom-web", transport=transport) as c:
         result = await load_dicomweb(c, st)
         by_series = await load_source(DicomWebRef(study_uid=st, series_uid=se), client=c)
     assert [i.sop_instance_uid for i in result.instances] == sops

@@ -31,7 +31,9 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.tag import Tag
 
 from tools.imaging.dicomweb import (
+    DicomWebAuthError,
     DicomWebClient,
+    DicomWebHttpError,
     DicomWebNotFound,
     DicomWebProtocolError,
     InstanceMatch,
@@ -269,19 +271,53 @@ async def load_dicomweb(
     *,
     stop_before_pixels: bool = False,
 ) -> LoadResult:
-    """Every instance of a study (or of one of its series), retrieved concurrently as stored.
+    """Every instance of a study (or of one of its series), as stored.
 
-    An instance that is gone (404) or not a readable Part 10 file is a failure; errors that
-    concern the whole server (auth, transport, 5xx) are raised.
+    Each series comes as one streamed multipart body (one request; the fastest way, see
+    `DicomWebClient.retrieve_series`). Where the server refuses that or the stream breaks,
+    the series is fetched again instance by instance, concurrently: an instance that is gone
+    (404) or not a readable Part 10 file is then a failure of its own. Errors that concern
+    the whole server (auth, transport) are raised.
     """
     validate_uid(study_uid, "StudyInstanceUID")
     if series_uid is None:
         series = [s.series_instance_uid for s in await client.search_series(study_uid)]
     else:
         series = [validate_uid(series_uid, "SeriesInstanceUID")]
-    matches: list[InstanceMatch] = []
+    result = LoadResult()
     for uid in series:
-        matches += await client.search_instances(study_uid, uid)
+        try:
+            result += await _load_series_stream(client, study_uid, uid, stop_before_pixels)
+        except DicomWebAuthError:
+            raise
+        except (DicomWebHttpError, DicomWebProtocolError):
+            result += await _load_series_per_instance(client, study_uid, uid, stop_before_pixels)
+    return result
+
+
+async def _load_series_stream(
+    client: DicomWebClient, study_uid: str, series_uid: str, stop_before_pixels: bool
+) -> LoadResult:
+    instances: list[LoadedInstance] = []
+    failures: list[InstanceFailure] = []
+    index = 0
+    async for data in client.retrieve_series(study_uid, series_uid, strategy="multipart"):
+        index += 1
+        where = f"{DICOMWEB_SCHEME}{study_uid}/{series_uid} (part {index})"
+        try:
+            inst = read_instance(data, where, stop_before_pixels=stop_before_pixels)
+        except DicomSourceError as exc:
+            failures.append(InstanceFailure(where, exc.reason))
+            continue
+        origin = dicomweb_origin(study_uid, series_uid, inst.sop_instance_uid)
+        instances.append(LoadedInstance(origin, inst.dataset))
+    return LoadResult(tuple(instances), tuple(failures))
+
+
+async def _load_series_per_instance(
+    client: DicomWebClient, study_uid: str, series_uid: str, stop_before_pixels: bool
+) -> LoadResult:
+    matches = await client.search_instances(study_uid, series_uid)
     # The client's semaphore bounds the requests in flight.
     results = await asyncio.gather(*(_fetch(client, m, stop_before_pixels) for m in matches))
     return LoadResult(
