@@ -1,4 +1,7 @@
-"""`chartagent imaging prepare {ct,mri,cxr} SOURCE --out FILE.npz` and `chartagent imaging overlay`.
+"""`chartagent imaging prepare {ct,mri,cxr,wsi} SOURCE --out FILE.npz` and `chartagent imaging overlay`.
+
+A whole-slide SOURCE is a slide file OpenSlide reads (TIFF, SVS...), a folder holding one DICOM
+WSI series, or `dicomweb:STUDY[/SERIES]` (without SERIES: the study's only SM series).
 
 Batch rules for `prepare` (a folder or a DICOMweb study can hold several series and bad files):
 - Files that cannot be read, and series that cannot be prepared, are listed with the reason; the
@@ -36,11 +39,20 @@ from tools.imaging.geometry import Padding
 from tools.imaging.mri import MRI_MODALITIES, prepare_mri
 from tools.imaging.overlay import draw_boxes, parse_boxes
 from tools.imaging.prepared import PreparedImages, load_npz
-from tools.imaging.sources import DicomSourceError, DicomWebRef, LoadResult, Source, load_source, parse_source
+from tools.imaging.sources import (
+    DicomSourceError,
+    DicomWebRef,
+    FolderSource,
+    LoadResult,
+    Source,
+    load_source,
+    parse_source,
+)
 from tools.imaging.volume import Assembly, SkippedObject, Volume, assemble
+from tools.imaging.wsi import prepare_slide_dicom, prepare_slide_dicomweb, prepare_slide_file
 
 imaging_app = typer.Typer(
-    help="Prepare CT, MRI and chest X-ray DICOM for MedGemma; draw boxes.", no_args_is_help=True
+    help="Prepare CT, MRI, chest X-ray and whole-slide images for MedGemma; draw boxes.", no_args_is_help=True
 )
 app.add_typer(imaging_app, name="imaging")
 
@@ -49,6 +61,7 @@ class TaskName(StrEnum):
     ct = "ct"
     mri = "mri"
     cxr = "cxr"
+    wsi = "wsi"
 
 
 Preparer = Callable[..., PreparedImages]
@@ -150,7 +163,7 @@ def report(
 
 @imaging_app.command("prepare")
 def prepare_command(
-    task: Annotated[TaskName, typer.Argument(help="ct, mri or cxr")],
+    task: Annotated[TaskName, typer.Argument(help="ct, mri, cxr or wsi")],
     source: Annotated[str, typer.Argument(help="a folder, a file, or dicomweb:STUDY_UID[/SERIES_UID]")],
     out: Annotated[Path, typer.Option("--out", help="the .npz to write (a folder with --all-series)")],
     series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to prepare")] = None,
@@ -165,6 +178,9 @@ def prepare_command(
     """Prepare images exactly as MedGemma's recipe feeds them, with the record of how."""
     if series is not None and all_series:
         fail("--series and --all-series exclude each other")
+    if task is TaskName.wsi:
+        prepare_wsi(source, out, series, as_json, dicomweb_url)
+        return
     try:
         parsed = parse_source(source)
         url = resolve_dicomweb_url(dicomweb_url) if isinstance(parsed, DicomWebRef) else None
@@ -202,6 +218,53 @@ def prepare_command(
         raise typer.Exit(2)
     if failures:
         raise typer.Exit(1)
+
+
+async def sm_series(dicomweb_url: str, study_uid: str) -> str:
+    """The study's only slide-microscopy series."""
+    async with open_dicomweb_client(dicomweb_url) as client:
+        found = await client.search_series(study_uid, {"Modality": "SM"})
+    if len(found) != 1:
+        listed = tuple(s.series_instance_uid for s in found)
+        raise SeriesSelectionError(f"dicomweb:{study_uid}", f"{len(found)} SM series; choose one", listed)
+    return found[0].series_instance_uid
+
+
+def prepare_wsi(source: str, out: Path, series: str | None, as_json: bool, dicomweb_url: str | None) -> None:
+    try:
+        parsed = parse_source(source)
+        if isinstance(parsed, DicomWebRef):
+            url = resolve_dicomweb_url(dicomweb_url)
+            if url is None:
+                fail(
+                    "no DICOMweb server: pass --dicomweb-url, set CHARTAGENT_DICOMWEB_URL, or run `stack up`"
+                )
+            series_uid = series or parsed.series_uid or asyncio.run(sm_series(url, parsed.study_uid))
+            prepared = prepare_slide_dicomweb(url, parsed.study_uid, series_uid)
+        elif isinstance(parsed, FolderSource):
+            prepared = prepare_slide_dicom(parsed.path)
+        else:
+            prepared = prepare_slide_file(parsed.path)
+        prepared.save_npz(out)
+    except (ImagingError, DicomSourceError, DicomWebError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{out}: cannot write ({exc.strerror or exc})")
+    meta = prepared.metadata
+    if as_json:
+        payload = {
+            "out": str(out),
+            "shape": list(prepared.images.shape),
+            "metadata": meta.model_dump(mode="json"),
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    typer.echo(
+        f"wsi {meta.series_uid or source}: {prepared.images.shape[0]} patches of 896x896 "
+        f"at level {meta.level} ({meta.level_mpp:.2f} um/px) -> {out}"
+    )
+    for warning in meta.warnings:
+        typer.secho(f"  warning: {warning}", fg="yellow", err=True)
 
 
 def read_image(path: Path) -> tuple[np.ndarray[Any, np.dtype[np.uint8]], Padding]:
