@@ -10,6 +10,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import generate_frames
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
@@ -154,6 +155,18 @@ async def test_frames_of_jpeg2000_multiframe_come_back_decoded(dicomweb_base_url
     got = [np.frombuffer(f, dtype=expected.dtype).reshape(expected.shape[1:]) for f in frames]
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[9])
+
+
+async def test_frames_of_jpeg2000_multiframe_as_stored(dicomweb_base_url: str) -> None:
+    ds, data = with_new_uids("emri_small_jpeg_2k_lossless.dcm")
+    stored = list(generate_frames(ds.PixelData, number_of_frames=10))
+    async with DicomWebClient(dicomweb_base_url) as c:
+        assert (await c.store([data])).ok
+        frames = await c.retrieve_frames(
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, [10, 1, 2], transfer_syntax="*"
+        )
+    assert frames == [stored[9], stored[0], stored[1]]
+    assert frames[0][:2] == b"\xff\x4f"  # JPEG 2000 start of codestream
 
 
 @pytest.mark.parametrize(
