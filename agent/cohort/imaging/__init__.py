@@ -3,10 +3,18 @@
 CT, MR and chest X-ray: `plan_imaging` decides which patients get which studies (UIDs,
 dates, pixel recipes, truth); `render_study` turns a planned study and the patient's
 identity into deterministic DICOM Part-10 files; `imaging_resources` describes the plan in
-FHIR (Endpoint + ImagingStudy). Whole-slide images live in `wsi_synth`.
+FHIR (Endpoint + ImagingStudy). Whole-slide images live in `wsi_synth`; the cohort's one
+slide study in `slide` (not imported here: it pulls in the slide renderer), described in
+FHIR by `slide_imaging_study`.
 """
 
-from agent.cohort.imaging.fhir import dicomweb_endpoint, endpoint_id, imaging_resources, imaging_study
+from agent.cohort.imaging.fhir import (
+    dicomweb_endpoint,
+    endpoint_id,
+    imaging_resources,
+    imaging_study,
+    slide_imaging_study,
+)
 from agent.cohort.imaging.identity import PatientIdentity, PatientSex
 from agent.cohort.imaging.plan import IMAGING_REFERENCE_DATE, ImagingPlan, plan_imaging
 from agent.cohort.imaging.render import RenderedInstance, render_datasets, render_study
@@ -51,4 +59,5 @@ __all__ = [
     "plan_imaging",
     "render_datasets",
     "render_study",
+    "slide_imaging_study",
 ]

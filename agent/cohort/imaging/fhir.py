@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from fhir.resources.R4B.endpoint import Endpoint
@@ -20,6 +20,9 @@ from agent.cohort.codes import COHORT_TAG
 from agent.cohort.imaging.plan import ImagingPlan
 from agent.cohort.imaging.study import Modality, SeriesPlan, StudyPlan
 
+if TYPE_CHECKING:  # slide.py pulls in the slide renderer (scipy, tifffile); the builder needs none of it
+    from agent.cohort.imaging.slide import SlidePlan
+
 __all__ = [
     "DCM_SYSTEM",
     "DICOM_UID_SYSTEM",
@@ -28,6 +31,8 @@ __all__ = [
     "imaging_resources",
     "imaging_study",
     "imaging_study_id",
+    "slide_imaging_study",
+    "slide_imaging_study_id",
 ]
 
 DCM_SYSTEM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -44,6 +49,8 @@ _MODALITY_DISPLAY = {
     Modality.CR: "Computed Radiography",
     Modality.DX: "Digital Radiography",
 }
+# Whole-slide images: not a `Modality` of the CT/MR/CXR plan, so coded here.
+_SM_CODING = {"system": DCM_SYSTEM, "code": "SM", "display": "Slide Microscopy"}
 # BodyPartExamined -> SNOMED CT body structure (DICOM PS3.16 CID 4031 mapping).
 _BODY_SITE = {
     "CHEST": ("51185008", "Thoracic structure"),
@@ -159,3 +166,54 @@ def imaging_resources(
         endpoint,
         *(imaging_study(s, endpoint["id"], include_instances=include_instances) for s in plan.studies),
     ]
+
+
+def slide_imaging_study_id(slide: SlidePlan) -> str:
+    """`<patient id>-wsi`, e.g. `ca-7-7-wsi`."""
+    return _check_id(f"{slide.patient_id}-{slide.key}")
+
+
+def slide_imaging_study(slide: SlidePlan, endpoint: str, *, instances: int) -> dict[str, Any]:
+    """ImagingStudy (modality SM) of a whole-slide study; `endpoint` is the Endpoint's id.
+
+    `instances` is what the PACS holds (QIDO or STOW), since the dicomizer decides how many
+    instances a pyramid takes; the instances themselves are not listed.
+    """
+    if instances < 1:
+        raise ValueError(f"slide {slide.uid}: an ImagingStudy needs at least one stored instance")
+    series: dict[str, Any] = {
+        "uid": slide.series_uid,
+        "number": 1,
+        "modality": dict(_SM_CODING),
+        "description": slide.series_description,
+        "numberOfInstances": instances,
+    }
+    if slide.body_site is not None:
+        series["bodySite"] = {
+            "system": _SNOMED,
+            "code": slide.body_site.code,
+            "display": slide.body_site.display,
+        }
+    resource: dict[str, Any] = {
+        "resourceType": "ImagingStudy",
+        "id": slide_imaging_study_id(slide),
+        "meta": _meta(),
+        "identifier": [
+            {"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{slide.uid}"},
+            {
+                "type": {"coding": [{"system": _V2_0203, "code": "ACSN", "display": "Accession ID"}]},
+                "value": slide.accession_number,
+            },
+        ],
+        "status": "available",
+        "modality": [dict(_SM_CODING)],
+        "subject": {"reference": f"Patient/{slide.patient_id}"},
+        "started": slide.started.isoformat(),
+        "endpoint": [{"reference": f"Endpoint/{_check_id(endpoint)}"}],
+        "numberOfSeries": 1,
+        "numberOfInstances": instances,
+        "description": slide.description,
+        "series": [series],
+    }
+    ImagingStudy.model_validate(resource)
+    return resource
