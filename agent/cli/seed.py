@@ -53,7 +53,7 @@ def seed(
     imaging: bool | None = typer.Option(
         None,
         "--imaging/--no-imaging",
-        help="Also store CT/MRI/CXR studies in the PACS (default: when a PACS is configured or running).",
+        help="Also store CT/MRI/CXR/WSI studies in the PACS (default: when a PACS is configured or running).",
     ),
     fhir_url: str | None = typer.Option(
         None, "--fhir-url", help="FHIR base URL (default: CHARTAGENT_FHIR_URL, else the embedded stack)."
