@@ -12,8 +12,9 @@ setup: system-packages $(STAMP)
 # The embedded PACS: Debian's Orthanc with its DICOMweb, GDCM (JPEG 2000) and WSI plugins, and
 # OpenSlide. Installed only when a file is missing (as root, or through sudo). Debian's install
 # tries to start its own orthanc service (denied in containers, harmless elsewhere): ours runs
-# beside it on another port, and our health check tells the two apart.
-ORTHANC_DEBS  := orthanc orthanc-dicomweb orthanc-wsi orthanc-gdcm libopenslide0
+# beside it on another port, and our health check tells the two apart. A C compiler builds the
+# small shim that gives Orthanc's HTTP threads enough stack for GDCM's JPEG 2000 decoder.
+ORTHANC_DEBS  := orthanc orthanc-dicomweb orthanc-wsi orthanc-gdcm libopenslide0 gcc libc6-dev
 ORTHANC_FILES := /usr/sbin/Orthanc \
 	/usr/share/orthanc/plugins/libOrthancDicomWeb.so \
 	/usr/share/orthanc/plugins/libOrthancGdcm.so \
@@ -22,6 +23,7 @@ ORTHANC_FILES := /usr/sbin/Orthanc \
 system-packages:
 	@missing=0; for f in $(ORTHANC_FILES); do test -e $$f || missing=1; done; \
 	ldconfig -p 2>/dev/null | grep -q 'libopenslide\.so\.0' || missing=1; \
+	command -v cc >/dev/null || missing=1; \
 	if [ $$missing = 1 ]; then \
 	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
 	  elif command -v sudo >/dev/null; then sudo="sudo"; \

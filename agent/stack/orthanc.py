@@ -7,6 +7,12 @@ free on every interface, and the health check compares the server's `Name` (a pe
 random suffix) so that another Orthanc on the same port (a system service on 8042) is
 never taken for ours.
 
+Debian's civetweb (Orthanc's HTTP server) gives each worker thread 100 KiB of stack, and the
+GDCM plugin's JPEG 2000 decoder needs more: decoding JPEG 2000 frames (WADO-RS frames in
+another transfer syntax) overflows it and kills the whole server, the more often the more
+frames per request. We preload a tiny shim (compiled with the system C compiler into the
+state folder) that raises the worker threads' stacks to `worker_stack_kib`.
+
 Logs: Orthanc logs warnings only without `--verbose`; `HttpVerbose` stays off (it would log
 request URLs, i.e. QIDO query values) and `DeidentifyLogs` keeps patient tags out of the
 messages Orthanc does write.
@@ -17,7 +23,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -27,7 +35,7 @@ from pydantic import BaseModel, Field, SecretStr, field_serializer, model_valida
 
 from agent.stack.process import StackError, pid_alive, spawn, stop_process_group
 
-__all__ = ["ORTHANC_INSTALL_HINT", "OrthancServer", "OrthancSpec", "orthanc_config"]
+__all__ = ["ORTHANC_INSTALL_HINT", "OrthancServer", "OrthancSpec", "build_stack_shim", "orthanc_config"]
 
 ORTHANC_BINARY: Final = Path("/usr/sbin/Orthanc")
 PLUGINS_DIR: Final = Path("/usr/share/orthanc/plugins")
@@ -59,6 +67,8 @@ class OrthancSpec(BaseModel):
     # Reported by GET /system; tells our server apart from any other Orthanc on the port.
     name: str = Field(default_factory=_instance_name)
     aet: str = "CHARTAGENT"
+    # Minimum stack of Orthanc's threads (see the module docstring); None: leave them as built.
+    worker_stack_kib: int | None = 8192
 
     @model_validator(mode="after")
     def _auth_pair(self) -> OrthancSpec:
@@ -161,10 +171,15 @@ class OrthancServer:
             if port is not None and _listening(port):
                 raise StackError(f"Orthanc port {port} is already in use")
         _write_private(spec.config_path, json.dumps(orthanc_config(spec), indent=2))
+        env: dict[str, str] = {}
+        if spec.worker_stack_kib is not None:
+            shim = build_stack_shim(spec.state_dir, spec.worker_stack_kib)
+            env["LD_PRELOAD"] = " ".join(filter(None, [str(shim), os.environ.get("LD_PRELOAD")]))
         proc = spawn(
             [str(spec.executable), str(spec.config_path.resolve())],
             cwd=spec.state_dir,
             log_path=spec.log_path,
+            env=env,
         )
         self.pid = proc.pid
         _write_private(spec.pid_path, str(proc.pid))
@@ -222,6 +237,41 @@ class OrthancServer:
         if name != self.spec.name:
             return False, "another server answers on this port"
         return True, "ok"
+
+
+_STACK_SHIM_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stddef.h>
+/* chartagent: raise explicit thread stack sizes to MIN_STACK (civetweb asks for 100 KiB). */
+int pthread_attr_setstacksize(pthread_attr_t *attr, size_t size) {
+    static int (*real)(pthread_attr_t *, size_t);
+    if (!real) real = (int (*)(pthread_attr_t *, size_t))dlsym(RTLD_NEXT, "pthread_attr_setstacksize");
+    return real(attr, size < (size_t)MIN_STACK ? (size_t)MIN_STACK : size);
+}
+"""
+
+
+def build_stack_shim(directory: Path, min_stack_kib: int) -> Path:
+    """Compile the stack shim into `directory` (once per size); StackError naming what is missing."""
+    out = directory / f"thread-stack-{min_stack_kib}k.so"
+    if out.exists():
+        return out
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise StackError(
+            "no C compiler (cc) to build Orthanc's thread-stack shim (without it, decoding JPEG 2000 "
+            "frames crashes Orthanc): apt-get install gcc libc6-dev, or set worker_stack_kib=None"
+        )
+    source = directory / "thread-stack.c"
+    source.write_text(_STACK_SHIM_C)
+    argv = [compiler, "-shared", "-fPIC", "-O2", f"-DMIN_STACK={min_stack_kib * 1024}",
+            "-o", str(out), str(source), "-ldl"]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        raise StackError(f"building {out} failed: {result.stderr.strip()[:500]}")
+    return out
 
 
 def _write_private(path: Path, text: str) -> None:

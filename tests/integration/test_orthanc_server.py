@@ -16,7 +16,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from agent.stack import OrthancServer, OrthancSpec, StackError
-from agent.stack.orthanc import orthanc_config
+from agent.stack.orthanc import build_stack_shim, orthanc_config
 from agent.stack.ports import free_port
 from tools.imaging.dicomweb import BasicAuth, DicomWebAuthError, DicomWebClient
 
@@ -167,3 +167,38 @@ async def test_logs_and_state_files_hold_no_patient_data(orthanc_factory: Orthan
     config = server.spec.config_path
     assert config.stat().st_mode & 0o777 == 0o600
     assert json.loads(config.read_text())["RegisteredUsers"] == {"u": "pw-in-config-only"}
+
+
+async def test_decoding_jpeg2000_frames_does_not_crash_orthanc(orthanc_factory: OrthancFactory) -> None:
+    """Without the thread-stack shim this kills Orthanc within a few requests (civetweb's
+    100 KiB worker stacks overflow in GDCM's JPEG 2000 decoder)."""
+    server = orthanc_factory()
+    assert server.pid is not None
+    maps = Path(f"/proc/{server.pid}/maps").read_text()  # noqa: ASYNC240 (procfs, instant)
+    assert "thread-stack-8192k.so" in maps
+    path = get_testdata_file("emri_small_jpeg_2k_lossless.dcm")
+    assert path is not None
+    original = pydicom.dcmread(path)
+    async with DicomWebClient(server.dicomweb_url) as c:
+        for _ in range(10):
+            ds = original.copy()
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = (
+                generate_uid(),
+                generate_uid(),
+                generate_uid(),
+            )
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+            assert (await c.store([buf.getvalue()])).ok
+            frames = await c.retrieve_frames(
+                ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, list(range(1, 11))
+            )
+            assert len(frames) == 10
+    assert server.healthy()
+
+
+def test_stack_shim_needs_a_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(StackError, match=r"no C compiler .*apt-get install gcc"):
+        build_stack_shim(tmp_path, 1024)

@@ -10,7 +10,7 @@ On the wire (base = the DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web):
                                                    transfer-syntax=*
     retrieve_series(st, se)           GET {base}/studies/{st}/series/{se} as one streamed multipart body,
                                       or per instance (QIDO, then the GET above, `concurrency` at a time)
-    retrieve_frames(st, se, i, [1,2]) GET  {base}/studies/{st}/series/{se}/instances/{i}/frames/1 (then /2)
+    retrieve_frames(st, se, i, [1,2]) GET  {base}/studies/{st}/series/{se}/instances/{i}/frames/1,2
                                            Accept: multipart/related; type="application/octet-stream";
                                                    transfer-syntax=1.2.840.10008.1.2.1
     retrieve_metadata(st[, se[, i]])  GET  {base}/studies/{st}[/series/{se}[/instances/{i}]]/metadata
@@ -420,7 +420,6 @@ class DicomWebClient:
             transport=transport, timeout=httpx.Timeout(timeout), limits=limits
         )
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._decode_lock = asyncio.Lock()  # see retrieve_frames
         self._sleep = sleep
 
     async def __aenter__(self) -> Self:
@@ -582,27 +581,10 @@ class DicomWebClient:
         *,
         transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN,
     ) -> list[bytes]:
-        """Pixel data of the given frames (1-based), in the order asked for.
-
-        Decoded frames (any `transfer_syntax` but "*") are asked for one per request, one at
-        a time per client: Orthanc 1.10 with its GDCM 1.5 plugin crashes (the whole server)
-        when it decodes several frames of a JPEG 2000 multi-frame instance in one request or
-        concurrently, and is fine one frame after another. With "*" the frames come as stored
-        (e.g. JPEG 2000 codestreams) in one request.
-        """
+        """Pixel data of the given frames (1-based), in the order asked for: decoded to
+        `transfer_syntax` by the server, or as stored (e.g. JPEG 2000 codestreams) with "*"."""
         if not frames or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in frames):
             raise ValueError(f"frame numbers must be integers >= 1, got {list(frames)!r}")
-        if transfer_syntax == "*":
-            return await self._frames(study_uid, series_uid, sop_uid, frames, transfer_syntax)
-        out: list[bytes] = []
-        async with self._decode_lock:
-            for frame in frames:
-                out += await self._frames(study_uid, series_uid, sop_uid, [frame], transfer_syntax)
-        return out
-
-    async def _frames(
-        self, study_uid: str, series_uid: str, sop_uid: str, frames: Sequence[int], transfer_syntax: str
-    ) -> list[bytes]:
         path = f"{_instance_path(study_uid, series_uid, sop_uid)}/frames/{','.join(map(str, frames))}"
         accept = f'multipart/related; type="application/octet-stream"; transfer-syntax={transfer_syntax}'
         resp = await self._send("GET", path, accept=accept, idempotent=True)
