@@ -525,7 +525,7 @@ class DicomWebClient:
 
         "multipart" (default): one GET of the whole series, parsed as it streams in (server
         order). The fastest here: about 0.3 s for 300 slices of 512 KiB from the embedded
-        Orthanc, vs 0.8-1.4 s per instance with 8 in flight (bench/bench_dicomweb_retrieve.py).
+        Orthanc, vs 0.7-1.4 s per instance with 8 in flight (bench/bench_dicomweb_retrieve.py).
         "per-instance": QIDO for the instances, then up to `concurrency` (default: the client's
         `max_concurrency`) instance retrievals in flight; yielded in QIDO order. For servers
         without series retrieval, and to isolate per-instance failures.
