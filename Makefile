@@ -60,6 +60,9 @@ test: lint typecheck
 bench: setup
 	$(PY) bench/bench_fhir_gather.py
 	$(PY) bench/bench_fhir_write.py
+	$(PY) bench/bench_ct_prepare.py
+	$(PY) bench/bench_dicomweb_retrieve.py
+	$(PY) bench/bench_wsi_patches.py
 	$(PY) bench/bench_medgemma_gpu.py --config tiny --device cpu --quick
 
 clean:
