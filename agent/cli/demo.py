@@ -14,6 +14,8 @@ from agent.cli.app import app
 from agent.cli.options import state_dir_option
 from agent.cli.seed import print_imaging, seed_synthetic
 from agent.cli.summarize import outcome_table, run_summaries
+from agent.cohort import generate_cohort
+from agent.cohort.imaging.seed import cohort_imaging_plan
 from fhir_adapters import FhirError
 from tools.imaging.dicomweb import DicomWebError
 from tools.writeback import AIAST
@@ -60,6 +62,17 @@ def demo(
             f"  One patient, with provenance: {url}/DiagnosticReport?subject=Patient/{first}"
             "&_revinclude=Provenance:target"
         )
+    if pacs is not None:
+        typer.echo(f"  Imaging studies:     {url}/ImagingStudy   (each points to its DICOMweb Endpoint)")
+        typer.echo(f"  Images (QIDO-RS):    {pacs}/studies")
+        ct = next(
+            (s for s in cohort_imaging_plan(generate_cohort(patients, seed)).studies if "CT" in s.modalities),
+            None,
+        )
+        if ct is not None:
+            typer.echo(
+                f"  Prepare a CT for MedGemma: chartagent imaging prepare ct dicomweb:{ct.uid} --out ct.npz"
+            )
     typer.echo("  Run it again: nothing new is written (conditional creates on deterministic identifiers).")
     typer.echo("  The stack keeps running; stop it with `chartagent stack down`.")
     if any(o.status == "failed" for o in outcomes):
