@@ -1,0 +1,1 @@
+"""MedGemma runtime: one async model interface, backends, per-modality tasks (prompt + strict parser)."""
