@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from fhir_adapters import FhirClient
+from tools.medgemma.types import ModelBackend
 
 
 def _utc_now() -> datetime:
@@ -20,3 +21,6 @@ class RunContext:
     dry_run: bool = False
     # The clock of this run (issued/recorded times); injectable for reproducible output.
     now: datetime = field(default_factory=_utc_now)
+    # The model that writes the narrative (tools.medgemma.factory.create_backend); None: the
+    # templated narrative, and the run says that model findings were skipped.
+    model: ModelBackend | None = None

@@ -38,6 +38,19 @@ class Settings(BaseSettings):
     dicomweb_password: SecretStr | None = None
     fhir_max_concurrency: int = Field(default=8, ge=1, le=64)
     fhir_timeout_s: float = Field(default=30.0, gt=0)
+    # MedGemma (checked at start-up by tools.medgemma.config.ModelConfig; see its docstring).
+    # none: no model, deterministic results only, model findings are reported as skipped.
+    model_backend: Literal["none", "transformers", "openai"] = "none"
+    # Hub id or local folder (transformers), or the served model name (openai).
+    model: str = "google/medgemma-1.5-4b-it"
+    # The server's OpenAI base URL, e.g. http://127.0.0.1:8000/v1 (vLLM, TGI).
+    model_url: str | None = None
+    model_api_key: SecretStr | None = None
+    model_device: str | None = None
+    model_dtype: Literal["bfloat16", "float16", "float32"] | None = None
+    model_revision: str | None = None
+    model_timeout_s: float = Field(default=120.0, gt=0)
+    model_max_concurrency: int = Field(default=8, ge=1, le=256)
 
     @model_validator(mode="after")
     def _no_plain_http_outside_local(self) -> Settings:

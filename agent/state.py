@@ -8,6 +8,7 @@ from agent.facts import SummaryFacts
 from tools.labs.series import SeriesSet
 from tools.record import PatientRecord
 from tools.trends import Trend
+from tools.writeback import ModelIdentity
 
 
 class WriteOutcome(TypedDict):
@@ -24,6 +25,10 @@ class SummarizeState(TypedDict, total=False):
     trends: list[Trend]
     facts: SummaryFacts
     narrative: str
+    # Who wrote the narrative when a model did; absent: the templated one (the trend engine's).
+    narrative_identity: ModelIdentity
+    # Why the narrative is the templated one (no model, or the model's answer was not usable).
+    synthesis_note: str
     bundle: dict[str, Any]
     written: WriteOutcome
     # Set when the run ends early (nothing to summarise); never patient data.

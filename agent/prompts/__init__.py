@@ -1,0 +1,1 @@
+"""Prompts of the agent graphs: pure builders of model requests and checks of the answers."""

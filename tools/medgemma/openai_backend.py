@@ -1,0 +1,208 @@
+"""`ModelBackend` over an OpenAI-compatible chat-completions server (vLLM, TGI, Vertex AI).
+
+On the wire: POST {base_url}/chat/completions, JSON as in `openai_wire` (images as PNG data
+URLs), `Authorization: Bearer <api_key>` when a key is set. `base_url` is the OpenAI base:
+    vLLM      http://host:8000/v1   (start it with --limit-mm-per-prompt '{"image": 85}' for CT,
+                                     its default allows one image per prompt)
+    TGI       http://host:8080/v1
+    Vertex AI https://REGION-aiplatform.googleapis.com/v1/projects/P/locations/R/endpoints/E
+              (api_key: a short-lived OAuth access token, e.g. `gcloud auth print-access-token`)
+
+Retries (`fhir_adapters.retry.RetryPolicy`): a chat completion writes nothing, so it is resent
+on 429/502/503/504 (honouring Retry-After, capped by the policy) and when the connection
+failed or dropped. A read timeout is not retried: the server was too slow for this request and
+would be as slow again, with one more generation queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Final, Self
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import SecretStr, ValidationError
+
+from fhir_adapters.retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
+from tools.medgemma.errors import ModelProtocolError, ModelServerError, ModelTransportError
+from tools.medgemma.openai_wire import ChatCompletion, to_chat_request, to_model_result
+from tools.medgemma.types import ModelInfo, ModelRequest, ModelResult
+
+__all__ = ["OpenAIChatBackend"]
+
+_DETAIL_CHARS: Final = 200
+
+
+class OpenAIChatBackend:
+    """Async client of one OpenAI-compatible model server; safe to call concurrently.
+
+    Pass `transport` (e.g. `httpx.MockTransport`) or a ready `http` client (not closed by us);
+    without either a plain `httpx.AsyncClient` is created. `timeout` bounds each attempt (a
+    generation of 1000 tokens takes seconds on a GPU); `max_concurrency` bounds requests in
+    flight from this process (vLLM batches them server-side).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str,
+        api_key: SecretStr | None = None,
+        timeout: float = 120.0,
+        max_concurrency: int = 8,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx.AsyncClient | None = None,
+        revision: str | None = None,
+        dtype: str | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("base_url must be an absolute http(s) URL, e.g. http://127.0.0.1:8000/v1")
+        if parts.query or parts.fragment:
+            raise ValueError("base_url must not carry a query or fragment")
+        if not model:
+            raise ValueError("model must name the served model (vLLM: its --served-model-name)")
+        if http is not None and transport is not None:
+            raise ValueError("pass either http or transport, not both")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        self.base_url = base_url.rstrip("/")
+        self.url = f"{self.base_url}/chat/completions"
+        self.path = urlsplit(self.url).path
+        self.model = model
+        self.retry = retry or RetryPolicy()
+        self._api_key = api_key
+        self._info = ModelInfo(name=model, revision=revision, dtype=dtype, backend="openai")
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(
+            transport=transport, timeout=httpx.Timeout(timeout, connect=min(10.0, timeout))
+        )
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._sleep = sleep
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def generate(self, request: ModelRequest) -> ModelResult:
+        start = time.perf_counter()
+        if request.image_count:  # PNG encoding is CPU-bound: keep the event loop free
+            content = await asyncio.to_thread(self._body, request)
+        else:
+            content = self._body(request)
+        resp = await self._post(content)
+        try:
+            completion = ChatCompletion.model_validate_json(resp.content)
+        except ValidationError as exc:
+            # Field locations only: pydantic's messages would echo the answer.
+            where = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
+            raise ModelProtocolError(
+                f"POST {self.path} answered {resp.status_code} with no chat completion "
+                f"(bad or missing: {', '.join(where[:5])})"
+            ) from None
+        return to_model_result(completion, latency_s=time.perf_counter() - start)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _body(self, request: ModelRequest) -> bytes:
+        return json.dumps(to_chat_request(request, self.model)).encode("utf-8")
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._api_key is not None:
+            headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
+        return headers
+
+    async def _post(self, content: bytes) -> httpx.Response:
+        """The one request function: semaphore, retries, status -> exception."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._semaphore:  # released during backoff so waits don't block others
+                    resp = await self._http.post(self.url, content=content, headers=self._headers())
+            except httpx.TransportError as exc:
+                if self.retry.can_retry(attempt) and _transport_retryable(exc):
+                    await self._sleep(self.retry.delay(attempt))
+                    continue
+                raise ModelTransportError(self.path, _transport_reason(exc)) from None
+            status = resp.status_code
+            if status < 300:
+                return resp
+            retry_after = retry_after_seconds(resp.headers.get("retry-after"))
+            if status in RETRYABLE_STATUSES and self.retry.can_retry(attempt):
+                await self._sleep(self.retry.delay(attempt, retry_after))  # Retry-After wins, capped
+                continue
+            raise ModelServerError(status, self.path, self._detail(resp), _hint(status, self.base_url))
+
+    def _detail(self, resp: httpx.Response) -> str | None:
+        """The server's own error message, shortened, with the API key scrubbed (OpenAI echoes
+        part of a wrong key)."""
+        try:
+            doc: Any = resp.json()
+        except ValueError:
+            return None
+        message: Any = None
+        if isinstance(doc, dict):
+            error = doc.get("error")
+            if isinstance(error, dict):  # OpenAI, vLLM
+                message = error.get("message")
+            elif isinstance(error, str):  # TGI
+                message = error
+            elif isinstance(doc.get("message"), str):
+                message = doc["message"]
+        if not isinstance(message, str) or not message.strip():
+            return None
+        text = " ".join(message.split())
+        if self._api_key is not None:
+            key = self._api_key.get_secret_value()
+            if key:
+                text = text.replace(key, "<api key>")
+        return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 3] + "..."
+
+
+def _transport_retryable(exc: httpx.TransportError) -> bool:
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return True
+    return not isinstance(exc, httpx.TimeoutException)
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return f"could not connect to the model server ({type(exc).__name__}); is it running?"
+    if isinstance(exc, httpx.TimeoutException):
+        return (
+            f"no answer in time ({type(exc).__name__}); raise CHARTAGENT_MODEL_TIMEOUT_S "
+            "or lower max_new_tokens"
+        )
+    return f"connection failed ({type(exc).__name__})"
+
+
+def _hint(status: int, base_url: str) -> str | None:
+    if status in (401, 403):
+        return "check CHARTAGENT_MODEL_API_KEY"
+    if status == 404 and not urlsplit(base_url).path.rstrip("/").endswith("/v1"):
+        return "vLLM and TGI serve under /v1: end CHARTAGENT_MODEL_URL with /v1"
+    if status == 404:
+        return "check CHARTAGENT_MODEL_URL and that CHARTAGENT_MODEL names a served model"
+    return None
