@@ -9,6 +9,17 @@ pydicom reads a truncated file without raising; truncation is detected here from
 leaves behind (a value shorter than its declared length, an encapsulated pixel data sequence
 without its end). pydicom's warnings are not passed on: they can quote element values, which
 may be patient data.
+
+Files are read lazily by default (`defer_pixels`): the header is parsed and large values (native
+pixel data above all) stay in the file, to be read when a slice is decoded (`volume.decode_slice`
+reads them with one `readinto` at their offset). A 300-slice CT of which 85 slices are sampled
+then reads 85 slices' pixels, not 300. What that gives up: a deferred value is checked against the
+file's size (a file cut in its pixel data is still a failure here, naming it), but its bytes are not
+read, so an I/O error inside them, or a file changed after loading, shows only when (and if) that
+slice is decoded, as an error naming the file. Encapsulated (compressed) pixel data are read and
+their fragments walked as before. Explicit and implicit VR little-endian files whose top-level
+elements all have defined lengths are parsed by a small reader of our own (the same raw elements
+pydicom would build, at a fraction of its per-element cost); anything else is read by pydicom.
 """
 
 from __future__ import annotations
@@ -21,14 +32,16 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import pydicom
 from pydantic import BaseModel, ConfigDict, field_validator
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.charset import default_encoding
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 from tools.imaging.dicomweb import (
     DicomWebAuthError,
@@ -61,9 +74,25 @@ DICOMWEB_SCHEME = "dicomweb:"
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _PIXEL_DATA = Tag(0x7FE0, 0x0010)
 _PIXEL_DATA_TAGS = (_PIXEL_DATA, Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009))  # + float, double float
-_MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR: an index of files, not an instance
+_MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+_MEDIA_STORAGE_SOP_CLASS = 0x00020002
+_SOP_INSTANCE_UID = 0x00080018  # DICOMDIR: an index of files, not an instance
 _ITEM = (0xFFFE, 0xE000)
 _SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
+
+# Lazy reads: values longer than this stay in the file until used (pixel data, in practice).
+DEFER_SIZE = 16 * 1024
+_CHUNK = 16 * 1024  # first read of a file: the header of a typical CT/MR slice fits
+_SPECIFIC_CHARACTER_SET = 0x00080005
+_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+_IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+_TRANSFER_SYNTAX = 0x00020010
+_ELEMENT_EXPLICIT = struct.Struct("<HH2sH")
+_ELEMENT_IMPLICIT = struct.Struct("<HHL")
+_LENGTH_32 = struct.Struct("<L")
+_GROUP = struct.Struct("<H")
+_VR_NAMES = {str(vr).encode(): str(vr) for vr in VR if len(str(vr)) == 2}
+_VR_32 = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
 
 
 class DicomSourceError(ValueError):
@@ -117,23 +146,35 @@ class LoadResult:
 
 
 def read_instance(
-    data: bytes | BinaryIO | Path, origin: str, *, stop_before_pixels: bool = False
+    data: bytes | BinaryIO | Path,
+    origin: str,
+    *,
+    stop_before_pixels: bool = False,
+    defer_pixels: bool = False,
 ) -> LoadedInstance:
-    """Parse one Part 10 file; DicomSourceError naming `origin` when it is not a complete instance."""
+    """Parse one Part 10 file; DicomSourceError naming `origin` when it is not a complete instance.
+
+    `defer_pixels` (a Path only): leave values over DEFER_SIZE in the file, checked against its size
+    but read when used (see the module docstring).
+    """
     source: BinaryIO | Path = io.BytesIO(data) if isinstance(data, bytes) else data
     # The checks below convert elements, which warns about odd values too: all inside.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = _dcmread(source, origin, stop_before_pixels)
+        size: int | None
+        if defer_pixels and not stop_before_pixels and isinstance(data, Path):
+            ds, size = _read_deferred(data, origin)
+        else:
+            ds = _dcmread(source, origin, stop_before_pixels)
+            size = None if stop_before_pixels else len(data) if isinstance(data, bytes) else _size(data)
         if any("End of file reached" in str(w.message) for w in caught):
             raise DicomSourceError(origin, "truncated DICOM file (a sequence ends at end of file)")
-        size = None if stop_before_pixels else len(data) if isinstance(data, bytes) else _size(data)
         problem = _truncation(ds, size)
         if problem:
             raise DicomSourceError(origin, f"truncated DICOM file ({problem})")
-        if ds.file_meta.get("MediaStorageSOPClassUID") == _MEDIA_STORAGE_DIRECTORY:
+        if _text(ds.file_meta, _MEDIA_STORAGE_SOP_CLASS) == _MEDIA_STORAGE_DIRECTORY:
             raise _DicomDirError(origin, "a DICOMDIR (index of files), not an instance")
-        if not ds.get("SOPInstanceUID"):
+        if not _text(ds, _SOP_INSTANCE_UID):
             raise DicomSourceError(
                 origin, "no SOPInstanceUID: not a DICOM instance (or cut off in its header)"
             )
@@ -142,9 +183,11 @@ def read_instance(
     return LoadedInstance(origin, ds)
 
 
-def _dcmread(source: BinaryIO | Path, origin: str, stop_before_pixels: bool) -> Dataset:
+def _dcmread(
+    source: BinaryIO | Path, origin: str, stop_before_pixels: bool, defer_size: int | None = None
+) -> Dataset:
     try:
-        return pydicom.dcmread(source, stop_before_pixels=stop_before_pixels)
+        return pydicom.dcmread(source, stop_before_pixels=stop_before_pixels, defer_size=defer_size)
     except InvalidDicomError:
         raise DicomSourceError(origin, "not a DICOM Part 10 file (no 'DICM' prefix)") from None
     except (EOFError, struct.error, BytesLengthException) as exc:
@@ -153,6 +196,145 @@ def _dcmread(source: BinaryIO | Path, origin: str, stop_before_pixels: bool) -> 
         raise DicomSourceError(origin, f"corrupt DICOM file ({type(exc).__name__})") from None
     except OSError as exc:
         raise DicomSourceError(origin, f"cannot read ({exc.strerror or type(exc).__name__})") from None
+
+
+def _read_deferred(path: Path, origin: str) -> tuple[Dataset, int]:
+    """The file's header, values over DEFER_SIZE left in the file; and the file's size."""
+    try:
+        fp = open(path, "rb")  # noqa: SIM115 (closed below; pydicom's errors are translated too)
+    except OSError as exc:
+        raise DicomSourceError(origin, f"cannot read ({exc.strerror or type(exc).__name__})") from None
+    with fp:
+        size = os.fstat(fp.fileno()).st_size
+        ds: Dataset | None
+        try:
+            ds = _read_header(fp)
+        except (struct.error, ValueError, KeyError, IndexError, TypeError):
+            ds = None  # anything odd: pydicom reads it and the checks explain what is wrong
+        if ds is None:
+            fp.seek(0)
+            ds = _dcmread(fp, origin, False, DEFER_SIZE)
+    pixels: DataElement | RawDataElement | None = ds.get_item(_PIXEL_DATA, keep_deferred=True)
+    if isinstance(pixels, RawDataElement) and pixels.value is None and pixels.length == _UNDEFINED_LENGTH:
+        # Encapsulated pixel data: pydicom scanned them to their end anyway; read them for the checks.
+        try:
+            ds.get_item(_PIXEL_DATA)
+        except (OSError, EOFError, ValueError) as exc:
+            reason = f"truncated or corrupt DICOM file ({type(exc).__name__})"
+            raise DicomSourceError(origin, reason) from None
+    return ds, size
+
+
+def _read_header(fp: BinaryIO) -> FileDataset | None:
+    """A Part 10 file in explicit or implicit VR little endian, as pydicom's `dcmread(defer_size=)`
+    would read it (the same raw elements, values read on use), or None where the file is anything
+    else: another transfer syntax, undefined lengths at the top level (sequences, encapsulated pixel
+    data), a command set, an odd VR, or a cut that pydicom's reading then reports.
+    """
+    buf = fp.read(_CHUNK)
+    if len(buf) < 132 or buf[128:132] != b"DICM":
+        return None
+    meta, pos, buf, base = _elements(fp, buf, 0, 132, implicit=False, group=2)
+    if meta is None:
+        return None
+    syntax = meta.get(BaseTag(_TRANSFER_SYNTAX))
+    if syntax is None or not isinstance(syntax.value, bytes):
+        return None
+    uid = syntax.value.rstrip(b"\0 ").decode("ascii", "replace")
+    if uid not in (_EXPLICIT_VR_LE, _IMPLICIT_VR_LE):
+        return None
+    implicit = uid == _IMPLICIT_VR_LE
+    elements, _, _, _ = _elements(fp, buf, base, pos, implicit=implicit, group=None)
+    if not elements:
+        return None
+    file_meta = FileMetaDataset(meta)
+    file_meta.set_original_encoding(False, True, default_encoding)
+    ds = FileDataset(fp, elements, buf[:128], file_meta, implicit, True)
+    ds.set_original_encoding(implicit, True, ds._character_set)
+    return ds
+
+
+def _elements(
+    fp: BinaryIO, buf: bytes, base: int, pos: int, *, implicit: bool, group: int | None
+) -> tuple[dict[BaseTag, DataElement | RawDataElement] | None, int, bytes, int]:
+    """Raw elements from file offset `pos` to the end of the file (or of `group`).
+
+    `buf` holds the file from offset `base`; it is extended (or moved on past deferred values) as
+    needed, and returned with the position where reading stopped.
+    """
+    out: dict[BaseTag, DataElement | RawDataElement] = {}
+    first = True
+    while True:
+        buf, base = _cover(fp, buf, base, pos, 12)
+        off = pos - base
+        left = len(buf) - off
+        if left == 0:
+            return out, pos, buf, base  # end of file
+        if left < 8:
+            return None, pos, buf, base  # a cut element header
+        if group is not None and _GROUP.unpack_from(buf, off)[0] != group:
+            return out, pos, buf, base
+        vr: str | None
+        if implicit:
+            grp, elem, length = _ELEMENT_IMPLICIT.unpack_from(buf, off)
+            # pydicom switches to explicit VR when the first element looks like it: let it.
+            if first and 0x40 < buf[off + 4] < 0x5B and 0x40 < buf[off + 5] < 0x5B:
+                return None, pos, buf, base
+            vr, header = None, 8
+        else:
+            grp, elem, raw_vr, length = _ELEMENT_EXPLICIT.unpack_from(buf, off)
+            name = _VR_NAMES.get(raw_vr)
+            if name is None:
+                return None, pos, buf, base
+            vr, header = name, 8
+            if name in _VR_32:
+                if left < 12:
+                    return None, pos, buf, base
+                (length,) = _LENGTH_32.unpack_from(buf, off + 8)
+                header = 12
+        first = False
+        if group is None and grp in (0x0000, 0x0002, 0xFFFE):
+            return None, pos, buf, base  # command set, stray meta or delimiters: pydicom's business
+        if length == _UNDEFINED_LENGTH:
+            return None, pos, buf, base
+        tag = BaseTag(grp << 16 | elem)
+        value_tell = pos + header
+        value: Any
+        if length > DEFER_SIZE and tag != _SPECIFIC_CHARACTER_SET and group is None:
+            value = None  # read on use; checked against the file's size
+        elif length == 0:
+            value = empty_value_for_VR(vr, raw=True)
+        else:
+            buf, base = _cover(fp, buf, base, value_tell, length)
+            start = value_tell - base
+            value = buf[start : start + length]
+            if len(value) < length:
+                return None, pos, buf, base  # cut inside a value
+        out[tag] = RawDataElement(tag, vr, length, value, value_tell, implicit, True)
+        pos = value_tell + length
+
+
+def _cover(fp: BinaryIO, buf: bytes, base: int, pos: int, n: int) -> tuple[bytes, int]:
+    """`buf` (the file from offset `base`) made to hold bytes [pos, pos + n) where the file has them."""
+    end = base + len(buf)
+    if pos + n <= end:
+        return buf, base
+    if pos >= end:
+        fp.seek(pos)
+        return fp.read(max(n, _CHUNK)), pos
+    fp.seek(end)
+    return buf[pos - base :] + fp.read(max(pos + n - end, _CHUNK)), pos
+
+
+def _text(ds: Dataset, tag: int) -> str:
+    """A text element's value ('' when absent), from its raw bytes where pydicom has not converted it:
+    its conversion validates the value, which costs more than the rest of reading a header."""
+    elem = ds.get_item(tag, keep_deferred=True)
+    if elem is None or elem.value is None:
+        return ""
+    if isinstance(elem.value, bytes):
+        return elem.value.decode("ascii", "replace").strip("\0 ")
+    return str(elem.value)
 
 
 def _sop_class_name(ds: Dataset) -> str:
@@ -174,7 +356,9 @@ def _truncation(ds: Dataset, size: int | None) -> str | None:
     `size` is the file's size when it was read whole (None with `stop_before_pixels`).
     """
     if size is not None:
-        last: DataElement | RawDataElement | None = ds.get_item(max(ds.keys())) if len(ds) else None
+        last: DataElement | RawDataElement | None = (
+            ds.get_item(max(ds.keys()), keep_deferred=True) if len(ds) else None
+        )
         if isinstance(last, RawDataElement) and last.length != _UNDEFINED_LENGTH:
             stray = size - (last.value_tell + last.length)
             if 0 < stray < 12:  # shorter than any element header: the next element was cut off
@@ -186,8 +370,14 @@ def _truncation(ds: Dataset, size: int | None) -> str | None:
             return "an image instance without pixel data"
     for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset would convert the raw elements)
         # pydicom's annotation says DataElement; unconverted elements come back raw.
-        elem: DataElement | RawDataElement = ds.get_item(tag)
-        if not isinstance(elem, RawDataElement) or elem.value is None:
+        elem: DataElement | RawDataElement = ds.get_item(tag, keep_deferred=True)
+        if not isinstance(elem, RawDataElement):
+            continue
+        if elem.value is None:
+            if size is not None and elem.length not in (0, _UNDEFINED_LENGTH):  # deferred: in the file?
+                have = max(0, min(elem.length, size - elem.value_tell))
+                if have < elem.length:
+                    return f"element {Tag(tag)} has {have} of {elem.length} bytes"
             continue
         if elem.length != _UNDEFINED_LENGTH and len(elem.value) < elem.length:
             return f"element {Tag(tag)} has {len(elem.value)} of {elem.length} bytes"
@@ -219,19 +409,27 @@ def _fragments_problem(value: bytes, *, little_endian: bool) -> str | None:
 # ---------------------------------------------------------------------------- files and folders
 
 
-def load_file(path: str | Path, *, stop_before_pixels: bool = False) -> LoadedInstance:
-    """One file; DicomSourceError naming the path when it is missing or not a complete instance."""
+def load_file(
+    path: str | Path, *, stop_before_pixels: bool = False, defer_pixels: bool = True
+) -> LoadedInstance:
+    """One file; DicomSourceError naming the path when it is missing or not a complete instance.
+
+    Pixel data stay in the file until decoded unless `defer_pixels` is False (module docstring).
+    """
     p = Path(path)
     if not p.is_file():
         raise DicomSourceError(str(p), "no such file")
-    return read_instance(p, str(p), stop_before_pixels=stop_before_pixels)
+    return read_instance(p, str(p), stop_before_pixels=stop_before_pixels, defer_pixels=defer_pixels)
 
 
-def load_folder(path: str | Path, *, stop_before_pixels: bool = False) -> LoadResult:
+def load_folder(
+    path: str | Path, *, stop_before_pixels: bool = False, defer_pixels: bool = True
+) -> LoadResult:
     """Every file under `path` (recursively, in path order; hidden files and folders skipped).
 
     DICOMDIR index files are skipped (they describe the other files); every other file that is
-    not a complete DICOM instance is a failure naming it.
+    not a complete DICOM instance is a failure naming it. Pixel data stay in the files until
+    decoded unless `defer_pixels` is False (see the module docstring for what that trades).
     """
     root = Path(path)
     if not root.is_dir():
@@ -240,7 +438,10 @@ def load_folder(path: str | Path, *, stop_before_pixels: bool = False) -> LoadRe
     failures: list[InstanceFailure] = []
     for file in _files(root):
         try:
-            instances.append(read_instance(file, str(file), stop_before_pixels=stop_before_pixels))
+            inst = read_instance(
+                file, str(file), stop_before_pixels=stop_before_pixels, defer_pixels=defer_pixels
+            )
+            instances.append(inst)
         except _DicomDirError:
             continue
         except DicomSourceError as exc:

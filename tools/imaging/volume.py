@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.pixels.utils import pixel_array
@@ -50,6 +51,22 @@ DECODE_ERRORS: tuple[type[Exception], ...] = (
     ValueError, RuntimeError, NotImplementedError, AttributeError, KeyError, TypeError, OSError, EOFError,
 )  # fmt: skip
 
+_PIXEL_DATA = Tag("PixelData")
+_NUMBER_OF_FRAMES = Tag("NumberOfFrames")
+_NATIVE_ATTRIBUTES = tuple(
+    Tag(k)
+    for k in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation")
+)
+_NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_MODALITY = Tag("Modality")
+_TRANSFER_SYNTAX = Tag("TransferSyntaxUID")
+_PHOTOMETRIC = Tag("PhotometricInterpretation")
+_SERIES_INSTANCE_UID = Tag("SeriesInstanceUID")
+_ROWS = Tag("Rows")
+_COLUMNS = Tag("Columns")
+_PER_FRAME = Tag("PerFrameFunctionalGroupsSequence")
+_MODALITY_LUT = Tag("ModalityLUTSequence")
 _IPP = Tag("ImagePositionPatient")
 _IOP = Tag("ImageOrientationPatient")
 _INSTANCE_NUMBER = Tag("InstanceNumber")
@@ -202,14 +219,14 @@ def sample_slice_indices(n: int, max_slices: int = 85) -> list[int]:
 
 def skip_reason(ds: Dataset) -> str | None:
     """Why a dataset is not an image to prepare, or None if it is one."""
-    modality = str(ds.get("Modality", "") or "")
+    modality = _text(ds, _MODALITY)
     if modality in NON_IMAGE_MODALITIES:
         return f"not an image ({modality})"
-    if "PixelData" not in ds:
+    if _PIXEL_DATA not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             return "float pixel data (parametric map) is not supported"
         return "no pixel data"
-    if not ds.get("Rows") or not ds.get("Columns"):
+    if not _us_or_none(ds, _ROWS) or not _us_or_none(ds, _COLUMNS):
         return "no Rows/Columns"
     return None
 
@@ -220,7 +237,7 @@ def assemble(instances: Iterable[InstanceLike]) -> Assembly:
     skipped: list[SkippedObject] = []
     for inst in instances:
         ds = inst.dataset
-        uid = str(ds.get("SeriesInstanceUID", "") or "")
+        uid = _text(ds, _SERIES_INSTANCE_UID)
         reason = skip_reason(ds)
         if reason is None and not uid:
             reason = "no SeriesInstanceUID"
@@ -253,12 +270,12 @@ def assemble_series(series_uid: str, instances: Sequence[InstanceLike]) -> Volum
     ordered, order = order_slices(slices, warnings)
     first = ordered[0].dataset
     ds0 = instances[0].dataset
-    modalities = {str(i.dataset.get("Modality", "") or "") for i in instances}
+    modalities = {_text(i.dataset, _MODALITY) for i in instances}
     if len(modalities) > 1:
         warnings.append(f"mixed modalities in one series: {', '.join(sorted(modalities))}")
     return Volume(
         series_uid=series_uid,
-        modality=str(ds0.get("Modality", "") or ""),
+        modality=_text(ds0, _MODALITY),
         description=str(ds0.get("SeriesDescription", "") or ""),
         rows=int(first.Rows),
         columns=int(first.Columns),
@@ -272,11 +289,12 @@ def slices_of(inst: InstanceLike) -> list[Slice]:
     """The slices one object contributes: itself, or each of its frames."""
     ds = inst.dataset
     try:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        frames = _frames(ds)
     except (TypeError, ValueError) as exc:
         raise DicomFileError(inst.origin, f"bad NumberOfFrames {ds.get('NumberOfFrames')!r}") from exc
     instance_number = _int_or_none(_raw_numbers(ds, _INSTANCE_NUMBER))
-    if frames <= 1 and "PerFrameFunctionalGroupsSequence" not in ds:
+    modality_lut = _MODALITY_LUT in ds and bool(ds.get("ModalityLUTSequence"))
+    if frames <= 1 and _PER_FRAME not in ds:
         ipp = _floats(_raw_numbers(ds, _IPP), 3)
         iop = _floats(_raw_numbers(ds, _IOP), 6)
         return [
@@ -288,7 +306,7 @@ def slices_of(inst: InstanceLike) -> list[Slice]:
                 position=_position(ipp, iop),
                 orientation=iop,
                 rescale=_rescale(ds),
-                modality_lut=bool(ds.get("ModalityLUTSequence")),
+                modality_lut=modality_lut,
             )
         ]
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
@@ -318,7 +336,7 @@ def slices_of(inst: InstanceLike) -> list[Slice]:
                 position=_position(ipp, iop),
                 orientation=iop,
                 rescale=rescale,
-                modality_lut=bool(ds.get("ModalityLUTSequence")),
+                modality_lut=modality_lut,
             )
         )
     return out
@@ -385,9 +403,15 @@ def spacing_warnings(positions: Sequence[float]) -> list[str]:
 
 
 def decode_slice(sl: Slice, rows: int, columns: int) -> npt.NDArray[Any]:
-    """Decode one slice's stored values; any decoder failure becomes an error naming the object."""
+    """Decode one slice's stored values; any decoder failure becomes an error naming the object.
+
+    Uncompressed little-endian greyscale data are read directly (`native_slice`); the rest goes
+    through pydicom's pixel pipeline.
+    """
     try:
-        arr = pixel_array(sl.dataset, index=sl.frame)
+        arr = native_slice(sl)
+        if arr is None:
+            arr = pixel_array(sl.dataset, index=sl.frame)
     except DECODE_ERRORS as exc:
         raise DicomFileError(sl.label, f"pixel data cannot be decoded: {exc}") from exc
     if arr.ndim != 2:
@@ -399,6 +423,104 @@ def decode_slice(sl: Slice, rows: int, columns: int) -> npt.NDArray[Any]:
     if arr.shape != (rows, columns):
         raise DicomFileError(sl.label, f"frame is {arr.shape[0]}x{arr.shape[1]}, series is {rows}x{columns}")
     return arr
+
+
+def native_slice(sl: Slice) -> npt.NDArray[Any] | None:
+    """The stored values of an uncompressed little-endian greyscale single-frame slice, exactly as
+    `pydicom.pixels.pixel_array` gives them (dtype from BitsAllocated and PixelRepresentation, bits
+    above BitsStored corrected by the same shifts), read with one `readinto` at the pixel data's
+    offset when they were left in the file (sources' deferred reads) or copied from memory; None for
+    anything else, which pydicom decodes. A file cut short raises DicomFileError naming it.
+    """
+    ds = sl.dataset
+    # pydicom's annotation says DataElement; unconverted (and deferred) elements come back raw.
+    elem: DataElement | RawDataElement | None = ds.get_item(_PIXEL_DATA, keep_deferred=True)
+    if sl.frame is not None or elem is None:
+        return None
+    if isinstance(elem, RawDataElement):
+        length = elem.length
+    elif isinstance(elem.value, bytes):
+        length = len(elem.value)
+    else:
+        return None
+    if length == _UNDEFINED_LENGTH:
+        return None
+    syntax = _text(ds.file_meta, _TRANSFER_SYNTAX) if hasattr(ds, "file_meta") else ""
+    if syntax not in _NATIVE_LITTLE_ENDIAN:
+        return None
+    try:
+        rows, columns, samples, allocated, stored, representation = (
+            _us(ds, tag) for tag in _NATIVE_ATTRIBUTES
+        )
+    except (TypeError, ValueError):
+        return None
+    frames = _int_or_none(_raw_numbers(ds, _NUMBER_OF_FRAMES))
+    if frames not in (None, 1) or samples != 1 or allocated not in (8, 16):
+        return None
+    if representation not in (0, 1) or not 0 < stored <= allocated:
+        return None
+    if _text(ds, _PHOTOMETRIC) not in ("MONOCHROME1", "MONOCHROME2"):
+        return None
+    dtype = np.dtype(f"<{'ui'[representation]}{allocated // 8}")
+    count = rows * columns
+    if length < count * dtype.itemsize:
+        return None  # pydicom says what is wrong
+    if isinstance(elem, RawDataElement) and elem.value is None:  # deferred: still in the file
+        filename = getattr(ds, "filename", None)
+        if not isinstance(filename, str) or getattr(ds, "fileobj_type", None) is not open:
+            return None
+        arr = np.empty(count, dtype=dtype)
+        got = _read_into(filename, elem.value_tell, arr)
+        if got < arr.nbytes:
+            raise DicomFileError(
+                sl.label,
+                f"pixel data cannot be decoded: the file is truncated ({got} of {arr.nbytes} bytes "
+                "of pixel data)",
+            )
+    elif isinstance(elem.value, bytes):
+        arr = np.frombuffer(elem.value, dtype=dtype, count=count).copy()
+    else:
+        return None
+    arr = arr.astype(dtype.newbyteorder("="), copy=False).reshape(rows, columns)
+    if stored < allocated:
+        shift = allocated - stored
+        np.left_shift(arr, shift, out=arr)
+        np.right_shift(arr, shift, out=arr)
+    return arr
+
+
+def _read_into(filename: str, offset: int, arr: npt.NDArray[Any]) -> int:
+    """Fill `arr` from the file at `offset`; the number of bytes read (fewer at end of file).
+
+    An unbuffered `readinto` straight into the array: np.fromfile costs several times more here.
+    """
+    view = arr.reshape(-1).view(np.uint8).data
+    got = 0
+    with open(filename, "rb", buffering=0) as f:
+        f.seek(offset)
+        while got < len(view):
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    return got
+
+
+def _us(ds: Dataset, tag: BaseTag) -> int:
+    """An unsigned short (US) element, from its raw little-endian bytes when not yet converted."""
+    elem: DataElement | RawDataElement | None = ds.get_item(tag, keep_deferred=True)
+    if elem is None:
+        raise ValueError(f"no {tag}")
+    value = elem.value
+    if (
+        isinstance(elem, RawDataElement)
+        and elem.VR in ("US", None)
+        and isinstance(value, bytes)
+        and len(value) == 2
+        and elem.is_little_endian
+    ):
+        return int.from_bytes(value, "little")
+    return int(ds[tag].value)
 
 
 def apply_slice_rescale(stored: npt.NDArray[Any], sl: Slice) -> npt.NDArray[Any]:
@@ -425,11 +547,11 @@ def _skipped(inst: InstanceLike, reason: str) -> SkippedObject:
 
 
 def _keep_majority_size(slices: list[Slice], warnings: list[str]) -> list[Slice]:
-    sizes = Counter((int(s.dataset.Rows), int(s.dataset.Columns)) for s in slices)
+    sizes = Counter(_size(s) for s in slices)
     if len(sizes) == 1:
         return slices
     (rows, cols), _ = sizes.most_common(1)[0]
-    kept = [s for s in slices if (int(s.dataset.Rows), int(s.dataset.Columns)) == (rows, cols)]
+    kept = [s for s in slices if _size(s) == (rows, cols)]
     dropped = _labels_left_out(slices, kept)
     warnings.append(f"left out {len(dropped)} slice(s) not {rows}x{cols}: {', '.join(dropped[:5])}")
     return kept
@@ -479,6 +601,45 @@ def _rescale(ds: Dataset) -> Rescale | None:
     if slope is None or intercept is None:
         return None
     return Rescale(slope[0], intercept[0])
+
+
+def _text(ds: Dataset, tag: BaseTag) -> str:
+    """`str(ds.get(keyword, "") or "")` of a CS or UI element (default character set), from the raw
+    bytes where pydicom has not converted it yet: its conversion validates the value, which cost
+    more than the rest of assembly. Multiple values go through pydicom.
+    """
+    elem: DataElement | RawDataElement | None = ds.get_item(tag, keep_deferred=True)
+    if elem is None:
+        return ""
+    value = elem.value
+    if isinstance(elem, RawDataElement) and isinstance(value, bytes) and b"\\" not in value:
+        return value.decode("latin-1").rstrip(" \0")
+    value = ds[tag].value
+    return str(value) if value else ""
+
+
+def _us_or_none(ds: Dataset, tag: BaseTag) -> int | None:
+    """A single US value (Rows, Columns), None when absent, empty or not one number."""
+    if tag not in ds:
+        return None
+    try:
+        return _us(ds, tag)
+    except (TypeError, ValueError):
+        return None
+
+
+def _size(sl: Slice) -> tuple[int, int]:
+    return _us(sl.dataset, _ROWS), _us(sl.dataset, _COLUMNS)
+
+
+def _frames(ds: Dataset) -> int:
+    """`int(ds.get("NumberOfFrames", 1) or 1)`, from the raw decimal string when possible."""
+    raw = _raw_numbers(ds, _NUMBER_OF_FRAMES)
+    if raw is None:
+        return 1
+    if isinstance(raw, list) and len(raw) == 1 and raw[0].isdigit():
+        return int(raw[0]) or 1
+    return int(ds.get("NumberOfFrames", 1) or 1)
 
 
 def _raw_numbers(ds: Dataset, tag: BaseTag) -> Any:
@@ -548,6 +709,7 @@ __all__ = [
     "assemble",
     "assemble_series",
     "decode_slice",
+    "native_slice",
     "order_slices",
     "sample_slice_indices",
     "skip_reason",
