@@ -30,7 +30,7 @@ from pydantic import SecretStr, ValidationError
 from fhir_adapters.retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
 from tools.medgemma.errors import ModelProtocolError, ModelServerError, ModelTransportError
 from tools.medgemma.openai_wire import ChatCompletion, to_chat_request, to_model_result
-from tools.medgemma.types import ModelInfo, ModelRequest, ModelResult
+from tools.medgemma.types import ModelInfo, ModelRequest, ModelResult, TextPart
 
 __all__ = ["OpenAIChatBackend"]
 
@@ -110,7 +110,7 @@ class OpenAIChatBackend:
             content = await asyncio.to_thread(self._body, request)
         else:
             content = self._body(request)
-        resp = await self._post(content)
+        resp = await self._post(content, _prompt_texts(request))
         try:
             completion = ChatCompletion.model_validate_json(resp.content)
         except ValidationError as exc:
@@ -133,7 +133,7 @@ class OpenAIChatBackend:
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
         return headers
 
-    async def _post(self, content: bytes) -> httpx.Response:
+    async def _post(self, content: bytes, prompt: list[str]) -> httpx.Response:
         """The one request function: semaphore, retries, status -> exception."""
         attempt = 0
         while True:
@@ -153,11 +153,13 @@ class OpenAIChatBackend:
             if status in RETRYABLE_STATUSES and self.retry.can_retry(attempt):
                 await self._sleep(self.retry.delay(attempt, retry_after))  # Retry-After wins, capped
                 continue
-            raise ModelServerError(status, self.path, self._detail(resp), _hint(status, self.base_url))
+            raise ModelServerError(
+                status, self.path, self._detail(resp, prompt), _hint(status, self.base_url)
+            )
 
-    def _detail(self, resp: httpx.Response) -> str | None:
-        """The server's own error message, shortened, with the API key scrubbed (OpenAI echoes
-        part of a wrong key)."""
+    def _detail(self, resp: httpx.Response, prompt: list[str]) -> str | None:
+        """The server's own error message, shortened, with the API key (OpenAI echoes a wrong
+        one) and any prompt text it quotes whole replaced."""
         try:
             doc: Any = resp.json()
         except ValueError:
@@ -174,11 +176,19 @@ class OpenAIChatBackend:
         if not isinstance(message, str) or not message.strip():
             return None
         text = " ".join(message.split())
+        for part in prompt:
+            text = text.replace(part, "<prompt text>")
         if self._api_key is not None:
             key = self._api_key.get_secret_value()
             if key:
                 text = text.replace(key, "<api key>")
         return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 3] + "..."
+
+
+def _prompt_texts(request: ModelRequest) -> list[str]:
+    # Whitespace collapsed as in the detail; longest first so that no part is half-replaced.
+    texts = {" ".join(p.text.split()) for m in request.messages for p in m.content if isinstance(p, TextPart)}
+    return sorted((t for t in texts if len(t) >= 4), key=len, reverse=True)
 
 
 def _transport_retryable(exc: httpx.TransportError) -> bool:

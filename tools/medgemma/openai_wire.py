@@ -248,7 +248,9 @@ def to_model_result(completion: ChatCompletion, *, latency_s: float) -> ModelRes
 _WIRE_FINISH: Final = {"stop": "stop", "length": "length", "error": "abort"}
 
 
-def to_chat_completion(result: ModelResult, *, model: str, completion_id: str, created: int) -> ChatCompletion:
+def to_chat_completion(
+    result: ModelResult, *, model: str, completion_id: str, created: int
+) -> ChatCompletion:
     return ChatCompletion(
         id=completion_id,
         created=created,
