@@ -30,7 +30,7 @@ import os
 import struct
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -110,10 +110,15 @@ class _DicomDirError(DicomSourceError):
 
 @dataclass(frozen=True, slots=True)
 class LoadedInstance:
-    """One DICOM instance and where it came from (a file path or `dicomweb:STUDY/SERIES/SOP`)."""
+    """One DICOM instance and where it came from (a file path or `dicomweb:STUDY/SERIES/SOP`).
+
+    The dataset is left out of the repr: printing it converts every element and reads every
+    deferred value, and asyncio.run formats its main task's result (a LoadResult of hundreds of
+    instances) when it restores the SIGINT handler, which cost the CLI about 0.3 s per CT series.
+    """
 
     origin: str
-    dataset: Dataset
+    dataset: Dataset = field(repr=False)
 
     @property
     def sop_instance_uid(self) -> str:
