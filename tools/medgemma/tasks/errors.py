@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from tools.medgemma.errors import ModelError
 from tools.medgemma.types import ModelResult
 
 # Raw text shown in messages is cut to this many characters; the full text stays on the error.
 _PREVIEW = 200
 
 
-class ModelOutputError(ValueError):
+class ModelOutputError(ModelError):
     """The model's answer to `task` could not be parsed; `raw_text` keeps the whole answer for audit.
 
     Parsers never guess: an answer that does not fit the task's schema is this error, with the
-    reason naming what was wrong (where the JSON broke, which field failed validation).
+    reason naming what was wrong (where the JSON broke, which field failed validation). The message
+    holds the reason only; the answer itself is in `raw_text`, for an audit trail, not for logs.
     """
 
     def __init__(

@@ -8,8 +8,9 @@ What is tolerated, each recorded as a note on the result so an audit sees it:
   the JSON ends is ignored.
 - Commas right before a closing bracket are removed.
 - A truncated JSON (the answer stopped mid-way) is closed only when that is unambiguous: the text
-  ends after a complete value, a comma, or an opening bracket. Ending inside a string, a number or
-  a word, after a key, or after a colon is an error: the cut-off value cannot be known.
+  ends after a complete value (a closed string or bracket, true, false, null), a comma, or an
+  opening bracket. Ending inside a string, a number (digits may be missing) or a word, after a key,
+  or after a colon is an error: the cut-off value cannot be known.
 
 Everything else (no JSON, broken syntax, single quotes, a schema mismatch) is a `ModelOutputError`
 carrying the raw text. Nothing here guesses content.
@@ -34,6 +35,8 @@ THOUGHT_END = "<unused95>"
 _FINAL_ANSWER = re.compile(r"final\s+answer\s*:", re.IGNORECASE)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?")
 _WORD_CHARS = frozenset(string.ascii_letters + string.digits + "+-.")
+# Words no continuation can change; a number at the very end might have lost digits.
+_COMPLETE_WORDS = frozenset({"true", "false", "null"})
 _UNTERMINATED = "thinking text removed; the thought never ended"
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -250,7 +253,7 @@ def _scan(body: str, start: int) -> _Scan:
             end = i
             while end < n and body[end] in _WORD_CHARS:
                 end += 1
-            if end == n:
+            if end == n and body[i:end] not in _COMPLETE_WORDS:
                 return _Scan(
                     error="the answer stops inside a number or word (truncated); it cannot be completed"
                 )
