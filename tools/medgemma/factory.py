@@ -38,11 +38,11 @@ def create_backend(settings: ModelSettings | ModelConfig) -> ModelBackend | None
             dtype=config.dtype,
         )
     # Imported here: torch and transformers take seconds to import and are not needed otherwise.
-    from tools.medgemma.loader import load_model
     from tools.medgemma.transformers_backend import TransformersBackend
 
-    loaded = load_model(config.name, device=config.device, dtype=config.dtype)
-    return TransformersBackend(loaded)
+    # One model per process, shared by every backend over it; missing weights raise the
+    # loader's ModelNotAvailableError, which says how to get them.
+    return TransformersBackend.from_pretrained(config.name, device=config.device, dtype=config.dtype)
 
 
 @asynccontextmanager
