@@ -1,0 +1,399 @@
+"""`chartagent analyze {ct,mri,cxr,wsi} SOURCE [--prior SOURCE] [--task ...] [--question TEXT] [--json]`.
+
+Prepares the images exactly as `chartagent imaging prepare` does (same helpers), runs one MedGemma
+task on the configured model (`CHARTAGENT_MODEL_BACKEND`), parses the answer strictly and prints
+the validated result, labelled as AI-generated.
+
+Tasks: `findings` for ct, mri and wsi (the default); `localize` (default) and `compare` (the
+default when `--prior` is given) for cxr. `compare` needs `--prior`, the earlier chest X-ray.
+`localize` prints boxes in the original image's pixel coordinates.
+
+Exit codes: 0 done; 1 the model was called but its answer could not be read (the message says why;
+`--json` also prints the raw answer under `raw_text`) or the model call failed; 2 bad arguments,
+input that cannot be prepared, or no model configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import partial
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from agent.cli.app import app
+from agent.cli.imaging import TASKS, TaskName, choose, fail, load, sm_series
+from agent.cli.options import resolve_dicomweb_url
+from agent.settings import load_settings
+from tools.imaging.dicomweb import DicomWebError
+from tools.imaging.errors import ImagingError
+from tools.imaging.prepared import PreparedImages
+from tools.imaging.sources import DicomSourceError, DicomWebRef, FolderSource, parse_source
+from tools.imaging.volume import assemble
+from tools.imaging.wsi import PreparedSlide, prepare_slide_dicom, prepare_slide_dicomweb, prepare_slide_file
+from tools.medgemma.errors import ModelError
+from tools.medgemma.factory import create_backend
+from tools.medgemma.tasks import (
+    ModelOutputError,
+    TaskOutput,
+    TaskRun,
+    cxr_comparison,
+    cxr_localization,
+    run_task,
+    slide_description,
+    volume_findings,
+)
+from tools.medgemma.tasks.parsing import describe
+from tools.medgemma.types import GenerationSettings, ModelBackend, ModelRequest
+
+BackendFactory = Callable[[], ModelBackend | None]
+
+NO_MODEL = (
+    "No model configured: set CHARTAGENT_MODEL_BACKEND=transformers (with CHARTAGENT_MODEL set to a hub id "
+    "or a local model folder) or CHARTAGENT_MODEL_BACKEND=openai (with CHARTAGENT_MODEL_URL set to the "
+    "server's OpenAI base, e.g. http://127.0.0.1:8000/v1)."
+)
+AI_LABEL = "AI-generated (MedGemma is not a clinical decision tool; review before use)"
+
+
+class AnalysisTask(StrEnum):
+    findings = "findings"
+    localize = "localize"
+    compare = "compare"
+
+
+ALLOWED: dict[TaskName, tuple[AnalysisTask, ...]] = {
+    TaskName.ct: (AnalysisTask.findings,),
+    TaskName.mri: (AnalysisTask.findings,),
+    TaskName.wsi: (AnalysisTask.findings,),
+    TaskName.cxr: (AnalysisTask.localize, AnalysisTask.compare),
+}
+
+
+def configured_backend() -> ModelBackend | None:
+    """The backend the deployment settings ask for (None: no model configured)."""
+    return create_backend(load_settings())
+
+
+# Tests replace this with a function returning e.g. a ScriptedBackend; nothing configures a fake.
+backend_factory: BackendFactory = configured_backend
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model call: the request, its parser, and what the output describes."""
+
+    request: ModelRequest
+    parse: Callable[[str], TaskOutput]
+    prompt_version: str
+    inputs: dict[str, Any]
+
+
+def resolve_task(modality: TaskName, task: AnalysisTask | None, prior: str | None) -> AnalysisTask:
+    """The task to run; a task the modality has no recipe for, or `--prior` misused, is an error."""
+    if task is None:
+        task = ALLOWED[modality][0] if prior is None or modality is not TaskName.cxr else AnalysisTask.compare
+    if task not in ALLOWED[modality]:
+        allowed = ", ".join(t.value for t in ALLOWED[modality])
+        fail(f"--task {task.value} does not apply to {modality.value}; use {allowed}")
+    if task is AnalysisTask.compare and prior is None:
+        fail("--task compare needs --prior SOURCE (the earlier chest X-ray)")
+    if task is not AnalysisTask.compare and prior is not None:
+        fail("--prior is only used by --task compare (cxr)")
+    return task
+
+
+def prepare_images(
+    modality: TaskName, source: str, series: str | None, dicomweb_url: str | None
+) -> PreparedImages:
+    """CT, MRI or CXR images of one series as `imaging prepare` makes them; other bad files are warnings."""
+    try:
+        parsed = parse_source(source)
+        url = resolve_dicomweb_url(dicomweb_url) if isinstance(parsed, DicomWebRef) else None
+        loaded = asyncio.run(load(parsed, url))
+        assembly = assemble(loaded.instances)
+        (volume,) = choose(assembly, modality, source, series, all_series=False)
+        related = [s for s in assembly.skipped if s.series_uid in (None, volume.series_uid)]
+        preparer, _ = TASKS[modality]
+        prepared = preparer(volume, source=source, skipped=related)
+    except (ImagingError, DicomSourceError, DicomWebError) as exc:
+        fail(str(exc))
+    for failure in loaded.failures:
+        typer.secho(f"warning: {failure.origin} not read: {failure.reason}", fg="yellow", err=True)
+    return prepared
+
+
+def prepare_slide(source: str, series: str | None, dicomweb_url: str | None) -> PreparedSlide:
+    """Whole-slide patches from a slide file, a DICOM WSI folder or `dicomweb:STUDY[/SERIES]`.
+
+    The same dispatch as `imaging prepare wsi` (which writes the result instead of returning it).
+    """
+    try:
+        parsed = parse_source(source)
+        if isinstance(parsed, DicomWebRef):
+            url = resolve_dicomweb_url(dicomweb_url)
+            if url is None:
+                fail(
+                    "no DICOMweb server: pass --dicomweb-url, set CHARTAGENT_DICOMWEB_URL, or run `stack up`"
+                )
+            series_uid = series or parsed.series_uid or asyncio.run(sm_series(url, parsed.study_uid))
+            return prepare_slide_dicomweb(url, parsed.study_uid, series_uid)
+        if isinstance(parsed, FolderSource):
+            return prepare_slide_dicom(parsed.path)
+        return prepare_slide_file(parsed.path)
+    except (ImagingError, DicomSourceError, DicomWebError) as exc:
+        fail(str(exc))
+
+
+def settings_for(default: GenerationSettings, max_new_tokens: int | None) -> GenerationSettings:
+    if max_new_tokens is None:
+        return default
+    return GenerationSettings.model_validate({**default.model_dump(), "max_new_tokens": max_new_tokens})
+
+
+def build_job(
+    modality: TaskName,
+    task: AnalysisTask,
+    source: str,
+    prior: str | None,
+    *,
+    series: str | None,
+    question: str | None,
+    thinking: bool,
+    max_new_tokens: int | None,
+    dicomweb_url: str | None,
+) -> Job:
+    """Prepare the inputs and pair the task's request with its parser."""
+    if modality is TaskName.wsi:
+        return slide_job(source, series, question, thinking, max_new_tokens, dicomweb_url)
+    prepared = prepare_images(modality, source, series, dicomweb_url)
+    meta = prepared.metadata
+    inputs = {
+        "series_uid": meta.series_uid,
+        "images": int(prepared.images.shape[0]),
+        "warnings": meta.warnings,
+    }
+    if task is AnalysisTask.findings:
+        volume = volume_findings.VolumeModality(modality.value)
+        request = volume_findings.build_request(
+            prepared.images,
+            modality=volume,
+            series_description=meta.series_description,
+            question=question,
+            thinking=thinking,
+            settings=settings_for(volume_findings.DEFAULT_SETTINGS, max_new_tokens),
+        )
+        parse = partial(volume_findings.parse, modality=volume, slice_count=len(prepared.images))
+        return Job(request, parse, volume_findings.PROMPT_VERSION, inputs)
+    padding = meta.padding
+    if padding is None:  # prepare_cxr always records it
+        fail(f"{source}: the prepared chest X-ray has no padding record")
+    if task is AnalysisTask.localize:
+        request = cxr_localization.build_request(
+            prepared.images[0],
+            query=question,
+            thinking=thinking,
+            settings=settings_for(cxr_localization.DEFAULT_SETTINGS, max_new_tokens),
+        )
+        parse_boxes = partial(cxr_localization.parse, padding=padding)
+        return Job(request, parse_boxes, cxr_localization.PROMPT_VERSION, inputs)
+    assert prior is not None  # resolve_task checked it
+    earlier = prepare_images(modality, prior, None, dicomweb_url)
+    request = cxr_comparison.build_request(
+        earlier.images[0],
+        prepared.images[0],
+        question=question,
+        thinking=thinking,
+        settings=settings_for(cxr_comparison.DEFAULT_SETTINGS, max_new_tokens),
+    )
+    inputs["prior_series_uid"] = earlier.metadata.series_uid
+    return Job(request, cxr_comparison.parse, cxr_comparison.PROMPT_VERSION, inputs)
+
+
+def slide_job(
+    source: str,
+    series: str | None,
+    question: str | None,
+    thinking: bool,
+    max_new_tokens: int | None,
+    dicomweb_url: str | None,
+) -> Job:
+    slide = prepare_slide(source, series, dicomweb_url)
+    meta = slide.metadata
+    request = slide_description.build_request(
+        slide.images,
+        magnification=f"{meta.level_mpp:.2f} um/px",
+        question=question,
+        thinking=thinking,
+        settings=settings_for(slide_description.DEFAULT_SETTINGS, max_new_tokens),
+    )
+    inputs: dict[str, Any] = {
+        "series_uid": meta.series_uid,
+        "images": int(slide.images.shape[0]),
+        "level": meta.level,
+        "warnings": meta.warnings,
+    }
+    return Job(request, slide_description.parse, slide_description.PROMPT_VERSION, inputs)
+
+
+async def execute(backend: ModelBackend, job: Job) -> TaskRun[TaskOutput]:
+    try:
+        return await run_task(backend, job.request, job.parse, prompt_version=job.prompt_version)
+    finally:
+        await backend.aclose()
+
+
+def open_backend() -> ModelBackend:
+    try:
+        backend = backend_factory()
+    except ModelError as exc:
+        fail(f"the configured model cannot be used: {exc}")
+    except ValidationError as exc:  # the CHARTAGENT_* settings themselves
+        fail(f"the settings are invalid: {describe(exc)}")
+    if backend is None:
+        fail(NO_MODEL)
+    return backend
+
+
+@app.command("analyze")
+def analyze_command(
+    modality: Annotated[TaskName, typer.Argument(help="ct, mri, cxr or wsi")],
+    source: Annotated[str, typer.Argument(help="a folder, a file, or dicomweb:STUDY_UID[/SERIES_UID]")],
+    prior: Annotated[
+        str | None, typer.Option("--prior", help="the earlier chest X-ray, for --task compare")
+    ] = None,
+    task: Annotated[
+        AnalysisTask | None,
+        typer.Option("--task", help="findings (ct, mri, wsi), localize or compare (cxr)"),
+    ] = None,
+    question: Annotated[
+        str | None, typer.Option("--question", help="what to ask instead of the task's default question")
+    ] = None,
+    series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to analyze")] = None,
+    thinking: Annotated[
+        bool, typer.Option("--thinking", help="let the model think before answering")
+    ] = False,
+    max_new_tokens: Annotated[
+        int | None, typer.Option("--max-new-tokens", min=1, max=32768, help="answer length limit")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    dicomweb_url: Annotated[
+        str | None, typer.Option("--dicomweb-url", help="DICOMweb base URL (or CHARTAGENT_DICOMWEB_URL)")
+    ] = None,
+) -> None:
+    """Run MedGemma on a CT, MRI, chest X-ray or whole-slide image and print the checked result."""
+    chosen = resolve_task(modality, task, prior)
+    job = build_job(
+        modality,
+        chosen,
+        source,
+        prior,
+        series=series,
+        question=question,
+        thinking=thinking,
+        max_new_tokens=max_new_tokens,
+        dicomweb_url=dicomweb_url,
+    )
+    backend = open_backend()
+    info = backend.info
+    header = {"modality": modality.value, "task": chosen.value, "source": source, "prior": prior}
+    try:
+        run = asyncio.run(execute(backend, job))
+    except ModelOutputError as exc:
+        report_unreadable(exc, header, job, info.model_dump(mode="json"), as_json)
+        raise typer.Exit(1) from None
+    except ModelError as exc:
+        typer.secho(f"the model call failed: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(payload(run, header, job), indent=2))
+        return
+    for line in render(run, chosen, modality):
+        typer.echo(line)
+    for note in run.result.parse_notes:
+        typer.secho(f"note: {note}", fg="yellow", err=True)
+
+
+def usage(run_result: Any) -> dict[str, Any]:
+    fields = ("prompt_tokens", "completion_tokens", "latency_s", "time_to_first_token_s", "finish_reason")
+    return {f: getattr(run_result, f) for f in fields}
+
+
+def payload(run: TaskRun[TaskOutput], header: dict[str, Any], job: Job) -> dict[str, Any]:
+    result = run.result.model_dump(mode="json")
+    if isinstance(run.result, cxr_localization.CxrLocalization):
+        result["unknown_labels"] = list(run.result.unknown_labels)
+    return {
+        **header,
+        "ai_generated": True,
+        "inputs": job.inputs,
+        "prompt_version": run.prompt_version,
+        "model": run.model.model_dump(mode="json"),
+        "usage": usage(run.model_result),
+        "result": result,
+    }
+
+
+def report_unreadable(
+    exc: ModelOutputError, header: dict[str, Any], job: Job, model: dict[str, Any], as_json: bool
+) -> None:
+    message = f"{exc} - nothing was concluded from this answer"
+    if as_json:
+        out = {
+            **header,
+            "inputs": job.inputs,
+            "prompt_version": job.prompt_version,
+            "model": model,
+            "usage": usage(exc.model_result) if exc.model_result is not None else None,
+            "error": message,
+            "raw_text": exc.raw_text,
+        }
+        typer.echo(json.dumps(out, indent=2))
+    typer.secho(message, fg="red", err=True)
+    if not as_json:
+        typer.secho(f"the answer began: {exc.preview}", err=True)
+
+
+def render(run: TaskRun[TaskOutput], task: AnalysisTask, modality: TaskName) -> list[str]:
+    """The result as lines a person reads, with the AI label and who answered."""
+    r = run.result
+    usage_line = (
+        f"model: {run.model.name} ({run.model.backend}), prompt {run.prompt_version}, "
+        f"{run.model_result.prompt_tokens} prompt + {run.model_result.completion_tokens} answer tokens"
+    )
+    lines = [f"{modality.value} {task.value} - {AI_LABEL}"]
+    if isinstance(r, volume_findings.VolumeFindings):
+        lines += [
+            f"- {f.description}" + (f" (slices {', '.join(map(str, f.slices))})" if f.slices else "")
+            for f in r.findings
+        ] or ["- no abnormal finding reported"]
+        lines.append(f"Impression: {r.impression}")
+    elif isinstance(r, slide_description.SlideDescription):
+        lines.append(r.description)
+        lines += [f"- {f}" for f in r.findings]
+    elif isinstance(r, cxr_localization.CxrLocalization):
+        lines.append(
+            f"boxes in original pixels [y0, x0, y1, x1] of the {r.image_height}x{r.image_width} image:"
+        )
+        for b in r.boxes:
+            name = b.anatomy if b.anatomy is not None else f"{b.label} (not a Chest ImaGenome region)"
+            lines.append(f"- {name}: [{', '.join(f'{v:.1f}' for v in b.box.as_list())}]")
+        if not r.boxes:
+            lines.append("- none")
+    elif isinstance(r, cxr_comparison.CxrComparison):
+        for c in r.comparisons:
+            lines.append(f"- {c.finding}: {c.change.value}" + (f" - {c.evidence}" if c.evidence else ""))
+        if not r.comparisons:
+            lines.append("- no finding compared")
+        if r.summary:
+            lines.append(f"Summary: {r.summary}")
+    lines.append(usage_line)
+    return lines
+
+
+__all__ = ["AnalysisTask", "analyze_command", "backend_factory", "configured_backend"]
