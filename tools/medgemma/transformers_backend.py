@@ -1,0 +1,268 @@
+"""`ModelBackend` running MedGemma in this process with Hugging Face transformers.
+
+    backend = TransformersBackend.from_pretrained()            # google/medgemma-1.5-4b-it, cached
+    backend = TransformersBackend(load_model("/models/medgemma"), max_batch=8, max_wait_ms=10)
+    result = await backend.generate(request)
+
+A request becomes MedGemma's chat format (`{"role": "user", "content": [{"type": "image",
+"image": PIL}, {"type": "text", "text": ...}]}`); images go to the processor as they are (it
+resizes them to 896 x 896, 256 tokens each). Concurrent requests with the same generation
+settings share one `generate` call (micro-batching, left padding; see `batching`), which runs
+in a worker thread so the event loop stays free. Generation is greedy when temperature is 0.
+The text is decoded without special tokens and otherwise returned as generated (thinking
+text included: tasks strip it).
+
+Text parts are tokenized as plain text: a note that contains `<start_of_turn>` or an image
+token cannot open a turn or add an image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+
+from PIL import Image
+
+from tools.medgemma.batching import MicroBatcher
+from tools.medgemma.loader import MEDGEMMA_MODEL_ID, LoadedModel, shared_model
+from tools.medgemma.types import ImagePart, Message, ModelInfo, ModelRequest, ModelResult, TextPart
+
+__all__ = ["TransformersBackend", "decode_completion", "to_chat_conversation"]
+
+Conversation = list[dict[str, Any]]
+_ZERO_WIDTH_SPACE: Final = "\u200b"
+_nonce = itertools.count()
+
+
+def to_chat_conversation(request: ModelRequest, *, image_token: str | None = None) -> Conversation:
+    """The request in MedGemma's chat format, images as PIL (not resized).
+
+    Roles: an optional system message first (text only: Gemma's template folds it into the
+    first user turn), then user and assistant alternating, starting and ending with user.
+    `image_token` (the processor's expanded image token) is broken with a zero-width space
+    wherever it appears in text, as the processor would otherwise count it as an image slot.
+    """
+    messages = list(request.messages)
+    if not messages:
+        raise ValueError("a model request needs at least one message")
+    conversation: Conversation = []
+    if messages[0].role == "system":
+        conversation.append(_system_turn(messages.pop(0), image_token))
+    for index, message in enumerate(messages):
+        expected = "user" if index % 2 == 0 else "assistant"
+        if message.role != expected:
+            raise ValueError(
+                f"message {index + len(conversation)} is {message.role!r} where {expected!r} was expected: "
+                "after an optional system message, user and assistant must alternate, starting with user"
+            )
+        conversation.append(
+            {"role": message.role, "content": [_part(p, image_token) for p in message.content]}
+        )
+    if not messages or messages[-1].role != "user":
+        raise ValueError("the last message must be the user's (the model answers it)")
+    return conversation
+
+
+def _system_turn(message: Message, image_token: str | None) -> dict[str, Any]:
+    if message.images:
+        raise ValueError("a system message holds text only; put images in a user message")
+    text = "\n\n".join(_clean(p.text, image_token) for p in message.content if isinstance(p, TextPart))
+    return {"role": "system", "content": [{"type": "text", "text": text}]}
+
+
+def _part(part: TextPart | ImagePart, image_token: str | None) -> dict[str, Any]:
+    if isinstance(part, ImagePart):
+        return {"type": "image", "image": Image.fromarray(part.image, mode="RGB")}
+    return {"type": "text", "text": _clean(part.text, image_token)}
+
+
+def _clean(text: str, image_token: str | None) -> str:
+    if not image_token or image_token not in text:
+        return text
+    return text.replace(image_token, image_token[:1] + _ZERO_WIDTH_SPACE + image_token[1:])
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One row of a `generate` output, decoded."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: Literal["stop", "length"]
+
+
+def decode_completion(
+    token_ids: Sequence[int], *, eos_ids: frozenset[int], max_new_tokens: int, tokenizer: Any
+) -> Completion:
+    """Text up to the first end token (which is counted); `length` when the budget ran out first."""
+    ids = list(token_ids)
+    stop = next((i for i, token in enumerate(ids) if token in eos_ids), None)
+    if stop is not None:
+        text = tokenizer.decode(ids[:stop], skip_special_tokens=True)
+        return Completion(str(text), stop + 1, "stop")
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    return Completion(str(text), len(ids), "length" if len(ids) >= max_new_tokens else "stop")
+
+
+@dataclass(frozen=True, eq=False)
+class _Job:
+    request: ModelRequest
+    conversation: Conversation
+
+
+@dataclass(frozen=True)
+class _Output:
+    completion: Completion
+    prompt_tokens: int
+    batch_size: int
+    started: float  # monotonic: when generate began
+    first_token: float | None  # monotonic: when the batch's first token was chosen
+    finished: float
+
+
+def _batch_key(job: _Job) -> Hashable:
+    settings = job.request.settings
+    if settings.temperature == 0:  # greedy: the seed plays no part
+        return settings.model_copy(update={"seed": None})
+    if settings.seed is not None:  # seeded sampling is reproducible only alone
+        return (settings, next(_nonce))
+    return settings
+
+
+class TransformersBackend:
+    """In-process MedGemma; safe to call concurrently from one event loop.
+
+    Backends over the same `LoadedModel` serialise their `generate` calls on its lock.
+    `aclose` stops this backend's batcher; the model stays loaded (see `loader.shared_model`).
+    """
+
+    def __init__(self, loaded: LoadedModel, *, max_batch: int = 8, max_wait_ms: float = 10.0) -> None:
+        self._loaded = loaded
+        self._info = loaded.info.model_copy(update={"backend": "transformers"})
+        tokenizer = loaded.processor.tokenizer
+        tokenizer.padding_side = "left"  # decoder-only batching: prompts end where generation starts
+        self._tokenizer = tokenizer
+        self._image_token: str | None = getattr(tokenizer, "image_token", None)
+        eos = loaded.model.generation_config.eos_token_id
+        self._eos_ids = frozenset([eos] if isinstance(eos, int) else (eos or []))
+        self._batcher: MicroBatcher[_Job, _Output] = MicroBatcher(
+            self._run_batch, key=_batch_key, max_batch=max_batch, max_wait_s=max_wait_ms / 1000
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id_or_path: str = MEDGEMMA_MODEL_ID,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        offline: bool = True,
+        max_batch: int = 8,
+        max_wait_ms: float = 10.0,
+    ) -> Self:
+        """A backend over the process-wide shared model (loaded on first use)."""
+        loaded = shared_model(model_id_or_path, device=device, dtype=dtype, offline=offline)
+        return cls(loaded, max_batch=max_batch, max_wait_ms=max_wait_ms)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    async def generate(self, request: ModelRequest) -> ModelResult:
+        job = _Job(request, to_chat_conversation(request, image_token=self._image_token))
+        submitted = time.monotonic()
+        out = await self._batcher.submit(job)
+        done = time.monotonic()
+        return ModelResult(
+            text=out.completion.text,
+            prompt_tokens=out.prompt_tokens,
+            completion_tokens=out.completion.completion_tokens,
+            latency_s=done - submitted,
+            time_to_first_token_s=None if out.first_token is None else out.first_token - submitted,
+            batch_size=out.batch_size,
+            finish_reason=out.completion.finish_reason,
+        )
+
+    async def aclose(self) -> None:
+        await self._batcher.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def _run_batch(self, jobs: Sequence[_Job]) -> list[_Output]:
+        return await asyncio.to_thread(self._generate_batch, list(jobs))
+
+    def _generate_batch(self, jobs: list[_Job]) -> list[_Output]:
+        """Blocking: one `generate` over the jobs (same settings), in a worker thread."""
+        import torch
+        from transformers import StoppingCriteriaList
+
+        model, processor = self._loaded.model, self._loaded.processor
+        settings = jobs[0].request.settings
+        first_token = _FirstTokenClock()
+        with self._loaded.lock, torch.inference_mode():
+            inputs = processor.apply_chat_template(
+                [job.conversation for job in jobs],
+                tokenize=True,
+                return_dict=True,
+                return_tensors="pt",
+                add_generation_prompt=True,
+                sanitize_control_tokens=True,
+                processor_kwargs={"padding": True},
+            ).to(model.device, dtype=model.dtype)
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+            started = time.monotonic()
+            sequences = model.generate(
+                **inputs,
+                generation_config=self._generation_config(settings.model_dump()),
+                stopping_criteria=StoppingCriteriaList([first_token]),
+            )
+            finished = time.monotonic()
+        prompt_length = int(inputs["input_ids"].shape[1])
+        prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        outputs = []
+        for row, count in zip(sequences[:, prompt_length:].tolist(), prompt_tokens, strict=True):
+            completion = decode_completion(
+                row, eos_ids=self._eos_ids, max_new_tokens=settings.max_new_tokens, tokenizer=self._tokenizer
+            )
+            outputs.append(_Output(completion, int(count), len(jobs), started, first_token.at, finished))
+        return outputs
+
+    def _generation_config(self, settings: dict[str, Any]) -> Any:
+        config = copy.deepcopy(self._loaded.model.generation_config)
+        config.max_new_tokens = settings["max_new_tokens"]
+        config.min_new_tokens = None
+        if settings["temperature"] > 0:
+            config.do_sample = True
+            config.temperature = settings["temperature"]
+            config.top_p = settings["top_p"]
+        else:
+            config.do_sample = False
+            config.temperature = config.top_p = config.top_k = None
+        return config
+
+
+class _FirstTokenClock:
+    """A stopping criterion that never stops: it notes when the first new token was chosen."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        if self.at is None:
+            self.at = time.monotonic()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
