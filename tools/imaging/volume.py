@@ -463,8 +463,10 @@ def native_slice(sl: Slice) -> npt.NDArray[Any] | None:
         return None
     dtype = np.dtype(f"<{'ui'[representation]}{allocated // 8}")
     count = rows * columns
-    if length < count * dtype.itemsize:
-        return None  # pydicom says what is wrong
+    if not count * dtype.itemsize <= length < 2 * count * dtype.itemsize:
+        # Too short: pydicom says what is wrong. A whole frame too long: pydicom returns the
+        # excess frames (allow_excess_frames), which decode_slice then refuses.
+        return None
     if isinstance(elem, RawDataElement) and elem.value is None:  # deferred: still in the file
         filename = getattr(ds, "filename", None)
         if not isinstance(filename, str) or getattr(ds, "fileobj_type", None) is not open:
