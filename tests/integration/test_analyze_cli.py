@@ -262,3 +262,24 @@ def test_wsi_description(tmp_path: Path, use_backend: Install) -> None:
     assert isinstance(parts[0], TextPart)
     assert all(isinstance(p, ImagePart) for p in parts[1:])
     assert request.image_count == out["inputs"]["images"] >= 1
+
+
+def test_tiny_transformers_model_through_the_configured_factory(
+    studies: Studies, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real path (settings -> create_backend -> transformers on CPU): random weights answer
+    meaningless text, which is an exit 1 with the raw answer and the usage kept."""
+    from tools.medgemma.tiny_model import build_tiny_medgemma
+
+    model = build_tiny_medgemma(tmp_path / "tiny")
+    monkeypatch.setenv("CHARTAGENT_MODEL_BACKEND", "transformers")
+    monkeypatch.setenv("CHARTAGENT_MODEL", str(model))
+    monkeypatch.setenv("CHARTAGENT_MODEL_DEVICE", "cpu")
+    result = invoke("cxr", str(studies["cxr-current"][1]), "--json", "--max-new-tokens", "8")
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.stdout)
+    assert out["model"]["backend"] == "transformers"
+    assert out["usage"]["completion_tokens"] == 8
+    assert out["usage"]["prompt_tokens"] > 256  # one image is 256 soft tokens
+    assert "stopped at max_new_tokens=8" in out["error"]
+    assert out["raw_text"]
