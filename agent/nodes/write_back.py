@@ -22,8 +22,8 @@ def build_bundle(state: SummarizeState, runtime: Runtime[RunContext]) -> Summari
         trends=state["trends"],
         narrative=state["narrative"],
         issued=runtime.context.now,
-        # The model's identity when it wrote the narrative; else the trend engine's (the default).
-        identity=state.get("narrative_identity"),
+        # The model that wrote the narrative, if any: it is credited with the report only.
+        narrative_identity=state.get("narrative_identity"),
     )
     return {"bundle": bundle}
 

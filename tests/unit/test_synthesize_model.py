@@ -98,14 +98,19 @@ async def test_the_model_writes_the_narrative_and_the_device_names_it(ehr: FakeE
     assert "synthesis_note" not in state
 
     bundle = state["bundle"]
-    (device,) = of_type(bundle, "Device")
+    # Two authors: the trend engine computed the trends, the model wrote the report's text.
+    engine, device = of_type(bundle, "Device")
+    assert engine["deviceName"][0]["name"] != MODEL
     assert device["deviceName"][0]["name"] == MODEL
     assert [v["value"] for v in device["version"]] == ["rev1", PROMPT_VERSION]
     (report,) = of_type(bundle, "DiagnosticReport")
     assert report["conclusion"] == narrative
     assert base64.b64decode(report["presentedForm"][0]["data"]).decode() == narrative
     assert report["meta"]["security"][0]["code"] == "AIAST"
-    (provenance,) = of_type(bundle, "Provenance")
+    trend_provenance, provenance = of_type(bundle, "Provenance")
+    assert trend_provenance["agent"][0]["who"]["display"] != MODEL
+    assert all(t["reference"] != report_url(bundle) for t in trend_provenance["target"])
+    assert [t["reference"] for t in provenance["target"]] == [report_url(bundle)]
     assert provenance["agent"][0]["who"]["display"] == MODEL
     assert MODEL in provenance["entity"][-1]["what"]["display"]
     assert state["written"]["created"]["DiagnosticReport"] == 1
@@ -115,6 +120,10 @@ async def test_the_model_writes_the_narrative_and_the_device_names_it(ehr: FakeE
     assert rerun["written"]["created"] == {}
     assert sum(rerun["written"]["existing"].values()) == len(bundle["entry"])
     assert ehr.transactions == 2
+
+
+def report_url(bundle: dict[str, Any]) -> str:
+    return next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DiagnosticReport")
 
 
 async def test_without_a_model_the_templated_narrative_and_trend_engine_stay(ehr: FakeEhr) -> None:

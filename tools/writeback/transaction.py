@@ -31,9 +31,15 @@ def build_patient_transaction(
     narrative: str,
     issued: datetime,
     identity: ModelIdentity | None = None,
+    narrative_identity: ModelIdentity | None = None,
     parameters: Mapping[str, Param] | None = None,
 ) -> dict[str, Any]:
     """The transaction Bundle (as JSON-ready dict) writing ``trends`` and the summary for ``subject``.
+
+    ``identity`` computed the trends (default: the trend engine). ``narrative_identity`` wrote the
+    report's text when it is another engine (a model): the report is then credited to its own
+    Device with a Provenance of its own, derived from the trend Observations, so that nothing
+    the model did not compute is attributed to it.
 
     ``issued`` is both the resources' ``issued`` and the Provenance's ``recorded``: the caller's
     clock, so that the function stays pure. Raises ``ValueError`` on bad input.
@@ -50,23 +56,35 @@ def build_patient_transaction(
     ]
     if len({o.identifier.value for o in observations}) != len(observations):
         raise ValueError("two trends have the same inputs and parameters: pass each series once")
+    narrator = narrative_identity or engine
     report = build_summary_report(
         subject=subject,
         observations=observations,
         trends=trends,
         narrative=narrative,
-        identity=engine,
+        identity=narrator,
         issued=issued,
         parameters=parameters,
     )
-    provenance = build_provenance(
-        targets=[*observations, report],
-        device=device,
-        sources=[s.reference for t in trends for s in t.sources],
-        identity=engine,
-        recorded=issued,
-    )
-    built: list[Built[Any]] = [device, *observations, report, provenance]
+    sources = [s.reference for t in trends for s in t.sources]
+    if narrator == engine:
+        provenance = build_provenance(
+            targets=[*observations, report], device=device, sources=sources, identity=engine, recorded=issued
+        )
+        built: list[Built[Any]] = [device, *observations, report, provenance]
+    else:
+        narrator_device = build_model_device(narrator)
+        trend_provenance = build_provenance(
+            targets=observations, device=device, sources=sources, identity=engine, recorded=issued
+        )
+        report_provenance = build_provenance(
+            targets=[report],
+            device=narrator_device,
+            sources=[o.full_url for o in observations] + sources,
+            identity=narrator,
+            recorded=issued,
+        )
+        built = [device, narrator_device, *observations, report, trend_provenance, report_provenance]
     bundle = Bundle.model_validate(
         {
             "resourceType": "Bundle",
