@@ -67,7 +67,7 @@ class BatchQueue(Generic[T]):
         ready = [
             group
             for group in self._groups.values()
-            if len(group) >= self.max_batch or now - group[0].arrived >= self.max_wait_s
+            if len(group) >= self.max_batch or now >= group[0].arrived + self.max_wait_s  # as next_deadline
         ]
         if not ready:
             return []
