@@ -13,6 +13,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "agent.cli.summarize",
     "agent.cli.demo",
     "agent.cli.imaging",
+    "agent.cli.analyze",
 )
 
 

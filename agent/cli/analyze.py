@@ -263,7 +263,7 @@ def open_backend() -> ModelBackend:
 @app.command("analyze")
 def analyze_command(
     modality: Annotated[TaskName, typer.Argument(help="ct, mri, cxr or wsi")],
-    source: Annotated[str, typer.Argument(help="a folder, a file, or dicomweb:STUDY_UID[/SERIES_UID]")],
+    source: Annotated[str, typer.Argument(help="a folder, a file, or dicomweb:STUDY_UID or dicomweb:STUDY_UID/SERIES_UID")],
     prior: Annotated[
         str | None, typer.Option("--prior", help="the earlier chest X-ray, for --task compare")
     ] = None,

@@ -164,7 +164,7 @@ def report(
 @imaging_app.command("prepare")
 def prepare_command(
     task: Annotated[TaskName, typer.Argument(help="ct, mri, cxr or wsi")],
-    source: Annotated[str, typer.Argument(help="a folder, a file, or dicomweb:STUDY_UID[/SERIES_UID]")],
+    source: Annotated[str, typer.Argument(help="a folder, a file, or dicomweb:STUDY_UID or dicomweb:STUDY_UID/SERIES_UID")],
     out: Annotated[Path, typer.Option("--out", help="the .npz to write (a folder with --all-series)")],
     series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to prepare")] = None,
     all_series: Annotated[

@@ -17,8 +17,12 @@ from agent.cli.options import resolve_fhir_url
 from agent.connections import open_fhir_client
 from agent.context import RunContext
 from agent.jobs.summarize import PatientOutcome, list_patient_ids, summarize_many
+from agent.settings import load_settings
 from agent.state import SummarizeState
 from fhir_adapters import FhirError
+from tools.medgemma.config import ModelConfig
+from tools.medgemma.errors import ModelConfigurationError
+from tools.medgemma.factory import open_backend
 
 
 def dry_run_payload(outcome: PatientOutcome, state: SummarizeState | None) -> dict[str, Any]:
@@ -37,9 +41,10 @@ async def run_summaries(
     fhir_url: str, patient: str | None, dry_run: bool, show_progress: bool
 ) -> tuple[list[PatientOutcome], list[dict[str, Any]]]:
     payloads: list[dict[str, Any]] = []
-    async with open_fhir_client(fhir_url) as client:
+    settings = load_settings()
+    async with open_fhir_client(fhir_url, settings) as client, open_backend(settings) as model:
         ids = [patient] if patient else await list_patient_ids(client)
-        ctx = RunContext(fhir=client, dry_run=dry_run)
+        ctx = RunContext(fhir=client, dry_run=dry_run, model=model)
         progress = Progress(
             TextColumn("summarizing"),
             BarColumn(),
@@ -94,7 +99,11 @@ def summarize(
     url = resolve_fhir_url(fhir_url)
     show_progress = all_patients and sys.stderr.isatty()
     try:
+        typer.echo(ModelConfig.from_settings(load_settings()).describe(), err=True)
         outcomes, payloads = asyncio.run(run_summaries(url, patient, dry_run, show_progress))
+    except ModelConfigurationError as exc:
+        typer.secho(f"model configuration: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
     except FhirError as exc:
         typer.secho(f"summarize failed: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc

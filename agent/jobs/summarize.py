@@ -12,6 +12,7 @@ from agent.context import RunContext
 from agent.graphs.summarize import summarize_graph
 from agent.state import SummarizeState
 from fhir_adapters import FhirClient, FhirError, ResourceParseError
+from tools.medgemma.errors import ModelError
 
 Status = Literal["written", "unchanged", "dry-run", "no-labs", "failed"]
 
@@ -69,7 +70,7 @@ async def summarize_many(
         try:
             state = await summarize_patient(ctx, patient_id)
             outcome = outcome_of(patient_id, state, dry_run=ctx.dry_run)
-        except (FhirError, ResourceParseError, ValidationError, ValueError) as exc:
+        except (FhirError, ModelError, ResourceParseError, ValidationError, ValueError) as exc:
             outcome = PatientOutcome(patient_id=patient_id, status="failed", error=describe_failure(exc))
         outcomes.append(outcome)
         if on_done is not None:
