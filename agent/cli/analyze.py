@@ -27,15 +27,14 @@ import typer
 from pydantic import ValidationError
 
 from agent.cli.app import app
-from agent.cli.imaging import TASKS, TaskName, choose, fail, load, sm_series
+from agent.cli.imaging import SOURCE_HELP, TASKS, TaskName, choose, fail, load, load_slide
 from agent.cli.options import resolve_dicomweb_url
 from agent.settings import load_settings
 from tools.imaging.dicomweb import DicomWebError
 from tools.imaging.errors import ImagingError
 from tools.imaging.prepared import PreparedImages
-from tools.imaging.sources import DicomSourceError, DicomWebRef, FolderSource, parse_source
+from tools.imaging.sources import DicomSourceError, DicomWebRef, parse_source
 from tools.imaging.volume import assemble
-from tools.imaging.wsi import PreparedSlide, prepare_slide_dicom, prepare_slide_dicomweb, prepare_slide_file
 from tools.medgemma.errors import ModelError
 from tools.medgemma.factory import create_backend
 from tools.medgemma.tasks import (
@@ -128,28 +127,6 @@ def prepare_images(
     return prepared
 
 
-def prepare_slide(source: str, series: str | None, dicomweb_url: str | None) -> PreparedSlide:
-    """Whole-slide patches from a slide file, a DICOM WSI folder or `dicomweb:STUDY[/SERIES]`.
-
-    The same dispatch as `imaging prepare wsi` (which writes the result instead of returning it).
-    """
-    try:
-        parsed = parse_source(source)
-        if isinstance(parsed, DicomWebRef):
-            url = resolve_dicomweb_url(dicomweb_url)
-            if url is None:
-                fail(
-                    "no DICOMweb server: pass --dicomweb-url, set CHARTAGENT_DICOMWEB_URL, or run `stack up`"
-                )
-            series_uid = series or parsed.series_uid or asyncio.run(sm_series(url, parsed.study_uid))
-            return prepare_slide_dicomweb(url, parsed.study_uid, series_uid)
-        if isinstance(parsed, FolderSource):
-            return prepare_slide_dicom(parsed.path)
-        return prepare_slide_file(parsed.path)
-    except (ImagingError, DicomSourceError, DicomWebError) as exc:
-        fail(str(exc))
-
-
 def settings_for(default: GenerationSettings, max_new_tokens: int | None) -> GenerationSettings:
     if max_new_tokens is None:
         return default
@@ -223,7 +200,7 @@ def slide_job(
     max_new_tokens: int | None,
     dicomweb_url: str | None,
 ) -> Job:
-    slide = prepare_slide(source, series, dicomweb_url)
+    slide = load_slide(source, series, dicomweb_url)
     meta = slide.metadata
     request = slide_description.build_request(
         slide.images,
@@ -263,7 +240,7 @@ def open_backend() -> ModelBackend:
 @app.command("analyze")
 def analyze_command(
     modality: Annotated[TaskName, typer.Argument(help="ct, mri, cxr or wsi")],
-    source: Annotated[str, typer.Argument(help="a folder, a file, or dicomweb:STUDY_UID or dicomweb:STUDY_UID/SERIES_UID")],
+    source: Annotated[str, typer.Argument(help=SOURCE_HELP)],
     prior: Annotated[
         str | None, typer.Option("--prior", help="the earlier chest X-ray, for --task compare")
     ] = None,

@@ -49,12 +49,16 @@ from tools.imaging.sources import (
     parse_source,
 )
 from tools.imaging.volume import Assembly, SkippedObject, Volume, assemble
-from tools.imaging.wsi import prepare_slide_dicom, prepare_slide_dicomweb, prepare_slide_file
+from tools.imaging.wsi import PreparedSlide, prepare_slide_dicom, prepare_slide_dicomweb, prepare_slide_file
 
 imaging_app = typer.Typer(
     help="Prepare CT, MRI, chest X-ray and whole-slide images for MedGemma; draw boxes.", no_args_is_help=True
 )
 app.add_typer(imaging_app, name="imaging")
+
+
+# Plain text: rich markup would read "[/SERIES_UID]" as a closing tag.
+SOURCE_HELP = "a folder, a file, or dicomweb:STUDY_UID or dicomweb:STUDY_UID/SERIES_UID"
 
 
 class TaskName(StrEnum):
@@ -164,7 +168,7 @@ def report(
 @imaging_app.command("prepare")
 def prepare_command(
     task: Annotated[TaskName, typer.Argument(help="ct, mri, cxr or wsi")],
-    source: Annotated[str, typer.Argument(help="a folder, a file, or dicomweb:STUDY_UID or dicomweb:STUDY_UID/SERIES_UID")],
+    source: Annotated[str, typer.Argument(help=SOURCE_HELP)],
     out: Annotated[Path, typer.Option("--out", help="the .npz to write (a folder with --all-series)")],
     series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to prepare")] = None,
     all_series: Annotated[
@@ -230,24 +234,27 @@ async def sm_series(dicomweb_url: str, study_uid: str) -> str:
     return found[0].series_instance_uid
 
 
-def prepare_wsi(source: str, out: Path, series: str | None, as_json: bool, dicomweb_url: str | None) -> None:
+def load_slide(source: str, series: str | None, dicomweb_url: str | None) -> PreparedSlide:
+    """Whole-slide patches from a slide file, a DICOM WSI folder or `dicomweb:STUDY[/SERIES]`."""
     try:
         parsed = parse_source(source)
         if isinstance(parsed, DicomWebRef):
             url = resolve_dicomweb_url(dicomweb_url)
             if url is None:
-                fail(
-                    "no DICOMweb server: pass --dicomweb-url, set CHARTAGENT_DICOMWEB_URL, or run `stack up`"
-                )
+                fail("no DICOMweb server: pass --dicomweb-url, set CHARTAGENT_DICOMWEB_URL or `stack up`")
             series_uid = series or parsed.series_uid or asyncio.run(sm_series(url, parsed.study_uid))
-            prepared = prepare_slide_dicomweb(url, parsed.study_uid, series_uid)
-        elif isinstance(parsed, FolderSource):
-            prepared = prepare_slide_dicom(parsed.path)
-        else:
-            prepared = prepare_slide_file(parsed.path)
-        prepared.save_npz(out)
+            return prepare_slide_dicomweb(url, parsed.study_uid, series_uid)
+        if isinstance(parsed, FolderSource):
+            return prepare_slide_dicom(parsed.path)
+        return prepare_slide_file(parsed.path)
     except (ImagingError, DicomSourceError, DicomWebError) as exc:
         fail(str(exc))
+
+
+def prepare_wsi(source: str, out: Path, series: str | None, as_json: bool, dicomweb_url: str | None) -> None:
+    prepared = load_slide(source, series, dicomweb_url)
+    try:
+        prepared.save_npz(out)
     except OSError as exc:
         fail(f"{out}: cannot write ({exc.strerror or exc})")
     meta = prepared.metadata
