@@ -270,7 +270,8 @@ def _elements(
     out: dict[BaseTag, DataElement | RawDataElement] = {}
     first = True
     while True:
-        buf, base = _cover(fp, buf, base, pos, 12)
+        if pos + 12 > base + len(buf):
+            buf, base = _cover(fp, buf, base, pos, 12)
         off = pos - base
         left = len(buf) - off
         if left == 0:
@@ -310,7 +311,8 @@ def _elements(
         elif length == 0:
             value = empty_value_for_VR(vr, raw=True)
         else:
-            buf, base = _cover(fp, buf, base, value_tell, length)
+            if value_tell + length > base + len(buf):
+                buf, base = _cover(fp, buf, base, value_tell, length)
             start = value_tell - base
             value = buf[start : start + length]
             if len(value) < length:
@@ -362,7 +364,7 @@ def _truncation(ds: Dataset, size: int | None) -> str | None:
     """
     if size is not None:
         last: DataElement | RawDataElement | None = (
-            ds.get_item(max(ds.keys()), keep_deferred=True) if len(ds) else None
+            ds.get_item(max(ds.keys(), key=int), keep_deferred=True) if len(ds) else None
         )
         if isinstance(last, RawDataElement) and last.length != _UNDEFINED_LENGTH:
             stray = size - (last.value_tell + last.length)
@@ -373,9 +375,9 @@ def _truncation(ds: Dataset, size: int | None) -> str | None:
         ):
             # A cut between two elements leaves a well-formed but incomplete header.
             return "an image instance without pixel data"
-    for tag in ds.keys():  # noqa: SIM118 (iterating a Dataset would convert the raw elements)
-        # pydicom's annotation says DataElement; unconverted elements come back raw.
-        elem: DataElement | RawDataElement = ds.get_item(tag, keep_deferred=True)
+    # items() gives the stored elements as they are (iterating a Dataset would convert the raw
+    # ones, and get_item would read deferred values).
+    for tag, elem in ds.items():
         if not isinstance(elem, RawDataElement):
             continue
         if elem.value is None:
@@ -386,7 +388,7 @@ def _truncation(ds: Dataset, size: int | None) -> str | None:
             continue
         if elem.length != _UNDEFINED_LENGTH and len(elem.value) < elem.length:
             return f"element {Tag(tag)} has {len(elem.value)} of {elem.length} bytes"
-        if tag == _PIXEL_DATA and elem.length == _UNDEFINED_LENGTH:
+        if elem.length == _UNDEFINED_LENGTH and tag == _PIXEL_DATA:
             problem = _fragments_problem(elem.value, little_endian=elem.is_little_endian)
             if problem:
                 return problem
