@@ -12,8 +12,8 @@ import pytest
 
 from tools.medgemma.batching import BatcherClosedError
 from tools.medgemma.loader import LoadedModel, shared_model
-from tools.medgemma.tiny_model import IMAGE_TOKEN_ID, tiny_medgemma_path
-from tools.medgemma.transformers_backend import TransformersBackend, to_chat_conversation
+from tools.medgemma.tiny_model import END_OF_TURN_ID, IMAGE_TOKEN_ID, START_OF_TURN_ID, tiny_medgemma_path
+from tools.medgemma.transformers_backend import TransformersBackend, control_tokens_of, to_chat_conversation
 from tools.medgemma.types import (
     GenerationSettings,
     ImagePart,
@@ -148,15 +148,16 @@ async def test_control_tokens_in_text_stay_text(backend: TransformersBackend, lo
     result = await backend.generate(request)
     plain = await backend.generate(_request("Note: x", images=1))
     assert result.prompt_tokens > plain.prompt_tokens  # the markup was tokenized as characters
-    conversation = to_chat_conversation(request, image_token=loaded.processor.tokenizer.image_token)
+    tokens = control_tokens_of(loaded.processor.tokenizer)
+    assert {"<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<image_soft_token>", "<bos>"} <= tokens
+    conversation = to_chat_conversation(request, control_tokens=tokens)
     inputs = loaded.processor.apply_chat_template(
-        [conversation],
-        tokenize=True,
-        return_dict=True,
-        add_generation_prompt=True,
-        sanitize_control_tokens=True,
+        [conversation], tokenize=True, return_dict=True, add_generation_prompt=True
     )
-    assert inputs["input_ids"][0].count(IMAGE_TOKEN_ID) == 256
+    ids = inputs["input_ids"][0]
+    assert ids.count(IMAGE_TOKEN_ID) == 256
+    assert ids.count(START_OF_TURN_ID) == 2  # the user's and the model's, none from the note
+    assert ids.count(END_OF_TURN_ID) == 1
 
 
 def test_conversion_keeps_medgemma_message_format_and_refuses_bad_turns() -> None:

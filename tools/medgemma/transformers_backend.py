@@ -12,8 +12,9 @@ in a worker thread so the event loop stays free. Generation is greedy when tempe
 The text is decoded without special tokens and otherwise returned as generated (thinking
 text included: tasks strip it).
 
-Text parts are tokenized as plain text: a note that contains `<start_of_turn>` or an image
-token cannot open a turn or add an image.
+Special tokens inside text parts are broken up (a zero-width space after their first
+character), so a note that contains `<start_of_turn>` or an image token cannot open a turn or
+claim an image slot; this works with every transformers 5.x.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import re
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, Self
@@ -33,27 +35,35 @@ from tools.medgemma.batching import MicroBatcher
 from tools.medgemma.loader import MEDGEMMA_MODEL_ID, LoadedModel, shared_model
 from tools.medgemma.types import ImagePart, Message, ModelInfo, ModelRequest, ModelResult, TextPart
 
-__all__ = ["TransformersBackend", "decode_completion", "to_chat_conversation"]
+__all__ = [
+    "Completion",
+    "TransformersBackend",
+    "control_tokens_of",
+    "decode_completion",
+    "to_chat_conversation",
+]
 
 Conversation = list[dict[str, Any]]
 _ZERO_WIDTH_SPACE: Final = "\u200b"
 _nonce = itertools.count()
 
 
-def to_chat_conversation(request: ModelRequest, *, image_token: str | None = None) -> Conversation:
+def to_chat_conversation(request: ModelRequest, *, control_tokens: Collection[str] = ()) -> Conversation:
     """The request in MedGemma's chat format, images as PIL (not resized).
 
     Roles: an optional system message first (text only: Gemma's template folds it into the
     first user turn), then user and assistant alternating, starting and ending with user.
-    `image_token` (the processor's expanded image token) is broken with a zero-width space
-    wherever it appears in text, as the processor would otherwise count it as an image slot.
+    Each of `control_tokens` (the tokenizer's special tokens) that appears in a text part is
+    broken with a zero-width space after its first character, so that it is tokenized as
+    plain text: record text cannot open a turn or claim an image slot.
     """
     messages = list(request.messages)
     if not messages:
         raise ValueError("a model request needs at least one message")
+    clean = _Cleaner(control_tokens)
     conversation: Conversation = []
     if messages[0].role == "system":
-        conversation.append(_system_turn(messages.pop(0), image_token))
+        conversation.append(_system_turn(messages.pop(0), clean))
     for index, message in enumerate(messages):
         expected = "user" if index % 2 == 0 else "assistant"
         if message.role != expected:
@@ -61,31 +71,45 @@ def to_chat_conversation(request: ModelRequest, *, image_token: str | None = Non
                 f"message {index + len(conversation)} is {message.role!r} where {expected!r} was expected: "
                 "after an optional system message, user and assistant must alternate, starting with user"
             )
-        conversation.append(
-            {"role": message.role, "content": [_part(p, image_token) for p in message.content]}
-        )
+        conversation.append({"role": message.role, "content": [_part(p, clean) for p in message.content]})
     if not messages or messages[-1].role != "user":
         raise ValueError("the last message must be the user's (the model answers it)")
     return conversation
 
 
-def _system_turn(message: Message, image_token: str | None) -> dict[str, Any]:
+class _Cleaner:
+    def __init__(self, control_tokens: Collection[str]) -> None:
+        tokens = sorted({t for t in control_tokens if len(t) > 1}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, tokens))) if tokens else None
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(lambda m: m[0][0] + _ZERO_WIDTH_SPACE + m[0][1:], text)
+
+
+def _system_turn(message: Message, clean: _Cleaner) -> dict[str, Any]:
     if message.images:
         raise ValueError("a system message holds text only; put images in a user message")
-    text = "\n\n".join(_clean(p.text, image_token) for p in message.content if isinstance(p, TextPart))
+    text = "\n\n".join(clean(p.text) for p in message.content if isinstance(p, TextPart))
     return {"role": "system", "content": [{"type": "text", "text": text}]}
 
 
-def _part(part: TextPart | ImagePart, image_token: str | None) -> dict[str, Any]:
+def _part(part: TextPart | ImagePart, clean: _Cleaner) -> dict[str, Any]:
     if isinstance(part, ImagePart):
         return {"type": "image", "image": Image.fromarray(part.image, mode="RGB")}
-    return {"type": "text", "text": _clean(part.text, image_token)}
+    return {"type": "text", "text": clean(part.text)}
 
 
-def _clean(text: str, image_token: str | None) -> str:
-    if not image_token or image_token not in text:
-        return text
-    return text.replace(image_token, image_token[:1] + _ZERO_WIDTH_SPACE + image_token[1:])
+def control_tokens_of(tokenizer: Any) -> frozenset[str]:
+    """The tokenizer's special tokens (turn markers, image placeholders, bos/eos/pad ...)."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    tokens = {str(t.content) for t in added.values() if getattr(t, "special", False)}
+    tokens.update(str(t) for t in getattr(tokenizer, "all_special_tokens", []))
+    for name in ("image_token", "boi_token", "eoi_token"):
+        if isinstance(value := getattr(tokenizer, name, None), str):
+            tokens.add(value)
+    return frozenset(tokens)
 
 
 @dataclass(frozen=True)
@@ -148,7 +172,7 @@ class TransformersBackend:
         tokenizer = loaded.processor.tokenizer
         tokenizer.padding_side = "left"  # decoder-only batching: prompts end where generation starts
         self._tokenizer = tokenizer
-        self._image_token: str | None = getattr(tokenizer, "image_token", None)
+        self._control_tokens = control_tokens_of(tokenizer)
         eos = loaded.model.generation_config.eos_token_id
         self._eos_ids = frozenset([eos] if isinstance(eos, int) else (eos or []))
         self._batcher: MicroBatcher[_Job, _Output] = MicroBatcher(
@@ -175,7 +199,7 @@ class TransformersBackend:
         return self._info
 
     async def generate(self, request: ModelRequest) -> ModelResult:
-        job = _Job(request, to_chat_conversation(request, image_token=self._image_token))
+        job = _Job(request, to_chat_conversation(request, control_tokens=self._control_tokens))
         submitted = time.monotonic()
         out = await self._batcher.submit(job)
         done = time.monotonic()
@@ -218,7 +242,6 @@ class TransformersBackend:
                 return_dict=True,
                 return_tensors="pt",
                 add_generation_prompt=True,
-                sanitize_control_tokens=True,
                 processor_kwargs={"padding": True},
             ).to(model.device, dtype=model.dtype)
             if settings.seed is not None:
