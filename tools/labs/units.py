@@ -82,6 +82,12 @@ _UCUM_CODES: Final = (
     "Cel",
     "[degF]",
     "{score}",
+    "s",
+    "u[IU]/mL",
+    "m[IU]/L",
+    "mm/h",
+    "{INR}",
+    "/[HPF]",
 )
 
 # Non-UCUM spellings seen in real feeds, keyed by their folded form (see _fold).
@@ -119,6 +125,19 @@ _ALIASES: Final[dict[str, str]] = {
     "mg/gcreat": "mg/g",
     "mg/g{creat}": "mg/g",
     "mg/mmol{creat}": "mg/mmol",
+    "x10^9/l": "10*9/L",
+    "x10e9/l": "10*9/L",
+    "10^12/l": "10*12/L",
+    "x10^12/l": "10*12/L",
+    "x10e12/l": "10*12/L",
+    "sec": "s",
+    "secs": "s",
+    "seconds": "s",
+    "uiu/ml": "u[IU]/mL",
+    "miu/l": "m[IU]/L",
+    "mu/l": "m[IU]/L",
+    "mm/hr": "mm/h",
+    "/hpf": "/[HPF]",
 }
 
 # Every way we have seen "per 1.73 m2 body surface" written after mL/min.

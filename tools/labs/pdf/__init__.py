@@ -1,0 +1,29 @@
+"""Grounded extraction of lab results from PDF text layers: every value with its page and bbox.
+
+``extract_labs(path)`` reads the text layer (pymupdf words), rebuilds rows and columns, maps
+names to LOINC (``tools.labs.loinc_catalog``) and lists pages without text as ``needs_model``.
+"""
+
+from tools.labs.pdf.errors import (
+    LabPdfError,
+    PdfCorruptError,
+    PdfEmptyError,
+    PdfEncryptedError,
+    PdfTooLargeError,
+)
+from tools.labs.pdf.model import BBox, ExtractedLab, LabPdfExtraction, UnparsedRow
+from tools.labs.pdf.reader import DEFAULT_MAX_PAGES, extract_labs
+
+__all__ = [
+    "DEFAULT_MAX_PAGES",
+    "BBox",
+    "ExtractedLab",
+    "LabPdfError",
+    "LabPdfExtraction",
+    "PdfCorruptError",
+    "PdfEmptyError",
+    "PdfEncryptedError",
+    "PdfTooLargeError",
+    "UnparsedRow",
+    "extract_labs",
+]

@@ -1,0 +1,47 @@
+"""Errors raised while reading a lab-report PDF; each names the file and says what to do."""
+
+from __future__ import annotations
+
+__all__ = [
+    "LabPdfError",
+    "PdfCorruptError",
+    "PdfEmptyError",
+    "PdfEncryptedError",
+    "PdfTooLargeError",
+]
+
+
+class LabPdfError(Exception):
+    """Base of every error this package raises; the CLI maps it to exit code 2."""
+
+
+class PdfEncryptedError(LabPdfError):
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(
+            f"{source}: the PDF is encrypted and needs a password; "
+            "save an unprotected copy (or pass the password) and try again"
+        )
+
+
+class PdfCorruptError(LabPdfError):
+    def __init__(self, source: str, detail: str) -> None:
+        self.source = source
+        super().__init__(f"{source}: not a readable PDF ({detail}); check the file is a complete PDF")
+
+
+class PdfEmptyError(LabPdfError):
+    def __init__(self, source: str, detail: str) -> None:
+        self.source = source
+        super().__init__(f"{source}: {detail}; there is nothing to extract")
+
+
+class PdfTooLargeError(LabPdfError):
+    def __init__(self, source: str, pages: int, limit: int) -> None:
+        self.source = source
+        self.pages = pages
+        self.limit = limit
+        super().__init__(
+            f"{source}: {pages} pages is over the page limit of {limit}; "
+            f"raise the limit (--max-pages {pages}) to read it all, or split the file"
+        )

@@ -1,0 +1,215 @@
+"""Rows and columns from positioned words (pure).
+
+* Lines: words whose vertical extents overlap by half the smaller height share a baseline.
+* Cells: words of a line closer than half the line height belong to one phrase.
+* Header rows: a line whose cells name a test column and a result column (or dated columns);
+  its cells give each column's role and x position, in whatever order the report prints them.
+  A header that names the test column twice is a two-column page: each half is its own table,
+  split at the gutter before the second test column.
+* Words are assigned to the column whose interval holds their centre; intervals start halfway
+  into the gap before each header cell.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Final
+
+from tools.labs.pdf.model import Word
+from tools.labs.pdf.values import parse_date
+
+__all__ = ["Column", "Role", "Table", "cells", "find_tables", "group_lines", "line_text"]
+
+
+class Role(StrEnum):
+    NAME = "name"
+    RESULT = "result"
+    FLAG = "flag"
+    UNIT = "unit"
+    REFERENCE = "reference"
+    DATE = "date"  # a cumulative report's result column for one collection date
+
+
+_ROLE_WORDS: Final[dict[str, Role]] = {
+    **dict.fromkeys(
+        ("test", "tests", "test name", "analyte", "component", "investigation", "parameter", "description",
+         "examination", "determination", "test description", "lab test", "name"),
+        Role.NAME,
+    ),
+    **dict.fromkeys(
+        ("result", "results", "value", "your value", "observed value", "current result", "result value",
+         "your result", "patient result"),
+        Role.RESULT,
+    ),
+    **dict.fromkeys(
+        ("flag", "flags", "abnormal", "abn", "status", "h/l", "indicator", "abn flag"), Role.FLAG
+    ),
+    **dict.fromkeys(("unit", "units", "uom", "unit of measure"), Role.UNIT),
+    **dict.fromkeys(
+        ("reference range", "reference interval", "ref range", "ref. range", "normal range", "reference",
+         "range", "ref interval", "ref. interval", "normal values", "biological reference interval",
+         "standard range", "reference values", "ref"),
+        Role.REFERENCE,
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    role: Role
+    start: float  # left edge of the column interval
+    on: date | None = None  # for Role.DATE
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A header's columns, valid from ``top`` down to ``bottom`` within ``[left, right)``."""
+
+    columns: tuple[Column, ...]
+    left: float
+    right: float
+    top: float
+    bottom: float
+
+    def column_of(self, word: Word) -> int | None:
+        if not self.left <= word.xc < self.right:
+            return None
+        index = None
+        for i, col in enumerate(self.columns):
+            if word.xc >= col.start:
+                index = i
+        return 0 if index is None else index
+
+
+def group_lines(words: list[Word]) -> list[list[Word]]:
+    """Words sorted into lines (top to bottom), each line left to right."""
+    lines: list[list[Word]] = []
+    spans: list[tuple[float, float]] = []
+    for w in sorted(words, key=lambda w: ((w.y0 + w.y1) / 2, w.x0)):
+        if lines:
+            top, bottom = spans[-1]
+            overlap = min(bottom, w.y1) - max(top, w.y0)
+            if overlap >= 0.5 * min(bottom - top, w.height):
+                lines[-1].append(w)
+                spans[-1] = (min(top, w.y0), max(bottom, w.y1))
+                continue
+        lines.append([w])
+        spans.append((w.y0, w.y1))
+    return [sorted(line, key=lambda w: w.x0) for line in lines]
+
+
+def cells(line: list[Word]) -> list[list[Word]]:
+    """A line's phrases: words separated by less than half the line height."""
+    out: list[list[Word]] = []
+    height = max(w.height for w in line)
+    for w in line:
+        if out and w.x0 - out[-1][-1].x1 < 0.5 * height:
+            out[-1].append(w)
+        else:
+            out.append([w])
+    return out
+
+
+def line_text(words: list[Word]) -> str:
+    return " ".join(w.text for w in words)
+
+
+# A right-aligned value may start left of its header; not further than this (points).
+_MAX_PULL: Final = 24.0
+_TIME_RE: Final = re.compile(r"\s+\d{1,2}:\d{2}(:\d{2})?$")
+
+
+def _role(cell: list[Word]) -> tuple[Role, date | None] | None:
+    text = re.sub(r"\s+", " ", line_text(cell).strip().rstrip(":")).lower()
+    if text in _ROLE_WORDS:
+        return _ROLE_WORDS[text], None
+    on = parse_date(_TIME_RE.sub("", text))
+    return (Role.DATE, on) if on else None
+
+
+def _only_dates(line: list[Word]) -> bool:
+    found = [_role(c) for c in cells(line)]
+    return bool(found) and all(r is not None and r[0] is Role.DATE for r in found)
+
+
+def _stacked_cells(upper: list[Word], lower: list[Word]) -> list[list[Word]]:
+    """Header cells of two stacked lines (dates above, names and times below) merged by x overlap."""
+    merged = [list(c) for c in cells(lower)]
+    for cell in cells(upper):
+        x0, x1 = cell[0].x0, cell[-1].x1
+        for target in merged:
+            if min(x1, target[-1].x1) - max(x0, target[0].x0) > 0:
+                target[:0] = cell
+                break
+        else:
+            merged.append(list(cell))
+    return sorted(merged, key=lambda c: c[0].x0)
+
+
+def _header_groups(line_cells: list[list[Word]]) -> list[list[tuple[list[Word], Role, date | None]]] | None:
+    """The cells split into one group per test column, if they form a header row."""
+    found: list[tuple[list[Word], Role, date | None]] = []
+    for cell in line_cells:
+        role = _role(cell)
+        if role is None:
+            return None  # a header row holds only column names
+        found.append((cell, role[0], role[1]))
+    groups: list[list[tuple[list[Word], Role, date | None]]] = []
+    for item in found:
+        if item[1] is Role.NAME:
+            groups.append([item])
+        elif groups:
+            groups[-1].append(item)
+        else:
+            return None
+    for group in groups:
+        roles = {r for _, r, _ in group}
+        if not roles & {Role.RESULT, Role.DATE} or len(group) < 2:
+            return None
+    return groups or None
+
+
+def find_tables(lines: list[list[Word]], page_width: float, page_height: float) -> list[tuple[int, Table]]:
+    """Every header row on the page (its line index) with the table it opens."""
+    headers: list[tuple[int, list[Table]]] = []
+    for index, line in enumerate(lines):
+        groups = _header_groups(cells(line))
+        if groups is None and index > 0 and _only_dates(lines[index - 1]):
+            groups = _header_groups(_stacked_cells(lines[index - 1], line))
+        if groups is None:
+            continue
+        tables: list[Table] = []
+        for g, group in enumerate(groups):
+            columns: list[Column] = []
+            for c, (cell, role, on) in enumerate(group):
+                x0 = min(w.x0 for w in cell)
+                if c == 0:
+                    start = x0
+                else:
+                    gap = max(0.0, x0 - max(w.x1 for w in group[c - 1][0]))
+                    start = x0 - min(gap / 2, _MAX_PULL)
+                columns.append(Column(role, start, on))
+            left = 0.0 if g == 0 else _gutter(groups[g - 1], group)
+            right = page_width + 1 if g == len(groups) - 1 else _gutter(group, groups[g + 1])
+            top = max(w.y1 for w in line)
+            tables.append(Table(tuple(columns), left, right, top, page_height + 1))
+        headers.append((index, tables))
+    out: list[tuple[int, Table]] = []
+    for h, (index, tables) in enumerate(headers):
+        for table in tables:
+            bottom = page_height + 1
+            for later_index, later in headers[h + 1 :]:
+                if any(t.left < table.right and table.left < t.right for t in later):
+                    bottom = min(w.y0 for w in lines[later_index])
+                    break
+            out.append((index, Table(table.columns, table.left, table.right, table.top, bottom)))
+    return out
+
+
+def _gutter(
+    left: list[tuple[list[Word], Role, date | None]], right: list[tuple[list[Word], Role, date | None]]
+) -> float:
+    return (max(w.x1 for w in left[-1][0]) + min(w.x0 for w in right[0][0])) / 2

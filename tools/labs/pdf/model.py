@@ -1,0 +1,108 @@
+"""What the extractor returns: grounded results (page + bbox), pages for the model, warnings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from tools.labs.pdf.values import Comparator
+from tools.medgemma.tasks.lab_extraction import LabFlag
+
+__all__ = ["BBox", "ExtractedLab", "LabPdfExtraction", "UnparsedRow", "Word"]
+
+BBox = tuple[float, float, float, float]  # x0, y0, x1, y1 in PDF points, origin top-left (pymupdf)
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One word of a page's text layer, as ``page.get_text("words")`` gives it."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    text: str
+
+    @property
+    def xc(self) -> float:
+        return (self.x0 + self.x1) / 2
+
+    @property
+    def height(self) -> float:
+        return self.y1 - self.y0
+
+
+def union_bbox(words: list[Word] | tuple[Word, ...]) -> BBox:
+    return (
+        min(w.x0 for w in words),
+        min(w.y0 for w in words),
+        max(w.x1 for w in words),
+        max(w.y1 for w in words),
+    )
+
+
+class ExtractedLab(BaseModel):
+    """One printed result, with where it is printed: ``page`` (1-based) and the value's ``bbox``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    loinc: str | None
+    name_status: Literal["matched", "unknown", "ambiguous", "no code for unit"]
+    value: float | str
+    value_text: str  # exactly the words inside ``bbox``
+    unit: str | None  # UCUM where known (``tools.labs.units.normalize_unit``), else as printed
+    comparator: Comparator | None = None
+    reference_low: float | None = None
+    reference_high: float | None = None
+    reference_text: str | None = None
+    flag: LabFlag | None = None
+    effective: date | None = None
+    panel: str | None = None
+    page: int
+    bbox: BBox
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's record: the fields of the brief, in that order."""
+        return {
+            "name": self.name,
+            "loinc": self.loinc,
+            "value": self.value,
+            "unit": self.unit,
+            "comparator": self.comparator,
+            "reference_low": self.reference_low,
+            "reference_high": self.reference_high,
+            "reference_text": self.reference_text,
+            "flag": self.flag.value if self.flag else None,
+            "effective": self.effective.isoformat() if self.effective else None,
+            "page": self.page,
+            "bbox": [round(v, 2) for v in self.bbox],
+        }
+
+
+class UnparsedRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    page: int
+    text: str
+    reason: str
+
+
+class LabPdfExtraction(BaseModel):
+    """All results of one PDF; ``needs_model`` lists pages with no text layer (1-based)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    page_count: int
+    results: tuple[ExtractedLab, ...]
+    needs_model: tuple[int, ...] = ()
+    unparsed: tuple[UnparsedRow, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.needs_model or self.unparsed)

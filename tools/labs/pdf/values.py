@@ -1,0 +1,193 @@
+"""Parsing of the printed cells of a result row: value, flag, reference range, date (pure)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Final, Literal
+
+from tools.medgemma.tasks.lab_extraction import LabFlag
+
+__all__ = [
+    "QUALITATIVE_WORDS",
+    "Comparator",
+    "ParsedRange",
+    "ParsedValue",
+    "parse_date",
+    "parse_flag",
+    "parse_number",
+    "parse_range",
+    "parse_value",
+    "uses_decimal_comma",
+]
+
+Comparator = Literal["<", ">", "<=", ">="]
+
+_COMPARATORS: Final[dict[str, Comparator]] = {
+    "<": "<",
+    ">": ">",
+    "<=": "<=",
+    ">=": ">=",
+    "≤": "<=",
+    "≥": ">=",
+    "=<": "<=",
+    "=>": ">=",
+}
+# A comma with exactly three digits after it groups thousands ("10,500"); any other comma is a
+# decimal comma ("4,2"). Both conventions in one number ("1.234,5") are not read.
+_NUMBER_RE: Final = re.compile(r"^[+-]?(\d+(?:[.,]\d+)?|\.\d+)$")
+_THOUSANDS_RE: Final = re.compile(r"^[+-]?\d{1,3}(,\d{3})+$")
+_VALUE_RE: Final = re.compile(r"^(<=|>=|=<|=>|<|>|≤|≥)?\s*(\S+)$")
+
+QUALITATIVE_WORDS: Final = frozenset(
+    {
+        "negative", "positive", "trace", "detected", "not detected", "none detected", "reactive",
+        "non reactive", "nonreactive", "non-reactive", "see note", "see comment", "see below", "clear",
+        "cloudy", "hazy", "turbid", "slightly cloudy", "yellow", "pale yellow", "dark yellow", "amber",
+        "straw", "red", "brown", "colorless", "none", "none seen", "few", "rare", "moderate", "many",
+        "small", "large", "normal", "abnormal", "present", "absent", "pending", "indeterminate",
+        "equivocal", "1+", "2+", "3+", "4+", "+", "++", "+++",
+    }
+)  # fmt: skip
+
+_FLAG_TOKENS: Final[dict[str, LabFlag]] = {
+    "h": LabFlag.HIGH,
+    "high": LabFlag.HIGH,
+    "hi": LabFlag.HIGH,
+    "l": LabFlag.LOW,
+    "low": LabFlag.LOW,
+    "lo": LabFlag.LOW,
+    "hh": LabFlag.CRITICAL_HIGH,
+    "h*": LabFlag.CRITICAL_HIGH,
+    "critical high": LabFlag.CRITICAL_HIGH,
+    "ll": LabFlag.CRITICAL_LOW,
+    "l*": LabFlag.CRITICAL_LOW,
+    "critical low": LabFlag.CRITICAL_LOW,
+    "a": LabFlag.ABNORMAL,
+    "abn": LabFlag.ABNORMAL,
+    "abnormal": LabFlag.ABNORMAL,
+    "*": LabFlag.ABNORMAL,
+    "!": LabFlag.ABNORMAL,
+    "n": LabFlag.NORMAL,
+    "normal": LabFlag.NORMAL,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedValue:
+    value: float | str  # a number when the cell is one, else the printed text (qualitative)
+    comparator: Comparator | None
+    numeric: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRange:
+    low: float | None
+    high: float | None
+
+
+def parse_number(text: str, *, decimal_comma: bool = False) -> float | None:
+    """``"4,2"`` -> 4.2, ``"10,500"`` -> 10500.0, ``"-1.5"`` -> -1.5; anything else -> ``None``.
+
+    ``decimal_comma``: the document prints decimal commas (see ``uses_decimal_comma``), so
+    ``"1,005"`` is 1.005 (a specific gravity), not a thousand and five.
+    """
+    t = text.strip()
+    if not decimal_comma and _THOUSANDS_RE.match(t):
+        return float(t.replace(",", ""))
+    if not _NUMBER_RE.match(t):
+        return None
+    return float(t.replace(",", "."))
+
+
+_DECIMAL_COMMA_RE: Final = re.compile(r"^[<>≤≥]?[+-]?\d+,(\d{1,2}|\d{4,})$")
+
+
+def uses_decimal_comma(tokens: list[str]) -> bool:
+    """Whether any number in ``tokens`` can only be read with a decimal comma ("4,2", "0,85")."""
+    return any(_DECIMAL_COMMA_RE.match(t) for t in tokens)
+
+
+def parse_value(text: str, *, decimal_comma: bool = False) -> ParsedValue | None:
+    """A result cell: number with optional comparator, or a known qualitative word; else ``None``."""
+    t = " ".join(text.split())
+    if not t:
+        return None
+    m = _VALUE_RE.match(t)
+    if m:
+        number = parse_number(m.group(2), decimal_comma=decimal_comma)
+        if number is not None:
+            comparator = _COMPARATORS[m.group(1)] if m.group(1) else None
+            return ParsedValue(number, comparator, numeric=True)
+    if t.lower().rstrip(".") in QUALITATIVE_WORDS:
+        return ParsedValue(t, None, numeric=False)
+    return None
+
+
+def parse_flag(text: str) -> LabFlag | None:
+    """H, L, HH, LL, A, N, ``*`` and their words; ``None`` when the text is no flag we know."""
+    return _FLAG_TOKENS.get(" ".join(text.lower().split()))
+
+
+_RANGE_RE: Final = re.compile(
+    r"^\(?\s*(-?\d+(?:[.,]\d+)?)\s*(?:-|–|—|to)\s*(-?\d+(?:[.,]\d+)?)\s*\)?(?:\s+\S.*)?$", re.IGNORECASE
+)
+_BOUND_RE: Final = re.compile(r"^\(?\s*(<=|>=|=<|=>|<|>|≤|≥)\s*(\d+(?:[.,]\d+)?)\s*\)?(?:\s+\S.*)?$")
+
+
+def parse_range(text: str, *, decimal_comma: bool = False) -> ParsedRange:
+    """``"3.5-5.0"``, ``"3,5 - 5,0"``, ``"< 5.0"``, ``">=60"``; a text range ("Negative") -> no bounds."""
+    t = " ".join(text.split())
+    m = _RANGE_RE.match(t)
+    if m:
+        low = parse_number(m.group(1), decimal_comma=decimal_comma)
+        high = parse_number(m.group(2), decimal_comma=decimal_comma)
+        if low is not None and high is not None and low <= high:
+            return ParsedRange(low, high)
+        return ParsedRange(None, None)
+    m = _BOUND_RE.match(t)
+    if m:
+        bound = parse_number(m.group(2), decimal_comma=decimal_comma)
+        if _COMPARATORS[m.group(1)] in ("<", "<="):
+            return ParsedRange(None, bound)
+        return ParsedRange(bound, None)
+    return ParsedRange(None, None)
+
+
+_MONTHS: Final = {
+    m: i + 1
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    )
+}
+_ISO_RE: Final = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
+_SLASH_RE: Final = re.compile(r"^(\d{1,2})[/.](\d{1,2})[/.](\d{4})$")
+_MON_RE: Final = re.compile(r"^(\d{1,2})[- ]([A-Za-z]{3})[a-z]*[- ,]+(\d{4})$")
+_MON_FIRST_RE: Final = re.compile(r"^([A-Za-z]{3})[a-z]*\.? (\d{1,2}),? (\d{4})$")
+
+
+def parse_date(text: str, *, day_first: bool = False) -> date | None:
+    """ISO, ``01-Mar-2024``, ``Mar 1, 2024``, ``03/01/2024`` (month first unless ``day_first``).
+
+    A slash date whose first part is above 12 can only be day-first and is read so; a dotted
+    date (``01.03.2024``) is day-first, as in the countries that print it.
+    """
+    t = " ".join(text.strip().rstrip(",;").split())
+    try:
+        if m := _ISO_RE.match(t):
+            return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        if m := _SLASH_RE.match(t):
+            a, b, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
+            if day_first or a > 12 or "." in t:
+                return date(year, b, a)
+            return date(year, a, b)
+        if m := _MON_RE.match(t):
+            month = _MONTHS.get(m.group(2).lower())
+            return date(int(m.group(3)), month, int(m.group(1))) if month else None
+        if m := _MON_FIRST_RE.match(t):
+            month = _MONTHS.get(m.group(1).lower())
+            return date(int(m.group(3)), month, int(m.group(2))) if month else None
+    except ValueError:
+        return None
+    return None
