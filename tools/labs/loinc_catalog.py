@@ -183,7 +183,7 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "inorganic phosphorus",
         molar="14879-4",
     ),
-    _e("3084-1", "Uric acid", "mg/dL", "urate", "ua serum", molar="14933-6"),
+    _e("3084-1", "Uric acid", "mg/dL", "urate", molar="14933-6"),
     _e("2692-2", "Osmolality", "mosm/kg", "serum osmolality", "osmolality serum"),
     _e("2524-7", "Lactate", "mmol/L", "lactic acid"),
     _e("33863-2", "Cystatin C", "mg/L"),
@@ -620,6 +620,8 @@ def _build_index() -> dict[tuple[str, Specimen], tuple[CatalogEntry, ...]]:
     for entry in CATALOG:
         for raw in entry.names:
             key, _ = _reduced(normalize_name(raw))
+            if not key:
+                raise ValueError(f"{entry.loinc}: synonym {raw!r} is empty once specimen words are dropped")
             bucket = index.setdefault((key, entry.specimen), [])
             if entry not in bucket:
                 bucket.append(entry)
@@ -636,6 +638,8 @@ def resolve(name: str, *, unit: str | None = None, panel: str | None = None) -> 
     selects the urine rows. Several candidates that the unit does not separate -> ``ambiguous``.
     """
     key, says_urine = _reduced(normalize_name(name))
+    if not key:
+        return Resolution(name, None, "unknown")
     panel_urine = panel is not None and bool(_URINE_WORDS & set(normalize_name(panel).split()))
     specimens: tuple[Specimen, ...] = ("urine",) if (says_urine or panel_urine) else ("blood", "urine")
     candidates: tuple[CatalogEntry, ...] = ()

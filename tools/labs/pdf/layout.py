@@ -157,19 +157,20 @@ def _header_groups(line_cells: list[list[Word]]) -> list[list[tuple[list[Word], 
         if role is None:
             return None  # a header row holds only column names
         found.append((cell, role[0], role[1]))
-    groups: list[list[tuple[list[Word], Role, date | None]]] = []
+    # A new group opens at each test column; columns printed before the first test column
+    # (a "Result | Test | ..." order) belong to the first group.
+    groups: list[list[tuple[list[Word], Role, date | None]]] = [[]]
     for item in found:
-        if item[1] is Role.NAME:
-            groups.append([item])
-        elif groups:
-            groups[-1].append(item)
-        else:
-            return None
+        if item[1] is Role.NAME and any(r is Role.NAME for _, r, _ in groups[-1]):
+            groups.append([])
+        groups[-1].append(item)
     for group in groups:
-        roles = {r for _, r, _ in group}
-        if not roles & {Role.RESULT, Role.DATE} or len(group) < 2:
+        roles = [r for _, r, _ in group]
+        if Role.NAME not in roles or not set(roles) & {Role.RESULT, Role.DATE}:
             return None
-    return groups or None
+        if len([r for r in roles if r not in (Role.DATE,)]) != len({r for r in roles if r is not Role.DATE}):
+            return None  # a role twice in one table: not a header we understand
+    return groups
 
 
 def find_tables(lines: list[list[Word]], page_width: float, page_height: float) -> list[tuple[int, Table]]:

@@ -1,0 +1,99 @@
+"""The name -> LOINC table: coverage, synonyms, units and panels as tie-breakers, no guessing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.labs.analytes import LOINC_SYSTEM, analyte_for_coding
+from tools.labs.loinc_catalog import CATALOG, normalize_name, resolve, to_default_unit
+from tools.labs.units import UnitConversionError
+
+
+def test_at_least_80_distinct_codes_and_no_code_listed_twice() -> None:
+    codes = [e.loinc for e in CATALOG]
+    assert len(set(codes)) >= 80
+    assert len(codes) == len(set(codes))
+
+
+@pytest.mark.parametrize(
+    ("printed", "unit", "code"),
+    [
+        ("Hgb", "g/dL", "718-7"),
+        ("HEMOGLOBIN A1C", "%", "4548-4"),
+        ("HbA1c", None, "4548-4"),
+        ("ALT (SGPT)", "U/L", "1742-6"),
+        ("Aspartate Aminotransferase (AST)", "U/L", "1920-8"),
+        ("Potassium, Serum", "mmol/L", "2823-3"),
+        ("BUN", "mg/dL", "3094-0"),
+        ("Urea Nitrogen (BUN)", "mg/dL", "3094-0"),
+        ("Carbon Dioxide, Total", "mmol/L", "2028-9"),
+        ("Tot. Chol.", "mg/dL", "2093-3"),
+        ("LDL Cholesterol (calc)", "mg/dL", "13457-7"),
+        ("TSH", "uIU/mL", "3016-3"),
+        ("Free T4", "ng/dL", "3024-7"),
+        ("Vitamin D, 25-Hydroxy", "ng/mL", "62292-8"),
+        ("PT", "sec", "5902-2"),
+        ("INR", None, "6301-6"),
+        ("NT-proBNP", "pg/mL", "33762-6"),
+        ("hs-CRP", "mg/L", "30522-7"),
+        ("Neutrophils, Absolute", "K/uL", "751-8"),
+        ("Neutrophils %", "%", "770-8"),
+        ("Lymphocytes", "%", "736-9"),
+        ("Lymphocytes", "x10^9/L", "731-0"),
+        ("Glucose", "mmol/L", "14749-6"),  # the molar code for a molar unit
+        ("Urea", "mmol/L", "22664-7"),
+        ("Creatinine", "umol/L", "14682-9"),
+    ],
+)
+def test_synonyms_resolve(printed: str, unit: str | None, code: str) -> None:
+    got = resolve(printed, unit=unit)
+    assert (got.loinc, got.reason) == (code, "matched")
+
+
+def test_panel_and_name_select_the_urine_rows() -> None:
+    assert resolve("Glucose", panel="URINALYSIS").loinc == "5792-7"
+    assert resolve("Glucose, Urine").loinc == "5792-7"
+    assert resolve("Glucose", panel="CHEMISTRY").loinc == "2345-7"
+    assert resolve("pH, Urine").loinc == "5803-2"
+    # A urine name never falls back to a blood code.
+    assert resolve("Ferritin, urine").loinc is None
+
+
+@pytest.mark.parametrize("printed", ["Kalium", "Troponin", "Widget factor 9", "D-dimer", ""])
+def test_unknown_names_stay_unknown(printed: str) -> None:
+    got = resolve(printed)
+    assert (got.loinc, got.reason) == (None, "unknown")
+
+
+def test_a_name_the_unit_does_not_separate_is_ambiguous() -> None:
+    assert resolve("Neutrophils").reason == "ambiguous"
+    assert resolve("Neutrophils", unit="mg/dL").reason == "ambiguous"
+
+
+def test_a_unit_of_another_quantity_without_its_code_stays_uncoded() -> None:
+    assert (resolve("Iron", unit="umol/L").loinc, resolve("Iron", unit="umol/L").reason) == (
+        None,
+        "no code for unit",
+    )
+    assert resolve("Hemoglobin", unit="mmol/L").loinc is None
+    assert resolve("Urea", unit="mg/dL").loinc is None  # urea mass is not urea nitrogen
+
+
+def test_normalize_name() -> None:
+    assert normalize_name("  Neutrophils,  ABS.  ") == "neutrophils abs"
+    assert normalize_name("Lymph%") == "lymph %"
+
+
+def test_codes_shared_with_the_analyte_table_use_its_unit_and_conversions() -> None:
+    for entry in CATALOG:
+        analyte = analyte_for_coding(LOINC_SYSTEM, entry.loinc)
+        if analyte is not None and analyte.primary_loinc == entry.loinc:
+            assert analyte.unit == entry.unit, entry
+    glucose = resolve("Glucose").entry
+    assert glucose is not None
+    assert to_default_unit(glucose, 5.5, "mmol/L") == pytest.approx(99.1, abs=0.1)
+    hgb = resolve("Hemoglobin").entry
+    assert hgb is not None
+    assert to_default_unit(hgb, 135, "g/L") == pytest.approx(13.5)
+    with pytest.raises(UnitConversionError):
+        to_default_unit(hgb, 1.0, "U/L")
