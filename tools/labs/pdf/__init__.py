@@ -1,7 +1,8 @@
 """Grounded extraction of lab results from PDF text layers: every value with its page and bbox.
 
 ``extract_labs(path)`` reads the text layer (pymupdf words), rebuilds rows and columns, maps
-names to LOINC (``tools.labs.loinc_catalog``) and lists pages without text as ``needs_model``.
+names to LOINC (``tools.labs.loinc_catalog``) and lists pages without text as ``needs_model``;
+``tools.labs.pdf.model_pages.extract_with_model`` sends those pages to MedGemma.
 """
 
 from tools.labs.pdf.errors import (

@@ -1,0 +1,162 @@
+"""Pages without a text layer, read by MedGemma's lab-extraction task; cross-checks with the text.
+
+``extract_with_model(pdf, backend)`` reads the text layer first (``extract_labs``), renders
+each page listed in ``needs_model`` to an RGB image and sends it, one page per request, to
+``tools.medgemma.tasks.lab_extraction``. With ``cross_check=True`` text-layer pages go to the
+model as well and every model value is compared with the text layer on the same page.
+
+Model values are kept apart from ``results``: they have no bbox (nothing in the document
+locates them), so they are ``ModelReadLab`` records with a ``status``:
+
+* ``unverified``: read from a page without text; a person must check it against the image.
+* ``agrees``: the text layer prints the same test with the same value and flag on that page.
+* ``disagrees`` / ``not in text``: flagged; the text layer wins.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from tools.labs.loinc_catalog import normalize_name, resolve
+from tools.labs.pdf.model import ExtractedLab, LabPdfExtraction
+from tools.labs.pdf.reader import DEFAULT_MAX_PAGES, extract_labs, open_pdf
+from tools.medgemma.tasks import lab_extraction
+from tools.medgemma.tasks.errors import ModelOutputError
+from tools.medgemma.tasks.lab_extraction import LabFlag, LabResult
+from tools.medgemma.tasks.runner import run_task
+from tools.medgemma.types import ModelBackend
+
+__all__ = ["ModelAssistedExtraction", "ModelReadLab", "compare", "extract_with_model", "render_page"]
+
+DEFAULT_DPI = 150
+
+Status = Literal["unverified", "agrees", "disagrees", "not in text"]
+
+
+class ModelReadLab(BaseModel):
+    """A result the model read from a page image; never grounded by a bbox."""
+
+    model_config = ConfigDict(frozen=True)
+
+    page: int
+    name: str
+    loinc: str | None
+    value: float | str
+    unit: str | None
+    reference_range: str | None
+    flag: LabFlag | None
+    status: Status
+    detail: str | None = None
+
+
+class ModelAssistedExtraction(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    text: LabPdfExtraction
+    model_results: tuple[ModelReadLab, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def flagged(self) -> tuple[ModelReadLab, ...]:
+        return tuple(r for r in self.model_results if r.status in ("disagrees", "not in text"))
+
+
+def render_page(page: Any, dpi: int = DEFAULT_DPI) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """A pymupdf page as an ``HxWx3`` uint8 RGB array."""
+    pix = page.get_pixmap(dpi=dpi, alpha=False)
+    data = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)
+    return np.ascontiguousarray(data[:, :, :3])
+
+
+def _same_value(a: float | str, b: float | str) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    return str(a).strip().casefold() == str(b).strip().casefold()
+
+
+def _key(name: str, unit: str | None) -> str:
+    found = resolve(name, unit=unit)
+    return found.loinc or normalize_name(name)
+
+
+def compare(page: int, read: LabResult, printed: list[ExtractedLab]) -> ModelReadLab:
+    """The model's ``read`` of ``page`` against the text layer's results printed on that page."""
+    key = _key(read.name, read.unit)
+    match = next((p for p in printed if (p.loinc or normalize_name(p.name)) == key), None)
+    status: Status
+    detail = None
+    if match is None:
+        status = "not in text"
+    elif not _same_value(read.value, match.value):
+        status, detail = "disagrees", f"text layer prints {match.value_text!r}"
+    elif (read.flag or None) != (match.flag or None) and not (
+        read.flag is LabFlag.NORMAL and match.flag is None
+    ):
+        status, detail = "disagrees", f"text layer flag {match.flag}"
+    else:
+        status = "agrees"
+    return ModelReadLab(
+        page=page,
+        name=read.name,
+        loinc=resolve(read.name, unit=read.unit).loinc,
+        value=read.value,
+        unit=read.unit,
+        reference_range=read.reference_range,
+        flag=read.flag,
+        status=status,
+        detail=detail,
+    )
+
+
+async def extract_with_model(
+    source: str | Path | bytes,
+    backend: ModelBackend,
+    *,
+    cross_check: bool = False,
+    dpi: int = DEFAULT_DPI,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    name: str | None = None,
+) -> ModelAssistedExtraction:
+    """Text layer first; pages without text (and, with ``cross_check``, all pages) through the model."""
+    text = extract_labs(source, max_pages=max_pages, name=name)
+    pages = list(range(1, text.page_count + 1)) if cross_check else list(text.needs_model)
+    read: list[ModelReadLab] = []
+    warnings: list[str] = []
+    if not pages:
+        return ModelAssistedExtraction(text=text, model_results=())
+    doc, _ = open_pdf(source, name=name)
+    try:
+        for number in pages:
+            request = lab_extraction.build_request(render_page(doc[number - 1], dpi))
+            try:
+                run = await run_task(
+                    backend, request, lab_extraction.parse, prompt_version=lab_extraction.PROMPT_VERSION
+                )
+            except ModelOutputError as exc:
+                warnings.append(f"page {number}: the model's answer was not readable ({exc.reason})")
+                continue
+            printed = [r for r in text.results if r.page == number]
+            for result in run.result.results:
+                if number in text.needs_model:
+                    read.append(
+                        ModelReadLab(
+                            page=number,
+                            name=result.name,
+                            loinc=resolve(result.name, unit=result.unit).loinc,
+                            value=result.value,
+                            unit=result.unit,
+                            reference_range=result.reference_range,
+                            flag=result.flag,
+                            status="unverified",
+                        )
+                    )
+                else:
+                    read.append(compare(number, result, printed))
+    finally:
+        doc.close()
+    return ModelAssistedExtraction(text=text, model_results=tuple(read), warnings=tuple(warnings))
