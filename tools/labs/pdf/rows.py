@@ -126,8 +126,8 @@ def _read_row(
         if col is not None:
             by_col.setdefault(col, []).append(w)
     for cell in cells(line):
-        if len({table.column_of(w) for w in cell}) >= 3:
-            return panel  # prose running across the columns: a note, not a row
+        if len({table.column_of(w) for w in cell}) >= 2:
+            return panel  # one phrase running across a column edge: prose (a note), not a row
     roles = {i: c.role for i, c in enumerate(table.columns)}
     name_cols = [i for i, r in roles.items() if r is Role.NAME]
     name_words = by_col.get(name_cols[0], []) if name_cols else []
