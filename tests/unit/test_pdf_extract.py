@@ -251,3 +251,15 @@ def test_a_comment_whose_last_word_reaches_the_result_column_is_not_a_row() -> N
     )
     got = extract_labs(pdf)
     assert [(r.name, r.value, r.flag) for r in got.results] == [("Potassium", 6.1, "H")]
+
+
+def test_first_row_close_under_the_header_is_read() -> None:
+    # 11-point text on a 10-point pitch: the first row's box overlaps the header's box.
+    header = [(30, 100, "Analyte"), (215, 100, "Result"), (300, 100, "Reference"), (420, 100, "Units")]
+    body = [(30, 110, "Cholesterol, Total"), (215, 110, "122"), (300, 110, "<200"), (420, 110, "mg/dL")]
+    body += [(30, 120, "HDL Cholesterol"), (215, 120, "48"), (300, 120, ">40"), (420, 120, "mg/dL")]
+    got = extract_labs(write_pdf([header + body], font_size=11))
+    assert [(r.name, r.value) for r in got.results] == [
+        ("Cholesterol, Total", 122.0),
+        ("HDL Cholesterol", 48.0),
+    ]

@@ -88,3 +88,16 @@ def test_a_500_page_report_within_a_raised_limit_is_read_in_bounded_time(five_hu
     assert len(got.results) == 500
     assert got.results[-1].page == 500
     assert time.perf_counter() - start < 10.0  # about 1 s on the 2-core CI machine
+
+
+def test_truncated_pdf_is_read_as_far_as_it_goes_and_reported_damaged() -> None:
+    whole = write_pdf([TABLE])
+    got = extract_labs(whole[: int(len(whole) * 0.8)])
+    assert got.repaired
+    assert got.partial
+    assert any("damaged" in w for w in got.warnings)
+
+
+def test_empty_bytes_are_empty() -> None:
+    with pytest.raises(PdfEmptyError, match="0 bytes"):
+        extract_labs(b"")

@@ -66,7 +66,7 @@ class Column:
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """A header's columns, valid from ``top`` down to ``bottom`` within ``[left, right)``."""
+    """A header's columns, for words centred between ``top`` and ``bottom`` within ``[left, right)``."""
 
     columns: tuple[Column, ...]
     left: float
@@ -195,7 +195,10 @@ def find_tables(lines: list[list[Word]], page_width: float, page_height: float) 
                 columns.append(Column(role, start, on))
             left = 0.0 if g == 0 else _gutter(groups[g - 1], group)
             right = page_width + 1 if g == len(groups) - 1 else _gutter(group, groups[g + 1])
-            top = max(w.y1 for w in line)
+            # Rows start below the header's centre line: with tight line spacing the first row's
+            # box can overlap the header's box.
+            centre = sum((w.y0 + w.y1) / 2 for w in line) / len(line)
+            top = centre + 0.4 * max(w.height for w in line)
             tables.append(Table(tuple(columns), left, right, top, page_height + 1))
         headers.append((index, tables))
     out: list[tuple[int, Table]] = []

@@ -102,7 +102,8 @@ class LabPdfExtraction(BaseModel):
     needs_model: tuple[int, ...] = ()
     unparsed: tuple[UnparsedRow, ...] = ()
     warnings: tuple[str, ...] = ()
+    repaired: bool = False  # the file was damaged and pymupdf rebuilt what it could
 
     @property
     def partial(self) -> bool:
-        return bool(self.needs_model or self.unparsed)
+        return bool(self.needs_model or self.unparsed or self.repaired)

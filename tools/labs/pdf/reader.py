@@ -28,6 +28,8 @@ def open_pdf(source: str | Path | bytes, *, name: str | None = None) -> tuple[_D
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     try:
         if isinstance(source, bytes):
+            if not source:
+                raise PdfEmptyError(label, "the file is empty (0 bytes)")
             doc: _Doc = _open(stream=source, filetype="pdf")
         else:
             path = Path(source)
@@ -98,8 +100,13 @@ def extract_labs(
             warnings.append("no lab results found in the text layer")
         for row in unparsed:
             warnings.append(f"page {row.page}: row not read ({row.reason})")
+        if doc.is_repaired:
+            warnings.append(
+                "the file is damaged (truncated?) and was repaired on reading: results may be missing"
+            )
         return LabPdfExtraction(
             source=label,
+            repaired=bool(doc.is_repaired),
             page_count=doc.page_count,
             results=tuple(results),
             needs_model=tuple(needs_model),

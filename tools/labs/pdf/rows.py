@@ -82,7 +82,7 @@ def extract_page(
     for table in sorted(tables, key=lambda t: (t.left, t.top)):
         region = [w for w in words if table.left <= w.xc < table.right]
         panel = _panel_above(region, table) if found else context.panel
-        body = [w for w in region if w.y0 >= table.top - 0.5 and w.y1 <= table.bottom + 0.5]
+        body = [w for w in region if table.top < (w.y0 + w.y1) / 2 < table.bottom]
         for line in group_lines(body):
             panel = _read_row(line, table, page, panel, context, outcome)
         context.panel = panel
@@ -90,7 +90,7 @@ def extract_page(
 
 
 def _panel_above(region: list[Word], table: Table) -> str | None:
-    above = [w for w in region if w.y1 <= table.top and w.y1 > table.top - 60]
+    above = [w for w in region if table.top - 60 < (w.y0 + w.y1) / 2 <= table.top]
     lines = group_lines(above)
     # The header line itself ends at table.top; the heading, if any, is the line before it.
     for line in reversed(lines[:-1]):
