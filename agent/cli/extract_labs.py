@@ -26,7 +26,7 @@ def render_table(extraction: LabPdfExtraction) -> str:
     """A plain-text table, one result a line."""
     lines = []
     for r in extraction.results:
-        value = f"{r.comparator or ''}{r.value_text}"
+        value = r.value_text  # as printed, comparator included
         lines.append(
             f"p{r.page:<3} {r.name[:32]:<32} {value:>10} {r.unit or '':<16} {r.flag or '':<3} "
             f"{r.reference_text or '':<14} {r.loinc or '-':<8} {r.effective or ''}"
