@@ -14,6 +14,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "agent.cli.demo",
     "agent.cli.imaging",
     "agent.cli.analyze",
+    "agent.cli.extract_labs",
 )
 
 

@@ -15,7 +15,7 @@ for _module in _COMMAND_MODULES:
 
 COMMANDS = [
     ["stack", "up"], ["stack", "down"], ["stack", "status"], ["seed"], ["summarize"], ["demo"],
-    ["imaging", "prepare"], ["imaging", "overlay"], ["analyze"],
+    ["imaging", "prepare"], ["imaging", "overlay"], ["analyze"], ["extract-labs"],
 ]  # fmt: skip
 
 
@@ -28,4 +28,4 @@ def test_help_renders(command: list[str]) -> None:
 
 def test_every_command_module_is_registered() -> None:
     names = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
-    assert {"stack", "seed", "summarize", "demo", "imaging", "analyze"} <= names
+    assert {"stack", "seed", "summarize", "demo", "imaging", "analyze", "extract-labs"} <= names
