@@ -364,7 +364,8 @@ _DEFS: Final = (
     ),
     # inflammation, cardiac
     _a("crp", "C-Reactive Protein", P.INFLAMMATION, _same("mg/L", "mg/L", None, 5.0, 1, "1988-5")),
-    _a("esr", "Sedimentation Rate (ESR)", P.INFLAMMATION, _same("mm/h", "mm/h", 0, 20, 0, "4537-7")),
+    # No method printed, so the method-less code (Westergren would be 4537-7).
+    _a("esr", "Sedimentation Rate (ESR)", P.INFLAMMATION, _same("mm/h", "mm/h", 0, 20, 0, "30341-2")),
     _a("troponin_i", "Troponin I", P.CARDIAC, _same("ng/mL", "ng/mL", None, 0.04, 2, "10839-9")),
     _a(
         "bnp",
