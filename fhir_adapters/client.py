@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
-from urllib.parse import urlsplit
+from typing import Any
 
 import httpx
 
@@ -35,6 +33,7 @@ from fhir_adapters.errors import (
 from fhir_adapters.flavours import GENERIC, Flavour, flavour_from_capabilities, get_flavour
 from fhir_adapters.retry import Failure, RetryPolicy, is_retryable, retry_after_seconds
 from fhir_adapters.search import Param, Params, build_params, patient_search_param, query_string
+from fhir_adapters.service_client import ServiceClient
 
 __all__ = ["FhirClient", "JsonDict"]
 
@@ -44,7 +43,7 @@ FHIR_JSON = "application/fhir+json"
 _NO_EVERYTHING = (FhirNotFound, FhirInvalid)
 
 
-class FhirClient:
+class FhirClient(ServiceClient):
     """Async FHIR R4 client over httpx.
 
     Pass `transport` (e.g. `httpx.MockTransport`, or a wrapper injecting latency/faults) or a
@@ -65,40 +64,17 @@ class FhirClient:
         timeout: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("base_url must be an absolute http(s) URL")
-        if parts.query or parts.fragment:
-            raise ValueError("base_url must not carry a query or fragment")
-        if http is not None and transport is not None:
-            raise ValueError("pass either http or transport, not both")
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
-        self.base_url = base_url.rstrip("/")
+        super().__init__(
+            base_url,
+            transport=transport,
+            http=http,
+            max_concurrency=max_concurrency,
+            retry=retry,
+            timeout=httpx.Timeout(timeout),
+            sleep=sleep,
+        )
         self.auth = auth
         self.flavour = get_flavour(flavour) if isinstance(flavour, str) else flavour
-        self.retry = retry or RetryPolicy()
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout))
-        self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._sleep = sleep
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
-
-    # ------------------------------------------------------------------ interactions
 
     async def read(self, resource_type: str, resource_id: str) -> JsonDict:
         return await self._request("GET", f"{self.base_url}/{resource_type}/{resource_id}")

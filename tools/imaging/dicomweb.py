@@ -32,9 +32,7 @@ import json
 import re
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Literal, Self
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -42,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from fhir_adapters.auth import AuthProvider
 from fhir_adapters.errors import redact_target
 from fhir_adapters.retry import Failure, RetryPolicy, is_retryable, retry_after_seconds
+from fhir_adapters.service_client import ServiceClient
 from tools.imaging.multipart import (
     MultipartBody,
     MultipartError,
@@ -381,7 +380,7 @@ class StoreResult(_Match):
 # ---------------------------------------------------------------------------- client
 
 
-class DicomWebClient:
+class DicomWebClient(ServiceClient):
     """Async DICOMweb client over httpx.
 
     Pass `transport` (e.g. `httpx.MockTransport`) or a ready `http` client; without either a
@@ -401,41 +400,17 @@ class DicomWebClient:
         timeout: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("base_url must be an absolute http(s) URL")
-        if parts.query or parts.fragment:
-            raise ValueError("base_url must not carry a query or fragment")
-        if http is not None and transport is not None:
-            raise ValueError("pass either http or transport, not both")
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
-        self.base_url = base_url.rstrip("/")
-        self.auth = auth
-        self.retry = retry or RetryPolicy()
-        self.max_concurrency = max_concurrency
-        self._owns_http = http is None
-        limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
-        self._http = http or httpx.AsyncClient(
-            transport=transport, timeout=httpx.Timeout(timeout), limits=limits
+        super().__init__(
+            base_url,
+            transport=transport,
+            http=http,
+            max_concurrency=max_concurrency,
+            retry=retry,
+            timeout=httpx.Timeout(timeout),
+            sleep=sleep,
+            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
         )
-        self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._sleep = sleep
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        self.auth = auth
 
     # ------------------------------------------------------------------ QIDO-RS
 

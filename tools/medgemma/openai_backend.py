@@ -20,14 +20,14 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr, ValidationError
 
 from fhir_adapters.retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
+from fhir_adapters.service_client import ServiceClient
 from tools.medgemma.errors import ModelProtocolError, ModelServerError, ModelTransportError
 from tools.medgemma.openai_wire import ChatCompletion, to_chat_request, to_model_result
 from tools.medgemma.types import ModelInfo, ModelRequest, ModelResult, TextPart
@@ -37,7 +37,7 @@ __all__ = ["OpenAIChatBackend"]
 _DETAIL_CHARS: Final = 200
 
 
-class OpenAIChatBackend:
+class OpenAIChatBackend(ServiceClient):
     """Async client of one OpenAI-compatible model server; safe to call concurrently.
 
     Pass `transport` (e.g. `httpx.MockTransport`) or a ready `http` client (not closed by us);
@@ -61,48 +61,29 @@ class OpenAIChatBackend:
         dtype: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("base_url must be an absolute http(s) URL, e.g. http://127.0.0.1:8000/v1")
-        if parts.query or parts.fragment:
-            raise ValueError("base_url must not carry a query or fragment")
         if not model:
             raise ValueError("model must name the served model (vLLM: its --served-model-name)")
-        if http is not None and transport is not None:
-            raise ValueError("pass either http or transport, not both")
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
-        self.base_url = base_url.rstrip("/")
+        super().__init__(
+            base_url,
+            transport=transport,
+            http=http,
+            max_concurrency=max_concurrency,
+            retry=retry,
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            sleep=sleep,
+            url_example="http://127.0.0.1:8000/v1",
+        )
         self.url = f"{self.base_url}/chat/completions"
         self.path = urlsplit(self.url).path
         self.model = model
-        self.retry = retry or RetryPolicy()
         self._api_key = api_key
         self._info = ModelInfo(name=model, revision=revision, dtype=dtype, backend="openai")
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            transport=transport, timeout=httpx.Timeout(timeout, connect=min(10.0, timeout))
-        )
-        self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._sleep = sleep
 
     @property
     def info(self) -> ModelInfo:
         return self._info
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
 
     async def generate(self, request: ModelRequest) -> ModelResult:
         start = time.perf_counter()
