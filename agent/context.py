@@ -4,9 +4,10 @@ to touch and how. Per-run values win over deployment settings."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 from fhir_adapters import FhirClient
+from tools.imaging.dicomweb import DicomWebClient
 from tools.medgemma.types import ModelBackend
 
 
@@ -24,3 +25,8 @@ class RunContext:
     # The model that writes the narrative (tools.medgemma.factory.create_backend); None: the
     # templated narrative, and the run says that model findings were skipped.
     model: ModelBackend | None = None
+    # The PACS that imaging comparisons read from (the configured DICOMweb base only); None:
+    # imaging comparisons are reported as skipped.
+    dicomweb: DicomWebClient | None = None
+    # The zone of the wall-clock times printed on lab-report PDFs.
+    lab_timezone: tzinfo = UTC

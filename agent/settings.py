@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +38,8 @@ class Settings(BaseSettings):
     dicomweb_username: str | None = None
     dicomweb_password: SecretStr | None = None
     fhir_max_concurrency: int = Field(default=8, ge=1, le=64)
+    # Lab-report PDFs print wall-clock times without a zone: the lab's IANA zone reads them.
+    lab_timezone: str = "UTC"
     fhir_timeout_s: float = Field(default=30.0, gt=0)
     # MedGemma (checked at start-up by tools.medgemma.config.ModelConfig; see its docstring).
     # none: no model, deterministic results only, model findings are reported as skipped.
@@ -51,6 +54,19 @@ class Settings(BaseSettings):
     model_revision: str | None = None
     model_timeout_s: float = Field(default=120.0, gt=0)
     model_max_concurrency: int = Field(default=8, ge=1, le=256)
+
+    @field_validator("lab_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"CHARTAGENT_LAB_TIMEZONE {value!r} is not an IANA time zone") from exc
+        return value
+
+    @property
+    def lab_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.lab_timezone)
 
     @model_validator(mode="after")
     def _no_plain_http_outside_local(self) -> Settings:
