@@ -27,12 +27,13 @@ import typer
 from pydantic import ValidationError
 
 from agent.cli.app import app
-from agent.cli.imaging import SOURCE_HELP, TASKS, TaskName, choose, fail, load, load_slide
+from agent.cli.imaging import SOURCE_HELP, TaskName, choose, fail, load, load_slide
 from agent.cli.options import resolve_dicomweb_url
 from agent.settings import load_settings
 from tools.imaging.dicomweb import DicomWebError
 from tools.imaging.errors import ImagingError
-from tools.imaging.prepared import PreparedImages
+from tools.imaging.prepared import PreparedImages, Task
+from tools.imaging.recipes import prepare_volume
 from tools.imaging.sources import DicomSourceError, DicomWebRef, parse_source
 from tools.imaging.volume import assemble
 from tools.medgemma.errors import ModelError
@@ -117,9 +118,7 @@ def prepare_images(
         loaded = asyncio.run(load(parsed, url))
         assembly = assemble(loaded.instances)
         (volume,) = choose(assembly, modality, source, series, all_series=False)
-        related = [s for s in assembly.skipped if s.series_uid in (None, volume.series_uid)]
-        preparer, _ = TASKS[modality]
-        prepared = preparer(volume, source=source, skipped=related)
+        prepared = prepare_volume(Task(modality.value), volume, assembly, source=source)
     except (ImagingError, DicomSourceError, DicomWebError) as exc:
         fail(str(exc))
     for failure in loaded.failures:

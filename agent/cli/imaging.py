@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -31,14 +31,12 @@ from PIL import Image, UnidentifiedImageError
 from agent.cli.app import app
 from agent.cli.options import resolve_dicomweb_url
 from agent.connections import open_dicomweb_client
-from tools.imaging.ct import CT_MODALITIES, prepare_ct
-from tools.imaging.cxr import CXR_MODALITIES, prepare_cxr
 from tools.imaging.dicomweb import DicomWebError
 from tools.imaging.errors import ImagingError, SeriesSelectionError, WrongModalityError
 from tools.imaging.geometry import Padding
-from tools.imaging.mri import MRI_MODALITIES, prepare_mri
 from tools.imaging.overlay import draw_boxes, parse_boxes
-from tools.imaging.prepared import PreparedImages, load_npz
+from tools.imaging.prepared import PreparedImages, Task, load_npz
+from tools.imaging.recipes import RECIPES, Preparer, prepare_volume
 from tools.imaging.sources import (
     DicomSourceError,
     DicomWebRef,
@@ -68,11 +66,9 @@ class TaskName(StrEnum):
     wsi = "wsi"
 
 
-Preparer = Callable[..., PreparedImages]
+# The recipes live in tools.imaging.recipes (shared with the imaging review); this view keys them by command.
 TASKS: dict[TaskName, tuple[Preparer, tuple[str, ...]]] = {
-    TaskName.ct: (prepare_ct, CT_MODALITIES),
-    TaskName.mri: (prepare_mri, MRI_MODALITIES),
-    TaskName.cxr: (prepare_cxr, CXR_MODALITIES),
+    TaskName(task.value): (recipe.prepare, recipe.modalities) for task, recipe in RECIPES.items()
 }
 
 
@@ -202,12 +198,10 @@ def prepare_command(
     batch = all_series
     if batch:
         out.mkdir(parents=True, exist_ok=True)
-    preparer, _ = TASKS[task]
     done: list[tuple[PreparedImages, Path]] = []
     for volume in volumes:
-        related = [s for s in assembly.skipped if s.series_uid in (None, volume.series_uid)]
         try:
-            prepared = preparer(volume, source=source, skipped=related)
+            prepared = prepare_volume(Task(task.value), volume, assembly, source=source)
         except ImagingError as exc:
             failures.append({"input": f"series {volume.series_uid}", "reason": str(exc)})
             continue
