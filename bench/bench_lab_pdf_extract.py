@@ -5,7 +5,7 @@ panel, multi-page cumulative, an injected comment, in US / legacy / SI / decimal
 plus ``--reports`` more reports per layout planned here (censored values, "see note" footnotes).
 Scanned PDFs must land in ``needs_model``; the bad inputs (encrypted, truncated, blank, empty,
 500 pages) must raise our errors or be flagged repaired. Score: field-level precision / recall / F1
-(LOINC, value, unit, flag, reference range, effective date) over the text-layer PDFs, and pages
+(LOINC, value, unit, flag, reference range, collection date and time) over the text-layer PDFs, and pages
 per second. Speed baseline, same pages, same run: pymupdf4llm's markdown conversion (reading
 the text layer into tables without any lab interpretation).
 
@@ -41,7 +41,8 @@ from tools.labs.units import normalize_unit
 
 
 def _truth_row(r: LabResultTruth, report: LabReport, cumulative: bool) -> FieldRow:
-    effective = (r.collected or report.collected).date()
+    collected = r.collected or report.collected
+    effective = collected.date()
     value: Hashable = r.value if r.value is not None else r.value_text
     reference: Hashable = (r.reference_low, r.reference_high, r.reference_text or None)
     return {
@@ -51,7 +52,7 @@ def _truth_row(r: LabResultTruth, report: LabReport, cumulative: bool) -> FieldR
         "unit": r.ucum if r.ucum is not None else (normalize_unit(r.unit) if r.unit else None),
         "flag": r.flag.value if r.flag else None,
         "reference": reference,
-        "effective": effective,
+        "effective": collected,  # every layout prints the time: the minute is scored, not only the day
     }
 
 
@@ -63,7 +64,11 @@ def _found_row(r: ExtractedLab, cumulative: bool) -> FieldRow:
         "unit": r.unit,
         "flag": r.flag.value if r.flag else None,
         "reference": (r.reference_low, r.reference_high, r.reference_text),
-        "effective": r.effective,
+        "effective": (
+            datetime.combine(r.effective, r.effective_time)
+            if r.effective is not None and r.effective_time is not None
+            else r.effective
+        ),
     }
 
 

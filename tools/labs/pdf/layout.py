@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, time
 from enum import StrEnum
 from typing import Final
 
 from tools.labs.pdf.model import Word
-from tools.labs.pdf.values import parse_date
+from tools.labs.pdf.values import parse_date, parse_time
 
 __all__ = ["Column", "Role", "Table", "cells", "find_tables", "group_lines", "line_text"]
 
@@ -62,6 +62,7 @@ class Column:
     role: Role
     start: float  # left edge of the column interval
     on: date | None = None  # for Role.DATE
+    at: time | None = None  # for Role.DATE: the collection time printed with the date, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +120,21 @@ def line_text(words: list[Word]) -> str:
 
 # A right-aligned value may start left of its header; not further than this (points).
 _MAX_PULL: Final = 24.0
-_TIME_RE: Final = re.compile(r"\s+\d{1,2}:\d{2}(:\d{2})?$")
+# A cumulative report's column header: a date, then (on the same or the next line) a time.
+_TIME_RE: Final = re.compile(r"\s+(\d{1,2}:\d{2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?)$", re.IGNORECASE)
+
+_Found = tuple[Role, date | None, time | None]
 
 
-def _role(cell: list[Word]) -> tuple[Role, date | None] | None:
+def _role(cell: list[Word]) -> _Found | None:
     text = re.sub(r"\s+", " ", line_text(cell).strip().rstrip(":")).lower()
     if text in _ROLE_WORDS:
-        return _ROLE_WORDS[text], None
-    on = parse_date(_TIME_RE.sub("", text))
-    return (Role.DATE, on) if on else None
+        return _ROLE_WORDS[text], None, None
+    m = _TIME_RE.search(text)
+    on = parse_date(text[: m.start()] if m else text)
+    if on is None:
+        return None
+    return Role.DATE, on, parse_time(m.group(1)) if m else None
 
 
 def _only_dates(line: list[Word]) -> bool:
@@ -149,23 +156,26 @@ def _stacked_cells(upper: list[Word], lower: list[Word]) -> list[list[Word]]:
     return sorted(merged, key=lambda c: c[0].x0)
 
 
-def _header_groups(line_cells: list[list[Word]]) -> list[list[tuple[list[Word], Role, date | None]]] | None:
+_Cell = tuple[list[Word], Role, date | None, time | None]
+
+
+def _header_groups(line_cells: list[list[Word]]) -> list[list[_Cell]] | None:
     """The cells split into one group per test column, if they form a header row."""
-    found: list[tuple[list[Word], Role, date | None]] = []
+    found: list[_Cell] = []
     for cell in line_cells:
         role = _role(cell)
         if role is None:
             return None  # a header row holds only column names
-        found.append((cell, role[0], role[1]))
+        found.append((cell, *role))
     # A new group opens at each test column; columns printed before the first test column
     # (a "Result | Test | ..." order) belong to the first group.
-    groups: list[list[tuple[list[Word], Role, date | None]]] = [[]]
+    groups: list[list[_Cell]] = [[]]
     for item in found:
-        if item[1] is Role.NAME and any(r is Role.NAME for _, r, _ in groups[-1]):
+        if item[1] is Role.NAME and any(r is Role.NAME for _, r, _, _ in groups[-1]):
             groups.append([])
         groups[-1].append(item)
     for group in groups:
-        roles = [r for _, r, _ in group]
+        roles = [r for _, r, _, _ in group]
         if Role.NAME not in roles or not set(roles) & {Role.RESULT, Role.DATE}:
             return None
         if len([r for r in roles if r not in (Role.DATE,)]) != len({r for r in roles if r is not Role.DATE}):
@@ -185,14 +195,14 @@ def find_tables(lines: list[list[Word]], page_width: float, page_height: float) 
         tables: list[Table] = []
         for g, group in enumerate(groups):
             columns: list[Column] = []
-            for c, (cell, role, on) in enumerate(group):
+            for c, (cell, role, on, at) in enumerate(group):
                 x0 = min(w.x0 for w in cell)
                 if c == 0:
                     start = x0
                 else:
                     gap = max(0.0, x0 - max(w.x1 for w in group[c - 1][0]))
                     start = x0 - min(gap / 2, _MAX_PULL)
-                columns.append(Column(role, start, on))
+                columns.append(Column(role, start, on, at))
             left = 0.0 if g == 0 else _gutter(groups[g - 1], group)
             right = page_width + 1 if g == len(groups) - 1 else _gutter(group, groups[g + 1])
             # Rows start below the header's centre line: with tight line spacing the first row's
@@ -213,7 +223,5 @@ def find_tables(lines: list[list[Word]], page_width: float, page_height: float) 
     return out
 
 
-def _gutter(
-    left: list[tuple[list[Word], Role, date | None]], right: list[tuple[list[Word], Role, date | None]]
-) -> float:
+def _gutter(left: list[_Cell], right: list[_Cell]) -> float:
     return (max(w.x1 for w in left[-1][0]) + min(w.x0 for w in right[0][0])) / 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -60,13 +60,23 @@ class ExtractedLab(BaseModel):
     reference_high: float | None = None
     reference_text: str | None = None
     flag: LabFlag | None = None
-    effective: date | None = None
+    effective: date | None = None  # the collection date
+    effective_time: time | None = None  # its time when printed with it: naive wall-clock, zone unknown
     panel: str | None = None
     page: int
     bbox: BBox
 
+    @property
+    def effective_iso(self) -> str | None:
+        """``2024-03-04`` or, when the time is printed, ``2024-03-04T07:45:00`` (no offset: as printed)."""
+        if self.effective is None:
+            return None
+        if self.effective_time is None:
+            return self.effective.isoformat()
+        return datetime.combine(self.effective, self.effective_time).isoformat()
+
     def to_json(self) -> dict[str, Any]:
-        """The CLI's record: the fields of the brief, in that order."""
+        """The CLI's record: the fields of the brief, in that order; ``effective`` as ``effective_iso``."""
         return {
             "name": self.name,
             "loinc": self.loinc,
@@ -77,7 +87,7 @@ class ExtractedLab(BaseModel):
             "reference_high": self.reference_high,
             "reference_text": self.reference_text,
             "flag": self.flag.value if self.flag else None,
-            "effective": self.effective.isoformat() if self.effective else None,
+            "effective": self.effective_iso,
             "page": self.page,
             "bbox": [round(v, 2) for v in self.bbox],
         }

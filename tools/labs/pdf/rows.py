@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time
 from typing import Final
 
 from tools.labs.loinc_catalog import resolve
 from tools.labs.pdf.layout import Role, Table, cells, find_tables, group_lines, line_text
 from tools.labs.pdf.model import ExtractedLab, UnparsedRow, Word, union_bbox
-from tools.labs.pdf.values import parse_date, parse_flag, parse_range, parse_value
+from tools.labs.pdf.values import parse_date, parse_flag, parse_range, parse_time, parse_value
 from tools.labs.units import normalize_unit
 
 __all__ = ["PageContext", "PageOutcome", "collection_date", "extract_page"]
@@ -27,9 +27,14 @@ _DATE: Final = (
     r"(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{4}|\d{1,2}[- ][A-Za-z]{3}[a-z]*[- ,]+\d{4}"
     r"|[A-Za-z]{3}[a-z]*\.? \d{1,2},? \d{4})"
 )
+# The time, when printed right after the collection date: "03/04/2024 07:45", "04.03.2024, 07:45 Uhr".
+_TIME: Final = (
+    r"(?:[,;]?\s*(?:at\s+|um\s+)?"
+    r"(\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AaPp]\.?[Mm]\.?(?![A-Za-z]))?)(?![\d:]))?"
+)
 _COLLECTED_RE: Final = re.compile(
     r"(?:date collected|collection date|collected on|collected|date of collection|specimen collected"
-    r"|sample date|drawn|specimen date|coll\.)\s*[:\-]?\s*" + _DATE,
+    r"|sample date|drawn|specimen date|coll\.)\s*[:\-]?\s*" + _DATE + _TIME,
     re.IGNORECASE,
 )
 _NOTE_STARTS: Final = ("*", "†", "‡", "note", "comment", "footnote", "#")
@@ -39,9 +44,10 @@ _LEADER_RE: Final = re.compile(r"\s*\.{3,}\s*$|^\.+$")
 
 @dataclass
 class PageContext:
-    """What carries from one page to the next: the collection date, the last tables."""
+    """What carries from one page to the next: the collection date and time, the last tables."""
 
     effective: date | None = None
+    effective_time: time | None = None  # printed with the collection date, naive wall-clock
     tables: list[Table] = field(default_factory=list)
     panel: str | None = None
     decimal_comma: bool = False  # the document prints "4,2": every comma is a decimal comma
@@ -54,13 +60,14 @@ class PageOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def collection_date(lines: list[list[Word]]) -> date | None:
+def collection_date(lines: list[list[Word]]) -> tuple[date, time | None] | None:
+    """The collection date printed on the page, with its time when one follows the date."""
     for line in lines:
         m = _COLLECTED_RE.search(line_text(line))
         if m:
             found = parse_date(m.group(1))
             if found:
-                return found
+                return found, parse_time(m.group(2)) if m.group(2) else None
     return None
 
 
@@ -70,7 +77,9 @@ def extract_page(
     """Results printed on one page; ``context`` is updated for the next page."""
     outcome = PageOutcome()
     lines = group_lines(words)
-    context.effective = collection_date(lines) or context.effective
+    collected = collection_date(lines)
+    if collected is not None:
+        context.effective, context.effective_time = collected
     found = find_tables(lines, width, height)
     if found:
         tables = [t for _, t in found]
@@ -155,9 +164,13 @@ def _read_row(
     resolution = resolve(name, unit=unit, panel=panel)
     if unit is None and resolution.entry is not None and (resolution.entry.unit or "").startswith("{"):
         unit = resolution.entry.unit  # a unitless-by-definition test (INR): its UCUM annotation
-    value_cols = [(i, table.columns[i].on) for i, r in roles.items() if r in (Role.RESULT, Role.DATE)]
+    value_cols = [i for i, r in roles.items() if r in (Role.RESULT, Role.DATE)]
     any_value = False
-    for col, on in value_cols:
+    for col in value_cols:
+        # A dated column (cumulative report) carries its own collection time; else the page's.
+        on, at = table.columns[col].on, table.columns[col].at
+        if on is None:
+            on, at = context.effective, context.effective_time
         value_words = by_col.get(col, [])
         if not value_words:
             continue
@@ -185,7 +198,8 @@ def _read_row(
                 reference_high=ref.high if ref else None,
                 reference_text=ref_text,
                 flag=flag,
-                effective=on or context.effective,
+                effective=on,
+                effective_time=at if on is not None else None,
                 panel=panel,
                 page=page,
                 bbox=union_bbox(value_words),

@@ -1,7 +1,8 @@
 """Field-level precision / recall / F1 of extracted results against printed truth (pure).
 
 Rows are paired by (printed name, effective date, occurrence). Six fields are scored per row:
-LOINC, value, unit (UCUM), flag, reference range (low, high, text), effective date. A field
+LOINC, value, unit (UCUM), flag, reference range (low, high, text), effective date (a datetime
+where the collection time is printed). A field
 whose truth and extraction are both empty is not counted; a wrong value is both a false
 positive and a false negative; an extracted row with no truth row counts all its fields false.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, time
 from typing import Final, Literal
 
 from tools.medgemma.tasks.lab_extraction import LabFlag
@@ -18,6 +18,7 @@ __all__ = [
     "parse_flag",
     "parse_number",
     "parse_range",
+    "parse_time",
     "parse_value",
     "uses_decimal_comma",
 ]
@@ -191,3 +192,22 @@ def parse_date(text: str, *, day_first: bool = False) -> date | None:
     except ValueError:
         return None
     return None
+
+
+_TIME_OF_DAY_RE: Final = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s*([ap])\.?m\.?)?$", re.IGNORECASE)
+
+
+def parse_time(text: str) -> time | None:
+    """``07:45``, ``7:45:30``, ``7:45 PM`` -> a naive wall-clock time as printed; else ``None``."""
+    m = _TIME_OF_DAY_RE.match(" ".join(text.strip().split()))
+    if not m:
+        return None
+    hour, minute, second = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    if m.group(4):
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if m.group(4).lower() == "p" else 0)
+    try:
+        return time(hour, minute, second)
+    except ValueError:
+        return None
