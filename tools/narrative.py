@@ -17,7 +17,7 @@ from typing import Final
 from tools.labs.analytes import ANALYTES
 from tools.trends import ALGORITHM_REVISION, ENGINE_NAME, Trend
 
-__all__ = ["HEADER", "render_summary"]
+__all__ = ["HEADER", "format_day", "format_number", "render_summary", "unit_display"]
 
 HEADER: Final = (
     f"AI-generated, automatically computed lab trend summary ({ENGINE_NAME}, rule revision "
@@ -36,19 +36,23 @@ _UNIT_DISPLAY: Final[dict[str, str]] = {
 _ORDER: Final = {a.key: i for i, a in enumerate(ANALYTES)}
 
 
-def _num(x: float, signed: bool = False) -> str:
-    # Three significant figures read like lab values; large numbers keep their integer part.
+def format_number(x: float, signed: bool = False) -> str:
+    """A lab value as text: three significant figures, large numbers keep their integer part."""
     text = f"{x:.0f}" if abs(x) >= 1000 else f"{x:.3g}"
     return f"+{text}" if signed and x > 0 else text
 
 
+def unit_display(unit: str | None) -> str:
+    """The unit as a reader writes it (``mm[Hg]`` -> ``mmHg``); empty for no unit."""
+    return _UNIT_DISPLAY.get(unit, unit) if unit else ""
+
+
 def _unit(trend: Trend) -> str:
-    if not trend.unit:
-        return ""
-    return " " + _UNIT_DISPLAY.get(trend.unit, trend.unit)
+    return " " + unit_display(trend.unit) if trend.unit else ""
 
 
-def _day(t: datetime) -> str:
+def format_day(t: datetime) -> str:
+    """The calendar date of ``t`` in its own offset, ISO 8601."""
     return t.date().isoformat()
 
 
@@ -56,23 +60,23 @@ def _changed_line(t: Trend, label: str) -> str:
     u = _unit(t)
     first = "first result" if t.baseline_n == 1 else f"median of the first {t.baseline_n} results"
     parts = [
-        f"- {t.display} {label}: {_num(t.latest.value)}{u} on {_day(t.latest.time)}, "
-        f"from a baseline of {_num(t.baseline)}{u} ({first}, from {_day(t.first.time)}); "
-        f"change {_num(t.change_from_baseline, signed=True)}{u}"
+        f"- {t.display} {label}: {format_number(t.latest.value)}{u} on {format_day(t.latest.time)}, "
+        f"from a baseline of {format_number(t.baseline)}{u} ({first}, from {format_day(t.first.time)}); "
+        f"change {format_number(t.change_from_baseline, signed=True)}{u}"
     ]
     if t.threshold is not None:
-        parts.append(f" (threshold {_num(t.threshold)}{u})")
+        parts.append(f" (threshold {format_number(t.threshold)}{u})")
     parts.append(".")
     if t.slope_per_year is not None:
         parts.append(
-            f" Slope {_num(t.slope_per_year, signed=True)}{u}/year over {t.n} results, "
-            f"{_day(t.first.time)} to {_day(t.latest.time)}."
+            f" Slope {format_number(t.slope_per_year, signed=True)}{u}/year over {t.n} results, "
+            f"{format_day(t.first.time)} to {format_day(t.latest.time)}."
         )
     if t.crossings:
         last = t.crossings[-1]
         what = {"entered": "Entered", "left": "Left", "crossed": "Crossed"}[last.kind]
         side = "" if last.kind == "entered" else f" ({last.after.value})"
-        parts.append(f" {what} the reference range{side} on {_day(last.time)}")
+        parts.append(f" {what} the reference range{side} on {format_day(last.time)}")
         if len(t.crossings) > 1:
             parts.append(f"; {len(t.crossings)} range changes in all")
         parts.append(".")
@@ -82,7 +86,7 @@ def _changed_line(t: Trend, label: str) -> str:
 
 
 def _stable_item(t: Trend) -> str:
-    return f"{t.display} {_num(t.latest.value)}{_unit(t)} ({_day(t.latest.time)}, n={t.n})"
+    return f"{t.display} {format_number(t.latest.value)}{_unit(t)} ({format_day(t.latest.time)}, n={t.n})"
 
 
 def render_summary(
@@ -96,7 +100,7 @@ def render_summary(
     # The report's subject already identifies the patient; a name is only shown when given.
     header_line = [f"Patient: {patient_display}."] if patient_display else []
     if as_of is not None:
-        header_line.append(f"Results up to {_day(as_of)}.")
+        header_line.append(f"Results up to {format_day(as_of)}.")
     if header_line:
         lines.append(" ".join(header_line))
 

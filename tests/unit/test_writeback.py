@@ -281,8 +281,13 @@ def test_report_content() -> None:
     assert report["status"] == "preliminary"
     assert report["code"]["coding"][0]["code"] == "11502-2"
     assert report["conclusion"] == text
-    assert base64.b64decode(report["presentedForm"][0]["data"]).decode("utf-8") == text
+    # The text/plain form is the narrative followed by the trend table; then one PNG per plot.
+    plain = base64.b64decode(report["presentedForm"][0]["data"]).decode("utf-8")
+    assert text in plain
+    assert plain.index(text) < plain.index("Trend table:")
     assert report["presentedForm"][0]["contentType"].startswith("text/plain")
+    assert [f["contentType"] for f in report["presentedForm"][1:]] == ["image/png"] * 2
+    assert report["text"]["status"] == "generated"
     assert [(s["system"], s["code"]) for s in report["meta"]["security"]] == [AIAST]
     assert report["effectivePeriod"] == {"start": "2022-01-10T08:00:00Z", "end": "2022-07-09T08:00:00Z"}
     assert report["subject"] == {"reference": SUBJECT}

@@ -16,14 +16,18 @@ from tools.writeback.identifiers import (
     business_identifier,
 )
 from tools.writeback.transaction import build_patient_transaction
+from tools.writeback.trend_plots import MAX_PLOTS, plot_title, render_trend_plot, series_to_plot
+from tools.writeback.trend_table import TrendRow, report_plain_text, report_xhtml, trend_rows
 
 __all__ = [
     "AIAST",
     "AI_OUTPUT_SYSTEM",
+    "MAX_PLOTS",
     "Built",
     "BusinessIdentifier",
     "InputRef",
     "ModelIdentity",
+    "TrendRow",
     "build_model_device",
     "build_patient_transaction",
     "build_provenance",
@@ -31,5 +35,11 @@ __all__ = [
     "build_trend_observation",
     "business_identifier",
     "is_ai_asserted",
+    "plot_title",
+    "render_trend_plot",
+    "report_plain_text",
+    "report_xhtml",
+    "series_to_plot",
     "trend_engine_identity",
+    "trend_rows",
 ]

@@ -9,10 +9,18 @@
   the baseline and the Theil-Sen slope per year (UCUM ``/a``); ``interpretation`` uses the
   v3 trend codes B/W (better/worse) and U/D (significant change up/down); ``derivedFrom``
   lists every point used.
-* ``build_summary_report``: the DiagnosticReport, coded LOINC 11502-2 "Laboratory report": the
-  generic code for a report over laboratory results, which is what this summary is
-  (11526-1 is "Pathology study", the wrong domain; no LOINC code exists for an automated
-  trend summary). Its ``conclusion`` and ``presentedForm`` (text/plain) are the narrative.
+* ``build_summary_report``: the longitudinal DiagnosticReport, coded LOINC 11502-2
+  "Laboratory report": the generic code for a report over laboratory results, which is what
+  this summary is - its ``result`` are the laboratory trend Observations and its category is
+  LAB, so ``DiagnosticReport?code=11502-2`` finds it with the other lab reports. Rejected:
+  11526-1 "Pathology study" (the wrong domain), 60591-5 "Patient summary Document" (the IPS
+  document code: a reader would take this for a curated patient summary), and any new local
+  code (no LOINC code exists for an automated trend summary; ``code.text`` and AIAST say what
+  it is). Imaging comparisons are only listed in its text: ``result`` may reference
+  Observations only. ``conclusion`` is the narrative; ``text`` (XHTML) holds the header, the
+  narrative, the imaging lines and the trend table; ``presentedForm`` the same as text/plain,
+  then one PNG per plotted series (``tools.writeback.trend_plots``). Its identifier hashes all
+  of that output (each attachment by SHA-256), so a changed plot gives a new report.
 * ``build_provenance``: targets every written Observation and the report, ``agent.who`` the
   model Device (type ``author``), one ``source`` entity per input Observation and a
   ``derivation`` entity for the engine revision; its identifier travels as a ``meta.tag``.
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -38,6 +47,8 @@ from tools.labs.analytes import get_analyte
 from tools.trends import ALGORITHM_REVISION, ENGINE_NAME, Trend
 from tools.writeback.ai_labels import ModelIdentity, ai_meta
 from tools.writeback.identifiers import AI_OUTPUT_SYSTEM, Built, InputRef, Param, business_identifier
+from tools.writeback.trend_plots import MAX_PLOTS, plot_title, render_trend_plot, series_to_plot
+from tools.writeback.trend_table import report_plain_text, report_xhtml, trend_rows
 
 __all__ = [
     "DIRECTION_SYSTEM",
@@ -57,6 +68,7 @@ SUMMARY_REPORT_CODE: Final[dict[str, str]] = {
     "code": "11502-2",
     "display": "Laboratory report",
 }
+_REPORT_TITLE: Final = "Laboratory trend summary (AI-generated, preliminary)"
 _UCUM: Final = "http://unitsofmeasure.org"
 _INTERPRETATION: Final = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 _OBS_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -193,6 +205,22 @@ def build_trend_observation(
     return Built(resource=obs, resource_type="Observation", identifier=ident)
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _attachment(content_type: str, data: bytes, title: str, issued: datetime) -> dict[str, Any]:
+    return {
+        "contentType": content_type,
+        "data": base64.b64encode(data).decode("ascii"),
+        "size": len(data),
+        # R4 Attachment.hash is the base64 of the SHA-1 of the data.
+        "hash": base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode("ascii"),
+        "title": title,
+        "creation": issued.isoformat(),
+    }
+
+
 def build_summary_report(
     *,
     subject: str,
@@ -202,30 +230,63 @@ def build_summary_report(
     identity: ModelIdentity,
     issued: datetime,
     parameters: Mapping[str, Param] | None = None,
+    document_refs: frozenset[str] = frozenset(),
+    imaging_summaries: Sequence[str] = (),
+    max_plots: int = MAX_PLOTS,
 ) -> Built[DiagnosticReport]:
-    """The summary DiagnosticReport over the trend Observations; raises ``ValueError`` on bad input."""
+    """The longitudinal DiagnosticReport over the trend Observations; raises ``ValueError`` on bad input.
+
+    ``document_refs``: source references of points transcribed from PDF reports (marked in the
+    table and the plots). ``imaging_summaries``: lines listed under "Imaging comparisons".
+    ``max_plots``: at most this many PNG plots (``series_to_plot`` chooses them).
+    """
     _check_subject(subject)
     _check_time("issued", issued)
     if not observations or len(observations) != len(trends):
         raise ValueError("a summary report needs one built Observation per trend, and at least one")
     if not narrative.strip():
         raise ValueError("a summary report needs a narrative")
+    if isinstance(imaging_summaries, str):
+        raise ValueError("imaging_summaries must be a sequence of lines, not one string")
+    if any(not line.strip() or "\n" in line for line in imaging_summaries):
+        raise ValueError("each imaging summary must be one non-blank line")
+    if not isinstance(document_refs, frozenset):
+        raise ValueError("document_refs must be a frozenset of references")
+
+    rows = trend_rows(trends, document_refs)
+    plotted = series_to_plot(trends, limit=max_plots)
+    titles = [plot_title(t) for t in plotted]
+    plain = report_plain_text(narrative, rows, imaging_summaries=imaging_summaries)
+    div = report_xhtml(narrative, rows, imaging_summaries=imaging_summaries, plot_titles=titles)
+    forms = [("text/plain; charset=utf-8", plain.encode("utf-8"), _REPORT_TITLE)]
+    forms += [
+        ("image/png", render_trend_plot(t, document_refs), title)
+        for t, title in zip(plotted, titles, strict=True)
+    ]
+
     inputs = [ref for t in trends for ref in _trend_inputs(t)]
     ident = business_identifier(
         engine=identity.key(),
         task="lab-trend-summary",
         inputs=inputs,
-        # The text is part of the output: a changed template must not hide behind an old report.
+        # Everything shown is part of the output: a changed template, table or plot must not
+        # hide behind an old report. ``issued``/``creation`` are left out: a rerun is the same report.
         parameters={
-            "narrative_sha256": hashlib.sha256(narrative.encode("utf-8")).hexdigest(),
+            "narrative_sha256": _sha256(narrative.encode("utf-8")),
+            "text_sha256": _sha256(div.encode("utf-8")),
+            "presented_form_sha256": _sha256(
+                json.dumps([[ct, title, _sha256(data)] for ct, data, title in forms]).encode("utf-8")
+            ),
             **(parameters or {}),
         },
     )
+    sources = [s for t in trends for s in t.sources]
     report = DiagnosticReport.model_validate(
         {
             "resourceType": "DiagnosticReport",
             "meta": ai_meta(),
             "identifier": [ident.as_fhir()],
+            "text": {"status": "generated", "div": div},
             "status": "preliminary",
             "category": [
                 {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}
@@ -233,8 +294,8 @@ def build_summary_report(
             "code": {"coding": [dict(SUMMARY_REPORT_CODE)], "text": "Automated laboratory trend summary"},
             "subject": {"reference": subject},
             "effectivePeriod": {
-                "start": min(t.first.time for t in trends).isoformat(),
-                "end": max(t.latest.time for t in trends).isoformat(),
+                "start": min(s.time for s in sources).isoformat(),
+                "end": max(s.time for s in sources).isoformat(),
             },
             "issued": issued.isoformat(),
             "result": [
@@ -243,13 +304,8 @@ def build_summary_report(
             ],
             "conclusion": narrative,
             "presentedForm": [
-                {
-                    "contentType": "text/plain; charset=utf-8",
-                    "language": "en",
-                    "data": base64.b64encode(narrative.encode("utf-8")).decode("ascii"),
-                    "title": "Laboratory trend summary (AI-generated, preliminary)",
-                    "creation": issued.isoformat(),
-                }
+                _attachment(ct, data, title, issued) | ({"language": "en"} if ct.startswith("text/") else {})
+                for ct, data, title in forms
             ],
         }
     )

@@ -1,7 +1,9 @@
 """One transaction Bundle per patient for the trend write-back (pure).
 
 Entries (all ``POST`` with ``ifNoneExist``, so a rerun creates nothing new): the model Device,
-one trend Observation per series, the summary DiagnosticReport and the Provenance. New
+one trend Observation per series, the longitudinal DiagnosticReport, the Provenance, then any
+``extra`` entries the caller built for the same transaction (imaging reports with their Device
+and Provenance, say); entries with the same fullUrl are the same resource and are sent once. New
 resources refer to each other by their deterministic ``urn:uuid`` fullUrls, which the server
 resolves atomically (or to the existing resource when ``ifNoneExist`` matched).
 ``ifNoneExist`` is ``identifier=<system>|<value>`` except for Provenance, which has no
@@ -33,6 +35,9 @@ def build_patient_transaction(
     identity: ModelIdentity | None = None,
     narrative_identity: ModelIdentity | None = None,
     parameters: Mapping[str, Param] | None = None,
+    document_refs: frozenset[str] = frozenset(),
+    extra: Sequence[Built[Any]] = (),
+    imaging_summaries: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The transaction Bundle (as JSON-ready dict) writing ``trends`` and the summary for ``subject``.
 
@@ -43,6 +48,10 @@ def build_patient_transaction(
 
     ``issued`` is both the resources' ``issued`` and the Provenance's ``recorded``: the caller's
     clock, so that the function stays pure. Raises ``ValueError`` on bad input.
+
+    ``document_refs``: source references of points transcribed from PDF reports (marked in the
+    report's table and plots). ``extra``: other built entries to write in the same transaction.
+    ``imaging_summaries``: lines the report lists under "Imaging comparisons".
     """
     if not trends:
         raise ValueError("nothing to write: no trends")
@@ -65,6 +74,8 @@ def build_patient_transaction(
         identity=narrator,
         issued=issued,
         parameters=parameters,
+        document_refs=document_refs,
+        imaging_summaries=imaging_summaries,
     )
     sources = [s.reference for t in trends for s in t.sources]
     if narrator == engine:
@@ -95,8 +106,21 @@ def build_patient_transaction(
                     "resource": b.resource.model_dump(mode="json"),
                     "request": {"method": "POST", "url": b.resource_type, "ifNoneExist": b.if_none_exist},
                 }
-                for b in built
+                for b in _unique([*built, *extra])
             ],
         }
     )
     return bundle.model_dump(mode="json")
+
+
+def _unique(built: Sequence[Built[Any]]) -> list[Built[Any]]:
+    """First occurrence of each fullUrl; one fullUrl with two different contents is an error."""
+    seen: dict[str, Built[Any]] = {}
+    for b in built:
+        first = seen.setdefault(b.full_url, b)
+        if first is not b and (
+            first.resource_type != b.resource_type
+            or first.resource.model_dump(mode="json") != b.resource.model_dump(mode="json")
+        ):
+            raise ValueError(f"two different {b.resource_type} entries share the fullUrl {b.full_url}")
+    return list(seen.values())
