@@ -8,6 +8,7 @@ from tools.writeback.ai_labels import (
     trend_engine_identity,
 )
 from tools.writeback.builders import build_provenance, build_summary_report, build_trend_observation
+from tools.writeback.extraction_labels import DOCUMENT_EXTRACTION_TAG, is_document_extraction
 from tools.writeback.identifiers import (
     AI_OUTPUT_SYSTEM,
     Built,
@@ -22,6 +23,7 @@ from tools.writeback.trend_table import TrendRow, report_plain_text, report_xhtm
 __all__ = [
     "AIAST",
     "AI_OUTPUT_SYSTEM",
+    "DOCUMENT_EXTRACTION_TAG",
     "MAX_PLOTS",
     "Built",
     "BusinessIdentifier",
@@ -35,6 +37,7 @@ __all__ = [
     "build_trend_observation",
     "business_identifier",
     "is_ai_asserted",
+    "is_document_extraction",
     "plot_title",
     "render_trend_plot",
     "report_plain_text",

@@ -13,10 +13,12 @@ from tools.labs.pdf.errors import (
     PdfTooLargeError,
 )
 from tools.labs.pdf.model import BBox, ExtractedLab, LabPdfExtraction, UnparsedRow
-from tools.labs.pdf.reader import DEFAULT_MAX_PAGES, extract_labs
+from tools.labs.pdf.reader import DEFAULT_MAX_PAGES, EXTRACTOR_NAME, EXTRACTOR_REVISION, extract_labs
 
 __all__ = [
     "DEFAULT_MAX_PAGES",
+    "EXTRACTOR_NAME",
+    "EXTRACTOR_REVISION",
     "BBox",
     "ExtractedLab",
     "LabPdfError",

@@ -12,11 +12,23 @@ from tools.labs.pdf.model import ExtractedLab, LabPdfExtraction, UnparsedRow, Wo
 from tools.labs.pdf.rows import PageContext, extract_page
 from tools.labs.pdf.values import uses_decimal_comma
 
-__all__ = ["DEFAULT_MAX_PAGES", "extract_labs", "open_pdf", "page_words"]
+__all__ = [
+    "DEFAULT_MAX_PAGES",
+    "EXTRACTOR_NAME",
+    "EXTRACTOR_REVISION",
+    "extract_labs",
+    "open_pdf",
+    "page_words",
+]
 
 _open: Any = pymupdf.open
 
 DEFAULT_MAX_PAGES: Final = 200
+# The extractor's identity in what ChartAgent writes from its results (tools.writeback.lab_results):
+# bump the revision whenever a change can alter any extracted row, so that new output gets new
+# identifiers instead of hiding behind what an older extractor wrote.
+EXTRACTOR_NAME: Final = "chartagent-lab-pdf-extractor"
+EXTRACTOR_REVISION: Final = "2"  # 2: collection time printed with the date
 # pymupdf ships no type hints for Document/Page methods: this module is their only user here.
 _Doc = Any
 _Page = Any
