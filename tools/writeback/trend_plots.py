@@ -26,6 +26,7 @@ get a hollow orange diamond and a legend entry of their own.
 from __future__ import annotations
 
 import io
+import unicodedata
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,8 +141,9 @@ def plot_title(t: Trend) -> str:
 
 
 def _plain(text: str) -> str:
-    # A '$' pair would be parsed as mathtext; lab names are plain text.
-    return text.replace("$", r"\$")
+    # A '$' pair would be parsed as mathtext; control characters have no glyph. Lab names are plain text.
+    shown = "".join(c for c in text if unicodedata.category(c) != "Cc")
+    return shown.replace("$", r"\$")
 
 
 def _date_num(t: datetime | list[datetime]) -> Any:

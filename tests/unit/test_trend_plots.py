@@ -1,0 +1,211 @@
+"""Trend plots: byte-identical PNGs (in and across processes), size, reference band, PDF markers,
+bundled fonts, and the rule that chooses which series get a plot."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+from trend_samples import lab_trend
+
+from tools.trends import Trend
+from tools.writeback.trend_plots import (
+    BAND_COLOR,
+    HEIGHT_PX,
+    MAX_PLOTS,
+    PDF_COLOR,
+    PDF_POINT_LABEL,
+    WIDTH_PX,
+    plot_title,
+    render_trend_plot,
+    series_to_plot,
+    trend_figure,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+CREATININE = lab_trend("creatinine", [1.0, 1.5, 2.5])  # worsened, latest above 0.6-1.3
+PDF_REF = "Observation/creatinine-1"
+
+
+def rgb(hex_color: str) -> np.ndarray:
+    return np.array([int(hex_color[i : i + 2], 16) for i in (1, 3, 5)], dtype=int)
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=int)
+
+
+def pixel_at(t: Trend, png: bytes, x_frac: float, y: float) -> np.ndarray:
+    """The colour at data value ``y`` and ``x_frac`` of the x axis, located via the figure's transform."""
+    ax = trend_figure(t).axes[0]
+    x0, x1 = ax.get_xlim()
+    px, py = ax.transData.transform((x0 + x_frac * (x1 - x0), y))
+    return np.asarray(pixels(png)[round(HEIGHT_PX - py), round(px)], dtype=int)
+
+
+def near(a: np.ndarray, b: np.ndarray, tol: int = 6) -> bool:
+    return bool(np.abs(a - b).max() <= tol)
+
+
+def test_png_size_and_no_software_metadata() -> None:
+    png = render_trend_plot(CREATININE)
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG"
+    assert image.size == (WIDTH_PX, HEIGHT_PX)
+    assert "Software" not in image.info
+    assert len(png) < 60_000
+
+
+def test_same_input_same_bytes_within_a_process() -> None:
+    refs = frozenset({PDF_REF})
+    assert render_trend_plot(CREATININE, refs) == render_trend_plot(CREATININE, refs)
+    assert render_trend_plot(CREATININE) != render_trend_plot(CREATININE, refs)
+
+
+def test_same_input_same_bytes_across_processes() -> None:
+    script = (
+        "import hashlib, sys\n"
+        "from tools.trends import Trend\n"
+        "from tools.writeback.trend_plots import render_trend_plot\n"
+        "t = Trend.model_validate_json(sys.stdin.read())\n"
+        f"print(hashlib.sha256(render_trend_plot(t, frozenset({{{PDF_REF!r}}}))).hexdigest())\n"
+    )
+    digests = set()
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            input=CREATININE.model_dump_json(),
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)},
+            timeout=120,
+            check=True,
+        )
+        digests.add(done.stdout.strip())
+    here = hashlib.sha256(render_trend_plot(CREATININE, frozenset({PDF_REF}))).hexdigest()
+    assert digests == {here}
+
+
+def test_reference_band_is_shaded_between_the_bounds() -> None:
+    png = render_trend_plot(CREATININE)
+    low, high = CREATININE.reference_low, CREATININE.reference_high
+    assert low is not None
+    assert high is not None
+    # Left of the first point (the x axis is padded), so no line or marker is there.
+    assert near(pixel_at(CREATININE, png, 0.02, (low + high) / 2), rgb(BAND_COLOR))
+    assert near(pixel_at(CREATININE, png, 0.02, (high + CREATININE.latest.value) / 2), rgb("#ffffff"))
+    assert near(pixel_at(CREATININE, png, 0.02, low - 0.05), rgb("#ffffff"))
+
+
+def test_no_band_without_a_range() -> None:
+    t = lab_trend("XYZ", [1.0, 2.0, 1.5], display="Local test", unit="U/L")
+    assert (t.reference_low, t.reference_high) == (None, None)
+    png = render_trend_plot(t)
+    assert near(pixel_at(t, png, 0.02, 1.5), rgb("#ffffff"))
+    assert not (np.abs(pixels(png) - rgb(BAND_COLOR)).max(axis=2) <= 3).any()
+
+
+def test_one_sided_band_runs_to_the_edge() -> None:
+    t = lab_trend("egfr", [90.0, 70.0, 50.0])  # >= 60 only
+    assert (t.reference_low, t.reference_high) == (60.0, None)
+    png = render_trend_plot(t)
+    y0, y1 = trend_figure(t).axes[0].get_ylim()
+    assert near(pixel_at(t, png, 0.02, y1 - 0.03 * (y1 - y0)), rgb(BAND_COLOR))
+    assert near(pixel_at(t, png, 0.02, (60.0 + y0) / 2), rgb("#ffffff"))
+
+
+def test_pdf_points_get_their_own_marker_and_legend_entry() -> None:
+    def legend_texts(refs: frozenset[str]) -> list[str]:
+        legend = trend_figure(CREATININE, refs).axes[0].get_legend()
+        assert legend is not None
+        return [t.get_text() for t in legend.get_texts()]
+
+    def orange_pixels(refs: frozenset[str]) -> int:
+        close = np.abs(pixels(render_trend_plot(CREATININE, refs)) - rgb(PDF_COLOR)).max(axis=2) <= 10
+        return int(close.sum())
+
+    assert PDF_POINT_LABEL in legend_texts(frozenset({PDF_REF}))
+    assert PDF_POINT_LABEL not in legend_texts(frozenset())
+    assert PDF_POINT_LABEL not in legend_texts(frozenset({"Observation/other"}))
+    assert orange_pixels(frozenset()) == 0
+    assert orange_pixels(frozenset({PDF_REF})) > 20
+
+
+def test_every_text_uses_the_bundled_dejavu_font() -> None:
+    bundled = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    fig = trend_figure(CREATININE, frozenset({PDF_REF}))
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert legend is not None
+    texts = [*fig.texts, *ax.get_xticklabels(), *ax.get_yticklabels(), *legend.get_texts()]
+    texts += [ax.xaxis.label, ax.yaxis.label]
+    assert len(texts) > 8
+    for text in texts:
+        font_file = text.get_fontproperties().get_file()
+        assert font_file is not None
+        assert Path(str(font_file)).parent == bundled
+        assert Path(str(font_file)).name.startswith("DejaVuSans")
+
+
+def test_title_footer_and_axis_labels() -> None:
+    fig = trend_figure(CREATININE)
+    shown = [t.get_text() for t in fig.texts]
+    assert "Trend of Creatinine (mg/dL) with reference range" in shown
+    assert any("AI-generated, preliminary" in s for s in shown)
+    assert fig.axes[0].get_ylabel() == "Value (mg/dL)"
+
+
+def test_plot_title_leaves_out_what_is_missing() -> None:
+    assert plot_title(lab_trend("systolic_bp", [120.0, 150.0])) == (
+        "Trend of Systolic blood pressure (mmHg) with reference range"
+    )
+    assert plot_title(lab_trend("XYZ", [1.0, 2.0], display="Local test")) == "Trend of Local test"
+
+
+@pytest.mark.parametrize("values", [[2.0], [2.0, 2.0, 2.0]])
+def test_single_point_and_flat_series_render(values: list[float]) -> None:
+    t = lab_trend("creatinine", values)
+    image = Image.open(io.BytesIO(render_trend_plot(t)))
+    assert image.size == (WIDTH_PX, HEIGHT_PX)
+
+
+# --- which series get a plot ----------------------------------------------------------
+
+
+def test_selection_keeps_abnormal_or_changing_series_only() -> None:
+    normal_stable = lab_trend("potassium", [4.0, 4.1])
+    abnormal_only = lab_trend("ldl", [150.0, 148.0])  # stable, but above <= 100
+    changing_only = lab_trend("egfr", [90.0, 70.0])  # worsened, still >= 60
+    within = lab_trend("glucose", [80.0, 95.0])  # significant move inside the range
+    both = lab_trend("creatinine", [1.0, 1.5, 2.5])
+    chosen = series_to_plot([normal_stable, abnormal_only, changing_only, within, both])
+    assert chosen == [both, abnormal_only, changing_only, within]
+
+
+def test_selection_puts_worsened_first_then_the_larger_excursion() -> None:
+    improved = lab_trend("ldl", [190.0, 120.0])  # abnormal and changing, improved
+    slightly = lab_trend("creatinine", [1.0, 1.35], prefix="c1")  # worsened, just above 1.3
+    far = lab_trend("creatinine", [1.0, 4.0], prefix="c2", display="Creatinine (other lab)")
+    assert series_to_plot([improved, slightly, far]) == [far, slightly, improved]
+
+
+def test_selection_is_capped() -> None:
+    many = [lab_trend("creatinine", [1.0, 1.5 + i / 10], prefix=f"c{i}") for i in range(MAX_PLOTS + 3)]
+    chosen = series_to_plot(many)
+    assert len(chosen) == MAX_PLOTS
+    # The largest excursions survive the cap.
+    assert chosen[0] == many[-1]
+    assert many[0] not in chosen
+    assert series_to_plot(many, limit=2) == chosen[:2]
+    assert series_to_plot(many, limit=0) == []
+    with pytest.raises(ValueError, match="limit"):
+        series_to_plot(many, limit=-1)
