@@ -35,7 +35,10 @@ from tools.labs.units import UnitConversionError, convert_dimensional, normalize
         ("10*3/uL", "10*3/uL"),
         ("K/uL", "10*3/uL"),
         ("mmHg", "mm[Hg]"),
-        ("meq/L", "mEq/L"),
+        # UCUM's equivalent is the case-sensitive atom "eq" (HL7 ucum-common lists "meq/L",
+        # "milliequivalent per liter"): the printed "mEq/L" normalises to "meq/L".
+        ("mEq/L", "meq/L"),
+        ("meq/l", "meq/L"),
         ("lbs", "[lb_av]"),
         ("furlongs/fortnight", "furlongs/fortnight"),  # unknown: passed through, not guessed
         ("", None),

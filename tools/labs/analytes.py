@@ -308,7 +308,7 @@ ANALYTES: Final[tuple[Analyte, ...]] = (
         loinc=("2823-3", "6298-4"),
         local_codes=("K", "POT", "POTASSIUM"),
         unit=_MMOL_L,
-        conversions=(UnitConversion("mEq/L", 1.0),),  # monovalent
+        conversions=(UnitConversion("meq/L", 1.0),),  # monovalent
         good_direction=GoodDirection.IN_RANGE,
         # 0.5 mmol/L: the step used to grade hyper/hypokalaemia severity.
         stability=StabilityThreshold(absolute=0.5),
@@ -321,7 +321,7 @@ ANALYTES: Final[tuple[Analyte, ...]] = (
         loinc=("2951-2", "2947-0"),
         local_codes=("NA", "SOD", "SODIUM"),
         unit=_MMOL_L,
-        conversions=(UnitConversion("mEq/L", 1.0),),  # monovalent
+        conversions=(UnitConversion("meq/L", 1.0),),  # monovalent
         good_direction=GoodDirection.IN_RANGE,
         # heuristic: 3 mmol/L, about the reference change value of sodium (~2.5 %).
         stability=StabilityThreshold(absolute=3.0),
@@ -336,7 +336,7 @@ ANALYTES: Final[tuple[Analyte, ...]] = (
         unit=_MG_DL,
         conversions=(
             UnitConversion(_MMOL_L, 2.4305),  # 24.305 g/mol
-            UnitConversion("mEq/L", 1.21525),  # divalent: 1 mEq/L = 0.5 mmol/L
+            UnitConversion("meq/L", 1.21525),  # divalent: 1 meq/L = 0.5 mmol/L
         ),
         good_direction=GoodDirection.IN_RANGE,
         # heuristic: 0.2 mg/dL, about 10 % of the middle of the range.

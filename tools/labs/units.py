@@ -55,7 +55,7 @@ _UCUM_CODES: Final = (
     "umol/L",
     "nmol/L",
     "pmol/L",
-    "mEq/L",
+    "meq/L",  # UCUM's equivalent is the case-sensitive atom "eq": "mEq/L" is not a valid code
     "mmol/mol",
     "%",
     "mg/g",
@@ -95,7 +95,6 @@ _ALIASES: Final[dict[str, str]] = {
     "mg/100ml": "mg/dL",
     "mmhg": "mm[Hg]",
     "mm[hg]": "mm[Hg]",
-    "meq/l": "mEq/L",
     "lb": "[lb_av]",
     "lbs": "[lb_av]",
     "[lb_us]": "[lb_av]",
@@ -114,6 +113,8 @@ _ALIASES: Final[dict[str, str]] = {
     "10^6/ul": "10*6/uL",
     "x10e6/ul": "10*6/uL",
     "percent": "%",
+    # Enzyme activity printed in "IU/L": the IUB international unit of an enzyme is UCUM's U
+    # (umol/min). Hormones in international units use [IU] and are spelled m[IU]/L, u[IU]/mL.
     "iu/l": "U/L",
     "degc": "Cel",
     "°c": "Cel",
