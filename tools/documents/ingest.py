@@ -1,0 +1,434 @@
+"""Lab-report PDFs of the record -> grounded, deduplicated FHIR Observations (a thin I/O shell).
+
+``ingest_lab_documents(record, fhir, now=...)`` goes through the record's DocumentReferences,
+oldest first, and for each lab report:
+
+1. fetches its PDF attachments (``tools.documents.attachments``: inline data, or a Binary on
+   the FHIR server itself, size and hash checked);
+2. reads the text layer (``tools.labs.pdf.extract_labs``); pages without text go to the model
+   when one is given, and what it reads is listed for review, never written (nothing in the
+   document locates it);
+3. drops what is not written: rows without a LOINC code, "see note", rows without a collection
+   date, rows printed twice, rows already written from this document (same identifier), and
+   duplicates of results already in the record or in a document read earlier in this run
+   (``tools.labs.dedup``);
+4. writes the rest in one transaction (``tools.writeback.lab_results``): the extractor's Device,
+   the Observations, their Provenance; every entry a conditional create.
+
+A document that fails (refused URL, encrypted, damaged, too many pages, a server error) is
+reported with its reference and the problem and writes nothing; the others go on. Which
+DocumentReferences are lab reports: ``type`` or ``category`` coded LOINC 11502-2 "Laboratory
+report", or ``category`` v2-0074 ``LAB``. AI-labelled documents are never read (AI output is
+not source data), nor are superseded or entered-in-error ones.
+
+On the wire, per lab report: ``GET {base}/Binary/<id>`` for each attachment given by URL, then
+``POST {base}`` one transaction Bundle (unless nothing is new, or ``dry_run``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from typing import Any, Final, Literal
+
+from fhir.resources.R4B.documentreference import DocumentReference
+from fhir.resources.R4B.observation import Observation
+from pydantic import BaseModel, ConfigDict, Field
+
+from fhir_adapters import FhirClient, FhirError, FhirHttpError
+from tools.documents.attachments import (
+    DEFAULT_MAX_PDF_BYTES,
+    DocumentFetchError,
+    document_label,
+    fetch_pdfs,
+    pdf_attachments,
+)
+from tools.labs.dedup import DuplicateFinder, exact_key
+from tools.labs.pdf import DEFAULT_MAX_PAGES, ExtractedLab, LabPdfError, extract_labs
+from tools.labs.pdf.model_pages import ModelReadLab, extract_with_model
+from tools.medgemma.errors import ModelError
+from tools.medgemma.types import ModelBackend
+from tools.record import PatientRecord
+from tools.writeback import ModelIdentity, build_model_device, is_ai_asserted, is_document_extraction
+from tools.writeback.identifiers import AI_OUTPUT_SYSTEM, Built
+from tools.writeback.lab_results import (
+    build_lab_document_transaction,
+    build_lab_result_observation,
+    lab_pdf_extractor_identity,
+    unwritable_reason,
+)
+
+__all__ = [
+    "LAB_REPORT_CODES",
+    "DocumentIngest",
+    "DocumentOutcome",
+    "DocumentStatus",
+    "NotWritten",
+    "ingest_lab_documents",
+    "is_lab_report",
+]
+
+log = logging.getLogger(__name__)
+
+DocumentStatus = Literal["written", "nothing-new", "failed", "skipped-not-lab", "skipped"]
+LAB_REPORT_CODES: Final = frozenset(
+    {
+        ("http://loinc.org", "11502-2"),  # Laboratory report
+        ("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB"),  # diagnostic service section
+    }
+)
+_NOT_READ_STATUSES: Final = frozenset({"superseded", "entered-in-error"})
+_LOCATION_RE: Final = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
+
+
+class NotWritten(BaseModel):
+    """A printed result that was not written, and why (no value: outcomes may be shown widely)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    page: int
+    name: str  # the test name as printed
+    reason: str
+
+
+class DocumentOutcome(BaseModel):
+    """What happened to one DocumentReference."""
+
+    document: str  # "DocumentReference/<id>"
+    status: DocumentStatus
+    detail: str | None = None  # why a document was skipped
+    extracted: int = 0  # results read from the text layer
+    written: int = 0  # Observations created (in a dry run: that would be written)
+    already_written: int = 0  # written from this very document by an earlier run
+    duplicates: int = 0  # already in the record, or in a document read earlier in this run
+    unknown_code: int = 0  # no LOINC code for the printed name: not written
+    not_written: list[NotWritten] = Field(default_factory=list)
+    pages_needing_model: list[int] = Field(default_factory=list)
+    # What the model read from pages without text: unverified, listed for review, never written.
+    model_values: list[ModelReadLab] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+class DocumentIngest(BaseModel):
+    """Outcomes per document, and the Observations written (or, in a dry run, to be written).
+
+    ``observations[i]`` is the resource as written, with its server ``id`` and references to
+    the server's ids; in a dry run without ``id``, its own ``urn:uuid`` in ``references[i]``.
+    """
+
+    dry_run: bool
+    documents: list[DocumentOutcome]
+    observations: list[dict[str, Any]] = Field(default_factory=list)
+    references: list[str] = Field(default_factory=list)  # "Observation/<id>" or "urn:uuid:..."
+
+    @property
+    def written(self) -> int:
+        return sum(d.written for d in self.documents)
+
+    @property
+    def failed(self) -> list[DocumentOutcome]:
+        return [d for d in self.documents if d.status == "failed"]
+
+
+def _codings(doc: DocumentReference) -> list[tuple[str | None, str | None]]:
+    concepts = [doc.type, *(doc.category or ())]
+    return [(c.system, c.code) for concept in concepts if concept is not None for c in concept.coding or ()]
+
+
+def is_lab_report(doc: DocumentReference) -> bool:
+    """``type`` or ``category`` coded as a laboratory report."""
+    return any(coding in LAB_REPORT_CODES for coding in _codings(doc))
+
+
+def _skip_reason(doc: DocumentReference, subject: str) -> tuple[DocumentStatus, str] | None:
+    if is_ai_asserted(doc):
+        return "skipped", "AI-labelled: AI output is not read as source data"
+    if doc.status in _NOT_READ_STATUSES:
+        return "skipped", f"status {doc.status}"
+    if not is_lab_report(doc):
+        return "skipped-not-lab", "not coded as a laboratory report (LOINC 11502-2 or category LAB)"
+    ref = doc.subject.reference if doc.subject is not None else None
+    if ref and not (ref == subject or ref.endswith("/" + subject)):
+        return "skipped", "the document belongs to another subject"
+    if not pdf_attachments(doc):
+        return "skipped", "no PDF attachment"
+    return None
+
+
+def _as_aware(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return None
+
+
+def _oldest_first(doc: DocumentReference) -> tuple[datetime, str]:
+    period = doc.context.period if doc.context is not None else None
+    when = _as_aware(doc.date) or _as_aware(period.start if period is not None else None)
+    return when or datetime.max.replace(tzinfo=UTC), str(doc.id or "")
+
+
+def _comparable(record: PatientRecord) -> list[Observation]:
+    """The record's results a printed result may duplicate: all but ChartAgent's computed output."""
+    return [
+        o
+        for o in record.of_type("Observation")
+        if isinstance(o, Observation) and (not is_ai_asserted(o) or is_document_extraction(o))
+    ]
+
+
+def _identifiers(record: PatientRecord) -> set[str]:
+    return {
+        str(i.value)
+        for o in record.of_type("Observation")
+        if isinstance(o, Observation)
+        for i in o.identifier or ()
+        if i.system == AI_OUTPUT_SYSTEM and i.value
+    }
+
+
+def _fhir_problem(exc: FhirError) -> str:
+    # The server's diagnostics may quote the resource sent: only the status goes into the message.
+    if isinstance(exc, FhirHttpError):
+        return f"HTTP {exc.status}"
+    return str(exc)
+
+
+def _server_refs(bundle: Mapping[str, Any], response: Mapping[str, Any]) -> tuple[dict[str, str], list[bool]]:
+    """fullUrl -> "Type/id" from the transaction response, and per entry whether it was created."""
+    refs: dict[str, str] = {}
+    created: list[bool] = []
+    answers = response.get("entry") or []
+    for sent, got in zip(bundle["entry"], answers, strict=False):
+        answer = (got.get("response") if isinstance(got, Mapping) else None) or {}
+        created.append(str(answer.get("status", "")).startswith("201"))
+        m = _LOCATION_RE.search(str(answer.get("location") or "").split("?")[0])
+        if m and m.group(1) == sent["resource"]["resourceType"]:
+            refs[sent["fullUrl"]] = f"{m.group(1)}/{m.group(2)}"
+    return refs, created
+
+
+def _resolve(value: Any, refs: Mapping[str, str]) -> Any:
+    """``value`` with every ``reference`` naming a fullUrl of the bundle replaced by the server's."""
+    if isinstance(value, dict):
+        return {
+            k: refs.get(v, v) if k == "reference" and isinstance(v, str) else _resolve(v, refs)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_resolve(v, refs) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    lab: ExtractedLab
+    built: Built[Observation]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every document of one run shares."""
+
+    fhir: FhirClient
+    subject: str
+    now: datetime
+    tz: tzinfo
+    model: ModelBackend | None
+    dry_run: bool
+    max_pages: int
+    max_bytes: int
+    identity: ModelIdentity
+    device: Built[Any]
+
+    async def read(self, doc: DocumentReference, outcome: DocumentOutcome) -> list[_Candidate]:
+        """The writable rows of every PDF of ``doc`` as built Observations; fills ``outcome``'s counts."""
+        label = outcome.document
+        candidates: list[_Candidate] = []
+        for pdf in await fetch_pdfs(doc, self.fhir, max_bytes=self.max_bytes):
+            extraction = extract_labs(pdf.data, max_pages=self.max_pages, name=label)
+            if extraction.repaired:
+                raise _Damaged(label)
+            outcome.warnings += extraction.warnings
+            outcome.pages_needing_model += extraction.needs_model
+            if extraction.needs_model:
+                await self._model_pages(pdf.data, extraction.needs_model, outcome)
+            outcome.extracted += len(extraction.results)
+            for lab in extraction.results:
+                reason = unwritable_reason(lab)
+                if reason is not None:
+                    outcome.unknown_code += lab.loinc is None
+                    outcome.not_written.append(NotWritten(page=lab.page, name=lab.name, reason=reason))
+                    continue
+                built = build_lab_result_observation(
+                    lab,
+                    subject=self.subject,
+                    document=label,
+                    pdf_sha256=pdf.sha256,
+                    device=self.device,
+                    identity=self.identity,
+                    issued=self.now,
+                    tz=self.tz,
+                )
+                candidates.append(_Candidate(lab=lab, built=built))
+        return candidates
+
+    async def _model_pages(self, pdf: bytes, pages: Sequence[int], outcome: DocumentOutcome) -> None:
+        if self.model is None:
+            outcome.warnings += [f"page {n} has no text layer; no model configured" for n in pages]
+            return
+        try:
+            assisted = await extract_with_model(
+                pdf, self.model, max_pages=self.max_pages, name=outcome.document
+            )
+        except ModelError as exc:
+            outcome.warnings.append(f"the model could not read the pages without text ({type(exc).__name__})")
+            return
+        outcome.model_values += [r for r in assisted.model_results if r.status == "unverified"]
+        outcome.warnings += assisted.warnings
+
+    async def write(
+        self, fresh: Sequence[_Candidate], outcome: DocumentOutcome
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Post the transaction (unless a dry run); the Observations as written, and their references.
+
+        Raises ``FhirError`` when the server refuses it: nothing of it is kept (a transaction).
+        """
+        bundle = build_lab_document_transaction(
+            document=outcome.document,
+            observations=[c.built for c in fresh],
+            identity=self.identity,
+            issued=self.now,
+        )
+        observations = [c.built.resource.model_dump(mode="json") for c in fresh]
+        if self.dry_run:
+            outcome.written = len(fresh)
+            return observations, [c.built.full_url for c in fresh]
+        response = await self.fhir.transaction(bundle)
+        refs, created = _server_refs(bundle, response)
+        outcome.written = sum(created[1 : 1 + len(fresh)])  # entry 0 is the Device
+        outcome.already_written += len(fresh) - outcome.written
+        observations = [_resolve(o, refs) for o in observations]
+        references: list[str] = []
+        for c, obs in zip(fresh, observations, strict=True):
+            ref = refs.get(c.built.full_url)
+            if ref is not None:
+                obs["id"] = ref.split("/", 1)[1]
+            references.append(ref or c.built.full_url)
+        return observations, references
+
+
+def _select(
+    candidates: Sequence[_Candidate], outcome: DocumentOutcome, finder: DuplicateFinder, known_ids: set[str]
+) -> list[_Candidate]:
+    """The candidates to write: not printed twice, not written before, not duplicates of known results."""
+    fresh: list[_Candidate] = []
+    seen: set[Hashable] = set()
+    for c in candidates:
+        key = exact_key(c.lab)
+        if key in seen:
+            outcome.duplicates += 1
+            outcome.not_written.append(NotWritten(page=c.lab.page, name=c.lab.name, reason="printed twice"))
+            continue
+        seen.add(key)
+        if c.built.identifier.value in known_ids:
+            outcome.already_written += 1
+            continue
+        copy = finder.find(c.lab)
+        if copy is not None:
+            outcome.duplicates += 1
+            outcome.not_written.append(NotWritten(page=c.lab.page, name=c.lab.name, reason=f"same as {copy}"))
+            continue
+        fresh.append(c)
+    return fresh
+
+
+class _Damaged(LabPdfError):
+    def __init__(self, document: str) -> None:
+        super().__init__(
+            f"{document}: the PDF is damaged (truncated?) and only partly readable; nothing written "
+            "from it: attach a complete copy"
+        )
+
+
+async def ingest_lab_documents(
+    record: PatientRecord,
+    fhir: FhirClient,
+    *,
+    now: datetime,
+    tz: tzinfo = UTC,
+    model: ModelBackend | None = None,
+    dry_run: bool = False,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    max_bytes: int = DEFAULT_MAX_PDF_BYTES,
+) -> DocumentIngest:
+    """Write the lab results printed in the record's lab-report PDFs; see the module docstring.
+
+    ``now`` is the run's clock (``issued``, ``recorded``); ``tz`` the zone of the wall-clock
+    times printed on the reports. One document's failure never raises: it is reported in its
+    outcome and the other documents go on.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    identity = lab_pdf_extractor_identity()
+    run = _Run(
+        fhir=fhir,
+        subject=f"Patient/{record.patient_id}",
+        now=now,
+        tz=tz,
+        model=model,
+        dry_run=dry_run,
+        max_pages=max_pages,
+        max_bytes=max_bytes,
+        identity=identity,
+        device=build_model_device(identity),
+    )
+    finder = DuplicateFinder(_comparable(record), tz)
+    known_ids = _identifiers(record)
+    docs = [d for d in record.of_type("DocumentReference") if isinstance(d, DocumentReference)]
+    result = DocumentIngest(dry_run=dry_run, documents=[])
+    for doc in sorted(docs, key=_oldest_first):
+        outcome = await _ingest_one(run, doc, finder, known_ids, result)
+        result.documents.append(outcome)
+        log.info(
+            "%s: %s, %d extracted, %d written, %d duplicates",
+            outcome.document,
+            outcome.status,
+            outcome.extracted,
+            outcome.written,
+            outcome.duplicates,
+        )
+    return result
+
+
+async def _ingest_one(
+    run: _Run, doc: DocumentReference, finder: DuplicateFinder, known_ids: set[str], result: DocumentIngest
+) -> DocumentOutcome:
+    label = document_label(doc)
+    skip = _skip_reason(doc, run.subject)
+    if skip is not None:
+        return DocumentOutcome(document=label, status=skip[0], detail=skip[1])
+    outcome = DocumentOutcome(document=label, status="nothing-new")
+    try:
+        candidates = await run.read(doc, outcome)
+    except (DocumentFetchError, LabPdfError) as exc:
+        outcome.status, outcome.error = "failed", str(exc)
+        return outcome
+    fresh = _select(candidates, outcome, finder, known_ids)
+    if fresh:
+        try:
+            observations, references = await run.write(fresh, outcome)
+        except FhirError as exc:
+            outcome.status = "failed"
+            outcome.error = f"{label}: writing the results failed ({_fhir_problem(exc)}); nothing written"
+            return outcome
+        result.observations += observations
+        result.references += references
+        finder.add([c.lab for c in fresh], label)
+    outcome.status = "written" if outcome.written else "nothing-new"
+    return outcome
