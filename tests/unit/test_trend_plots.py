@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -209,3 +210,13 @@ def test_selection_is_capped() -> None:
     assert series_to_plot(many, limit=0) == []
     with pytest.raises(ValueError, match="limit"):
         series_to_plot(many, limit=-1)
+
+
+@pytest.mark.parametrize(("days", "n"), [(1, 3), (90, 12), (700, 8)])
+def test_date_axis_has_a_few_labels_without_warnings(days: int, n: int) -> None:
+    t = lab_trend("creatinine", [1.0 + i / 10 for i in range(n)], days=days)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        labels = [x.get_text() for x in trend_figure(t).axes[0].get_xticklabels() if x.get_text()]
+    assert 2 <= len(labels) <= 7
+    assert all(len(label) == 10 for label in labels)  # YYYY-MM-DD

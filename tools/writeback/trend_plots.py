@@ -231,7 +231,7 @@ def trend_figure(trend: Trend, document_refs: frozenset[str] = frozenset()) -> F
         )
 
     # matplotlib.dates is untyped; these calls take and return plain values.
-    locator = mdates.AutoDateLocator(tz=UTC, minticks=3, maxticks=6)  # type: ignore[no-untyped-call]
+    locator = mdates.AutoDateLocator(tz=UTC, minticks=2, maxticks=6)  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d", tz=UTC))  # type: ignore[no-untyped-call]
     formatter = ScalarFormatter(useOffset=False)
