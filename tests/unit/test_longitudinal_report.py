@@ -148,7 +148,7 @@ def test_table_rows_are_the_trends_in_result_order() -> None:
 
 
 def test_names_are_escaped() -> None:
-    odd = lab_trend("XYZ", [1.0, 3.0], display="A<b> & \"c\" 'd'\x01", unit="U/L", low=0.0, high=2.0)
+    odd = lab_trend("XYZ", [1.0, 3.0], display="A<b> & \"c\" 'd' $x$\x01", unit="U/L", low=0.0, high=2.0)
     report = report_of(
         transaction([odd], imaging_summaries=["CT chest: nodule <6 mm & stable <script>alert(1)</script>"])
     )
@@ -158,7 +158,9 @@ def test_names_are_escaped() -> None:
     div = div_of(report)
     assert not list(div.iter(f"{XHTML}script"))
     rows = body_rows(div)
-    assert rows[0][0] == "A<b> & \"c\" 'd' (U/L)"  # the control character is dropped
+    assert rows[0][0] == "A<b> & \"c\" 'd' $x$ (U/L)"  # the control character is dropped
+    # Its plot is drawn too, from the same name.
+    assert [f["contentType"] for f in report["presentedForm"]][1:] == ["image/png"]
     items = ["".join(li.itertext()) for li in div.iter(f"{XHTML}li")]
     assert "CT chest: nodule <6 mm & stable <script>alert(1)</script>" in items
     check_xhtml_div(raw)

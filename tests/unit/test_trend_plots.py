@@ -172,6 +172,12 @@ def test_plot_title_leaves_out_what_is_missing() -> None:
     assert plot_title(lab_trend("XYZ", [1.0, 2.0], display="Local test")) == "Trend of Local test"
 
 
+def test_dollar_signs_are_text_not_mathtext() -> None:
+    # Parsed as mathtext, the unknown command would raise while drawing.
+    t = lab_trend("XYZ", [1.0, 3.0], display=r"Cost $\nosuchcommand$", unit="U/L", low=0.0, high=2.0)
+    assert Image.open(io.BytesIO(render_trend_plot(t))).size == (WIDTH_PX, HEIGHT_PX)
+
+
 @pytest.mark.parametrize("values", [[2.0], [2.0, 2.0, 2.0]])
 def test_single_point_and_flat_series_render(values: list[float]) -> None:
     t = lab_trend("creatinine", values)
