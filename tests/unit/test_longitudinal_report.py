@@ -260,7 +260,7 @@ def test_imaging_lines_are_listed_and_results_stay_observations() -> None:
         e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
     }
     assert {r["reference"] for r in report["result"]} == observation_urls
-    for bad in (["  "], ["two\nlines"]):
+    for bad in (["  "], ["two\nlines"], ["carriage\rreturn"]):
         with pytest.raises(ValueError, match="imaging summary"):
             transaction(imaging_summaries=bad)
     with pytest.raises(ValueError, match="sequence of lines"):

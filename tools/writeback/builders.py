@@ -248,7 +248,7 @@ def build_summary_report(
         raise ValueError("a summary report needs a narrative")
     if isinstance(imaging_summaries, str):
         raise ValueError("imaging_summaries must be a sequence of lines, not one string")
-    if any(not line.strip() or "\n" in line for line in imaging_summaries):
+    if any(not line.strip() or len(line.splitlines()) != 1 for line in imaging_summaries):
         raise ValueError("each imaging summary must be one non-blank line")
     if not isinstance(document_refs, frozenset):
         raise ValueError("document_refs must be a frozenset of references")
