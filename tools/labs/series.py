@@ -6,7 +6,10 @@ table knows the code (so LOINC 2345-7 and a local ``GLU`` form one glucose serie
 
 Kept: status final, amended, corrected or preliminary, a numeric ``valueQuantity`` without a
 comparator, an effective time, an id (a point must be citable in ``derivedFrom``). Everything
-else is listed in ``skipped`` with its reason, never dropped silently. Points are converted
+else is listed in ``skipped`` with its reason, never dropped silently. A second result at the
+same time with the same value is a duplicate (one draw reported twice, e.g. by the lab's feed
+and transcribed from its PDF report); reported in different units, "the same value" allows for
+the rounding of the printed value (0.5 %). Points are converted
 to the series unit: the analyte's canonical unit, or for unknown codes the unit most of the
 points carry (other units of the same dimension are converted, the rest skipped).
 
@@ -320,6 +323,23 @@ def _series_code(raws: Sequence[_Raw], analyte: Analyte | None) -> tuple[str, st
     return code, LOINC_SYSTEM, analyte.display
 
 
+# One draw reported twice in two units (the lab's feed in mg/dL, its PDF transcribed in umol/L)
+# differs by the rounding of the printed value: up to half a unit in the last printed digit,
+# about 0.5 % for a value printed with three significant digits.
+_CROSS_UNIT_TOLERANCE: Final = 0.005
+
+
+def _same_value(point: LabPoint, value: float, unit: str | None) -> bool:
+    """Whether ``value`` (series unit) at ``point``'s time is ``point`` again: equal, or within
+    the rounding of a unit conversion when the two were reported in different units."""
+    scale = max(1.0, abs(value))
+    if abs(point.value - value) <= 1e-9 * scale:
+        return True
+    if normalize_unit(point.original_unit) == normalize_unit(unit):
+        return False
+    return abs(point.value - value) <= _CROSS_UNIT_TOLERANCE * max(abs(point.value), abs(value))
+
+
 def _build_one(raws: list[_Raw], subject: str | None) -> LabSeries:
     kind, _, ident = raws[0].group
     analyte = get_analyte(ident) if kind == "analyte" else None
@@ -345,10 +365,7 @@ def _build_one(raws: list[_Raw], subject: str | None) -> LabSeries:
                 SkippedPoint(observation_id=r.obs_id, code=r.code, reason=SkipReason.UNIT, detail=str(exc))
             )
             continue
-        dup = next(
-            (p for p in points if p.time == r.when and abs(p.value - value) <= 1e-9 * max(1.0, abs(value))),
-            None,
-        )
+        dup = next((p for p in points if p.time == r.when and _same_value(p, value, r.unit)), None)
         if dup is not None:
             skipped.append(
                 SkippedPoint(
