@@ -187,7 +187,7 @@ ANALYTES: Final[dict[Analyte, AnalyteSpec]] = {
                     (120.0, 320.0), _si("14647-2", f"Cholesterol {_MOLES}", "mmol/L", 2)),
         AnalyteSpec(_A.LDL, _loinc("18262-6", f"Cholesterol in LDL {_MASS} by Direct assay"), 0,
                     Noise(sd=1.5), (60.0, 220.0),
-                    _si("22748-8", f"Cholesterol in LDL {_MOLES}", "mmol/L", 2)),
+                    _si("69419-0", f"Cholesterol in LDL {_MOLES} by Direct assay", "mmol/L", 2)),
         AnalyteSpec(_A.HDL, _loinc("2085-9", f"Cholesterol in HDL {_MASS}"), 0, Noise(sd=0.7), (30.0, 80.0),
                     _si("14646-4", f"Cholesterol in HDL {_MOLES}", "mmol/L", 2)),
         AnalyteSpec(_A.TRIGLYCERIDES, _loinc("2571-8", f"Triglyceride {_MASS}"), 0, Noise(cv=0.025),

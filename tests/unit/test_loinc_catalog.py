@@ -71,12 +71,46 @@ def test_a_name_the_unit_does_not_separate_is_ambiguous() -> None:
 
 
 def test_a_unit_of_another_quantity_without_its_code_stays_uncoded() -> None:
-    assert (resolve("Iron", unit="umol/L").loinc, resolve("Iron", unit="umol/L").reason) == (
+    # No substance-concentration term for ferritin is in the catalog: pmol/L stays uncoded.
+    assert (resolve("Ferritin", unit="pmol/L").loinc, resolve("Ferritin", unit="pmol/L").reason) == (
         None,
         "no code for unit",
     )
-    assert resolve("Hemoglobin", unit="mmol/L").loinc is None
     assert resolve("Urea", unit="mg/dL").loinc is None  # urea mass is not urea nitrogen
+
+
+@pytest.mark.parametrize(
+    ("printed", "unit", "code"),
+    [
+        # Substance-concentration terms, see tools/labs/LOINC_REVIEW.md (LOINC Top 2000 table:
+        # 14798-3 Iron [Moles/volume] in Serum or Plasma, 14800-7 Iron binding capacity [Moles/volume],
+        # 14732-2 Folate [Moles/volume], 39469-2 Cholesterol in LDL [Moles/volume] by calculation,
+        # 14937-7 Urea nitrogen [Moles/volume]; 59260-0 Hemoglobin [Moles/volume] in Blood).
+        ("Iron", "umol/L", "14798-3"),
+        ("TIBC", "umol/L", "14800-7"),
+        ("Folate", "nmol/L", "14732-2"),
+        ("LDL Cholesterol (calc)", "mmol/L", "39469-2"),
+        ("BUN", "mmol/L", "14937-7"),
+        ("Hemoglobin", "mmol/L", "59260-0"),
+        ("Phosphorus", "mmol/L", "14879-1"),  # was 14879-4, a check-digit typo
+    ],
+)
+def test_molar_units_select_the_molar_term(printed: str, unit: str, code: str) -> None:
+    got = resolve(printed, unit=unit)
+    assert (got.loinc, got.reason) == (code, "matched")
+
+
+def test_corrected_terms() -> None:
+    # See tools/labs/LOINC_REVIEW.md for the sources of each correction.
+    assert resolve("Bilirubin, Indirect", unit="mg/dL").loinc == "1971-1"  # not 1971-6 (check digit)
+    assert resolve("Urobilinogen", unit="mg/dL", panel="URINALYSIS").loinc == "20405-7"  # 5818-0 is Presence
+    assert resolve("Bicarbonate", unit="mmol/L").loinc == "1963-8"  # total CO2 is 2028-9
+    assert resolve("Segmented Neutrophils", unit="%").loinc == "769-0"
+    # eGFR: no equation printed -> the method-less term; "CKD-EPI" without a year is ambiguous.
+    assert resolve("eGFR", unit="mL/min/1.73m2").loinc == "69405-9"
+    assert resolve("eGFR (MDRD)").loinc == "33914-3"
+    assert resolve("eGFR (CKD-EPI 2021)").loinc == "98979-8"
+    assert resolve("eGFR CKD-EPI").reason == "ambiguous"
 
 
 def test_normalize_name() -> None:

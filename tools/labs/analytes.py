@@ -252,7 +252,7 @@ ANALYTES: Final[tuple[Analyte, ...]] = (
     Analyte(
         key="ldl",
         display="LDL cholesterol",
-        loinc=("13457-7", "18262-6", "2089-1", "22748-8"),
+        loinc=("13457-7", "18262-6", "2089-1", "22748-8", "39469-2", "69419-0"),
         local_codes=("LDL", "LDLC", "LDL-C"),
         unit=_MG_DL,
         conversions=(UnitConversion(_MMOL_L, 38.67),),  # cholesterol 386.65 g/mol

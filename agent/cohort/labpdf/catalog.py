@@ -270,7 +270,7 @@ _DEFS: Final = (
         P.LIPID,
         _two(
             U("mg/dL", "mg/dL", 1, None, 100, 0, "13457-7"),
-            U("mmol/L", "mmol/L", 0.02586, None, 2.6, 1, None),
+            U("mmol/L", "mmol/L", 0.02586, None, 2.6, 1, "39469-2"),
         ),
     ),
     _a(
@@ -324,7 +324,10 @@ _DEFS: Final = (
         "iron",
         "Iron",
         P.IRON,
-        _two(U("ug/dL", "ug/dL", 1, 60, 170, 0, "2498-4"), U("umol/L", "umol/L", 0.179, 10.7, 30.4, 1, None)),
+        _two(
+            U("ug/dL", "ug/dL", 1, 60, 170, 0, "2498-4"),
+            U("umol/L", "umol/L", 0.179, 10.7, 30.4, 1, "14798-3"),
+        ),
     ),
     _a(
         "ferritin",
@@ -336,7 +339,9 @@ _DEFS: Final = (
         "tibc",
         "TIBC",
         P.IRON,
-        _two(U("ug/dL", "ug/dL", 1, 250, 450, 0, "2500-7"), U("umol/L", "umol/L", 0.179, 45, 81, 0, None)),
+        _two(
+            U("ug/dL", "ug/dL", 1, 250, 450, 0, "2500-7"), U("umol/L", "umol/L", 0.179, 45, 81, 0, "14800-7")
+        ),
     ),
     _a("tsat", "Transferrin Saturation", P.IRON, _same("%", "%", 20, 50, 0, "2502-3")),
     _a(
@@ -353,7 +358,8 @@ _DEFS: Final = (
         "Folate",
         P.VITAMINS,
         _two(
-            U("ng/mL", "ng/mL", 1, 3.9, None, 1, "2284-8"), U("nmol/L", "nmol/L", 2.266, 8.8, None, 1, None)
+            U("ng/mL", "ng/mL", 1, 3.9, None, 1, "2284-8"),
+            U("nmol/L", "nmol/L", 2.266, 8.8, None, 1, "14732-2"),
         ),
     ),
     _a(
@@ -389,7 +395,7 @@ _DEFS: Final = (
         P.CHEMISTRY,
         _two(
             U("mg/dL", "mg/dL", 1, 2.5, 4.5, 1, "2777-1"),
-            U("mmol/L", "mmol/L", 0.3229, 0.81, 1.45, 2, "14879-4"),
+            U("mmol/L", "mmol/L", 0.3229, 0.81, 1.45, 2, "14879-1"),
         ),
     ),
     _a(
