@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tools.labs.analytes import LOINC_SYSTEM, analyte_for_coding
-from tools.labs.loinc_catalog import CATALOG, normalize_name, resolve, to_default_unit
+from agent.cohort.labpdf.catalog import CATALOG as PDF_CATALOG
+from agent.cohort.labs import ANALYTES as COHORT_ANALYTES
+from tools.labs.analytes import ANALYTES, LOINC_SYSTEM, analyte_for_coding
+from tools.labs.loinc_catalog import CATALOG, is_valid_loinc, normalize_name, resolve, to_default_unit
 from tools.labs.units import UnitConversionError
 
 
@@ -131,3 +133,41 @@ def test_codes_shared_with_the_analyte_table_use_its_unit_and_conversions() -> N
     assert to_default_unit(hgb, 135, "g/L") == pytest.approx(13.5)
     with pytest.raises(UnitConversionError):
         to_default_unit(hgb, 1.0, "U/L")
+
+
+@pytest.mark.parametrize(
+    ("code", "valid"),
+    [
+        ("2160-0", True),
+        ("14682-9", True),
+        ("1971-1", True),
+        ("1971-6", False),  # the old indirect-bilirubin typo
+        ("14879-4", False),  # the old molar-phosphate typo
+        ("2160", False),
+        ("2160-00", False),
+        ("LP1234-5", False),
+    ],
+)
+def test_is_valid_loinc(code: str, valid: bool) -> None:
+    assert is_valid_loinc(code) is valid
+
+
+def test_every_loinc_code_of_the_four_tables_has_a_valid_check_digit() -> None:
+    codes = {c for e in CATALOG for c in (e.loinc, e.molar) if c is not None}
+    codes |= {c for a in ANALYTES for c in a.loinc}
+    codes |= {f.loinc for d in PDF_CATALOG.values() for f in (d.us, d.si) if f.loinc is not None}
+    codes |= {s.code.code for s in COHORT_ANALYTES.values()}
+    codes |= {s.si.code.code for s in COHORT_ANALYTES.values() if s.si is not None}
+    assert len(codes) > 150
+    assert sorted(c for c in codes if not is_valid_loinc(c)) == []
+
+
+def test_the_generator_and_the_parser_agree_on_every_printed_test() -> None:
+    # The benchmark truth (agent.cohort.labpdf.catalog) and the parser's table must give one code
+    # for one printed name in one unit, in both dialects.
+    for d in PDF_CATALOG.values():
+        for si in (False, True):
+            form = d.form(si)
+            panel = d.panel.value
+            got = resolve(d.printed_name(si), unit=form.ucum or form.unit or None, panel=panel)
+            assert got.loinc == form.loinc, (d.key, si, got)

@@ -32,6 +32,7 @@ __all__ = [
     "CatalogEntry",
     "Resolution",
     "Specimen",
+    "is_valid_loinc",
     "normalize_name",
     "resolve",
     "to_default_unit",
@@ -765,9 +766,31 @@ def to_default_unit(entry: CatalogEntry, value: float, unit: str | None) -> floa
     return convert_dimensional(value, norm, entry.unit)
 
 
+_LOINC_RE: Final = re.compile(r"^(\d{1,7})-(\d)$")
+
+
+def is_valid_loinc(code: str) -> bool:
+    """Whether ``code`` has the LOINC shape ``NNNNN-C`` and its mod-10 check digit is right.
+
+    LOINC's check digit is the Luhn mod-10 of the number: it catches one mistyped digit and most
+    swaps of neighbours (it is how 1971-6 and 14879-4 were found to be typos), not a wrong code.
+    """
+    match = _LOINC_RE.match(code)
+    if match is None:
+        return False
+    total = 0
+    for position, char in enumerate(reversed(match.group(1))):
+        digit = int(char) * (2 if position % 2 == 0 else 1)
+        total += digit // 10 + digit % 10
+    return (10 - total % 10) % 10 == int(match.group(2))
+
+
 def _check_against_analytes() -> None:
     # A code in both tables must not carry two different default units.
     for entry in CATALOG:
+        for code in (entry.loinc, entry.molar):
+            if code is not None and not is_valid_loinc(code):
+                raise ValueError(f"{code}: not a LOINC code (shape or check digit)")
         analyte = analyte_for_coding(LOINC_SYSTEM, entry.loinc)
         if analyte is not None and analyte.primary_loinc == entry.loinc and analyte.unit != entry.unit:
             raise ValueError(
