@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_adapters import FhirClient
+from fhir_adapters import FhirClient, RetryPolicy
 from tools.imaging.dicomweb import DicomWebClient
-from tools.imaging_review import NO_MODEL, ComparisonStatus, ImagingKind, compare_imaging
+from tools.imaging_review import NO_DICOMWEB, NO_MODEL, ComparisonStatus, ImagingKind, compare_imaging
 from tools.imaging_review.endpoints import (
     EndpointInfo,
     dicomweb_refusal,
@@ -249,3 +249,34 @@ async def test_endpoint_that_cannot_be_read_refuses_the_study() -> None:
     assert outcome.status is ComparisonStatus.SKIPPED
     assert "could not be checked" in str(outcome.reason)
     assert seen == []
+
+
+async def test_without_a_dicomweb_server_nothing_is_asked() -> None:
+    model = ScriptedBackend(["never used"], cycle=True)
+    review = await compare_imaging(cxr_record(PACS), dicomweb=None, model=model, now=NOW)
+    assert [(c.status, c.reason) for c in review.comparisons] == [(ComparisonStatus.SKIPPED, NO_DICOMWEB)]
+    assert model.requests == []
+
+
+async def test_a_pacs_that_fails_fails_the_comparison_without_asking_the_model() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(503)
+
+    model = ScriptedBackend(["never used"], cycle=True)
+    no_retry = RetryPolicy(max_attempts=1)
+    async with DicomWebClient(PACS, transport=httpx.MockTransport(handler), retry=no_retry) as pacs:
+        review = await compare_imaging(cxr_record(PACS), dicomweb=pacs, model=model, now=NOW)
+    (outcome,) = review.comparisons
+    assert outcome.status is ComparisonStatus.FAILED
+    assert str(outcome.reason).startswith("images could not be fetched: ")
+    assert "503" in str(outcome.reason)
+    assert outcome.built == ()
+    assert model.requests == []
+    # Only the configured server's studies were asked for (current and prior, concurrently).
+    assert {p.split("/series/")[0] for p in seen} == {
+        "/dicom-web/studies/2.25.2",
+        "/dicom-web/studies/2.25.1",
+    }
