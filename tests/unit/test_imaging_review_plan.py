@@ -288,3 +288,23 @@ def test_a_study_without_listed_series_leaves_the_series_to_the_fetch() -> None:
 @pytest.mark.parametrize("status", ["entered-in-error", "registered", "cancelled"])
 def test_studies_not_done_are_not_considered(status: str) -> None:
     assert plan_comparisons(record(study("x", "2026-01-01", series("CT"), status=status))) == []
+
+
+@pytest.mark.parametrize(
+    ("identifier", "uid"),
+    [
+        ({"system": "urn:dicom:uid", "value": "urn:oid:1.2.840.1"}, "1.2.840.1"),
+        (
+            {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.840.99999999.1"},
+            "1.2.840.99999999.1",
+        ),  # Synthea
+        ({"system": "urn:ietf:rfc:3986", "value": "https://pacs.example/1.2.3"}, None),
+        ({"system": "urn:dicom:uid", "value": "urn:oid:not-a-uid"}, None),
+        ({"system": "http://hospital.example/accession", "value": "A123"}, None),
+    ],
+)
+def test_the_study_instance_uid_is_read_from_its_identifier(
+    identifier: dict[str, str], uid: str | None
+) -> None:
+    resource = study("s", "2026-01-01", series("CT"), uid=None, extra={"identifier": [identifier]})
+    assert study_entry_of(resource).study_uid == uid

@@ -13,7 +13,8 @@ From the record's ImagingStudy resources:
   coded, when its description does; otherwise skipped;
 * not considered: studies that are cancelled, entered in error or only registered. Reported as
   skipped: studies of another subject, AI-asserted ones (AI output is never an input), and
-  studies that lack a start date or a StudyInstanceUID.
+  studies that lack a start date or a StudyInstanceUID (`urn:dicom:uid`, or an `urn:ietf:rfc:3986`
+  `urn:oid:` value as Synthea writes it).
 
 Series: the study's series of the kind's modalities; with several, the current and prior series
 whose descriptions match (T1 with T1), else the lowest series number. A study that lists no
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 DICOM_UID_SYSTEM: Final = "urn:dicom:uid"
-_SNOMED: Final = "http://snomed.info/sct"
+_RFC3986: Final = "urn:ietf:rfc:3986"
 # SNOMED CT: Thoracic structure (DICOM CID 4031 "CHEST"), Entire thorax.
 _CHEST_CODES: Final = frozenset({"51185008", "302551006"})
 _CHEST_WORDS: Final = ("chest", "thorax", "thoracic", "cxr", "lung")
@@ -177,14 +178,14 @@ def _refs(references: Iterable[Any] | None) -> tuple[str, ...]:
 
 
 def _study_uid(resource: ImagingStudy) -> str | None:
+    """The StudyInstanceUID: R4's `urn:dicom:uid` identifier, or an rfc3986 `urn:oid:` one (Synthea)."""
     for ident in resource.identifier or ():
-        if ident.system == DICOM_UID_SYSTEM and ident.value:
-            value = str(ident.value)
-            uid = value[len("urn:oid:") :] if value.startswith("urn:oid:") else value
+        value = str(ident.value or "")
+        if ident.system == DICOM_UID_SYSTEM or (ident.system == _RFC3986 and value.startswith("urn:oid:")):
             try:
-                return validate_uid(uid, "StudyInstanceUID")
+                return validate_uid(value.removeprefix("urn:oid:"), "StudyInstanceUID")
             except ValueError:
-                return None
+                continue
     return None
 
 
