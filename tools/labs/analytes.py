@@ -14,6 +14,9 @@ Reference ranges are sex-agnostic adult defaults, used only when the lab did not
 
 Lookup: ``analyte_for_coding(system, code)`` (LOINC by code, any other system by local code),
 ``analyte_for_local_code(code)`` and ``get_analyte(key)``.
+
+The LOINC codes of each row were reviewed (name, property, system, method) in
+``tools/labs/LOINC_REVIEW.md``; unit codes are UCUM (milliequivalents are ``meq/L``).
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ with their unit (``Neutrophils`` in % or in 10*3/uL) or their panel (``Glucose``
 URINALYSIS). A name that matches nothing, or matches several codes that the unit and panel do
 not separate, resolves to ``loinc=None`` with a reason: it is reported, never guessed.
 
-Codes were written from the LOINC table without network access to re-check them against a
-release; ``tests/unit/test_loinc_catalog.py`` pins the ones shared with ``tools.labs.analytes``.
+Every code (primary and molar) was reviewed against public material that reproduces LOINC
+(the LOINC Top 2000 table, HL7 implementation guides); ``tools/labs/LOINC_REVIEW.md`` lists each
+code with its long name, status and source, and what stays to check against a LOINC release.
+Each code's check digit is validated at import (``is_valid_loinc``).
 """
 
 from __future__ import annotations

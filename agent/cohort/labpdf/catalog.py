@@ -1,8 +1,10 @@
 """The analytes the generator can print: names, LOINC codes, units in two dialects, reference ranges.
 
 Values are planned in the conventional (US) unit; a lab in the SI dialect prints
-``value * si.factor`` in the SI unit. A LOINC code is given only where we are sure of it; the
-SI form of a test measured in moles has its own code (or None when we are not sure of it).
+``value * si.factor`` in the SI unit. The SI form of a test measured in moles has its own code,
+or None where no such code was verified (25-OH vitamin D in nmol/L). The codes are the
+benchmark's ground truth and must equal ``tools.labs.loinc_catalog``'s for the same printed
+test and unit (a test checks it); each is reviewed in ``tools/labs/LOINC_REVIEW.md``.
 Reference ranges are adult ranges of a typical lab, not clinical guidance.
 """
 
