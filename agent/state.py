@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from agent.facts import SummaryFacts
+from tools.documents.ingest import DocumentIngest
+from tools.imaging_review import ImagingReview
 from tools.labs.series import SeriesSet
 from tools.record import PatientRecord
 from tools.trends import Trend
@@ -21,6 +23,10 @@ class WriteOutcome(TypedDict):
 class SummarizeState(TypedDict, total=False):
     patient_id: str
     record: PatientRecord
+    # Lab-report PDFs read, per document, and the Observations transcribed from them.
+    documents: DocumentIngest
+    # Imaging comparisons (current vs prior) and what they write.
+    imaging: ImagingReview
     series: SeriesSet
     trends: list[Trend]
     facts: SummaryFacts

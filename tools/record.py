@@ -37,6 +37,7 @@ __all__ = [
     "build_record",
     "gather_record",
     "select_resources",
+    "with_resources",
 ]
 
 DEFAULT_TYPES: tuple[str, ...] = (
@@ -187,6 +188,28 @@ def assemble_record(patient_id: str, groups: Iterable[ParsedResources]) -> Patie
         resources=by_type,
         manifest=build_manifest(by_type),
         rejected=rejected,
+    )
+
+
+def with_resources(record: PatientRecord, raws: Iterable[JsonDict]) -> PatientRecord:
+    """``record`` plus ``raws`` (resources just written, or about to be in a dry run), re-summarised.
+
+    A resource already in the record (same type and id) is not added twice.
+    """
+    known = {(r.get_resource_type(), r.id) for items in record.resources.values() for r in items}
+    fresh = [r for r in raws if (r.get("resourceType"), r.get("id")) not in known or r.get("id") is None]
+    types = [*record.resources, *DEFAULT_TYPES]
+    parsed = parse_many(select_resources(record.patient_id, fresh, types))
+    by_type = {t: list(items) for t, items in record.resources.items()}
+    for res in parsed.resources:
+        if not isinstance(res, Patient):
+            by_type.setdefault(res.get_resource_type(), []).append(res)
+    return PatientRecord(
+        patient_id=record.patient_id,
+        patient=record.patient,
+        resources=by_type,
+        manifest=build_manifest(by_type),
+        rejected=[*record.rejected, *parsed.rejected],
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from contextlib import AsyncExitStack
 from typing import Any
 
 import typer
@@ -13,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from agent.cli.app import app
-from agent.cli.options import resolve_fhir_url
-from agent.connections import open_fhir_client
+from agent.cli.options import resolve_dicomweb_url, resolve_fhir_url
+from agent.connections import open_dicomweb_client, open_fhir_client
 from agent.context import RunContext
 from agent.jobs.summarize import PatientOutcome, list_patient_ids, summarize_many
 from agent.settings import load_settings
@@ -38,13 +39,25 @@ def dry_run_payload(outcome: PatientOutcome, state: SummarizeState | None) -> di
 
 
 async def run_summaries(
-    fhir_url: str, patient: str | None, dry_run: bool, show_progress: bool
+    fhir_url: str,
+    patient: str | None,
+    dry_run: bool,
+    show_progress: bool,
+    dicomweb_url: str | None = None,
 ) -> tuple[list[PatientOutcome], list[dict[str, Any]]]:
     payloads: list[dict[str, Any]] = []
     settings = load_settings()
-    async with open_fhir_client(fhir_url, settings) as client, open_backend(settings) as model:
+    async with AsyncExitStack() as stack:
+        client = await stack.enter_async_context(open_fhir_client(fhir_url, settings))
+        model = await stack.enter_async_context(open_backend(settings))
+        # The PACS is opened only when a model can use it: without one no image is fetched.
+        pacs = None
+        if dicomweb_url is not None and model is not None:
+            pacs = await stack.enter_async_context(open_dicomweb_client(dicomweb_url, settings))
         ids = [patient] if patient else await list_patient_ids(client)
-        ctx = RunContext(fhir=client, dry_run=dry_run, model=model)
+        ctx = RunContext(
+            fhir=client, dry_run=dry_run, model=model, dicomweb=pacs, lab_timezone=settings.lab_zone
+        )
         progress = Progress(
             TextColumn("summarizing"),
             BarColumn(),
@@ -67,17 +80,21 @@ async def run_summaries(
 
 def outcome_table(outcomes: list[PatientOutcome], title: str) -> Table:
     table = Table(title=title)
-    for column in ("patient", "status", "lab series", "new", "already there", "rejected", "problem"):
+    columns = ("patient", "status", "lab series", "from PDFs", "new", "already there", "rejected", "problem")
+    for column in columns:
         table.add_column(column)
     for o in outcomes:
+        problems = [o.error] if o.error else []
+        problems += o.document_errors
         table.add_row(
             o.patient_id,
             o.status,
             str(o.series),
+            str(o.from_documents),
             str(sum(o.created.values())),
             str(sum(o.existing.values())),
             str(o.rejected),
-            o.error or "",
+            "; ".join(problems),
         )
     return table
 
@@ -91,6 +108,11 @@ def summarize(
     fhir_url: str | None = typer.Option(
         None, "--fhir-url", help="FHIR base URL (default: CHARTAGENT_FHIR_URL, else the embedded stack)."
     ),
+    dicomweb_url: str | None = typer.Option(
+        None,
+        "--dicomweb-url",
+        help="DICOMweb base URL for imaging comparisons (default: CHARTAGENT_DICOMWEB_URL, else the stack).",
+    ),
 ) -> None:
     """Summarize lab trends and write them back as AI-labelled, preliminary FHIR resources."""
     if (patient is None) == (not all_patients):
@@ -100,7 +122,8 @@ def summarize(
     show_progress = all_patients and sys.stderr.isatty()
     try:
         typer.echo(ModelConfig.from_settings(load_settings()).describe(), err=True)
-        outcomes, payloads = asyncio.run(run_summaries(url, patient, dry_run, show_progress))
+        pacs = resolve_dicomweb_url(dicomweb_url)
+        outcomes, payloads = asyncio.run(run_summaries(url, patient, dry_run, show_progress, pacs))
     except ModelConfigurationError as exc:
         typer.secho(f"model configuration: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc

@@ -1,12 +1,15 @@
-"""Chart summarization: gather record -> compute trends -> synthesize -> build bundle -> write back."""
+"""Chart summarization: gather record -> lab-report PDFs -> trends -> imaging comparisons ->
+synthesize -> build bundle -> write back."""
 
 from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
 from agent.context import RunContext
+from agent.nodes.compare_imaging import compare_imaging_studies
 from agent.nodes.compute_trends import compute_trends
 from agent.nodes.gather import gather
+from agent.nodes.ingest_documents import ingest_documents
 from agent.nodes.routing import after_bundle, after_trends
 from agent.nodes.synthesize import synthesize
 from agent.nodes.write_back import build_bundle, write_back
@@ -16,13 +19,17 @@ from agent.state import SummarizeState
 def build_summarize_graph() -> StateGraph[SummarizeState, RunContext, SummarizeState, SummarizeState]:
     graph = StateGraph(SummarizeState, context_schema=RunContext)
     graph.add_node("gather", gather)
+    graph.add_node("ingest_documents", ingest_documents)
     graph.add_node("compute_trends", compute_trends)
+    graph.add_node("compare_imaging", compare_imaging_studies)
     graph.add_node("synthesize", synthesize)
     graph.add_node("build_bundle", build_bundle)
     graph.add_node("write_back", write_back)
     graph.add_edge(START, "gather")
-    graph.add_edge("gather", "compute_trends")
+    graph.add_edge("gather", "ingest_documents")
+    graph.add_edge("ingest_documents", "compute_trends")
     graph.add_conditional_edges("compute_trends", after_trends)
+    graph.add_edge("compare_imaging", "synthesize")
     graph.add_edge("synthesize", "build_bundle")
     graph.add_conditional_edges("build_bundle", after_bundle)
     graph.add_edge("write_back", END)

@@ -25,6 +25,12 @@ class PatientOutcome(BaseModel):
     rejected: int = 0
     created: dict[str, int] = {}
     existing: dict[str, int] = {}
+    # Observations transcribed from lab-report PDFs by this run (in a dry run: that would be).
+    from_documents: int = 0
+    # Lab-report documents that could not be read: "DocumentReference/<id>: <problem>".
+    document_errors: list[str] = []
+    # One line per imaging comparison (analysed, skipped or failed, with the reason).
+    imaging: list[str] = []
     # Names the failing step and the problem; carries no patient data.
     error: str | None = None
 
@@ -37,18 +43,30 @@ async def list_patient_ids(client: FhirClient) -> list[str]:
 def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> PatientOutcome:
     trends = state.get("trends") or []
     rejected = len(state["record"].rejected) if "record" in state else 0
+    documents = state.get("documents")
+    imaging = state.get("imaging")
+    common = {
+        "patient_id": patient_id,
+        "rejected": rejected,
+        "from_documents": documents.written if documents else 0,
+        "document_errors": [f"{d.document}: {d.error}" for d in documents.failed] if documents else [],
+        "imaging": imaging.summary_lines if imaging else [],
+    }
     if not trends:
-        return PatientOutcome(patient_id=patient_id, status="no-labs", rejected=rejected)
+        status: Status = "written" if common["from_documents"] and not dry_run else "no-labs"
+        return PatientOutcome.model_validate({**common, "status": status})
     if dry_run:
-        return PatientOutcome(patient_id=patient_id, status="dry-run", series=len(trends), rejected=rejected)
+        return PatientOutcome.model_validate({**common, "status": "dry-run", "series": len(trends)})
     written = state["written"]
-    return PatientOutcome(
-        patient_id=patient_id,
-        status="written" if written["created"] else "unchanged",
-        series=len(trends),
-        rejected=rejected,
-        created=written["created"],
-        existing=written["existing"],
+    changed = bool(written["created"]) or bool(common["from_documents"])
+    return PatientOutcome.model_validate(
+        {
+            **common,
+            "status": "written" if changed else "unchanged",
+            "series": len(trends),
+            "created": written["created"],
+            "existing": written["existing"],
+        }
     )
 
 

@@ -13,9 +13,9 @@ from agent.state import SummarizeState
 END: Final = "__end__"
 
 
-def after_trends(state: SummarizeState) -> Literal["synthesize", "__end__"]:
+def after_trends(state: SummarizeState) -> Literal["compare_imaging", "__end__"]:
     """A patient without any numeric lab series gets no report: there is nothing to summarise."""
-    return "synthesize" if state.get("trends") else END
+    return "compare_imaging" if state.get("trends") else END
 
 
 def after_bundle(state: SummarizeState, runtime: Runtime[RunContext]) -> Literal["write_back", "__end__"]:

@@ -13,17 +13,35 @@ from langgraph.runtime import Runtime
 
 from agent.context import RunContext
 from agent.state import SummarizeState, WriteOutcome
-from tools.writeback import build_patient_transaction
+from tools.documents.summary import document_lines
+from tools.record import PatientRecord
+from tools.writeback import build_patient_transaction, is_document_extraction
+
+
+def document_refs(record: PatientRecord) -> frozenset[str]:
+    """References of the record's results transcribed from lab-report PDFs (marked in table and plots)."""
+    return frozenset(
+        f"Observation/{o.id}"
+        for o in record.of_type("Observation")
+        if o.id is not None and is_document_extraction(o)
+    )
 
 
 def build_bundle(state: SummarizeState, runtime: Runtime[RunContext]) -> SummarizeState:
+    imaging = state.get("imaging")
+    lines = document_lines(state.get("documents"))
+    narrative = state["narrative"] + ("\n\n" + "\n".join(lines) if lines else "")
     bundle = build_patient_transaction(
         subject=f"Patient/{state['patient_id']}",
         trends=state["trends"],
-        narrative=state["narrative"],
+        narrative=narrative,
         issued=runtime.context.now,
         # The model that wrote the narrative, if any: it is credited with the report only.
         narrative_identity=state.get("narrative_identity"),
+        document_refs=document_refs(state["record"]),
+        # Imaging reports (with their Device and Provenance) land atomically with the summary.
+        extra=imaging.built if imaging else (),
+        imaging_summaries=imaging.summary_lines if imaging else (),
     )
     return {"bundle": bundle}
 

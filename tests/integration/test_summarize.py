@@ -9,10 +9,10 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
+from fhir_reads import count, get, search, totals
 
 from agent.cohort import Cohort, generate_cohort
 from agent.cohort.load import seed_cohort
@@ -20,32 +20,12 @@ from agent.context import RunContext
 from agent.jobs.summarize import summarize_many
 from fhir_adapters import FhirClient
 from tools.writeback import AI_OUTPUT_SYSTEM, AIAST
+from tools.writeback.lab_results import DOCUMENT_EXTRACTION_TAG
 
 pytestmark = pytest.mark.integration
 
 AIAST_TOKEN = f"{AIAST['system']}|{AIAST['code']}"
-WRITTEN_TYPES = ("Observation", "DiagnosticReport", "Provenance", "Device")
-
-
-# Checks read the server with plain HTTP, independently of the client under test.
-async def get(url: str, **params: str) -> Any:
-    async with httpx.AsyncClient(timeout=30) as http:
-        resp = await http.get(url, params=params)
-    resp.raise_for_status()
-    return resp.json()
-
-
-async def count(base: str, rtype: str, **params: str) -> int:
-    return int((await get(f"{base}/{rtype}", **params, _summary="count"))["total"])
-
-
-async def totals(base: str) -> dict[str, int]:
-    return {t: await count(base, t) for t in WRITTEN_TYPES}
-
-
-async def search(base: str, rtype: str, **params: str) -> list[Any]:
-    bundle = await get(f"{base}/{rtype}", **params, _count="500")
-    return [e["resource"] for e in bundle.get("entry", [])]
+DOCUMENT_TAG = (DOCUMENT_EXTRACTION_TAG["system"], DOCUMENT_EXTRACTION_TAG["code"])
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +90,22 @@ async def test_summarize_writes_labelled_traceable_results_once(server: str, coh
     assert [o.status for o in second] == ["unchanged"] * len(ids)
     assert all(not o.created for o in second)
     assert await totals(server) == after_first
-    # One Device for the engine, one report and one Provenance per patient.
-    assert await count(server, "Device") == 1
+    # Two Devices: the trend engine and the lab-PDF extractor. One summary report per patient.
+    assert await count(server, "Device") == 2
     assert await count(server, "DiagnosticReport") == len(ids)
-    assert await count(server, "Provenance") == len(ids)
-    assert await count(server, "Observation", _security=AIAST_TOKEN) == sum(o.series for o in first)
+    transcribed = sum(o.from_documents for o in first)
+    assert transcribed > 0, "the cohort's lab-report PDFs hold results the lab feed does not"
+    ai_observations = await count(server, "Observation", _security=AIAST_TOKEN)
+    assert ai_observations == sum(o.series for o in first) + transcribed
+    # One Provenance per patient's trends and report, one per PDF that gave new results.
+    provenances = await search(server, "Provenance")
+    from_pdfs = [
+        p
+        for p in provenances
+        if any("DocumentReference/" in e["what"].get("reference", "") for e in p["entity"])
+    ]
+    assert len(provenances) - len(from_pdfs) == len(ids)
+    assert from_pdfs
 
     patient_id = ids[0]
     reports = await search(
@@ -138,7 +129,10 @@ async def test_summarize_writes_labelled_traceable_results_once(server: str, coh
     for ref in sorted(source_refs)[:20]:
         source = await get(f"{server}/{ref}")
         assert source["subject"]["reference"] == f"Patient/{patient_id}"
-        assert "security" not in source.get("meta", {})  # inputs are source data, not AI output
+        # Inputs are source data: the lab feed's results, or results transcribed from a lab
+        # report PDF (labelled AI-asserted and tagged as a transcription); never AI analysis.
+        tags = {(t["system"], t["code"]) for t in source.get("meta", {}).get("tag", [])}
+        assert "security" not in source.get("meta", {}) or DOCUMENT_TAG in tags
     targets = {t["reference"] for t in provenance["target"]}
     assert f"DiagnosticReport/{report['id']}" in targets
     assert {f"Observation/{i}" for i in trend_ids} <= targets

@@ -1,0 +1,36 @@
+"""Plain-HTTP reads of a FHIR server for integration checks, independent of the client under test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+WRITTEN_TYPES = ("Observation", "DiagnosticReport", "Provenance", "Device")
+
+
+async def get(url: str, **params: str) -> Any:
+    async with httpx.AsyncClient(timeout=30) as http:
+        resp = await http.get(url, params=params)
+    resp.raise_for_status()
+    return resp.json()
+
+
+async def count(base: str, rtype: str, **params: str) -> int:
+    return int((await get(f"{base}/{rtype}", **params, _summary="count"))["total"])
+
+
+async def totals(base: str) -> dict[str, int]:
+    return {t: await count(base, t) for t in WRITTEN_TYPES}
+
+
+async def search(base: str, rtype: str, **params: str) -> list[Any]:
+    """Every match, following `next` links."""
+    out: list[Any] = []
+    bundle = await get(f"{base}/{rtype}", **params, _count="500")
+    while True:
+        out += [e["resource"] for e in bundle.get("entry", [])]
+        nxt = next((link["url"] for link in bundle.get("link", []) if link.get("relation") == "next"), None)
+        if nxt is None:
+            return out
+        bundle = await get(nxt)
