@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from fhir_adapters.errors import FhirProtocolError
 from fhir_adapters.search import Param
+from fhir_adapters.urls import same_origin
 
 __all__ = [
     "AZURE",
@@ -72,7 +73,7 @@ class Flavour:
         if not link.scheme and not link.netloc:  # relative link: resolve against the base
             path = link.path if link.path.startswith("/") else f"{base.path.rstrip('/')}/{link.path}"
             return urlunsplit((base.scheme, base.netloc, path, link.query, ""))
-        if _origin(link.scheme, link.netloc) == _origin(base.scheme, base.netloc):
+        if same_origin(url, base_url):
             return url
         if (
             self.rewrite_loopback_links
@@ -86,12 +87,6 @@ class Flavour:
             f"refusing to follow a link to another origin ({link.scheme}://{link.hostname}) than the FHIR "
             f"base ({base.scheme}://{base.hostname})"
         )
-
-
-def _origin(scheme: str, netloc: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(f"{scheme}://{netloc}")
-    default = {"http": 80, "https": 443}.get(scheme.lower())
-    return scheme.lower(), (parts.hostname or "").lower(), parts.port or default
 
 
 GENERIC = Flavour("generic")

@@ -265,13 +265,13 @@ def _codes(rtype: str, res: Resource) -> set[tuple[str | None, str | None, str |
 
 def _effective(rtype: str, res: Resource) -> datetime | None:
     for path in _DATE_PATHS.get(rtype, ()):
-        when = _as_utc(_get(res, path))
+        when = as_utc(_get(res, path))
         if when is not None:
             return when
     return None
 
 
-def _as_utc(value: Any) -> datetime | None:
+def as_utc(value: Any) -> datetime | None:
     """FHIR date/dateTime/instant (datetime, date, or partial 'YYYY'/'YYYY-MM' string) as UTC."""
     if isinstance(value, datetime):
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

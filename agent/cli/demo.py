@@ -18,7 +18,8 @@ from agent.cohort import generate_cohort
 from agent.cohort.imaging.seed import cohort_imaging_plan
 from fhir_adapters import FhirError
 from tools.imaging.dicomweb import DicomWebError
-from tools.writeback import AIAST
+from tools.writeback import AIAST, DOCUMENT_EXTRACTION_TAG
+from tools.writeback.builders import TREND_CODE_SYSTEM
 
 
 @app.command("demo")
@@ -44,7 +45,9 @@ def demo(
         )
         if imaging is not None and pacs is not None:
             print_imaging(imaging, pacs)
-        outcomes, _ = asyncio.run(run_summaries(url, None, dry_run=False, show_progress=True))
+        outcomes, _ = asyncio.run(
+            run_summaries(url, None, dry_run=False, show_progress=True, dicomweb_url=pacs)
+        )
     except (FhirError, DicomWebError) as exc:
         typer.secho(f"demo failed: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
@@ -52,11 +55,21 @@ def demo(
     console.print(outcome_table(outcomes, "What ChartAgent wrote (AI-generated, status preliminary)"))
     aiast = quote(f"{AIAST['system']}|{AIAST['code']}", safe="")
     first = next((o.patient_id for o in outcomes if o.status in ("written", "unchanged")), None)
-    console.print("[bold]4. Where to look[/bold] (each patient's transaction: trend Observations, a summary")
-    console.print("   DiagnosticReport, a Provenance, and the engine's Device, all labelled AIAST)")
+    console.print(
+        "[bold]4. Where to look[/bold] (results transcribed from lab-report PDFs, trend Observations,"
+    )
+    console.print(
+        "   a longitudinal DiagnosticReport with a trend table and plots, Provenance, Devices; all AIAST)"
+    )
+    trend = quote(f"{TREND_CODE_SYSTEM}|lab-trend", safe="")
+    transcribed = quote(f"{DOCUMENT_EXTRACTION_TAG['system']}|{DOCUMENT_EXTRACTION_TAG['code']}", safe="")
     # Plain echo: URLs must not be wrapped.
+    typer.echo(
+        f"  Lab-report PDFs:     {url}/DocumentReference?type={quote('http://loinc.org|11502-2', safe='')}"
+    )
+    typer.echo(f"  Transcribed results: {url}/Observation?_tag={transcribed}   (page + bbox in an extension)")
     typer.echo(f"  AI summary reports:  {url}/DiagnosticReport?_security={aiast}")
-    typer.echo(f"  AI trend results:    {url}/Observation?_security={aiast}")
+    typer.echo(f"  AI trend results:    {url}/Observation?code={trend}")
     if first:
         typer.echo(
             f"  One patient, with provenance: {url}/DiagnosticReport?subject=Patient/{first}"

@@ -27,13 +27,17 @@ from tools.medgemma.factory import open_backend
 
 
 def dry_run_payload(outcome: PatientOutcome, state: SummarizeState | None) -> dict[str, Any]:
-    """`{"facts": {...}, "bundle": {...}}`: what would be written, and the facts behind it."""
+    """`{"facts": {...}, "documents": [...], "bundle": {...}}`: what would be written, and why."""
     facts = state.get("facts") if state else None
+    documents = state.get("documents") if state else None
     return {
         "patient_id": outcome.patient_id,
         "status": outcome.status,
         "error": outcome.error,
         "facts": facts.model_dump(mode="json") if facts else None,
+        # Per lab-report PDF: what was read, what would be written, what was left and why.
+        "documents": [d.model_dump(mode="json") for d in documents.documents] if documents else [],
+        "imaging": outcome.imaging,
         "bundle": state.get("bundle") if state else None,
     }
 

@@ -34,6 +34,7 @@ from fhir.resources.R4B.attachment import Attachment
 from fhir.resources.R4B.documentreference import DocumentReference
 
 from fhir_adapters import FhirClient, FhirError, FhirHttpError, FhirNotFound
+from fhir_adapters.urls import DEFAULT_PORTS, same_origin
 
 __all__ = [
     "DEFAULT_MAX_PDF_BYTES",
@@ -53,7 +54,6 @@ __all__ = [
 
 DEFAULT_MAX_PDF_BYTES: Final = 20 * 1024 * 1024
 _FHIR_ID: Final = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 # Binary.contentType values that may carry a PDF (a server may not know the type it stores).
 _BINARY_TYPES: Final = frozenset({"application/pdf", "application/octet-stream"})
 
@@ -126,20 +126,17 @@ def binary_id_of(url: str, base_url: str, document: str) -> str:
         path = parts.path
     else:
         base = urlsplit(base_url)
-        scheme = parts.scheme.lower()
         try:
-            port, base_port = parts.port, base.port
+            parts.port  # noqa: B018 - raises on a port that is not a number
         except ValueError:
             raise AttachmentRefused(document, f"{refused} (the URL's port is not a number)") from None
-        same_origin = (
-            scheme in _DEFAULT_PORTS
-            and scheme == base.scheme.lower()
+        on_base = (
+            parts.scheme.lower() in DEFAULT_PORTS
             and parts.username is None
             and parts.password is None
-            and (parts.hostname or "").lower() == (base.hostname or "").lower()
-            and (port or _DEFAULT_PORTS[scheme]) == (base_port or _DEFAULT_PORTS[scheme])
+            and same_origin(url.strip(), base_url)
         )
-        if not same_origin:
+        if not on_base:
             where = parts.scheme or "scheme-relative"
             raise AttachmentRefused(document, f"{refused} (the URL is on another origin: {where})")
         prefix = base.path.rstrip("/") + "/"

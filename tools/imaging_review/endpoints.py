@@ -22,7 +22,7 @@ from fhir.resources.R4B.endpoint import Endpoint
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fhir_adapters import FhirClient, FhirError
-from fhir_adapters.flavours import _origin
+from fhir_adapters.urls import same_origin
 from tools.record import PatientRecord
 
 __all__ = [
@@ -63,9 +63,7 @@ def same_dicomweb_root(address: str, base_url: str) -> bool:
     a, b = urlsplit(address), urlsplit(base_url)
     if not a.scheme or not a.netloc:
         return False
-    return _origin(a.scheme, a.netloc) == _origin(b.scheme, b.netloc) and (
-        a.path.rstrip("/") == b.path.rstrip("/")
-    )
+    return same_origin(address, base_url) and a.path.rstrip("/") == b.path.rstrip("/")
 
 
 def _host(address: str) -> str:

@@ -38,7 +38,7 @@ from tools.imaging.mri import MRI_MODALITIES
 from tools.imaging_review.endpoints import EndpointInfo, endpoint_info
 
 # Private in tools.record; reused so that FHIR dates are read one way (partial dates included).
-from tools.record import PatientRecord, _as_utc
+from tools.record import PatientRecord, as_utc
 from tools.writeback.ai_labels import is_ai_asserted
 
 __all__ = [
@@ -210,7 +210,7 @@ def study_entry(resource: ImagingStudy) -> StudyEntry:
         id=str(resource.id),
         study_uid=_study_uid(resource),
         started=_started(resource.started),
-        when=_as_utc(resource.started),
+        when=as_utc(resource.started),
         modalities=modalities,
         series=series,
         endpoints=_refs(resource.endpoint),

@@ -82,14 +82,14 @@ _INTERPRETATION_DISPLAY: Final = {
 }
 
 
-def _check_subject(subject: str) -> None:
+def check_subject(subject: str) -> None:
     if not _SUBJECT_RE.match(subject):
         raise ValueError(
             f"subject must be a literal Patient reference such as 'Patient/123', not {subject!r}"
         )
 
 
-def _check_time(name: str, t: datetime) -> None:
+def check_time(name: str, t: datetime) -> None:
     if t.tzinfo is None:
         raise ValueError(f"{name} must be timezone-aware")
 
@@ -123,8 +123,8 @@ def build_trend_observation(
     parameters: Mapping[str, Param] | None = None,
 ) -> Built[Observation]:
     """The trend Observation for one series; raises ``ValueError`` on a bad subject or an empty trend."""
-    _check_subject(subject)
-    _check_time("issued", issued)
+    check_subject(subject)
+    check_time("issued", issued)
     if not trend.sources or trend.n != len(trend.sources):
         raise ValueError(f"trend of {trend.code} has {trend.n} points but {len(trend.sources)} sources")
     # Servers may return absolute references (https://ehr/fhir/Patient/1) for the same patient.
@@ -240,8 +240,8 @@ def build_summary_report(
     table and the plots). ``imaging_summaries``: lines listed under "Imaging comparisons".
     ``max_plots``: at most this many PNG plots (``series_to_plot`` chooses them).
     """
-    _check_subject(subject)
-    _check_time("issued", issued)
+    check_subject(subject)
+    check_time("issued", issued)
     if not observations or len(observations) != len(trends):
         raise ValueError("a summary report needs one built Observation per trend, and at least one")
     if not narrative.strip():
@@ -321,7 +321,7 @@ def build_provenance(
     recorded: datetime,
 ) -> Built[Provenance]:
     """Provenance of ``targets`` (the written AI resources) from ``sources`` (input references)."""
-    _check_time("recorded", recorded)
+    check_time("recorded", recorded)
     if not targets:
         raise ValueError("a Provenance needs at least one target")
     if not sources:

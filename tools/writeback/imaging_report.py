@@ -38,9 +38,7 @@ from tools.medgemma.tasks.cxr_comparison import CxrComparison
 from tools.medgemma.tasks.volume_comparison import NOT_COMPARED_NOTE, VolumeComparison, VolumeRead
 from tools.medgemma.tasks.volume_findings import VolumeModality
 from tools.writeback.ai_labels import ModelIdentity, ai_meta, build_model_device
-
-# Private to builders.py, reused so that subject and time are checked one way everywhere.
-from tools.writeback.builders import _check_subject, _check_time, build_provenance
+from tools.writeback.builders import build_provenance, check_subject, check_time
 from tools.writeback.identifiers import Built, InputRef, Param, business_identifier
 
 __all__ = [
@@ -247,8 +245,8 @@ def build_imaging_report(
     parameters: Mapping[str, Param] | None = None,
 ) -> Built[DiagnosticReport]:
     """The DiagnosticReport of one comparison; raises ``ValueError`` on inconsistent input."""
-    _check_subject(subject)
-    _check_time("issued", issued)
+    check_subject(subject)
+    check_time("issued", issued)
     _check_inputs(task, result, current, prior)
     studies = [current] if prior is None else [current, prior]
     ident = business_identifier(

@@ -39,7 +39,7 @@ from tools.labs.pdf import EXTRACTOR_NAME, EXTRACTOR_REVISION, ExtractedLab
 from tools.labs.units import dimension_of
 from tools.medgemma.tasks.lab_extraction import LabFlag
 from tools.writeback.ai_labels import ModelIdentity, ai_meta, build_model_device
-from tools.writeback.builders import build_provenance
+from tools.writeback.builders import build_provenance, check_time
 from tools.writeback.extraction_labels import DOCUMENT_EXTRACTION_TAG, is_document_extraction
 from tools.writeback.identifiers import Built, InputRef, business_identifier
 
@@ -146,11 +146,6 @@ def _reference_range(lab: ExtractedLab) -> list[dict[str, Any]] | None:
     return [rr] if rr else None
 
 
-def _check_time(name: str, t: datetime) -> None:
-    if t.tzinfo is None:
-        raise ValueError(f"{name} must be timezone-aware")
-
-
 def _check_reference(name: str, reference: str, rtype: str) -> str:
     prefix = f"{rtype}/"
     rid = reference[len(prefix) :] if reference.startswith(prefix) else ""
@@ -177,7 +172,7 @@ def build_lab_result_observation(
     """
     _check_reference("subject", subject, "Patient")
     _check_reference("document", document, "DocumentReference")
-    _check_time("issued", issued)
+    check_time("issued", issued)
     if device.resource_type != "Device":
         raise ValueError("device must be a built Device")
     reason = unwritable_reason(lab)
