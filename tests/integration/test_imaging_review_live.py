@@ -29,6 +29,8 @@ from agent.cohort.imaging import Modality, StudyPlan, Timepoint
 from agent.cohort.imaging.fhir import imaging_study_id
 from agent.cohort.imaging.seed import cohort_imaging_plan, seed_imaging
 from agent.cohort.load import seed_cohort
+from agent.context import RunContext
+from agent.jobs.summarize import summarize_many
 from fhir_adapters import FhirClient
 from tools.imaging.ct import prepare_ct
 from tools.imaging.cxr import prepare_cxr
@@ -326,3 +328,39 @@ async def test_without_a_model_nothing_is_fetched(seeded: Seeded) -> None:
     assert review.built == []
     assert pacs_wire.urls == []
     assert fhir_wire.urls == []
+
+
+def graph_model(request: ModelRequest) -> str:
+    """The imaging answers above; for the text-only summary request, a narrative without numbers."""
+    if request.image_count == 0:
+        return "Lab trends were reviewed; see the computed table for values."
+    return scripted_model(request)
+
+
+async def test_the_summarize_graph_writes_imaging_comparisons_with_the_longitudinal_report(
+    seeded: Seeded,
+) -> None:
+    """Through the agent: gather -> PDFs -> trends -> imaging comparisons -> synthesis -> one transaction."""
+    async with FhirClient(seeded.fhir_url) as fhir, DicomWebClient(seeded.dicomweb_url) as pacs:
+        ctx = RunContext(fhir=fhir, dicomweb=pacs, model=ScriptedBackend([graph_model], cycle=True), now=NOW)
+        (first,) = await summarize_many(ctx, [seeded.patient_id])
+        rerun_ctx = RunContext(
+            fhir=fhir, dicomweb=pacs, model=ScriptedBackend([graph_model], cycle=True), now=NOW
+        )
+        (second,) = await summarize_many(rerun_ctx, [seeded.patient_id])
+        reports = await fhir.search_patient("DiagnosticReport", seeded.patient_id)
+    assert first.status == "written", first.error
+    assert second.status == "unchanged"
+    assert any(line.startswith("CXR ") and "worsened (AI-generated)" in line for line in first.imaging)
+    assert any(line.startswith("CT ") and "current:" in line for line in first.imaging)
+    imaging = [r for r in reports if r["code"]["coding"][0]["code"] == "18748-4"]
+    assert {tuple(x["reference"] for x in r["imagingStudy"]) for r in imaging} >= {
+        (
+            f"ImagingStudy/{imaging_study_id(seeded.studies[(k, Timepoint.CURRENT)])}",
+            f"ImagingStudy/{imaging_study_id(seeded.studies[(k, Timepoint.PRIOR)])}",
+        )
+        for k in ("cxr", "ct")
+    }
+    (summary,) = [r for r in reports if r["code"]["coding"][0]["code"] == "11502-2"]
+    assert "Imaging comparisons" in summary["text"]["div"]
+    assert "right mid zone nodule worsened" in summary["text"]["div"]
