@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+
+from agent.cohort import Cohort
+from agent.cohort.load import seed_cohort
+from fhir_adapters import FhirClient
 
 WRITTEN_TYPES = ("Observation", "DiagnosticReport", "Provenance", "Device")
 
@@ -34,3 +40,15 @@ async def search(base: str, rtype: str, **params: str) -> list[Any]:
         if nxt is None:
             return out
         bundle = await get(nxt)
+
+
+def server_with(fhir_server_factory: Callable[..., str], cohort: Cohort) -> str:
+    """A FHIR server of its own holding only ``cohort``, so that counts are exact."""
+    base = fhir_server_factory()
+
+    async def load() -> None:
+        async with FhirClient(base) as client:
+            await seed_cohort(client, cohort)
+
+    asyncio.run(load())
+    return base

@@ -54,6 +54,7 @@ from tools.medgemma.transformers_backend import TransformersBackend
 from tools.medgemma.types import ImagePart, ModelRequest, TextPart
 from tools.record import PatientRecord, gather_record
 from tools.writeback import Built
+from tools.writeback.bundle import conditional_create_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -154,21 +155,6 @@ def presented(report: dict[str, Any]) -> str:
     return base64.b64decode(report["presentedForm"][0]["data"]).decode("utf-8")
 
 
-def transaction(built: list[Built[Any]]) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {
-                "fullUrl": b.full_url,
-                "resource": b.resource.model_dump(mode="json"),
-                "request": {"method": "POST", "url": b.resource_type, "ifNoneExist": b.if_none_exist},
-            }
-            for b in built
-        ],
-    }
-
-
 async def test_fake_model_cxr_and_ct_comparisons_write_valid_reports(seeded: Seeded) -> None:
     model = ScriptedBackend([scripted_model], cycle=True)
     review = await review_with(seeded, model)
@@ -233,14 +219,14 @@ async def test_fake_model_cxr_and_ct_comparisons_write_valid_reports(seeded: See
 
     # The FHIR server takes everything in one transaction; a rerun creates nothing new.
     async with FhirClient(seeded.fhir_url) as fhir:
-        first = await fhir.transaction(transaction(review.built))
+        first = await fhir.transaction(conditional_create_bundle(review.built))
         statuses = [str(e["response"]["status"]) for e in first["entry"]]
         # The prompt is part of a model Device's identity: one Device per task prompt.
         kinds = [b.resource_type for b in review.built]
         assert kinds == ["Device", "DiagnosticReport", "Provenance"] * 2
         assert all(s.startswith("201") for s in statuses), statuses
         rerun = await review_with(seeded, ScriptedBackend([scripted_model], cycle=True))
-        again = await fhir.transaction(transaction(rerun.built))
+        again = await fhir.transaction(conditional_create_bundle(rerun.built))
         assert all(str(e["response"]["status"]).startswith("200") for e in again["entry"])
         token = report_of(cxr.built)["identifier"][0]
         found = await fhir.search("DiagnosticReport", {"identifier": f"{token['system']}|{token['value']}"})

@@ -17,11 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fhir_reads import get, search, totals
+from fhir_reads import get, search, server_with, totals
 from PIL import Image
 
 from agent.cohort import Cohort, generate_cohort
-from agent.cohort.load import seed_cohort
 from agent.context import RunContext
 from agent.jobs.summarize import PatientOutcome, summarize_many
 from fhir_adapters import FhirClient
@@ -45,14 +44,7 @@ def cohort() -> Cohort:
 
 @pytest.fixture(scope="module")
 def server(fhir_server_factory: Callable[..., str], cohort: Cohort) -> str:
-    base = fhir_server_factory()
-
-    async def load() -> None:
-        async with FhirClient(base) as client:
-            await seed_cohort(client, cohort)
-
-    asyncio.run(load())
-    return base
+    return server_with(fhir_server_factory, cohort)
 
 
 @pytest.fixture(scope="module")

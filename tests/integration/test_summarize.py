@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from fhir_reads import count, get, search, totals
+from fhir_reads import count, get, search, server_with, totals
 
 from agent.cohort import Cohort, generate_cohort
 from agent.cohort.load import seed_cohort
@@ -36,14 +36,7 @@ def cohort() -> Cohort:
 @pytest.fixture(scope="module")
 def server(fhir_server_factory: Callable[..., str], cohort: Cohort) -> str:
     """A server of its own holding only this cohort, so that counts are exact."""
-    base = fhir_server_factory()
-
-    async def load() -> None:
-        async with FhirClient(base) as client:
-            await seed_cohort(client, cohort)
-
-    asyncio.run(load())
-    return base
+    return server_with(fhir_server_factory, cohort)
 
 
 async def test_dry_run_writes_nothing_and_prints_facts(server: str, cohort: Cohort) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "ModelIdentity",
     "ai_meta",
     "build_model_device",
+    "chartagent_version",
     "is_ai_asserted",
     "trend_engine_identity",
 ]
@@ -68,15 +69,22 @@ class ModelIdentity(BaseModel):
         return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
+def chartagent_version() -> str:
+    """The installed chartagent package's version: the version of ChartAgent's own engines."""
+    try:
+        return importlib.metadata.version("chartagent")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def trend_engine_identity(package_version: str | None = None) -> ModelIdentity:
     """The deterministic trend engine; its version is the chartagent package's unless given."""
-    if package_version is None:
-        try:
-            package_version = importlib.metadata.version("chartagent")
-        except importlib.metadata.PackageNotFoundError:
-            package_version = "0+unknown"
     return ModelIdentity(
-        name=ENGINE_NAME, version=package_version, revision=ALGORITHM_REVISION, backend="python", device="cpu"
+        name=ENGINE_NAME,
+        version=package_version or chartagent_version(),
+        revision=ALGORITHM_REVISION,
+        backend="python",
+        device="cpu",
     )
 
 

@@ -25,12 +25,10 @@ every entry a conditional create.
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Final
 
-from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 
 from tools.labs.analytes import ANALYTES, LOINC_SYSTEM
@@ -38,8 +36,9 @@ from tools.labs.loinc_catalog import CATALOG
 from tools.labs.pdf import EXTRACTOR_NAME, EXTRACTOR_REVISION, ExtractedLab
 from tools.labs.units import dimension_of
 from tools.medgemma.tasks.lab_extraction import LabFlag
-from tools.writeback.ai_labels import ModelIdentity, ai_meta, build_model_device
+from tools.writeback.ai_labels import ModelIdentity, ai_meta, build_model_device, chartagent_version
 from tools.writeback.builders import build_provenance, check_time
+from tools.writeback.bundle import conditional_create_bundle
 from tools.writeback.extraction_labels import DOCUMENT_EXTRACTION_TAG, is_document_extraction
 from tools.writeback.identifiers import Built, InputRef, business_identifier
 
@@ -84,14 +83,9 @@ _KNOWN_UCUM: Final = frozenset(
 
 def lab_pdf_extractor_identity(package_version: str | None = None) -> ModelIdentity:
     """The text-layer extractor; its version is the chartagent package's unless given."""
-    if package_version is None:
-        try:
-            package_version = importlib.metadata.version("chartagent")
-        except importlib.metadata.PackageNotFoundError:
-            package_version = "0+unknown"
     return ModelIdentity(
         name=EXTRACTOR_NAME,
-        version=package_version,
+        version=package_version or chartagent_version(),
         revision=EXTRACTOR_REVISION,
         backend="python",
         device="cpu",
@@ -261,19 +255,4 @@ def build_lab_document_transaction(
     provenance = build_provenance(
         targets=observations, device=device, sources=[document], identity=identity, recorded=issued
     )
-    built: list[Built[Any]] = [device, *observations, provenance]
-    bundle = Bundle.model_validate(
-        {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {
-                    "fullUrl": b.full_url,
-                    "resource": b.resource.model_dump(mode="json"),
-                    "request": {"method": "POST", "url": b.resource_type, "ifNoneExist": b.if_none_exist},
-                }
-                for b in built
-            ],
-        }
-    )
-    return bundle.model_dump(mode="json")
+    return conditional_create_bundle([device, *observations, provenance])

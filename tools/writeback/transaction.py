@@ -16,11 +16,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from fhir.resources.R4B.bundle import Bundle
-
 from tools.trends import Trend
 from tools.writeback.ai_labels import ModelIdentity, build_model_device, trend_engine_identity
 from tools.writeback.builders import build_provenance, build_summary_report, build_trend_observation
+from tools.writeback.bundle import conditional_create_bundle
 from tools.writeback.identifiers import Built, Param
 
 __all__ = ["build_patient_transaction"]
@@ -96,31 +95,4 @@ def build_patient_transaction(
             recorded=issued,
         )
         built = [device, narrator_device, *observations, report, trend_provenance, report_provenance]
-    bundle = Bundle.model_validate(
-        {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {
-                    "fullUrl": b.full_url,
-                    "resource": b.resource.model_dump(mode="json"),
-                    "request": {"method": "POST", "url": b.resource_type, "ifNoneExist": b.if_none_exist},
-                }
-                for b in _unique([*built, *extra])
-            ],
-        }
-    )
-    return bundle.model_dump(mode="json")
-
-
-def _unique(built: Sequence[Built[Any]]) -> list[Built[Any]]:
-    """First occurrence of each fullUrl; one fullUrl with two different contents is an error."""
-    seen: dict[str, Built[Any]] = {}
-    for b in built:
-        first = seen.setdefault(b.full_url, b)
-        if first is not b and (
-            first.resource_type != b.resource_type
-            or first.resource.model_dump(mode="json") != b.resource.model_dump(mode="json")
-        ):
-            raise ValueError(f"two different {b.resource_type} entries share the fullUrl {b.full_url}")
-    return list(seen.values())
+    return conditional_create_bundle([*built, *extra])
