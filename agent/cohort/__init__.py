@@ -1,6 +1,7 @@
 """Deterministic synthetic cohort: generation (pure) and seeding into a FHIR server."""
 
 from agent.cohort.generate import REFERENCE_DATE, Cohort, CohortPatient, generate_cohort, patient_id
+from agent.cohort.labdocs import PlannedLabDocument, PlannedLabResult
 from agent.cohort.labs import ANALYTES, Analyte, AnalyteSpec, Course, analyte_for_coding
 from agent.cohort.profiles import LabDialect
 
@@ -13,6 +14,8 @@ __all__ = [
     "CohortPatient",
     "Course",
     "LabDialect",
+    "PlannedLabDocument",
+    "PlannedLabResult",
     "analyte_for_coding",
     "generate_cohort",
     "patient_id",

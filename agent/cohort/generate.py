@@ -27,6 +27,7 @@ from agent.cohort.courses import (
     draw_kidney,
 )
 from agent.cohort.demographics import Demographics, draw_demographics, mrn_for
+from agent.cohort.labdocs import LabHistory, PlannedLabDocument, plan_lab_documents
 from agent.cohort.labs import ANALYTES, Analyte, Course, egfr_ckd_epi_2021
 from agent.cohort.profiles import LabDialect, PatientPlan, plan_for
 
@@ -53,7 +54,8 @@ class CohortPatient(BaseModel):
 
 
 class Cohort(BaseModel):
-    """A generated cohort and its ground truth: `truth[patient_id][analyte]` is the planned course."""
+    """A generated cohort and its ground truth: `truth[patient_id][analyte]` is the planned course,
+    `lab_documents[patient_id]` what the patient's lab-report PDFs print (see `labdocs.py`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -61,6 +63,7 @@ class Cohort(BaseModel):
     reference_date: date
     patients: tuple[CohortPatient, ...]
     truth: dict[str, dict[Analyte, Course]] = Field(default_factory=dict)
+    lab_documents: dict[str, tuple[PlannedLabDocument, ...]] = Field(default_factory=dict)
 
     def resources(self) -> Iterator[dict[str, Any]]:
         for p in self.patients:
@@ -77,17 +80,22 @@ def patient_id(seed: int, index: int) -> str:
     return f"ca-{seed}-{index}"
 
 
-def generate_cohort(patients: int, seed: int, *, reference_date: date = REFERENCE_DATE) -> Cohort:
+def generate_cohort(
+    patients: int, seed: int, *, reference_date: date = REFERENCE_DATE, lab_documents: bool = True
+) -> Cohort:
+    """``lab_documents``: attach lab-report PDFs (DocumentReference, Binary) to every patient; they
+    take most of the time (about 0.1 s a patient) and change nothing else."""
     if not 0 <= patients <= MAX_PATIENTS:
         raise ValueError(f"patients must be between 0 and {MAX_PATIENTS}")
     if seed < 0:
         raise ValueError("seed must be >= 0 (it is part of resource ids)")
-    built = [_PatientBuilder(seed, i, reference_date).build() for i in range(patients)]
+    built = [_PatientBuilder(seed, i, reference_date).build(lab_documents) for i in range(patients)]
     return Cohort(
         seed=seed,
         reference_date=reference_date,
-        patients=tuple(p for p, _ in built),
-        truth={p.id: truth for p, truth in built},
+        patients=tuple(p for p, _, _ in built),
+        truth={p.id: truth for p, truth, _ in built},
+        lab_documents={p.id: docs for p, _, docs in built if docs},
     )
 
 
@@ -115,6 +123,7 @@ class _PatientBuilder:
     _diastolic_offset: float = field(init=False)
     _weight: float = field(init=False)
     _measured: set[Analyte] = field(default_factory=set, init=False)
+    _visit_days: tuple[date, int] = field(init=False)  # first visit day, follow-up span in days
 
     def __post_init__(self) -> None:
         # A string seed goes through SHA-512: stable across processes and Python versions.
@@ -131,7 +140,9 @@ class _PatientBuilder:
     def _has(self, condition: ConditionKind) -> bool:
         return self.plan.profile.has(condition)
 
-    def build(self) -> tuple[CohortPatient, dict[Analyte, Course]]:
+    def build(
+        self, lab_documents: bool = True
+    ) -> tuple[CohortPatient, dict[Analyte, Course], tuple[PlannedLabDocument, ...]]:
         visits = self._visits()
         self._draw_courses(visits)
         out: list[dict[str, Any]] = [
@@ -149,6 +160,14 @@ class _PatientBuilder:
             out.append(fhir.encounter(eid, self.pid, visit.start))
             out.extend(self._vitals(eid, visit))
             out.extend(self._labs(eid, visit))
+        documents: tuple[PlannedLabDocument, ...] = ()
+        if lab_documents:
+            history = LabHistory(
+                self.seed, self.index, self.pid, mrn_for(self.seed, self.index), self.demo,
+                self.plan.dialect, tuple(out), self.extra_draw,
+            )  # fmt: skip
+            doc_resources, documents = plan_lab_documents(history)
+            out.extend(doc_resources)
         patient = CohortPatient(
             id=self.pid,
             mrn=mrn_for(self.seed, self.index),
@@ -158,7 +177,7 @@ class _PatientBuilder:
             resources=tuple(out),
         )
         truth = {a: self.plan.course(a) for a in Analyte if a in self._measured}
-        return patient, truth
+        return patient, truth, documents
 
     # ---- schedule ----
 
@@ -177,6 +196,7 @@ class _PatientBuilder:
             day += timedelta(days=self.rng.randint(90, 180))
         visits = []
         span = (days[-1] - days[0]).days
+        self._visit_days = (days[0], span)
         for i, d in enumerate(days):
             start = datetime.combine(d, time(self.rng.randint(8, 15), self.rng.choice((0, 15, 30, 45))), UTC)
             elapsed = (d - days[0]).days
@@ -208,11 +228,11 @@ class _PatientBuilder:
         self._diastolic_offset = rng.uniform(*DIASTOLIC_OFFSET)
         self._weight = rng.uniform(*BMI_RANGE) * self.demo.height_m**2
 
-    def _at(self, analyte: Analyte, visit: _Visit) -> float:
-        return self._planned[analyte].at(visit.fraction)
+    def _at(self, analyte: Analyte, fraction: float) -> float:
+        return self._planned[analyte].at(fraction)
 
-    def _noisy(self, analyte: Analyte, true_value: float) -> float:
-        return true_value + self.rng.gauss(0.0, ANALYTES[analyte].noise.sd_at(true_value))
+    def _noisy(self, analyte: Analyte, true_value: float, rng: random.Random | None = None) -> float:
+        return true_value + (rng or self.rng).gauss(0.0, ANALYTES[analyte].noise.sd_at(true_value))
 
     def _lab(self, eid: str, visit: _Visit, analyte: Analyte, value: float) -> dict[str, Any]:
         self._measured.add(analyte)
@@ -223,47 +243,65 @@ class _PatientBuilder:
         )  # fmt: skip
 
     def _labs(self, eid: str, visit: _Visit) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+        values = self._lab_values(visit.fraction, visit.age, self.rng, extras=visit.index % 2 == 0)
+        return [self._lab(eid, visit, analyte, value) for analyte, value in values]
+
+    def _lab_values(
+        self, fraction: float, age: float, rng: random.Random, *, extras: bool
+    ) -> list[tuple[Analyte, float]]:
+        """One draw's lab results (canonical unit, in reporting order) at ``fraction`` of the
+        follow-up; ``extras`` adds magnesium and albumin (every other visit in CKD or diabetes)."""
+        out: list[tuple[Analyte, float]] = []
 
         def lab(analyte: Analyte, true_value: float) -> None:
-            out.append(self._lab(eid, visit, analyte, self._noisy(analyte, true_value)))
+            out.append((analyte, self._noisy(analyte, true_value, rng)))
 
         # Kidney: the lab measures creatinine (with noise) and reports the eGFR it computes
         # from that creatinine, as real labs do.
-        female, age = self.demo.female, visit.age
-        true_creat = self._kidney.creatinine_at(visit.fraction, age)
-        creat = round(self._noisy(_A.CREATININE, true_creat), ANALYTES[_A.CREATININE].decimals)
-        out.append(self._lab(eid, visit, _A.CREATININE, creat))
-        out.append(self._lab(eid, visit, _A.EGFR, egfr_ckd_epi_2021(creat, age, female)))
-        lab(_A.POTASSIUM, self._at(_A.POTASSIUM, visit))
-        lab(_A.SODIUM, self._at(_A.SODIUM, visit))
+        female = self.demo.female
+        true_creat = self._kidney.creatinine_at(fraction, age)
+        creat = round(self._noisy(_A.CREATININE, true_creat, rng), ANALYTES[_A.CREATININE].decimals)
+        out.append((_A.CREATININE, creat))
+        out.append((_A.EGFR, egfr_ckd_epi_2021(creat, age, female)))
+        lab(_A.POTASSIUM, self._at(_A.POTASSIUM, fraction))
+        lab(_A.SODIUM, self._at(_A.SODIUM, fraction))
         if self._has(_C.T2DM):
-            a1c = self._at(_A.HBA1C, visit)
+            a1c = self._at(_A.HBA1C, fraction)
             lab(_A.HBA1C, a1c)
             # Glucose follows control: estimated average glucose (ADAG), 28.7 * A1c - 46.7 mg/dL.
             lab(_A.GLUCOSE, 28.7 * a1c - 46.7)
         else:
-            lab(_A.GLUCOSE, self._at(_A.GLUCOSE, visit))
+            lab(_A.GLUCOSE, self._at(_A.GLUCOSE, fraction))
         if self._has(_C.IRON_DEFICIENCY_ANAEMIA):
-            lab(_A.HEMOGLOBIN, self._at(_A.HEMOGLOBIN, visit))
+            lab(_A.HEMOGLOBIN, self._at(_A.HEMOGLOBIN, fraction))
         if self._has(_C.HYPERLIPIDAEMIA):
             # Lipid panel at every visit while a statin is titrated; total = LDL + HDL + TG/5 (Friedewald).
-            ldl, hdl, tg = (self._at(a, visit) for a in (_A.LDL, _A.HDL, _A.TRIGLYCERIDES))
+            ldl, hdl, tg = (self._at(a, fraction) for a in (_A.LDL, _A.HDL, _A.TRIGLYCERIDES))
             lab(_A.CHOLESTEROL, ldl + hdl + tg / 5)
             lab(_A.LDL, ldl)
             lab(_A.HDL, hdl)
             lab(_A.TRIGLYCERIDES, tg)
-        if visit.index % 2 == 0 and (self._has(_C.CKD3) or self._has(_C.T2DM)):
-            lab(_A.MAGNESIUM, self._at(_A.MAGNESIUM, visit))
-            lab(_A.ALBUMIN, self._at(_A.ALBUMIN, visit))
+        if extras and (self._has(_C.CKD3) or self._has(_C.T2DM)):
+            lab(_A.MAGNESIUM, self._at(_A.MAGNESIUM, fraction))
+            lab(_A.ALBUMIN, self._at(_A.ALBUMIN, fraction))
         return out
+
+    def extra_draw(self, when: datetime, rng: random.Random) -> list[tuple[Analyte, float]]:
+        """Lab results of a draw outside the visits (an outside lab's) at ``when``: the same planned
+        courses and noise model as the visits' labs, noise from ``rng`` so that the patient's own
+        stream, and with it every FHIR resource, is untouched. ``when`` lies within the follow-up."""
+        first, span = self._visit_days
+        elapsed = (when.date() - first).days
+        if not 0 <= elapsed <= span:
+            raise ValueError("an extra draw lies within the follow-up")
+        return self._lab_values(elapsed / span, self.demo.age_at(when.date()), rng, extras=True)
 
     def _vitals(self, eid: str, visit: _Visit) -> list[dict[str, Any]]:
         when = visit.start + timedelta(minutes=5)
-        systolic = self._at(_A.SYSTOLIC_BP, visit)
+        systolic = self._at(_A.SYSTOLIC_BP, visit.fraction)
         diastolic = systolic / 2 + self._diastolic_offset
         weight = round(self._noisy(_A.BODY_WEIGHT, self._weight), ANALYTES[_A.BODY_WEIGHT].decimals)
-        heart_rate = self._noisy(_A.HEART_RATE, self._at(_A.HEART_RATE, visit))
+        heart_rate = self._noisy(_A.HEART_RATE, self._at(_A.HEART_RATE, visit.fraction))
         self._measured.update((_A.SYSTOLIC_BP, _A.DIASTOLIC_BP, _A.BODY_WEIGHT, _A.BMI, _A.HEART_RATE))
         return [
             fhir.blood_pressure(

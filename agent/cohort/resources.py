@@ -5,12 +5,16 @@ Every resource carries the cohort tag and a deterministic id chosen by the calle
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from agent.cohort.codes import (
     COHORT_TAG,
     EPIC_LOCAL_LAB_SYSTEM,
+    LOINC,
     MRN_SYSTEM,
     UCUM,
     V2_0203,
@@ -23,9 +27,11 @@ from agent.cohort.labs import AnalyteSpec, interpretation, round_to
 from agent.cohort.profiles import LabDialect
 
 __all__ = [
+    "binary",
     "blood_pressure",
     "condition",
     "encounter",
+    "lab_document_reference",
     "lab_observation",
     "medication_request",
     "patient",
@@ -36,6 +42,10 @@ _OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 _INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 _INTERPRETATION_DISPLAY = {"H": "High", "L": "Low", "N": "Normal"}
 _BP_PANEL = Code("http://loinc.org", "85354-9", "Blood pressure panel with all children optional")
+_LAB_REPORT = Code(LOINC, "11502-2", "Laboratory report")
+# HL7 v2 diagnostic service section, the category US Core gives laboratory DiagnosticReports: the
+# same search (category=LAB) finds a lab's structured and document results.
+_LAB_SECTION = Code("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB", "Laboratory")
 
 
 def _meta() -> dict[str, Any]:
@@ -234,3 +244,57 @@ def blood_pressure(
         for spec, value in (systolic, diastolic)
     ]
     return obs
+
+
+def binary(bid: str, pid: str, content_type: str, data: bytes) -> dict[str, Any]:
+    """A Binary; ``securityContext`` is the patient, so a server grants access as to the record."""
+    return {
+        "resourceType": "Binary",
+        "id": bid,
+        "meta": _meta(),
+        "contentType": content_type,
+        "securityContext": {"reference": f"Patient/{pid}"},
+        "data": base64.b64encode(data).decode("ascii"),
+    }
+
+
+def lab_document_reference(
+    did: str,
+    pid: str,
+    pdf: bytes,
+    *,
+    title: str,
+    description: str,
+    reported: datetime,
+    collected: Sequence[datetime],
+    binary_id: str | None = None,
+) -> dict[str, Any]:
+    """A lab-report PDF (LOINC 11502-2): ``date`` is when it was reported, ``context.period`` spans
+    its collection times; the bytes inline (``attachment.data``) or in ``Binary/<binary_id>``."""
+    if not collected:
+        raise ValueError("a lab report has at least one collection time")
+    attachment: dict[str, Any] = {
+        "contentType": "application/pdf",
+        "title": title,
+        "creation": _instant(reported),
+        "size": len(pdf),
+        "hash": base64.b64encode(hashlib.sha1(pdf, usedforsecurity=False).digest()).decode("ascii"),
+    }
+    if binary_id is None:
+        attachment["data"] = base64.b64encode(pdf).decode("ascii")
+    else:
+        attachment["url"] = f"Binary/{binary_id}"
+    return {
+        "resourceType": "DocumentReference",
+        "id": did,
+        "meta": _meta(),
+        "status": "current",
+        "docStatus": "final",
+        "type": {"coding": [_LAB_REPORT.coding()], "text": _LAB_REPORT.display},
+        "category": [{"coding": [_LAB_SECTION.coding()], "text": _LAB_SECTION.display}],
+        "subject": {"reference": f"Patient/{pid}"},
+        "date": _instant(reported),
+        "description": description,
+        "content": [{"attachment": attachment}],
+        "context": {"period": {"start": _instant(min(collected)), "end": _instant(max(collected))}},
+    }

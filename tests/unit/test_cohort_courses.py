@@ -28,7 +28,8 @@ CASES = [(7, 12), (7, 30), (11, 12), (11, 30)]
 
 @cache
 def cohort(seed: int, patients: int) -> Cohort:
-    return generate_cohort(patients, seed)
+    # Lab-report documents add points only in test_cohort_labdocs.py; here the FHIR feed alone.
+    return generate_cohort(patients, seed, lab_documents=False)
 
 
 def series_set(patient: CohortPatient) -> SeriesSet:

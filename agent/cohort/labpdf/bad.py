@@ -1,8 +1,10 @@
 """Inputs an extractor must refuse or survive: encrypted, truncated, blank, empty, huge, and a
 report whose text carries a prompt injection (data, never instructions).
 
-Encrypted bytes are NOT byte-deterministic: pymupdf draws a fresh random salt and IV for
+``encrypted_pdf`` bytes are NOT byte-deterministic: pymupdf draws a fresh random salt and IV for
 AES-256 on every save and offers no way to seed them; the decrypted content is deterministic.
+``deterministic_encrypted_pdf`` (RC4-128 with a given file identifier, see ``encrypt.py``) is,
+for data that must reseed byte-identically (the synthetic cohort's documents).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from typing import Final
 import pymupdf
 
 from agent.cohort.labpdf.canvas import finish, new_document, open_pdf
+from agent.cohort.labpdf.encrypt import encrypt_rc4
 from agent.cohort.labpdf.layouts.hospital import render_hospital
 from agent.cohort.labpdf.truth import LabReport
 
 __all__ = [
     "INJECTION_TEXT",
     "blank_pdf",
+    "deterministic_encrypted_pdf",
     "empty_file",
     "encrypted_pdf",
     "huge_pdf",
@@ -43,6 +47,13 @@ def encrypted_pdf(pdf: bytes, user_password: str = "patient", owner_password: st
         permissions=int(pymupdf.PDF_PERM_PRINT),  # type: ignore[attr-defined]
     )
     return data
+
+
+def deterministic_encrypted_pdf(
+    pdf: bytes, file_id: bytes, user_password: str = "patient", owner_password: str = "lab-owner"
+) -> bytes:
+    """``pdf`` encrypted (RC4-128, print-only) under the 16-byte ``file_id``: same inputs, same bytes."""
+    return encrypt_rc4(pdf, file_id=file_id, user_password=user_password, owner_password=owner_password)
 
 
 def truncated_pdf(pdf: bytes, keep: float = 0.4) -> bytes:

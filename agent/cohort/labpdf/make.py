@@ -3,7 +3,9 @@
 Numeric values are planned in the conventional (US) unit and converted for SI labs. A string
 value is printed as given except that its decimal point follows the lab (a comma lab prints
 "<0.5" as "<0,5"); a censored string ("<0.5", ">90") is in the printed unit. Everything that
-is not planned (report id, patient name, birth date, lab, reporting delay) comes from ``seed``.
+is not planned (report id, patient name, birth date, lab, reporting delay) comes from ``seed``,
+unless the caller prints a known patient (``patient_name``, ``birth_date``, ``sex``); the seeded
+draws are made either way, so the rest of the report does not depend on the overrides.
 """
 
 from __future__ import annotations
@@ -80,9 +82,15 @@ def _flag(value: float, form: UnitForm) -> Flag | None:
 
 
 def _result(
-    row: AnalyteDef, planned: float | str, dialect: Dialect, note: str | None, panel: str
+    row: AnalyteDef,
+    planned: float | str,
+    dialect: Dialect,
+    note: str | None,
+    panel: str,
+    decimals: int | None = None,
 ) -> LabResultTruth:
     form = row.form(dialect.si)
+    places = form.decimals if decimals is None else decimals
     comma = dialect.decimal_comma
     ref_text = row.qualitative or reference_text(form.low, form.high, form.decimals, comma)
     common = {
@@ -108,8 +116,8 @@ def _result(
         raise ValueError(
             f"{row.key} is reported as text ({row.qualitative!r}): plan a string, not {planned!r}"
         )
-    value = round(planned * form.factor, form.decimals)
-    text = format_number(value, form.decimals, comma)
+    value = round(planned * form.factor, places)
+    text = format_number(value, places, comma)
     return LabResultTruth(value=value, value_text=text, flag=_flag(value, form), **common)
 
 
@@ -123,12 +131,25 @@ def make_report(
     notes: Mapping[str, str] | None = None,
     report_notes: Iterable[str] = (),
     panel_headers: Mapping[Panel, str] | None = None,
+    patient_name: str | None = None,
+    birth_date: date | None = None,
+    sex: str | None = None,
+    decimals: Mapping[str, int] | None = None,
 ) -> LabReport:
     """The truth of one report with ``results`` (catalog key -> planned value) in catalog panel order.
 
     ``notes`` maps a key to its footnote (required for a "see note" value); ``panel_headers``
-    renames panels (a European lab's "KLINISCHE CHEMIE").
+    renames panels (a European lab's "KLINISCHE CHEMIE"). ``patient_name`` ("Family, Given"),
+    ``birth_date`` and ``sex`` ("F" or "M") print a given patient instead of a seeded one;
+    ``decimals`` prints a key's value with more places than the catalog's (a lab that reports
+    cholesterol in mmol/L to 0.01), its reference range as the catalog prints it.
     """
+    if sex is not None and sex not in ("F", "M"):
+        raise ValueError(f"sex is printed as 'F' or 'M'; got {sex!r}")
+    places = dict(decimals or {})
+    unplanned = set(places) - set(results)
+    if unplanned:
+        raise ValueError(f"decimals for analytes without results: {sorted(unplanned)}")
     notes = dict(notes or {})
     for key, planned in results.items():
         if planned == "see note" and key not in notes:
@@ -142,17 +163,28 @@ def make_report(
     )
     headers = dict(panel_headers or {})
     printed = tuple(
-        _result(r, results[r.key], dialect, notes.get(r.key), headers.get(r.panel, r.panel.value))
+        _result(
+            r,
+            results[r.key],
+            dialect,
+            notes.get(r.key),
+            headers.get(r.panel, r.panel.value),
+            places.get(r.key),
+        )
         for r in rows
     )
     rng = random.Random(f"labpdf-report:{patient_id}:{seed}")
-    birth = date(1935, 1, 1) + timedelta(days=rng.randrange(0, 365 * 65))
+    # Every seeded draw is made in this order whatever is overridden (the corpus stays byte-identical).
+    seeded_birth = date(1935, 1, 1) + timedelta(days=rng.randrange(0, 365 * 65))
+    report_id = f"LR{rng.randrange(10**7, 10**8)}"
+    seeded_name = f"{rng.choice(_FAMILY)}, {rng.choice(_GIVEN)}"
+    seeded_sex = rng.choice(("F", "M"))
     return LabReport(
-        report_id=f"LR{rng.randrange(10**7, 10**8)}",
+        report_id=report_id,
         patient_id=patient_id,
-        patient_name=f"{rng.choice(_FAMILY)}, {rng.choice(_GIVEN)}",
-        birth_date=birth,
-        sex=rng.choice(("F", "M")),
+        patient_name=seeded_name if patient_name is None else patient_name,
+        birth_date=seeded_birth if birth_date is None else birth_date,
+        sex=seeded_sex if sex is None else sex,
         collected=collected,
         reported=collected + timedelta(hours=rng.randrange(2, 30), minutes=rng.randrange(0, 60)),
         lab_name=rng.choice(_LABS[dialect]),
