@@ -34,14 +34,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any, Final
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from agent.cohort import resources as fhir
 from agent.cohort.demographics import Demographics
+from agent.cohort.labpdf import catalog
 from agent.cohort.labpdf.bad import deterministic_encrypted_pdf
-from agent.cohort.labpdf.catalog import Panel, analyte, panel_keys
+from agent.cohort.labpdf.catalog import Panel, panel_keys
 from agent.cohort.labpdf.layouts import (
     cumulative_truth,
     render_commercial,
@@ -162,17 +164,17 @@ class PrintedForm:
     decimals: int  # the FHIR value's places
 
 
-def printed_form(analyte_: Analyte, dialect: LabDialect) -> PrintedForm | None:
-    """The PDF form of ``analyte_`` for a patient in ``dialect``, or None when no catalog form
+def printed_form(analyte: Analyte, dialect: LabDialect) -> PrintedForm | None:
+    """The PDF form of ``analyte`` for a patient in ``dialect``, or None when no catalog form
     prints the FHIR number under a LOINC code of the same analyte in the same unit."""
-    key = PDF_KEYS.get(analyte_)
+    key = PDF_KEYS.get(analyte)
     if key is None:
         return None
-    spec = ANALYTES[analyte_]
+    spec = ANALYTES[analyte]
     si = dialect is LabDialect.SI
     fhir_unit, decimals = (spec.si.unit, spec.si.decimals) if si and spec.si else (spec.unit, spec.decimals)
-    form = analyte(key).form(si)
-    if form.ucum != fhir_unit or form.loinc is None or form.loinc not in analyte_.row.loinc:
+    form = catalog.analyte(key).form(si)
+    if form.ucum != fhir_unit or form.loinc is None or form.loinc not in analyte.row.loinc:
         return None
     return PrintedForm(key, si, form.factor, decimals)
 
@@ -208,12 +210,13 @@ _FILLER_PANELS: Final = (
 _MIN_DAYS_FROM_VISIT: Final = 21  # an interval draw is at least three weeks from either visit
 
 
+@cache
 def _filler_keys(si: bool) -> tuple[str, ...]:
     """Numeric catalog tests with a LOINC code in the dialect that no analyte-table row knows: they
     add lines but never a series the cohort did not plan."""
     keys = []
     for key in (k for p in _FILLER_PANELS for k in panel_keys(p)):
-        row = analyte(key)
+        row = catalog.analyte(key)
         codes = {row.us.loinc, row.si.loinc} - {None}
         known = any(table.analyte_for_coding(table.LOINC_SYSTEM, c) for c in codes)
         if row.qualitative is None and row.form(si).loinc is not None and not known:
@@ -258,7 +261,7 @@ class _Planner:
         self.forms = {a: f for a in Analyte if (f := printed_form(a, history.dialect)) is not None}
         si = history.dialect is LabDialect.SI
         # Printed names are unique in the catalog: a line's name says which analyte it is.
-        self.by_name = {analyte(f.key).printed_name(si): a for a, f in self.forms.items()}
+        self.by_name = {catalog.analyte(f.key).printed_name(si): a for a, f in self.forms.items()}
         self.visits = self._visit_draws()
         self.fhir_points = {(a, d.when, v) for d in self.visits for a, v in d.values.items()}
         # Gaps between consecutive visits (the last visit is never used), each used at most once.
@@ -312,7 +315,8 @@ class _Planner:
                 planned[form.key] = value / form.factor
                 decimals[form.key] = form.decimals
         if fillers:
-            planned |= sample_results(fillers, self.rng.randrange(10**9))
+            # Inside their reference ranges: no course, so no trend to find (and none to invent).
+            planned |= sample_results(fillers, self.rng.randrange(10**9), abnormal_rate=0.0)
         demo = self.h.demo
         report = make_report(
             self.h.mrn, draw.when, planned, self.rng.randrange(10**9), dialect=dialect,
