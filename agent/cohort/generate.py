@@ -84,7 +84,7 @@ def generate_cohort(
     patients: int, seed: int, *, reference_date: date = REFERENCE_DATE, lab_documents: bool = True
 ) -> Cohort:
     """``lab_documents``: attach lab-report PDFs (DocumentReference, Binary) to every patient; they
-    take most of the time (about 0.1 s a patient) and change nothing else."""
+    take most of the time (about 0.2 s a patient) and change nothing else."""
     if not 0 <= patients <= MAX_PATIENTS:
         raise ValueError(f"patients must be between 0 and {MAX_PATIENTS}")
     if seed < 0:
