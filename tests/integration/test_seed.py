@@ -19,7 +19,15 @@ from tools.patient_lookup import find_patient_by_mrn, find_patient_mrn, mrn_of
 pytestmark = pytest.mark.integration
 
 SEED = 7
-TYPES = ("Patient", "Condition", "MedicationRequest", "Encounter", "Observation", "DocumentReference", "Binary")
+TYPES = (
+    "Patient",
+    "Condition",
+    "MedicationRequest",
+    "Encounter",
+    "Observation",
+    "DocumentReference",
+    "Binary",
+)
 
 
 def cli_app() -> typer.Typer:
