@@ -63,7 +63,8 @@ class FakeEhr:
 
 @pytest.fixture
 def ehr() -> FakeEhr:
-    patient = generate_cohort(1, 11).patients[0]
+    # Lab-report PDFs have tests of their own; here the record is the lab feed only.
+    patient = generate_cohort(1, 11, lab_documents=False).patients[0]
     return FakeEhr(list(patient.resources))
 
 
