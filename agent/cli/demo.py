@@ -13,7 +13,7 @@ from agent import stack as embedded
 from agent.cli.app import app
 from agent.cli.options import state_dir_option
 from agent.cli.seed import print_imaging, seed_synthetic
-from agent.cli.summarize import outcome_table, run_summaries
+from agent.cli.summarize import outcome_table, problem_lines, run_summaries
 from agent.cohort import generate_cohort
 from agent.cohort.imaging.seed import cohort_imaging_plan
 from fhir_adapters import FhirError
@@ -53,6 +53,8 @@ def demo(
         raise typer.Exit(1) from exc
     console.print("[bold]3. Summarized[/bold] every patient and wrote the results back:")
     console.print(outcome_table(outcomes, "What ChartAgent wrote (AI-generated, status preliminary)"))
+    for line in problem_lines(outcomes):
+        typer.echo(line)
     aiast = quote(f"{AIAST['system']}|{AIAST['code']}", safe="")
     first = next((o.patient_id for o in outcomes if o.status in ("written", "unchanged")), None)
     console.print(

@@ -89,7 +89,8 @@ def outcome_table(outcomes: list[PatientOutcome], title: str) -> Table:
         table.add_column(column)
     for o in outcomes:
         problems = [o.error] if o.error else []
-        problems += o.document_errors
+        if o.document_errors:  # the details follow the table (`problem_lines`)
+            problems.append(f"{len(o.document_errors)} lab PDF(s) not read")
         table.add_row(
             o.patient_id,
             o.status,
@@ -101,6 +102,11 @@ def outcome_table(outcomes: list[PatientOutcome], title: str) -> Table:
             "; ".join(problems),
         )
     return table
+
+
+def problem_lines(outcomes: list[PatientOutcome]) -> list[str]:
+    """One line per lab-report PDF that could not be read (references and problems, no patient data)."""
+    return [f"  {o.patient_id}: {e}" for o in outcomes for e in o.document_errors]
 
 
 @app.command("summarize")
@@ -142,5 +148,7 @@ def summarize(
         typer.echo(json.dumps(out, indent=2))
     else:
         Console().print(outcome_table(outcomes, f"ChartAgent summaries ({'dry run' if dry_run else url})"))
+        for line in problem_lines(outcomes):
+            typer.echo(line)
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)

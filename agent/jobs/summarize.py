@@ -12,6 +12,7 @@ from agent.context import RunContext
 from agent.graphs.summarize import summarize_graph
 from agent.state import SummarizeState
 from fhir_adapters import FhirClient, FhirError, ResourceParseError
+from tools.documents.summary import document_problem
 from tools.medgemma.errors import ModelError
 
 Status = Literal["written", "unchanged", "dry-run", "no-labs", "failed"]
@@ -49,7 +50,7 @@ def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> Pati
         "patient_id": patient_id,
         "rejected": rejected,
         "from_documents": documents.written if documents else 0,
-        "document_errors": [f"{d.document}: {d.error}" for d in documents.failed] if documents else [],
+        "document_errors": [document_problem(d) for d in documents.failed] if documents else [],
         "imaging": imaging.summary_lines if imaging else [],
     }
     if not trends:

@@ -173,7 +173,7 @@ def test_the_encrypted_pdf_fails_alone(server: str, cohort: Cohort, runs: Any) -
         assert error.startswith(f"DocumentReference/{doc.document_id}:")
         assert "encrypt" in error.lower()
         (report,) = asyncio.run(search(server, "DiagnosticReport", subject=f"Patient/{patient_id}"))
-        assert f"DocumentReference/{doc.document_id} not read" in report["conclusion"]
+        assert f"Not read: DocumentReference/{doc.document_id}: " in report["conclusion"]
         written = asyncio.run(transcribed(server, patient_id))
         assert all(
             o["derivedFrom"][0]["reference"] != f"DocumentReference/{doc.document_id}" for o in written

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from tools.documents.ingest import DocumentIngest, DocumentOutcome
 
-__all__ = ["document_lines"]
+__all__ = ["document_lines", "document_problem"]
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def document_problem(doc: DocumentOutcome) -> str:
+    """``DocumentReference/<id>: <problem>``, the reference named once."""
+    error = doc.error or "unknown problem"
+    return error if error.startswith(f"{doc.document}:") else f"{doc.document}: {error}"
 
 
 def _page_lines(doc: DocumentOutcome) -> list[str]:
@@ -51,6 +57,6 @@ def document_lines(ingest: DocumentIngest | None) -> list[str]:
     lines = [summary + "."]
     for doc in docs:
         if doc.status == "failed":
-            lines.append(f"{doc.document} not read: {doc.error or 'unknown problem'}")
+            lines.append(f"Not read: {document_problem(doc)}")
         lines += _page_lines(doc)
     return lines

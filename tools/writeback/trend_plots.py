@@ -43,6 +43,7 @@ from matplotlib.ticker import ScalarFormatter
 
 from tools.narrative import unit_display
 from tools.trends import Trend
+from tools.writeback.trend_table import range_text
 
 __all__ = [
     "DPI",
@@ -185,13 +186,7 @@ def trend_figure(trend: Trend, document_refs: frozenset[str] = frozenset()) -> F
         band_lo = low if low is not None else y0
         band_hi = high if high is not None else y1
         ax.axhspan(band_lo, band_hi, facecolor=BAND_COLOR, edgecolor="none", zorder=0)
-        label = (
-            f"Reference range {low:g}-{high:g}"
-            if low is not None and high is not None
-            else f"Reference range >= {low:g}"
-            if low is not None
-            else f"Reference range <= {high:g}"
-        )
+        label = f"Reference range {range_text(low, high)}"
         handles.append(Patch(facecolor=BAND_COLOR, edgecolor="none", label=label))
 
     x = _date_num(times)

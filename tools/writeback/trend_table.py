@@ -114,7 +114,8 @@ class TrendRow(BaseModel):
         )
 
 
-def _range_text(low: float | None, high: float | None) -> str:
+def range_text(low: float | None, high: float | None) -> str:
+    """A reference range as a reader writes it (3 significant figures): ``0.6-1.3``, ``>= 60``."""
     if low is not None and high is not None:
         return f"{format_number(low)}-{format_number(high)}"
     if low is not None:
@@ -141,7 +142,7 @@ def _row(t: Trend, document_refs: frozenset[str]) -> TrendRow:
         change=format_number(t.change_from_baseline, signed=True),
         percent_change=percent if percent == "-" else percent + "%",
         slope_per_year="-" if t.slope_per_year is None else format_number(t.slope_per_year, signed=True),
-        reference_range=_range_text(low, high),
+        reference_range=range_text(low, high),
         direction=_BASIS_LABEL.get(t.basis, t.direction),
         pdf_points=sum(s.reference in document_refs for s in t.sources),
     )

@@ -19,8 +19,8 @@ class PdfEncryptedError(LabPdfError):
     def __init__(self, source: str) -> None:
         self.source = source
         super().__init__(
-            f"{source}: the PDF is encrypted and needs a password; "
-            "save an unprotected copy (or pass the password) and try again"
+            f"{source}: the PDF is encrypted (password-protected) and cannot be read; "
+            "attach an unprotected copy"
         )
 
 
