@@ -6,7 +6,6 @@ Every resource carries the cohort tag and a deterministic id chosen by the calle
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from agent.cohort.codes import (
 from agent.cohort.demographics import Demographics
 from agent.cohort.labs import AnalyteSpec, interpretation, round_to
 from agent.cohort.profiles import LabDialect
+from tools.writeback.attachment import attachment_hash
 
 __all__ = [
     "binary",
@@ -278,7 +278,7 @@ def lab_document_reference(
         "title": title,
         "creation": _instant(reported),
         "size": len(pdf),
-        "hash": base64.b64encode(hashlib.sha1(pdf, usedforsecurity=False).digest()).decode("ascii"),
+        "hash": attachment_hash(pdf),
     }
     if binary_id is None:
         attachment["data"] = base64.b64encode(pdf).decode("ascii")

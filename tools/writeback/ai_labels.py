@@ -24,6 +24,7 @@ __all__ = [
     "ai_meta",
     "build_model_device",
     "chartagent_version",
+    "engine_identity",
     "is_ai_asserted",
     "trend_engine_identity",
 ]
@@ -77,15 +78,20 @@ def chartagent_version() -> str:
         return "0+unknown"
 
 
-def trend_engine_identity(package_version: str | None = None) -> ModelIdentity:
-    """The deterministic trend engine; its version is the chartagent package's unless given."""
+def engine_identity(name: str, revision: str, package_version: str | None = None) -> ModelIdentity:
+    """One of ChartAgent's own deterministic engines; its version is the package's unless given."""
     return ModelIdentity(
-        name=ENGINE_NAME,
+        name=name,
         version=package_version or chartagent_version(),
-        revision=ALGORITHM_REVISION,
+        revision=revision,
         backend="python",
         device="cpu",
     )
+
+
+def trend_engine_identity(package_version: str | None = None) -> ModelIdentity:
+    """The deterministic trend engine."""
+    return engine_identity(ENGINE_NAME, ALGORITHM_REVISION, package_version)
 
 
 def ai_meta(**extra: Any) -> dict[str, Any]:

@@ -31,7 +31,6 @@ Observation and DiagnosticReport carry ``meta.security`` AIAST and ``status`` pr
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -46,6 +45,7 @@ from fhir.resources.R4B.provenance import Provenance
 from tools.labs.analytes import get_analyte
 from tools.trends import ALGORITHM_REVISION, ENGINE_NAME, Trend
 from tools.writeback.ai_labels import ModelIdentity, ai_meta
+from tools.writeback.attachment import attachment
 from tools.writeback.identifiers import AI_OUTPUT_SYSTEM, Built, InputRef, Param, business_identifier
 from tools.writeback.trend_plots import MAX_PLOTS, plot_title, render_trend_plot, series_to_plot
 from tools.writeback.trend_table import report_plain_text, report_xhtml, trend_rows
@@ -209,18 +209,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _attachment(content_type: str, data: bytes, title: str, issued: datetime) -> dict[str, Any]:
-    return {
-        "contentType": content_type,
-        "data": base64.b64encode(data).decode("ascii"),
-        "size": len(data),
-        # R4 Attachment.hash is the base64 of the SHA-1 of the data.
-        "hash": base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode("ascii"),
-        "title": title,
-        "creation": issued.isoformat(),
-    }
-
-
 def build_summary_report(
     *,
     subject: str,
@@ -303,10 +291,7 @@ def build_summary_report(
                 for o, t in zip(observations, trends, strict=True)
             ],
             "conclusion": narrative,
-            "presentedForm": [
-                _attachment(ct, data, title, issued) | ({"language": "en"} if ct.startswith("text/") else {})
-                for ct, data, title in forms
-            ],
+            "presentedForm": [attachment(ct, data, title, issued) for ct, data, title in forms],
         }
     )
     return Built(resource=report, resource_type="DiagnosticReport", identifier=ident)

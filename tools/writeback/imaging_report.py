@@ -24,7 +24,6 @@ The DiagnosticReport:
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -38,6 +37,7 @@ from tools.medgemma.tasks.cxr_comparison import CxrComparison
 from tools.medgemma.tasks.volume_comparison import NOT_COMPARED_NOTE, VolumeComparison, VolumeRead
 from tools.medgemma.tasks.volume_findings import VolumeModality
 from tools.writeback.ai_labels import ModelIdentity, ai_meta, build_model_device
+from tools.writeback.attachment import attachment
 from tools.writeback.builders import build_provenance, check_subject, check_time
 from tools.writeback.identifiers import Built, InputRef, Param, business_identifier
 
@@ -273,13 +273,12 @@ def build_imaging_report(
             "imagingStudy": [{"reference": s.reference} for s in studies],
             "conclusion": conclusion_text(task, result, current, prior),
             "presentedForm": [
-                {
-                    "contentType": "text/plain; charset=utf-8",
-                    "language": "en",
-                    "data": base64.b64encode(text.encode("utf-8")).decode("ascii"),
-                    "title": f"{_WHAT[task]} comparison ({AI_REPORT_LABEL})",
-                    "creation": issued.isoformat(),
-                }
+                attachment(
+                    "text/plain; charset=utf-8",
+                    text.encode("utf-8"),
+                    f"{_WHAT[task]} comparison ({AI_REPORT_LABEL})",
+                    issued,
+                )
             ],
         }
     )

@@ -36,7 +36,7 @@ from tools.labs.loinc_catalog import CATALOG
 from tools.labs.pdf import EXTRACTOR_NAME, EXTRACTOR_REVISION, ExtractedLab
 from tools.labs.units import dimension_of
 from tools.medgemma.tasks.lab_extraction import LabFlag
-from tools.writeback.ai_labels import ModelIdentity, ai_meta, build_model_device, chartagent_version
+from tools.writeback.ai_labels import ModelIdentity, ai_meta, build_model_device, engine_identity
 from tools.writeback.builders import build_provenance, check_time
 from tools.writeback.bundle import conditional_create_bundle
 from tools.writeback.extraction_labels import DOCUMENT_EXTRACTION_TAG, is_document_extraction
@@ -83,13 +83,7 @@ _KNOWN_UCUM: Final = frozenset(
 
 def lab_pdf_extractor_identity(package_version: str | None = None) -> ModelIdentity:
     """The text-layer extractor; its version is the chartagent package's unless given."""
-    return ModelIdentity(
-        name=EXTRACTOR_NAME,
-        version=package_version or chartagent_version(),
-        revision=EXTRACTOR_REVISION,
-        backend="python",
-        device="cpu",
-    )
+    return engine_identity(EXTRACTOR_NAME, EXTRACTOR_REVISION, package_version)
 
 
 def unwritable_reason(lab: ExtractedLab) -> str | None:
