@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from agent.settings import Settings, load_settings
+from agent.settings import Settings, SettingsError, load_settings
 from fhir_adapters import AuthProvider, FhirClient, SmartBackendServices, StaticBearer
 from tools.imaging.dicomweb import BasicAuth, DicomWebClient
 
@@ -13,11 +13,17 @@ def auth_from_settings(settings: Settings) -> AuthProvider | None:
     """SMART Backend Services when a client is configured, else a static token, else none."""
     if settings.smart_client_id:
         if settings.smart_private_key is None or settings.smart_key_id is None:
-            raise ValueError(
-                "CHARTAGENT_SMART_CLIENT_ID needs CHARTAGENT_SMART_PRIVATE_KEY (a PEM file) "
-                "and CHARTAGENT_SMART_KEY_ID"
+            raise SettingsError(
+                (
+                    "CHARTAGENT_SMART_CLIENT_ID needs CHARTAGENT_SMART_PRIVATE_KEY (a PEM file) "
+                    "and CHARTAGENT_SMART_KEY_ID",
+                )
             )
-        pem = SecretStr(settings.smart_private_key.read_text())
+        try:
+            pem = SecretStr(settings.smart_private_key.read_text())
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise SettingsError((f"CHARTAGENT_SMART_PRIVATE_KEY: cannot be read ({reason})",)) from None
         return SmartBackendServices(
             settings.smart_client_id,
             pem,

@@ -1,20 +1,28 @@
 """Deployment settings: one pydantic-settings class read from the environment (CHARTAGENT_*).
 
-Per-run values (CLI flags, the graph's context) win over these.
+Per-run values (CLI flags, the graph's context) win over these. `load_settings` turns a
+validation failure into `SettingsError`: one line per problem naming the environment variable
+and the rule, never a value (the settings hold tokens and keys).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as _SourceError
+
+from fhir_adapters.flavours import FLAVOURS
+
+ENV_PREFIX = "CHARTAGENT_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CHARTAGENT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     environment: Literal["local", "staging", "production"] = "local"
     # Where the embedded stack keeps its state (FHIR database, configs, logs, pid files).
@@ -61,7 +69,15 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"CHARTAGENT_LAB_TIMEZONE {value!r} is not an IANA time zone") from exc
+            # No value in the message: it reaches the console through `SettingsError`.
+            raise ValueError("not an IANA time zone (e.g. Europe/Berlin, UTC)") from exc
+        return value
+
+    @field_validator("fhir_flavour")
+    @classmethod
+    def _known_flavour(cls, value: str) -> str:
+        if value.lower() not in FLAVOURS:
+            raise ValueError(f"not a known FHIR server flavour; known: {', '.join(FLAVOURS)}")
         return value
 
     @property
@@ -72,9 +88,68 @@ class Settings(BaseSettings):
     def _no_plain_http_outside_local(self) -> Settings:
         # Patient data never travels unencrypted to a real EHR.
         if self.environment != "local" and self.fhir_url and self.fhir_url.startswith("http://"):
-            raise ValueError("CHARTAGENT_FHIR_URL must be https:// outside the local environment")
+            raise ValueError(
+                "CHARTAGENT_FHIR_URL: must be https:// outside the local environment (CHARTAGENT_ENVIRONMENT)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _complete_smart_client(self) -> Settings:
+        if self.smart_client_id and (self.smart_private_key is None or self.smart_key_id is None):
+            raise ValueError(
+                "CHARTAGENT_SMART_CLIENT_ID needs CHARTAGENT_SMART_PRIVATE_KEY (a PEM file) "
+                "and CHARTAGENT_SMART_KEY_ID"
+            )
         return self
 
 
+class SettingsError(ValueError):
+    """Invalid CHARTAGENT_* settings. `problems`: one line each, naming the variable and the rule.
+
+    Never carries a value: pydantic's own error text repeats every setting's input (tokens and
+    API keys included), so it is dropped here.
+    """
+
+    def __init__(self, problems: tuple[str, ...]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def env_var(field: str) -> str:
+    """The environment variable that sets `field` (CHARTAGENT_FHIR_URL for fhir_url)."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _rule(error: Mapping[str, Any]) -> str:
+    msg = str(error.get("msg") or error.get("type") or "invalid")
+    if error.get("type") == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    given = error.get("input")
+    if isinstance(given, str) and len(given) >= 3 and given in msg:  # belt and braces
+        msg = msg.replace(given, "<value>")
+    return msg
+
+
+def settings_problems(exc: ValidationError) -> tuple[str, ...]:
+    """One line per error of `exc`: `CHARTAGENT_X: rule`, no input values."""
+    lines: list[str] = []
+    for error in exc.errors(include_url=False, include_input=True, include_context=False):
+        loc = error.get("loc") or ()
+        rule = _rule(error)
+        if loc and isinstance(loc[0], str) and loc[0] in Settings.model_fields:
+            lines.append(f"{env_var(loc[0])}: {rule}")
+        else:  # a model-level rule names its variables itself
+            lines.append(rule if rule.startswith(ENV_PREFIX) else f"settings: {rule}")
+    return tuple(dict.fromkeys(lines)) or ("settings: invalid",)
+
+
 def load_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; `SettingsError` (no values in it) when they are invalid."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(settings_problems(exc)) from None
+    except _SourceError as exc:  # a value the source could not decode (its text holds the value)
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+        name = env_var(field) if field in Settings.model_fields else "a CHARTAGENT_* variable"
+        raise SettingsError((f"{name}: could not be parsed",)) from None
