@@ -14,10 +14,13 @@ from tools.writeback import ModelIdentity
 
 
 class WriteOutcome(TypedDict):
-    """What the transaction did, per resource type: newly created vs already there."""
+    """What the transaction did, per resource type: newly created vs already there; when its
+    answer was lost, found by a read of the server (`confirmed`); and the reports it retired."""
 
     created: dict[str, int]
     existing: dict[str, int]
+    confirmed: dict[str, int]
+    superseded: list[str]
 
 
 class SummarizeState(TypedDict, total=False):

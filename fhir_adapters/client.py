@@ -24,6 +24,7 @@ from fhir_adapters.errors import (
     FhirError,
     FhirInvalid,
     FhirNotFound,
+    FhirOutcomeUnknown,
     FhirProtocolError,
     FhirServerError,
     FhirTransportError,
@@ -31,16 +32,24 @@ from fhir_adapters.errors import (
     redact_target,
 )
 from fhir_adapters.flavours import GENERIC, Flavour, flavour_from_capabilities, get_flavour
-from fhir_adapters.retry import Failure, RetryPolicy, is_retryable, retry_after_seconds
+from fhir_adapters.retry import (
+    MAYBE_PROCESSED_STATUSES,
+    Failure,
+    RetryPolicy,
+    is_retryable,
+    retry_after_seconds,
+)
 from fhir_adapters.search import Param, Params, build_params, patient_search_param, query_string
 from fhir_adapters.service_client import ServiceClient
 
-__all__ = ["FhirClient", "JsonDict"]
+__all__ = ["FhirClient", "JsonDict", "is_conditional_only"]
 
 JsonDict = dict[str, Any]
 FHIR_JSON = "application/fhir+json"
 # Statuses with which a server says "no $everything here" (besides a flavour that knows it).
 _NO_EVERYTHING = (FhirNotFound, FhirInvalid)
+# Methods whose failure can leave a change half-known.
+_CHANGES_DATA = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class FhirClient(ServiceClient):
@@ -191,14 +200,27 @@ class FhirClient(ServiceClient):
         return [patient, *(r for group in per_type for r in group)]
 
     async def transaction(self, bundle: Mapping[str, Any]) -> JsonDict:
-        """POST a transaction Bundle: all entries succeed or none is kept (server-side atomicity)."""
+        """POST a transaction Bundle: all entries succeed or none is kept (server-side atomicity).
+
+        A Bundle of conditional creates only is resent after a timeout or a 5xx (a resend matches
+        what a first, committed attempt wrote). Raises `FhirOutcomeUnknown` when the last attempt
+        may have been committed: read the server back (`fhir_adapters.confirmed`).
+        """
         _require_bundle(bundle, "transaction")
-        return await self._request("POST", self.base_url, body=bundle)
+        return await self._post_bundle(bundle)
 
     async def batch(self, bundle: Mapping[str, Any]) -> JsonDict:
         """POST a batch Bundle; each entry succeeds or fails on its own (see `entry.response.status`)."""
         _require_bundle(bundle, "batch")
-        return await self._request("POST", self.base_url, body=bundle)
+        return await self._post_bundle(bundle)
+
+    async def _post_bundle(self, bundle: Mapping[str, Any]) -> JsonDict:
+        resp = await self._send("POST", self.base_url, body=bundle, idempotent=is_conditional_only(bundle))
+        try:
+            doc = _json_body(resp, "POST", "/")
+        except FhirProtocolError as exc:  # a success status with a body cut or garbled on the way
+            raise FhirOutcomeUnknown("POST", "/", "the answer could not be read") from exc
+        return doc if doc is not None else {}
 
     async def create(
         self, resource: Mapping[str, Any], *, if_none_exist: Params | str | None = None
@@ -221,7 +243,10 @@ class FhirClient(ServiceClient):
             headers["If-None-Exist"] = cond
         resp = await self._send("POST", f"{self.base_url}/{rtype}", body=resource, headers=headers,
                                 idempotent=if_none_exist is not None)  # fmt: skip
-        doc = _json_body(resp, "POST", rtype)
+        try:
+            doc = _json_body(resp, "POST", rtype)
+        except FhirProtocolError as exc:  # a success status with a body cut or garbled on the way
+            raise FhirOutcomeUnknown("POST", rtype, "the answer could not be read") from exc
         if doc is None:  # return=minimal servers: read what the Location names
             location = resp.headers.get("location") or resp.headers.get("content-location")
             if not location:
@@ -281,7 +306,10 @@ class FhirClient(ServiceClient):
                 if self.retry.can_retry(attempt) and is_retryable(idempotent=idempotent, failure=failure):
                     await self._sleep(self.retry.delay(attempt))
                     continue
-                raise FhirTransportError(method, target, type(exc).__name__) from exc
+                error = FhirTransportError(method, target, type(exc).__name__)
+                if method in _CHANGES_DATA and failure is Failure.MAYBE_PROCESSED:
+                    raise FhirOutcomeUnknown(method, target, type(exc).__name__) from error
+                raise error from exc
 
             status = resp.status_code
             if status < 300:
@@ -297,7 +325,10 @@ class FhirClient(ServiceClient):
             if self.retry.can_retry(attempt) and is_retryable(idempotent=idempotent, status=status):
                 await self._sleep(self.retry.delay(attempt, retry_after))  # Retry-After wins, capped
                 continue
-            raise error_for_status(status, method, target, resp.content, retry_after=retry_after)
+            http_error = error_for_status(status, method, target, resp.content, retry_after=retry_after)
+            if method in _CHANGES_DATA and status in MAYBE_PROCESSED_STATUSES:
+                raise FhirOutcomeUnknown(method, target, f"HTTP {status}") from http_error
+            raise http_error
 
 
 def _failure_kind(exc: httpx.TransportError) -> Failure:
@@ -336,6 +367,19 @@ def _next_link(bundle: Mapping[str, Any]) -> str | None:
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return str(link["url"])
     return None
+
+
+def is_conditional_only(bundle: Mapping[str, Any]) -> bool:
+    """True when every entry is a conditional create (``POST`` with ``ifNoneExist``): sending the
+    Bundle twice stores what sending it once does."""
+    entries = bundle.get("entry") or []
+    return bool(entries) and all(
+        isinstance(e, Mapping)
+        and isinstance(e.get("request"), Mapping)
+        and e["request"].get("method") == "POST"
+        and bool(e["request"].get("ifNoneExist"))
+        for e in entries
+    )
 
 
 def _require_bundle(bundle: Mapping[str, Any], kind: str) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from fhir_adapters.redaction import redact_credentials
+
 __all__ = [
     "FhirAuthError",
     "FhirConflict",
@@ -19,6 +21,7 @@ __all__ = [
     "FhirHttpError",
     "FhirInvalid",
     "FhirNotFound",
+    "FhirOutcomeUnknown",
     "FhirProtocolError",
     "FhirRateLimited",
     "FhirServerError",
@@ -105,6 +108,19 @@ class FhirTransportError(FhirError):
         super().__init__(f"{method} {target} failed: {kind}")
 
 
+class FhirOutcomeUnknown(FhirError):
+    """A request that changes data failed in a way that leaves its outcome unknown: a read timeout,
+    a connection cut mid-answer, 500/502/504 or an unreadable success body, after the server may
+    have applied it. Never report "nothing written" on this: read the server back
+    (`fhir_adapters.confirmed`), or resend where the request is idempotent."""
+
+    def __init__(self, method: str, target: str, cause: str) -> None:
+        self.method = method
+        self.target = target
+        self.cause = cause
+        super().__init__(f"{method} {target}: outcome unknown ({cause}); the server may have applied it")
+
+
 class FhirProtocolError(FhirError):
     """The server's answer breaks the protocol or our safety rules (non-JSON body, a `next`
     link on another origin)."""
@@ -149,7 +165,10 @@ def error_for_status(
 
 
 def outcome_issues(body: bytes | None) -> tuple[OutcomeIssue, ...]:
-    """Issues of an OperationOutcome body; OAuth `{error, error_description}` bodies too."""
+    """Issues of an OperationOutcome body; OAuth `{error, error_description}` bodies too.
+
+    Server text is passed through `redact_credentials`: some servers echo request headers.
+    """
     if not body:
         return ()
     try:
@@ -169,14 +188,15 @@ def outcome_issues(body: bytes | None) -> tuple[OutcomeIssue, ...]:
                 OutcomeIssue(
                     severity=str(raw.get("severity", "error")),
                     code=str(raw.get("code", "unknown")),
-                    diagnostics=str(text) if text else None,
+                    diagnostics=redact_credentials(str(text)) if text else None,
                     expression=tuple(str(e) for e in expression),
                 )
             )
         return tuple(issues)
     if "error" in doc:  # RFC 6749 section 5.2
         desc = doc.get("error_description")
-        return (OutcomeIssue("error", str(doc["error"]), str(desc) if desc else None),)
+        code = redact_credentials(str(doc["error"]))
+        return (OutcomeIssue("error", code, redact_credentials(str(desc)) if desc else None),)
     return ()
 
 

@@ -90,5 +90,5 @@ def demo(
             )
     typer.echo("  Run it again: nothing new is written (conditional creates on deterministic identifiers).")
     typer.echo("  The stack keeps running; stop it with `chartagent stack down`.")
-    if any(o.status == "failed" for o in outcomes):
+    if any(o.status in ("failed", "unknown") for o in outcomes):
         raise typer.Exit(1)

@@ -89,6 +89,10 @@ def outcome_table(outcomes: list[PatientOutcome], title: str) -> Table:
         table.add_column(column)
     for o in outcomes:
         problems = [o.error] if o.error else []
+        if o.confirmed:
+            problems.append(f"answer lost; read back: {sum(o.confirmed.values())} resources stored")
+        if o.superseded:
+            problems.append(f"replaced {len(o.superseded)} earlier report(s)")
         if o.document_errors:  # the details follow the table (`problem_lines`)
             problems.append(f"{len(o.document_errors)} lab PDF(s) not read")
         table.add_row(
@@ -150,5 +154,5 @@ def summarize(
         Console().print(outcome_table(outcomes, f"ChartAgent summaries ({'dry run' if dry_run else url})"))
         for line in problem_lines(outcomes):
             typer.echo(line)
-    if any(o.status == "failed" for o in outcomes):
+    if any(o.status in ("failed", "unknown") for o in outcomes):
         raise typer.Exit(1)

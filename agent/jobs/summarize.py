@@ -3,7 +3,10 @@ stops the batch, and what each patient's run did is reported."""
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ValidationError
@@ -12,10 +15,14 @@ from agent.context import RunContext
 from agent.graphs.summarize import summarize_graph
 from agent.state import SummarizeState
 from fhir_adapters import FhirClient, FhirError, ResourceParseError
+from fhir_adapters.confirmed import WriteNotStored, WriteOutcomeUnknown
 from tools.documents.summary import document_problem
 from tools.medgemma.errors import ModelError
 
-Status = Literal["written", "unchanged", "dry-run", "no-labs", "failed"]
+# unknown: the write's answer was lost and the server could not be read back: it may hold it.
+Status = Literal["written", "unchanged", "dry-run", "no-labs", "failed", "unknown"]
+
+log = logging.getLogger(__name__)
 
 
 class PatientOutcome(BaseModel):
@@ -26,6 +33,11 @@ class PatientOutcome(BaseModel):
     rejected: int = 0
     created: dict[str, int] = {}
     existing: dict[str, int] = {}
+    # Found on the server by a read-back after the write's answer was lost (created by this run
+    # or an earlier one: which, the server cannot tell).
+    confirmed: dict[str, int] = {}
+    # Earlier current reports that this run's reports replaced ("DiagnosticReport/<id>").
+    superseded: list[str] = []
     # Observations transcribed from lab-report PDFs by this run (in a dry run: that would be).
     from_documents: int = 0
     # Lab-report documents that could not be read: "DocumentReference/<id>: <problem>".
@@ -49,7 +61,7 @@ def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> Pati
     common = {
         "patient_id": patient_id,
         "rejected": rejected,
-        "from_documents": documents.written if documents else 0,
+        "from_documents": documents.written + documents.confirmed if documents else 0,
         "document_errors": [document_problem(d) for d in documents.failed] if documents else [],
         "imaging": imaging.summary_lines if imaging else [],
     }
@@ -59,7 +71,7 @@ def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> Pati
     if dry_run:
         return PatientOutcome.model_validate({**common, "status": "dry-run", "series": len(trends)})
     written = state["written"]
-    changed = bool(written["created"]) or bool(common["from_documents"])
+    changed = any((written["created"], written["confirmed"], written["superseded"], common["from_documents"]))
     return PatientOutcome.model_validate(
         {
             **common,
@@ -67,6 +79,8 @@ def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> Pati
             "series": len(trends),
             "created": written["created"],
             "existing": written["existing"],
+            "confirmed": written["confirmed"],
+            "superseded": written["superseded"],
         }
     )
 
@@ -86,10 +100,14 @@ async def summarize_many(
     outcomes: list[PatientOutcome] = []
     for patient_id in patient_ids:
         state: SummarizeState | None = None
+        # The per-patient boundary: whatever one patient's record does, the batch goes on and the
+        # patient is reported. Only cancellation (and interpreter exits) pass through.
         try:
             state = await summarize_patient(ctx, patient_id)
             outcome = outcome_of(patient_id, state, dry_run=ctx.dry_run)
-        except (FhirError, ModelError, ResourceParseError, ValidationError, ValueError) as exc:
+        except WriteOutcomeUnknown as exc:
+            outcome = PatientOutcome(patient_id=patient_id, status="unknown", error=f"summary: {exc}")
+        except Exception as exc:
             outcome = PatientOutcome(patient_id=patient_id, status="failed", error=describe_failure(exc))
         outcomes.append(outcome)
         if on_done is not None:
@@ -103,4 +121,21 @@ def describe_failure(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
         return f"invalid data in {exc.title}: {', '.join(fields[:5])}"
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, WriteNotStored):
+        return f"summary: {exc}"
+    if isinstance(exc, FhirError | ModelError | ResourceParseError):
+        return f"{type(exc).__name__}: {exc}"
+    # Anything else is a defect of ours. Its message may quote record data, so only the type and
+    # where it was raised are reported (and logged).
+    where = _raised_at(exc)
+    log.error("unexpected %s at %s", type(exc).__name__, where)
+    return f"internal error ({type(exc).__name__} at {where}); please report it"
+
+
+def _raised_at(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "/site-packages/" not in f.filename] or frames
+    if not ours:
+        return "unknown place"
+    frame = ours[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno}"

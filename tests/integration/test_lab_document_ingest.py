@@ -20,7 +20,7 @@ from agent.cohort.labpdf import LabReport, make_report, render_hospital
 from agent.cohort.labpdf.bad import encrypted_pdf, injection_report, truncated_pdf
 from agent.cohort.labpdf.make import Dialect
 from agent.nodes.compute_trends import trend_inputs
-from fhir_adapters import FhirClient
+from fhir_adapters import FhirClient, RetryPolicy
 from tools.documents.ingest import DocumentIngest, ingest_lab_documents
 from tools.labs.series import build_series
 from tools.record import PatientRecord, gather_record
@@ -314,17 +314,23 @@ async def test_an_injected_instruction_is_data(fhir: FhirClient) -> None:
 
 class FailTransactionsOf(httpx.AsyncBaseTransport):
     """Forwards to the real server, but answers 500 to the transaction naming one document: a
-    server fault the embedded server cannot produce on demand."""
+    server fault the embedded server cannot produce on demand. With ``after_commit`` the server
+    gets the transaction first (it commits), and the answer is lost behind a 500."""
 
-    def __init__(self, document: str) -> None:
+    def __init__(self, document: str, *, after_commit: bool = False) -> None:
         self.inner = httpx.AsyncHTTPTransport()
         self.marker = f'"{document}"'.encode()
+        self.after_commit = after_commit
         self.failed = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         if request.method == "POST" and self.marker in body:
             self.failed += 1
+            if self.after_commit:
+                answer = await self.inner.handle_async_request(request)
+                await answer.aread()
+                assert answer.status_code == 200
             return httpx.Response(
                 500, json={"resourceType": "OperationOutcome", "issue": []}, request=request
             )
@@ -352,11 +358,32 @@ async def test_a_server_error_on_the_transaction_leaves_nothing_written(
     assert failed.status == "failed"
     assert failed.error is not None
     assert "HTTP 500" in failed.error
+    assert "a read of the server shows none stored" in failed.error  # checked, not guessed
     assert failed.error.startswith(f"DocumentReference/{broken}: ")
-    assert (
-        transport.failed == 1
-    )  # a 500 on a transaction is not retried: it may have been half-done elsewhere
+    # Conditional creates only: resent within the retry budget, read back, sent once more.
+    assert transport.failed == 2 * RetryPolicy().max_attempts
     assert written.status == "written"
     refs = {o["derivedFrom"][0]["reference"] for o in await extracted(fhir, pid)}
     assert refs == {f"DocumentReference/{good}"}
     assert len(run.observations) == 1
+
+
+async def test_a_write_whose_answer_is_lost_is_read_back_and_its_values_used(
+    fhir_base_url: str, fhir: FhirClient
+) -> None:
+    """Issue 9: the server commits the transaction but the answer is a 500 every time. The
+    document is reported written (confirmed by a read of the server), never "nothing written",
+    and the stored Observations, with their server ids, join the record for the trends."""
+    pid, doc = fresh("lost"), fresh("doc")
+    await seed(fhir, pid, lab_doc(doc, pid, pdf=render_hospital(report(pid, {"potassium": 5.2}))))
+    transport = FailTransactionsOf(f"DocumentReference/{doc}", after_commit=True)
+    async with FhirClient(fhir_base_url, transport=transport) as client:
+        _, run = await ingest(client, pid)
+    (outcome,) = run.documents
+    assert outcome.status == "written", outcome.error
+    assert outcome.error is None
+    assert outcome.confirmed == len(run.observations) >= 1
+    stored = await extracted(fhir, pid)
+    assert len(stored) == len(run.observations)  # resent after the lost answers: still once each
+    assert sorted(o["id"] for o in stored) == sorted(o["id"] for o in run.observations)
+    assert all(r.startswith("Observation/") for r in run.references)

@@ -16,6 +16,7 @@ from fhir_adapters import (
     FhirError,
     FhirInvalid,
     FhirNotFound,
+    FhirOutcomeUnknown,
     FhirProtocolError,
     FhirRateLimited,
     FhirServerError,
@@ -200,21 +201,86 @@ async def test_transaction_is_retried_when_not_processed(failure: httpx.Response
 
 
 @pytest.mark.parametrize(
-    ("failure", "error"),
+    ("failure", "cause"),
     [
+        (httpx.Response(500), FhirServerError),
         (httpx.Response(502), FhirServerError),
         (httpx.Response(504), FhirServerError),
         (httpx.ReadTimeout("slow"), FhirTransportError),
+        (httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
+         FhirTransportError),
     ],
-)
+)  # fmt: skip
 async def test_transaction_is_not_retried_when_maybe_processed(
-    failure: httpx.Response | Exception, error: type[FhirError]
+    failure: httpx.Response | Exception, cause: type[FhirError]
 ) -> None:
+    """A plain transaction may have been committed: not resent, and the error says the outcome
+    is unknown (never "nothing written"), with the HTTP or transport error as its cause."""
     seen: list[httpx.Request] = []
     async with client(flaky([failure], TX_OK, seen)) as fhir:
-        with pytest.raises(error):
+        with pytest.raises(FhirOutcomeUnknown) as raised:
             await fhir.transaction(TX)
     assert len(seen) == 1
+    assert isinstance(raised.value.__cause__, cause)
+    assert "outcome unknown" in str(raised.value)
+
+
+TX_CONDITIONAL = {
+    "resourceType": "Bundle",
+    "type": "transaction",
+    "entry": [
+        {
+            "fullUrl": "urn:uuid:00000000-0000-0000-0000-000000000001",
+            "resource": {"resourceType": "Device"},
+            "request": {"method": "POST", "url": "Device", "ifNoneExist": "identifier=urn:x|1"},
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.Response(500),
+        httpx.Response(502),
+        httpx.Response(504),
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
+    ],
+)
+async def test_conditional_only_transaction_is_resent_after_unknown_outcome(
+    failure: httpx.Response | Exception,
+) -> None:
+    """Every entry a conditional create: a resend matches what a committed first attempt wrote."""
+    seen: list[httpx.Request] = []
+    async with client(flaky([failure], TX_OK, seen)) as fhir:
+        assert (await fhir.transaction(TX_CONDITIONAL))["type"] == "transaction-response"
+    assert len(seen) == 2
+    assert json.loads(seen[0].content) == json.loads(seen[1].content) == TX_CONDITIONAL
+
+
+async def test_conditional_only_transaction_still_unknown_after_the_retry_budget() -> None:
+    seen: list[httpx.Request] = []
+    failures: list[httpx.Response | Exception] = [httpx.ReadTimeout("slow")] * 3
+    async with client(flaky(failures, TX_OK, seen)) as fhir:
+        with pytest.raises(FhirOutcomeUnknown):
+            await fhir.transaction(TX_CONDITIONAL)
+    assert len(seen) == 3  # max_attempts of the test client
+
+
+async def test_transaction_success_with_garbled_body_is_an_unknown_outcome() -> None:
+    garbled = httpx.Response(200, content=b'{"resourceType": "Bundle", "entr')
+    async with client(flaky([], garbled, [])) as fhir:
+        with pytest.raises(FhirOutcomeUnknown, match="could not be read"):
+            await fhir.transaction(TX)
+
+
+async def test_read_is_retried_on_500() -> None:
+    seen: list[httpx.Request] = []
+    ok = httpx.Response(200, json={"resourceType": "Patient", "id": "p"})
+    async with client(flaky([httpx.Response(500)], ok, seen)) as fhir:
+        assert (await fhir.read("Patient", "p"))["id"] == "p"
+    assert len(seen) == 2
 
 
 async def test_conditional_create_sends_if_none_exist_and_is_retried_on_timeout() -> None:
@@ -232,7 +298,7 @@ async def test_plain_create_is_not_retried_on_timeout() -> None:
     seen: list[httpx.Request] = []
     created = httpx.Response(201, json={"resourceType": "Observation", "id": "new"})
     async with client(flaky([httpx.ReadTimeout("slow")], created, seen)) as fhir:
-        with pytest.raises(FhirTransportError):
+        with pytest.raises(FhirOutcomeUnknown):
             await fhir.create({"resourceType": "Observation"})
     assert len(seen) == 1
 

@@ -49,11 +49,14 @@ def test_attempt_budget() -> None:
         (True, 502, True),
         (True, 503, True),
         (True, 504, True),
-        (True, 500, False),
+        # a 500 on a read is retried (issue 9: one 500 failed the whole patient)
+        (True, 500, True),
         (True, 404, False),
+        (True, 501, False),
         (False, 429, True),
         (False, 503, True),
         # the server may have committed a POST behind a gateway error
+        (False, 500, False),
         (False, 502, False),
         (False, 504, False),
     ],

@@ -22,13 +22,15 @@ report", or ``category`` v2-0074 ``LAB``. AI-labelled documents are never read (
 not source data), nor are superseded or entered-in-error ones.
 
 On the wire, per lab report: ``GET {base}/Binary/<id>`` for each attachment given by URL, then
-``POST {base}`` one transaction Bundle (unless nothing is new, or ``dry_run``).
+``POST {base}`` one transaction Bundle (unless nothing is new, or ``dry_run``). When its answer
+is lost (timeout, cut, 500) the write is resent or the server read back
+(``fhir_adapters.confirmed``): a document is reported written, not stored, or of unknown outcome
+only as the server confirms.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
@@ -39,6 +41,7 @@ from fhir.resources.R4B.observation import Observation
 from pydantic import BaseModel, ConfigDict, Field
 
 from fhir_adapters import FhirClient, FhirError, FhirHttpError
+from fhir_adapters.confirmed import WriteNotStored, WriteOutcomeUnknown, post_transaction
 from tools.documents.attachments import (
     DEFAULT_MAX_PDF_BYTES,
     DocumentFetchError,
@@ -73,7 +76,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DocumentStatus = Literal["written", "nothing-new", "failed", "skipped-not-lab", "skipped"]
+# unknown: the write's answer was lost and the server could not be read back; it may hold them.
+DocumentStatus = Literal["written", "nothing-new", "failed", "unknown", "skipped-not-lab", "skipped"]
 LAB_REPORT_CODES: Final = frozenset(
     {
         ("http://loinc.org", "11502-2"),  # Laboratory report
@@ -81,7 +85,6 @@ LAB_REPORT_CODES: Final = frozenset(
     }
 )
 _NOT_READ_STATUSES: Final = frozenset({"superseded", "entered-in-error"})
-_LOCATION_RE: Final = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?/?$")
 
 
 class NotWritten(BaseModel):
@@ -103,6 +106,9 @@ class DocumentOutcome(BaseModel):
     extracted: int = 0  # results read from the text layer
     written: int = 0  # Observations created (in a dry run: that would be written)
     already_written: int = 0  # written from this very document by an earlier run
+    # Stored, as a read of the server confirmed after the write's answer was lost (this run or
+    # an earlier one wrote them).
+    confirmed: int = 0
     duplicates: int = 0  # already in the record, or in a document read earlier in this run
     unknown_code: int = 0  # no LOINC code for the printed name: not written
     not_written: list[NotWritten] = Field(default_factory=list)
@@ -111,6 +117,8 @@ class DocumentOutcome(BaseModel):
     model_values: list[ModelReadLab] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     error: str | None = None
+    # Where a failed or unknown document stopped: reading the PDF, or writing its results.
+    stage: Literal["read", "write"] | None = None
 
 
 class DocumentIngest(BaseModel):
@@ -130,8 +138,13 @@ class DocumentIngest(BaseModel):
         return sum(d.written for d in self.documents)
 
     @property
+    def confirmed(self) -> int:
+        return sum(d.confirmed for d in self.documents)
+
+    @property
     def failed(self) -> list[DocumentOutcome]:
-        return [d for d in self.documents if d.status == "failed"]
+        """Documents that could not be read or written, and those whose write outcome is unknown."""
+        return [d for d in self.documents if d.status in ("failed", "unknown")]
 
 
 def _codings(doc: DocumentReference) -> list[tuple[str | None, str | None]]:
@@ -199,18 +212,8 @@ def _fhir_problem(exc: FhirError) -> str:
     return str(exc)
 
 
-def _server_refs(bundle: Mapping[str, Any], response: Mapping[str, Any]) -> tuple[dict[str, str], list[bool]]:
-    """fullUrl -> "Type/id" from the transaction response, and per entry whether it was created."""
-    refs: dict[str, str] = {}
-    created: list[bool] = []
-    answers = response.get("entry") or []
-    for sent, got in zip(bundle["entry"], answers, strict=False):
-        answer = (got.get("response") if isinstance(got, Mapping) else None) or {}
-        created.append(str(answer.get("status", "")).startswith("201"))
-        m = _LOCATION_RE.search(str(answer.get("location") or "").split("?")[0])
-        if m and m.group(1) == sent["resource"]["resourceType"]:
-            refs[sent["fullUrl"]] = f"{m.group(1)}/{m.group(2)}"
-    return refs, created
+def _same_type(sent: Mapping[str, Any], reference: str) -> bool:
+    return reference.split("/", 1)[0] == str(sent["resource"]["resourceType"])
 
 
 def _resolve(value: Any, refs: Mapping[str, str]) -> Any:
@@ -309,10 +312,17 @@ class _Run:
         if self.dry_run:
             outcome.written = len(fresh)
             return observations, [c.built.full_url for c in fresh]
-        response = await self.fhir.transaction(bundle)
-        refs, created = _server_refs(bundle, response)
-        outcome.written = sum(created[1 : 1 + len(fresh)])  # entry 0 is the Device
-        outcome.already_written += len(fresh) - outcome.written
+        result = await post_transaction(self.fhir, bundle)
+        refs = {
+            str(sent["fullUrl"]): e.reference
+            for sent, e in zip(bundle["entry"], result.entries, strict=False)
+            if e.reference is not None and _same_type(sent, e.reference)
+        }
+        if result.read_back:  # the answer was lost; the server holds them (by this run or an earlier one)
+            outcome.confirmed = len(fresh)
+        else:
+            outcome.written = sum(bool(e.created) for e in result.entries[1 : 1 + len(fresh)])  # 0: Device
+            outcome.already_written += len(fresh) - outcome.written
         observations = [_resolve(o, refs) for o in observations]
         references: list[str] = []
         for c, obs in zip(fresh, observations, strict=True):
@@ -417,18 +427,32 @@ async def _ingest_one(
     try:
         candidates = await run.read(doc, outcome)
     except (DocumentFetchError, LabPdfError) as exc:
-        outcome.status, outcome.error = "failed", str(exc)
+        outcome.status, outcome.error, outcome.stage = "failed", str(exc), "read"
         return outcome
     fresh = _select(candidates, outcome, finder, known_ids)
     if fresh:
         try:
             observations, references = await run.write(fresh, outcome)
-        except FhirError as exc:
-            outcome.status = "failed"
+        except WriteOutcomeUnknown as exc:
+            # Never "nothing written" on a guess: the server may hold them; a rerun settles it.
+            outcome.status, outcome.stage = "unknown", "write"
+            outcome.error = (
+                f"{label}: writing the results: outcome unknown ({exc.cause}); the server may hold them, "
+                "and a rerun completes the write without duplicates"
+            )
+            return outcome
+        except WriteNotStored as exc:
+            outcome.status, outcome.stage = "failed", "write"
+            outcome.error = (
+                f"{label}: writing the results failed ({exc.cause}); a read of the server shows none stored"
+            )
+            return outcome
+        except FhirError as exc:  # refused (4xx): a transaction is all or nothing
+            outcome.status, outcome.stage = "failed", "write"
             outcome.error = f"{label}: writing the results failed ({_fhir_problem(exc)}); nothing written"
             return outcome
         result.observations += observations
         result.references += references
         finder.add([c.lab for c in fresh], label)
-    outcome.status = "written" if outcome.written else "nothing-new"
+    outcome.status = "written" if outcome.written or outcome.confirmed else "nothing-new"
     return outcome

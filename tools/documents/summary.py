@@ -39,11 +39,11 @@ def document_lines(ingest: DocumentIngest | None) -> list[str]:
     """One summary line, then one line per document problem; empty when there was no lab report."""
     if ingest is None:
         return []
-    docs = [d for d in ingest.documents if d.status in ("written", "nothing-new", "failed")]
+    docs = [d for d in ingest.documents if d.status in ("written", "nothing-new", "failed", "unknown")]
     if not docs:
         return []
-    read = [d for d in docs if d.status != "failed"]
-    transcribed = sum(d.written + d.already_written for d in read)
+    read = [d for d in docs if d.status in ("written", "nothing-new")]
+    transcribed = sum(d.written + d.already_written + d.confirmed for d in read)
     duplicates = sum(d.duplicates for d in read)
     uncoded = sum(d.unknown_code for d in read)
     summary = (
@@ -56,7 +56,9 @@ def document_lines(ingest: DocumentIngest | None) -> list[str]:
         summary += f"; {uncoded} without a known LOINC code (not written)"
     lines = [summary + "."]
     for doc in docs:
-        if doc.status == "failed":
-            lines.append(f"Not read: {document_problem(doc)}")
+        if doc.status == "unknown":
+            lines.append(f"Write outcome unknown: {document_problem(doc)}")
+        elif doc.status == "failed":
+            lines.append(f"{'Not written' if doc.stage == 'write' else 'Not read'}: {document_problem(doc)}")
         lines += _page_lines(doc)
     return lines
