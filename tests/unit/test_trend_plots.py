@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import warnings
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import matplotlib
@@ -226,3 +227,36 @@ def test_date_axis_has_a_few_labels_without_warnings(days: int, n: int) -> None:
         labels = [x.get_text() for x in trend_figure(t).axes[0].get_xticklabels() if x.get_text()]
     assert 2 <= len(labels) <= 7
     assert all(len(label) == 10 for label in labels)  # YYYY-MM-DD
+
+
+# --- hostile input ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "days"),
+    [
+        (datetime(1, 1, 1, tzinfo=UTC), 1),  # padding before year 1 overflowed
+        (datetime(9999, 12, 1, tzinfo=UTC), 10),  # and after 9999
+        (datetime(1, 1, 1, tzinfo=UTC), 1_500_000),  # year 1 to 8213
+    ],
+)
+def test_dates_at_the_ends_of_the_calendar_do_not_overflow(start: datetime, days: int) -> None:
+    # The series never holds such dates (tools.labs.plausibility); a Trend built elsewhere might.
+    t = lab_trend("creatinine", [1.0, 1.5, 2.0], start=start, days=days)
+    assert Image.open(io.BytesIO(render_trend_plot(t))).size == (WIDTH_PX, HEIGHT_PX)
+
+
+def test_a_time_without_a_utc_equivalent_is_a_value_error() -> None:
+    t = lab_trend("creatinine", [1.0, 1.5], start=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))))
+    with pytest.raises(ValueError, match="outside the calendar"):
+        render_trend_plot(t)
+
+
+def test_control_and_bidi_characters_never_reach_the_plot() -> None:
+    t = lab_trend(
+        "XYZ", [1.0, 3.0], display="Vit\x1b[31m D\x07\x00\u202e", unit="ng/mL\u2066", low=0.0, high=2.0
+    )
+    assert plot_title(t) == "Trend of Vit[31m D (ng/mL) with reference range"
+    fig = trend_figure(t)
+    texts = [x.get_text() for x in fig.texts] + [fig.axes[0].get_ylabel()]
+    assert not any(c in s for s in texts for c in "\x1b\x07\x00\u202e\u2066")

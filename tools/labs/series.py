@@ -5,18 +5,27 @@ table knows the code (so LOINC 2345-7 and a local ``GLU`` form one glucose serie
 (system, code). Blood-pressure panels contribute their components (8480-6, 8462-4).
 
 Kept: status final, amended, corrected or preliminary, a numeric ``valueQuantity`` without a
-comparator, an effective time, an id (a point must be citable in ``derivedFrom``). Everything
-else is listed in ``skipped`` with its reason, never dropped silently. A second result at the
-same time with the same value is a duplicate (one draw reported twice, e.g. by the lab's feed
-and transcribed from its PDF report); reported in different units, "the same value" allows for
-the rounding of the printed value (0.5 %). Points are converted
-to the series unit: the analyte's canonical unit, or for unknown codes the unit most of the
+comparator, an effective time, an id (a point must be citable in ``derivedFrom``), a value and
+a time that are physically plausible (``tools.labs.plausibility``). Everything else is listed in
+``skipped`` with its reason, never dropped silently; ``SeriesSet.excluded()`` gives the skipped
+results that carried a quantity (``REPORTED_REASONS``: no value, a comparator, no usable time,
+a unit that does not convert, an implausible value or time, no valid code), which the facts and
+the report list by reference. Reasons name units and limits, never the value or the date.
+
+A second result at the same time with the same value is a duplicate (one draw reported twice,
+e.g. by the lab's feed and transcribed from its PDF report); reported in different units, "the
+same value" allows for the rounding of the printed value (0.5 %). Points are converted to the
+series unit: the analyte's canonical unit, or for unknown codes the unit most of the
 points carry (other units of the same dimension are converted, the rest skipped).
 
 Effective time: ``effectiveDateTime``, ``effectiveInstant``, ``effectivePeriod.start``, then
 ``issued``. A date without time is read as midnight UTC; a date-time without offset (not
 allowed by FHIR, but sent by some servers) as UTC; a year or year-month is too imprecise for a
 trend and is skipped.
+
+Record text that reaches the output (display names, units, codes) goes through
+``tools.text_safety.safe_text``; a coding whose code or system carries characters that FHIR or a
+reader cannot take (controls, bidi overrides, blanks) is not used.
 """
 
 from __future__ import annotations
@@ -32,9 +41,12 @@ from fhir.resources.R4B.observation import Observation
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from tools.labs.analytes import ANALYTES, LOINC_SYSTEM, Analyte, analyte_for_coding, get_analyte
+from tools.labs.plausibility import time_problem, value_problem
 from tools.labs.units import UnitConversionError, convert_dimensional, normalize_unit
+from tools.text_safety import safe_text
 
 __all__ = [
+    "REPORTED_REASONS",
     "USABLE_STATUSES",
     "LabPoint",
     "LabSeries",
@@ -56,11 +68,33 @@ class SkipReason(StrEnum):
     STATUS = "status"
     NO_ID = "no-id"
     NO_CODE = "no-code"
-    NOT_NUMERIC = "not-numeric"
+    NOT_NUMERIC = "not-numeric"  # no valueQuantity: a coded or text result, not a number
+    NO_VALUE = "no-value"  # a valueQuantity without a value
     CENSORED = "censored"  # a comparator such as "<0.2": not an exact value
     NO_TIME = "no-time"
+    IMPLAUSIBLE_TIME = "implausible-time"  # before 1900 or in the future (tools.labs.plausibility)
     UNIT = "unit"
+    IMPLAUSIBLE_VALUE = "implausible-value"  # not finite, negative, beyond physical limits
     DUPLICATE = "duplicate"
+
+
+# Results that carried a quantity but could not be a trend point: reported by reference in the
+# facts and the report. Not reported: other statuses (cancelled, entered-in-error), results that
+# are not numbers, duplicates (the same draw, kept once) and results without an id.
+REPORTED_REASONS: Final = frozenset(
+    {
+        SkipReason.NO_CODE,
+        SkipReason.NO_VALUE,
+        SkipReason.CENSORED,
+        SkipReason.NO_TIME,
+        SkipReason.IMPLAUSIBLE_TIME,
+        SkipReason.UNIT,
+        SkipReason.IMPLAUSIBLE_VALUE,
+    }
+)
+# Caps for record text: a display name, and a unit quoted in a reason.
+_DISPLAY_LIMIT: Final = 160
+_UNIT_LIMIT: Final = 40
 
 
 class SkippedPoint(BaseModel):
@@ -128,6 +162,16 @@ class SeriesSet(BaseModel):
     def by_code(self, code: str, system: str | None = LOINC_SYSTEM) -> LabSeries | None:
         return next((s for s in self.series if s.code == code and s.system == system), None)
 
+    def excluded(self) -> tuple[SkippedPoint, ...]:
+        """The skipped results to report (``REPORTED_REASONS``), from the set and every series,
+        in a stable order (by id, code, reason): the same record gives the same list."""
+        found = {
+            p
+            for p in (*self.skipped, *(p for s in self.series for p in s.skipped))
+            if p.reason in REPORTED_REASONS
+        }
+        return tuple(sorted(found, key=lambda p: (p.observation_id or "", p.code or "", p.reason, p.detail)))
+
 
 @dataclass(frozen=True, slots=True)
 class _Raw:
@@ -160,7 +204,7 @@ def _effective_time(obs: Observation) -> datetime | str | None:
         return raw if raw.tzinfo is not None else raw.replace(tzinfo=UTC)
     if isinstance(raw, date):
         return datetime.combine(raw, time(0), tzinfo=UTC)
-    return f"effective time {raw!r} is too imprecise for a trend"
+    return "effective time is a year or a month only: too imprecise for a trend"
 
 
 def _version(obs: Observation) -> str | None:
@@ -193,11 +237,23 @@ def _range_bounds(
     return None, None
 
 
+def _clean_token(token: Any, limit: int) -> bool:
+    """A code or system that output can carry as it is: no blanks at the ends, nothing unsafe."""
+    text = str(token)
+    return 0 < len(text) <= limit and safe_text(text, limit=None) == text
+
+
+def _usable_coding(c: Any) -> bool:
+    if not c.code or not _clean_token(c.code, 256):
+        return False
+    return c.system is None or (_clean_token(c.system, 1024) and " " not in str(c.system))
+
+
 def _group_for(
     codings: Sequence[Any],
 ) -> tuple[tuple[str, str | None, str], str | None, str, str | None] | None:
     """(group key, system, code, display) from a CodeableConcept's codings, analyte first."""
-    usable = [c for c in codings if c.code]
+    usable = [c for c in codings if _usable_coding(c)]
     for c in usable:
         found = analyte_for_coding(c.system, c.code)
         if found is not None:
@@ -222,15 +278,31 @@ def _measurements(obs: Observation) -> list[tuple[Any, Any, Any, Any]]:
     return found
 
 
+def _censored(comparator: Any) -> str:
+    shown = safe_text(str(comparator), limit=8)
+    if comparator in ("<", "<=", ">=", ">"):
+        return f"comparator {shown!r}: a limit, not an exact value"
+    return f"comparator {shown!r} is not a FHIR comparator: not an exact value"
+
+
+def _unusable_time(when: datetime | str | None, now: datetime | None) -> tuple[SkipReason, str] | None:
+    if when is None:
+        return SkipReason.NO_TIME, "no effective[x] and no issued"
+    if isinstance(when, str):
+        return SkipReason.NO_TIME, when
+    problem = time_problem(when, now)
+    return None if problem is None else (SkipReason.IMPLAUSIBLE_TIME, problem)
+
+
 def _collect(
-    observations: Iterable[Observation],
+    observations: Iterable[Observation], now: datetime | None
 ) -> tuple[str | None, list[_Raw], list[SkippedPoint]]:
     subject: str | None = None
     raws: list[_Raw] = []
     skipped: list[SkippedPoint] = []
     for obs in observations:
         obs_id = None if obs.id is None else str(obs.id)
-        head_code = _first_code(obs.code)
+        head_code = safe_text(_first_code(obs.code), limit=64) or None
 
         def skip(
             reason: SkipReason, detail: str, code: str | None = head_code, oid: str | None = obs_id
@@ -243,26 +315,36 @@ def _collect(
                 raise MixedSubjectsError(f"observations of {subject} and {ref} cannot form one series set")
             subject = str(ref)
         if obs.status not in USABLE_STATUSES:
-            skip(SkipReason.STATUS, f"status {obs.status!r} is not a usable result")
+            skip(SkipReason.STATUS, f"status {safe_text(str(obs.status), limit=32)!r} is not a usable result")
             continue
         if obs_id is None:
             skip(SkipReason.NO_ID, "an Observation without id cannot be cited in derivedFrom")
             continue
         when = _effective_time(obs)
-        if not isinstance(when, datetime):
-            skip(SkipReason.NO_TIME, when or "no effective[x] and no issued")
-            continue
+        # Checked before any date arithmetic: year 1 or 9999 must not reach a conversion.
+        unusable_time = _unusable_time(when, now)
         for concept, qty, ranges, interp in _measurements(obs):
             group = _group_for(concept.coding or ())
+            if qty is None:
+                skip(
+                    SkipReason.NOT_NUMERIC,
+                    "no valueQuantity: not a numeric result",
+                    code=None if group is None else group[2],
+                )
+                continue
             if group is None:
-                skip(SkipReason.NO_CODE, f"no coded code ({concept.text or 'no text'})", code=None)
+                skip(SkipReason.NO_CODE, "no coding with a usable code", code=None)
                 continue
             key, system, code, display = group
-            if qty is None or qty.value is None:
-                skip(SkipReason.NOT_NUMERIC, "no numeric valueQuantity", code=code)
+            if qty.value is None:
+                skip(SkipReason.NO_VALUE, "a valueQuantity without a value", code=code)
                 continue
             if qty.comparator is not None:
-                skip(SkipReason.CENSORED, f"value {qty.comparator}{qty.value} is not exact", code=code)
+                skip(SkipReason.CENSORED, _censored(qty.comparator), code=code)
+                continue
+            if unusable_time is not None or not isinstance(when, datetime):
+                reason, detail = unusable_time or (SkipReason.NO_TIME, "no usable time")
+                skip(reason, detail, code=code)
                 continue
             low, high = _range_bounds(ranges)
             raws.append(
@@ -270,9 +352,9 @@ def _collect(
                     group=key,
                     system=system,
                     code=code,
-                    display=display or concept.text,
+                    display=safe_text(display or concept.text, limit=_DISPLAY_LIMIT) or None,
                     value=float(qty.value),
-                    unit=qty.code or qty.unit,
+                    unit=safe_text(qty.code or qty.unit, limit=_UNIT_LIMIT) or None,
                     ref_low=low,
                     ref_high=high,
                     when=when,
@@ -353,9 +435,11 @@ def _build_one(raws: list[_Raw], subject: str | None) -> LabSeries:
         if b is None:
             return None
         try:
-            return convert(b[0], b[1] or fallback_unit)
+            value = convert(b[0], safe_text(b[1], limit=_UNIT_LIMIT) or fallback_unit)
         except UnitConversionError:
             return None  # a range we cannot read is no range; the value itself is kept
+        # An absurd bound (1e308, not finite) is no range either; a lab's 0 low bound stays.
+        return None if value_problem(value, None) else value
 
     for r in sorted(raws, key=lambda r: (r.when, r.obs_id)):
         try:
@@ -363,6 +447,14 @@ def _build_one(raws: list[_Raw], subject: str | None) -> LabSeries:
         except UnitConversionError as exc:
             skipped.append(
                 SkippedPoint(observation_id=r.obs_id, code=r.code, reason=SkipReason.UNIT, detail=str(exc))
+            )
+            continue
+        problem = value_problem(value, analyte)
+        if problem is not None:
+            skipped.append(
+                SkippedPoint(
+                    observation_id=r.obs_id, code=r.code, reason=SkipReason.IMPLAUSIBLE_VALUE, detail=problem
+                )
             )
             continue
         dup = next((p for p in points if p.time == r.when and _same_value(p, value, r.unit)), None)
@@ -401,12 +493,14 @@ def _build_one(raws: list[_Raw], subject: str | None) -> LabSeries:
     )
 
 
-def build_series(observations: Iterable[Observation]) -> SeriesSet:
+def build_series(observations: Iterable[Observation], *, now: datetime | None = None) -> SeriesSet:
     """Group numeric Observation results into series; see the module docstring for the rules.
 
-    Raises ``MixedSubjectsError`` when the observations belong to more than one subject.
+    ``now``: the run's clock; a result dated more than a day after it is excluded (without it,
+    only dates from 2200 on are). Raises ``MixedSubjectsError`` when the observations belong to
+    more than one subject.
     """
-    subject, raws, skipped = _collect(observations)
+    subject, raws, skipped = _collect(observations, now)
     groups: dict[tuple[str, str | None, str], list[_Raw]] = defaultdict(list)
     for r in raws:
         groups[r.group].append(r)

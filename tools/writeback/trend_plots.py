@@ -26,9 +26,8 @@ get a hollow orange diamond and a legend entry of their own.
 from __future__ import annotations
 
 import io
-import unicodedata
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,6 +41,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import ScalarFormatter
 
 from tools.narrative import unit_display
+from tools.text_safety import safe_text
 from tools.trends import Trend
 from tools.writeback.trend_table import range_text
 
@@ -135,20 +135,25 @@ def series_to_plot(trends: Iterable[Trend], *, limit: int = MAX_PLOTS) -> list[T
 
 def plot_title(t: Trend) -> str:
     """``Trend of <display> (<unit>) with reference range``; parts without data are left out."""
-    unit = unit_display(t.unit)
-    title = f"Trend of {t.display}" + (f" ({unit})" if unit else "")
+    unit = safe_text(unit_display(t.unit))
+    title = f"Trend of {safe_text(t.display)}" + (f" ({unit})" if unit else "")
     has_range = t.reference_low is not None or t.reference_high is not None
     return title + (" with reference range" if has_range else "")
 
 
 def _plain(text: str) -> str:
-    # A '$' pair would be parsed as mathtext; control characters have no glyph. Lab names are plain text.
-    shown = "".join(c for c in text if unicodedata.category(c) != "Cc")
-    return shown.replace("$", r"\$")
+    # A '$' pair would be parsed as mathtext; control and bidi characters have no glyph (and
+    # could spoof the order). Lab names are plain text.
+    return safe_text(text, limit=None).replace("$", r"\$")
 
 
 def _date_num(t: datetime | list[datetime]) -> Any:
     return mdates.date2num(t)  # type: ignore[no-untyped-call]
+
+
+# matplotlib dates run from year 1 to 9999; the axis limits stay a day inside.
+_FIRST_DAY: Final = float(mdates.date2num(datetime(1, 1, 2, tzinfo=UTC)))  # type: ignore[no-untyped-call]
+_LAST_DAY: Final = float(mdates.date2num(datetime(9999, 12, 30, tzinfo=UTC)))  # type: ignore[no-untyped-call]
 
 
 def _padded(lo: float, hi: float, fraction: float, minimum: float) -> tuple[float, float]:
@@ -160,7 +165,10 @@ def trend_figure(trend: Trend, document_refs: frozenset[str] = frozenset()) -> F
     """The drawn-ready figure of one series (exposed so that tests can read its geometry)."""
     if not trend.sources:
         raise ValueError(f"trend of {trend.code} has no points to plot")
-    times = [s.time.astimezone(UTC) for s in trend.sources]
+    try:
+        times = [s.time.astimezone(UTC) for s in trend.sources]
+    except OverflowError as exc:  # 0001-01-01T00:00+05:00 has no UTC time
+        raise ValueError(f"trend of {trend.code} has a time outside the calendar") from exc
     values = [s.value for s in trend.sources]
     from_pdf = [s.reference in document_refs for s in trend.sources]
     low, high = trend.reference_low, trend.reference_high
@@ -176,9 +184,11 @@ def trend_figure(trend: Trend, document_refs: frozenset[str] = frozenset()) -> F
     span_lo = min([*values, *(b for b in (low, high) if b is not None)])
     span_hi = max([*values, *(b for b in (low, high) if b is not None)])
     y0, y1 = _padded(span_lo, span_hi, 0.08, max(abs(span_hi), 1.0) * 0.05)
-    t0, t1 = min(times), max(times)
-    x_pad = max((t1 - t0) * 0.05, timedelta(days=15))
-    ax.set_xlim(_date_num(t0 - x_pad), _date_num(t1 + x_pad))
+    # In day numbers, not datetimes: padding a date near year 1 or 9999 must not overflow (the
+    # series never holds such dates, tools.labs.plausibility; a Trend built elsewhere might).
+    x0, x1 = float(_date_num(min(times))), float(_date_num(max(times)))
+    x_pad = max((x1 - x0) * 0.05, 15.0)
+    ax.set_xlim(max(x0 - x_pad, _FIRST_DAY), min(x1 + x_pad, _LAST_DAY))
     ax.set_ylim(y0, y1)
 
     handles: list[Line2D | Patch] = []
