@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from fhir_adapters.auth import AuthProvider
 from fhir_adapters.errors import redact_target
+from fhir_adapters.redaction import redact_credentials
 from fhir_adapters.retry import Failure, RetryPolicy, is_retryable, retry_after_seconds
 from fhir_adapters.service_client import ServiceClient
 from tools.imaging.multipart import (
@@ -162,7 +163,8 @@ def error_for_status(status: int, method: str, target: str, body: bytes | None =
     """The one place that maps an HTTP error status to our exception class.
 
     The server's message is kept only for requests without a query string: Orthanc's
-    `Details` may echo a query value, which could be a patient name.
+    `Details` may echo a query value, which could be a patient name. Credentials it echoes
+    (an Authorization header, a token) are redacted.
     """
     cls = _BY_STATUS.get(status) or (DicomWebServerError if status >= 500 else DicomWebHttpError)
     detail = _server_message(body, with_details="?" not in target)
@@ -179,7 +181,7 @@ def _server_message(body: bytes | None, *, with_details: bool) -> str | None:
     if not isinstance(doc, dict):
         return None
     parts = [str(doc[k]) for k in ("Message", "Details") if doc.get(k) and (k == "Message" or with_details)]
-    return "; ".join(parts)[:300] or None
+    return redact_credentials("; ".join(parts))[:300] or None
 
 
 # ---------------------------------------------------------------------------- auth

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr, ValidationError
 
+from fhir_adapters.redaction import redact_credentials
 from fhir_adapters.retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
 from fhir_adapters.service_client import ServiceClient
 from tools.medgemma.errors import ModelProtocolError, ModelServerError, ModelTransportError
@@ -140,7 +141,8 @@ class OpenAIChatBackend(ServiceClient):
 
     def _detail(self, resp: httpx.Response, prompt: list[str]) -> str | None:
         """The server's own error message, shortened, with the API key (OpenAI echoes a wrong
-        one) and any prompt text it quotes whole replaced."""
+        one), any other credential it echoes (`redact_credentials`) and any prompt text it
+        quotes whole replaced."""
         try:
             doc: Any = resp.json()
         except ValueError:
@@ -163,6 +165,7 @@ class OpenAIChatBackend(ServiceClient):
             key = self._api_key.get_secret_value()
             if key:
                 text = text.replace(key, "<api key>")
+        text = redact_credentials(text)
         return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 3] + "..."
 
 
