@@ -7,13 +7,12 @@ import asyncio
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
 
 from agent import stack as embedded
 from agent.cli.app import app
 from agent.cli.options import state_dir_option
 from agent.cli.seed import print_imaging, seed_synthetic
-from agent.cli.summarize import outcome_table, problem_lines, run_summaries
+from agent.cli.summarize import outcome_table, output_console, problem_lines, run_summaries
 from agent.cohort import generate_cohort
 from agent.cohort.imaging.seed import cohort_imaging_plan
 from fhir_adapters import FhirError
@@ -28,7 +27,7 @@ def demo(
     seed: int = typer.Option(7, "--seed", min=0, help="Cohort seed."),
 ) -> None:
     """Run ChartAgent end to end on the embedded stack."""
-    console = Console()
+    console = output_console()
     try:
         status = embedded.up(state_dir_option())
     except embedded.StackError as exc:

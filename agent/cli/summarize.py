@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import IO, Any, Final
 
 import typer
 from rich.console import Console
@@ -82,6 +82,19 @@ async def run_summaries(
     return outcomes, payloads
 
 
+# Off a terminal (a pipe, a file, CI logs) a line is as long as its content: nothing is cut or wrapped.
+_OFF_TERMINAL_WIDTH: Final = 100_000
+
+
+def output_console(file: IO[str] | None = None) -> Console:
+    """A console for results: on a terminal as wide as it is, elsewhere wide enough that the
+    `problem` column (and every URL) is printed whole instead of cut at 80 columns."""
+    console = Console(file=file)
+    if console.is_terminal:
+        return console
+    return Console(file=file, width=_OFF_TERMINAL_WIDTH)
+
+
 def outcome_table(outcomes: list[PatientOutcome], title: str) -> Table:
     table = Table(title=title)
     columns = ("patient", "status", "lab series", "from PDFs", "new", "already there", "rejected", "problem")
@@ -151,7 +164,8 @@ def summarize(
             out = [o.model_dump(mode="json") for o in outcomes]
         typer.echo(json.dumps(out, indent=2))
     else:
-        Console().print(outcome_table(outcomes, f"ChartAgent summaries ({'dry run' if dry_run else url})"))
+        title = f"ChartAgent summaries ({'dry run' if dry_run else url})"
+        output_console().print(outcome_table(outcomes, title))
         for line in problem_lines(outcomes):
             typer.echo(line)
     if any(o.status in ("failed", "unknown") for o in outcomes):
