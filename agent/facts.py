@@ -1,7 +1,10 @@
 """The computed facts of one patient summary: what `summarize --dry-run --json` prints.
 
 Values are in the series' unit; `code` is the LOINC code, or the local code of an
-Epic-style server when the analyte table does not map it.
+Epic-style server when the analyte table does not map it. `excluded` lists every result that
+carried a quantity but is not a trend point (no value, a comparator, an unusable time or unit,
+a physically implausible value or time), by reference, with a reason that names units and
+limits but never the value or the date (`tools.labs.series.REPORTED_REASONS`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Sequence
 from pydantic import AwareDatetime, BaseModel
 
 from fhir_adapters.parsing import RejectedResource
+from tools.labs.series import SkippedPoint, SkipReason
 from tools.trends import Direction, Trend
 
 
@@ -41,13 +45,37 @@ class LabFact(BaseModel):
         return cls.model_validate(trend.model_dump())
 
 
+class ExcludedResult(BaseModel):
+    """A result of the record that is not a trend point, and why."""
+
+    reference: str | None  # "Observation/<id>"
+    code: str | None
+    reason: SkipReason
+    detail: str
+
+    @classmethod
+    def of(cls, skipped: SkippedPoint) -> ExcludedResult:
+        ref = None if skipped.observation_id is None else f"Observation/{skipped.observation_id}"
+        return cls(reference=ref, code=skipped.code, reason=skipped.reason, detail=skipped.detail)
+
+
 class SummaryFacts(BaseModel):
     patient_id: str
     labs: list[LabFact]
     rejected: list[RejectedResource]
+    excluded: list[ExcludedResult] = []
 
     @classmethod
     def of(
-        cls, patient_id: str, trends: Sequence[Trend], rejected: Sequence[RejectedResource]
+        cls,
+        patient_id: str,
+        trends: Sequence[Trend],
+        rejected: Sequence[RejectedResource],
+        excluded: Sequence[SkippedPoint] = (),
     ) -> SummaryFacts:
-        return cls(patient_id=patient_id, labs=[LabFact.of(t) for t in trends], rejected=list(rejected))
+        return cls(
+            patient_id=patient_id,
+            labs=[LabFact.of(t) for t in trends],
+            rejected=list(rejected),
+            excluded=[ExcludedResult.of(p) for p in excluded],
+        )

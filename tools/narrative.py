@@ -6,6 +6,10 @@ significant changes inside the reference range, then significant changes of seri
 better direction (body weight), then stable series in one line.
 The header says the text is automatically computed and needs review, because it is written
 back to the chart as an AI-asserted DiagnosticReport conclusion.
+
+Names and units come from the record: they pass ``tools.text_safety.safe_text`` on the way in.
+``exclusion_lines`` lists the results the trends could not use (``SeriesSet.excluded()``), by
+reference and reason, at most ``MAX_EXCLUSION_LINES`` of them.
 """
 
 from __future__ import annotations
@@ -15,9 +19,19 @@ from datetime import datetime
 from typing import Final
 
 from tools.labs.analytes import ANALYTES
+from tools.labs.series import SkippedPoint
+from tools.text_safety import safe_text
 from tools.trends import ALGORITHM_REVISION, ENGINE_NAME, Trend
 
-__all__ = ["HEADER", "format_day", "format_number", "render_summary", "unit_display"]
+__all__ = [
+    "HEADER",
+    "MAX_EXCLUSION_LINES",
+    "exclusion_lines",
+    "format_day",
+    "format_number",
+    "render_summary",
+    "unit_display",
+]
 
 HEADER: Final = (
     f"AI-generated, automatically computed lab trend summary ({ENGINE_NAME}, rule revision "
@@ -34,6 +48,8 @@ _UNIT_DISPLAY: Final[dict[str, str]] = {
     "Cel": "°C",
 }
 _ORDER: Final = {a.key: i for i, a in enumerate(ANALYTES)}
+# A record with hundreds of broken results still gets a readable report; the facts list them all.
+MAX_EXCLUSION_LINES: Final = 50
 
 
 def format_number(x: float, signed: bool = False) -> str:
@@ -48,7 +64,12 @@ def unit_display(unit: str | None) -> str:
 
 
 def _unit(trend: Trend) -> str:
-    return " " + unit_display(trend.unit) if trend.unit else ""
+    shown = safe_text(unit_display(trend.unit))
+    return " " + shown if shown else ""
+
+
+def _name(trend: Trend) -> str:
+    return safe_text(trend.display) or trend.code
 
 
 def format_day(t: datetime) -> str:
@@ -60,7 +81,7 @@ def _changed_line(t: Trend, label: str) -> str:
     u = _unit(t)
     first = "first result" if t.baseline_n == 1 else f"median of the first {t.baseline_n} results"
     parts = [
-        f"- {t.display} {label}: {format_number(t.latest.value)}{u} on {format_day(t.latest.time)}, "
+        f"- {_name(t)} {label}: {format_number(t.latest.value)}{u} on {format_day(t.latest.time)}, "
         f"from a baseline of {format_number(t.baseline)}{u} ({first}, from {format_day(t.first.time)}); "
         f"change {format_number(t.change_from_baseline, signed=True)}{u}"
     ]
@@ -86,7 +107,7 @@ def _changed_line(t: Trend, label: str) -> str:
 
 
 def _stable_item(t: Trend) -> str:
-    return f"{t.display} {format_number(t.latest.value)}{_unit(t)} ({format_day(t.latest.time)}, n={t.n})"
+    return f"{_name(t)} {format_number(t.latest.value)}{_unit(t)} ({format_day(t.latest.time)}, n={t.n})"
 
 
 def render_summary(
@@ -138,3 +159,20 @@ def render_summary(
     if stable:
         lines += ["", "Stable: " + "; ".join(_stable_item(t) for t in stable) + "."]
     return "\n".join(lines) + "\n"
+
+
+def exclusion_lines(excluded: Sequence[SkippedPoint], *, limit: int = MAX_EXCLUSION_LINES) -> list[str]:
+    """A heading and one ``- Observation/<id> (<code>): <reason>`` line per excluded result, in the
+    order given (``SeriesSet.excluded()`` is sorted); empty when nothing was excluded. Reasons
+    carry no values or dates, so neither do these lines."""
+    if not excluded:
+        return []
+    n = len(excluded)
+    lines = [f"Results not used in the trends ({n}), for review against the record:"]
+    for p in excluded[:limit]:
+        ref = f"Observation/{p.observation_id}" if p.observation_id else "an Observation without id"
+        code = f" ({safe_text(p.code, limit=64)})" if p.code else ""
+        lines.append(f"- {ref}{code}: {safe_text(p.detail)}")
+    if n > limit:
+        lines.append(f"- and {n - limit} more, not listed here.")
+    return lines

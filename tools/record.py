@@ -272,9 +272,16 @@ def _effective(rtype: str, res: Resource) -> datetime | None:
 
 
 def as_utc(value: Any) -> datetime | None:
-    """FHIR date/dateTime/instant (datetime, date, or partial 'YYYY'/'YYYY-MM' string) as UTC."""
+    """FHIR date/dateTime/instant (datetime, date, or partial 'YYYY'/'YYYY-MM' string) as UTC.
+
+    ``None`` also for a time with no UTC equivalent (0001-01-01T00:00+05:00, 9999-12-31T23:00-05:00):
+    a record may hold such placeholders, and one must not stop the whole record from being read.
+    """
     if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        except OverflowError:
+            return None
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, str):

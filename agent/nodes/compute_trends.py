@@ -1,12 +1,19 @@
-"""Lab series and their trends from the gathered record (pure computation)."""
+"""Lab series and their trends from the gathered record (pure computation).
+
+The run's clock (`RunContext.now`) bounds the results' times: a result dated after it (beyond a
+day of skew) is excluded and reported, like an implausible value (`tools.labs.plausibility`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.resource import Resource
+from langgraph.runtime import Runtime
 
+from agent.context import RunContext
 from agent.facts import SummaryFacts
 from agent.state import SummarizeState
 from tools.labs.series import build_series
@@ -24,9 +31,14 @@ def trend_inputs(resources: Iterable[Resource]) -> list[Observation]:
     ]
 
 
-def compute_trends(state: SummarizeState) -> SummarizeState:
+def trends_at(state: SummarizeState, now: datetime) -> SummarizeState:
+    """Series, trends and facts of the gathered record, with ``now`` as the run's clock."""
     record = state["record"]
-    series = build_series(trend_inputs(record.of_type("Observation")))
+    series = build_series(trend_inputs(record.of_type("Observation")), now=now)
     trends = [compute_trend(s) for s in series.series if s.points]
-    facts = SummaryFacts.of(record.patient_id, trends, record.rejected)
+    facts = SummaryFacts.of(record.patient_id, trends, record.rejected, series.excluded())
     return {"series": series, "trends": trends, "facts": facts}
+
+
+def compute_trends(state: SummarizeState, runtime: Runtime[RunContext]) -> SummarizeState:
+    return trends_at(state, runtime.context.now)

@@ -6,6 +6,11 @@ summary from those facts only (`agent.prompts.summary`); its text, under the AI-
 becomes the narrative and its identity goes into the write-back (Device, Provenance, identifiers).
 An answer that fails the checks (numbers not in the facts, cut short, empty) is not used: the
 templated narrative is, and the note says why. A failing model server raises its `ModelError`.
+
+Either way the results the trends could not use (`SeriesSet.excluded()`: implausible, without a
+value, with a comparator or a unit that does not convert) follow the narrative, one line each with
+its reference and reason, and the whole text passes `tools.text_safety.safe_text`: a model that
+echoes a control or bidi character from the record does not write it back.
 """
 
 from __future__ import annotations
@@ -22,16 +27,25 @@ from agent.prompts.summary import (
 )
 from agent.state import SummarizeState
 from tools.medgemma.identity import model_identity
-from tools.narrative import render_summary
+from tools.narrative import exclusion_lines, render_summary
+from tools.text_safety import safe_text
 
 NO_MODEL_NOTE = "no model configured: templated narrative, model findings skipped"
 
 
 async def synthesize(state: SummarizeState, runtime: Runtime[RunContext]) -> SummarizeState:
+    out = await _narrate(state, runtime.context)
+    series = state.get("series")
+    lines = exclusion_lines(series.excluded()) if series is not None else []
+    narrative = out["narrative"].rstrip("\n") + ("\n\n" + "\n".join(lines) if lines else "") + "\n"
+    return {**out, "narrative": safe_text(narrative, multiline=True, limit=None)}
+
+
+async def _narrate(state: SummarizeState, context: RunContext) -> SummarizeState:
     trends = state["trends"]
     # "As of" the newest result, not the wall clock: the same inputs give the same text.
     as_of = max(t.latest.time for t in trends)
-    model = runtime.context.model
+    model = context.model
     if model is None:
         # The report's subject names the patient; the text need not repeat identifying data.
         return {"narrative": render_summary(None, trends, as_of=as_of), "synthesis_note": NO_MODEL_NOTE}

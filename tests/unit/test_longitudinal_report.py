@@ -305,3 +305,40 @@ def test_twelve_plots_stay_small() -> None:
     assert len(images) == 12
     assert max(f["size"] for f in images) < 60_000
     assert len(json.dumps(bundle)) < 2_000_000
+
+
+UNSAFE = [chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"] + [
+    "\x7f",
+    "\x9b",
+    *"\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c",
+]
+
+
+def strings(node: Any) -> list[str]:
+    """Every string in a JSON value, the text/plain attachment decoded."""
+    if isinstance(node, dict):
+        found = [s for k, v in node.items() for s in strings(v) if k != "data"]
+        if node.get("contentType", "").startswith("text/plain") and "data" in node:
+            found.append(base64.b64decode(node["data"]).decode("utf-8"))
+        return found
+    if isinstance(node, list):
+        return [s for v in node for s in strings(v)]
+    return [node] if isinstance(node, str) else []
+
+
+def test_control_and_bidi_characters_never_reach_the_written_resources() -> None:
+    dirty = lab_trend(
+        "XYZ",
+        [1.0, 3.0],
+        display="Vit\x1b[31mamin\x07 D\x00\u202eHO-52\u2066" + "x" * 1_000_000,
+        unit="U/L",
+        low=0.0,
+        high=2.0,
+    )
+    bundle = transaction([dirty, *sample_trends()], narrative="Summary\x1b[0m with \u202edirty\x07 text.\n")
+    found = strings(bundle)
+    assert not [s for s in found if any(c in s for c in UNSAFE)]
+    assert max(len(s) for s in found if "Vit[31m" in s and "Trend table" not in s) < 400
+    report = report_of(bundle)
+    assert body_rows(div_of(report))[0][0].startswith("Vit[31mamin DHO-52xxx")
+    assert "\u2026" in body_rows(div_of(report))[0][0]

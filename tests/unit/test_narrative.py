@@ -6,8 +6,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from tools.labs.analytes import LOINC_SYSTEM, get_analyte
-from tools.labs.series import LabPoint, LabSeries
-from tools.narrative import HEADER, render_summary
+from tools.labs.series import LabPoint, LabSeries, SkippedPoint, SkipReason
+from tools.narrative import HEADER, MAX_EXCLUSION_LINES, exclusion_lines, render_summary
 from tools.trends import Trend, compute_trend
 
 T0 = datetime(2021, 3, 1, 9, 30, tzinfo=UTC)
@@ -113,3 +113,37 @@ def test_no_trends() -> None:
 def test_deterministic() -> None:
     trends = [trend("ldl", [160.0, 120.0]), trend("creatinine", [1.0, 1.6])]
     assert render_summary("A", trends) == render_summary("A", list(reversed(trends)))
+
+
+def test_record_names_are_made_safe_in_the_text() -> None:
+    dirty = trend("creatinine", [1.0, 2.0]).model_copy(
+        update={"display": "Creat\x1b[2J\x07inine\x00\u202e" + "x" * 1_000_000, "unit": "mg/dL\u2066"}
+    )
+    text = render_summary(None, [dirty])
+    assert not any(c in text for c in "\x1b\x07\x00\u202e\u2066")
+    assert "Creat[2Jinine" in text
+    assert len(text) < 2_000  # the name is capped
+
+
+def test_exclusion_lines_name_reference_code_and_reason() -> None:
+    excluded = [
+        SkippedPoint(observation_id="a", code="2160-0", reason=SkipReason.UNIT, detail="cannot convert 'kg'"),
+        SkippedPoint(observation_id=None, code=None, reason=SkipReason.NO_CODE, detail="no code\x1b"),
+    ]
+    assert exclusion_lines(excluded) == [
+        "Results not used in the trends (2), for review against the record:",
+        "- Observation/a (2160-0): cannot convert 'kg'",
+        "- an Observation without id: no code",
+    ]
+    assert exclusion_lines([]) == []
+
+
+def test_exclusion_lines_are_capped() -> None:
+    many = [
+        SkippedPoint(observation_id=f"o{i:03}", code="2160-0", reason=SkipReason.NO_VALUE, detail="no value")
+        for i in range(MAX_EXCLUSION_LINES + 5)
+    ]
+    lines = exclusion_lines(many)
+    assert lines[0].startswith(f"Results not used in the trends ({MAX_EXCLUSION_LINES + 5})")
+    assert len(lines) == MAX_EXCLUSION_LINES + 2
+    assert lines[-1] == "- and 5 more, not listed here."

@@ -26,7 +26,8 @@ from tools.medgemma.types import ModelBackend, ModelRequest, TextPart
 from tools.narrative import HEADER
 
 BASE = "http://ehr.test/fhir"
-NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+# After the cohort's last results (agent.cohort.REFERENCE_DATE): none of them lies in the future.
+NOW = datetime(2026, 7, 2, 3, 4, 5, tzinfo=UTC)
 MODEL = "google/medgemma-1.5-4b-it"
 ANSWER = "Kidney function worsened; the other series are stable. Review the source results."
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fhir.resources.R4B.observation import Observation
 
-from agent.nodes.compute_trends import compute_trends, trend_inputs
+from agent.nodes.compute_trends import trend_inputs, trends_at
 from agent.state import SummarizeState
 from tools.labs.pdf import ExtractedLab
 from tools.labs.series import SkipReason, build_series
@@ -79,7 +79,7 @@ def test_trend_inputs_keep_document_extractions_and_drop_ai_output() -> None:
     record = build_record("p1", [{"resourceType": "Patient", "id": "p1"}, *raws])
     assert sorted(str(o.id) for o in trend_inputs(record.of_type("Observation"))) == ["lab-1", "pdf-1"]
     state: SummarizeState = {"patient_id": "p1", "record": record}
-    out = compute_trends(state)
+    out = trends_at(state, ISSUED)
     (trend,) = out["trends"]
     assert [s.reference for s in trend.sources] == ["Observation/lab-1", "Observation/pdf-1"]
     assert trend.latest.value == 1.4

@@ -31,6 +31,7 @@ from fhir.resources.R4B.observation import Observation
 
 from tools.labs.analytes import LOINC_SYSTEM, analyte_for_coding, get_analyte
 from tools.labs.pdf.model import ExtractedLab
+from tools.labs.plausibility import EARLIEST, LATEST, time_problem
 from tools.labs.units import UnitConversionError, convert_dimensional, normalize_unit
 
 __all__ = [
@@ -89,9 +90,11 @@ def printed_decimals(value_text: str, value: float) -> int:
 def _as_moment(value: Any, tz: tzinfo) -> tuple[datetime | None, date] | None:
     if isinstance(value, datetime):
         aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        if time_problem(aware) is not None:
+            return None  # 0001-01-01 or 9999-12-31: a placeholder (and no date arithmetic overflows)
         return aware, aware.astimezone(tz).date()
     if isinstance(value, date):
-        return None, value
+        return None if value.year < EARLIEST.year or value.year >= LATEST.year else (None, value)
     return None  # a year or year-month: no day to compare
 
 

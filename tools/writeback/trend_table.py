@@ -12,15 +12,16 @@ like the direction beside it. *Latest* carries ``H``/``L`` when it lies above/be
 reference range that the direction used. *From PDF* counts the points transcribed from a PDF
 report (``document_refs``), which a reader should check against the document.
 
-All text is escaped (and characters XML 1.0 forbids are dropped) before it enters the div:
-analyte names come from source systems. ``check_xhtml_div`` checks the FHIR narrative rules
-(well-formed XHTML ``div``, the txt-1 element subset, no event attributes, txt-2 content).
+All text passes ``tools.text_safety.safe_text`` (control, bidi and format characters, and
+everything XML 1.0 forbids, are dropped; names are capped) and is escaped before it enters the
+div or the text/plain form: analyte names and units come from source systems.
+``check_xhtml_div`` checks the FHIR narrative rules (well-formed XHTML ``div``, the txt-1
+element subset, no event attributes, txt-2 content).
 """
 
 from __future__ import annotations
 
 import html
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from typing import Final
@@ -28,6 +29,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict
 
 from tools.narrative import format_day, format_number, unit_display
+from tools.text_safety import safe_text
 from tools.trends import Trend
 
 __all__ = [
@@ -71,7 +73,6 @@ _ALLOWED: Final = frozenset({
     "th", "thead", "tr", "tt", "ul", "var",
 })
 # fmt: on
-_NOT_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _BASIS_LABEL: Final = {
     "within-range": "stable (moved within range)",
     "no-better-direction": "changed (not judged)",
@@ -126,14 +127,15 @@ def range_text(low: float | None, high: float | None) -> str:
 
 
 def _row(t: Trend, document_refs: frozenset[str]) -> TrendRow:
-    unit = unit_display(t.unit)
+    unit = safe_text(unit_display(t.unit))
+    name = safe_text(t.display) or t.code
     v, low, high = t.latest.value, t.reference_low, t.reference_high
     flag = " H" if high is not None and v > high else " L" if low is not None and v < low else ""
     percent = (
         "-" if t.baseline == 0 else format_number(100 * t.change_from_baseline / abs(t.baseline), signed=True)
     )
     return TrendRow(
-        analyte=f"{t.display} ({unit})" if unit else t.display,
+        analyte=f"{name} ({unit})" if unit else name,
         n=t.n,
         first_date=format_day(t.first.time),
         baseline=format_number(t.baseline),
@@ -154,7 +156,7 @@ def trend_rows(trends: Iterable[Trend], document_refs: frozenset[str] = frozense
 
 
 def _esc(text: str) -> str:
-    return html.escape(_NOT_XML.sub("", text), quote=True)
+    return html.escape(safe_text(text, multiline=True, limit=None), quote=True)
 
 
 def render_table_xhtml(rows: Sequence[TrendRow]) -> str:
@@ -219,7 +221,7 @@ def report_plain_text(
     narrative: str, rows: Sequence[TrendRow], *, imaging_summaries: Sequence[str] = ()
 ) -> str:
     """The text/plain rendering: header, narrative, imaging comparisons, the table."""
-    lines = [REPORT_HEADER, "", narrative.rstrip("\n")]
+    lines = [REPORT_HEADER, "", safe_text(narrative, multiline=True, limit=None).rstrip("\n")]
     if imaging_summaries:
         lines += ["", "Imaging comparisons:", *(f"- {s}" for s in imaging_summaries)]
     lines += ["", "Trend table:", render_table_text(rows).rstrip("\n"), _FLAG_NOTE]
