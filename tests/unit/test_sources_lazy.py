@@ -234,12 +234,17 @@ def test_native_decoding_matches_pydicom(
 @pytest.mark.parametrize("extra", [2, 100, 40 * 24 * 2 - 2, 40 * 24 * 2, 3 * 40 * 24 * 2 + 6])
 def test_excess_pixel_bytes_are_treated_as_pydicom_treats_them(tmp_path: Path, extra: int) -> None:
     """Less than a frame more: ignored. A whole frame or more: pydicom returns the extra frames,
-    which assembly refuses (one greyscale frame expected); the direct read must not hide that."""
+    which assembly refuses (one greyscale frame expected); the direct read must not hide that.
+    A file is refused as it is read, before any decoding (dicom_limits)."""
     ds = imaging_series.ct_series(1, rows=40, cols=24)[0]
     ds.PixelData = ds.PixelData + bytes(extra)
     for where, dataset in (("memory", ds), ("file", None)):
         if dataset is None:
             (path,) = imaging_series.write_series(tmp_path, [ds])
+            if extra >= 40 * 24 * 2:
+                with pytest.raises(DicomSourceError, match="at least one frame more than the 1920 bytes"):
+                    load_file(path)
+                continue
             dataset = load_file(path).dataset
         volume = assemble([Instance("x.dcm", dataset)]).select("t")
         with warnings.catch_warnings():

@@ -31,7 +31,8 @@ import base64
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from typing import Any, Literal
 
 import httpx
@@ -42,6 +43,7 @@ from fhir_adapters.errors import redact_target
 from fhir_adapters.redaction import redact_credentials
 from fhir_adapters.retry import Failure, RetryPolicy, is_retryable, retry_after_seconds
 from fhir_adapters.service_client import ServiceClient
+from tools.imaging.dicom_limits import dicom_limits
 from tools.imaging.multipart import (
     MultipartBody,
     MultipartError,
@@ -480,14 +482,15 @@ class DicomWebClient(ServiceClient):
     async def retrieve_instance(
         self, study_uid: str, series_uid: str, sop_uid: str, *, transfer_syntax: str = "*"
     ) -> bytes:
-        """One instance as a DICOM Part 10 file (as stored, unless `transfer_syntax` names one)."""
+        """One instance as a DICOM Part 10 file (as stored, unless `transfer_syntax` names one).
+
+        Streamed like a series: a part over the instance limit (dicom_limits) is refused as it arrives.
+        """
         path = _instance_path(study_uid, series_uid, sop_uid)
-        resp = await self._send("GET", path, accept=_dicom_accept(transfer_syntax), idempotent=True)
-        target = self._target(resp.request.url)
-        parts = _parts(resp, "GET", target)
-        if len(parts) != 1:
-            raise DicomWebProtocolError(f"GET {target} answered {len(parts)} parts, expected 1")
-        return _part10(parts[0], "GET", target)
+        async with aclosing(self._stream_part10(path, transfer_syntax, expect_one=True)) as parts:
+            async for data in parts:
+                return data
+        raise AssertionError("unreachable: _stream_part10 yields one part or raises")  # pragma: no cover
 
     async def retrieve_series(
         self,
@@ -508,7 +511,7 @@ class DicomWebClient(ServiceClient):
         without series retrieval, and to isolate per-instance failures.
         """
         if strategy == "multipart":
-            async for data in self._stream_series(study_uid, series_uid, transfer_syntax):
+            async for data in self._stream_part10(_series_path(study_uid, series_uid), transfer_syntax):
                 yield data
             return
         matches = await self.search_instances(study_uid, series_uid)
@@ -529,19 +532,31 @@ class DicomWebClient(ServiceClient):
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _stream_series(
-        self, study_uid: str, series_uid: str, transfer_syntax: str
-    ) -> AsyncIterator[bytes]:
-        path = _series_path(study_uid, series_uid)
+    async def _stream_part10(
+        self, path: str, transfer_syntax: str, *, expect_one: bool = False
+    ) -> AsyncGenerator[bytes, None]:
+        """The Part 10 parts of a multipart answer as they stream in, each within the instance limit.
+        `expect_one`: the first part, once the answer is known to hold exactly one."""
         resp = await self._send(
             "GET", path, accept=_dicom_accept(transfer_syntax), idempotent=True, stream=True
         )
         target = self._target(resp.request.url)
+        limit = dicom_limits().max_instance_bytes
         try:
             boundary = _boundary(resp, "GET", target)
             try:
-                async for part in iter_parts(resp.aiter_bytes(), boundary):
-                    yield _part10(part, "GET", target)
+                only: Part | None = None
+                count = 0
+                async for part in iter_parts(resp.aiter_bytes(), boundary, max_part_bytes=limit):
+                    count += 1
+                    if not expect_one:
+                        yield _part10(part, "GET", target)
+                    elif count == 1:
+                        only = part
+                if expect_one:
+                    if count != 1 or only is None:
+                        raise DicomWebProtocolError(f"GET {target} answered {count} parts, expected 1")
+                    yield _part10(only, "GET", target)
             except MultipartError as exc:
                 raise DicomWebProtocolError(f"GET {target}: {exc}") from None
             except httpx.TransportError as exc:

@@ -138,8 +138,10 @@ class _State(Enum):
 class MultipartParser:
     """Incremental parser: `feed(chunk)` returns the parts completed by it; `close()` checks the end."""
 
-    def __init__(self, boundary: str) -> None:
+    def __init__(self, boundary: str, *, max_part_bytes: int | None = None) -> None:
         _check_boundary(boundary)
+        # A part longer than this is refused as it streams in, before it is held whole.
+        self._max_part_bytes = max_part_bytes
         self._delimiter = CRLF + b"--" + boundary.encode("ascii")
         # A delimiter right at the start of the body has no CRLF before it: pretend it had.
         self._buf = bytearray(CRLF)
@@ -177,6 +179,12 @@ class MultipartParser:
         if state is _State.PREAMBLE or state is _State.BODY:
             start = max(0, self._scanned - len(self._delimiter) + 1)
             idx = buf.find(self._delimiter, start)
+            limit = self._max_part_bytes
+            # Without a delimiter yet, the buffer's end may hold the start of one.
+            if (state is _State.BODY and limit is not None) and (
+                idx > limit if idx >= 0 else len(buf) > limit + len(self._delimiter)
+            ):
+                raise MultipartError(f"a multipart part is over the limit of {limit} bytes")
             if idx < 0:
                 self._scanned = len(buf)
                 return False
@@ -241,17 +249,20 @@ def _parse_headers(block: bytes) -> dict[str, str]:
     return headers
 
 
-def parse_multipart(body: bytes, boundary: str) -> list[Part]:
+def parse_multipart(body: bytes, boundary: str, *, max_part_bytes: int | None = None) -> list[Part]:
     """All parts of a complete body."""
-    parser = MultipartParser(boundary)
+    parser = MultipartParser(boundary, max_part_bytes=max_part_bytes)
     parts = parser.feed(body)
     parser.close()
     return parts
 
 
-async def iter_parts(chunks: AsyncIterable[bytes], boundary: str) -> AsyncIterator[Part]:
-    """Parts of a body that arrives in chunks, each yielded as soon as it is complete."""
-    parser = MultipartParser(boundary)
+async def iter_parts(
+    chunks: AsyncIterable[bytes], boundary: str, *, max_part_bytes: int | None = None
+) -> AsyncIterator[Part]:
+    """Parts of a body that arrives in chunks, each yielded as soon as it is complete; a part over
+    `max_part_bytes` is refused (MultipartError) once that much of it has arrived."""
+    parser = MultipartParser(boundary, max_part_bytes=max_part_bytes)
     async for chunk in chunks:
         for part in parser.feed(chunk):
             yield part

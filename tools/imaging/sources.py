@@ -43,6 +43,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.tag import BaseTag, Tag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
+from tools.imaging.dicom_limits import check_declared_lengths, check_pixel_data, read_deflated
 from tools.imaging.dicomweb import (
     DicomWebAuthError,
     DicomWebClient,
@@ -52,6 +53,7 @@ from tools.imaging.dicomweb import (
     InstanceMatch,
     validate_uid,
 )
+from tools.imaging.errors import DicomFileError
 
 __all__ = [
     "DicomSourceError",
@@ -162,6 +164,15 @@ def read_instance(
     `defer_pixels` (a Path only): leave values over DEFER_SIZE in the file, checked against its size
     but read when used (see the module docstring).
     """
+    try:
+        return _read_instance(data, origin, stop_before_pixels, defer_pixels)
+    except DicomFileError as exc:  # the limits' refusals (dicom_limits), as this module reports files
+        raise DicomSourceError(exc.origin, exc.reason) from None
+
+
+def _read_instance(
+    data: bytes | BinaryIO | Path, origin: str, stop_before_pixels: bool, defer_pixels: bool
+) -> LoadedInstance:
     source: BinaryIO | Path = io.BytesIO(data) if isinstance(data, bytes) else data
     # The checks below convert elements, which warns about odd values too: all inside.
     with warnings.catch_warnings(record=True) as caught:
@@ -169,9 +180,12 @@ def read_instance(
         size: int | None
         if defer_pixels and not stop_before_pixels and isinstance(data, Path):
             ds, size = _read_deferred(data, origin)
+        elif (deflated := read_deflated(source, origin, stop_before_pixels=stop_before_pixels)) is not None:
+            ds, size = deflated[0], None if stop_before_pixels else deflated[1]
         else:
             ds = _dcmread(source, origin, stop_before_pixels)
             size = None if stop_before_pixels else len(data) if isinstance(data, bytes) else _size(data)
+        check_declared_lengths(ds, origin)  # before the truncation checks: a 4 GB length is no cut
         if any("End of file reached" in str(w.message) for w in caught):
             raise DicomSourceError(origin, "truncated DICOM file (a sequence ends at end of file)")
         problem = _truncation(ds, size)
@@ -185,6 +199,7 @@ def read_instance(
             )
         if stop_before_pixels and "Rows" not in ds and "Image Storage" in _sop_class_name(ds):
             raise DicomSourceError(origin, "truncated DICOM file (an image instance without Rows)")
+        check_pixel_data(ds, origin)
     return LoadedInstance(origin, ds)
 
 
@@ -218,6 +233,9 @@ def _read_deferred(path: Path, origin: str) -> tuple[Dataset, int]:
             ds = None  # anything odd: pydicom reads it and the checks explain what is wrong
         if ds is None:
             fp.seek(0)
+            deflated = read_deflated(fp, origin)  # pydicom would inflate it whole, unbounded
+            if deflated is not None:
+                return deflated
             ds = _dcmread(fp, origin, False, DEFER_SIZE)
     pixels: DataElement | RawDataElement | None = ds.get_item(_PIXEL_DATA, keep_deferred=True)
     if isinstance(pixels, RawDataElement) and pixels.value is None and pixels.length == _UNDEFINED_LENGTH:

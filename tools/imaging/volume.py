@@ -31,6 +31,7 @@ from pydicom.pixels.processing import apply_modality_lut
 from pydicom.pixels.utils import pixel_array
 from pydicom.tag import BaseTag, Tag
 
+from tools.imaging.dicom_limits import check_frame_size
 from tools.imaging.errors import DicomFileError, SeriesError, SeriesSelectionError, WrongModalityError
 
 # Objects that are not pictures of the patient, even when they carry pixel data (RTDOSE, SEG).
@@ -408,6 +409,7 @@ def decode_slice(sl: Slice, rows: int, columns: int) -> npt.NDArray[Any]:
     Uncompressed little-endian greyscale data are read directly (`native_slice`); the rest goes
     through pydicom's pixel pipeline.
     """
+    check_frame_size(sl.dataset, sl.label)  # files and DICOMweb were checked whole when read
     try:
         arr = native_slice(sl)
         if arr is None:

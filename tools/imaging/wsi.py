@@ -43,6 +43,7 @@ import numpy.typing as npt
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.imaging.dicom_limits import screen_file
 from tools.imaging.errors import ImagingError
 from tools.imaging.prepared import IMAGES_KEY, METADATA_KEY
 from tools.imaging.tissue import TissueMaskParams, tissue_mask
@@ -460,6 +461,9 @@ class WsiDicomReader:
 
         if not folder.is_dir():
             raise SlideError(str(folder), "not a folder")
+        for file in sorted(folder.iterdir()):  # the files wsidicom opens; it would inflate a bomb whole
+            if file.is_file():
+                screen_file(file, str(file))
         try:
             wsi = WsiDicom.open(folder)
         except WsiDicomNotFoundError as exc:

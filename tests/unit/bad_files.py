@@ -1,0 +1,269 @@
+"""Bad input files, made at test time (no binary is committed): DICOM objects and lab-report PDFs that
+ChartAgent must refuse with a message naming the file and the problem, in bounded memory.
+
+Each generator returns the file's bytes; `write_bad_files(folder)` writes them all under the names
+the tests and `bench/bench_bad_files.py` use. The bombs are cheap to make: one deflate block of
+1 MiB of zeros, compressed once and ended by a full flush (byte-aligned, no back-reference into
+what came before), is repeated as often as needed, so a 1 GiB bomb costs about 1 MB and a few
+milliseconds. No value in them is patient data.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+)
+
+from agent.cohort.labpdf.bad import deterministic_encrypted_pdf, truncated_pdf
+from tools.labs.pdf.drawing import write_pdf
+
+GIB: Final = 1 << 30
+MIB: Final = 1 << 20
+CT_STORAGE: Final = "1.2.840.10008.5.1.4.1.1.2"
+_STUDY: Final = "1.2.826.0.1.3680043.8.498.1"
+_SERIES: Final = "1.2.826.0.1.3680043.8.498.2"
+_PIXEL_DATA_OW: Final = struct.pack("<HH2sH", 0x7FE0, 0x0010, b"OW", 0)  # tag, VR, reserved
+_REPORT_ROWS: Final = [
+    (40, 60, "Collected: 2024-06-01"),
+    (40, 100, "Test"), (200, 100, "Result"), (300, 100, "Units"), (380, 100, "Reference Range"),
+    (40, 115, "Potassium"), (200, 115, "4.2"), (300, 115, "mmol/L"), (380, 115, "3.5-5.1"),
+]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- deflate streams
+
+
+def zero_deflate(size: int, *, head: bytes = b"", tail: bytes = b"") -> bytes:
+    """A raw deflate stream (no zlib header, as DICOM's deflated syntax and nothing else uses) of
+    `head`, `size` zero bytes and `tail`, made in milliseconds whatever `size` is."""
+    out = bytearray()
+    if head:
+        c = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        out += c.compress(head) + c.flush(zlib.Z_FULL_FLUSH)
+    c = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = c.compress(bytes(MIB)) + c.flush(zlib.Z_FULL_FLUSH)
+    whole, rest = divmod(size, MIB)
+    out += block * whole
+    c = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    out += c.compress(bytes(rest) + tail) + c.flush()
+    return bytes(out)
+
+
+def zlib_zeros(size: int, *, head: bytes = b"") -> bytes:
+    """The same with a zlib header and checksum, as a PDF's FlateDecode expects."""
+    raw = zero_deflate(size, head=head)
+    check = zlib.adler32(bytes(size), zlib.adler32(head))
+    return b"\x78\xda" + raw + struct.pack(">L", check)
+
+
+# ---------------------------------------------------------------------------- DICOM
+
+
+def ct_dataset(rows: int = 64, cols: int = 64, *, with_pixels: bool = True) -> Dataset:
+    """One synthetic 16-bit CT slice (explicit VR little endian), fixed UIDs so the files are stable."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(CT_STORAGE)
+    meta.MediaStorageSOPInstanceUID = UID("1.2.826.0.1.3680043.8.498.3")
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CT_STORAGE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = _STUDY
+    ds.SeriesInstanceUID = _SERIES
+    ds.Modality = "CT"
+    ds.InstanceNumber = 1
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.ImagePositionPatient = [0.0, 0.0, 0.0]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
+    if with_pixels:
+        ramp = np.arange(rows * cols, dtype="<u2") % 2048
+        ds.PixelData = ramp.tobytes()
+    return ds
+
+
+def part10(ds: Dataset, *, transfer_syntax: str = ExplicitVRLittleEndian) -> tuple[bytes, bytes]:
+    """(preamble, DICM and file meta; the dataset in explicit VR little endian), not yet joined:
+    the generators below cut, stretch or deflate the second."""
+    meta = ds.file_meta
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    head = DicomBytesIO()
+    head.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(head, meta, enforce_standard=True)
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, ds)
+    return head.getvalue(), body.getvalue()
+
+
+def normal_dicom(rows: int = 64, cols: int = 64) -> bytes:
+    head, body = part10(ct_dataset(rows, cols))
+    return head + body
+
+
+def dicom_deflate_bomb(inflated: int = GIB) -> bytes:
+    """Deflated Explicit VR Little Endian whose dataset inflates to a header and one `inflated`-byte
+    pixel data element (about 1 MB on disk for 1 GiB)."""
+    head, body = part10(ct_dataset(with_pixels=False), transfer_syntax=DeflatedExplicitVRLittleEndian)
+    element = _PIXEL_DATA_OW + struct.pack("<L", inflated)
+    return head + zero_deflate(inflated, head=body + element)
+
+
+def dicom_huge_length() -> bytes:
+    """A complete header, then pixel data declaring 0xFFFFFFF0 bytes (4 GiB) with 64 bytes behind it."""
+    head, body = part10(ct_dataset(with_pixels=False))
+    return head + body + _PIXEL_DATA_OW + struct.pack("<L", 0xFFFFFFF0) + bytes(64)
+
+
+def dicom_truncated() -> bytes:
+    """A CT slice cut in the middle of its pixel data."""
+    data = normal_dicom()
+    return data[: len(data) - 4096]
+
+
+def dicom_short_pixels() -> bytes:
+    """A complete file whose pixel data (1,000 bytes) is shorter than its 64 x 64 x 16-bit image."""
+    ds = ct_dataset()
+    ds.PixelData = bytes(1000)
+    head, body = part10(ds)
+    return head + body
+
+
+def dicom_excess_pixels() -> bytes:
+    """A complete 16 x 16 slice carrying 4 MiB of pixel data: far more than Rows x Columns allow."""
+    ds = ct_dataset(16, 16)
+    ds.PixelData = bytes(4 * MIB)
+    head, body = part10(ds)
+    return head + body
+
+
+def not_dicom() -> bytes:
+    return b"This is a text file that was given a .dcm name.\n" * 8
+
+
+def tiff_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (64, 64), 128).save(buf, format="TIFF")
+    return buf.getvalue()
+
+
+def empty() -> bytes:
+    return b""
+
+
+# ---------------------------------------------------------------------------- PDF
+
+
+def normal_pdf() -> bytes:
+    """A one-page lab report with a text layer (one potassium result)."""
+    return write_pdf([list(_REPORT_ROWS)])
+
+
+def png_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def pdf_truncated() -> bytes:
+    return truncated_pdf(normal_pdf())
+
+
+def pdf_encrypted() -> bytes:
+    return deterministic_encrypted_pdf(normal_pdf(), file_id=b"chartagent-bad-1")
+
+
+def _pdf(objects: list[bytes]) -> bytes:
+    """A PDF of numbered `objects` (1 is the catalog) with a correct cross-reference table."""
+    out = bytearray(b"%PDF-1.7\n%\xc2\xb5\xc2\xb6\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<</Size %d/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def _page_pdf(media_box: bytes, content: bytes, filters: bytes = b"") -> bytes:
+    return _pdf(
+        [
+            b"<</Type/Catalog/Pages 2 0 R>>",
+            b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+            b"<</Type/Page/Parent 2 0 R/MediaBox[" + media_box + b"]/Contents 4 0 R"
+            b"/Resources<</Font<</F1 5 0 R>>>>>>",
+            b"<</Length %d%s>>\nstream\n" % (len(content), filters) + content + b"\nendstream",
+            b"<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>",
+        ]
+    )
+
+
+_TEXT: Final = b"BT /F1 10 Tf 40 700 Td (Potassium 4.2 mmol/L 3.5-5.1) Tj ET\n"
+
+
+def pdf_stream_bomb(inflated: int = GIB) -> bytes:
+    """One page whose FlateDecode content stream inflates to a line of text and `inflated` zero bytes
+    (whitespace to a PDF reader); about 1 MB on disk for 1 GiB."""
+    return _page_pdf(b"0 0 595 842", zlib_zeros(inflated, head=_TEXT), b"/Filter/FlateDecode")
+
+
+def pdf_giant_page() -> bytes:
+    """One page of 200,000 x 200,000 pt (PDF allows 14,400) with a line of text on it."""
+    return _page_pdf(b"0 0 200000 200000", _TEXT)
+
+
+# ---------------------------------------------------------------------------- the corpus
+
+BAD_DICOM: Final[dict[str, Callable[[], bytes]]] = {
+    "deflate-bomb.dcm": dicom_deflate_bomb,
+    "huge-length.dcm": dicom_huge_length,
+    "truncated.dcm": dicom_truncated,
+    "short-pixels.dcm": dicom_short_pixels,
+    "excess-pixels.dcm": dicom_excess_pixels,
+    "not-dicom.dcm": not_dicom,
+    "empty.dcm": empty,
+    "tiff-renamed.dcm": tiff_bytes,
+}
+BAD_PDF: Final[dict[str, Callable[[], bytes]]] = {
+    "zero-bytes.pdf": empty,
+    "png-renamed.pdf": png_bytes,
+    "truncated.pdf": pdf_truncated,
+    "encrypted.pdf": pdf_encrypted,
+    "stream-bomb.pdf": pdf_stream_bomb,
+    "giant-page.pdf": pdf_giant_page,
+}
+
+
+def write_bad_files(folder: Path, names: dict[str, Callable[[], bytes]] | None = None) -> dict[str, Path]:
+    """Every bad file (or those of `names`) written under `folder`; name -> path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, make in (names or {**BAD_DICOM, **BAD_PDF}).items():
+        path = folder / name
+        path.write_bytes(make())
+        written[name] = path
+    return written
