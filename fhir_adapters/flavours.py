@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from fhir_adapters.errors import FhirProtocolError
 from fhir_adapters.search import Param
-from fhir_adapters.urls import same_origin
+from fhir_adapters.urls import describe_origin, same_origin
 
 __all__ = [
     "AZURE",
@@ -83,10 +83,20 @@ class Flavour:
             and link.path.startswith(base.path.rstrip("/") + "/")
         ):
             return urlunsplit((base.scheme, base.netloc, link.path, link.query, ""))
-        raise FhirProtocolError(
-            f"refusing to follow a link to another origin ({link.scheme}://{link.hostname}) than the FHIR "
-            f"base ({base.scheme}://{base.hostname})"
+        message = (
+            f"refusing to follow a link to another origin ({describe_origin(url)}) than the FHIR "
+            f"base ({describe_origin(base_url)})"
         )
+        loopback = (link.hostname or "") in _LOOPBACK and (base.hostname or "") in _LOOPBACK
+        if loopback and not self.rewrite_loopback_links:
+            # A server on loopback writes its links from its own configured base URL, which may
+            # name another port or host alias than the one it is reached on.
+            message += (
+                "; the server builds its links from its own base URL: set CHARTAGENT_FHIR_FLAVOUR=sekmet "
+                "(it rewrites loopback links onto the FHIR base), or set the server's base URL "
+                "(e.g. SEKMET_BASE_URL) to the URL it is reached on"
+            )
+        raise FhirProtocolError(message)
 
 
 GENERIC = Flavour("generic")

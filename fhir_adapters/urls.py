@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Final
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_PORTS", "origin", "same_origin"]
+__all__ = ["DEFAULT_PORTS", "describe_origin", "origin", "same_origin"]
 
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
@@ -27,3 +27,21 @@ def same_origin(url: str, base_url: str) -> bool:
         return origin(url) == origin(base_url)
     except ValueError:
         return False
+
+
+def describe_origin(url: str) -> str:
+    """``scheme://host:port`` of ``url`` for messages, the port always written (default ports made
+    explicit): two origins that differ only in port must not read the same."""
+    parts = urlsplit(url)
+    if not parts.scheme and not parts.netloc:
+        return "(a relative URL)"
+    prefix = f"{parts.scheme.lower()}:" if parts.scheme else "(scheme-relative) "
+    try:
+        _, host, port = origin(url)
+    except ValueError:
+        return f"{prefix}//{parts.netloc.rpartition('@')[2]} (port not a number)"
+    if not host:
+        return f"{prefix}// (no host)"
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return f"{prefix}//{host}:{port}" if port is not None else f"{prefix}//{host}"

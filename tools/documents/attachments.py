@@ -34,7 +34,7 @@ from fhir.resources.R4B.attachment import Attachment
 from fhir.resources.R4B.documentreference import DocumentReference
 
 from fhir_adapters import FhirClient, FhirError, FhirHttpError, FhirNotFound
-from fhir_adapters.urls import DEFAULT_PORTS, same_origin
+from fhir_adapters.urls import DEFAULT_PORTS, describe_origin, same_origin
 
 __all__ = [
     "DEFAULT_MAX_PDF_BYTES",
@@ -130,15 +130,12 @@ def binary_id_of(url: str, base_url: str, document: str) -> str:
             parts.port  # noqa: B018 - raises on a port that is not a number
         except ValueError:
             raise AttachmentRefused(document, f"{refused} (the URL's port is not a number)") from None
-        on_base = (
-            parts.scheme.lower() in DEFAULT_PORTS
-            and parts.username is None
-            and parts.password is None
-            and same_origin(url.strip(), base_url)
-        )
-        if not on_base:
-            where = parts.scheme or "scheme-relative"
-            raise AttachmentRefused(document, f"{refused} (the URL is on another origin: {where})")
+        if parts.username is not None or parts.password is not None:
+            raise AttachmentRefused(document, f"{refused} (the URL carries user credentials)")
+        if parts.scheme.lower() not in DEFAULT_PORTS or not same_origin(url.strip(), base_url):
+            where, ours = describe_origin(url.strip()), describe_origin(base_url)
+            detail = f"the URL is on another origin: {where}, not {ours}"
+            raise AttachmentRefused(document, f"{refused} ({detail})")
         prefix = base.path.rstrip("/") + "/"
         if not parts.path.startswith(prefix):
             raise AttachmentRefused(document, f"{refused} (the URL is outside the FHIR base path)")

@@ -22,7 +22,7 @@ from fhir.resources.R4B.endpoint import Endpoint
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fhir_adapters import FhirClient, FhirError
-from fhir_adapters.urls import same_origin
+from fhir_adapters.urls import describe_origin, same_origin
 from tools.record import PatientRecord
 
 __all__ = [
@@ -66,11 +66,6 @@ def same_dicomweb_root(address: str, base_url: str) -> bool:
     return same_origin(address, base_url) and a.path.rstrip("/") == b.path.rstrip("/")
 
 
-def _host(address: str) -> str:
-    parts = urlsplit(address)
-    return parts.hostname or "(no host)"
-
-
 def dicomweb_refusal(
     study_reference: str,
     endpoint_refs: Iterable[str],
@@ -94,17 +89,18 @@ def dicomweb_refusal(
             wado.append(info)
     if any(same_dicomweb_root(str(e.address), base_url) for e in wado):
         return None
-    configured = urlsplit(base_url)
-    elsewhere = [e for e in wado if _host(str(e.address)) != (configured.hostname or "")]
+    # Origins only (scheme, host, port), never an address's path.
+    configured = describe_origin(base_url)
+    elsewhere = [e for e in wado if not same_origin(str(e.address), base_url)]
     if elsewhere:
-        hosts = ", ".join(sorted({_host(str(e.address)) for e in elsewhere}))
+        origins = ", ".join(sorted({describe_origin(str(e.address)) for e in elsewhere}))
         return (
-            f"refused: {study_reference} is served by a DICOMweb server on another host ({hosts}), "
-            f"not the configured one ({configured.hostname}); its images are not fetched"
+            f"refused: {study_reference} is served by a DICOMweb server on another origin ({origins}), "
+            f"not the configured one ({configured}); its images are not fetched"
         )
     if wado:
         return (
-            f"refused: {study_reference} is served by another DICOMweb root on {configured.hostname} than "
+            f"refused: {study_reference} is served by another DICOMweb root on {configured} than "
             "the configured base URL; its images are not fetched"
         )
     if unreadable:
