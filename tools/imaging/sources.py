@@ -43,6 +43,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.tag import BaseTag, Tag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
+from tools.file_kinds import PREFIX_BYTES, looks_like
 from tools.imaging.dicom_limits import check_declared_lengths, check_pixel_data, read_deflated
 from tools.imaging.dicomweb import (
     DicomWebAuthError,
@@ -209,13 +210,30 @@ def _dcmread(
     try:
         return pydicom.dcmread(source, stop_before_pixels=stop_before_pixels, defer_size=defer_size)
     except InvalidDicomError:
-        raise DicomSourceError(origin, "not a DICOM Part 10 file (no 'DICM' prefix)") from None
+        raise DicomSourceError(origin, f"not a DICOM Part 10 file ({_not_dicom(source)})") from None
     except (EOFError, struct.error, BytesLengthException) as exc:
         raise DicomSourceError(origin, f"truncated or corrupt DICOM file ({type(exc).__name__})") from None
     except (ValueError, KeyError, IndexError, NotImplementedError) as exc:
         raise DicomSourceError(origin, f"corrupt DICOM file ({type(exc).__name__})") from None
     except OSError as exc:
         raise DicomSourceError(origin, f"cannot read ({exc.strerror or type(exc).__name__})") from None
+
+
+def _not_dicom(source: BinaryIO | Path) -> str:
+    """Why pydicom found no Part 10 header: an empty file, or what the file looks like."""
+    try:
+        if isinstance(source, Path):
+            with open(source, "rb") as fp:
+                prefix = fp.read(PREFIX_BYTES)
+        else:
+            source.seek(0)
+            prefix = source.read(PREFIX_BYTES)
+    except OSError:
+        prefix = b"?"
+    if not prefix:
+        return "an empty file"
+    kind = looks_like(prefix)
+    return f"no 'DICM' prefix; looks like {kind}" if kind else "no 'DICM' prefix"
 
 
 def _read_deferred(path: Path, origin: str) -> tuple[Dataset, int]:

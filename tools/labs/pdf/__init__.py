@@ -10,6 +10,8 @@ from tools.labs.pdf.errors import (
     PdfCorruptError,
     PdfEmptyError,
     PdfEncryptedError,
+    PdfNotPdfError,
+    PdfOverLimitError,
     PdfTooLargeError,
 )
 from tools.labs.pdf.model import BBox, ExtractedLab, LabPdfExtraction, UnparsedRow
@@ -26,6 +28,8 @@ __all__ = [
     "PdfCorruptError",
     "PdfEmptyError",
     "PdfEncryptedError",
+    "PdfNotPdfError",
+    "PdfOverLimitError",
     "PdfTooLargeError",
     "UnparsedRow",
     "extract_labs",

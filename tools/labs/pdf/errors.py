@@ -7,6 +7,8 @@ __all__ = [
     "PdfCorruptError",
     "PdfEmptyError",
     "PdfEncryptedError",
+    "PdfNotPdfError",
+    "PdfOverLimitError",
     "PdfTooLargeError",
 ]
 
@@ -45,3 +47,24 @@ class PdfTooLargeError(LabPdfError):
             f"{source}: {pages} pages is over the page limit of {limit}; "
             f"raise the limit (--max-pages {pages}) to read it all, or split the file"
         )
+
+
+class PdfNotPdfError(PdfCorruptError):
+    """No `%PDF-` signature in the first 1024 bytes (where readers tolerate it): another kind of file."""
+
+    def __init__(self, source: str, kind: str | None) -> None:
+        self.source = source
+        self.kind = kind
+        what = f"looks like {kind}" if kind else "no %PDF- signature in its first 1024 bytes"
+        LabPdfError.__init__(
+            self, f"{source}: not a readable PDF: not a PDF at all ({what}); attach the lab report as a PDF"
+        )
+
+
+class PdfOverLimitError(LabPdfError):
+    """A PDF refused before its content is decoded, to keep memory bounded (a stream bomb, a giant page)."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        self.source = source
+        self.detail = detail
+        super().__init__(f"{source}: refused: {detail}")

@@ -31,9 +31,21 @@ from tools.medgemma.tasks.lab_extraction import LabFlag, LabResult
 from tools.medgemma.tasks.runner import run_task
 from tools.medgemma.types import ModelBackend
 
-__all__ = ["ModelAssistedExtraction", "ModelReadLab", "compare", "extract_with_model", "render_page"]
+__all__ = [
+    "MAX_RENDER_PIXELS",
+    "ModelAssistedExtraction",
+    "ModelReadLab",
+    "compare",
+    "extract_with_model",
+    "render_dpi",
+    "render_page",
+]
 
 DEFAULT_DPI = 150
+# A page is rendered at DEFAULT_DPI unless that gives more pixels than this (75 MB of RGB; an A4
+# page is 2.2 million pixels at 150 dpi, 8.7 million at 300): then at the dpi that fits. Pages are
+# at most 14,400 pt a side (reader.MAX_PAGE_POINTS), which at 150 dpi would be 900 million pixels.
+MAX_RENDER_PIXELS = 25_000_000
 
 Status = Literal["unverified", "agrees", "disagrees", "not in text"]
 
@@ -66,9 +78,20 @@ class ModelAssistedExtraction(BaseModel):
         return tuple(r for r in self.model_results if r.status in ("disagrees", "not in text"))
 
 
-def render_page(page: Any, dpi: int = DEFAULT_DPI) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    """A pymupdf page as an ``HxWx3`` uint8 RGB array."""
-    pix = page.get_pixmap(dpi=dpi, alpha=False)
+def render_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int = MAX_RENDER_PIXELS) -> int:
+    """``dpi``, lowered where a page of that size would render to more than ``max_pixels``."""
+    pixels = (width_pt * dpi / 72) * (height_pt * dpi / 72)
+    if pixels <= max_pixels:
+        return dpi
+    return max(1, math.floor(dpi * math.sqrt(max_pixels / pixels)))
+
+
+def render_page(
+    page: Any, dpi: int = DEFAULT_DPI, *, max_pixels: int = MAX_RENDER_PIXELS
+) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """A pymupdf page as an ``HxWx3`` uint8 RGB array, at ``dpi`` or lower (``render_dpi``)."""
+    rect = page.rect
+    pix = page.get_pixmap(dpi=render_dpi(rect.width, rect.height, dpi, max_pixels), alpha=False)
     data = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)
     return np.ascontiguousarray(data[:, :, :3])
 
@@ -132,7 +155,14 @@ async def extract_with_model(
     doc, _ = open_pdf(source, name=name)
     try:
         for number in pages:
-            request = lab_extraction.build_request(render_page(doc[number - 1], dpi))
+            page = doc[number - 1]
+            used = render_dpi(page.rect.width, page.rect.height, dpi)
+            if used < dpi:
+                warnings.append(
+                    f"page {number} is {page.rect.width:.0f} x {page.rect.height:.0f} pt: rendered at "
+                    f"{used} dpi to stay under {MAX_RENDER_PIXELS:,} pixels"
+                )
+            request = lab_extraction.build_request(render_page(page, dpi))
             try:
                 run = await run_task(
                     backend, request, lab_extraction.parse, prompt_version=lab_extraction.PROMPT_VERSION

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any, Final
 
 import pymupdf
 
-from tools.labs.pdf.errors import PdfCorruptError, PdfEmptyError, PdfEncryptedError, PdfTooLargeError
+from tools.file_kinds import PREFIX_BYTES, looks_like
+from tools.labs.pdf.errors import (
+    PdfCorruptError,
+    PdfEmptyError,
+    PdfEncryptedError,
+    PdfNotPdfError,
+    PdfOverLimitError,
+    PdfTooLargeError,
+)
 from tools.labs.pdf.model import ExtractedLab, LabPdfExtraction, UnparsedRow, Word
 from tools.labs.pdf.rows import PageContext, extract_page
 from tools.labs.pdf.values import uses_decimal_comma
@@ -16,6 +25,9 @@ __all__ = [
     "DEFAULT_MAX_PAGES",
     "EXTRACTOR_NAME",
     "EXTRACTOR_REVISION",
+    "MAX_PAGE_POINTS",
+    "MAX_STREAM_BYTES",
+    "check_limits",
     "extract_labs",
     "open_pdf",
     "page_words",
@@ -24,6 +36,16 @@ __all__ = [
 _open: Any = pymupdf.open
 
 DEFAULT_MAX_PAGES: Final = 200
+_MIB: Final = 1 << 20
+# Checked before any page is read, so that memory stays bounded whatever a file claims. A Flate
+# stream (page content, image, font, object stream) may inflate to this much: a 600-dpi A4 RGB
+# scan is 4961 x 7016 x 3 bytes = 100 MiB. mupdf would otherwise inflate a 1 MB stream of a 1 GiB
+# (or more) in full, or parse it for seconds.
+MAX_STREAM_BYTES: Final = 128 * _MIB
+# ISO 32000-1 Annex C: a page is at most 14,400 units (200 in) a side. A larger one is not a lab
+# report, and rendering it for the model would need gigabytes.
+MAX_PAGE_POINTS: Final = 14_400.0
+_SIGNATURE: Final = b"%PDF-"  # readers accept it anywhere in the first 1024 bytes
 # The extractor's identity in what ChartAgent writes from its results (tools.writeback.lab_results):
 # bump the revision whenever a change can alter any extracted row, so that new output gets new
 # identifiers instead of hiding behind what an older extractor wrote.
@@ -42,6 +64,7 @@ def open_pdf(source: str | Path | bytes, *, name: str | None = None) -> tuple[_D
         if isinstance(source, bytes):
             if not source:
                 raise PdfEmptyError(label, "the file is empty (0 bytes)")
+            _check_signature(source[:PREFIX_BYTES], label)
             doc: _Doc = _open(stream=source, filetype="pdf")
         else:
             path = Path(source)
@@ -49,6 +72,13 @@ def open_pdf(source: str | Path | bytes, *, name: str | None = None) -> tuple[_D
                 raise PdfCorruptError(label, "no such file")
             if path.stat().st_size == 0:
                 raise PdfEmptyError(label, "the file is empty (0 bytes)")
+            try:
+                with open(path, "rb") as fp:
+                    _check_signature(fp.read(PREFIX_BYTES), label)
+            except OSError as exc:
+                raise PdfCorruptError(
+                    label, f"cannot read it: {exc.strerror or type(exc).__name__}"
+                ) from None
             doc = _open(path, filetype="pdf")
     except (pymupdf.FileDataError, RuntimeError, ValueError) as exc:
         if isinstance(exc, PdfEmptyError | PdfCorruptError):
@@ -63,23 +93,95 @@ def open_pdf(source: str | Path | bytes, *, name: str | None = None) -> tuple[_D
     return doc, label
 
 
+def _check_signature(prefix: bytes, label: str) -> None:
+    """Another kind of file (a PNG named .pdf) is refused as what it is, before mupdf guesses."""
+    if _SIGNATURE not in prefix:
+        raise PdfNotPdfError(label, looks_like(prefix))
+
+
+def check_limits(
+    doc: _Doc,
+    label: str,
+    *,
+    max_stream_bytes: int = MAX_STREAM_BYTES,
+    max_page_points: float = MAX_PAGE_POINTS,
+) -> None:
+    """Refuse (PdfOverLimitError) a page larger than a PDF page may be, or a FlateDecode stream that
+    inflates to more than `max_stream_bytes`: counted in 1 MiB steps, nothing kept, before mupdf
+    decodes anything. Other filters (LZW, run length: rare, and bounded ratios) are left to mupdf."""
+    for index in range(doc.page_count):
+        box = doc[index].mediabox
+        if max(box.width, box.height) > max_page_points:
+            raise PdfOverLimitError(
+                label,
+                f"page {index + 1} measures {box.width:.0f} x {box.height:.0f} pt, over the "
+                f"{max_page_points:.0f} pt a side a PDF page may measure",
+            )
+    for xref in range(1, doc.xref_length()):
+        if not doc.xref_is_stream(xref) or _first_filter(doc.xref_get_key(xref, "Filter")) != "FlateDecode":
+            continue
+        if _inflates_past(doc.xref_stream_raw(xref), max_stream_bytes):
+            raise PdfOverLimitError(
+                label,
+                f"object {xref} is a stream that inflates to more than {max_stream_bytes // _MIB} MiB "
+                "(a decompression bomb?)",
+            )
+
+
+def _first_filter(entry: tuple[str, str]) -> str:
+    kind, value = entry
+    if kind not in ("name", "array"):
+        return ""
+    names = value.strip("[] ").replace("/", " /").split()
+    return names[0].lstrip("/") if names else ""
+
+
+def _inflates_past(raw: bytes, limit: int) -> bool:
+    """Whether a Flate stream (zlib, or raw deflate as some writers make it) inflates past `limit`."""
+    for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):
+        d = zlib.decompressobj(wbits)
+        total = 0
+        pending = raw
+        try:
+            while not d.eof:
+                chunk = d.decompress(pending, _MIB)
+                pending = d.unconsumed_tail
+                total += len(chunk)
+                if total > limit:
+                    return True
+                if not chunk and not pending:
+                    break
+            return False
+        except zlib.error:
+            if total:
+                return False  # broken after some output: mupdf stops there too
+    return False
+
+
 def page_words(page: _Page) -> list[Word]:
     return [Word(w[0], w[1], w[2], w[3], w[4]) for w in page.get_text("words", sort=False)]
 
 
 def extract_labs(
-    source: str | Path | bytes, *, max_pages: int = DEFAULT_MAX_PAGES, name: str | None = None
+    source: str | Path | bytes,
+    *,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    name: str | None = None,
+    max_stream_bytes: int = MAX_STREAM_BYTES,
 ) -> LabPdfExtraction:
     """Every lab result in the PDF's text layer, each with its page and bbox.
 
     Pages without a text layer (scans) are listed in ``needs_model``. Raises ``PdfEncryptedError``,
     ``PdfCorruptError``, ``PdfEmptyError`` (no pages, or no text and nothing to scan) and
-    ``PdfTooLargeError`` (more than ``max_pages`` pages; checked before any page is read).
+    ``PdfTooLargeError`` (more than ``max_pages`` pages; checked before any page is read),
+    ``PdfNotPdfError`` (another kind of file) and ``PdfOverLimitError`` (``check_limits``: a giant
+    page or a stream inflating past ``max_stream_bytes``, also checked before any page is read).
     """
     doc, label = open_pdf(source, name=name)
     try:
         if doc.page_count > max_pages:
             raise PdfTooLargeError(label, doc.page_count, max_pages)
+        check_limits(doc, label, max_stream_bytes=max_stream_bytes)
         context = PageContext()
         # Decimal commas are a property of the document: "1,005" reads as 1.005 only if
         # another number on some page ("4,2") shows the lab prints decimal commas.
