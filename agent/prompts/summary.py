@@ -3,12 +3,15 @@
 The EHR-navigator pattern: the model sees only facts that ChartAgent computed (the templated
 summary's lines: values, units, dates, directions), then the instruction. Its answer is checked
 before it is used: every number in it must be one of the facts' numbers, it must be complete
-(not cut at max_new_tokens), and non-empty. A model cannot add a value to the chart this way.
+(not cut at max_new_tokens), non-empty, and readable prose (no control tokens, no control or
+invalid characters, no JSON or code, words of letters). A model cannot add a value to the chart
+this way, and a malformed answer gives the templated narrative instead (`rejection_reason`).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
@@ -39,6 +42,15 @@ INSTRUCTION: Final = (
     "causes or recommendations that are not in them, and do not compute new values."
 )
 _NUMBER: Final = re.compile(r"\d+(?:\.\d+)?")
+# Gemma's special tokens, leaked into the text when a server does not skip them.
+_SPECIAL_TOKEN: Final = re.compile(
+    r"<(?:unused\d+|start_of_turn|end_of_turn|start_of_image|end_of_image|image_soft_token|bos|eos|pad)>"
+)
+_WORD: Final = re.compile(r"[^\W\d_]{2,}")
+# Five sentences of plain text: far below this; more is not the answer that was asked for.
+MAX_ANSWER_CHARS: Final = 3000
+_MAX_WORD_CHARS: Final = 60
+_MIN_WORDS: Final = 3
 
 
 def facts_text(trends: Sequence[Trend], *, as_of: datetime) -> str:
@@ -74,11 +86,31 @@ def rejection_reason(result: ModelResult, facts: str) -> str | None:
         return "the model did not finish its answer"
     if not text:
         return "the answer is empty"
-    if "<unused" in text or "<start_of_turn>" in text or "<end_of_turn>" in text:
+    if _SPECIAL_TOKEN.search(text):
         return "the answer holds control tokens"
+    malformed = _malformed(text)
+    if malformed is not None:
+        return malformed
     extra = unsupported_numbers(text, facts)
     if extra:
         return f"the answer has {len(extra)} number(s) that are not in the computed facts"
+    return None
+
+
+def _malformed(text: str) -> str | None:
+    """Why `text` is not readable prose, or None. Never quotes it."""
+    if len(text) > MAX_ANSWER_CHARS:
+        return f"the answer is longer than {MAX_ANSWER_CHARS} characters"
+    for c in text:
+        category = unicodedata.category(c)
+        if c == "\ufffd" or category in ("Cs", "Co") or (category == "Cc" and c not in "\n\t\r"):
+            return "the answer holds control or invalid characters"
+    if text[0] in "{[<" or text.startswith("```"):
+        return "the answer is not plain text (JSON, markup or code)"
+    if len(_WORD.findall(text)) < _MIN_WORDS:
+        return f"the answer is not prose (fewer than {_MIN_WORDS} words)"
+    if any(len(w) > _MAX_WORD_CHARS for w in text.split()):
+        return f"the answer is not prose (a word longer than {_MAX_WORD_CHARS} characters)"
     return None
 
 
