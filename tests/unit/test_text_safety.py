@@ -6,6 +6,8 @@ import unicodedata
 
 import pytest
 
+from tools.documents.ingest import DocumentOutcome
+from tools.documents.summary import document_problem
 from tools.text_safety import ELLIPSIS, MAX_CHARS, MAX_COMBINING, safe_text
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
@@ -75,3 +77,16 @@ def test_none_and_empty() -> None:
     assert safe_text("\x00\x01") == ""
     with pytest.raises(ValueError, match="limit"):
         safe_text("a", limit=0)
+
+
+def test_document_problems_are_one_safe_line() -> None:
+    doc = DocumentOutcome(
+        document="DocumentReference/d1",
+        status="failed",
+        error="cannot open 'lab\x1b[2J\u202ereport.pdf'\nline two" + "x" * 10_000,
+        stage="read",
+    )
+    line = document_problem(doc)
+    assert line.startswith("DocumentReference/d1: cannot open 'lab[2Jreport.pdf' line two")
+    assert len(line) <= 400
+    assert not any(c in line for c in "\x1b\u202e\n")

@@ -7,9 +7,14 @@ stays the same and the rerun writes nothing. Messages carry references and count
 
 from __future__ import annotations
 
+from typing import Final
+
 from tools.documents.ingest import DocumentIngest, DocumentOutcome
+from tools.text_safety import safe_text
 
 __all__ = ["document_lines", "document_problem"]
+
+_PROBLEM_LIMIT: Final = 400
 
 
 def _plural(n: int, word: str) -> str:
@@ -17,9 +22,11 @@ def _plural(n: int, word: str) -> str:
 
 
 def document_problem(doc: DocumentOutcome) -> str:
-    """``DocumentReference/<id>: <problem>``, the reference named once."""
+    """``DocumentReference/<id>: <problem>``, the reference named once, on one line: a problem
+    may quote the document (a name, a parser's message), so it passes ``safe_text``."""
     error = doc.error or "unknown problem"
-    return error if error.startswith(f"{doc.document}:") else f"{doc.document}: {error}"
+    line = error if error.startswith(f"{doc.document}:") else f"{doc.document}: {error}"
+    return safe_text(line, limit=_PROBLEM_LIMIT)
 
 
 def _page_lines(doc: DocumentOutcome) -> list[str]:
