@@ -67,7 +67,9 @@ def zero_deflate(size: int, *, head: bytes = b"", tail: bytes = b"") -> bytes:
 def zlib_zeros(size: int, *, head: bytes = b"") -> bytes:
     """The same with a zlib header and checksum, as a PDF's FlateDecode expects."""
     raw = zero_deflate(size, head=head)
-    check = zlib.adler32(bytes(size), zlib.adler32(head))
+    start = zlib.adler32(head)
+    a, b = start & 0xFFFF, start >> 16
+    check = ((b + size * a) % 65521) << 16 | a  # Adler-32 over `size` more zeros, without them
     return b"\x78\xda" + raw + struct.pack(">L", check)
 
 
