@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-__all__ = ["Demographics", "draw_demographics", "mrn_for"]
+__all__ = ["Demographics", "cohort_rng", "draw_demographics", "mrn_for"]
 
 _FEMALE = (
     "Alice", "Beatriz", "Carmen", "Diana", "Elena", "Fatima", "Grace", "Hannah", "Ingrid", "Joan",
@@ -49,6 +49,13 @@ def mrn_for(seed: int, index: int) -> str:
     collide within a cohort (up to 100,000 patients) and rarely across seeds."""
     digest = hashlib.sha256(f"chartagent-cohort:{seed}".encode()).digest()
     return f"{int.from_bytes(digest[:8], 'big') % 10**5:05d}{index:05d}"
+
+
+def cohort_rng(seed: int, index: int) -> random.Random:
+    """The random stream of patient ``index`` of cohort ``seed``; its first draws are the
+    demographics (``draw_demographics``). A string seed goes through SHA-512: stable across
+    processes and Python versions."""
+    return random.Random(f"chartagent-cohort:{seed}:{index}")
 
 
 def draw_demographics(rng: random.Random, reference_date: date) -> Demographics:

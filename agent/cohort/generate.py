@@ -26,7 +26,7 @@ from agent.cohort.courses import (
     Trajectory,
     draw_kidney,
 )
-from agent.cohort.demographics import Demographics, draw_demographics, mrn_for
+from agent.cohort.demographics import Demographics, cohort_rng, draw_demographics, mrn_for
 from agent.cohort.labdocs import LabHistory, PlannedLabDocument, plan_lab_documents
 from agent.cohort.labs import ANALYTES, Analyte, Course, egfr_ckd_epi_2021
 from agent.cohort.profiles import LabDialect, PatientPlan, plan_for
@@ -126,8 +126,7 @@ class _PatientBuilder:
     _visit_days: tuple[date, int] = field(init=False)  # first visit day, follow-up span in days
 
     def __post_init__(self) -> None:
-        # A string seed goes through SHA-512: stable across processes and Python versions.
-        self.rng = random.Random(f"chartagent-cohort:{self.seed}:{self.index}")
+        self.rng = cohort_rng(self.seed, self.index)
         self.plan = plan_for(self.index)
         self.demo = draw_demographics(self.rng, self.reference_date)
         self.pid = patient_id(self.seed, self.index)
