@@ -6,10 +6,11 @@ console script runs it (`agent.cli.main`, SystemExit to an exit status, an uncau
 traceback on stderr and status 1). The bad-file tests get a real process per input this way for
 the price of one import, instead of one per input.
 
-    python cli_fork.py OUT_DIR COMMANDS_JSON
+    python cli_fork.py OUT_DIR COMMANDS_JSON [MODULE ...]
 
 writes OUT_DIR/<i>.out, OUT_DIR/<i>.err and OUT_DIR/<i>.rc for the i-th argument list of
-COMMANDS_JSON (a JSON list of lists of strings). Linux and macOS (os.fork).
+COMMANDS_JSON (a JSON list of lists of strings). MODULEs (e.g. agent.cli.imaging) register only
+those commands, which halves the import; `main` is otherwise unchanged. Linux and macOS (os.fork).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def main() -> None:
     commands: list[list[str]] = json.loads(sys.argv[2])
     from agent import cli
 
+    if sys.argv[3:]:
+        cli._COMMAND_MODULES = tuple(sys.argv[3:])  # what main() imports: only these commands
     for name in cli._COMMAND_MODULES:  # what main() imports, done once before forking
         importlib.import_module(name)
     children: dict[int, int] = {}

@@ -18,6 +18,7 @@ import bad_files
 import pytest
 
 CLI_FORK = Path(__file__).with_name("cli_fork.py")
+MODULES = ("agent.cli.imaging", "agent.cli.extract_labs")  # the commands run here, imported once
 Run = tuple[int, str, str]  # exit code, stdout, stderr
 
 # file -> (exit code, what stderr must say besides the file's name)
@@ -66,7 +67,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     commands["normal.pdf"] = ["extract-labs", str(root / "normal.pdf")]
     labels = list(commands)
     forked = subprocess.run(
-        [sys.executable, str(CLI_FORK), str(out), json.dumps([commands[k] for k in labels])],
+        [sys.executable, str(CLI_FORK), str(out), json.dumps([commands[k] for k in labels]), *MODULES],
         capture_output=True,
         text=True,
         timeout=300,
