@@ -233,6 +233,13 @@ def pdf_stream_bomb(inflated: int = GIB) -> bytes:
     return _page_pdf(b"0 0 595 842", zlib_zeros(inflated, head=_TEXT), b"/Filter/FlateDecode")
 
 
+def pdf_double_flate_bomb(inflated: int = GIB) -> bytes:
+    """One page whose content stream is deflated twice (/Filter [/FlateDecode /FlateDecode]): about
+    10 KB on disk, 1 MB after the first layer, `inflated` bytes after the second."""
+    twice = zlib.compress(zlib_zeros(inflated, head=_TEXT), 9)
+    return _page_pdf(b"0 0 595 842", twice, b"/Filter[/FlateDecode /FlateDecode]")
+
+
 def pdf_giant_page() -> bytes:
     """One page of 200,000 x 200,000 pt (PDF allows 14,400) with a line of text on it."""
     return _page_pdf(b"0 0 200000 200000", _TEXT)
@@ -256,6 +263,7 @@ BAD_PDF: Final[dict[str, Callable[[], bytes]]] = {
     "truncated.pdf": pdf_truncated,
     "encrypted.pdf": pdf_encrypted,
     "stream-bomb.pdf": pdf_stream_bomb,
+    "double-flate-bomb.pdf": pdf_double_flate_bomb,
     "giant-page.pdf": pdf_giant_page,
 }
 

@@ -39,6 +39,7 @@ PDF_EXPECTED = {
     "truncated.pdf": (1, "the file is damaged (truncated?) and was repaired on reading"),
     "encrypted.pdf": (2, "the PDF is encrypted (password-protected)"),
     "stream-bomb.pdf": (2, "is a stream that inflates to more than 128 MiB (a decompression bomb?)"),
+    "double-flate-bomb.pdf": (2, "object 4 is a stream that inflates to more than 128 MiB"),
     "giant-page.pdf": (2, "page 1 measures 200000 x 200000 pt, over the 14400 pt"),
 }
 

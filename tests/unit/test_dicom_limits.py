@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import pydicom
 import pydicom.filereader
+import pymupdf
 import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless
@@ -286,6 +287,14 @@ def test_pdf_limits_are_checked_before_any_page_is_read() -> None:
     with pytest.raises(PdfOverLimitError, match=re.escape(refused)):
         extract_labs(bomb, name="b.pdf", max_stream_bytes=4 * MIB)
     assert extract_labs(bomb, max_stream_bytes=16 * MIB).page_count == 1
+    twice = bad_files.pdf_double_flate_bomb(8 * MIB)  # 1 MiB after the first layer
+    with pytest.raises(PdfOverLimitError, match=re.escape("object 4 is a stream that inflates")):
+        extract_labs(twice, max_stream_bytes=4 * MIB)
+    doc = pymupdf.open(stream=bomb, filetype="pdf")  # encrypted, opening without a password
+    locked = doc.tobytes(encryption=pymupdf.PDF_ENCRYPT_AES_256, owner_pw="owner", user_pw="")
+    assert not pymupdf.open(stream=locked, filetype="pdf").needs_pass
+    with pytest.raises(PdfOverLimitError, match=re.escape("object 4 is a stream that inflates")):
+        extract_labs(locked, max_stream_bytes=4 * MIB)
     with pytest.raises(PdfOverLimitError, match="page 1 measures 200000 x 200000 pt"):
         extract_labs(bad_files.pdf_giant_page())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+import re
 import zlib
 from pathlib import Path
 from typing import Any, Final
@@ -54,6 +56,7 @@ EXTRACTOR_REVISION: Final = "2"  # 2: collection time printed with the date
 # pymupdf ships no type hints for Document/Page methods: this module is their only user here.
 _Doc = Any
 _Page = Any
+_Buffer = bytes | mmap.mmap | memoryview
 _MIN_TEXT_CHARS: Final = 3  # fewer printable characters than this: the page has no text layer
 
 
@@ -102,13 +105,20 @@ def _check_signature(prefix: bytes, label: str) -> None:
 def check_limits(
     doc: _Doc,
     label: str,
+    data: _Buffer | None = None,
     *,
     max_stream_bytes: int = MAX_STREAM_BYTES,
     max_page_points: float = MAX_PAGE_POINTS,
 ) -> None:
-    """Refuse (PdfOverLimitError) a page larger than a PDF page may be, or a FlateDecode stream that
-    inflates to more than `max_stream_bytes`: counted in 1 MiB steps, nothing kept, before mupdf
-    decodes anything. Other filters (LZW, run length: rare, and bounded ratios) are left to mupdf."""
+    """Refuse (PdfOverLimitError) a page larger than a PDF page may be, or a stream that inflates to
+    more than `max_stream_bytes`, before mupdf decodes anything.
+
+    Streams are found in the file's bytes (`data`) by their keyword and inflated from there,
+    counting in bounded steps and keeping nothing, so a lying /Length hides nothing; a FlateDecode
+    chain is followed through three layers (a 1 KB stream of two layers can inflate to 1 GB). An
+    encrypted file (or no `data`) is checked object by object through pymupdf, which decrypts:
+    slower (about 10 us an object). Other filters (LZW, run length: rare) are left to mupdf.
+    """
     for index in range(doc.page_count):
         box = doc[index].mediabox
         if max(box.width, box.height) > max_page_points:
@@ -117,45 +127,118 @@ def check_limits(
                 f"page {index + 1} measures {box.width:.0f} x {box.height:.0f} pt, over the "
                 f"{max_page_points:.0f} pt a side a PDF page may measure",
             )
-    for xref in range(1, doc.xref_length()):
-        if not doc.xref_is_stream(xref) or _first_filter(doc.xref_get_key(xref, "Filter")) != "FlateDecode":
-            continue
-        if _inflates_past(doc.xref_stream_raw(xref), max_stream_bytes):
-            raise PdfOverLimitError(
-                label,
-                f"object {xref} is a stream that inflates to more than {max_stream_bytes // _MIB} MiB "
-                "(a decompression bomb?)",
-            )
+    where: str | None = None
+    if data is not None and not (doc.metadata or {}).get("encryption"):  # stream data are plain
+        at = _first_bomb(data, max_stream_bytes)
+        if at is not None:
+            where = _object_before(data, at)
+    else:
+        for xref in range(1, doc.xref_length()):
+            raw = doc.xref_stream_raw(xref)  # None for an object that is no stream
+            if raw and _zlib_header(raw) and _inflates_past(memoryview(raw), 0, max_stream_bytes):
+                where = f"object {xref}"
+                break
+    if where is not None:
+        raise PdfOverLimitError(
+            label,
+            f"{where} is a stream that inflates to more than {max_stream_bytes // _MIB} MiB "
+            "(a decompression bomb?)",
+        )
 
 
-def _first_filter(entry: tuple[str, str]) -> str:
-    kind, value = entry
-    if kind not in ("name", "array"):
-        return ""
-    names = value.strip("[] ").replace("/", " /").split()
-    return names[0].lstrip("/") if names else ""
+_STREAM_KEYWORD: Final = re.compile(rb">>\s*stream\r?\n")
+_OBJECT_HEADER: Final = re.compile(rb"(\d+)\s+\d+\s+obj\b")
 
 
-def _inflates_past(raw: bytes, limit: int) -> bool:
-    """Whether a Flate stream (zlib, or raw deflate as some writers make it) inflates past `limit`."""
-    for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):
-        d = zlib.decompressobj(wbits)
-        total = 0
-        pending = raw
-        try:
-            while not d.eof:
-                chunk = d.decompress(pending, _MIB)
-                pending = d.unconsumed_tail
-                total += len(chunk)
-                if total > limit:
-                    return True
-                if not chunk and not pending:
-                    break
-            return False
-        except zlib.error:
-            if total:
-                return False  # broken after some output: mupdf stops there too
+def _first_bomb(data: _Buffer, limit: int) -> int | None:
+    """The offset of the first stream whose data inflates past `limit`, or None."""
+    view = memoryview(data)
+    for match in _STREAM_KEYWORD.finditer(data):
+        start = match.end()
+        if _zlib_header(view[start : start + 2]) and _inflates_past(view, start, limit):
+            return start
+    return None
+
+
+def _object_before(data: _Buffer, offset: int) -> str:
+    headers = list(_OBJECT_HEADER.finditer(data, max(0, offset - 4096), offset))
+    return f"object {int(headers[-1].group(1))}" if headers else f"the stream at byte {offset}"
+
+
+def _zlib_header(head: _Buffer) -> bool:
+    """Whether two bytes open a zlib stream (RFC 1950: deflate, a valid check)."""
+    if len(head) < 2:
+        return False
+    cmf, flg = head[0], head[1]
+    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf << 8 | flg) % 31 == 0
+
+
+def _inflates_past(view: memoryview, start: int, limit: int) -> bool:
+    """Whether the zlib stream at `start` inflates past `limit` (through nested zlib layers too).
+
+    Input is fed in growing slices (4 KiB first: most streams are small, and what follows a stream's
+    end is copied aside by zlib), output taken 1 MiB at a time and only counted.
+    """
+    layers = _Inflation(limit, depth=3)
+    pos, step = start, 4096
+    try:
+        while pos < len(view) and not layers.done:
+            if layers.feed(view[pos : pos + step]):
+                return True
+            pos += step
+            step = min(step * 4, _MIB)
+    except zlib.error:
+        pass  # mupdf stops at the same error
     return False
+
+
+class _Inflation:
+    """What a zlib stream inflates to, counted; a layer whose output opens with a zlib header is
+    inflated in turn (a FlateDecode chain), up to `depth` layers, each against the limit."""
+
+    def __init__(self, limit: int, depth: int) -> None:
+        self.limit = limit
+        self.depth = depth
+        self.decoder = zlib.decompressobj()
+        self.total = 0
+        self.inner: _Inflation | None = None
+
+    @property
+    def done(self) -> bool:
+        return bool(self.decoder.eof)
+
+    def feed(self, data: _Buffer) -> bool:
+        """Inflate `data`; True as soon as this layer or one inside it passes the limit."""
+        pending: _Buffer = data
+        while True:
+            out = self.decoder.decompress(pending, _MIB)
+            pending = self.decoder.unconsumed_tail
+            if out:
+                if self.total == 0 and self.depth > 1 and _zlib_header(out[:2]):
+                    self.inner = _Inflation(self.limit, self.depth - 1)
+                self.total += len(out)
+                if self.total > self.limit:
+                    return True
+                if self.inner is not None and not self.inner.done:
+                    try:
+                        if self.inner.feed(out):
+                            return True
+                    except zlib.error:
+                        self.inner = None  # not a chain after all
+            if self.decoder.eof or not (out or pending):
+                return False
+
+
+def _check_file_limits(doc: _Doc, label: str, source: str | Path | bytes, max_stream_bytes: int) -> None:
+    """`check_limits` on the file's bytes: `source` itself, or the file mapped (not read) into memory."""
+    if isinstance(source, bytes):
+        check_limits(doc, label, source, max_stream_bytes=max_stream_bytes)
+        return
+    try:
+        with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            check_limits(doc, label, mapped, max_stream_bytes=max_stream_bytes)
+    except (OSError, ValueError):  # cannot be mapped (a pipe, a changed file): through pymupdf
+        check_limits(doc, label, None, max_stream_bytes=max_stream_bytes)
 
 
 def page_words(page: _Page) -> list[Word]:
@@ -181,7 +264,7 @@ def extract_labs(
     try:
         if doc.page_count > max_pages:
             raise PdfTooLargeError(label, doc.page_count, max_pages)
-        check_limits(doc, label, max_stream_bytes=max_stream_bytes)
+        _check_file_limits(doc, label, source, max_stream_bytes)
         context = PageContext()
         # Decimal commas are a property of the document: "1,005" reads as 1.005 only if
         # another number on some page ("4,2") shows the lab prints decimal commas.
