@@ -14,6 +14,10 @@ import pytest
 from agent.stack import FhirServer, FhirServerSpec, OrthancServer, OrthancSpec
 from agent.stack.ports import free_port
 
+# leak_guard (tests/leak_guard.py): every test's captured output is checked for tokens, keys and
+# the seeded patients' names and birth dates. pytester: its positive control runs a leaking test.
+pytest_plugins = ["pytester", "leak_guard"]
+
 FhirServerFactory = Callable[..., str]
 OrthancFactory = Callable[..., OrthancServer]
 
