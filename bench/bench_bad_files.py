@@ -15,9 +15,10 @@ set (Linux `/proc/self/clear_refs`, 5) and reads the file the way the CLI does:
 - PDF: `tools.labs.pdf.extract_labs` (what `chartagent extract-labs` does).
 The peak resident set during the read (VmHWM) is reported, with how much it rose over the process
 after its imports (rises of a few MiB are within the measure's grain: the reader reuses memory the
-imports freed, and the kernel counts resident pages in batches). With `--before`, the two bombs are also read the way they were before the
-limits: the deflated DICOM with `pydicom.dcmread(path, defer_size=16 KiB)` (the fallback of
-sources; about 2.4 GB for 10 s), the PDF with pymupdf's words of every page.
+imports freed, and the kernel counts resident pages in batches). With `--before`, the two bombs
+are also read the way they were before the limits: the deflated DICOM with
+`pydicom.dcmread(path, defer_size=16 KiB)` (the fallback of sources; about 2.2 GiB for 6-10 s),
+the PDF with pymupdf's words of every page.
 
     .venv/bin/python bench/bench_bad_files.py [--before]
 
