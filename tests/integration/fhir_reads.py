@@ -17,7 +17,9 @@ WRITTEN_TYPES = ("Observation", "DiagnosticReport", "Provenance", "Device")
 
 async def get(url: str, **params: str) -> Any:
     async with httpx.AsyncClient(timeout=30) as http:
-        resp = await http.get(url, params=params)
+        # httpx replaces the URL's own query with `params` even when it is empty: a paging
+        # link would lose its offset and loop for ever.
+        resp = await http.get(url, params=params) if params else await http.get(url)
     resp.raise_for_status()
     return resp.json()
 
