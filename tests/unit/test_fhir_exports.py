@@ -14,6 +14,7 @@ def test_public_surface_is_deliberate() -> None:
             "FhirHttpError",
             "FhirInvalid",
             "FhirNotFound",
+            "FhirOutcomeUnknown",
             "FhirProtocolError",
             "FhirRateLimited",
             "FhirServerError",

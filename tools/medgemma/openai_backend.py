@@ -33,6 +33,10 @@ from tools.medgemma.errors import ModelProtocolError, ModelServerError, ModelTra
 from tools.medgemma.openai_wire import ChatCompletion, to_chat_request, to_model_result
 from tools.medgemma.types import ModelInfo, ModelRequest, ModelResult, TextPart
 
+# A model server's 500 is most often the request itself (too many images, a bad prompt): unlike a
+# FHIR read's, it is not retried.
+_RETRYABLE_STATUSES = RETRYABLE_STATUSES - {500}
+
 __all__ = ["OpenAIChatBackend"]
 
 _DETAIL_CHARS: Final = 200
@@ -132,7 +136,7 @@ class OpenAIChatBackend(ServiceClient):
             if status < 300:
                 return resp
             retry_after = retry_after_seconds(resp.headers.get("retry-after"))
-            if status in RETRYABLE_STATUSES and self.retry.can_retry(attempt):
+            if status in _RETRYABLE_STATUSES and self.retry.can_retry(attempt):
                 await self._sleep(self.retry.delay(attempt, retry_after))  # Retry-After wins, capped
                 continue
             raise ModelServerError(
