@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import sys
 
 from agent.cli.app import app
-from agent.settings import SettingsError, load_settings
 
 # Command modules, imported for their registration side effect.
 _COMMAND_MODULES: tuple[str, ...] = (
@@ -23,17 +21,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
 def main() -> None:
     for name in _COMMAND_MODULES:
         importlib.import_module(name)
-    args = sys.argv[1:]
-    try:
-        # Every command checks the CHARTAGENT_* settings before it runs, --help excepted.
-        if args and "--help" not in args:
-            load_settings()
-        app()
-    except SettingsError as exc:
-        # One line per problem, no values (no traceback: pydantic's repeats every token and key).
-        for line in exc.problems:
-            print(f"invalid setting: {line}", file=sys.stderr)
-        raise SystemExit(2) from None
+    # Settings are checked by the app's callback before any command runs (`check_settings`).
+    app()
 
 
 __all__ = ["app", "main"]

@@ -244,7 +244,7 @@ def test_no_model_configured_exits_2_saying_what_to_set(
     monkeypatch.setenv("CHARTAGENT_MODEL_BACKEND", "bogus")
     result = invoke("cxr", str(studies["cxr-current"][1]))
     assert result.exit_code == 2
-    assert "the settings are invalid: model_backend" in result.stderr
+    assert "invalid setting: CHARTAGENT_MODEL_BACKEND" in result.stderr
 
 
 def test_wsi_description(tmp_path: Path, use_backend: Install) -> None:
