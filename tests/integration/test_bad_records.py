@@ -18,8 +18,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import bad_records
 import httpx
 import pytest
+from bad_records import LOINC, NOW, changed, local_pair, mg_dl, observation, strings
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation
 from fhir_reads import search
@@ -32,16 +34,10 @@ from tools.writeback import AIAST
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-LOINC = "http://loinc.org"
-LOCAL = "urn:oid:1.2.3.4.local-lab"
 AIAST_TOKEN = f"{AIAST['system']}|{AIAST['code']}"
-UNSAFE = [chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"] + [
-    "\x7f",
-    "\x85",
-    "\x9b",
-    *"\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u200b\ufeff",
-]
+LAB = "laboratory"
+# Also NEL, zero-width space and byte-order mark.
+UNSAFE = [*bad_records.UNSAFE, "\x85", "\u200b", "\ufeff"]
 DIRTY = "Vit\x1b[31mamin\x07 D\x00 \u202e25-OH\u202c \u2066total\u2069\x1b]0;owned\x07"
 HUGE = "Ferritin " + "x" * 1_000_000
 ODD = (
@@ -49,88 +45,20 @@ ODD = (
 )
 
 
-def mg_dl(value: float) -> dict[str, Any]:
-    return {"value": value, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}
-
-
-def observation(
-    oid: str,
-    patient: str,
-    when: str | None,
-    quantity: dict[str, Any] | None,
-    *,
-    code: str = "2160-0",
-    system: str = LOINC,
-    display: str | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    coding: dict[str, Any] = {"system": system, "code": code}
-    if display is not None:
-        coding["display"] = display
-    body: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": oid,
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "laboratory",
-                    }
-                ]
-            }
-        ],
-        "subject": {"reference": f"Patient/{patient}"},
-        "code": {"coding": [coding]},
-        **extra,
-    }
-    if when is not None:
-        body["effectiveDateTime"] = when
-    if quantity is not None:
-        body["valueQuantity"] = quantity
-    return body
-
-
-def local_pair(p: str, prefix: str, code: str, display: str, unit: str) -> list[dict[str, Any]]:
-    """Two results of a local code the analyte table does not know: its name and unit come
-    from the record into the output."""
-    return [
-        observation(
-            f"{p}-{prefix}{i}", p, when, {"value": v, "unit": unit}, code=code, system=LOCAL, display=display
-        )
-        for i, (v, when) in enumerate([(18.0, "2024-02-01"), (34.0, "2024-09-01")])
-    ]
-
-
 def good(p: str) -> list[dict[str, Any]]:
     return [
-        observation(f"{p}-cr1", p, "2024-01-10T08:00:00Z", mg_dl(1.0)),
-        observation(f"{p}-cr2", p, "2024-06-10T08:00:00Z", mg_dl(1.3)),
-        observation(f"{p}-cr3", p, "2025-01-10T08:00:00Z", mg_dl(1.6)),
-        *local_pair(p, "vd", "VITD25", DIRTY, "ng/mL\x1b\u202e"),
-        *local_pair(p, "fe", "FERR", HUGE, "ng/mL"),
-        *local_pair(p, "od", "ODD", ODD, "U/L"),
+        *bad_records.good(p, DIRTY, category=LAB),
+        *local_pair(p, "fe", "FERR", HUGE, "ng/mL", category=LAB),
+        *local_pair(p, "od", "ODD", ODD, "U/L", category=LAB),
     ]
 
 
 # id suffix -> (changes to a good creatinine result, the reason reported)
-BAD: dict[str, tuple[dict[str, Any], str]] = {
-    "year1": ({"effectiveDateTime": "0001-01-01"}, "implausible-time"),
+BAD: dict[str, tuple[dict[str, Any], str]] = bad_records.BAD | {
     "year1tz": ({"effectiveDateTime": "0001-01-01T00:00:00+05:00"}, "implausible-time"),
     # 9999-12-31T23:59:59-05:00 has no UTC time: the server itself fails on it (500).
     "year9999": ({"effectiveDateTime": "9999-12-31T12:00:00+00:00"}, "implausible-time"),
-    "future": ({"effectiveDateTime": "2099-01-01"}, "implausible-time"),
-    "old": ({"effectiveDateTime": "1850-03-01"}, "implausible-time"),
-    "negative": ({"valueQuantity": mg_dl(-5.0)}, "implausible-value"),
-    "huge": ({"valueQuantity": mg_dl(1e308)}, "implausible-value"),
-    "tiny": ({"valueQuantity": mg_dl(1e-300)}, "implausible-value"),
-    "banana": ({"valueQuantity": {"value": 1.2, "unit": "banana"}}, "unit"),
-    "kg": ({"valueQuantity": {"value": 1.2, "unit": "kg", "code": "kg"}}, "unit"),
     "hugeunit": ({"valueQuantity": {"value": 1.2, "unit": "mg/dL" + "\u202e" * 10 + "y" * 100_000}}, "unit"),
-    "novalue": ({"valueQuantity": {"unit": "mg/dL"}}, "no-value"),
-    "approx": ({"valueQuantity": mg_dl(1.2) | {"comparator": "~"}}, "censored"),
-    "yearonly": ({"effectiveDateTime": "2024"}, "no-time"),
     "esccode": ({"code": {"coding": [{"system": LOINC, "code": "2160\x1b-0"}]}}, "no-code"),
 }  # fmt: skip
 # Malformed beyond what the R4B models accept: reported by the client as rejected resources.
@@ -141,9 +69,7 @@ REJECTED: dict[str, dict[str, Any]] = {
 
 
 def bad(p: str) -> list[dict[str, Any]]:
-    base = observation("", p, "2024-03-01T08:00:00Z", mg_dl(1.2))
-    changed = [base | {"id": f"{p}-{suffix}"} | change for suffix, (change, _) in BAD.items()]
-    return changed + [base | {"id": f"{p}-{suffix}"} | change for suffix, change in REJECTED.items()]
+    return changed(p, {suffix: change for suffix, (change, _) in BAD.items()} | REJECTED, category=LAB)
 
 
 def patient(p: str) -> dict[str, Any]:
@@ -163,21 +89,9 @@ def server(fhir_server_factory: Callable[..., str]) -> str:
     corpus = [patient("bad-1"), *good("bad-1"), *bad("bad-1")]
     for p in ("batch-a", "batch-b", "batch-c"):
         corpus += [patient(p), *good(p)]
-    corpus.append(observation("batch-b-year1", "batch-b", "0001-01-01", mg_dl(1.4)))
+    corpus.append(observation("batch-b-year1", "batch-b", "0001-01-01", mg_dl(1.4), category=LAB))
     asyncio.run(put_all(base, corpus))
     return base
-
-
-def strings(node: Any) -> list[str]:
-    """Every string in a JSON value, with text attachments decoded."""
-    if isinstance(node, dict):
-        found = [s for k, v in node.items() if k != "data" for s in strings(v)]
-        if str(node.get("contentType", "")).startswith("text/") and "data" in node:
-            found.append(base64.b64decode(node["data"]).decode("utf-8"))
-        return found
-    if isinstance(node, list):
-        return [s for v in node for s in strings(v)]
-    return [node] if isinstance(node, str) else []
 
 
 async def summarize(base: str, ids: list[str]) -> tuple[list[PatientOutcome], dict[str, SummarizeState]]:

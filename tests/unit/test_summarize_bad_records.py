@@ -10,7 +10,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import bad_records
 import httpx
+from bad_records import NOW, UNSAFE, changed, mg_dl, observation, strings
 
 from agent.context import RunContext
 from agent.graphs.summarize import summarize_graph
@@ -19,96 +21,20 @@ from agent.state import SummarizeState
 from fhir_adapters import FhirClient
 
 BASE = "http://ehr.test/fhir"
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-LOINC = "http://loinc.org"
-LOCAL = "urn:oid:1.2.3.4.local-lab"
-UNSAFE = [chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"] + [
-    "\x7f",
-    "\x9b",
-    *"\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c",
-]
 DIRTY_DISPLAY = "Vit\x1b[31mamin\x07 D\x00 \u202e25-OH\u202c total" + "\u0301" * 50 + "x" * 1_000_000
 
-
-def observation(
-    oid: str,
-    patient: str,
-    when: str | None,
-    quantity: dict[str, Any] | None,
-    *,
-    code: str = "2160-0",
-    system: str = LOINC,
-    display: str | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    coding: dict[str, Any] = {"system": system, "code": code}
-    if display is not None:
-        coding["display"] = display
-    body: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": oid,
-        "status": "final",
-        "subject": {"reference": f"Patient/{patient}"},
-        "code": {"coding": [coding]},
-        **extra,
-    }
-    if when is not None:
-        body["effectiveDateTime"] = when
-    if quantity is not None:
-        body["valueQuantity"] = quantity
-    return body
-
-
-def mg_dl(value: float) -> dict[str, Any]:
-    return {"value": value, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}
-
-
-def good(patient: str) -> list[dict[str, Any]]:
-    return [
-        observation(f"{patient}-cr1", patient, "2024-01-10T08:00:00Z", mg_dl(1.0)),
-        observation(f"{patient}-cr2", patient, "2024-06-10T08:00:00Z", mg_dl(1.3)),
-        observation(f"{patient}-cr3", patient, "2025-01-10T08:00:00Z", mg_dl(1.6)),
-        observation(
-            f"{patient}-vd1",
-            patient,
-            "2024-02-01",
-            {"value": 18.0, "unit": "ng/mL\x1b\u202e"},
-            code="VITD25",
-            system=LOCAL,
-            display=DIRTY_DISPLAY,
-        ),
-        observation(
-            f"{patient}-vd2",
-            patient,
-            "2024-09-01",
-            {"value": 34.0, "unit": "ng/mL\x1b\u202e"},
-            code="VITD25",
-            system=LOCAL,
-            display=DIRTY_DISPLAY,
-        ),
-    ]
-
-
 # id suffix -> (the Observation's changes, expected reason)
-BAD: dict[str, tuple[dict[str, Any], str]] = {
-    "year1": ({"effectiveDateTime": "0001-01-01"}, "implausible-time"),
+BAD: dict[str, tuple[dict[str, Any], str]] = bad_records.BAD | {
     "year9999": ({"effectiveDateTime": "9999-12-31T23:59:59-05:00"}, "implausible-time"),
-    "future": ({"effectiveDateTime": "2099-01-01"}, "implausible-time"),
-    "old": ({"effectiveDateTime": "1850-03-01"}, "implausible-time"),
-    "negative": ({"valueQuantity": mg_dl(-5.0)}, "implausible-value"),
-    "huge": ({"valueQuantity": mg_dl(1e308)}, "implausible-value"),
-    "tiny": ({"valueQuantity": mg_dl(1e-300)}, "implausible-value"),
-    "banana": ({"valueQuantity": {"value": 1.2, "unit": "banana"}}, "unit"),
-    "kg": ({"valueQuantity": {"value": 1.2, "unit": "kg", "code": "kg"}}, "unit"),
-    "novalue": ({"valueQuantity": {"unit": "mg/dL"}}, "no-value"),
-    "approx": ({"valueQuantity": mg_dl(1.2) | {"comparator": "~"}}, "censored"),
-    "yearonly": ({"effectiveDateTime": "2024"}, "no-time"),
 }
 
 
+def good(patient: str) -> list[dict[str, Any]]:
+    return bad_records.good(patient, DIRTY_DISPLAY)
+
+
 def bad(patient: str) -> list[dict[str, Any]]:
-    base = observation("", patient, "2024-03-01T08:00:00Z", mg_dl(1.2))
-    return [base | {"id": f"{patient}-{suffix}"} | change for suffix, (change, _) in BAD.items()]
+    return changed(patient, {suffix: change for suffix, (change, _) in BAD.items()})
 
 
 class Ehr:
@@ -157,14 +83,6 @@ async def run(resources: list[dict[str, Any]], patient: str) -> SummarizeState:
     return state
 
 
-def strings(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        return [s for v in node.values() for s in strings(v)]
-    if isinstance(node, list):
-        return [s for v in node for s in strings(v)]
-    return [node] if isinstance(node, str) else []
-
-
 async def test_bad_results_are_reported_and_the_good_ones_still_trend() -> None:
     state = await run(record("p1"), "p1")
     facts = state["facts"]
@@ -189,7 +107,7 @@ async def test_bad_results_are_reported_and_the_good_ones_still_trend() -> None:
     assert "- Observation/p1-banana (2160-0): cannot convert 'banana' to 'mg/dL'" in narrative
 
     bundle = state["bundle"]
-    texts = strings(bundle)
+    texts = strings(bundle, attachments=False)
     assert not [s for s in texts if any(c in s for c in UNSAFE)]
     dumped = json.dumps(bundle, ensure_ascii=False)
     assert "x" * 500 not in dumped  # the megabyte name is capped
