@@ -142,7 +142,7 @@ async def test_fhir_error_from_an_echoing_server_has_no_token(echo_server: str) 
             await client.read("Patient", "p1")
     finally:
         await client.aclose()
-    message = str(caught.value)
+    message = str(caught)
     assert "bad request" in message
     assert TOKEN not in message
     assert f"Authorization: {REDACTED}" in message
@@ -155,12 +155,23 @@ async def test_dicomweb_error_from_an_echoing_server_has_no_password(echo_server
             await client.retrieve_metadata("1.2.3")
     finally:
         await client.aclose()
-    message = str(caught.value)
+    message = str(caught)
     basic = BasicAuth("orthanc", SecretStr(PASSWORD))
     encoded = (await basic.authorization(httpx.AsyncClient(), echo_server) or "").split()[-1]
     assert "Bad request" in message
     assert encoded not in message
     assert REDACTED in message
+
+
+async def model_error(backend: OpenAIChatBackend) -> ModelServerError:
+    """The error one small request to ``backend`` raises (the backend is closed after it)."""
+    request = ModelRequest(messages=(Message(role="user", content=(TextPart(text="hello there"),)),))
+    try:
+        with pytest.raises(ModelServerError) as caught:
+            await backend.generate(request)
+    finally:
+        await backend.aclose()
+    return caught.value
 
 
 async def test_model_server_error_echoing_a_gateway_token_is_redacted(echo_server: str) -> None:
@@ -171,23 +182,13 @@ async def test_model_server_error_echoing_a_gateway_token_is_redacted(echo_serve
         return httpx.Response(400, json={"error": {"message": f"rejected upstream: {echoed}"}})
 
     backend = OpenAIChatBackend(f"{echo_server}/v1", model="m", transport=httpx.MockTransport(gateway))
-    request = ModelRequest(messages=(Message(role="user", content=(TextPart(text="hello there"),)),))
-    try:
-        with pytest.raises(ModelServerError) as caught:
-            await backend.generate(request)
-    finally:
-        await backend.aclose()
-    assert JWT not in str(caught.value)
-    assert "rejected upstream" in str(caught.value)
+    caught = await model_error(backend)
+    assert JWT not in str(caught)
+    assert "rejected upstream" in str(caught)
 
 
 async def test_model_server_echoing_our_key_header_is_redacted(echo_server: str) -> None:
     backend = OpenAIChatBackend(f"{echo_server}/v1", model="m", api_key=SecretStr(TOKEN))
-    request = ModelRequest(messages=(Message(role="user", content=(TextPart(text="hello there"),)),))
-    try:
-        with pytest.raises(ModelServerError) as caught:
-            await backend.generate(request)
-    finally:
-        await backend.aclose()
-    assert TOKEN not in str(caught.value)
-    assert "rejected upstream" in str(caught.value)
+    caught = await model_error(backend)
+    assert TOKEN not in str(caught)
+    assert "rejected upstream" in str(caught)
