@@ -7,7 +7,7 @@ better direction (body weight), then stable series in one line.
 The header says the text is automatically computed and needs review, because it is written
 back to the chart as an AI-asserted DiagnosticReport conclusion.
 
-Names and units come from the record: they pass ``tools.text_safety.safe_text`` on the way in.
+Names and units come from the record: ``Trend`` made them safe (``tools.text_safety.safe_text``).
 ``exclusion_lines`` lists the results the trends could not use (``SeriesSet.excluded()``), by
 reference and reason, at most ``MAX_EXCLUSION_LINES`` of them.
 """
@@ -64,12 +64,7 @@ def unit_display(unit: str | None) -> str:
 
 
 def _unit(trend: Trend) -> str:
-    shown = safe_text(unit_display(trend.unit))
-    return " " + shown if shown else ""
-
-
-def _name(trend: Trend) -> str:
-    return safe_text(trend.display) or trend.code
+    return " " + unit_display(trend.unit) if trend.unit else ""
 
 
 def format_day(t: datetime) -> str:
@@ -81,7 +76,7 @@ def _changed_line(t: Trend, label: str) -> str:
     u = _unit(t)
     first = "first result" if t.baseline_n == 1 else f"median of the first {t.baseline_n} results"
     parts = [
-        f"- {_name(t)} {label}: {format_number(t.latest.value)}{u} on {format_day(t.latest.time)}, "
+        f"- {t.display} {label}: {format_number(t.latest.value)}{u} on {format_day(t.latest.time)}, "
         f"from a baseline of {format_number(t.baseline)}{u} ({first}, from {format_day(t.first.time)}); "
         f"change {format_number(t.change_from_baseline, signed=True)}{u}"
     ]
@@ -107,7 +102,7 @@ def _changed_line(t: Trend, label: str) -> str:
 
 
 def _stable_item(t: Trend) -> str:
-    return f"{_name(t)} {format_number(t.latest.value)}{_unit(t)} ({format_day(t.latest.time)}, n={t.n})"
+    return f"{t.display} {format_number(t.latest.value)}{_unit(t)} ({format_day(t.latest.time)}, n={t.n})"
 
 
 def render_summary(

@@ -32,13 +32,14 @@ from __future__ import annotations
 import math
 import statistics
 from enum import StrEnum
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 
 from tools.labs.analytes import Analyte, GoodDirection
-from tools.labs.series import LabPoint, LabSeries
+from tools.labs.series import DISPLAY_LIMIT, UNIT_LIMIT, LabPoint, LabSeries
+from tools.text_safety import safe_text
 
 __all__ = [
     "ALGORITHM_REVISION",
@@ -110,6 +111,20 @@ class SourceRef(BaseModel):
 
 class Trend(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _safe_record_text(cls, data: Any) -> Any:
+        """The name and unit come from the record: made safe once, here (``tools.text_safety``), for
+        every text, table, plot and resource built from a trend. An unusable name gives the code."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "display" in data:
+            data["display"] = safe_text(data["display"], limit=DISPLAY_LIMIT) or str(data.get("code") or "")
+        if data.get("unit") is not None:
+            data["unit"] = safe_text(data["unit"], limit=UNIT_LIMIT) or None
+        return data
 
     code: str
     system: str | None

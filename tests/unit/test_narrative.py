@@ -116,8 +116,13 @@ def test_deterministic() -> None:
 
 
 def test_record_names_are_made_safe_in_the_text() -> None:
-    dirty = trend("creatinine", [1.0, 2.0]).model_copy(
-        update={"display": "Creat\x1b[2J\x07inine\x00\u202e" + "x" * 1_000_000, "unit": "mg/dL\u2066"}
+    # Built through validation, as every Trend is (model_copy would skip the model's checks).
+    dirty = type(trend("creatinine", [1.0, 2.0])).model_validate(
+        {
+            **trend("creatinine", [1.0, 2.0]).model_dump(),
+            "display": "Creat\x1b[2J\x07inine\x00\u202e" + "x" * 1_000_000,
+            "unit": "mg/dL\u2066",
+        }
     )
     text = render_summary(None, [dirty])
     assert not any(c in text for c in "\x1b\x07\x00\u202e\u2066")

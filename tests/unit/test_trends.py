@@ -241,3 +241,18 @@ def test_direction_uses_latest_not_slope() -> None:
     assert t.slope_per_year is not None
     assert t.slope_per_year > 0
     assert t.direction == "stable"
+
+
+def test_a_trend_carries_only_safe_record_text() -> None:
+    """Every Trend is built through validation: its name and unit come out without control or
+    bidi characters and capped, whoever built it; an unusable name gives the code."""
+    t = compute_trend(series("creatinine", [1.0, 1.2]))
+    dirty = type(t).model_validate(
+        {**t.model_dump(), "display": "Creat\x1b[31m\u202einine" + "x" * 10_000, "unit": "mg/dL\x07"}
+    )
+    assert not any(c in dirty.display for c in "\x1b\u202e")
+    assert dirty.display.startswith("Creat[31minine")
+    assert len(dirty.display) <= 160
+    assert dirty.unit == "mg/dL"
+    nameless = type(t).model_validate({**t.model_dump(), "display": "\u202e\x00"})
+    assert nameless.display == t.code

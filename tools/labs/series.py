@@ -93,8 +93,8 @@ REPORTED_REASONS: Final = frozenset(
     }
 )
 # Caps for record text: a display name, and a unit quoted in a reason.
-_DISPLAY_LIMIT: Final = 160
-_UNIT_LIMIT: Final = 40
+DISPLAY_LIMIT: Final = 160
+UNIT_LIMIT: Final = 40
 
 
 class SkippedPoint(BaseModel):
@@ -352,9 +352,9 @@ def _collect(
                     group=key,
                     system=system,
                     code=code,
-                    display=safe_text(display or concept.text, limit=_DISPLAY_LIMIT) or None,
+                    display=safe_text(display or concept.text, limit=DISPLAY_LIMIT) or None,
                     value=float(qty.value),
-                    unit=safe_text(qty.code or qty.unit, limit=_UNIT_LIMIT) or None,
+                    unit=safe_text(qty.code or qty.unit, limit=UNIT_LIMIT) or None,
                     ref_low=low,
                     ref_high=high,
                     when=when,
@@ -435,7 +435,7 @@ def _build_one(raws: list[_Raw], subject: str | None) -> LabSeries:
         if b is None:
             return None
         try:
-            value = convert(b[0], safe_text(b[1], limit=_UNIT_LIMIT) or fallback_unit)
+            value = convert(b[0], safe_text(b[1], limit=UNIT_LIMIT) or fallback_unit)
         except UnitConversionError:
             return None  # a range we cannot read is no range; the value itself is kept
         # An absurd bound (1e308, not finite) is no range either; a lab's 0 low bound stays.

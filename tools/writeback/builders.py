@@ -95,11 +95,6 @@ def check_time(name: str, t: datetime) -> None:
         raise ValueError(f"{name} must be timezone-aware")
 
 
-def _safe_display(trend: Trend) -> Trend:
-    # The name comes from the record: no control or bidi characters, no megabyte (tools.text_safety).
-    return trend.model_copy(update={"display": safe_text(trend.display) or trend.code})
-
-
 def _trend_inputs(trend: Trend) -> list[InputRef]:
     # Content, not versionId: a feed that re-sends an unchanged result bumps its version, and
     # that must not duplicate what was written from it. Time and value pin what was read.
@@ -138,7 +133,6 @@ def build_trend_observation(
         raise ValueError(f"trend of {trend.code} belongs to {trend.subject}, not {subject}")
     if device.resource_type != "Device":
         raise ValueError("device must be a built Device")
-    trend = _safe_display(trend)
 
     ident = business_identifier(
         engine=identity.key(),
@@ -248,7 +242,6 @@ def build_summary_report(
     if not isinstance(document_refs, frozenset):
         raise ValueError("document_refs must be a frozenset of references")
 
-    trends = [_safe_display(t) for t in trends]
     rows = trend_rows(trends, document_refs)
     plotted = series_to_plot(trends, limit=max_plots)
     titles = [plot_title(t) for t in plotted]

@@ -135,8 +135,8 @@ def series_to_plot(trends: Iterable[Trend], *, limit: int = MAX_PLOTS) -> list[T
 
 def plot_title(t: Trend) -> str:
     """``Trend of <display> (<unit>) with reference range``; parts without data are left out."""
-    unit = safe_text(unit_display(t.unit))
-    title = f"Trend of {safe_text(t.display)}" + (f" ({unit})" if unit else "")
+    unit = unit_display(t.unit)
+    title = f"Trend of {t.display}" + (f" ({unit})" if unit else "")
     has_range = t.reference_low is not None or t.reference_high is not None
     return title + (" with reference range" if has_range else "")
 

@@ -127,8 +127,7 @@ def range_text(low: float | None, high: float | None) -> str:
 
 
 def _row(t: Trend, document_refs: frozenset[str]) -> TrendRow:
-    unit = safe_text(unit_display(t.unit))
-    name = safe_text(t.display) or t.code
+    unit, name = unit_display(t.unit), t.display  # made safe by Trend
     v, low, high = t.latest.value, t.reference_low, t.reference_high
     flag = " H" if high is not None and v > high else " L" if low is not None and v < low else ""
     percent = (
