@@ -96,7 +96,9 @@ async def post_transaction(fhir: FhirClient, bundle: Mapping[str, Any]) -> Confi
             found = await read_back(fhir, bundle)
         except FhirError as exc:
             cause = last.cause if last is not None else "no answer"
-            raise WriteOutcomeUnknown(f"{cause}; reading the server back failed: {_kind(exc)}") from exc
+            raise WriteOutcomeUnknown(
+                f"{cause}; reading the server back failed: {type(exc).__name__}"
+            ) from exc
         if found is not None:
             return ConfirmedTransaction(entries=found, read_back=True)
     raise WriteNotStored(last.cause if last is not None else "no answer") from last
@@ -157,7 +159,3 @@ def _reference(rtype: str, location: Any, resource: Any) -> str | None:
     if len(parts) >= 2 and parts[-2] == rtype and parts[-1]:
         return f"{rtype}/{parts[-1]}"
     return None
-
-
-def _kind(exc: FhirError) -> str:
-    return type(exc).__name__
