@@ -31,7 +31,7 @@ from fhir.resources.R4B.observation import Observation
 
 from tools.labs.analytes import LOINC_SYSTEM, analyte_for_coding, get_analyte
 from tools.labs.pdf.model import ExtractedLab
-from tools.labs.plausibility import EARLIEST, LATEST, time_problem
+from tools.labs.plausibility import time_problem
 from tools.labs.units import UnitConversionError, convert_dimensional, normalize_unit
 
 __all__ = [
@@ -94,7 +94,8 @@ def _as_moment(value: Any, tz: tzinfo) -> tuple[datetime | None, date] | None:
             return None  # 0001-01-01 or 9999-12-31: a placeholder (and no date arithmetic overflows)
         return aware, aware.astimezone(tz).date()
     if isinstance(value, date):
-        return None if value.year < EARLIEST.year or value.year >= LATEST.year else (None, value)
+        midnight = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return None if time_problem(midnight) is not None else (None, value)
     return None  # a year or year-month: no day to compare
 
 
