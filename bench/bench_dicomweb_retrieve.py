@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: retrieving a 300-slice 512x512 CT series over DICOMweb, concurrently vs one at a time.
 
-Starts a fresh embedded Orthanc (via `agent.stack`) on a free loopback port, stores a generated
+Starts a fresh embedded Orthanc (via `agent.testbed.stack`) on a free loopback port, stores a generated
 CT series (int16 with rescale, 512 KiB per slice) through STOW-RS, then retrieves every
 instance with WADO-RS:
 - baseline: one `GET .../instances/{sop}` after another (what a per-file loop does);
@@ -37,8 +37,8 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.stack import OrthancServer, OrthancSpec
-from agent.stack.ports import free_port
+from agent.testbed.stack import OrthancServer, OrthancSpec
+from agent.testbed.stack.ports import free_port
 from tools.imaging import DicomWebClient
 
 CT_IMAGE = UID("1.2.840.10008.5.1.4.1.1.2")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: gathering one patient's record, concurrent per-type searches vs one type after another.
 
-Starts the embedded FHIR server (sekmet, via `agent.stack`, as the test fixtures do) on a free
+Starts the embedded FHIR server (sekmet, via `agent.testbed.stack`, as the test fixtures do) on a free
 loopback port, loads one patient with about 2,000 resources over 10 types, then times
 `gather_record(concurrent=True)` (ours) against `gather_record(concurrent=False)` (baseline:
 one request after another, as an LLM-driven EHR navigator fetches).
@@ -33,8 +33,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.stack import FhirServer, FhirServerSpec
-from agent.stack.ports import free_port
+from agent.testbed.stack import FhirServer, FhirServerSpec
+from agent.testbed.stack.ports import free_port
 from fhir_adapters import FhirClient
 from tools.record import DEFAULT_TYPES, build_record, gather_record
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: writing 200 Observations as one transaction Bundle vs 200 single POSTs.
 
-Starts the embedded FHIR server (sekmet, via `agent.stack`) on a free loopback port. Every
+Starts the embedded FHIR server (sekmet, via `agent.testbed.stack`) on a free loopback port. Every
 request goes through a transport that adds a fixed latency (default 30 ms, an EHR tens of
 milliseconds away) before forwarding it to the real server. Baseline: 200 `POST /Observation`
 one after another. Ours: one `POST /` transaction with 200 entries (atomic, as write-back does).

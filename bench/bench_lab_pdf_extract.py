@@ -1,6 +1,6 @@
 """Benchmark: grounded lab-result extraction from lab-report PDFs (text layer).
 
-Corpus: ``agent.cohort.labpdf.corpus_entries(seed)`` (hospital, commercial two-column, one-page
+Corpus: ``agent.testbed.cohort.labpdf.corpus_entries(seed)`` (hospital, commercial two-column, one-page
 panel, multi-page cumulative, an injected comment, in US / legacy / SI / decimal-comma dialects)
 plus ``--reports`` more reports per layout planned here (censored values, "see note" footnotes).
 Scanned PDFs must land in ``needs_model``; the bad inputs (encrypted, truncated, blank, empty,
@@ -25,9 +25,9 @@ from datetime import datetime
 
 import pymupdf
 
-from agent.cohort import labpdf
-from agent.cohort.labpdf import Dialect, LabReport, LabResultTruth
-from agent.cohort.labpdf.corpus import CorpusEntry, corpus_entries
+from agent.testbed.cohort import labpdf
+from agent.testbed.cohort.labpdf import Dialect, LabReport, LabResultTruth
+from agent.testbed.cohort.labpdf.corpus import CorpusEntry, corpus_entries
 from tools.labs.pdf import (
     ExtractedLab,
     LabPdfError,

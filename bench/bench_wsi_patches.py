@@ -2,7 +2,7 @@
 """Benchmark: MedGemma whole-slide patches, read at the 10X level vs one level-0 read per patch.
 
 Writes a synthetic 40X slide (0.25 um/px, pyramid 1/4/16, H&E-like islands; default 32768 px
-square, about 8 x 8 mm) with `agent.cohort.imaging.wsi_synth`, then prepares it twice through
+square, about 8 x 8 mm) with `agent.testbed.cohort.imaging.wsi_synth`, then prepares it twice through
 OpenSlide, both from a warm page cache and with the same tissue mask and patch plan:
 
 - ours (`tools.imaging.wsi.prepare_slide_file`): the level nearest 10X (1.0 um/px) is read
@@ -34,7 +34,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.cohort.imaging.wsi_synth import make_slide_tiff
+from agent.testbed.cohort.imaging.wsi_synth import make_slide_tiff
 from tools.imaging.tissue import tissue_mask
 from tools.imaging.wsi import (
     OpenSlideReader,

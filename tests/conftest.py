@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from agent.stack import FhirServer, FhirServerSpec, OrthancServer, OrthancSpec
-from agent.stack.ports import free_port
+from agent.testbed.stack import FhirServer, FhirServerSpec, OrthancServer, OrthancSpec
+from agent.testbed.stack.ports import free_port
 
 # leak_guard (tests/leak_guard.py): every test's captured output is checked for tokens, keys and
 # the seeded patients' names and birth dates. pytester: its positive control runs a leaking test.

@@ -16,7 +16,7 @@ names the test, the kind of leak and the output section, never the value. Loaded
 
 Demographics are drawn as the cohort draws them (`cohort_rng` + `draw_demographics`), without
 generating the records: milliseconds for the whole table, once per session, on the first output
-(plus importing `agent.cohort`). Text is scanned by shape (word pairs, date-shaped tokens) and
+(plus importing `agent.testbed.cohort`). Text is scanned by shape (word pairs, date-shaped tokens) and
 each candidate looked up in a set, so the cost does not grow with the number of patients.
 """
 
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Final
 import pytest
 
 if TYPE_CHECKING:
-    from agent.cohort.demographics import Demographics
+    from agent.testbed.cohort.demographics import Demographics
 
 # (seed, patients, reference date; None: the cohort's default) of every cohort the tests seed;
 # grep `generate_cohort(` when adding one. 12 patients is the demo's default, so smaller cohorts
@@ -75,9 +75,9 @@ class Leak:
 
 def cohort_demographics(seed: int, patients: int, reference_date: date | None = None) -> list[Demographics]:
     """The demographics of `generate_cohort(patients, seed, reference_date=...)`, in patient order."""
-    # Imported on first use: `agent.cohort` takes a second to import, and most tests print nothing.
-    from agent.cohort import REFERENCE_DATE
-    from agent.cohort.demographics import cohort_rng, draw_demographics
+    # Imported on first use: `agent.testbed.cohort` takes a second to import, and most tests print nothing.
+    from agent.testbed.cohort import REFERENCE_DATE
+    from agent.testbed.cohort.demographics import cohort_rng, draw_demographics
 
     reference_date = reference_date or REFERENCE_DATE
     return [draw_demographics(cohort_rng(seed, i), reference_date) for i in range(patients)]

@@ -8,13 +8,13 @@ from urllib.parse import quote
 
 import typer
 
-from agent import stack as embedded
 from agent.cli.app import app
 from agent.cli.options import state_dir_option
 from agent.cli.seed import print_imaging, seed_synthetic
 from agent.cli.summarize import outcome_table, output_console, problem_lines, run_summaries
-from agent.cohort import generate_cohort
-from agent.cohort.imaging.seed import cohort_imaging_plan
+from agent.testbed import stack as embedded
+from agent.testbed.cohort import generate_cohort
+from agent.testbed.cohort.imaging.seed import cohort_imaging_plan
 from fhir_adapters import FhirError
 from tools.imaging.dicomweb import DicomWebError
 from tools.writeback import AIAST, DOCUMENT_EXTRACTION_TAG

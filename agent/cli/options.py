@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from agent.settings import load_settings
-from agent.stack import current_dicomweb_url, current_fhir_url
+from agent.testbed.stack import current_dicomweb_url, current_fhir_url
 
 
 def state_dir_option() -> Path:

@@ -13,10 +13,10 @@ import typer
 
 from agent.cli.app import app
 from agent.cli.options import resolve_dicomweb_url, resolve_fhir_url
-from agent.cohort import generate_cohort
-from agent.cohort.imaging.seed import ImagingSeedReport, seed_imaging
-from agent.cohort.load import SeedReport, seed_cohort
 from agent.connections import open_dicomweb_client, open_fhir_client
+from agent.testbed.cohort import generate_cohort
+from agent.testbed.cohort.imaging.seed import ImagingSeedReport, seed_imaging
+from agent.testbed.cohort.load import SeedReport, seed_cohort
 from fhir_adapters import FhirError
 from tools.imaging.dicomweb import DicomWebError
 

@@ -6,9 +6,9 @@ import json
 
 import typer
 
-from agent import stack as embedded
 from agent.cli.app import app
 from agent.cli.options import state_dir_option
+from agent.testbed import stack as embedded
 
 stack_app = typer.Typer(help="Start, stop and inspect the embedded servers (FHIR and Orthanc on loopback).")
 app.add_typer(stack_app, name="stack")

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from agent.cohort import Cohort
-from agent.cohort.load import seed_cohort
+from agent.testbed.cohort import Cohort
+from agent.testbed.cohort.load import seed_cohort
 from fhir_adapters import FhirClient
 
 WRITTEN_TYPES = ("Observation", "DiagnosticReport", "Provenance", "Device")

@@ -16,9 +16,9 @@ from typer.testing import CliRunner, Result
 
 import agent.cli.analyze as analyze
 from agent.cli.app import app
-from agent.cohort.imaging import CxrSpec, CxrTruth, StudyPlan, plan_imaging, render_study
-from agent.cohort.imaging.seed import identity_of
-from agent.cohort.imaging.wsi_synth import make_slide_tiff
+from agent.testbed.cohort.imaging import CxrSpec, CxrTruth, StudyPlan, plan_imaging, render_study
+from agent.testbed.cohort.imaging.seed import identity_of
+from agent.testbed.cohort.imaging.wsi_synth import make_slide_tiff
 from tools.imaging.geometry import Padding, PixelBox, pixels_to_model_box
 from tools.medgemma.fake_backend import ScriptedBackend
 from tools.medgemma.types import ImagePart, TextPart

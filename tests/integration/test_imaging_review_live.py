@@ -24,13 +24,13 @@ import numpy.typing as npt
 import pytest
 from fhir.resources.R4B.imagingstudy import ImagingStudy
 
-from agent.cohort import Cohort, generate_cohort
-from agent.cohort.imaging import Modality, StudyPlan, Timepoint
-from agent.cohort.imaging.fhir import imaging_study_id
-from agent.cohort.imaging.seed import cohort_imaging_plan, seed_imaging
-from agent.cohort.load import seed_cohort
 from agent.context import RunContext
 from agent.jobs.summarize import summarize_many
+from agent.testbed.cohort import Cohort, generate_cohort
+from agent.testbed.cohort.imaging import Modality, StudyPlan, Timepoint
+from agent.testbed.cohort.imaging.fhir import imaging_study_id
+from agent.testbed.cohort.imaging.seed import cohort_imaging_plan, seed_imaging
+from agent.testbed.cohort.load import seed_cohort
 from fhir_adapters import FhirClient
 from tools.imaging.ct import prepare_ct
 from tools.imaging.cxr import prepare_cxr

@@ -14,18 +14,18 @@ import numpy as np
 import pydicom
 import pytest
 
-from agent.cohort import Cohort, generate_cohort
-from agent.cohort.imaging import Modality, StudyPlan, Timepoint, render_study
-from agent.cohort.imaging.fhir import slide_imaging_study_id
-from agent.cohort.imaging.seed import (
+from agent.testbed.cohort import Cohort, generate_cohort
+from agent.testbed.cohort.imaging import Modality, StudyPlan, Timepoint, render_study
+from agent.testbed.cohort.imaging.fhir import slide_imaging_study_id
+from agent.testbed.cohort.imaging.seed import (
     ImagingSeedReport,
     cohort_imaging_plan,
     cohort_slide_plan,
     identity_of,
     seed_imaging,
 )
-from agent.cohort.imaging.slide import SlidePlan
-from agent.cohort.load import seed_cohort
+from agent.testbed.cohort.imaging.slide import SlidePlan
+from agent.testbed.cohort.load import seed_cohort
 from fhir_adapters import FhirClient
 from tools.imaging.ct import prepare_ct
 from tools.imaging.cxr import prepare_cxr

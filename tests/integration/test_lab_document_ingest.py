@@ -1,7 +1,7 @@
 """Lab-report PDFs attached to DocumentReferences -> grounded Observations on a real FHIR server.
 
 Every test makes its own patient (fresh ids) on the shared embedded server, so tests never see
-each other's data. The PDFs and their truth come from ``agent.cohort.labpdf``.
+each other's data. The PDFs and their truth come from ``agent.testbed.cohort.labpdf``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from agent.cohort.labpdf import LabReport, make_report, render_hospital
-from agent.cohort.labpdf.bad import encrypted_pdf, injection_report, truncated_pdf
-from agent.cohort.labpdf.make import Dialect
 from agent.nodes.compute_trends import trend_inputs
+from agent.testbed.cohort.labpdf import LabReport, make_report, render_hospital
+from agent.testbed.cohort.labpdf.bad import encrypted_pdf, injection_report, truncated_pdf
+from agent.testbed.cohort.labpdf.make import Dialect
 from fhir_adapters import FhirClient, RetryPolicy
 from tools.documents.ingest import DocumentIngest, ingest_lab_documents
 from tools.labs.series import build_series

@@ -20,9 +20,9 @@ import pytest
 from fhir_reads import get, search, server_with, totals
 from PIL import Image
 
-from agent.cohort import Cohort, generate_cohort
 from agent.context import RunContext
 from agent.jobs.summarize import PatientOutcome, summarize_many
+from agent.testbed.cohort import Cohort, generate_cohort
 from fhir_adapters import FhirClient
 from tools.writeback.lab_results import DOCUMENT_EXTRACTION_TAG
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.datasets.medagentbench import (
+from agent.testbed.datasets.medagentbench import (
     NOT_FOUND,
     TASK_CLOCK,
     MabTask,

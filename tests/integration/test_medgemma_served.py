@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import uvicorn
 
-from agent.stack.ports import free_port
+from agent.testbed.stack.ports import free_port
 from tools.medgemma.config import ModelConfig
 from tools.medgemma.errors import ModelServerError
 from tools.medgemma.factory import create_backend

@@ -15,9 +15,9 @@ from pydantic import SecretStr
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from agent.stack import OrthancServer, OrthancSpec, StackError
-from agent.stack.orthanc import build_stack_shim, orthanc_config
-from agent.stack.ports import free_port
+from agent.testbed.stack import OrthancServer, OrthancSpec, StackError
+from agent.testbed.stack.orthanc import build_stack_shim, orthanc_config
+from agent.testbed.stack.ports import free_port
 from tools.imaging.dicomweb import BasicAuth, DicomWebAuthError, DicomWebClient
 
 pytestmark = pytest.mark.integration

@@ -25,9 +25,9 @@ import pytest
 from fault_proxy import ALL_KINDS, FaultPlan, FaultProxy
 from fhir_reads import count, get, search, server_with
 
-from agent.cohort import Cohort, generate_cohort
 from agent.context import RunContext
 from agent.jobs.summarize import summarize_many
+from agent.testbed.cohort import Cohort, generate_cohort
 from fhir_adapters import FhirClient
 from tools.writeback import AI_OUTPUT_SYSTEM, AIAST
 from tools.writeback.lab_results import DOCUMENT_EXTRACTION_TAG

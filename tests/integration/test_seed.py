@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agent.cohort import Cohort, generate_cohort
-from agent.cohort.load import seed_cohort
+from agent.testbed.cohort import Cohort, generate_cohort
+from agent.testbed.cohort.load import seed_cohort
 from fhir_adapters import FhirClient
 from tools.patient_lookup import find_patient_by_mrn, find_patient_mrn, mrn_of
 

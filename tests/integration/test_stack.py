@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent import stack
-from agent.stack.ports import free_port
+from agent.testbed import stack
+from agent.testbed.stack.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from fhir_reads import count, get, search, server_with, totals
 
-from agent.cohort import Cohort, generate_cohort
-from agent.cohort.load import seed_cohort
 from agent.context import RunContext
 from agent.jobs.summarize import summarize_many
+from agent.testbed.cohort import Cohort, generate_cohort
+from agent.testbed.cohort.load import seed_cohort
 from fhir_adapters import FhirClient
 from tools.writeback import AI_OUTPUT_SYSTEM, AIAST
 from tools.writeback.lab_results import DOCUMENT_EXTRACTION_TAG

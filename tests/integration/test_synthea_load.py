@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.datasets.synthea import bundle_files, load_synthea, to_idempotent
+from agent.testbed.datasets.synthea import bundle_files, load_synthea, to_idempotent
 from fhir_adapters import FhirClient
 
 

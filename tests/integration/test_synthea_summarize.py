@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from agent.context import RunContext
-from agent.datasets.synthea import bundle_files, load_synthea
 from agent.jobs.summarize import list_patient_ids, summarize_many, summarize_patient
+from agent.testbed.datasets.synthea import bundle_files, load_synthea
 from fhir_adapters import FhirClient
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
-from agent.cohort.imaging.wsi_synth import SlideTruth, dicomize, make_slide_tiff
+from agent.testbed.cohort.imaging.wsi_synth import SlideTruth, dicomize, make_slide_tiff
 from tools.imaging.dicomweb import DicomWebClient
 from tools.imaging.wsi import SlideError, prepare_slide_dicom, prepare_slide_dicomweb, prepare_slide_file
 

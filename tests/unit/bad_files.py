@@ -29,7 +29,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
 )
 
-from agent.cohort.labpdf.bad import deterministic_encrypted_pdf, truncated_pdf
+from agent.testbed.cohort.labpdf.bad import deterministic_encrypted_pdf, truncated_pdf
 from tools.labs.pdf.drawing import write_pdf
 
 GIB: Final = 1 << 30

@@ -14,7 +14,7 @@ from functools import cache
 import pytest
 from fhir.resources.R4B.observation import Observation
 
-from agent.cohort import Cohort, CohortPatient, Course, LabDialect, generate_cohort
+from agent.testbed.cohort import Cohort, CohortPatient, Course, LabDialect, generate_cohort
 from tools.labs.series import SeriesSet, build_series
 from tools.trends import Direction, compute_trend
 

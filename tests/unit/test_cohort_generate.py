@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from agent.cohort import (
+from agent.testbed.cohort import (
     ANALYTES,
     REFERENCE_DATE,
     Analyte,
@@ -24,7 +24,7 @@ from agent.cohort import (
     analyte_for_coding,
     generate_cohort,
 )
-from agent.cohort.codes import EPIC_LOCAL_LAB_SYSTEM, LOINC, MRN_SYSTEM
+from agent.testbed.cohort.codes import EPIC_LOCAL_LAB_SYSTEM, LOINC, MRN_SYSTEM
 
 Series = list[tuple[datetime, float]]
 

@@ -19,9 +19,16 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.observation import Observation
 
-from agent.cohort import Cohort, CohortPatient, Course, LabDialect, analyte_for_coding, generate_cohort
-from agent.cohort.codes import LOINC, UCUM
-from agent.cohort.labdocs import (
+from agent.testbed.cohort import (
+    Cohort,
+    CohortPatient,
+    Course,
+    LabDialect,
+    analyte_for_coding,
+    generate_cohort,
+)
+from agent.testbed.cohort.codes import LOINC, UCUM
+from agent.testbed.cohort.labdocs import (
     BAD_DOCUMENT_INDEX,
     AttachmentMode,
     DocumentKind,
@@ -29,12 +36,12 @@ from agent.cohort.labdocs import (
     PlannedLabDocument,
     printed_form,
 )
-from agent.cohort.labpdf import Dialect, make_report
-from agent.cohort.labpdf.bad import deterministic_encrypted_pdf
-from agent.cohort.labpdf.canvas import open_pdf
-from agent.cohort.labpdf.layouts import render_hospital
-from agent.cohort.labpdf.layouts.common import fmt_date
-from agent.cohort.labs import Analyte
+from agent.testbed.cohort.labpdf import Dialect, make_report
+from agent.testbed.cohort.labpdf.bad import deterministic_encrypted_pdf
+from agent.testbed.cohort.labpdf.canvas import open_pdf
+from agent.testbed.cohort.labpdf.layouts import render_hospital
+from agent.testbed.cohort.labpdf.layouts.common import fmt_date
+from agent.testbed.cohort.labs import Analyte
 from tools.labs.pdf import PdfEncryptedError, extract_labs
 from tools.labs.series import build_series
 from tools.trends import Direction, compute_trend

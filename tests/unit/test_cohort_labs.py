@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from agent.cohort import ANALYTES, Analyte, Course, analyte_for_coding
-from agent.cohort.bundles import WriteTally, put_transaction
-from agent.cohort.codes import EPIC_LOCAL_LAB_SYSTEM, LOINC
-from agent.cohort.courses import (
+from agent.testbed.cohort import ANALYTES, Analyte, Course, analyte_for_coding
+from agent.testbed.cohort.bundles import WriteTally, put_transaction
+from agent.testbed.cohort.codes import EPIC_LOCAL_LAB_SYSTEM, LOINC
+from agent.testbed.cohort.courses import (
     DIASTOLIC_OFFSET,
     MIN_MULTIPLE,
     NORMOTENSIVE_SYSTOLIC,
@@ -22,8 +22,8 @@ from agent.cohort.courses import (
     distance_to_range,
     draw_kidney,
 )
-from agent.cohort.labs import creatinine_for_egfr, egfr_ckd_epi_2021, interpretation
-from agent.cohort.profiles import COURSE_GROUPS, PROFILES, LabDialect, plan_for
+from agent.testbed.cohort.labs import creatinine_for_egfr, egfr_ckd_epi_2021, interpretation
+from agent.testbed.cohort.profiles import COURSE_GROUPS, PROFILES, LabDialect, plan_for
 from tools.labs import analytes as table
 from tools.labs.analytes import GoodDirection
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.imagingstudy import ImagingStudy
 
-from agent.cohort.imaging.fhir import imaging_resources, imaging_study_id
-from agent.cohort.imaging.plan import plan_imaging
-from agent.cohort.imaging.study import Modality, Timepoint
+from agent.testbed.cohort.imaging.fhir import imaging_resources, imaging_study_id
+from agent.testbed.cohort.imaging.plan import plan_imaging
+from agent.testbed.cohort.imaging.study import Modality, Timepoint
 from tools.imaging_review import ImagingKind, PlannedComparison, plan_comparisons
 from tools.imaging_review.plan import StudyEntry, is_chest, study_entry
 from tools.record import PatientRecord, build_record

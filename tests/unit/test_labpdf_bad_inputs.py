@@ -9,8 +9,8 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from agent.cohort.labpdf import Panel, make_report, panel_keys, render_hospital, sample_results
-from agent.cohort.labpdf.bad import (
+from agent.testbed.cohort.labpdf import Panel, make_report, panel_keys, render_hospital, sample_results
+from agent.testbed.cohort.labpdf.bad import (
     INJECTION_TEXT,
     blank_pdf,
     empty_file,
@@ -19,7 +19,7 @@ from agent.cohort.labpdf.bad import (
     injection_report,
     truncated_pdf,
 )
-from agent.cohort.labpdf.corpus import build_corpus
+from agent.testbed.cohort.labpdf.corpus import build_corpus
 
 
 def _pdf() -> bytes:

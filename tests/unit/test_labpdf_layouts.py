@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pymupdf
 import pytest
 
-from agent.cohort.labpdf import (
+from agent.testbed.cohort.labpdf import (
     Comparator,
     Dialect,
     Flag,

@@ -11,7 +11,7 @@ import leak_guard
 import pytest
 from leak_guard import COHORTS, cohort_demographics, find_leak, name_forms
 
-from agent.cohort import generate_cohort
+from agent.testbed.cohort import generate_cohort
 
 INNER = """
 import logging
@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from agent.cohort import generate_cohort
+from agent.testbed.cohort import generate_cohort
 
 
 def _patient():

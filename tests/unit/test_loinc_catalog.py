@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.cohort.labpdf.catalog import CATALOG as PDF_CATALOG
-from agent.cohort.labs import ANALYTES as COHORT_ANALYTES
+from agent.testbed.cohort.labpdf.catalog import CATALOG as PDF_CATALOG
+from agent.testbed.cohort.labs import ANALYTES as COHORT_ANALYTES
 from tools.labs.analytes import ANALYTES, LOINC_SYSTEM, analyte_for_coding
 from tools.labs.loinc_catalog import CATALOG, is_valid_loinc, normalize_name, resolve, to_default_unit
 from tools.labs.units import UnitConversionError
@@ -163,7 +163,7 @@ def test_every_loinc_code_of_the_four_tables_has_a_valid_check_digit() -> None:
 
 
 def test_the_generator_and_the_parser_agree_on_every_printed_test() -> None:
-    # The benchmark truth (agent.cohort.labpdf.catalog) and the parser's table must give one code
+    # The benchmark truth (agent.testbed.cohort.labpdf.catalog) and the parser's table must give one code
     # for one printed name in one unit, in both dialects.
     for d in PDF_CATALOG.values():
         for si in (False, True):

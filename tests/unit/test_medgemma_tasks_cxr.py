@@ -10,7 +10,14 @@ import numpy as np
 import pydicom
 import pytest
 
-from agent.cohort.imaging import CxrTruth, PatientIdentity, PatientSex, StudyPlan, plan_imaging, render_study
+from agent.testbed.cohort.imaging import (
+    CxrTruth,
+    PatientIdentity,
+    PatientSex,
+    StudyPlan,
+    plan_imaging,
+    render_study,
+)
 from tools.imaging.cxr import prepare_cxr
 from tools.imaging.geometry import Padding, PixelBox, pixels_to_model_box
 from tools.imaging.prepared import PreparedImages

@@ -6,14 +6,14 @@ from datetime import date, datetime, time
 
 import pytest
 
-from agent.cohort.labpdf import (
+from agent.testbed.cohort.labpdf import (
     cumulative_truth,
     make_report,
     render_cumulative,
     render_hospital,
     render_panel,
 )
-from agent.cohort.labpdf.make import Dialect
+from agent.testbed.cohort.labpdf.make import Dialect
 from tools.labs.pdf import extract_labs
 from tools.labs.pdf.drawing import write_pdf
 from tools.labs.pdf.values import parse_time

@@ -13,11 +13,11 @@ import pytest
 from langgraph.runtime import Runtime
 from trend_samples import lab_trend
 
-from agent.cohort import generate_cohort
 from agent.context import RunContext
 from agent.graphs.summarize import summarize_graph
 from agent.nodes.synthesize import synthesize
 from agent.state import SummarizeState
+from agent.testbed.cohort import generate_cohort
 from fhir_adapters import FhirClient
 from tools.medgemma.errors import ModelProtocolError, ModelServerError, ModelTransportError
 from tools.medgemma.fake_backend import ScriptedBackend

@@ -14,19 +14,19 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.cohort import generate_cohort
 from agent.context import RunContext
 from agent.graphs.summarize import summarize_graph
 from agent.nodes.synthesize import NO_MODEL_NOTE
 from agent.prompts.summary import PROMPT_VERSION, facts_text
 from agent.state import SummarizeState
+from agent.testbed.cohort import generate_cohort
 from fhir_adapters import FhirClient
 from tools.medgemma.fake_backend import ScriptedBackend
 from tools.medgemma.types import ModelBackend, ModelRequest, TextPart
 from tools.narrative import HEADER
 
 BASE = "http://ehr.test/fhir"
-# After the cohort's last results (agent.cohort.REFERENCE_DATE): none of them lies in the future.
+# After the cohort's last results (agent.testbed.cohort.REFERENCE_DATE): none of them lies in the future.
 NOW = datetime(2026, 7, 2, 3, 4, 5, tzinfo=UTC)
 MODEL = "google/medgemma-1.5-4b-it"
 ANSWER = "Kidney function worsened; the other series are stable. Review the source results."

@@ -12,8 +12,8 @@ from numpy.typing import NDArray
 from pydicom.pixels import apply_rescale
 from scipy import ndimage
 
-from agent.cohort.imaging import PatientIdentity, PatientSex, StudyPlan, plan_imaging, render_study
-from agent.cohort.imaging.ct_phantom import (
+from agent.testbed.cohort.imaging import PatientIdentity, PatientSex, StudyPlan, plan_imaging, render_study
+from agent.testbed.cohort.imaging.ct_phantom import (
     CT_LESION_SITES,
     ChestAnatomy,
     Tissue,
@@ -22,9 +22,9 @@ from agent.cohort.imaging.ct_phantom import (
     ct_chest_phantom,
     lesion_site_centre,
 )
-from agent.cohort.imaging.shapes import paint_ellipsoid
-from agent.cohort.imaging.study import CtChestSpec
-from agent.cohort.imaging.truth import Change, LesionTruth, SphereLesion, VolumeTruth
+from agent.testbed.cohort.imaging.shapes import paint_ellipsoid
+from agent.testbed.cohort.imaging.study import CtChestSpec
+from agent.testbed.cohort.imaging.truth import Change, LesionTruth, SphereLesion, VolumeTruth
 
 IDS = [f"ca-7-{i}" for i in range(7)]
 

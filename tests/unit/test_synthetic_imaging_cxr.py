@@ -11,7 +11,7 @@ import pytest
 from numpy.typing import NDArray
 from pydicom.pixels import apply_voi_lut
 
-from agent.cohort.imaging import (
+from agent.testbed.cohort.imaging import (
     Change,
     CxrSpec,
     CxrTruth,
@@ -24,7 +24,13 @@ from agent.cohort.imaging import (
     plan_imaging,
     render_study,
 )
-from agent.cohort.imaging.cxr_phantom import CXR_MAX_VALUE, CXR_ZONES, CxrAnatomy, CxrOpacity, cxr_phantom
+from agent.testbed.cohort.imaging.cxr_phantom import (
+    CXR_MAX_VALUE,
+    CXR_ZONES,
+    CxrAnatomy,
+    CxrOpacity,
+    cxr_phantom,
+)
 
 IDS = [f"ca-7-{i}" for i in range(7)]
 

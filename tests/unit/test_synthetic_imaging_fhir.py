@@ -11,8 +11,8 @@ import pytest
 from fhir.resources.R4B.endpoint import Endpoint
 from fhir.resources.R4B.imagingstudy import ImagingStudy
 
-from agent.cohort.codes import COHORT_TAG
-from agent.cohort.imaging import (
+from agent.testbed.cohort.codes import COHORT_TAG
+from agent.testbed.cohort.imaging import (
     CxrSpec,
     ImagingPlan,
     PatientIdentity,
@@ -24,7 +24,7 @@ from agent.cohort.imaging import (
     plan_imaging,
     render_study,
 )
-from agent.cohort.imaging.fhir import DCM_SYSTEM, DICOM_UID_SYSTEM
+from agent.testbed.cohort.imaging.fhir import DCM_SYSTEM, DICOM_UID_SYSTEM
 
 IDS = [f"ca-7-{i}" for i in range(7)]
 BASE = "http://127.0.0.1:8042/dicom-web/"

@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from agent.cohort.imaging import (
+from agent.testbed.cohort.imaging import (
     MrBrainSpec,
     PatientIdentity,
     PatientSex,
@@ -18,7 +18,7 @@ from agent.cohort.imaging import (
     plan_imaging,
     render_study,
 )
-from agent.cohort.imaging.mr_phantom import (
+from agent.testbed.cohort.imaging.mr_phantom import (
     MR_LESION_SITES,
     HeadAnatomy,
     MrTissue,
@@ -27,7 +27,7 @@ from agent.cohort.imaging.mr_phantom import (
     mr_brain_phantom,
     mr_lesion_site_centre,
 )
-from agent.cohort.imaging.truth import SphereLesion
+from agent.testbed.cohort.imaging.truth import SphereLesion
 
 IDS = [f"ca-7-{i}" for i in range(7)]
 

@@ -11,8 +11,8 @@ from datetime import date
 
 import pytest
 
-import agent.cohort.imaging as imaging
-from agent.cohort.imaging import (
+import agent.testbed.cohort.imaging as imaging
+from agent.testbed.cohort.imaging import (
     IMAGING_REFERENCE_DATE,
     CtChestSpec,
     CxrSpec,
@@ -25,7 +25,7 @@ from agent.cohort.imaging import (
     plan_imaging,
     render_study,
 )
-from agent.cohort.imaging.ct_phantom import ct_chest_geometry
+from agent.testbed.cohort.imaging.ct_phantom import ct_chest_geometry
 
 IDS = [f"ca-7-{i}" for i in range(12)]
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
@@ -153,7 +153,7 @@ def test_files_are_byte_identical_across_processes(plan: ImagingPlan) -> None:
     # Another interpreter with another hash seed: nothing may depend on set or dict hashing.
     script = (
         "from tests.unit.test_synthetic_imaging_plan import digest, IDS\n"
-        "from agent.cohort.imaging import plan_imaging\n"
+        "from agent.testbed.cohort.imaging import plan_imaging\n"
         "print(digest(plan_imaging(IDS, seed=7)))\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

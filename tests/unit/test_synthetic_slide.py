@@ -10,10 +10,15 @@ import pydicom
 import pytest
 from fhir.resources.R4B.imagingstudy import ImagingStudy
 
-from agent.cohort.codes import COHORT_TAG
-from agent.cohort.imaging import PatientIdentity, PatientSex, plan_imaging, slide_imaging_study
-from agent.cohort.imaging.fhir import DCM_SYSTEM, DICOM_UID_SYSTEM, endpoint_id, slide_imaging_study_id
-from agent.cohort.imaging.slide import (
+from agent.testbed.cohort.codes import COHORT_TAG
+from agent.testbed.cohort.imaging import PatientIdentity, PatientSex, plan_imaging, slide_imaging_study
+from agent.testbed.cohort.imaging.fhir import (
+    DCM_SYSTEM,
+    DICOM_UID_SYSTEM,
+    endpoint_id,
+    slide_imaging_study_id,
+)
+from agent.testbed.cohort.imaging.slide import (
     SLIDE_DESCRIPTION,
     BodySite,
     SlidePlan,
@@ -21,7 +26,7 @@ from agent.cohort.imaging.slide import (
     render_slide,
     slide_overrides,
 )
-from agent.cohort.imaging.wsi_synth import make_slide_tiff
+from agent.testbed.cohort.imaging.wsi_synth import make_slide_tiff
 from tools.imaging.dicomweb import validate_uid
 from tools.imaging.wsi import PATCH_PX, TARGET_MPP
 

@@ -8,9 +8,9 @@ from datetime import date
 import httpx
 import pytest
 
-from agent.cohort.imaging import PatientIdentity, PatientSex
-from agent.cohort.imaging.seed import _seed_slide
-from agent.cohort.imaging.slide import SlidePlan, plan_slide
+from agent.testbed.cohort.imaging import PatientIdentity, PatientSex
+from agent.testbed.cohort.imaging.seed import _seed_slide
+from agent.testbed.cohort.imaging.slide import SlidePlan, plan_slide
 from tools.imaging.dicomweb import DicomWebClient
 
 IDS = [f"ca-7-{i}" for i in range(8)]

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from numpy.typing import NDArray
 
-from agent.cohort.imaging.wsi_synth import (
+from agent.testbed.cohort.imaging.wsi_synth import (
     SlideTruth,
     dicomize,
     dicomizer_args,

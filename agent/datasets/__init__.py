@@ -1,6 +1,0 @@
-"""Real-world data loaders: SMART Health IT Synthea bundles and MedAgentBench (in `../shared/data`)."""
-
-from agent.datasets.paths import shared_data_dir
-from agent.datasets.report import LoadReport, RejectedEntry
-
-__all__ = ["LoadReport", "RejectedEntry", "shared_data_dir"]
