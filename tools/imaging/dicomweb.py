@@ -13,6 +13,8 @@ On the wire (base = the DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web):
     retrieve_frames(st, se, i, [1,2]) GET  {base}/studies/{st}/series/{se}/instances/{i}/frames/1,2
                                            Accept: multipart/related; type="application/octet-stream";
                                                    transfer-syntax=1.2.840.10008.1.2.1
+                                      (type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.50 for
+                                      whole-slide tiles as stored: `tools.imaging.wsi_web`)
     retrieve_metadata(st[, se[, i]])  GET  {base}/studies/{st}[/series/{se}[/instances/{i}]]/metadata
     store(instances)                  POST {base}/studies  multipart/related; type="application/dicom"
 
@@ -39,6 +41,12 @@ import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from fhir_adapters.auth import AuthProvider
+from fhir_adapters.error_tree import (
+    ServiceError,
+    ServiceHttpError,
+    ServiceProtocolError,
+    ServiceTransportError,
+)
 from fhir_adapters.errors import redact_target
 from fhir_adapters.redaction import redact_credentials
 from fhir_adapters.retry import Failure, RetryPolicy, is_retryable, retry_after_seconds
@@ -77,6 +85,7 @@ __all__ = [
     "StoredInstance",
     "StudyMatch",
     "error_for_status",
+    "is_uid",
     "qido_params",
     "validate_uid",
 ]
@@ -88,6 +97,19 @@ RetrieveStrategy = Literal["per-instance", "multipart"]
 DICOM_JSON = "application/dicom+json"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# Compressed frame syntaxes and their media types (PS3.18 table 8.7.3-2); others are octet-stream.
+_FRAME_MEDIA_TYPES: Mapping[str, str] = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "image/jpeg",  # JPEG extended
+    "1.2.840.10008.1.2.4.57": "image/jpeg",  # JPEG lossless
+    "1.2.840.10008.1.2.4.70": "image/jpeg",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80": "image/jls",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "image/jls",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.90": "image/jp2",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91": "image/jp2",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201": "image/jphc",  # HTJ2K lossless
+    "1.2.840.10008.1.2.4.203": "image/jphc",  # HTJ2K
+}
 # Batches of a STOW request: Orthanc holds a whole request in memory before storing it.
 _STOW_BATCH_BYTES = 32 * 1024 * 1024
 
@@ -95,19 +117,18 @@ _STOW_BATCH_BYTES = 32 * 1024 * 1024
 # ---------------------------------------------------------------------------- errors
 
 
-class DicomWebError(Exception):
-    """Base of every error raised by the DICOMweb client."""
+class DicomWebError(ServiceError):
+    """Base of every error raised by the DICOMweb client: the PACS failed a request."""
 
 
-class DicomWebHttpError(DicomWebError):
+class DicomWebHttpError(DicomWebError, ServiceHttpError):
     """The server answered with an error status."""
 
     def __init__(self, status: int, method: str, target: str, detail: str | None = None) -> None:
-        self.status = status
         self.method = method
         self.target = target  # path relative to the base (UIDs) plus query parameter *names*
         self.detail = detail
-        super().__init__(f"{method} {target} -> HTTP {status}" + (f": {detail}" if detail else ""))
+        super().__init__(status, f"{method} {target} -> HTTP {status}" + (f": {detail}" if detail else ""))
 
 
 class DicomWebInvalid(DicomWebHttpError):
@@ -134,7 +155,7 @@ class DicomWebServerError(DicomWebHttpError):
     """5xx, including 429/503 after the retry budget was spent."""
 
 
-class DicomWebTransportError(DicomWebError):
+class DicomWebTransportError(DicomWebError, ServiceTransportError):
     """No HTTP answer: connection refused or reset, timeouts."""
 
     def __init__(self, method: str, target: str, kind: str) -> None:
@@ -144,7 +165,7 @@ class DicomWebTransportError(DicomWebError):
         super().__init__(f"{method} {target} failed: {kind}")
 
 
-class DicomWebProtocolError(DicomWebError):
+class DicomWebProtocolError(DicomWebError, ServiceProtocolError):
     """The answer breaks the protocol: wrong media type, malformed multipart or JSON, not Part 10."""
 
 
@@ -212,9 +233,15 @@ class BasicAuth:
 # ---------------------------------------------------------------------------- models
 
 
+def is_uid(text: object) -> bool:
+    """A DICOM UID: digits and dots, at most 64 characters."""
+    return isinstance(text, str) and len(text) <= 64 and _UID.match(text) is not None
+
+
 def validate_uid(uid: str, what: str = "UID") -> str:
-    """A DICOM UID (digits and dots, at most 64 characters); it goes into URL paths verbatim."""
-    if not isinstance(uid, str) or len(uid) > 64 or not _UID.match(uid):
+    """`uid` itself, a DICOM UID; it goes into URL paths verbatim. ValueError (a caller's defect,
+    or a validator's verdict) otherwise: callers with untrusted text check `is_uid` first."""
+    if not is_uid(uid):
         raise ValueError(f"{what} {uid!r} is not a DICOM UID")
     return uid
 
@@ -573,12 +600,14 @@ class DicomWebClient(ServiceClient):
         *,
         transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN,
     ) -> list[bytes]:
-        """Pixel data of the given frames (1-based), in the order asked for: decoded to
-        `transfer_syntax` by the server, or as stored (e.g. JPEG 2000 codestreams) with "*"."""
+        """Pixel data of the given frames (1-based), in the order asked for: in `transfer_syntax`
+        (raw Explicit VR Little Endian by default; JPEG baseline frames come as `image/jpeg`, see
+        `frame_media_type`), or as stored (e.g. JPEG 2000 codestreams) with "*"."""
         if not frames or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in frames):
             raise ValueError(f"frame numbers must be integers >= 1, got {list(frames)!r}")
         path = f"{_instance_path(study_uid, series_uid, sop_uid)}/frames/{','.join(map(str, frames))}"
-        accept = f'multipart/related; type="application/octet-stream"; transfer-syntax={transfer_syntax}'
+        media_type = frame_media_type(transfer_syntax)
+        accept = f'multipart/related; type="{media_type}"; transfer-syntax={transfer_syntax}'
         resp = await self._send("GET", path, accept=accept, idempotent=True)
         target = self._target(resp.request.url)
         parts = _parts(resp, "GET", target)
@@ -745,6 +774,12 @@ def qido_params(
             raise ValueError("offset must be >= 0")
         out.append(("offset", str(offset)))
     return out
+
+
+def frame_media_type(transfer_syntax: str) -> str:
+    """The media type a frame is asked for in (PS3.18 8.7.3.3.2): compressed syntaxes have their
+    own, uncompressed pixel data and "*" (as stored) are `application/octet-stream`."""
+    return _FRAME_MEDIA_TYPES.get(transfer_syntax, "application/octet-stream")
 
 
 def _instance_path(study_uid: str, series_uid: str, sop_uid: str) -> str:
