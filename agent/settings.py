@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
-from fhir_adapters.flavours import FLAVOURS
+from fhir_adapters.error_tree import ConfigurationError
 
 ENV_PREFIX = "CHARTAGENT_"
 
@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     model_revision: str | None = None
     model_timeout_s: float = Field(default=120.0, gt=0)
     model_max_concurrency: int = Field(default=8, ge=1, le=256)
+    # The chat's planner, when it is not MedGemma: an OpenAI-compatible server. "tools": native tool
+    # calls; "json": the JSON-action protocol (for servers without tool calling). Unset: MedGemma
+    # plans with the JSON-action protocol when a model is configured, else the chat retrieves only.
+    planner_url: str | None = None
+    planner_model: str | None = None
+    planner_api_key: SecretStr | None = None
+    planner_protocol: Literal["tools", "json"] = "tools"
+    planner_timeout_s: float = Field(default=60.0, gt=0)
 
     @field_validator("lab_timezone")
     @classmethod
@@ -76,6 +84,10 @@ class Settings(BaseSettings):
     @field_validator("fhir_flavour")
     @classmethod
     def _known_flavour(cls, value: str) -> str:
+        # Imported here: checked only when CHARTAGENT_FHIR_FLAVOUR is set (pydantic leaves the default
+        # alone), so a CLI start that does not set it skips the flavour tables.
+        from fhir_adapters.flavours import FLAVOURS
+
         if value.lower() not in FLAVOURS:
             raise ValueError(f"not a known FHIR server flavour; known: {', '.join(FLAVOURS)}")
         return value
@@ -103,7 +115,7 @@ class Settings(BaseSettings):
         return self
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError):
     """Invalid CHARTAGENT_* settings. `problems`: one line each, naming the variable and the rule.
 
     Never carries a value: pydantic's own error text repeats every setting's input (tokens and

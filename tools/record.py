@@ -34,6 +34,8 @@ __all__ = [
     "TypeSummary",
     "assemble_record",
     "build_manifest",
+    "codes_of",
+    "effective_time",
     "build_record",
     "gather_record",
     "select_resources",
@@ -219,8 +221,8 @@ def build_manifest(resources: Mapping[str, Sequence[Resource]]) -> RecordManifes
         codes: Counter[tuple[str | None, str | None, str | None]] = Counter()
         dates: list[datetime] = []
         for res in items:
-            codes.update(_codes(rtype, res))
-            when = _effective(rtype, res)
+            codes.update(codes_of(rtype, res))
+            when = effective_time(rtype, res)
             if when is not None:
                 dates.append(when)
         summaries[rtype] = TypeSummary(
@@ -243,7 +245,7 @@ def _get(obj: Any, path: str) -> Any:
     return obj
 
 
-def _codes(rtype: str, res: Resource) -> set[tuple[str | None, str | None, str | None]]:
+def codes_of(rtype: str, res: Resource) -> set[tuple[str | None, str | None, str | None]]:
     """(system, code, display) of the main code; each distinct code counted once per resource."""
     out: set[tuple[str | None, str | None, str | None]] = set()
     for path in _CODE_PATHS.get(rtype, ("code",)):
@@ -263,7 +265,7 @@ def _codes(rtype: str, res: Resource) -> set[tuple[str | None, str | None, str |
     return out
 
 
-def _effective(rtype: str, res: Resource) -> datetime | None:
+def effective_time(rtype: str, res: Resource) -> datetime | None:
     for path in _DATE_PATHS.get(rtype, ()):
         when = as_utc(_get(res, path))
         if when is not None:

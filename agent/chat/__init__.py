@@ -1,0 +1,1 @@
+"""The chat agent over one patient: manifest -> choose tools -> call them -> facts -> a cited answer."""
