@@ -8,10 +8,11 @@ windowed RGB slices in memory:
 - baseline, the notebook: read every header, sort by InstanceNumber, sample 85, then per slice a
   full read, `apply_rescale`, the three float windows, round to uint8, PIL JPEG encode and base64
   (what the notebook sends to the model);
-- ours, the headline: what `chartagent imaging prepare ct FOLDER` runs (agent.cli.imaging's `load`
-  of the parsed source, `assemble`, `choose`, `prepare_ct`), short of writing the .npz. Headers are
-  read by sources' own reader with pixel data left in the files; only the 85 sampled slices' pixels
-  are read, straight into arrays, and windowed through a packed lookup table;
+- ours, the headline: what `chartagent imaging prepare ct FOLDER` runs (`tools.imaging.prepare.
+  prepare_folder`: load, assemble, the series-selection policy, `prepare_ct`), short of writing
+  the .npz. Headers are read by sources' own reader with pixel data left in the files; only the
+  85 sampled slices' pixels are read, straight into arrays, and windowed through a packed lookup
+  table;
 - ours with every file read whole (`load_folder(defer_pixels=False)`, the CLI's reads before), to
   show what deferring the pixel data buys.
 
@@ -45,9 +46,10 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.cli.imaging import TaskName, choose, load
 from tools.imaging.ct import prepare_ct
-from tools.imaging.sources import load_folder, parse_source
+from tools.imaging.prepare import prepare_folder
+from tools.imaging.selection import ImagingTask, Several
+from tools.imaging.sources import load_folder
 from tools.imaging.volume import assemble
 
 MAX_SLICE = 85
@@ -123,13 +125,9 @@ def notebook(folder: Path) -> tuple[list[npt.NDArray[np.uint8]], list[str]]:
 
 
 def ours(folder: Path) -> npt.NDArray[np.uint8]:
-    """What `chartagent imaging prepare ct FOLDER` runs (agent.cli.imaging), short of writing the .npz."""
-    source = str(folder)
-    loaded = asyncio.run(load(parse_source(source), None))
-    assembly = assemble(loaded.instances)
-    (volume,) = choose(assembly, TaskName.ct, source, None, False)
-    related = [s for s in assembly.skipped if s.series_uid in (None, volume.series_uid)]
-    return prepare_ct(volume, source=source, skipped=related).images
+    """What `chartagent imaging prepare ct FOLDER` runs (tools.imaging.prepare), short of writing the .npz."""
+    result = asyncio.run(prepare_folder(folder, ImagingTask.CT, several=Several.REFUSE))
+    return result.one().images.images
 
 
 def ours_whole(folder: Path) -> npt.NDArray[np.uint8]:

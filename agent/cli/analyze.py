@@ -20,38 +20,21 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from agent.cli.app import app
-from agent.cli.imaging import SOURCE_HELP, TaskName, choose, fail, load, load_slide
-from agent.cli.options import resolve_dicomweb_url
-from agent.settings import load_settings
-from tools.imaging.dicomweb import DicomWebError
-from tools.imaging.errors import ImagingError
-from tools.imaging.prepared import PreparedImages, Task
-from tools.imaging.recipes import prepare_volume
-from tools.imaging.sources import DicomSourceError, DicomWebRef, parse_source
-from tools.imaging.volume import assemble
-from tools.medgemma.errors import ModelError
-from tools.medgemma.factory import create_backend
-from tools.medgemma.tasks import (
-    ModelOutputError,
-    TaskOutput,
-    TaskRun,
-    cxr_comparison,
-    cxr_localization,
-    run_task,
-    slide_description,
-    volume_findings,
-)
-from tools.medgemma.tasks.parsing import describe
-from tools.medgemma.types import GenerationSettings, ModelBackend, ModelRequest
+from agent.cli.imaging import SOURCE_HELP, TaskName, fail, prepared_or_fail
 
-BackendFactory = Callable[[], ModelBackend | None]
+# The model and imaging code is imported by the command that runs it: `--help` stays fast.
+if TYPE_CHECKING:
+    from tools.imaging.prepare import PreparedSeries
+    from tools.medgemma.tasks import ModelOutputError, TaskOutput, TaskRun
+    from tools.medgemma.tasks.registry import Job as ModelJob
+    from tools.medgemma.types import ModelBackend
+
+BackendFactory = Callable[[], "ModelBackend | None"]
 
 NO_MODEL = (
     "No model configured: set CHARTAGENT_MODEL_BACKEND=transformers (with CHARTAGENT_MODEL set to a hub id "
@@ -67,16 +50,11 @@ class AnalysisTask(StrEnum):
     compare = "compare"
 
 
-ALLOWED: dict[TaskName, tuple[AnalysisTask, ...]] = {
-    TaskName.ct: (AnalysisTask.findings,),
-    TaskName.mri: (AnalysisTask.findings,),
-    TaskName.wsi: (AnalysisTask.findings,),
-    TaskName.cxr: (AnalysisTask.localize, AnalysisTask.compare),
-}
-
-
 def configured_backend() -> ModelBackend | None:
     """The backend the deployment settings ask for (None: no model configured)."""
+    from agent.settings import load_settings
+    from tools.medgemma.factory import create_backend
+
     return create_backend(load_settings())
 
 
@@ -86,50 +64,53 @@ backend_factory: BackendFactory = configured_backend
 
 @dataclass(frozen=True)
 class Job:
-    """One model call: the request, its parser, and what the output describes."""
+    """One model call (from the task registry) and what its output describes."""
 
-    request: ModelRequest
-    parse: Callable[[str], TaskOutput]
-    prompt_version: str
+    model: ModelJob
     inputs: dict[str, Any]
+
+    @property
+    def prompt_version(self) -> str:
+        return self.model.prompt_version
 
 
 def resolve_task(modality: TaskName, task: AnalysisTask | None, prior: str | None) -> AnalysisTask:
-    """The task to run; a task the modality has no recipe for, or `--prior` misused, is an error."""
+    """The task to run (the registry's default); a task the modality has no entry for, or `--prior`
+    misused, is an error."""
+    from tools.imaging.selection import ImagingTask
+    from tools.medgemma.tasks import registry
+
+    kind = ImagingTask(modality.value)
     if task is None:
-        task = ALLOWED[modality][0] if prior is None or modality is not TaskName.cxr else AnalysisTask.compare
-    if task not in ALLOWED[modality]:
-        allowed = ", ".join(t.value for t in ALLOWED[modality])
-        fail(f"--task {task.value} does not apply to {modality.value}; use {allowed}")
-    if task is AnalysisTask.compare and prior is None:
+        task = AnalysisTask(registry.default_task(kind, has_prior=prior is not None).value)
+    allowed = registry.tasks_for(kind)
+    if registry.AnalysisTask(task.value) not in allowed:
+        listed = ", ".join(t.value for t in allowed)
+        fail(f"--task {task.value} does not apply to {modality.value}; use {listed}")
+    needs_prior = registry.lookup(kind, registry.AnalysisTask(task.value)).needs_prior
+    if needs_prior and prior is None:
         fail("--task compare needs --prior SOURCE (the earlier chest X-ray)")
-    if task is not AnalysisTask.compare and prior is not None:
+    if not needs_prior and prior is not None:
         fail("--prior is only used by --task compare (cxr)")
     return task
 
 
-def prepare_images(
+def prepare_one(
     modality: TaskName, source: str, series: str | None, dicomweb_url: str | None
-) -> PreparedImages:
-    """CT, MRI or CXR images of one series as `imaging prepare` makes them; other bad files are warnings."""
+) -> PreparedSeries:
+    """The series (or slide) `imaging prepare` would make of SOURCE; other unreadable files are warnings."""
+    from tools.imaging.errors import ImagingError
+    from tools.imaging.selection import Several
+
+    result = prepared_or_fail(source, modality, series, Several.REFUSE, dicomweb_url)
     try:
-        parsed = parse_source(source)
-        url = resolve_dicomweb_url(dicomweb_url) if isinstance(parsed, DicomWebRef) else None
-        loaded = asyncio.run(load(parsed, url))
-        assembly = assemble(loaded.instances)
-        (volume,) = choose(assembly, modality, source, series, all_series=False)
-        prepared = prepare_volume(Task(modality.value), volume, assembly, source=source)
-    except (ImagingError, DicomSourceError, DicomWebError) as exc:
+        prepared = result.one()
+    except ImagingError as exc:
         fail(str(exc))
-    for failure in loaded.failures:
-        typer.secho(f"warning: {failure.origin} not read: {failure.reason}", fg="yellow", err=True)
+    for failure in result.failures:
+        if failure.kind == "input":
+            typer.secho(f"warning: {failure.input} not read: {failure.reason}", fg="yellow", err=True)
     return prepared
-
-
-def settings_for(default: GenerationSettings, max_new_tokens: int | None) -> GenerationSettings:
-    if max_new_tokens is None:
-        return default
-    return GenerationSettings.model_validate({**default.model_dump(), "max_new_tokens": max_new_tokens})
 
 
 def build_job(
@@ -144,87 +125,47 @@ def build_job(
     max_new_tokens: int | None,
     dicomweb_url: str | None,
 ) -> Job:
-    """Prepare the inputs and pair the task's request with its parser."""
-    if modality is TaskName.wsi:
-        return slide_job(source, series, question, thinking, max_new_tokens, dicomweb_url)
-    prepared = prepare_images(modality, source, series, dicomweb_url)
-    meta = prepared.metadata
-    inputs = {
-        "series_uid": meta.series_uid,
-        "images": int(prepared.images.shape[0]),
-        "warnings": meta.warnings,
-    }
-    if task is AnalysisTask.findings:
-        volume = volume_findings.VolumeModality(modality.value)
-        request = volume_findings.build_request(
-            prepared.images,
-            modality=volume,
-            series_description=meta.series_description,
-            question=question,
-            thinking=thinking,
-            settings=settings_for(volume_findings.DEFAULT_SETTINGS, max_new_tokens),
-        )
-        parse = partial(volume_findings.parse, modality=volume, slice_count=len(prepared.images))
-        return Job(request, parse, volume_findings.PROMPT_VERSION, inputs)
-    padding = meta.padding
-    if padding is None:  # prepare_cxr always records it
-        fail(f"{source}: the prepared chest X-ray has no padding record")
-    if task is AnalysisTask.localize:
-        request = cxr_localization.build_request(
-            prepared.images[0],
-            query=question,
-            thinking=thinking,
-            settings=settings_for(cxr_localization.DEFAULT_SETTINGS, max_new_tokens),
-        )
-        parse_boxes = partial(cxr_localization.parse, padding=padding)
-        return Job(request, parse_boxes, cxr_localization.PROMPT_VERSION, inputs)
-    assert prior is not None  # resolve_task checked it
-    earlier = prepare_images(modality, prior, None, dicomweb_url)
-    request = cxr_comparison.build_request(
-        earlier.images[0],
-        prepared.images[0],
-        question=question,
-        thinking=thinking,
-        settings=settings_for(cxr_comparison.DEFAULT_SETTINGS, max_new_tokens),
-    )
-    inputs["prior_series_uid"] = earlier.metadata.series_uid
-    return Job(request, cxr_comparison.parse, cxr_comparison.PROMPT_VERSION, inputs)
+    """Prepare the inputs (tools.imaging.prepare) and build the registered task's model call."""
+    from tools.imaging.errors import ImagingError
+    from tools.imaging.selection import ImagingTask
+    from tools.medgemma.tasks import registry
+
+    current = prepare_one(modality, source, series, dicomweb_url)
+    earlier = prepare_one(modality, prior, None, dicomweb_url) if prior is not None else None
+    spec = registry.lookup(ImagingTask(modality.value), registry.AnalysisTask(task.value))
+    options = registry.TaskOptions(question=question, thinking=thinking, max_new_tokens=max_new_tokens)
+    try:
+        model_job = spec.job(current.prepared, earlier.prepared if earlier is not None else None, options)
+    except ImagingError as exc:
+        fail(str(exc))
+    return Job(model_job, job_inputs(current, earlier))
 
 
-def slide_job(
-    source: str,
-    series: str | None,
-    question: str | None,
-    thinking: bool,
-    max_new_tokens: int | None,
-    dicomweb_url: str | None,
-) -> Job:
-    slide = load_slide(source, series, dicomweb_url)
-    meta = slide.metadata
-    request = slide_description.build_request(
-        slide.images,
-        magnification=f"{meta.level_mpp:.2f} um/px",
-        question=question,
-        thinking=thinking,
-        settings=settings_for(slide_description.DEFAULT_SETTINGS, max_new_tokens),
-    )
-    inputs: dict[str, Any] = {
-        "series_uid": meta.series_uid,
-        "images": int(slide.images.shape[0]),
-        "level": meta.level,
-        "warnings": meta.warnings,
-    }
-    return Job(request, slide_description.parse, slide_description.PROMPT_VERSION, inputs)
+def job_inputs(current: PreparedSeries, prior: PreparedSeries | None) -> dict[str, Any]:
+    """What the output describes, as `--json` prints it under `inputs`."""
+    meta = current.prepared.metadata
+    inputs: dict[str, Any] = {"series_uid": meta.series_uid, "images": int(current.prepared.images.shape[0])}
+    if current.task.value == "wsi":
+        inputs["level"] = current.slide.metadata.level
+    inputs["warnings"] = meta.warnings
+    if prior is not None:
+        inputs["prior_series_uid"] = prior.prepared.metadata.series_uid
+    return inputs
 
 
 async def execute(backend: ModelBackend, job: Job) -> TaskRun[TaskOutput]:
     try:
-        return await run_task(backend, job.request, job.parse, prompt_version=job.prompt_version)
+        return await job.model.run(backend)
     finally:
         await backend.aclose()
 
 
 def open_backend() -> ModelBackend:
+    from pydantic import ValidationError
+
+    from tools.medgemma.errors import ModelError
+    from tools.medgemma.tasks.parsing import describe
+
     try:
         backend = backend_factory()
     except ModelError as exc:
@@ -263,6 +204,9 @@ def analyze_command(
     ] = None,
 ) -> None:
     """Run MedGemma on a CT, MRI, chest X-ray or whole-slide image and print the checked result."""
+    from tools.medgemma.errors import ModelError
+    from tools.medgemma.tasks import ModelOutputError
+
     chosen = resolve_task(modality, task, prior)
     job = build_job(
         modality,
@@ -301,6 +245,8 @@ def usage(run_result: Any) -> dict[str, Any]:
 
 
 def payload(run: TaskRun[TaskOutput], header: dict[str, Any], job: Job) -> dict[str, Any]:
+    from tools.medgemma.tasks import cxr_localization
+
     result = run.result.model_dump(mode="json")
     if isinstance(run.result, cxr_localization.CxrLocalization):
         result["unknown_labels"] = list(run.result.unknown_labels)
@@ -337,6 +283,8 @@ def report_unreadable(
 
 def render(run: TaskRun[TaskOutput], task: AnalysisTask, modality: TaskName) -> list[str]:
     """The result as lines a person reads, with the AI label and who answered."""
+    from tools.medgemma.tasks import cxr_comparison, cxr_localization, slide_description, volume_findings
+
     r = run.result
     usage_line = (
         f"model: {run.model.name} ({run.model.backend}), prompt {run.prompt_version}, "

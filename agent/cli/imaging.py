@@ -22,32 +22,21 @@ import sys
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import numpy as np
 import typer
-from PIL import Image, UnidentifiedImageError
 
 from agent.cli.app import app
 from agent.cli.options import resolve_dicomweb_url
-from agent.connections import open_dicomweb_client
-from tools.imaging.dicomweb import DicomWebError
-from tools.imaging.errors import ImagingError, SeriesSelectionError, WrongModalityError
-from tools.imaging.geometry import Padding
-from tools.imaging.overlay import draw_boxes, parse_boxes
-from tools.imaging.prepared import PreparedImages, Task, load_npz
-from tools.imaging.recipes import RECIPES, Preparer, prepare_volume
-from tools.imaging.sources import (
-    DicomSourceError,
-    DicomWebRef,
-    FolderSource,
-    LoadResult,
-    Source,
-    load_source,
-    parse_source,
-)
-from tools.imaging.volume import Assembly, SkippedObject, Volume, assemble
-from tools.imaging.wsi import PreparedSlide, prepare_slide_dicom, prepare_slide_dicomweb, prepare_slide_file
+
+# Imaging code (numpy, pydicom, wsidicom) is imported by the commands that run it: `--help` stays fast.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tools.imaging.geometry import Padding
+    from tools.imaging.prepare import Preparation, PreparedSeries
+    from tools.imaging.selection import Several
+    from tools.imaging.volume import SkippedObject
 
 imaging_app = typer.Typer(
     help="Prepare CT, MRI, chest X-ray and whole-slide images for MedGemma; draw boxes.", no_args_is_help=True
@@ -66,64 +55,53 @@ class TaskName(StrEnum):
     wsi = "wsi"
 
 
-# The recipes live in tools.imaging.recipes (shared with the imaging review); this view keys them by command.
-TASKS: dict[TaskName, tuple[Preparer, tuple[str, ...]]] = {
-    TaskName(task.value): (recipe.prepare, recipe.modalities) for task, recipe in RECIPES.items()
-}
+def prepare_source(
+    source: str, task: TaskName, series: str | None, several: Several, dicomweb_url: str | None
+) -> Preparation:
+    """`tools.imaging.prepare.prepare` on a CLI SOURCE, with the configured DICOMweb client when needed.
 
+    Raises the tools' errors (ImagingError, DicomSourceError, DicomWebError); the callers say them.
+    """
+    from agent.connections import open_dicomweb_client
+    from tools.imaging.prepare import prepare
+    from tools.imaging.selection import ImagingTask
+    from tools.imaging.sources import DicomSourceError, DicomWebRef, parse_source
 
-async def load(source: Source, dicomweb_url: str | None) -> LoadResult:
-    if not isinstance(source, DicomWebRef):
-        return await load_source(source)
-    if dicomweb_url is None:
+    parsed = parse_source(source)
+    if not isinstance(parsed, DicomWebRef):
+        return asyncio.run(prepare(source, ImagingTask(task.value), series=series, several=several))
+    url = resolve_dicomweb_url(dicomweb_url)
+    if url is None:
         raise DicomSourceError(
-            str(source),
+            str(parsed),
             "no DICOMweb server: pass --dicomweb-url, set CHARTAGENT_DICOMWEB_URL, "
             "or run `chartagent stack up`",
         )
-    async with open_dicomweb_client(dicomweb_url) as client:
-        return await load_source(source, client=client)
+
+    async def run() -> Preparation:
+        async with open_dicomweb_client(url) as client:
+            return await prepare(
+                source, ImagingTask(task.value), dicomweb=client, series=series, several=several
+            )
+
+    return asyncio.run(run())
 
 
-def candidates(assembly: Assembly, modalities: Sequence[str]) -> list[Volume]:
-    return [v for v in assembly.volumes if v.modality in modalities]
+def prepared_or_fail(
+    source: str, task: TaskName, series: str | None, several: Several, dicomweb_url: str | None
+) -> Preparation:
+    from tools.imaging.dicomweb import DicomWebError
+    from tools.imaging.errors import ImagingError
+    from tools.imaging.sources import DicomSourceError
+
+    try:
+        return prepare_source(source, task, series, several, dicomweb_url)
+    except (ImagingError, DicomSourceError, DicomWebError) as exc:
+        fail(str(exc))
 
 
-def choose(
-    assembly: Assembly, task: TaskName, source: str, series: str | None, all_series: bool
-) -> list[Volume]:
-    """The volumes to prepare under the batch rules in the module docstring."""
-    _, modalities = TASKS[task]
-    if series is not None:
-        volume = assembly.select(source, series)
-        volume.require_modality(task.value, modalities)
-        return [volume]
-    found = candidates(assembly, modalities)
-    if all_series and found:
-        return found
-    if len(found) == 1:
-        return found
-    if len(found) > 1:
-        raise SeriesSelectionError(
-            source,
-            f"{len(found)} {'/'.join(modalities)} series; choose one with --series or pass --all-series",
-            tuple(v.series_uid for v in found),
-        )
-    others = [v for v in assembly.volumes if v.modality not in modalities]
-    if others:
-        v = others[0]
-        if len(others) == 1:
-            raise WrongModalityError(v.series_uid, v.modality, task.value, modalities)
-        listed = tuple(f"{o.series_uid} ({o.modality})" for o in others)
-        raise SeriesSelectionError(source, f"no {'/'.join(modalities)} series; found", listed)
-    return [assembly.select(source)]  # raises: no usable series, with the reasons
-
-
-def output_path(out: Path, volume: Volume, batch: bool) -> Path:
-    return out / f"{volume.series_uid}.npz" if batch else out
-
-
-def summary(prepared: PreparedImages, path: Path) -> dict[str, Any]:
+def summary(done: PreparedSeries, path: Path) -> dict[str, Any]:
+    prepared = done.images
     return {
         "series_uid": prepared.metadata.series_uid,
         "out": str(path),
@@ -134,7 +112,7 @@ def summary(prepared: PreparedImages, path: Path) -> dict[str, Any]:
 
 def report(
     as_json: bool,
-    done: list[tuple[PreparedImages, Path]],
+    done: list[tuple[PreparedSeries, Path]],
     failures: list[dict[str, str]],
     skipped: Sequence[SkippedObject],
 ) -> None:
@@ -146,9 +124,9 @@ def report(
         }
         typer.echo(json.dumps(payload, indent=2))
         return
-    for prepared, path in done:
-        meta = prepared.metadata
-        n, h, w, _ = prepared.images.shape
+    for series, path in done:
+        meta = series.images.metadata
+        n, h, w, _ = series.images.images.shape
         typer.echo(
             f"{meta.task} series {meta.series_uid}: {n} image(s) {h}x{w} "
             f"from {meta.series_slices} slice(s) -> {path}"
@@ -176,77 +154,40 @@ def prepare_command(
     ] = None,
 ) -> None:
     """Prepare images exactly as MedGemma's recipe feeds them, with the record of how."""
+    from tools.imaging.selection import Several
+
     if series is not None and all_series:
         fail("--series and --all-series exclude each other")
     if task is TaskName.wsi:
         prepare_wsi(source, out, series, as_json, dicomweb_url)
         return
-    try:
-        parsed = parse_source(source)
-        url = resolve_dicomweb_url(dicomweb_url) if isinstance(parsed, DicomWebRef) else None
-        loaded = asyncio.run(load(parsed, url))
-    except (DicomSourceError, DicomWebError) as exc:
-        fail(str(exc))
-    failures = [{"input": f.origin, "reason": f.reason} for f in loaded.failures]
-    assembly = assemble(loaded.instances)
-    failures += [{"input": f"series {f.series_uid}", "reason": f.reason} for f in assembly.failures]
-    try:
-        volumes = choose(assembly, task, source, series, all_series)
-    except ImagingError as exc:
-        report(as_json, [], failures, assembly.skipped)
-        fail(str(exc))
-    batch = all_series
-    if batch:
+    several = Several.ALL if all_series else Several.REFUSE
+    result = prepared_or_fail(source, task, series, several, dicomweb_url)
+    failures = [{"input": f.input, "reason": f.reason} for f in result.failures]
+    if result.problem is not None:
+        report(as_json, [], failures, result.skipped)
+        fail(str(result.problem))
+    if all_series:
         out.mkdir(parents=True, exist_ok=True)
-    done: list[tuple[PreparedImages, Path]] = []
-    for volume in volumes:
+    done: list[tuple[PreparedSeries, Path]] = []
+    for prepared in result.prepared:
+        path = out / f"{prepared.images.metadata.series_uid}.npz" if all_series else out
         try:
-            prepared = prepare_volume(Task(task.value), volume, assembly, source=source)
-        except ImagingError as exc:
-            failures.append({"input": f"series {volume.series_uid}", "reason": str(exc)})
-            continue
-        path = output_path(out, volume, batch)
-        try:
-            prepared.save_npz(path)
+            prepared.images.save_npz(path)
         except OSError as exc:
             fail(f"{path}: cannot write ({exc.strerror or exc})")
         done.append((prepared, path))
-    report(as_json, done, failures, assembly.skipped)
+    report(as_json, done, failures, result.skipped)
     if not done:
         raise typer.Exit(2)
     if failures:
         raise typer.Exit(1)
 
 
-async def sm_series(dicomweb_url: str, study_uid: str) -> str:
-    """The study's only slide-microscopy series."""
-    async with open_dicomweb_client(dicomweb_url) as client:
-        found = await client.search_series(study_uid, {"Modality": "SM"})
-    if len(found) != 1:
-        listed = tuple(s.series_instance_uid for s in found)
-        raise SeriesSelectionError(f"dicomweb:{study_uid}", f"{len(found)} SM series; choose one", listed)
-    return found[0].series_instance_uid
-
-
-def load_slide(source: str, series: str | None, dicomweb_url: str | None) -> PreparedSlide:
-    """Whole-slide patches from a slide file, a DICOM WSI folder or `dicomweb:STUDY[/SERIES]`."""
-    try:
-        parsed = parse_source(source)
-        if isinstance(parsed, DicomWebRef):
-            url = resolve_dicomweb_url(dicomweb_url)
-            if url is None:
-                fail("no DICOMweb server: pass --dicomweb-url, set CHARTAGENT_DICOMWEB_URL or `stack up`")
-            series_uid = series or parsed.series_uid or asyncio.run(sm_series(url, parsed.study_uid))
-            return prepare_slide_dicomweb(url, parsed.study_uid, series_uid)
-        if isinstance(parsed, FolderSource):
-            return prepare_slide_dicom(parsed.path)
-        return prepare_slide_file(parsed.path)
-    except (ImagingError, DicomSourceError, DicomWebError) as exc:
-        fail(str(exc))
-
-
 def prepare_wsi(source: str, out: Path, series: str | None, as_json: bool, dicomweb_url: str | None) -> None:
-    prepared = load_slide(source, series, dicomweb_url)
+    from tools.imaging.selection import Several
+
+    prepared = prepared_or_fail(source, TaskName.wsi, series, Several.REFUSE, dicomweb_url).one().slide
     try:
         prepared.save_npz(out)
     except OSError as exc:
@@ -270,6 +211,13 @@ def prepare_wsi(source: str, out: Path, series: str | None, as_json: bool, dicom
 
 def read_image(path: Path) -> tuple[np.ndarray[Any, np.dtype[np.uint8]], Padding]:
     """The first prepared image (padding cut away) or a PNG/JPEG as it is."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from tools.imaging.errors import ImagingError
+    from tools.imaging.geometry import Padding
+    from tools.imaging.prepared import load_npz
+
     if path.suffix.lower() == ".npz":
         prepared = load_npz(path)
         image = prepared.images[0]
@@ -298,6 +246,9 @@ def overlay_command(
     out: Annotated[Path, typer.Option("--out", help="the PNG to write")],
 ) -> None:
     """Draw labelled boxes (original pixel coordinates, or model `box_2d`) on an image."""
+    from tools.imaging.errors import ImagingError
+    from tools.imaging.overlay import draw_boxes, parse_boxes
+
     try:
         inline = boxes.lstrip().startswith(("[", "{"))
         text = Path(boxes).read_text() if not inline and Path(boxes).is_file() else boxes
@@ -317,4 +268,4 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-__all__ = ["TaskName", "choose", "imaging_app", "resolve_dicomweb_url"]
+__all__ = ["TaskName", "imaging_app", "prepare_source", "resolve_dicomweb_url"]

@@ -4,7 +4,6 @@ the whole-slide study included."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from tools.imaging.mri import prepare_mri
 from tools.imaging.prepared import PreparedImages
 from tools.imaging.sources import LoadedInstance, load_dicomweb
 from tools.imaging.volume import assemble
-from tools.imaging.wsi import PATCH_PX, prepare_slide_dicomweb
+from tools.imaging.wsi import PATCH_PX
+from tools.imaging.wsi_web import prepare_slide_dicomweb
 from tools.record import gather_record
 
 pytestmark = pytest.mark.integration
@@ -173,10 +173,8 @@ async def test_seeded_slide_is_found_through_fhir_and_prepared_at_10x_from_the_p
         assert study.series[0].uid == slide.series_uid
         assert study.numberOfInstances == study.series[0].numberOfInstances == slide.min_instances
         endpoint = await fhir.read("Endpoint", study.endpoint[0].reference.split("/")[1])
-    # wsidicom over dicomweb-client is synchronous (requests): off the event loop.
-    prepared = await asyncio.to_thread(
-        prepare_slide_dicomweb, endpoint["address"], slide.uid, study.series[0].uid
-    )
+    async with DicomWebClient(endpoint["address"]) as dicomweb:
+        prepared = await prepare_slide_dicomweb(dicomweb, slide.uid, study.series[0].uid)
 
     meta = prepared.metadata
     assert meta.warnings == []

@@ -10,7 +10,8 @@ from pydicom.uid import generate_uid
 
 from agent.testbed.cohort.imaging.wsi_synth import SlideTruth, dicomize, make_slide_tiff
 from tools.imaging.dicomweb import DicomWebClient
-from tools.imaging.wsi import SlideError, prepare_slide_dicom, prepare_slide_dicomweb, prepare_slide_file
+from tools.imaging.wsi import SlideError, prepare_slide_dicom, prepare_slide_file
+from tools.imaging.wsi_web import prepare_slide_dicomweb
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +37,8 @@ async def test_prepared_over_dicomweb_matches_the_file(
     )
     await _stow(dicomweb_base_url, files)
 
-    web = prepare_slide_dicomweb(dicomweb_base_url, study_uid, series_uid)
+    async with DicomWebClient(dicomweb_base_url) as client:
+        web = await prepare_slide_dicomweb(client, study_uid, series_uid)
     local = prepare_slide_dicom(tmp_path / "dcm")
     from_tiff = prepare_slide_file(slide.path)
 
@@ -70,10 +72,12 @@ async def test_concatenated_levels_are_refused_by_name(
     assert len(files) > 3  # level 0 split into parts
     await _stow(dicomweb_base_url, files)
     with pytest.raises(SlideError, match=rf"series/{series_uid}: a level is stored as a concatenation"):
-        prepare_slide_dicomweb(dicomweb_base_url, study_uid, series_uid)
+        async with DicomWebClient(dicomweb_base_url) as client:
+            await prepare_slide_dicomweb(client, study_uid, series_uid)
 
 
-def test_unknown_series_is_named(dicomweb_base_url: str) -> None:
+async def test_unknown_series_is_named(dicomweb_base_url: str) -> None:
     study_uid, series_uid = str(generate_uid()), str(generate_uid())
     with pytest.raises(SlideError, match=rf"studies/{study_uid}/series/{series_uid}: "):
-        prepare_slide_dicomweb(dicomweb_base_url, study_uid, series_uid)
+        async with DicomWebClient(dicomweb_base_url) as client:
+            await prepare_slide_dicomweb(client, study_uid, series_uid)

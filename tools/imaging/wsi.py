@@ -26,13 +26,13 @@ thumbnail), sample at most 125. Our choices where the recipe is silent:
   each patch followed by a downsample (bench/bench_wsi_patches.py: 12x faster).
 
 Readers are thin: OpenSlide for files it opens (TIFF, SVS, ...), wsidicom for DICOM WSI in a
-folder or over DICOMweb. Everything else here is pure.
+folder or over DICOMweb (`tools.imaging.wsi_web`, through the async DICOMweb client). Everything
+else here is pure.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +77,6 @@ __all__ = [
     "plan_patches",
     "prepare_slide",
     "prepare_slide_dicom",
-    "prepare_slide_dicomweb",
     "prepare_slide_file",
     "read_patches",
 ]
@@ -432,7 +431,7 @@ class OpenSlideReader:
 
 
 class WsiDicomReader:
-    """DICOM WSI through wsidicom: a folder of files, or a series over DICOMweb."""
+    """DICOM WSI through wsidicom: a folder of files, or a series over DICOMweb (`tools.imaging.wsi_web`)."""
 
     def __init__(self, wsi: Any, origin: str) -> None:
         from wsidicom.errors import WsiDicomNoResolutionError
@@ -470,52 +469,6 @@ class WsiDicomReader:
             raise SlideError(str(folder), f"no DICOM WSI pyramid found ({exc})") from exc
         return cls(wsi, str(folder))
 
-    @classmethod
-    def from_dicomweb(
-        cls,
-        base_url: str,
-        study_uid: str,
-        series_uid: str,
-        *,
-        session: Any = None,
-        transfer_syntaxes: Sequence[str] = WEB_TRANSFER_SYNTAXES,
-    ) -> WsiDicomReader:
-        """Open a series over DICOMweb; frames come in the first of `transfer_syntaxes` the server gives.
-
-        `session` is a `requests.Session` (auth, retries) that dicomweb-client uses for every call.
-        """
-        from dicomweb_client.api import DICOMwebClient
-        from requests import HTTPError, RequestException
-        from wsidicom import WsiDicom, WsiDicomWebClient
-        from wsidicom.errors import WsiDicomNotFoundError
-
-        origin = f"{base_url.rstrip('/')}/studies/{study_uid}/series/{series_uid}"
-        client = WsiDicomWebClient(DICOMwebClient(base_url, session=session))
-        try:
-            with warnings.catch_warnings():
-                # The ICC profile comes as a BulkDataURI wsidicom does not fetch; pydicom warns per instance.
-                warnings.filterwarnings("ignore", message="No bulk data URI handler", category=UserWarning)
-                wsi = WsiDicom.open_web(
-                    client, study_uid, series_uid, requested_transfer_syntax=list(transfer_syntaxes)
-                )
-        except WsiDicomNotFoundError as exc:
-            raise SlideError(
-                origin,
-                f"no DICOM WSI pyramid in the series readable as {', '.join(transfer_syntaxes)} ({exc})",
-            ) from exc
-        except (HTTPError, RequestException) as exc:
-            raise SlideError(origin, f"DICOMweb request failed ({exc})") from exc
-        # wsidicom 0.36 asks DICOMweb for a concatenation part's frames by their number in the
-        # whole concatenation, not in the part: the server answers 400. Refuse up front.
-        if any(ds.frame_offset for level in wsi.levels for ds in level.datasets):
-            wsi.close()
-            raise SlideError(
-                origin,
-                "a level is stored as a concatenation (ConcatenationFrameOffsetNumber > 0), which wsidicom "
-                "cannot read over DICOMweb; store one instance per level",
-            )
-        return cls(wsi, origin)
-
     @property
     def origin(self) -> str:
         return self._origin
@@ -531,15 +484,7 @@ class WsiDicomReader:
         return list(self._levels)
 
     def read(self, level: SlideLevel, x: int, y: int, width: int, height: int) -> npt.NDArray[np.uint8]:
-        from requests import RequestException
-
-        try:
-            region = self._wsi.read_region((x, y), level.index, (width, height), as_array=True)
-        except RequestException as exc:
-            raise SlideError(
-                self._origin,
-                f"reading level {level.index} at ({x}, {y}) size {width}x{height} failed ({exc})",
-            ) from exc
+        region = self._wsi.read_region((x, y), level.index, (width, height), as_array=True)
         rgb = np.asarray(region, dtype=np.uint8)
         if rgb.ndim == 2:
             rgb = np.repeat(rgb[..., None], 3, axis=-1)
@@ -632,33 +577,6 @@ def prepare_slide_dicom(folder: Path, params: PatchParams | None = None) -> Prep
     reader = WsiDicomReader.from_folder(folder)
     try:
         study_uid, series_uid = reader.uids
-        return prepare_slide(reader, params, study_uid=study_uid, series_uid=series_uid)
-    finally:
-        reader.close()
-
-
-def prepare_slide_dicomweb(
-    base_url: str,
-    study_uid: str,
-    series_uid: str,
-    params: PatchParams | None = None,
-    *,
-    session: Any = None,
-    transfer_syntaxes: Sequence[str] = WEB_TRANSFER_SYNTAXES,
-) -> PreparedSlide:
-    """A DICOM WSI series over DICOMweb (QIDO-RS for instances, WADO-RS for metadata and frames).
-
-    On the wire (wsidicom through dicomweb-client; base = the DICOMweb root):
-        GET {base}/studies/{st}/instances?00080016=<VL WSI>&00080060=SM&0020000E={se}&includefield=...
-        GET {base}/studies/{st}/series/{se}/instances/{i}/metadata          (each instance)
-        GET {base}/studies/{st}/series/{se}/instances/{i}/frames/1          (probe of the transfer syntax)
-        GET {base}/studies/{st}/series/{se}/instances/{i}/frames/a,b,...    (tiles of the thumbnail level,
-            Accept: multipart/related; type="image/jpeg"                     then of each run of patches)
-    """
-    reader = WsiDicomReader.from_dicomweb(
-        base_url, study_uid, series_uid, session=session, transfer_syntaxes=transfer_syntaxes
-    )
-    try:
         return prepare_slide(reader, params, study_uid=study_uid, series_uid=series_uid)
     finally:
         reader.close()
