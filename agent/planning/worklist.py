@@ -1,0 +1,167 @@
+"""From the gathered record and ChartAgent's own earlier outputs, what is new since the last run (pure).
+
+- a lab-report document not in the read set of the current longitudinal summary -> `document`;
+- results the trends could use that differ from that read set (new, changed or gone), or a new
+  document (its transcriptions may join the trends), or no summary yet -> `lab-summary`;
+- a planned imaging comparison (current vs prior, `tools.imaging_review.plan`) without an AI report
+  over exactly that pair of studies -> `imaging-comparison`.
+
+A patient with nothing new gets an empty worklist: one record read, nothing recomputed.
+The read set is the one the newest current summary carries (`tools.writeback.read_inputs`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.documentreference import DocumentReference
+from pydantic import BaseModel, ConfigDict
+
+from tools.documents.ingest import _skip_reason as document_skip_reason
+from tools.imaging_review.plan import plan_comparisons
+from tools.labs.inputs import trend_inputs
+from tools.record import PatientRecord, as_utc
+from tools.writeback import is_ai_asserted
+from tools.writeback.builders import SUMMARY_REPORT_CODE
+from tools.writeback.identifiers import AI_OUTPUT_SYSTEM
+from tools.writeback.read_inputs import input_key, read_inputs_of
+from tools.writeback.supersede import SUPERSEDED_STATUS
+
+__all__ = ["WorkItem", "WorkKind", "Worklist", "current_summary", "plan_work"]
+
+_CURRENT: Final = frozenset({"preliminary", "final", "amended", "corrected", "partial"})
+
+
+class WorkKind(StrEnum):
+    DOCUMENT = "document"
+    IMAGING_COMPARISON = "imaging-comparison"
+    LAB_SUMMARY = "lab-summary"
+
+
+class WorkItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: WorkKind
+    # Stable name of the item: "DocumentReference/7", "ImagingStudy/3<ImagingStudy/2", "labs".
+    key: str
+    # The references it is computed from.
+    inputs: tuple[str, ...]
+    # Why it is on the list (PHI-free).
+    reason: str
+
+
+class Worklist(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    items: tuple[WorkItem, ...]
+    # The read set the summary of this run will carry (trend inputs and lab documents).
+    read_inputs: frozenset[str]
+    # The summary whose read set was compared ("DiagnosticReport/<id>"), if any.
+    previous_summary: str | None
+    # Work that is due but cannot run in this run (no model or no PACS), one line each.
+    deferred: tuple[str, ...] = ()
+
+    def of_kind(self, kind: WorkKind) -> list[WorkItem]:
+        return [i for i in self.items if i.kind is kind]
+
+
+def _ours(report: DiagnosticReport) -> bool:
+    return is_ai_asserted(report) and any(i.system == AI_OUTPUT_SYSTEM for i in report.identifier or ())
+
+
+def current_summary(record: PatientRecord) -> DiagnosticReport | None:
+    """The newest of ChartAgent's longitudinal summaries that is not retired."""
+    summaries = [
+        r
+        for r in record.of_type("DiagnosticReport")
+        if isinstance(r, DiagnosticReport)
+        and _ours(r)
+        and r.status in _CURRENT
+        and r.status != SUPERSEDED_STATUS
+        and not r.imagingStudy
+        and any(
+            (c.system, c.code) == (SUMMARY_REPORT_CODE["system"], SUMMARY_REPORT_CODE["code"])
+            for c in r.code.coding or ()
+        )
+    ]
+    return max(
+        summaries, key=lambda r: (as_utc(r.issued) is not None, as_utc(r.issued), r.id or ""), default=None
+    )
+
+
+def _compared_pairs(record: PatientRecord) -> set[frozenset[str]]:
+    return {
+        frozenset(str(s.reference) for s in r.imagingStudy or () if s.reference)
+        for r in record.of_type("DiagnosticReport")
+        if isinstance(r, DiagnosticReport) and _ours(r) and r.status in _CURRENT
+    }
+
+
+def plan_work(record: PatientRecord, *, can_read_images: bool) -> Worklist:
+    """`can_read_images`: a model and a PACS are configured; without them imaging work is deferred
+    (listed, not counted as work: a run without a model recomputes nothing for it)."""
+    subject = f"Patient/{record.patient_id}"
+    summary = current_summary(record)
+    previous = read_inputs_of(summary) if summary is not None else None
+    seen = previous or frozenset()
+    items: list[WorkItem] = []
+
+    documents = [
+        d
+        for d in record.of_type("DocumentReference")
+        if isinstance(d, DocumentReference) and document_skip_reason(d, subject) is None
+    ]
+    document_keys = {input_key(d): f"DocumentReference/{d.id}" for d in documents}
+    for key, ref in sorted(document_keys.items(), key=lambda kv: kv[1]):
+        if key not in seen:
+            items.append(
+                WorkItem(kind=WorkKind.DOCUMENT, key=ref, inputs=(ref,), reason="lab report not read yet")
+            )
+
+    results = {input_key(o) for o in trend_inputs(record.of_type("Observation"))}
+    read_inputs = frozenset(results | set(document_keys))
+    new_documents = any(i.kind is WorkKind.DOCUMENT for i in items)
+    old_results = {k for k in seen if k.startswith("Observation/")}
+    if results or new_documents:
+        reason = None
+        if summary is None:
+            reason = "no summary yet"
+        elif previous is None:
+            reason = "the current summary does not say what it read"
+        elif results != old_results:
+            reason = f"{len(results - old_results)} new or changed, {len(old_results - results)} gone"
+        elif new_documents:
+            reason = "new lab reports"
+        if reason is not None:
+            inputs = tuple(sorted(k.split("#")[0] for k in read_inputs))
+            items.append(WorkItem(kind=WorkKind.LAB_SUMMARY, key="labs", inputs=inputs, reason=reason))
+
+    compared = _compared_pairs(record)
+    deferred: list[str] = []
+    for planned in plan_comparisons(record):
+        if planned.skip_reason is not None or planned.prior is None:
+            continue
+        pair = frozenset({planned.current.reference, planned.prior.reference})
+        if pair in compared:
+            continue
+        if not can_read_images:
+            deferred.append(
+                f"{planned.current.reference}<{planned.prior.reference}: no model or PACS configured"
+            )
+            continue
+        items.append(
+            WorkItem(
+                kind=WorkKind.IMAGING_COMPARISON,
+                key=f"{planned.current.reference}<{planned.prior.reference}",
+                inputs=(planned.current.reference, planned.prior.reference),
+                reason=f"{planned.kind} study without a comparison with its prior",
+            )
+        )
+    return Worklist(
+        items=tuple(items),
+        read_inputs=read_inputs,
+        previous_summary=f"DiagnosticReport/{summary.id}" if summary is not None else None,
+        deferred=tuple(deferred),
+    )
