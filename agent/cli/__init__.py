@@ -1,26 +1,19 @@
-"""Command-line entry point. Each command lives in its own module and registers on `app`."""
+"""Command-line entry point. Each command lives in its own module and registers on `app`.
+
+`main` imports no command module up front: the app's group (`command_table.LazyCommandGroup`)
+lists the commands from a static table and imports a command's module only when it runs.
+"""
 
 from __future__ import annotations
 
-import importlib
-
 from agent.cli.app import app
+from agent.cli.command_table import COMMAND_MODULES
 
-# Command modules, imported for their registration side effect.
-_COMMAND_MODULES: tuple[str, ...] = (
-    "agent.cli.stack",
-    "agent.cli.seed",
-    "agent.cli.summarize",
-    "agent.cli.demo",
-    "agent.cli.imaging",
-    "agent.cli.analyze",
-    "agent.cli.extract_labs",
-)
+# Every command module; importing them all registers every command on `app` eagerly (tests).
+_COMMAND_MODULES: tuple[str, ...] = COMMAND_MODULES
 
 
 def main() -> None:
-    for name in _COMMAND_MODULES:
-        importlib.import_module(name)
     # Settings are checked by the app's callback before any command runs (`check_settings`).
     app()
 

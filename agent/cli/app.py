@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
-from agent.settings import SettingsError, load_settings
+from agent.cli.command_table import LazyCommandGroup
+
+if TYPE_CHECKING:
+    from agent.settings import SettingsError
 
 app = typer.Typer(
     name="chartagent",
     help="ChartAgent: FHIR-native clinical data agent (AI-generated output, for review).",
     no_args_is_help=True,
     add_completion=False,
+    # Lists every command from the static table; imports a command's module when it runs.
+    cls=LazyCommandGroup,
 )
 
 
@@ -23,6 +29,9 @@ def check_settings(ctx: typer.Context) -> None:
     # `chartagent CMD --help` is recognised on the process's own command line.
     if ctx.resilient_parsing or "--help" in sys.argv[1:]:
         return
+    # Imported here: pydantic-settings is a good part of `--help`'s start-up, which needs none.
+    from agent.settings import SettingsError, load_settings
+
     try:
         load_settings()
     except SettingsError as exc:

@@ -14,10 +14,10 @@ from pydantic import BaseModel, ValidationError
 from agent.context import RunContext
 from agent.graphs.summarize import summarize_graph
 from agent.state import SummarizeState
-from fhir_adapters import FhirClient, FhirError, ResourceParseError
+from fhir_adapters import FhirClient
 from fhir_adapters.confirmed import WriteNotStored, WriteOutcomeUnknown
+from fhir_adapters.error_tree import ChartAgentError
 from tools.documents.summary import document_problem
-from tools.medgemma.errors import ModelError
 
 # unknown: the write's answer was lost and the server could not be read back: it may hold it.
 Status = Literal["written", "unchanged", "dry-run", "no-labs", "failed", "unknown"]
@@ -116,14 +116,14 @@ async def summarize_many(
 
 
 def describe_failure(exc: Exception) -> str:
-    """Our own errors carry PHI-free messages; pydantic's would echo input values, so only
-    the failing fields are named."""
+    """Our own errors (`ChartAgentError`: a service failed, the input is bad, ...) carry PHI-free
+    messages; pydantic's would echo input values, so only the failing fields are named."""
     if isinstance(exc, ValidationError):
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
         return f"invalid data in {exc.title}: {', '.join(fields[:5])}"
     if isinstance(exc, WriteNotStored):
         return f"summary: {exc}"
-    if isinstance(exc, FhirError | ModelError | ResourceParseError):
+    if isinstance(exc, ChartAgentError):
         return f"{type(exc).__name__}: {exc}"
     # Anything else is a defect of ours. Its message may quote record data, so only the type and
     # where it was raised are reported (and logged).

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from tools.imaging.ct import CT_MODALITIES
 from tools.imaging.cxr import CXR_MODALITIES
-from tools.imaging.dicomweb import validate_uid
+from tools.imaging.dicomweb import is_uid
 from tools.imaging.mri import MRI_MODALITIES
 from tools.imaging_review.endpoints import EndpointInfo, endpoint_info
 
@@ -182,10 +182,9 @@ def _study_uid(resource: ImagingStudy) -> str | None:
     for ident in resource.identifier or ():
         value = str(ident.value or "")
         if ident.system == DICOM_UID_SYSTEM or (ident.system == _RFC3986 and value.startswith("urn:oid:")):
-            try:
-                return validate_uid(value.removeprefix("urn:oid:"), "StudyInstanceUID")
-            except ValueError:
-                continue
+            uid = value.removeprefix("urn:oid:")
+            if is_uid(uid):
+                return uid
     return None
 
 

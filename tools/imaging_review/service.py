@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from fhir_adapters import FhirClient
+from fhir_adapters.error_tree import ChartAgentError
 from tools.imaging.dicomweb import DicomWebClient, DicomWebError
 from tools.imaging.errors import ImagingError
 from tools.imaging.sources import DicomSourceError
@@ -75,7 +76,7 @@ class ReviewOptions(BaseModel):
         return default.model_copy(update={"max_new_tokens": self.max_new_tokens})
 
 
-class _Failed(Exception):
+class _Failed(ChartAgentError):
     """A comparison ends as failed with this reason (internal control flow)."""
 
     def __init__(self, reason: str, raw_text: str | None = None) -> None:

@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
 from pydantic import BaseModel, Field, SecretStr, field_serializer, model_validator
 
 from agent.testbed.stack.process import StackError, pid_alive, spawn, stop_process_group
@@ -224,6 +223,8 @@ class OrthancServer:
 
     def _probe(self) -> tuple[bool, str]:
         """GET /system (with credentials when auth is on); it must be our instance by name."""
+        import httpx  # here: `stack status` of a stack that is not running needs no HTTP client
+
         try:
             resp = httpx.get(f"{self.spec.root_url}/system", auth=self.spec.auth, timeout=2.0)
         except httpx.HTTPError as exc:

@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import httpx
-
 
 class StackError(RuntimeError):
     """A server of the embedded stack could not be started, reached or stopped."""
@@ -46,6 +44,8 @@ def wait_healthy(
     what: str,
 ) -> None:
     """Poll `url` until it answers 200; fail early if the process died."""
+    import httpx  # here: only a start polls; `stack status` of a stack that is not running needs none
+
     deadline = time.monotonic() + timeout_s
     last_error = "no answer"
     while time.monotonic() < deadline:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 from pydantic import BaseModel
 
 from agent.testbed.stack.fhir_server import FhirServer, FhirServerSpec
@@ -46,6 +45,8 @@ class StackStatus(BaseModel):
 
 
 def _healthy(url: str) -> bool:
+    import httpx  # here: `stack status` of a stack that is not running needs no HTTP client
+
     try:
         return httpx.get(f"{url}/metadata", timeout=3.0).status_code == 200
     except httpx.HTTPError:
