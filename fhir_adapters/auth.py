@@ -157,13 +157,19 @@ class SmartBackendServices:
         if resp.status_code != 200:
             # The body is an OAuth error (error, error_description); no token in it.
             raise FhirAuthError(resp.status_code, "POST", "token endpoint", outcome_issues(resp.content))
+        unusable = "token endpoint answered without a usable access_token"
         try:
             doc = resp.json()
-            access = doc["access_token"]
-            token_type = str(doc.get("token_type", "bearer"))
+        except ValueError as exc:
+            raise FhirProtocolError(unusable) from exc
+        if not isinstance(doc, dict) or "access_token" not in doc:
+            raise FhirProtocolError(unusable)
+        access = doc["access_token"]
+        token_type = str(doc.get("token_type", "bearer"))
+        try:
             lifetime = float(doc.get("expires_in", 300))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise FhirProtocolError("token endpoint answered without a usable access_token") from exc
+        except (TypeError, ValueError) as exc:
+            raise FhirProtocolError(unusable) from exc
         if token_type.lower() != "bearer" or not isinstance(access, str) or not access:
             raise FhirProtocolError(f"token endpoint answered with an unusable token_type {token_type!r}")
         return SecretStr(access), lifetime

@@ -24,6 +24,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from fhir_adapters.client import FhirClient, JsonDict
+from fhir_adapters.error_tree import ServiceError, ServiceOutcomeUnknown
 from fhir_adapters.errors import FhirError, FhirOutcomeUnknown
 
 __all__ = [
@@ -39,7 +40,7 @@ __all__ = [
 _MAX_SENDS: Final = 2
 
 
-class WriteNotStored(FhirError):
+class WriteNotStored(FhirError, ServiceError):
     """The transaction failed and a read of the server shows that none of it was stored."""
 
     def __init__(self, cause: str) -> None:
@@ -47,7 +48,7 @@ class WriteNotStored(FhirError):
         super().__init__(f"the write failed ({cause}); a read of the server shows nothing of it stored")
 
 
-class WriteOutcomeUnknown(FhirError):
+class WriteOutcomeUnknown(FhirError, ServiceOutcomeUnknown):
     """The transaction's outcome stayed unknown: the server may or may not hold it."""
 
     def __init__(self, cause: str) -> None:

@@ -12,6 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from fhir_adapters.error_tree import (
+    BadInputError,
+    ChartAgentError,
+    ServiceHttpError,
+    ServiceOutcomeUnknown,
+    ServiceProtocolError,
+    ServiceTransportError,
+)
 from fhir_adapters.redaction import redact_credentials
 
 __all__ = [
@@ -34,8 +42,9 @@ __all__ = [
 ]
 
 
-class FhirError(Exception):
-    """Base of every error raised by `fhir_adapters`."""
+class FhirError(ChartAgentError):
+    """Base of every error raised by `fhir_adapters`; each member also takes its branch of the
+    tree (`fhir_adapters.error_tree`)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class OutcomeIssue:
         return f"{self.severity}/{self.code}{where}: {text}"
 
 
-class FhirHttpError(FhirError):
+class FhirHttpError(FhirError, ServiceHttpError):
     """The server answered with an error status."""
 
     def __init__(
@@ -64,14 +73,13 @@ class FhirHttpError(FhirError):
         issues: tuple[OutcomeIssue, ...] = (),
         retry_after: float | None = None,
     ) -> None:
-        self.status = status
         self.method = method
         # Path relative to the base plus the *names* of query parameters, see `redact_target`.
         self.target = target
         self.issues = issues
         self.retry_after = retry_after
         detail = "; ".join(str(i) for i in issues) or "no OperationOutcome"
-        super().__init__(f"{method} {target} -> HTTP {status}: {detail}")
+        super().__init__(status, f"{method} {target} -> HTTP {status}: {detail}")
 
 
 class FhirAuthError(FhirHttpError):
@@ -98,7 +106,7 @@ class FhirServerError(FhirHttpError):
     """5xx (and 501 Not Implemented)."""
 
 
-class FhirTransportError(FhirError):
+class FhirTransportError(FhirError, ServiceTransportError):
     """No HTTP answer: connection refused/reset, timeouts."""
 
     def __init__(self, method: str, target: str, kind: str) -> None:
@@ -108,7 +116,7 @@ class FhirTransportError(FhirError):
         super().__init__(f"{method} {target} failed: {kind}")
 
 
-class FhirOutcomeUnknown(FhirError):
+class FhirOutcomeUnknown(FhirError, ServiceOutcomeUnknown):
     """A request that changes data failed in a way that leaves its outcome unknown: a read timeout,
     a connection cut mid-answer, 500/502/504 or an unreadable success body, after the server may
     have applied it. Never report "nothing written" on this: read the server back
@@ -121,12 +129,12 @@ class FhirOutcomeUnknown(FhirError):
         super().__init__(f"{method} {target}: outcome unknown ({cause}); the server may have applied it")
 
 
-class FhirProtocolError(FhirError):
+class FhirProtocolError(FhirError, ServiceProtocolError):
     """The server's answer breaks the protocol or our safety rules (non-JSON body, a `next`
     link on another origin)."""
 
 
-class ResourceParseError(FhirError):
+class ResourceParseError(FhirError, BadInputError):
     """A resource did not validate against the R4B models."""
 
     def __init__(self, resource_type: str, id: str | None, reason: str) -> None:

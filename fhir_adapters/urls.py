@@ -14,19 +14,25 @@ __all__ = ["DEFAULT_PORTS", "describe_origin", "origin", "same_origin"]
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of ``url``, lower-cased, default ports explicit; ValueError on a bad port."""
-    parts = urlsplit(url)
+def origin(url: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) of ``url``, lower-cased, default ports explicit; None when the URL is
+    malformed (a port that is not a number, an unclosed IPv6 bracket)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
     scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
 
 
 def same_origin(url: str, base_url: str) -> bool:
-    """True when ``url`` has the scheme, host and port of ``base_url`` (False on a malformed port)."""
-    try:
-        return origin(url) == origin(base_url)
-    except ValueError:
-        return False
+    """True when ``url`` has the scheme, host and port of ``base_url`` (False on a malformed URL)."""
+    found = origin(url)
+    return found is not None and found == origin(base_url)
 
 
 def describe_origin(url: str) -> str:
@@ -36,10 +42,10 @@ def describe_origin(url: str) -> str:
     if not parts.scheme and not parts.netloc:
         return "(a relative URL)"
     prefix = f"{parts.scheme.lower()}:" if parts.scheme else "(scheme-relative) "
-    try:
-        _, host, port = origin(url)
-    except ValueError:
+    found = origin(url)
+    if found is None:
         return f"{prefix}//{parts.netloc.rpartition('@')[2]} (port not a number)"
+    _, host, port = found
     if not host:
         return f"{prefix}// (no host)"
     if ":" in host:  # IPv6 literal

@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import Any
 
 from fhir_adapters import FhirClient, JsonDict, token
+from fhir_adapters.error_tree import BadInputError
 
 __all__ = [
     "MR_SYSTEM",
@@ -30,7 +31,7 @@ __all__ = [
 MR_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
 
-class AmbiguousPatientError(LookupError):
+class AmbiguousPatientError(BadInputError):
     """Several distinct patients match a lookup that must name one."""
 
     def __init__(self, what: str, count: int) -> None:

@@ -289,9 +289,11 @@ def as_utc(value: Any) -> datetime | None:
     if isinstance(value, str):
         parts = value.split("-")
         try:
-            year = int(parts[0])
-            month = int(parts[1]) if len(parts) > 1 else 1
+            year, month = int(parts[0]), int(parts[1]) if len(parts) > 1 else 1
+        except ValueError:
+            return None
+        try:
             return datetime(year, month, 1, tzinfo=UTC)
-        except (ValueError, IndexError):
+        except (ValueError, OverflowError):  # no such month, or a year out of range
             return None
     return None

@@ -6,6 +6,7 @@ from typing import Final, Protocol
 
 from agent.chat.actions import Action
 from agent.chat.view import PlanView
+from fhir_adapters.error_tree import ChartAgentError
 
 __all__ = ["ANSWER_RULES", "Planner", "PlannerOutputError"]
 
@@ -24,7 +25,7 @@ ANSWER_RULES: Final = (
 )
 
 
-class PlannerOutputError(Exception):
+class PlannerOutputError(ChartAgentError):
     """The planner's answer was not one valid action (the message never quotes the answer)."""
 
 

@@ -16,6 +16,7 @@ from tools.medgemma.fake_backend import ScriptedBackend
 from tools.medgemma.openai_backend import OpenAIChatBackend
 from tools.medgemma.openai_wire import (
     ChatCompletionRequest,
+    ImageDataUrlError,
     decode_image_data_url,
     encode_png_data_url,
     finish_reason_of,
@@ -127,7 +128,7 @@ def test_png_data_urls_are_lossless_and_jpeg_is_accepted_from_clients() -> None:
     Image.fromarray(img).save(buffer, format="JPEG")
     url = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
     assert decode_image_data_url(url).shape == img.shape
-    with pytest.raises(ValueError, match="data:image/png;base64"):
+    with pytest.raises(ImageDataUrlError, match="data:image/png;base64"):
         decode_image_data_url("data:text/plain;base64,aGk=")
 
 

@@ -34,6 +34,7 @@ from fhir.resources.R4B.attachment import Attachment
 from fhir.resources.R4B.documentreference import DocumentReference
 
 from fhir_adapters import FhirClient, FhirError, FhirHttpError, FhirNotFound
+from fhir_adapters.error_tree import BadInputError
 from fhir_adapters.urls import DEFAULT_PORTS, describe_origin, same_origin
 
 __all__ = [
@@ -58,7 +59,7 @@ _FHIR_ID: Final = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _BINARY_TYPES: Final = frozenset({"application/pdf", "application/octet-stream"})
 
 
-class DocumentFetchError(Exception):
+class DocumentFetchError(BadInputError):
     """A PDF of a DocumentReference could not be obtained; names the document, never the content."""
 
     def __init__(self, document: str, problem: str) -> None:

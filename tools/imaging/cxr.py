@@ -26,6 +26,8 @@ from tools.imaging.volume import SkippedObject, Slice, Volume, apply_slice_resca
 CXR_MODALITIES = ("CR", "DX")
 # Inputs far outside any window: the VOI transform maps them to the ends of its output range.
 _EXTREMES = np.array([-1e30, 1e30])
+# What pydicom raises on a VOI LUT or window it cannot apply (malformed or missing elements).
+_VOI_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
 
 def scale_to_uint8(values: npt.NDArray[Any], low: float, high: float) -> npt.NDArray[np.uint8]:
@@ -52,9 +54,9 @@ def grey_levels(stored: npt.NDArray[Any], sl: Slice) -> tuple[npt.NDArray[np.uin
         work = copy.copy(ds)
         try:
             shown = apply_voi_lut(values, work, index=0)
-            low, high = voi_output_range(ds)
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
-            raise DicomFileError(sl.label, f"VOI LUT or window cannot be applied: {exc}") from exc
+        except _VOI_ERRORS as exc:
+            raise _voi_unusable(sl.label, exc) from exc
+        low, high = voi_output_range(ds, sl.label)
         name = "VOI LUT" if ds.get("VOILUTSequence") else "window"
     else:
         shown = values
@@ -67,17 +69,29 @@ def grey_levels(stored: npt.NDArray[Any], sl: Slice) -> tuple[npt.NDArray[np.uin
     return grey, IntensityWindow(name=name, low=low, high=high, unit="after rescale"), inverted
 
 
-def voi_output_range(ds: Dataset) -> tuple[float, float]:
-    """The range the VOI transform maps onto: the LUT's entries, or the window's saturation values."""
+def voi_output_range(ds: Dataset, origin: str) -> tuple[float, float]:
+    """The range the VOI transform maps onto: the LUT's entries, or the window's saturation values.
+
+    DicomFileError naming `origin` when the VOI LUT or window cannot be applied.
+    """
     lut_items = ds.get("VOILUTSequence")
+    inputs = _EXTREMES
     if lut_items:
-        entries, first_map = int(lut_items[0].LUTDescriptor[0]) or 2**16, int(lut_items[0].LUTDescriptor[1])
-        ends = apply_voi_lut(
-            np.arange(first_map, first_map + entries, dtype=np.int64), copy.copy(ds), index=0
-        )
-    else:
-        ends = apply_voi_lut(_EXTREMES, copy.copy(ds), index=0)
+        descriptor: Any = lut_items[0].get("LUTDescriptor") or ()
+        try:
+            entries, first_map = int(descriptor[0]) or 2**16, int(descriptor[1])
+        except _VOI_ERRORS as exc:
+            raise _voi_unusable(origin, exc) from exc
+        inputs = np.arange(first_map, first_map + entries, dtype=np.int64)
+    try:
+        ends = apply_voi_lut(inputs, copy.copy(ds), index=0)
+    except _VOI_ERRORS as exc:
+        raise _voi_unusable(origin, exc) from exc
     return float(np.min(ends)), float(np.max(ends))
+
+
+def _voi_unusable(origin: str, exc: Exception) -> DicomFileError:
+    return DicomFileError(origin, f"VOI LUT or window cannot be applied: {exc}")
 
 
 def pad_square(grey: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint8], Padding]:

@@ -48,7 +48,7 @@ from typing import BinaryIO, Final, cast
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
@@ -92,6 +92,8 @@ _SAMPLES, _BITS_ALLOCATED = Tag(0x0028, 0x0002), Tag(0x0028, 0x0100)
 _FRAMES, _PHOTOMETRIC = Tag(0x0028, 0x0008), Tag(0x0028, 0x0004)
 _TRANSFER_SYNTAX = Tag(0x0002, 0x0010)
 _ITEM, _SEQUENCE_DELIMITER = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
+# What pydicom raises reading the preamble and file meta of something that is not a sound Part 10 file.
+_META_ERRORS = (InvalidDicomError, EOFError, struct.error, ValueError, KeyError, NotImplementedError)
 
 
 class DicomLimits(BaseSettings):
@@ -212,11 +214,10 @@ def _read_deflated(
     if _DEFLATED_UID not in fp.read(_PREFIX):
         return None
     fp.seek(start)
-    try:
-        preamble = read_preamble(fp, False)
-        file_meta = _read_file_meta_info(fp)
-    except (InvalidDicomError, EOFError, struct.error, ValueError, KeyError, NotImplementedError):
-        return None  # not a Part 10 file (pydicom says so) or a broken meta (its reading explains)
+    meta = _part10_meta(fp)
+    if meta is None:
+        return None
+    preamble, file_meta = meta
     syntax = file_meta.get("TransferSyntaxUID")
     if syntax is None or str(syntax) != DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         return None
@@ -236,6 +237,19 @@ def _read_deflated(
     return ds, len(inflated)
 
 
+def _part10_meta(fp: BinaryIO) -> tuple[bytes | None, FileMetaDataset] | None:
+    """The preamble and file meta at the start of `fp`; None when pydicom finds no Part 10 file, or
+    a broken meta (reading the file whole explains what is wrong)."""
+    try:
+        preamble = read_preamble(fp, False)
+    except _META_ERRORS:
+        return None
+    try:
+        return preamble, _read_file_meta_info(fp)
+    except _META_ERRORS:
+        return None
+
+
 def _at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:
     return tag in (0x7FE00010, 0x7FE00009, 0x7FE00008)
 
@@ -252,11 +266,10 @@ def screen_file(path: Path, origin: str, limits: DicomLimits | None = None) -> N
             if _DEFLATED_UID not in fp.read(_PREFIX):
                 return
             fp.seek(0)
-            try:
-                read_preamble(fp, False)
-                meta = _read_file_meta_info(fp)
-            except (InvalidDicomError, EOFError, struct.error, ValueError, KeyError, NotImplementedError):
+            found = _part10_meta(fp)
+            if found is None:
                 return
+            _, meta = found
             if str(meta.get("TransferSyntaxUID", "")) != DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
                 return
             if size - fp.tell() > lim.max_inflated_bytes * (1 + _DEFLATE_SLACK) + 1024:
@@ -421,14 +434,17 @@ def _number_of_frames(ds: Dataset) -> int | None:
     if elem is None:
         return 1
     value = elem.value
-    try:
-        if isinstance(value, bytes):
-            text = value.decode("ascii").strip(" \0")
+    if isinstance(value, bytes):
+        text = value.decode("ascii", "replace").strip(" \0")  # not ASCII: int() refuses it below
+        try:
             frames = int(text) if text else 1
-        else:
+        except ValueError:
+            return None
+    else:
+        try:
             frames = int(ds[_FRAMES].value or 1)
-    except (TypeError, ValueError, UnicodeDecodeError):
-        return None
+        except (TypeError, ValueError):
+            return None
     return (frames or 1) if frames >= 0 else None
 
 

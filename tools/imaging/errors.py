@@ -5,9 +5,11 @@ Messages carry origins (paths, URLs) and UIDs, never patient attributes.
 
 from __future__ import annotations
 
+from fhir_adapters.error_tree import BadInputError
 
-class ImagingError(Exception):
-    """Base of every imaging error ChartAgent raises on purpose."""
+
+class ImagingError(BadInputError):
+    """Base of every imaging error ChartAgent raises on purpose: an imaging input cannot be used."""
 
 
 class DicomFileError(ImagingError):

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum, auto
 
+from fhir_adapters.error_tree import BadInputError
+
 __all__ = [
     "MultipartBody",
     "MultipartError",
@@ -31,8 +33,8 @@ _MAX_HEADER_BYTES = 64 * 1024
 _BCHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? ")
 
 
-class MultipartError(ValueError):
-    """A malformed multipart body or Content-Type."""
+class MultipartError(BadInputError):
+    """A malformed multipart body or Content-Type (the DICOMweb client reports it as a protocol error)."""
 
 
 @dataclass(frozen=True, slots=True)

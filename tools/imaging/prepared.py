@@ -7,7 +7,6 @@ or a finding can be traced back to the series, the slice and the pixel.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from tools.imaging.errors import ImagingError
 from tools.imaging.geometry import Padding
 from tools.imaging.volume import SkippedObject, Slice
 
+# What numpy and zipfile raise on a file that is not a readable .npz.
+_NPZ_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError)
 METADATA_KEY = "metadata"
 IMAGES_KEY = "images"
 
@@ -82,11 +83,11 @@ class PreparedImages:
     def __post_init__(self) -> None:
         shape = self.images.shape
         if self.images.dtype != np.uint8 or self.images.ndim != 4 or shape[-1] != 3:
-            raise ValueError(f"images must be uint8 N x H x W x 3, got {self.images.dtype} {shape}")
+            raise ImagingError(f"images must be uint8 N x H x W x 3, got {self.images.dtype} {shape}")
         if shape[0] != len(self.metadata.slices):
-            raise ValueError(f"{shape[0]} images but {len(self.metadata.slices)} slice records")
+            raise ImagingError(f"{shape[0]} images but {len(self.metadata.slices)} slice records")
         if self.metadata.padding is not None and shape[1:3] != (self.metadata.padding.size,) * 2:
-            raise ValueError(f"padded images must be square of {self.metadata.padding.size}, got {shape}")
+            raise ImagingError(f"padded images must be square of {self.metadata.padding.size}, got {shape}")
 
     def save_npz(self, path: Path) -> None:
         """`images` (uint8 N x H x W x 3) and `metadata` (a JSON string) in one uncompressed .npz."""
@@ -101,19 +102,25 @@ class PreparedImages:
 def load_npz(path: Path) -> PreparedImages:
     """Read what `save_npz` wrote; anything else is an ImagingError naming the file."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if IMAGES_KEY not in data or METADATA_KEY not in data:
-                raise ImagingError(
-                    f"{path}: not a prepared-images file (needs '{IMAGES_KEY}' and '{METADATA_KEY}')"
-                )
-            images = np.asarray(data[IMAGES_KEY])
-            meta_text = str(data[METADATA_KEY][()])
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        data = np.load(path, allow_pickle=False)
+    except _NPZ_ERRORS as exc:
         raise ImagingError(f"{path}: cannot read as .npz: {exc}") from exc
+    with data:
+        if IMAGES_KEY not in data or METADATA_KEY not in data:
+            raise ImagingError(
+                f"{path}: not a prepared-images file (needs '{IMAGES_KEY}' and '{METADATA_KEY}')"
+            )
+        try:  # members are read (and inflated) here
+            images, meta_text = np.asarray(data[IMAGES_KEY]), str(data[METADATA_KEY][()])
+        except _NPZ_ERRORS as exc:
+            raise ImagingError(f"{path}: cannot read as .npz: {exc}") from exc
     try:
-        metadata = PreparationMetadata.model_validate(json.loads(meta_text))
+        metadata = PreparationMetadata.model_validate_json(meta_text)
+    except ValidationError as exc:
+        raise ImagingError(f"{path}: bad prepared-images content: {exc}") from exc
+    try:
         return PreparedImages(images=images, metadata=metadata)
-    except (ValidationError, ValueError) as exc:
+    except ImagingError as exc:
         raise ImagingError(f"{path}: bad prepared-images content: {exc}") from exc
 
 

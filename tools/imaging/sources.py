@@ -43,6 +43,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.tag import BaseTag, Tag
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
+from fhir_adapters.error_tree import BadInputError
 from tools.file_kinds import PREFIX_BYTES, looks_like
 from tools.imaging.dicom_limits import check_declared_lengths, check_pixel_data, read_deflated
 from tools.imaging.dicomweb import (
@@ -52,6 +53,7 @@ from tools.imaging.dicomweb import (
     DicomWebNotFound,
     DicomWebProtocolError,
     InstanceMatch,
+    is_uid,
     validate_uid,
 )
 from tools.imaging.errors import DicomFileError
@@ -98,7 +100,7 @@ _VR_NAMES = {str(vr).encode(): str(vr) for vr in VR if len(str(vr)) == 2}
 _VR_32 = frozenset(str(vr) for vr in EXPLICIT_VR_LENGTH_32)
 
 
-class DicomSourceError(ValueError):
+class DicomSourceError(BadInputError):
     """An input that cannot be read at all (or, from `load_file`, a file that is not a usable instance)."""
 
     def __init__(self, origin: str, reason: str) -> None:
@@ -630,11 +632,9 @@ def parse_source(text: str) -> Source:
         uids = text[len(DICOMWEB_SCHEME) :].strip("/").split("/")
         if len(uids) > 2 or not uids[0]:
             raise DicomSourceError(text, "expected dicomweb:STUDY_UID or dicomweb:STUDY_UID/SERIES_UID")
-        try:
-            study, series = validate_uid(uids[0]), validate_uid(uids[1]) if len(uids) == 2 else None
-        except ValueError as exc:
-            raise DicomSourceError(text, str(exc)) from None
-        return DicomWebRef(study_uid=study, series_uid=series)
+        if bad := [uid for uid in uids if not is_uid(uid)]:
+            raise DicomSourceError(text, f"UID {bad[0]!r} is not a DICOM UID")
+        return DicomWebRef(study_uid=uids[0], series_uid=uids[1] if len(uids) == 2 else None)
     path = Path(text).expanduser()
     if path.is_dir():
         return FolderSource(path=path)

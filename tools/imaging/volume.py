@@ -289,10 +289,7 @@ def assemble_series(series_uid: str, instances: Sequence[InstanceLike]) -> Volum
 def slices_of(inst: InstanceLike) -> list[Slice]:
     """The slices one object contributes: itself, or each of its frames."""
     ds = inst.dataset
-    try:
-        frames = _frames(ds)
-    except (TypeError, ValueError) as exc:
-        raise DicomFileError(inst.origin, f"bad NumberOfFrames {ds.get('NumberOfFrames')!r}") from exc
+    frames = _frames(ds, inst.origin)
     instance_number = _int_or_none(_raw_numbers(ds, _INSTANCE_NUMBER))
     modality_lut = _MODALITY_LUT in ds and bool(ds.get("ModalityLUTSequence"))
     if frames <= 1 and _PER_FRAME not in ds:
@@ -450,12 +447,10 @@ def native_slice(sl: Slice) -> npt.NDArray[Any] | None:
     syntax = _text(ds.file_meta, _TRANSFER_SYNTAX) if hasattr(ds, "file_meta") else ""
     if syntax not in _NATIVE_LITTLE_ENDIAN:
         return None
-    try:
-        rows, columns, samples, allocated, stored, representation = (
-            _us(ds, tag) for tag in _NATIVE_ATTRIBUTES
-        )
-    except (TypeError, ValueError):
+    values = [value for tag in _NATIVE_ATTRIBUTES if (value := _us_or_none(ds, tag)) is not None]
+    if len(values) != len(_NATIVE_ATTRIBUTES):
         return None
+    rows, columns, samples, allocated, stored, representation = values
     frames = _int_or_none(_raw_numbers(ds, _NUMBER_OF_FRAMES))
     if frames not in (None, 1) or samples != 1 or allocated not in (8, 16):
         return None
@@ -511,10 +506,19 @@ def _read_into(filename: str, offset: int, arr: npt.NDArray[Any]) -> int:
 
 
 def _us(ds: Dataset, tag: BaseTag) -> int:
-    """An unsigned short (US) element, from its raw little-endian bytes when not yet converted."""
+    """An unsigned short (US) element that must be there (ValueError: a defect of the caller)."""
+    value = _us_or_none(ds, tag)
+    if value is None:
+        raise ValueError(f"no {tag}, or not one number")
+    return value
+
+
+def _us_or_none(ds: Dataset, tag: BaseTag) -> int | None:
+    """A single US value (Rows, Columns), from its raw little-endian bytes when not yet converted;
+    None when absent, empty or not one number."""
     elem: DataElement | RawDataElement | None = ds.get_item(tag, keep_deferred=True)
     if elem is None:
-        raise ValueError(f"no {tag}")
+        return None
     value = elem.value
     if (
         isinstance(elem, RawDataElement)
@@ -524,7 +528,10 @@ def _us(ds: Dataset, tag: BaseTag) -> int:
         and elem.is_little_endian
     ):
         return int.from_bytes(value, "little")
-    return int(ds[tag].value)
+    try:
+        return int(ds[tag].value)
+    except (TypeError, ValueError):
+        return None
 
 
 def apply_slice_rescale(stored: npt.NDArray[Any], sl: Slice) -> npt.NDArray[Any]:
@@ -622,28 +629,22 @@ def _text(ds: Dataset, tag: BaseTag) -> str:
     return str(value) if value else ""
 
 
-def _us_or_none(ds: Dataset, tag: BaseTag) -> int | None:
-    """A single US value (Rows, Columns), None when absent, empty or not one number."""
-    if tag not in ds:
-        return None
-    try:
-        return _us(ds, tag)
-    except (TypeError, ValueError):
-        return None
-
-
 def _size(sl: Slice) -> tuple[int, int]:
     return _us(sl.dataset, _ROWS), _us(sl.dataset, _COLUMNS)
 
 
-def _frames(ds: Dataset) -> int:
-    """`int(ds.get("NumberOfFrames", 1) or 1)`, from the raw decimal string when possible."""
+def _frames(ds: Dataset, origin: str) -> int:
+    """`int(ds.get("NumberOfFrames", 1) or 1)`, from the raw decimal string when possible;
+    DicomFileError naming `origin` when it is not a number."""
     raw = _raw_numbers(ds, _NUMBER_OF_FRAMES)
     if raw is None:
         return 1
     if isinstance(raw, list) and len(raw) == 1 and raw[0].isdigit():
         return int(raw[0]) or 1
-    return int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as exc:
+        raise DicomFileError(origin, f"bad NumberOfFrames {raw!r}") from exc
 
 
 def _raw_numbers(ds: Dataset, tag: BaseTag) -> Any:

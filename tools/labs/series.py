@@ -40,6 +40,7 @@ from typing import Any, Final
 from fhir.resources.R4B.observation import Observation
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from fhir_adapters.error_tree import BadInputError
 from tools.labs.analytes import ANALYTES, LOINC_SYSTEM, Analyte, analyte_for_coding, get_analyte
 from tools.labs.plausibility import time_problem, value_problem
 from tools.labs.units import UnitConversionError, convert_dimensional, normalize_unit
@@ -60,7 +61,7 @@ __all__ = [
 USABLE_STATUSES: Final = frozenset({"final", "amended", "corrected", "preliminary"})
 
 
-class MixedSubjectsError(ValueError):
+class MixedSubjectsError(BadInputError):
     """Observations of more than one subject were passed: a series is one patient's."""
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from fhir_adapters.error_tree import BadInputError
+
 __all__ = [
     "EGFR_UNIT",
     "UnitConversionError",
@@ -29,7 +31,7 @@ __all__ = [
 EGFR_UNIT: Final = "mL/min/{1.73_m2}"
 
 
-class UnitConversionError(ValueError):
+class UnitConversionError(BadInputError):
     """A value cannot be expressed in the requested unit."""
 
     def __init__(self, from_unit: str, to_unit: str, detail: str = "") -> None:

@@ -6,6 +6,14 @@ the images, the model's answer or an API key, so they are safe to log and to sho
 
 from __future__ import annotations
 
+from fhir_adapters.error_tree import (
+    ChartAgentError,
+    ConfigurationError,
+    ServiceHttpError,
+    ServiceProtocolError,
+    ServiceTransportError,
+)
+
 __all__ = [
     "ModelConfigurationError",
     "ModelError",
@@ -15,19 +23,19 @@ __all__ = [
 ]
 
 
-class ModelError(Exception):
-    """Base of every error raised by `tools.medgemma`."""
+class ModelError(ChartAgentError):
+    """Base of every error raised by `tools.medgemma`; server failures and configuration problems
+    also take their branch of the tree (`fhir_adapters.error_tree`)."""
 
 
-class ModelConfigurationError(ModelError):
+class ModelConfigurationError(ModelError, ConfigurationError):
     """The model settings are incomplete or contradictory (raised at start-up, says what to set)."""
 
 
-class ModelServerError(ModelError):
+class ModelServerError(ModelError, ServiceHttpError):
     """A model server answered with an error status."""
 
     def __init__(self, status: int, path: str, detail: str | None = None, hint: str | None = None) -> None:
-        self.status = status
         self.path = path
         self.detail = detail
         message = f"POST {path} -> HTTP {status}"
@@ -35,10 +43,10 @@ class ModelServerError(ModelError):
             message += f": {detail}"
         if hint:
             message += f" ({hint})"
-        super().__init__(message)
+        super().__init__(status, message)
 
 
-class ModelTransportError(ModelError):
+class ModelTransportError(ModelError, ServiceTransportError):
     """The model server could not be reached, or did not answer in time."""
 
     def __init__(self, path: str, reason: str) -> None:
@@ -47,5 +55,5 @@ class ModelTransportError(ModelError):
         super().__init__(f"POST {path} failed: {reason}")
 
 
-class ModelProtocolError(ModelError):
+class ModelProtocolError(ModelError, ServiceProtocolError):
     """The server answered 2xx with something that is not an OpenAI chat completion."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from fhir_adapters.error_tree import ConfigurationError
 from tools.medgemma.errors import ModelConfigurationError, ModelError
 from tools.medgemma.types import ModelInfo
 
@@ -52,7 +53,7 @@ _WEIGHT_PATTERNS: Final = ("*.safetensors", "*.safetensors.index.json", "pytorch
 _TRUE: Final = {"1", "true", "yes", "on"}
 
 
-class ModelNotAvailableError(ModelError):
+class ModelNotAvailableError(ModelError, ConfigurationError):
     """The model's files are not on this machine (or not readable) and may not be fetched."""
 
     def __init__(self, source: str, reason: str) -> None:

@@ -33,6 +33,7 @@ import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 
+from fhir_adapters.error_tree import BadInputError
 from tools.medgemma.types import (
     GenerationSettings,
     ImagePart,
@@ -46,6 +47,7 @@ from tools.medgemma.types import (
 __all__ = [
     "ChatCompletion",
     "ChatCompletionRequest",
+    "ImageDataUrlError",
     "decode_image_data_url",
     "encode_png_data_url",
     "finish_reason_of",
@@ -142,29 +144,34 @@ def encode_png_data_url(image: npt.NDArray[np.uint8]) -> str:
     return PNG_DATA_URL_PREFIX + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+class ImageDataUrlError(BadInputError):
+    """A client's image URL that is not used: remote, malformed, unreadable, of another format, too
+    large. The message says which, never what the image holds."""
+
+
 def decode_image_data_url(url: str) -> npt.NDArray[np.uint8]:
     """The uint8 H x W x 3 array of a base64 image data URL (PNG, JPEG or WebP).
 
-    Raises ValueError for anything else; remote URLs are refused, never fetched.
+    Raises ImageDataUrlError for anything else; remote URLs are refused, never fetched.
     """
     if not url.startswith("data:"):
-        raise ValueError("only data: image URLs are accepted (remote image URLs are never fetched)")
+        raise ImageDataUrlError("only data: image URLs are accepted (remote image URLs are never fetched)")
     header, sep, payload = url.partition(",")
     if not sep or not header.endswith(";base64") or not header[5:].startswith("image/"):
-        raise ValueError("an image data URL must look like data:image/png;base64,<data>")
+        raise ImageDataUrlError("an image data URL must look like data:image/png;base64,<data>")
     try:
         raw = base64.b64decode(payload, validate=True)
     except binascii.Error:
-        raise ValueError("an image data URL carries invalid base64") from None
+        raise ImageDataUrlError("an image data URL carries invalid base64") from None
     try:
         with Image.open(io.BytesIO(raw)) as img:
             if img.format not in _ACCEPTED_IMAGE_FORMATS:
-                raise ValueError(f"image format {img.format} is not accepted; send PNG (lossless)")
+                raise ImageDataUrlError(f"image format {img.format} is not accepted; send PNG (lossless)")
             if img.width * img.height > _MAX_PIXELS:
-                raise ValueError(f"image of {img.width}x{img.height} pixels is too large")
+                raise ImageDataUrlError(f"image of {img.width}x{img.height} pixels is too large")
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError):
-        raise ValueError("an image data URL does not hold a readable image") from None
+        raise ImageDataUrlError("an image data URL does not hold a readable image") from None
 
 
 # ------------------------------------------------------------------ ModelRequest <-> wire

@@ -30,7 +30,12 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from tools.medgemma.errors import ModelError
-from tools.medgemma.openai_wire import ChatCompletionRequest, from_chat_request, to_chat_completion
+from tools.medgemma.openai_wire import (
+    ChatCompletionRequest,
+    ImageDataUrlError,
+    from_chat_request,
+    to_chat_completion,
+)
 from tools.medgemma.types import ModelBackend
 
 __all__ = ["create_app", "main"]
@@ -82,7 +87,7 @@ def create_app(backend: ModelBackend, *, served_name: str | None = None) -> Fast
             request = await asyncio.to_thread(from_chat_request, body)
         except ValidationError as exc:
             return _error(400, f"invalid request: bad {_locations(exc.errors())}", "BadRequestError")
-        except ValueError as exc:  # our own messages: no request content in them
+        except ImageDataUrlError as exc:  # our own messages: no request content in them
             return _error(400, str(exc), "BadRequestError")
         try:
             result = await backend.generate(request)

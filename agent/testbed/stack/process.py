@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from fhir_adapters.error_tree import ChartAgentError
 
-class StackError(RuntimeError):
+
+class StackError(ChartAgentError):
     """A server of the embedded stack could not be started, reached or stopped."""
 
 

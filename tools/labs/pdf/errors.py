@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fhir_adapters.error_tree import BadInputError
+
 __all__ = [
     "LabPdfError",
     "PdfCorruptError",
@@ -13,8 +15,8 @@ __all__ = [
 ]
 
 
-class LabPdfError(Exception):
-    """Base of every error this package raises; the CLI maps it to exit code 2."""
+class LabPdfError(BadInputError):
+    """Base of every error this package raises (the PDF cannot be read); the CLI maps it to exit code 2."""
 
 
 class PdfEncryptedError(LabPdfError):

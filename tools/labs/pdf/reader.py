@@ -63,29 +63,27 @@ _MIN_TEXT_CHARS: Final = 3  # fewer printable characters than this: the page has
 def open_pdf(source: str | Path | bytes, *, name: str | None = None) -> tuple[_Doc, str]:
     """Open ``source`` (a path or the file's bytes); our errors for encrypted, corrupt, empty files."""
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    opening: dict[str, Any]
+    if isinstance(source, bytes):
+        if not source:
+            raise PdfEmptyError(label, "the file is empty (0 bytes)")
+        _check_signature(source[:PREFIX_BYTES], label)
+        opening = {"stream": source}
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise PdfCorruptError(label, "no such file")
+        if path.stat().st_size == 0:
+            raise PdfEmptyError(label, "the file is empty (0 bytes)")
+        try:
+            with open(path, "rb") as fp:
+                _check_signature(fp.read(PREFIX_BYTES), label)
+        except OSError as exc:
+            raise PdfCorruptError(label, f"cannot read it: {exc.strerror or type(exc).__name__}") from None
+        opening = {"filename": path}
     try:
-        if isinstance(source, bytes):
-            if not source:
-                raise PdfEmptyError(label, "the file is empty (0 bytes)")
-            _check_signature(source[:PREFIX_BYTES], label)
-            doc: _Doc = _open(stream=source, filetype="pdf")
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise PdfCorruptError(label, "no such file")
-            if path.stat().st_size == 0:
-                raise PdfEmptyError(label, "the file is empty (0 bytes)")
-            try:
-                with open(path, "rb") as fp:
-                    _check_signature(fp.read(PREFIX_BYTES), label)
-            except OSError as exc:
-                raise PdfCorruptError(
-                    label, f"cannot read it: {exc.strerror or type(exc).__name__}"
-                ) from None
-            doc = _open(path, filetype="pdf")
+        doc: _Doc = _open(filetype="pdf", **opening)
     except (pymupdf.FileDataError, RuntimeError, ValueError) as exc:
-        if isinstance(exc, PdfEmptyError | PdfCorruptError):
-            raise
         raise PdfCorruptError(label, str(exc) or type(exc).__name__) from exc
     if doc.needs_pass:
         doc.close()
@@ -234,11 +232,25 @@ def _check_file_limits(doc: _Doc, label: str, source: str | Path | bytes, max_st
     if isinstance(source, bytes):
         check_limits(doc, label, source, max_stream_bytes=max_stream_bytes)
         return
-    try:
-        with open(source, "rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            check_limits(doc, label, mapped, max_stream_bytes=max_stream_bytes)
-    except (OSError, ValueError):  # cannot be mapped (a pipe, a changed file): through pymupdf
+    mapped = _map_file(source)
+    if mapped is None:  # cannot be mapped (a pipe, a changed file): through pymupdf
         check_limits(doc, label, None, max_stream_bytes=max_stream_bytes)
+        return
+    with mapped:
+        check_limits(doc, label, mapped, max_stream_bytes=max_stream_bytes)
+
+
+def _map_file(path: str | Path) -> mmap.mmap | None:
+    """The file mapped read-only into memory (not read); None where it cannot be mapped."""
+    try:
+        fp = open(path, "rb")  # noqa: SIM115 - the mapping keeps its own descriptor
+    except OSError:
+        return None
+    with fp:
+        try:
+            return mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # a pipe, an empty file
+            return None
 
 
 def page_words(page: _Page) -> list[Word]:

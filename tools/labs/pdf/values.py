@@ -174,23 +174,30 @@ def parse_date(text: str, *, day_first: bool = False) -> date | None:
     A slash date whose first part is above 12 can only be day-first and is read so; a dotted
     date (``01.03.2024``) is day-first, as in the countries that print it.
     """
-    t = " ".join(text.strip().rstrip(",;").split())
-    try:
-        if m := _ISO_RE.match(t):
-            return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-        if m := _SLASH_RE.match(t):
-            a, b, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
-            if day_first or a > 12 or "." in t:
-                return date(year, b, a)
-            return date(year, a, b)
-        if m := _MON_RE.match(t):
-            month = _MONTHS.get(m.group(2).lower())
-            return date(int(m.group(3)), month, int(m.group(1))) if month else None
-        if m := _MON_FIRST_RE.match(t):
-            month = _MONTHS.get(m.group(1).lower())
-            return date(int(m.group(3)), month, int(m.group(2))) if month else None
-    except ValueError:
+    ymd = _date_parts(" ".join(text.strip().rstrip(",;").split()), day_first)
+    if ymd is None:
         return None
+    try:
+        return date(*ymd)
+    except ValueError:  # no such day (31 April, month 13)
+        return None
+
+
+def _date_parts(t: str, day_first: bool) -> tuple[int, int, int] | None:
+    """(year, month, day) as printed in `t`, not yet checked to be a calendar day."""
+    if m := _ISO_RE.match(t):
+        return int(m.group(1)), int(m.group(2)), int(m.group(3))
+    if m := _SLASH_RE.match(t):
+        a, b, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if day_first or a > 12 or "." in t:
+            return year, b, a
+        return year, a, b
+    if m := _MON_RE.match(t):
+        month = _MONTHS.get(m.group(2).lower())
+        return (int(m.group(3)), month, int(m.group(1))) if month else None
+    if m := _MON_FIRST_RE.match(t):
+        month = _MONTHS.get(m.group(1).lower())
+        return (int(m.group(3)), month, int(m.group(2))) if month else None
     return None
 
 
