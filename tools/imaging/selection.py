@@ -45,7 +45,10 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
+from tools.imaging.ct import CT_MODALITIES
+from tools.imaging.cxr import CXR_MODALITIES
 from tools.imaging.errors import SeriesSelectionError, WrongModalityError
+from tools.imaging.mri import MRI_MODALITIES
 
 __all__ = [
     "TASK_MODALITIES",
@@ -68,11 +71,12 @@ class ImagingTask(StrEnum):
     WSI = "wsi"
 
 
+# The recipes' own lists (each recipe refuses a series of another modality with the same list).
 TASK_MODALITIES: Final[Mapping[ImagingTask, tuple[str, ...]]] = MappingProxyType(
     {
-        ImagingTask.CT: ("CT",),
-        ImagingTask.MRI: ("MR",),
-        ImagingTask.CXR: ("CR", "DX"),
+        ImagingTask.CT: CT_MODALITIES,
+        ImagingTask.MRI: MRI_MODALITIES,
+        ImagingTask.CXR: CXR_MODALITIES,
         ImagingTask.WSI: ("SM",),
     }
 )

@@ -16,9 +16,10 @@ From the record's ImagingStudy resources:
   studies that lack a start date or a StudyInstanceUID (`urn:dicom:uid`, or an `urn:ietf:rfc:3986`
   `urn:oid:` value as Synthea writes it).
 
-Series: the study's series of the kind's modalities; with several, the current and prior series
-whose descriptions match (T1 with T1), else the lowest series number. A study that lists no
-series leaves the choice to the fetch (QIDO-RS on the configured server).
+Series: by the one series-selection policy (`tools.imaging.selection.select_pair`): the study's
+series of the kind's modalities; with several, the current and prior series whose descriptions
+match (T1 with T1), else the lowest series number. A study that lists no series leaves the choice
+to the fetch (the same policy on the configured server's QIDO-RS answer).
 """
 
 from __future__ import annotations
@@ -31,10 +32,8 @@ from typing import Any, Final
 from fhir.resources.R4B.imagingstudy import ImagingStudy
 from pydantic import BaseModel, ConfigDict
 
-from tools.imaging.ct import CT_MODALITIES
-from tools.imaging.cxr import CXR_MODALITIES
 from tools.imaging.dicomweb import is_uid
-from tools.imaging.mri import MRI_MODALITIES
+from tools.imaging.selection import TASK_MODALITIES, ImagingTask, SeriesCandidate, rank, select_pair
 from tools.imaging_review.endpoints import EndpointInfo, endpoint_info
 
 # Private in tools.record; reused so that FHIR dates are read one way (partial dates included).
@@ -73,10 +72,7 @@ class ImagingKind(StrEnum):
 
 
 MODALITIES: Final[dict[ImagingKind, tuple[str, ...]]] = {
-    ImagingKind.CXR: CXR_MODALITIES,
-    ImagingKind.CT: CT_MODALITIES,
-    ImagingKind.MRI: MRI_MODALITIES,
-    ImagingKind.WSI: ("SM",),
+    kind: TASK_MODALITIES[ImagingTask(kind.value)] for kind in ImagingKind if kind is not ImagingKind.OTHER
 }
 _KIND_OF: Final = {m: kind for kind, modalities in MODALITIES.items() for m in modalities}
 _COMPARED: Final = (ImagingKind.CXR, ImagingKind.CT, ImagingKind.MRI)
@@ -91,6 +87,12 @@ class SeriesEntry(BaseModel):
     description: str
     body_site: str | None  # "system|code", or the site's text when uncoded
     endpoints: tuple[str, ...]  # Endpoint references of this series (override the study's)
+
+    @property
+    def candidate(self) -> SeriesCandidate:
+        return SeriesCandidate(
+            uid=self.uid, modality=self.modality, number=self.number, description=self.description
+        )
 
 
 class StudyEntry(BaseModel):
@@ -121,11 +123,10 @@ class StudyEntry(BaseModel):
         return sorted(found, key=list(ImagingKind).index)
 
     def series_of(self, kind: ImagingKind) -> list[SeriesEntry]:
+        """The series of the kind's modalities, in the selection policy's order."""
         wanted = MODALITIES.get(kind, ())
-        return sorted(
-            (s for s in self.series if (s.modality or "").upper() in wanted),
-            key=lambda s: (s.number if s.number is not None else 2**31, s.uid),
-        )
+        by_uid = {s.uid: s for s in self.series}
+        return [by_uid[c.uid] for c in rank(s.candidate for s in self.series) if c.code in wanted]
 
     def body_sites(self, kind: ImagingKind) -> tuple[str, ...]:
         return tuple(sorted({s.body_site for s in self.series_of(kind) if s.body_site}))
@@ -248,25 +249,17 @@ def _skip(kind: ImagingKind, study: StudyEntry, reason: str) -> PlannedCompariso
     return PlannedComparison(kind=kind, current=study, prior=None, skip_reason=reason)
 
 
-def _pick_series(
-    kind: ImagingKind, current: StudyEntry, prior: StudyEntry | None
-) -> tuple[str | None, str | None]:
-    mine = current.series_of(kind)
-    theirs = prior.series_of(kind) if prior is not None else []
-    for s in mine:  # the lowest-numbered current series that has a namesake in the prior
-        match = next((p for p in theirs if s.description and p.description == s.description), None)
-        if match is not None:
-            return s.uid, match.uid
-    return (mine[0].uid if mine else None), (theirs[0].uid if theirs else None)
-
-
 def _plan_group(kind: ImagingKind, studies: Sequence[StudyEntry]) -> PlannedComparison:
     ordered = sorted(studies, key=lambda s: (s.when, s.id))  # every `when` is set here
     current = ordered[-1]
     assert current.when is not None
     earlier = [s for s in ordered if s.when is not None and s.when < current.when]
     prior = earlier[-1] if earlier else None
-    current_series, prior_series = _pick_series(kind, current, prior)
+    current_series, prior_series = select_pair(
+        [s.candidate for s in current.series],
+        [s.candidate for s in prior.series] if prior is not None else [],
+        ImagingTask(kind.value),
+    )
     if prior is None:
         if kind is ImagingKind.CXR:
             return _skip(

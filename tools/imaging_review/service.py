@@ -5,10 +5,11 @@ Per planned comparison (`plan.plan_comparisons`):
 2. the Endpoints of both studies checked (`endpoints.dicomweb_refusal`): a study served from
    elsewhere than the configured DICOMweb base URL is refused, nothing fetched;
 3. both studies fetched from the configured server and prepared (`fetch.fetch_and_prepare`);
-4. the model: CXR -> `cxr_comparison` (prior image, current image, their dates); CT/MRI ->
-   `volume_findings` on the current study and on the prior (two calls), combined by
-   `volume_comparison.combine`. Answers are parsed strictly; an unreadable one fails the
-   comparison ("model answer not usable: ...") and nothing is written for it;
+4. the model, through the task registry (`tools.medgemma.tasks.registry`): CXR -> (cxr, compare)
+   (prior image, current image, their dates); CT/MRI -> (ct|mri, findings) on the current study
+   and on the prior (two calls), combined by `volume_comparison.combine`. Answers are parsed
+   strictly; an unreadable one fails the comparison ("model answer not usable: ...") and nothing
+   is written for it;
 5. the write-back entries (`tools.writeback.imaging_report.build_imaging_writeback`).
 
 Only our own errors (DICOMweb, DICOM source, imaging, FHIR, model) end a comparison as failed;
@@ -18,9 +19,8 @@ anything else is a bug and propagates. Reasons carry ids, counts and hosts, neve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import datetime
-from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +29,7 @@ from fhir_adapters import FhirClient
 from fhir_adapters.error_tree import ChartAgentError
 from tools.imaging.dicomweb import DicomWebClient, DicomWebError
 from tools.imaging.errors import ImagingError
+from tools.imaging.selection import ImagingTask
 from tools.imaging.sources import DicomSourceError
 from tools.imaging_review.endpoints import dicomweb_refusal, resolve_endpoints
 from tools.imaging_review.fetch import FetchedStudy, fetch_and_prepare
@@ -36,9 +37,10 @@ from tools.imaging_review.outcome import ComparisonOutcome, ComparisonStatus, Im
 from tools.imaging_review.plan import ImagingKind, PlannedComparison, StudyEntry, plan_comparisons
 from tools.medgemma.errors import ModelError
 from tools.medgemma.identity import model_identity
-from tools.medgemma.tasks import ModelOutputError, TaskOutput, cxr_comparison, run_task, volume_findings
+from tools.medgemma.tasks import ModelOutputError, TaskOutput, cxr_comparison, volume_findings
+from tools.medgemma.tasks.registry import AnalysisTask, Job, TaskOptions, lookup
 from tools.medgemma.tasks.volume_comparison import VolumeComparison, VolumeRead, combine
-from tools.medgemma.types import GenerationSettings, ModelBackend, ModelRequest
+from tools.medgemma.types import ModelBackend
 from tools.record import PatientRecord
 from tools.writeback.identifiers import Param
 from tools.writeback.imaging_report import ComparisonTask, ImagingResult, StudyInput, build_imaging_writeback
@@ -53,10 +55,6 @@ _TASK = {
     ImagingKind.CT: ComparisonTask.CT,
     ImagingKind.MRI: ComparisonTask.MRI,
 }
-_VOLUME = {
-    ImagingKind.CT: volume_findings.VolumeModality.CT,
-    ImagingKind.MRI: volume_findings.VolumeModality.MRI,
-}
 
 T = TypeVar("T")
 Output = TypeVar("Output", bound=TaskOutput)
@@ -70,10 +68,13 @@ class ReviewOptions(BaseModel):
     thinking: bool = False
     max_new_tokens: int | None = Field(default=None, ge=1, le=32768)
 
-    def settings(self, default: GenerationSettings) -> GenerationSettings:
-        if self.max_new_tokens is None:
-            return default
-        return default.model_copy(update={"max_new_tokens": self.max_new_tokens})
+    def task_options(self, *, prior_date: str | None = None, current_date: str | None = None) -> TaskOptions:
+        return TaskOptions(
+            thinking=self.thinking,
+            max_new_tokens=self.max_new_tokens,
+            prior_date=prior_date,
+            current_date=current_date,
+        )
 
 
 class _Failed(ChartAgentError):
@@ -143,15 +144,17 @@ async def _fetch(
         raise _Failed(f"images could not be prepared: {exc}") from exc
 
 
-async def _ask(
-    model: ModelBackend, request: ModelRequest, parse: Callable[[str], Output], prompt_version: str, role: str
-) -> Output:
+async def _ask(model: ModelBackend, job: Job, output: type[Output], role: str) -> Output:
     try:
-        run = await run_task(model, request, parse, prompt_version=prompt_version)
+        run = await job.run(model)
     except ModelOutputError as exc:
         raise _Failed(f"model answer not usable ({role}): {exc.reason}", exc.raw_text) from exc
     except ModelError as exc:
         raise _Failed(f"model call failed ({role}): {exc}") from exc
+    if not isinstance(run.result, output):  # the registry pairs each task with its parser
+        raise TypeError(
+            f"{job.prompt_version}: parsed {type(run.result).__name__}, expected {output.__name__}"
+        )
     return run.result
 
 
@@ -173,20 +176,12 @@ async def _read_volumes(
     prior: FetchedStudy | None,
     options: ReviewOptions,
 ) -> VolumeComparison:
-    modality = _VOLUME[plan.kind]
-    settings = options.settings(volume_findings.DEFAULT_SETTINGS)
+    spec = lookup(ImagingTask(plan.kind.value), AnalysisTask.FINDINGS)
+    modality = volume_findings.VolumeModality(plan.kind.value)
 
     def ask(fetched: FetchedStudy, role: str) -> Awaitable[volume_findings.VolumeFindings]:
-        meta = fetched.prepared.metadata
-        request = volume_findings.build_request(
-            fetched.prepared.images,
-            modality=modality,
-            series_description=meta.series_description,
-            thinking=options.thinking,
-            settings=settings,
-        )
-        parse = partial(volume_findings.parse, modality=modality, slice_count=len(fetched.prepared.images))
-        return _ask(model, request, parse, volume_findings.PROMPT_VERSION, f"{role} study")
+        job = spec.job(fetched.prepared, options=options.task_options())
+        return _ask(model, job, volume_findings.VolumeFindings, f"{role} study")
 
     now_findings, then_findings = await _pair(
         ask(current, "current"), ask(prior, "prior") if prior is not None else None
@@ -205,15 +200,12 @@ async def _compare_cxr(
     options: ReviewOptions,
 ) -> cxr_comparison.CxrComparison:
     assert plan.prior is not None  # the plan skips a chest X-ray without a prior
-    request = cxr_comparison.build_request(
-        prior.prepared.images[0],
-        current.prepared.images[0],
-        prior_date=plan.prior.date,
-        current_date=plan.current.date,
-        thinking=options.thinking,
-        settings=options.settings(cxr_comparison.DEFAULT_SETTINGS),
+    job = lookup(ImagingTask.CXR, AnalysisTask.COMPARE).job(
+        current.prepared,
+        prior.prepared,
+        options.task_options(prior_date=plan.prior.date, current_date=plan.current.date),
     )
-    return await _ask(model, request, cxr_comparison.parse, cxr_comparison.PROMPT_VERSION, "chest X-ray pair")
+    return await _ask(model, job, cxr_comparison.CxrComparison, "chest X-ray pair")
 
 
 def _study_input(study: StudyEntry, fetched: FetchedStudy) -> StudyInput:
@@ -251,10 +243,10 @@ async def _review(
         if plan.kind is ImagingKind.CXR:
             assert prior is not None
             result = await _compare_cxr(plan, model, current, prior, options)
-            prompt_version = cxr_comparison.PROMPT_VERSION
+            prompt_version = lookup(ImagingTask.CXR, AnalysisTask.COMPARE).prompt_version
         else:
             result = await _read_volumes(plan, model, current, prior, options)
-            prompt_version = volume_findings.PROMPT_VERSION
+            prompt_version = lookup(ImagingTask(plan.kind.value), AnalysisTask.FINDINGS).prompt_version
             parameters["slices"] = len(current.prepared.images)
             parameters["prior_slices"] = len(prior.prepared.images) if prior is not None else None
     except _Failed as failed:
