@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+import operator
+from typing import Annotated, TypedDict
 
 from agent.facts import SummaryFacts
 from tools.documents.ingest import DocumentIngest
@@ -11,16 +12,7 @@ from tools.labs.series import SeriesSet
 from tools.record import PatientRecord
 from tools.trends import Trend
 from tools.writeback import ModelIdentity
-
-
-class WriteOutcome(TypedDict):
-    """What the transaction did, per resource type: newly created vs already there; when its
-    answer was lost, found by a read of the server (`confirmed`); and the reports it retired."""
-
-    created: dict[str, int]
-    existing: dict[str, int]
-    confirmed: dict[str, int]
-    superseded: list[str]
+from tools.writeback.pending import PendingWrite, WriteOutcome
 
 
 class SummarizeState(TypedDict, total=False):
@@ -38,7 +30,10 @@ class SummarizeState(TypedDict, total=False):
     narrative_identity: ModelIdentity
     # Why the narrative is the templated one (no model, or the model's answer was not usable).
     synthesis_note: str
-    bundle: dict[str, Any]
-    written: WriteOutcome
+    # One transaction per analysis, appended by the nodes that compute them (a reducer, so that
+    # parallel branches may add theirs); posted by the write node (`agent.nodes.write_back`).
+    pending: Annotated[list[PendingWrite], operator.add]
+    # One outcome per pending write posted (in a dry run: would-be), in posting order.
+    writes: Annotated[list[WriteOutcome], operator.add]
     # Set when the run ends early (nothing to summarise); never patient data.
     note: str

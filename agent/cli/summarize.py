@@ -24,12 +24,17 @@ from fhir_adapters import FhirError
 from tools.medgemma.config import ModelConfig
 from tools.medgemma.errors import ModelConfigurationError
 from tools.medgemma.factory import open_backend
+from tools.writeback.pending import WriteKind, of_kind, posting_order
 
 
 def dry_run_payload(outcome: PatientOutcome, state: SummarizeState | None) -> dict[str, Any]:
-    """`{"facts": {...}, "documents": [...], "bundle": {...}}`: what would be written, and why."""
+    """`{"facts": {...}, "documents": [...], "bundle": {...}, "writes": [...]}`: what would be
+    written, and why. `bundle` is the longitudinal summary's transaction; `writes` every pending
+    write (transcriptions, imaging reports, the summary), each its own transaction."""
     facts = state.get("facts") if state else None
     documents = state.get("documents") if state else None
+    pending = sorted(state.get("pending") or [], key=posting_order) if state else []
+    summary = next((p.bundle for p in of_kind(pending, WriteKind.LONGITUDINAL_SUMMARY)), None)
     return {
         "patient_id": outcome.patient_id,
         "status": outcome.status,
@@ -38,7 +43,8 @@ def dry_run_payload(outcome: PatientOutcome, state: SummarizeState | None) -> di
         # Per lab-report PDF: what was read, what would be written, what was left and why.
         "documents": [d.model_dump(mode="json") for d in documents.documents] if documents else [],
         "imaging": outcome.imaging,
-        "bundle": state.get("bundle") if state else None,
+        "bundle": summary,
+        "writes": [p.model_dump(mode="json") for p in pending],
     }
 
 

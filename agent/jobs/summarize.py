@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,7 @@ from fhir_adapters import FhirClient
 from fhir_adapters.confirmed import WriteNotStored, WriteOutcomeUnknown
 from fhir_adapters.error_tree import ChartAgentError
 from tools.documents.summary import document_problem
+from tools.writeback.pending import WriteKind
 
 # unknown: the write's answer was lost and the server could not be read back: it may hold it.
 Status = Literal["written", "unchanged", "dry-run", "no-labs", "failed", "unknown"]
@@ -53,35 +55,54 @@ async def list_patient_ids(client: FhirClient) -> list[str]:
     return sorted(str(p["id"]) for p in patients if "id" in p)
 
 
+def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for c in counts:
+        total.update(c)
+    return dict(total)
+
+
 def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> PatientOutcome:
+    """The patient's outcome from the outcomes of its writes. The analyses' (summary, imaging
+    reports) give the status and the counts; the lab-report transcriptions are counted in
+    ``from_documents`` and their problems listed in ``document_errors``, as before."""
     trends = state.get("trends") or []
     rejected = len(state["record"].rejected) if "record" in state else 0
     documents = state.get("documents")
     imaging = state.get("imaging")
+    analyses = [w for w in state.get("writes") or [] if w.kind is not WriteKind.DOCUMENT_TRANSCRIPTION]
     common = {
         "patient_id": patient_id,
         "rejected": rejected,
+        "series": len(trends),
         "from_documents": documents.written + documents.confirmed if documents else 0,
         "document_errors": [document_problem(d) for d in documents.failed] if documents else [],
         "imaging": imaging.summary_lines if imaging else [],
     }
-    if not trends:
+    if not analyses:
+        # Nothing to analyse: no lab series, no imaging comparison to write.
         status: Status = "written" if common["from_documents"] and not dry_run else "no-labs"
         return PatientOutcome.model_validate({**common, "status": status})
     if dry_run:
-        return PatientOutcome.model_validate({**common, "status": "dry-run", "series": len(trends)})
-    written = state["written"]
-    changed = any((written["created"], written["confirmed"], written["superseded"], common["from_documents"]))
+        return PatientOutcome.model_validate({**common, "status": "dry-run"})
+    pending = {p.key: p for p in state.get("pending") or []}
+    problems = [w for w in analyses if w.status in ("failed", "unknown")]
+    counts = {
+        "created": _summed([w.created for w in analyses]),
+        "existing": _summed([w.existing for w in analyses]),
+        "confirmed": _summed([w.confirmed for w in analyses]),
+        "superseded": [ref for w in analyses for ref in w.superseded],
+    }
+    if problems:
+        # Each analysis is its own transaction: what the others wrote is counted, the failed one named.
+        status = "failed" if any(w.status == "failed" for w in problems) else "unknown"
+        error = "; ".join(
+            f"{pending[w.key].label if w.key in pending else w.kind.value}: {w.error}" for w in problems
+        )
+        return PatientOutcome.model_validate({**common, **counts, "status": status, "error": error})
+    changed = any((counts["created"], counts["confirmed"], counts["superseded"], common["from_documents"]))
     return PatientOutcome.model_validate(
-        {
-            **common,
-            "status": "written" if changed else "unchanged",
-            "series": len(trends),
-            "created": written["created"],
-            "existing": written["existing"],
-            "confirmed": written["confirmed"],
-            "superseded": written["superseded"],
-        }
+        {**common, **counts, "status": "written" if changed else "unchanged"}
     )
 
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-from langgraph.runtime import Runtime
-
-from agent.context import RunContext
 from agent.state import SummarizeState
 
 # langgraph.graph.END, spelled out: it is typed as plain `str`, and routing is typed.
@@ -14,9 +11,13 @@ END: Final = "__end__"
 
 
 def after_trends(state: SummarizeState) -> Literal["compare_imaging", "__end__"]:
-    """A patient without any numeric lab series gets no report: there is nothing to summarise."""
-    return "compare_imaging" if state.get("trends") else END
+    """Lab series get a summary and imaging studies their comparisons; a patient with neither has
+    nothing more to analyse (its lab-report transcriptions are written already)."""
+    if state.get("trends") or state["record"].of_type("ImagingStudy"):
+        return "compare_imaging"
+    return END
 
 
-def after_bundle(state: SummarizeState, runtime: Runtime[RunContext]) -> Literal["write_back", "__end__"]:
-    return END if runtime.context.dry_run else "write_back"
+def after_imaging(state: SummarizeState) -> Literal["synthesize", "write_back"]:
+    """Without lab series there is no summary: the imaging reports alone are written."""
+    return "synthesize" if state.get("trends") else "write_back"

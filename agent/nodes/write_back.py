@@ -1,83 +1,76 @@
-"""Write-back: build the patient's transaction (pure) and post it (the only write).
+"""The one write node: post each pending write as its own atomic transaction (the only write).
 
-The transaction is atomic and every entry is a conditional create (plus, where a newer summary
-replaces an older current one, a version-checked update retiring it: `tools.writeback.supersede`),
-so a rerun with the same inputs creates nothing new and a failure leaves nothing half-written.
+Pending writes are taken in `posting_order` (transcriptions, imaging reports, the summary), each
+one posted once per run: the node runs after the documents are read (their values must be stored
+before the trends use them) and again at the end, and posts only what no earlier pass did. Every
+create is conditional (plus, where a newer report replaces an older current one, a version-checked
+update retiring it: `tools.writeback.supersede`), so a rerun with the same inputs creates nothing
+new and a failure leaves nothing of that write half-written.
+
+A write that fails or whose outcome stays unknown is reported in its own outcome and the others
+go on. In a dry run nothing is sent: each pending write is reported as would-be.
+
+On the wire, per pending write: ``POST {base}`` its transaction Bundle; when the answer is lost,
+the reads and the one resend of `fhir_adapters.confirmed`.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Any
+from collections.abc import Iterable
 
-from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
-from agent.state import SummarizeState, WriteOutcome
-from fhir_adapters.confirmed import ConfirmedTransaction, post_transaction
-from tools.documents.summary import document_lines
-from tools.record import PatientRecord
-from tools.writeback import build_patient_transaction, is_document_extraction
-from tools.writeback.supersede import with_superseded
+from agent.state import SummarizeState
+from fhir_adapters import FhirClient, FhirError, FhirHttpError
+from fhir_adapters.confirmed import WriteNotStored, WriteOutcomeUnknown, post_transaction
+from tools.writeback.pending import PendingWrite, WriteOutcome, posting_order
 
 
-def document_refs(record: PatientRecord) -> frozenset[str]:
-    """References of the record's results transcribed from lab-report PDFs (marked in table and plots)."""
-    return frozenset(
-        f"Observation/{o.id}"
-        for o in record.of_type("Observation")
-        if o.id is not None and is_document_extraction(o)
-    )
+def _refusal(exc: FhirError) -> str:
+    # The server's diagnostics may quote the resource sent: only the status goes into the message.
+    return f"HTTP {exc.status}" if isinstance(exc, FhirHttpError) else type(exc).__name__
 
 
-def build_bundle(state: SummarizeState, runtime: Runtime[RunContext]) -> SummarizeState:
-    imaging = state.get("imaging")
-    lines = document_lines(state.get("documents"))
-    narrative = state["narrative"] + ("\n\n" + "\n".join(lines) if lines else "")
-    bundle = build_patient_transaction(
-        subject=f"Patient/{state['patient_id']}",
-        trends=state["trends"],
-        narrative=narrative,
-        issued=runtime.context.now,
-        # The model that wrote the narrative, if any: it is credited with the report only.
-        narrative_identity=state.get("narrative_identity"),
-        document_refs=document_refs(state["record"]),
-        # Imaging reports (with their Device and Provenance) land atomically with the summary.
-        extra=imaging.built if imaging else (),
-        imaging_summaries=imaging.summary_lines if imaging else (),
-    )
-    # The newer summary (and imaging report) retires the older current one of the same kind.
-    bundle = with_superseded(
-        bundle, [r for r in state["record"].of_type("DiagnosticReport") if isinstance(r, DiagnosticReport)]
-    )
-    return {"bundle": bundle}
+async def post_write(fhir: FhirClient, pending: PendingWrite) -> WriteOutcome:
+    """Post one pending write; its outcome, never an exception of ours (a bug still propagates)."""
+    try:
+        # A lost answer is resent or read back: WriteNotStored / WriteOutcomeUnknown, never a guess.
+        result = await post_transaction(fhir, pending.bundle)
+    except WriteOutcomeUnknown as exc:
+        return WriteOutcome.problem(pending, "unknown", cause=exc.cause, error=str(exc), read_back=True)
+    except WriteNotStored as exc:
+        return WriteOutcome.problem(pending, "failed", cause=exc.cause, error=str(exc), read_back=True)
+    except FhirError as exc:  # refused: a transaction is all or nothing
+        cause = _refusal(exc)
+        error = f"the server refused the write ({cause}); nothing of it stored"
+        return WriteOutcome.problem(pending, "failed", cause=cause, error=error, read_back=False)
+    return WriteOutcome.posted(pending, result)
+
+
+def unposted(pending: Iterable[PendingWrite], done: Iterable[WriteOutcome]) -> list[PendingWrite]:
+    """The pending writes without an outcome yet, each key once, in posting order."""
+    seen = {o.key for o in done}
+    todo: dict[str, PendingWrite] = {}
+    for p in pending:
+        if p.key not in seen:
+            todo.setdefault(p.key, p)
+    return sorted(todo.values(), key=posting_order)
+
+
+async def post_writes(
+    fhir: FhirClient, pending: Iterable[PendingWrite], *, dry_run: bool, done: Iterable[WriteOutcome] = ()
+) -> list[WriteOutcome]:
+    """Post (or, in a dry run, only list) each pending write not in ``done``, one after another."""
+    outcomes: list[WriteOutcome] = []
+    for p in unposted(pending, done):
+        outcomes.append(WriteOutcome.would_write(p) if dry_run else await post_write(fhir, p))
+    return outcomes
 
 
 async def write_back(state: SummarizeState, runtime: Runtime[RunContext]) -> SummarizeState:
-    # A lost answer is resent or read back: raises WriteNotStored / WriteOutcomeUnknown, never a guess.
-    result = await post_transaction(runtime.context.fhir, state["bundle"])
-    return {"written": tally(state["bundle"], result)}
-
-
-def tally(bundle: dict[str, Any], result: ConfirmedTransaction) -> WriteOutcome:
-    """Per resource type: entries the server created (201) vs found already there (200), or,
-    when the answer was lost, found by reading the server back; and the reports retired."""
-    created: Counter[str] = Counter()
-    existing: Counter[str] = Counter()
-    confirmed: Counter[str] = Counter()
-    superseded: list[str] = []
-    for sent, got in zip(bundle["entry"], result.entries, strict=True):
-        rtype = sent["resource"]["resourceType"]
-        if sent["request"]["method"] == "PUT":
-            superseded.append(str(sent["request"]["url"]))
-        elif got.created is None:
-            confirmed[rtype] += 1
-        else:
-            (created if got.created else existing)[rtype] += 1
-    return {
-        "created": dict(created),
-        "existing": dict(existing),
-        "confirmed": dict(confirmed),
-        "superseded": superseded,
-    }
+    ctx = runtime.context
+    outcomes = await post_writes(
+        ctx.fhir, state.get("pending", []), dry_run=ctx.dry_run, done=state.get("writes", [])
+    )
+    return {"writes": outcomes}

@@ -17,11 +17,12 @@ import httpx
 import pytest
 
 from agent.nodes.compute_trends import trend_inputs
+from agent.nodes.write_back import post_writes
 from agent.testbed.cohort.labpdf import LabReport, make_report, render_hospital
 from agent.testbed.cohort.labpdf.bad import encrypted_pdf, injection_report, truncated_pdf
 from agent.testbed.cohort.labpdf.make import Dialect
 from fhir_adapters import FhirClient, RetryPolicy
-from tools.documents.ingest import DocumentIngest, ingest_lab_documents
+from tools.documents.ingest import DocumentIngest, ingest_lab_documents, with_writes
 from tools.labs.series import build_series
 from tools.record import PatientRecord, gather_record
 
@@ -86,9 +87,20 @@ async def extracted(client: FhirClient, pid: str) -> list[dict[str, Any]]:
     return await client.search("Observation", {"subject": f"Patient/{pid}", "_tag": EXTRACTION_TAG})
 
 
-async def ingest(client: FhirClient, pid: str, **kw: Any) -> tuple[PatientRecord, DocumentIngest]:
+async def ingest_and_write(
+    client: FhirClient, record: PatientRecord, *, dry_run: bool = False
+) -> DocumentIngest:
+    """The documents' pending writes, posted by the write node's own step, and settled."""
+    ingest = await ingest_lab_documents(record, client, now=NOW, tz=NY)
+    assert all(d.status != "written" for d in ingest.documents)  # nothing is written by ingest itself
+    return with_writes(ingest, await post_writes(client, ingest.pending, dry_run=dry_run))
+
+
+async def ingest(
+    client: FhirClient, pid: str, *, dry_run: bool = False
+) -> tuple[PatientRecord, DocumentIngest]:
     record = await gather_record(client, pid)
-    return record, await ingest_lab_documents(record, client, now=NOW, tz=NY, **kw)
+    return record, await ingest_and_write(client, record, dry_run=dry_run)
 
 
 def coded(truth: LabReport) -> list[Any]:
@@ -173,7 +185,7 @@ async def test_writes_grounded_observations_then_a_rerun_writes_nothing(fhir: Fh
         manifest=record.manifest,
         rejected=[],
     )
-    replay = await ingest_lab_documents(stale, fhir, now=NOW, tz=NY)
+    replay = await ingest_and_write(fhir, stale)
     assert (replay.documents[0].status, replay.documents[0].written) == ("nothing-new", 0)
     assert len(await extracted(fhir, pid)) == len(written)
     assert len(await fhir.search("Provenance", {"target": f"Observation/{written[0]['id']}"})) == 1

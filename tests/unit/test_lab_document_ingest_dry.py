@@ -1,5 +1,6 @@
-"""ingest_lab_documents in dry run over an in-memory record: which documents are read, what is
-written, what is only listed (model reads, duplicates, unknown codes), and that nothing is sent."""
+"""ingest_lab_documents, then its pending writes in a dry run, over an in-memory record: which
+documents are read, what is written, what is only listed (model reads, duplicates, unknown
+codes), and that nothing is sent."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 import httpx
 from fhir.resources.R4B.documentreference import DocumentReference
 
+from agent.nodes.write_back import post_writes
 from fhir_adapters import FhirClient, RetryPolicy
-from tools.documents.ingest import DocumentIngest, ingest_lab_documents, is_lab_report
+from tools.documents.ingest import DocumentIngest, ingest_lab_documents, is_lab_report, with_writes
 from tools.labs.pdf.drawing import write_pdf
 from tools.medgemma.errors import ModelTransportError
 from tools.medgemma.fake_backend import ScriptedBackend
@@ -81,7 +83,8 @@ def run(resources: list[dict[str, Any]], server: Server, **kw: Any) -> DocumentI
         async with FhirClient(
             "http://fhir.test/fhir", transport=transport, retry=RetryPolicy(max_attempts=1)
         ) as c:
-            return await ingest_lab_documents(record, c, now=NOW, dry_run=True, **kw)
+            ingest = await ingest_lab_documents(record, c, now=NOW, **kw)
+            return with_writes(ingest, await post_writes(c, ingest.pending, dry_run=True))
 
     return asyncio.run(go())
 

@@ -19,6 +19,7 @@ from agent.graphs.summarize import summarize_graph
 from agent.jobs.summarize import summarize_many
 from agent.state import SummarizeState
 from fhir_adapters import FhirClient
+from tools.writeback.pending import WriteKind, of_kind
 
 BASE = "http://ehr.test/fhir"
 DIRTY_DISPLAY = "Vit\x1b[31mamin\x07 D\x00 \u202e25-OH\u202c total" + "\u0301" * 50 + "x" * 1_000_000
@@ -83,6 +84,11 @@ async def run(resources: list[dict[str, Any]], patient: str) -> SummarizeState:
     return state
 
 
+def summary_bundle(state: SummarizeState) -> dict[str, Any]:
+    (summary,) = of_kind(state["pending"], WriteKind.LONGITUDINAL_SUMMARY)
+    return summary.bundle
+
+
 async def test_bad_results_are_reported_and_the_good_ones_still_trend() -> None:
     state = await run(record("p1"), "p1")
     facts = state["facts"]
@@ -106,7 +112,7 @@ async def test_bad_results_are_reported_and_the_good_ones_still_trend() -> None:
     assert f"Results not used in the trends ({len(BAD)})" in narrative
     assert "- Observation/p1-banana (2160-0): cannot convert 'banana' to 'mg/dL'" in narrative
 
-    bundle = state["bundle"]
+    bundle = summary_bundle(state)
     texts = strings(bundle, attachments=False)
     assert not [s for s in texts if any(c in s for c in UNSAFE)]
     dumped = json.dumps(bundle, ensure_ascii=False)
@@ -122,7 +128,9 @@ async def test_the_same_bad_record_gives_the_same_bytes() -> None:
     resources = record("p1")
     first = await run(resources, "p1")
     second = await run(list(reversed(resources)), "p1")
-    assert json.dumps(first["bundle"], sort_keys=True) == json.dumps(second["bundle"], sort_keys=True)
+    assert json.dumps(summary_bundle(first), sort_keys=True) == json.dumps(
+        summary_bundle(second), sort_keys=True
+    )
     assert first["facts"] == second["facts"]
 
 

@@ -23,6 +23,7 @@ from tools.medgemma.errors import ModelProtocolError, ModelServerError, ModelTra
 from tools.medgemma.fake_backend import ScriptedBackend
 from tools.medgemma.types import ModelRequest
 from tools.narrative import HEADER
+from tools.writeback.pending import WriteKind, of_kind
 
 BASE = "http://ehr.test/fhir"
 NOW = datetime(2026, 7, 2, 3, 4, 5, tzinfo=UTC)
@@ -122,4 +123,5 @@ async def test_the_graph_does_not_fail_the_patient_on_a_malformed_answer(
         state: SummarizeState = await summarize_graph.ainvoke({"patient_id": patient_id}, context=ctx)  # type: ignore[assignment]
     assert state["narrative"].startswith(HEADER)
     assert "model summary not used" in state["synthesis_note"]
-    assert state["bundle"]["entry"]  # the rest of the summary is built as without a model
+    (summary,) = of_kind(state["pending"], WriteKind.LONGITUDINAL_SUMMARY)
+    assert summary.bundle["entry"]  # the rest of the summary is built as without a model

@@ -24,6 +24,7 @@ from fhir_adapters import FhirClient
 from tools.medgemma.fake_backend import ScriptedBackend
 from tools.medgemma.types import ModelBackend, ModelRequest, TextPart
 from tools.narrative import HEADER
+from tools.writeback.pending import WriteKind, of_kind
 
 BASE = "http://ehr.test/fhir"
 # After the cohort's last results (agent.testbed.cohort.REFERENCE_DATE): none of them lies in the future.
@@ -99,7 +100,8 @@ async def test_the_model_writes_the_narrative_and_the_device_names_it(ehr: FakeE
     assert narrative.rstrip().endswith(ANSWER)
     assert "synthesis_note" not in state
 
-    bundle = state["bundle"]
+    (summary,) = of_kind(state["pending"], WriteKind.LONGITUDINAL_SUMMARY)
+    bundle = summary.bundle
     # Two authors: the trend engine computed the trends, the model wrote the report's text.
     engine, device = of_type(bundle, "Device")
     assert engine["deviceName"][0]["name"] != MODEL
@@ -116,12 +118,15 @@ async def test_the_model_writes_the_narrative_and_the_device_names_it(ehr: FakeE
     assert [t["reference"] for t in provenance["target"]] == [report_url(bundle)]
     assert provenance["agent"][0]["who"]["display"] == MODEL
     assert MODEL in provenance["entity"][-1]["what"]["display"]
-    assert state["written"]["created"]["DiagnosticReport"] == 1
+    (written,) = state["writes"]
+    assert (written.key, written.status) == (summary.key, "written")
+    assert written.created["DiagnosticReport"] == 1
 
     rerun = await run(ehr, model)
     assert rerun["narrative"] == narrative
-    assert rerun["written"]["created"] == {}
-    assert sum(rerun["written"]["existing"].values()) == len(bundle["entry"])
+    (again,) = rerun["writes"]
+    assert again.created == {}
+    assert sum(again.existing.values()) == len(bundle["entry"])
     assert ehr.transactions == 2
 
 
@@ -134,7 +139,8 @@ async def test_without_a_model_the_templated_narrative_and_trend_engine_stay(ehr
     assert state["narrative"].startswith(HEADER)
     assert state["synthesis_note"] == NO_MODEL_NOTE
     assert "narrative_identity" not in state
-    (device,) = of_type(state["bundle"], "Device")
+    (summary,) = of_kind(state["pending"], WriteKind.LONGITUDINAL_SUMMARY)
+    (device,) = of_type(summary.bundle, "Device")
     assert device["deviceName"][0]["name"] != MODEL
     assert ehr.transactions == 0
 

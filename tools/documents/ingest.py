@@ -12,18 +12,25 @@ oldest first, and for each lab report:
    date, rows printed twice, rows already written from this document (same identifier), and
    duplicates of results already in the record or in a document read earlier in this run
    (``tools.labs.dedup``);
-4. writes the rest in one transaction (``tools.writeback.lab_results``): the extractor's Device,
-   the Observations, their Provenance; every entry a conditional create.
+4. builds the rest into one pending write (``tools.writeback.pending``), its own transaction
+   (``tools.writeback.lab_results``): the extractor's Device, the Observations, their
+   Provenance; every entry a conditional create. Nothing is posted here: the write node
+   (``agent.nodes.write_back``) posts it, and ``with_writes`` then reads back into the outcome
+   of each document what its write did, and which Observations the server holds (with their
+   ids): only those join the trends.
 
-A document that fails (refused URL, encrypted, damaged, too many pages, a server error) is
-reported with its reference and the problem and writes nothing; the others go on. Which
+A document that fails (refused URL, encrypted, damaged, too many pages; or, once posted, a
+refused or failed write) is reported with its reference and the problem and writes nothing;
+the others go on. A document's results count as known for the documents read after it as soon
+as they are built: should its write then fail, a rerun writes it, and the later ones still
+need none of them. Which
 DocumentReferences are lab reports: ``type`` or ``category`` coded LOINC 11502-2 "Laboratory
 report", or ``category`` v2-0074 ``LAB``. AI-labelled documents are never read (AI output is
 not source data), nor are superseded or entered-in-error ones.
 
-On the wire, per lab report: ``GET {base}/Binary/<id>`` for each attachment given by URL, then
-``POST {base}`` one transaction Bundle (unless nothing is new, or ``dry_run``). When its answer
-is lost (timeout, cut, 500) the write is resent or the server read back
+On the wire, per lab report: ``GET {base}/Binary/<id>`` for each attachment given by URL; its
+pending write is later one ``POST {base}`` (unless nothing is new, or a dry run). When that
+answer is lost (timeout, cut, 500) the write is resent or the server read back
 (``fhir_adapters.confirmed``): a document is reported written, not stored, or of unknown outcome
 only as the server confirms.
 """
@@ -31,7 +38,7 @@ only as the server confirms.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any, Final, Literal
@@ -40,8 +47,7 @@ from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.observation import Observation
 from pydantic import BaseModel, ConfigDict, Field
 
-from fhir_adapters import FhirClient, FhirError, FhirHttpError
-from fhir_adapters.confirmed import WriteNotStored, WriteOutcomeUnknown, post_transaction
+from fhir_adapters import FhirClient
 from tools.documents.attachments import (
     DEFAULT_MAX_PDF_BYTES,
     DocumentFetchError,
@@ -63,6 +69,7 @@ from tools.writeback.lab_results import (
     lab_pdf_extractor_identity,
     unwritable_reason,
 )
+from tools.writeback.pending import PendingWrite, WriteKind, WriteOutcome
 
 __all__ = [
     "LAB_REPORT_CODES",
@@ -72,12 +79,16 @@ __all__ = [
     "NotWritten",
     "ingest_lab_documents",
     "is_lab_report",
+    "with_writes",
 ]
 
 log = logging.getLogger(__name__)
 
+# pending: its results are built into a pending write not posted yet (`with_writes` settles it).
 # unknown: the write's answer was lost and the server could not be read back; it may hold them.
-DocumentStatus = Literal["written", "nothing-new", "failed", "unknown", "skipped-not-lab", "skipped"]
+DocumentStatus = Literal[
+    "pending", "written", "nothing-new", "failed", "unknown", "skipped-not-lab", "skipped"
+]
 LAB_REPORT_CODES: Final = frozenset(
     {
         ("http://loinc.org", "11502-2"),  # Laboratory report
@@ -119,17 +130,22 @@ class DocumentOutcome(BaseModel):
     error: str | None = None
     # Where a failed or unknown document stopped: reading the PDF, or writing its results.
     stage: Literal["read", "write"] | None = None
+    # The key of its pending write (`PendingWrite.key`), when it has results to write.
+    write: str | None = None
 
 
 class DocumentIngest(BaseModel):
-    """Outcomes per document, and the Observations written (or, in a dry run, to be written).
+    """Outcomes per document, their pending writes, and (once posted: `with_writes`) the
+    Observations written (or, in a dry run, to be written).
 
     ``observations[i]`` is the resource as written, with its server ``id`` and references to
     the server's ids; in a dry run without ``id``, its own ``urn:uuid`` in ``references[i]``.
     """
 
-    dry_run: bool
+    dry_run: bool = False
     documents: list[DocumentOutcome]
+    # One per document with results to write, in document order.
+    pending: list[PendingWrite] = Field(default_factory=list)
     observations: list[dict[str, Any]] = Field(default_factory=list)
     references: list[str] = Field(default_factory=list)  # "Observation/<id>" or "urn:uuid:..."
 
@@ -205,17 +221,6 @@ def _identifiers(record: PatientRecord) -> set[str]:
     }
 
 
-def _fhir_problem(exc: FhirError) -> str:
-    # The server's diagnostics may quote the resource sent: only the status goes into the message.
-    if isinstance(exc, FhirHttpError):
-        return f"HTTP {exc.status}"
-    return str(exc)
-
-
-def _same_type(sent: Mapping[str, Any], reference: str) -> bool:
-    return reference.split("/", 1)[0] == str(sent["resource"]["resourceType"])
-
-
 def _resolve(value: Any, refs: Mapping[str, str]) -> Any:
     """``value`` with every ``reference`` naming a fullUrl of the bundle replaced by the server's."""
     if isinstance(value, dict):
@@ -243,7 +248,6 @@ class _Run:
     now: datetime
     tz: tzinfo
     model: ModelBackend | None
-    dry_run: bool
     max_pages: int
     max_bytes: int
     identity: ModelIdentity
@@ -295,42 +299,20 @@ class _Run:
         outcome.model_values += [r for r in assisted.model_results if r.status == "unverified"]
         outcome.warnings += assisted.warnings
 
-    async def write(
-        self, fresh: Sequence[_Candidate], outcome: DocumentOutcome
-    ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Post the transaction (unless a dry run); the Observations as written, and their references.
-
-        Raises ``FhirError`` when the server refuses it: nothing of it is kept (a transaction).
-        """
+    def pending(self, fresh: Sequence[_Candidate], document: str) -> PendingWrite:
+        """The transaction writing ``fresh`` (not posted here: the write node does)."""
         bundle = build_lab_document_transaction(
-            document=outcome.document,
+            document=document,
             observations=[c.built for c in fresh],
             identity=self.identity,
             issued=self.now,
         )
-        observations = [c.built.resource.model_dump(mode="json") for c in fresh]
-        if self.dry_run:
-            outcome.written = len(fresh)
-            return observations, [c.built.full_url for c in fresh]
-        result = await post_transaction(self.fhir, bundle)
-        refs = {
-            str(sent["fullUrl"]): e.reference
-            for sent, e in zip(bundle["entry"], result.entries, strict=False)
-            if e.reference is not None and _same_type(sent, e.reference)
-        }
-        if result.read_back:  # the answer was lost; the server holds them (by this run or an earlier one)
-            outcome.confirmed = len(fresh)
-        else:
-            outcome.written = sum(bool(e.created) for e in result.entries[1 : 1 + len(fresh)])  # 0: Device
-            outcome.already_written += len(fresh) - outcome.written
-        observations = [_resolve(o, refs) for o in observations]
-        references: list[str] = []
-        for c, obs in zip(fresh, observations, strict=True):
-            ref = refs.get(c.built.full_url)
-            if ref is not None:
-                obs["id"] = ref.split("/", 1)[1]
-            references.append(ref or c.built.full_url)
-        return observations, references
+        return PendingWrite.of(
+            WriteKind.DOCUMENT_TRANSCRIPTION,
+            bundle,
+            reason=f"{len(fresh)} lab result(s) printed in {document}, transcribed where printed",
+            inputs=(document,),
+        )
 
 
 def _select(
@@ -373,11 +355,11 @@ async def ingest_lab_documents(
     now: datetime,
     tz: tzinfo = UTC,
     model: ModelBackend | None = None,
-    dry_run: bool = False,
     max_pages: int = DEFAULT_MAX_PAGES,
     max_bytes: int = DEFAULT_MAX_PDF_BYTES,
 ) -> DocumentIngest:
-    """Write the lab results printed in the record's lab-report PDFs; see the module docstring.
+    """The pending writes of the lab results printed in the record's lab-report PDFs; see the
+    module docstring. Nothing is written here.
 
     ``now`` is the run's clock (``issued``, ``recorded``); ``tz`` the zone of the wall-clock
     times printed on the reports. One document's failure never raises: it is reported in its
@@ -392,7 +374,6 @@ async def ingest_lab_documents(
         now=now,
         tz=tz,
         model=model,
-        dry_run=dry_run,
         max_pages=max_pages,
         max_bytes=max_bytes,
         identity=identity,
@@ -401,16 +382,15 @@ async def ingest_lab_documents(
     finder = DuplicateFinder(_comparable(record), tz)
     known_ids = _identifiers(record)
     docs = [d for d in record.of_type("DocumentReference") if isinstance(d, DocumentReference)]
-    result = DocumentIngest(dry_run=dry_run, documents=[])
+    result = DocumentIngest(documents=[])
     for doc in sorted(docs, key=_oldest_first):
         outcome = await _ingest_one(run, doc, finder, known_ids, result)
         result.documents.append(outcome)
         log.info(
-            "%s: %s, %d extracted, %d written, %d duplicates",
+            "%s: %s, %d extracted, %d duplicates",
             outcome.document,
             outcome.status,
             outcome.extracted,
-            outcome.written,
             outcome.duplicates,
         )
     return result
@@ -431,28 +411,88 @@ async def _ingest_one(
         return outcome
     fresh = _select(candidates, outcome, finder, known_ids)
     if fresh:
-        try:
-            observations, references = await run.write(fresh, outcome)
-        except WriteOutcomeUnknown as exc:
-            # Never "nothing written" on a guess: the server may hold them; a rerun settles it.
-            outcome.status, outcome.stage = "unknown", "write"
-            outcome.error = (
-                f"{label}: writing the results: outcome unknown ({exc.cause}); the server may hold them, "
-                "and a rerun completes the write without duplicates"
-            )
-            return outcome
-        except WriteNotStored as exc:
-            outcome.status, outcome.stage = "failed", "write"
-            outcome.error = (
-                f"{label}: writing the results failed ({exc.cause}); a read of the server shows none stored"
-            )
-            return outcome
-        except FhirError as exc:  # refused (4xx): a transaction is all or nothing
-            outcome.status, outcome.stage = "failed", "write"
-            outcome.error = f"{label}: writing the results failed ({_fhir_problem(exc)}); nothing written"
-            return outcome
-        result.observations += observations
-        result.references += references
+        pending = run.pending(fresh, label)
+        result.pending.append(pending)
+        outcome.status, outcome.write = "pending", pending.key
         finder.add([c.lab for c in fresh], label)
-    outcome.status = "written" if outcome.written or outcome.confirmed else "nothing-new"
     return outcome
+
+
+def _observations(pending: PendingWrite, written: WriteOutcome) -> tuple[list[dict[str, Any]], list[str]]:
+    """The Observations of ``pending`` as the server holds them (its ids, references resolved to
+    the server's), and their references; as built, with their ``urn:uuid``, when would-be."""
+    entries = [e for e in pending.bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+    refs = written.references
+    observations: list[dict[str, Any]] = []
+    references: list[str] = []
+    for entry in entries:
+        obs = _resolve(entry["resource"], refs)
+        ref = refs.get(str(entry["fullUrl"]))
+        if ref is not None:
+            obs["id"] = ref.split("/", 1)[1]
+        observations.append(obs)
+        references.append(ref or str(entry["fullUrl"]))
+    return observations, references
+
+
+def _settled(doc: DocumentOutcome, pending: PendingWrite, written: WriteOutcome) -> DocumentOutcome:
+    label = doc.document
+    count = sum(e["resource"]["resourceType"] == "Observation" for e in pending.bundle["entry"])
+    if written.status == "would-write":
+        return doc.model_copy(update={"status": "written", "written": count})
+    if written.status == "written":
+        if written.read_back:  # the answer was lost; the server holds them (by this run or an earlier one)
+            return doc.model_copy(update={"status": "written", "confirmed": count})
+        created = written.created.get("Observation", 0)
+        return doc.model_copy(
+            update={
+                "status": "written" if created else "nothing-new",
+                "written": created,
+                "already_written": doc.already_written + count - created,
+            }
+        )
+    if written.status == "unknown":
+        # Never "nothing written" on a guess: the server may hold them; a rerun settles it.
+        error = (
+            f"{label}: writing the results: outcome unknown ({written.cause}); the server may hold them, "
+            "and a rerun completes the write without duplicates"
+        )
+    elif written.read_back:
+        error = (
+            f"{label}: writing the results failed ({written.cause}); a read of the server shows none stored"
+        )
+    else:  # refused: a transaction is all or nothing
+        error = f"{label}: writing the results failed ({written.cause}); nothing written"
+    return doc.model_copy(update={"status": written.status, "stage": "write", "error": error})
+
+
+def with_writes(ingest: DocumentIngest, outcomes: Iterable[WriteOutcome]) -> DocumentIngest:
+    """``ingest`` with what its pending writes did (pure): each document's status and counts, and
+    the Observations stored (or, when every outcome is would-be, that would be) with their ids.
+    A document whose write has no outcome yet stays pending."""
+    by_key = {o.key: o for o in outcomes}
+    pending = {p.key: p for p in ingest.pending}
+    documents: list[DocumentOutcome] = []
+    observations: list[dict[str, Any]] = list(ingest.observations)
+    references: list[str] = list(ingest.references)
+    dry_run = ingest.dry_run
+    for doc in ingest.documents:
+        written = by_key.get(doc.write or "")
+        if doc.status != "pending" or written is None:
+            documents.append(doc)
+            continue
+        write = pending[written.key]
+        documents.append(_settled(doc, write, written))
+        dry_run = dry_run or written.status == "would-write"
+        if written.status in ("written", "would-write"):
+            obs, refs = _observations(write, written)
+            observations += obs
+            references += refs
+    return ingest.model_copy(
+        update={
+            "documents": documents,
+            "observations": observations,
+            "references": references,
+            "dry_run": dry_run,
+        }
+    )

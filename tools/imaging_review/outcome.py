@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+from fhir.resources.R4B.resource import Resource
+
 from tools.imaging_review.plan import ImagingKind
 from tools.medgemma.tasks.cxr_comparison import CxrComparison
 from tools.medgemma.tasks.volume_comparison import VolumeComparison
+from tools.writeback.bundle import conditional_create_bundle
 from tools.writeback.identifiers import Built
+from tools.writeback.pending import PendingWrite, WriteKind
+from tools.writeback.supersede import with_superseded
 
 __all__ = ["AI_SUFFIX", "ComparisonOutcome", "ComparisonStatus", "ImagingReview", "summary_line"]
 
@@ -69,6 +74,8 @@ class ComparisonOutcome:
     notes: tuple[str, ...] = ()
     # The model's whole answer when it could not be read, for audit (never for logs).
     raw_text: str | None = None
+    # What a ready comparison read: its ImagingStudy references and ``urn:oid:`` study UIDs.
+    inputs: tuple[str, ...] = ()
     summary: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
@@ -80,6 +87,19 @@ class ComparisonOutcome:
             self.kind, self.current_date, self.prior_date, self.status, self.reason, self.result
         )
         object.__setattr__(self, "summary", line)
+
+    def pending_write(self, current: Iterable[Resource] = ()) -> PendingWrite | None:
+        """Its report, Device and Provenance as one transaction of their own (None unless ready);
+        it retires the older current report of the same pair of studies among ``current``."""
+        if self.status is not ComparisonStatus.READY:
+            return None
+        studies = [f"ImagingStudy/{s}" for s in (self.current, self.prior) if s is not None]
+        return PendingWrite.of(
+            WriteKind.IMAGING_REPORT,
+            with_superseded(conditional_create_bundle(self.built), current),
+            reason=f"AI reading of {self.kind.label} " + " vs ".join(studies) + " (current vs prior)",
+            inputs=self.inputs or tuple(studies),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,6 +117,10 @@ class ImagingReview:
             for b in c.built:
                 seen.setdefault(b.full_url, b)
         return list(seen.values())
+
+    def pending_writes(self, current: Iterable[Resource] = ()) -> list[PendingWrite]:
+        """One transaction per ready comparison (see `ComparisonOutcome.pending_write`)."""
+        return [w for c in self.comparisons if (w := c.pending_write(current)) is not None]
 
     @property
     def summary_lines(self) -> list[str]:

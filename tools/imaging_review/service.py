@@ -252,17 +252,28 @@ async def _review(
     except _Failed as failed:
         return _outcome(plan, ComparisonStatus.FAILED, failed.reason, raw_text=failed.raw_text)
     notes = (*plan.notes, *current.notes, *(prior.notes if prior is not None else ()))
+    current_input = _study_input(plan.current, current)
+    prior_input = _study_input(plan.prior, prior) if plan.prior is not None and prior is not None else None
     built = build_imaging_writeback(
         task=_TASK[plan.kind],
         subject=f"Patient/{record.patient_id}",
         result=result,
-        current=_study_input(plan.current, current),
-        prior=_study_input(plan.prior, prior) if plan.prior is not None and prior is not None else None,
+        current=current_input,
+        prior=prior_input,
         identity=model_identity(model.info, prompt_version),
         issued=now,
         parameters=parameters,
     )
-    return _outcome(plan, ComparisonStatus.READY, result=result, built=tuple(built), notes=notes)
+    # What its pending write was computed from: each study's reference and StudyInstanceUID.
+    inputs = tuple(
+        x
+        for s in (current_input, prior_input)
+        if s is not None
+        for x in (s.reference, f"urn:oid:{s.study_uid}")
+    )
+    return _outcome(
+        plan, ComparisonStatus.READY, result=result, built=tuple(built), notes=notes, inputs=inputs
+    )
 
 
 async def compare_imaging(

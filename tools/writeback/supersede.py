@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.resource import Resource
 
 from tools.writeback.ai_labels import is_ai_asserted
 from tools.writeback.identifiers import AI_OUTPUT_SYSTEM
@@ -70,16 +71,17 @@ def _retired(old: Mapping[str, Any], new_full_url: str) -> dict[str, Any]:
     return resource
 
 
-def with_superseded(bundle: Mapping[str, Any], current: Iterable[DiagnosticReport]) -> dict[str, Any]:
-    """``bundle`` plus one ``PUT`` per report of ``current`` (the record's) that a DiagnosticReport
-    created by ``bundle`` replaces."""
+def with_superseded(bundle: Mapping[str, Any], current: Iterable[Resource]) -> dict[str, Any]:
+    """``bundle`` plus one ``PUT`` per report of ``current`` (the record's resources: only its
+    DiagnosticReports count) that a DiagnosticReport created by ``bundle`` replaces."""
     new_reports = {
         report_kind(e["resource"]): e
         for e in bundle.get("entry") or []
         if e["resource"].get("resourceType") == "DiagnosticReport" and e["request"]["method"] == "POST"
     }
     updates: list[dict[str, Any]] = []
-    for report in sorted(current, key=lambda r: str(r.id)):
+    reports = [r for r in current if isinstance(r, DiagnosticReport)]
+    for report in sorted(reports, key=lambda r: str(r.id)):
         old = report.model_dump(mode="json", exclude_none=True)
         entry = new_reports.get(report_kind(old))
         value = _our_identifier(old)
