@@ -13,14 +13,28 @@ OpenSlide, both from a warm page cache and with the same tissue mask and patch p
 Both include opening the slide, the thumbnail, the tissue mask and the plan. The patches of the
 two must agree (the 10X level is itself a box average of level 0, JPEG-compressed).
 
-    .venv/bin/python bench/bench_wsi_patches.py [--size 32768] [--islands 9] [--repeats 3] [--slide PATH]
+With `--dicomweb`, a second comparison over DICOMweb: a smaller synthetic slide (`--web-size`,
+JPEG tiles at 0.5 um/px, levels 1/2/8) is dicomized and stored in a fresh embedded Orthanc, then
+prepared through
 
-Last line: `bench wsi-patches: <ratio>x (<ours> vs <baseline>)`, ratio = baseline / ours.
+- ours (`tools.imaging.wsi_web.prepare_slide_dicomweb`): wsidicom fed by the one async
+  `DicomWebClient` (auth, retries, bounded concurrency) from a worker thread;
+- baseline: wsidicom's own synchronous client (`WsiDicomWebClient.create_client`, dicomweb-client
+  over requests), the path ChartAgent used before, without the configured credentials.
+
+The two must give the same patches (same JPEG frames, no transcoding).
+
+    .venv/bin/python bench/bench_wsi_patches.py [--size 32768] [--islands 9] [--repeats 3] [--slide PATH]
+        [--dicomweb [--web-size 12288]]
+
+Last line: `bench wsi-patches: <ratio>x (<ours> vs <baseline>)`, ratio = baseline / ours; with
+`--dicomweb` then `bench wsi-dicomweb: <ratio>x (<ours> vs <baseline>)`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import tempfile
@@ -34,15 +48,25 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.testbed.cohort.imaging.wsi_synth import make_slide_tiff
+from pydicom.uid import UID, generate_uid
+
+from agent.testbed.cohort.imaging.wsi_synth import dicomize, make_slide_tiff
+from agent.testbed.stack import OrthancServer, OrthancSpec
+from agent.testbed.stack.ports import free_port
+from tools.imaging.dicomweb import DicomWebClient
 from tools.imaging.tissue import tissue_mask
 from tools.imaging.wsi import (
+    WEB_TRANSFER_SYNTAXES,
     OpenSlideReader,
     PatchPlan,
+    PreparedSlide,
+    WsiDicomReader,
     choose_mask_level,
     plan_patches,
+    prepare_slide,
     prepare_slide_file,
 )
+from tools.imaging.wsi_web import prepare_slide_dicomweb
 
 
 def naive_patches(path: Path) -> tuple[PatchPlan, npt.NDArray[np.uint8]]:
@@ -100,12 +124,68 @@ def run(slide: Path, repeats: int) -> None:
     print(f"bench wsi-patches: {t_base / t_ours:.1f}x ({t_ours:.3f} s vs {t_base:.3f} s)")
 
 
+def library_client_slide(url: str, study: str, series: str) -> PreparedSlide:
+    """The baseline: wsidicom's own synchronous DICOMweb client (dicomweb-client over requests)."""
+    from wsidicom import WsiDicom, WsiDicomWebClient
+
+    client = WsiDicomWebClient.create_client(url)
+    wsi = WsiDicom.open_web(
+        client, study, series, requested_transfer_syntax=[UID(t) for t in WEB_TRANSFER_SYNTAXES]
+    )
+    reader = WsiDicomReader(wsi, url)
+    try:
+        return prepare_slide(reader, study_uid=study, series_uid=series)
+    finally:
+        reader.close()
+
+
+def ours_slide(url: str, study: str, series: str) -> PreparedSlide:
+    async def run() -> PreparedSlide:
+        async with DicomWebClient(url) as client:
+            return await prepare_slide_dicomweb(client, study, series)
+
+    return asyncio.run(run())
+
+
+def run_dicomweb(tmp: Path, size: int, repeats: int) -> None:
+    slide = make_slide_tiff(
+        tmp / "web.tif", seed=3, size=(size, size * 2 // 3), mpp=0.5, downsamples=(1, 2, 8), n_islands=4
+    )
+    study, series = str(generate_uid()), str(generate_uid())
+    files = dicomize(slide.path, tmp / "dcm", patient_id="bench-wsi", study_uid=study, series_uid=series)
+    server = OrthancServer(OrthancSpec(port=free_port(), state_dir=tmp / "orthanc"))
+    server.start()
+    try:
+        url = server.dicomweb_url
+
+        async def store() -> None:
+            async with DicomWebClient(url) as client:
+                assert (await client.store(f.read_bytes() for f in files)).ok
+
+        asyncio.run(store())
+        ours, base = ours_slide(url, study, series), library_client_slide(url, study, series)
+        assert np.array_equal(ours.images, base.images), "patches differ"
+        print(
+            f"DICOMweb slide {size}x{size * 2 // 3} px at 0.5 um/px, {len(files)} instances; "
+            f"{len(ours.metadata.patches)} patches, identical both ways"
+        )
+        t_ours, runs_ours = timed(lambda: ours_slide(url, study, series), repeats)
+        t_base, runs_base = timed(lambda: library_client_slide(url, study, series), repeats)
+    finally:
+        server.stop()
+    print(f"ours (async DicomWebClient)      {t_ours:.3f} s median, runs {[round(r, 3) for r in runs_ours]}")
+    print(f"baseline (wsidicom's own client) {t_base:.3f} s median, runs {[round(r, 3) for r in runs_base]}")
+    print(f"bench wsi-dicomweb: {t_base / t_ours:.1f}x ({t_ours:.3f} s vs {t_base:.3f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--size", type=int, default=32768, help="level-0 width and height in pixels")
     parser.add_argument("--islands", type=int, default=9)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--slide", type=Path, help="reuse this slide file (written there if missing)")
+    parser.add_argument("--dicomweb", action="store_true", help="also compare the DICOMweb readers")
+    parser.add_argument("--web-size", type=int, default=12288, help="level-0 width of the DICOMweb slide")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-wsi-") as tmp:
         slide = args.slide or Path(tmp) / "slide.tif"
@@ -124,6 +204,8 @@ def main() -> None:
                 f"{slide.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - start:.1f} s"
             )
         run(slide, args.repeats)
+        if args.dicomweb:
+            run_dicomweb(Path(tmp), args.web_size, args.repeats)
 
 
 if __name__ == "__main__":

@@ -244,6 +244,38 @@ async def test_retrieve_frames_counts_the_parts() -> None:
             await c.retrieve_frames(ST, SE, SOP, [1, 2])
 
 
+async def test_compressed_frames_are_asked_in_their_own_media_type() -> None:
+    """Whole-slide tiles as stored: JPEG baseline frames come as image/jpeg, no transcoding."""
+    seen: list[httpx.Request] = []
+    async with client(frames_handler(seen)) as c:
+        assert await c.retrieve_frames(ST, SE, SOP, [5], transfer_syntax="1.2.840.10008.1.2.4.50") == [b"f5"]
+    assert (
+        seen[0].headers["accept"]
+        == 'multipart/related; type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.50'
+    )
+
+
+async def test_frames_over_the_limit_or_past_those_asked_for_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tools.imaging.dicom_limits import dicom_limits
+
+    dicom_limits.cache_clear()
+    monkeypatch.setenv("CHARTAGENT_DICOM_MAX_FRAME_BYTES", "1000")
+    try:
+        big = lambda r: multipart_response([b"x" * 1001], part_type="application/octet-stream")  # noqa: E731
+        async with client(big) as c:
+            with pytest.raises(DicomWebProtocolError, match=f"instances/{SOP}/frames/1: .*1000"):
+                await c.retrieve_frames(ST, SE, SOP, [1])
+    finally:
+        monkeypatch.undo()
+        dicom_limits.cache_clear()
+    extra = lambda r: multipart_response([b"a", b"b", b"c"], part_type="application/octet-stream")  # noqa: E731
+    async with client(extra) as c:
+        with pytest.raises(DicomWebProtocolError, match="answered more than 2 frames"):
+            await c.retrieve_frames(ST, SE, SOP, [1, 2])
+
+
 @pytest.mark.parametrize("frames", [[], [0], [1, -2], [True]])
 async def test_retrieve_frames_checks_frame_numbers(frames: list[int]) -> None:
     async with client(lambda r: httpx.Response(500)) as c:

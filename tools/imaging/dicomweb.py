@@ -59,7 +59,6 @@ from tools.imaging.multipart import (
     boundary_of,
     build_multipart,
     iter_parts,
-    parse_multipart,
 )
 
 __all__ = [
@@ -608,12 +607,26 @@ class DicomWebClient(ServiceClient):
         path = f"{_instance_path(study_uid, series_uid, sop_uid)}/frames/{','.join(map(str, frames))}"
         media_type = frame_media_type(transfer_syntax)
         accept = f'multipart/related; type="{media_type}"; transfer-syntax={transfer_syntax}'
-        resp = await self._send("GET", path, accept=accept, idempotent=True)
+        resp = await self._send("GET", path, accept=accept, idempotent=True, stream=True)
         target = self._target(resp.request.url)
-        parts = _parts(resp, "GET", target)
-        if len(parts) != len(frames):
-            raise DicomWebProtocolError(f"GET {target} answered {len(parts)} frames, expected {len(frames)}")
-        return [p.body for p in parts]
+        limit = dicom_limits().max_frame_bytes
+        bodies: list[bytes] = []
+        try:
+            boundary = _boundary(resp, "GET", target)
+            # Parsed as it streams: a frame over the limit, or a part past those asked for, stops it.
+            async for part in iter_parts(resp.aiter_bytes(), boundary, max_part_bytes=limit):
+                bodies.append(part.body)
+                if len(bodies) > len(frames):
+                    raise DicomWebProtocolError(f"GET {target} answered more than {len(frames)} frames")
+        except MultipartError as exc:
+            raise DicomWebProtocolError(f"GET {target}: {exc}") from None
+        except httpx.TransportError as exc:
+            raise DicomWebTransportError("GET", target, type(exc).__name__) from exc
+        finally:
+            await resp.aclose()
+        if len(bodies) != len(frames):
+            raise DicomWebProtocolError(f"GET {target} answered {len(bodies)} frames, expected {len(frames)}")
+        return bodies
 
     async def retrieve_metadata(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
@@ -811,14 +824,6 @@ def _failure_kind(exc: httpx.TransportError) -> Failure:
 def _boundary(resp: httpx.Response, method: str, target: str) -> str:
     try:
         return boundary_of(resp.headers.get("content-type"))
-    except MultipartError as exc:
-        raise DicomWebProtocolError(f"{method} {target}: {exc}") from None
-
-
-def _parts(resp: httpx.Response, method: str, target: str) -> list[Part]:
-    boundary = _boundary(resp, method, target)
-    try:
-        return parse_multipart(resp.content, boundary)
     except MultipartError as exc:
         raise DicomWebProtocolError(f"{method} {target}: {exc}") from None
 
