@@ -33,6 +33,8 @@ from fhir_adapters.errors import (
     error_for_status,
 )
 from tools.imaging import dicomweb
+from tools.imaging.errors import DicomFileError
+from tools.labs.units import UnitConversionError
 from tools.medgemma.errors import ModelConfigurationError, ModelServerError, ModelTransportError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,6 +129,27 @@ def test_http_errors_carry_the_status_on_the_shared_base() -> None:
     ]
     assert [e.status for e in errors] == [409, 404, 503]
     assert str(errors[0]) == "PUT Patient/1 -> HTTP 409: no OperationOutcome"
+
+
+def test_a_batch_reports_our_errors_by_message_and_hides_any_other() -> None:
+    from agent.jobs.summarize import describe_failure  # here: it imports the whole graph
+
+    # Bad input and failed services alike: the type and our (PHI-free) message.
+    assert (
+        describe_failure(DicomFileError("ct/1.dcm", "no pixel data"))
+        == "DicomFileError: ct/1.dcm: no pixel data"
+    )
+    assert (
+        describe_failure(UnitConversionError("mg/dL", "kg"))
+        == "UnitConversionError: cannot convert 'mg/dL' to 'kg'"
+    )
+    assert describe_failure(ModelServerError(503, "/v1/chat/completions")) == (
+        "ModelServerError: POST /v1/chat/completions -> HTTP 503"
+    )
+    # A defect: its message may quote the record, so only the type is told.
+    hidden = describe_failure(ValueError("Jane Roe, born 1970-01-01"))
+    assert hidden.startswith("internal error (ValueError at ")
+    assert "Jane" not in hidden
 
 
 # ------------------------------------------------------------------------------ except clauses
