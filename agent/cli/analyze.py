@@ -1,8 +1,9 @@
 """`chartagent analyze {ct,mri,cxr,wsi} SOURCE [--prior SOURCE] [--task ...] [--question TEXT] [--json]`.
 
-Prepares the images exactly as `chartagent imaging prepare` does (same helpers), runs one MedGemma
-task on the configured model (`CHARTAGENT_MODEL_BACKEND`), parses the answer strictly and prints
-the validated result, labelled as AI-generated.
+Prepares the images exactly as `chartagent imaging prepare` does (`tools.imaging.prepare`), runs
+one MedGemma task from the task registry (`tools.medgemma.tasks.registry`) on the configured model
+(`CHARTAGENT_MODEL_BACKEND`), parses the answer strictly and prints the validated result, labelled
+as AI-generated.
 
 Tasks: `findings` for ct, mri and wsi (the default); `localize` (default) and `compare` (the
 default when `--prior` is given) for cxr. `compare` needs `--prior`, the earlier chest X-ray.

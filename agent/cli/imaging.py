@@ -8,10 +8,14 @@ Batch rules for `prepare` (a folder or a DICOMweb study can hold several series 
   good series are still prepared. The exit code is then 1.
 - Objects that are not images (SR, SEG, KO, PR, RTSTRUCT...) are skipped and listed; not an error.
 - The series is the one named by `--series`, else the only series of the task's modality
-  (a CT task ignores an MR series beside it). With several candidates, the command lists them and
-  exits 2, unless `--all-series` asks for every candidate: `--out` is then a folder that gets one
-  `<SeriesInstanceUID>.npz` per series.
+  (a CT task ignores an MR series beside it). With several candidates, the command lists them
+  (in the selection policy's order) and exits 2, unless `--all-series` asks for every candidate:
+  `--out` is then a folder that gets one `<SeriesInstanceUID>.npz` per series.
 - Nothing prepared at all (no such series, wrong modality, every file bad): exit 2.
+
+The work is `tools.imaging.prepare` (the entry point the agent and the review use too) and the
+series-selection policy of `tools.imaging.selection` (with `Several.REFUSE`: a person can name
+the series); this module parses options, calls them and prints.
 """
 
 from __future__ import annotations
