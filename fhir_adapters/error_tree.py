@@ -60,6 +60,9 @@ standard-library or third-party parse, never for our code (tests/unit/test_error
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
+
 __all__ = [
     "BadInputError",
     "ChartAgentError",
@@ -69,6 +72,8 @@ __all__ = [
     "ServiceOutcomeUnknown",
     "ServiceProtocolError",
     "ServiceTransportError",
+    "defect_text",
+    "raised_at",
 ]
 
 
@@ -109,3 +114,18 @@ class BadInputError(ChartAgentError):
 class ConfigurationError(BadInputError):
     """The deployment's configuration (settings, model files) is incomplete or contradictory;
     the message says what to set."""
+
+
+def raised_at(exc: BaseException) -> str:
+    """`file.py:line` of the innermost frame of ours (outside site-packages) that raised `exc`."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "/site-packages/" not in f.filename] or frames
+    if not ours:
+        return "unknown place"
+    return f"{Path(ours[-1].filename).name}:{ours[-1].lineno}"
+
+
+def defect_text(exc: BaseException) -> str:
+    """How an exception outside the tree (a defect) is told: its type and place, never its message,
+    which may quote patient data."""
+    return f"internal error ({type(exc).__name__} at {raised_at(exc)})"

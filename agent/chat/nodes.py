@@ -12,7 +12,6 @@ from pydantic import TypeAdapter
 from agent.chat.actions import Action, Answer, CallTool, CitedValue, ProposeNote
 from agent.chat.citations import check_answer, known_text
 from agent.chat.context import ChatContext
-from agent.chat.planner import PlannerOutputError
 from agent.chat.retrieval import RetrievalPlanner
 from agent.chat.scope import names_other_patient
 from agent.chat.state import ChatState
@@ -80,7 +79,7 @@ async def plan(state: ChatState, runtime: Runtime[ChatContext]) -> ChatState:
     planner = RetrievalPlanner() if state.get("fallback") else ctx.planner
     try:
         action = await planner.next_action(view)
-    except (PlannerOutputError, ChartAgentError) as exc:
+    except ChartAgentError as exc:  # PlannerOutputError included
         # The conversation goes on without the model: retrieval answers, and says why.
         flags.append(f"the planner failed ({exc}); answered from retrieval")
         action = await RetrievalPlanner().next_action(view)

@@ -4,10 +4,8 @@ stops the batch, and what each patient's run did is reported."""
 from __future__ import annotations
 
 import logging
-import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ValidationError
@@ -17,7 +15,7 @@ from agent.graphs.summarize import summarize_graph
 from agent.state import SummarizeState
 from fhir_adapters import FhirClient
 from fhir_adapters.confirmed import WriteNotStored, WriteOutcomeUnknown
-from fhir_adapters.error_tree import ChartAgentError
+from fhir_adapters.error_tree import ChartAgentError, defect_text, raised_at
 from tools.documents.summary import document_problem
 from tools.writeback.pending import WriteKind
 
@@ -148,15 +146,5 @@ def describe_failure(exc: Exception) -> str:
         return f"{type(exc).__name__}: {exc}"
     # Anything else is a defect of ours. Its message may quote record data, so only the type and
     # where it was raised are reported (and logged).
-    where = _raised_at(exc)
-    log.error("unexpected %s at %s", type(exc).__name__, where)
-    return f"internal error ({type(exc).__name__} at {where}); please report it"
-
-
-def _raised_at(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    ours = [f for f in frames if "/site-packages/" not in f.filename] or frames
-    if not ours:
-        return "unknown place"
-    frame = ours[-1]
-    return f"{Path(frame.filename).name}:{frame.lineno}"
+    log.error("unexpected %s at %s", type(exc).__name__, raised_at(exc))
+    return f"{defect_text(exc)}; please report it"

@@ -9,17 +9,16 @@ context's, runs the tool, and turns every failure into a result the planner sees
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fhir_adapters.error_tree import ChartAgentError, defect_text
 from tools.registry.model import ToolContext, ToolFact, ToolOutput
 
-__all__ = ["PatientScoped", "Tool", "ToolRegistry", "ToolResult", "internal_error"]
+__all__ = ["PatientScoped", "Tool", "ToolRegistry", "ToolResult", "failure_text"]
 
 In = TypeVar("In", bound="PatientScoped")
 Out = TypeVar("Out", bound=ToolOutput)
@@ -156,26 +155,11 @@ def scope_refusal(named: str | None, patient_id: str) -> str | None:
 
 
 def failure_text(exc: Exception) -> str:
-    """Our errors carry messages that name the input and the problem, never patient data; any other
-    exception is a defect whose message may quote data: only its type and place are told."""
-    from fhir_adapters.errors import FhirError
-    from tools.documents.attachments import DocumentFetchError
-    from tools.imaging.dicomweb import DicomWebError
-    from tools.imaging.errors import ImagingError
-    from tools.labs.pdf.errors import LabPdfError
-    from tools.medgemma.errors import ModelError
-
-    ours = (FhirError, DicomWebError, ImagingError, LabPdfError, DocumentFetchError, ModelError)
-    if isinstance(exc, ours):
+    """Our errors (`ChartAgentError`) carry messages that name the input and the problem, never
+    patient data; any other exception is a defect whose message may quote data: type and place only."""
+    if isinstance(exc, ChartAgentError):
         return f"{type(exc).__name__}: {exc}"
-    return internal_error(exc)
-
-
-def internal_error(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    ours = [f for f in frames if "/site-packages/" not in f.filename] or frames
-    where = f"{Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else "unknown place"
-    return f"internal error ({type(exc).__name__} at {where})"
+    return defect_text(exc)
 
 
 def _type_of(spec: Mapping[str, Any]) -> str:
