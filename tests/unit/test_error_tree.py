@@ -51,10 +51,6 @@ ALLOWED: dict[tuple[str, str], str] = {
         "the batch boundary: whatever the backend raises is handed to each waiting caller's "
         "future (they re-raise it), and a failed batch is retried one request at a time"
     ),
-    ("tools/registry/registry.py", "ToolRegistry.call"): (
-        "the tool boundary: a tool's failure becomes a result the planner sees and reports "
-        "(failure_text keeps PHI out); it never ends a run or a conversation"
-    ),
     ("tools/imaging/sources.py", "_read_deferred"): (
         "a fast header reader that gives way on anything odd: pydicom's own reading then reads "
         "and judges the file, so a slip of the fast path costs speed, never a wrong answer"
