@@ -142,6 +142,7 @@ class DocumentIngest(BaseModel):
     the server's ids; in a dry run without ``id``, its own ``urn:uuid`` in ``references[i]``.
     """
 
+    # Set by `with_writes` when the outcomes were would-be (a dry run): nothing was sent.
     dry_run: bool = False
     documents: list[DocumentOutcome]
     # One per document with results to write, in document order.
@@ -468,7 +469,7 @@ def _settled(doc: DocumentOutcome, pending: PendingWrite, written: WriteOutcome)
 
 def with_writes(ingest: DocumentIngest, outcomes: Iterable[WriteOutcome]) -> DocumentIngest:
     """``ingest`` with what its pending writes did (pure): each document's status and counts, and
-    the Observations stored (or, when every outcome is would-be, that would be) with their ids.
+    the Observations stored with their ids (for a would-be outcome: as built, that would be).
     A document whose write has no outcome yet stays pending."""
     by_key = {o.key: o for o in outcomes}
     pending = {p.key: p for p in ingest.pending}
