@@ -12,13 +12,15 @@ windowed RGB slices in memory:
   prepare_folder`: load, assemble, the series-selection policy, `prepare_ct`), short of writing
   the .npz. Headers are read by sources' own reader with pixel data left in the files; only the
   85 sampled slices' pixels are read, straight into arrays, and windowed through a packed lookup
-  table;
+  table, by as many worker threads as there are CPUs (at most `tools.imaging.ct.MAX_WORKERS`);
 - ours with every file read whole (`load_folder(defer_pixels=False)`, the CLI's reads before), to
   show what deferring the pixel data buys.
 
-Ours is checked to be bit-identical to the notebook's uint8 slices before any timing.
+Ours is checked to be bit-identical to the notebook's uint8 slices before any timing. Each figure
+is the best of `--repeats` rounds; a round runs every side once, in turn, so that a shared
+machine's changing load meets all of them alike.
 
-    .venv/bin/python bench/bench_ct_prepare.py [--slices 300] [--size 512] [--repeats 3]
+    .venv/bin/python bench/bench_ct_prepare.py [--slices 300] [--size 512] [--repeats 7]
 
 Last line: `bench ct-prepare: <ratio>x (<ours> vs <baseline>)`, ratio = baseline / ours.
 """
@@ -32,7 +34,7 @@ import io
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,13 +138,17 @@ def ours_whole(folder: Path) -> npt.NDArray[np.uint8]:
     return prepare_ct(assemble(loaded.instances).select(str(folder)), source=str(folder)).images
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    times = []
+def best_of_interleaved(fns: Sequence[Callable[[], object]], repeats: int) -> list[float]:
+    """The best wall time of each function over `repeats` rounds that run each once in turn, so
+    that all sides meet the same load of a shared machine (run one after the other, a change of
+    load between them would show as a change of the ratio)."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for k, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - start)
+    return best
 
 
 def main() -> None:
@@ -151,7 +157,7 @@ def main() -> None:
     )
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ct-") as tmp:
         folder = Path(tmp)
@@ -164,9 +170,9 @@ def main() -> None:
             if not np.array_equal(images, np.stack(expected)):
                 raise SystemExit(f"{name} differs from the notebook recipe")
         print(f"{args.slices} slices {args.size}x{args.size} -> {got.shape[0]} RGB slices, bit-identical")
-        baseline = best_of(lambda: notebook(folder), args.repeats)
-        whole = best_of(lambda: ours_whole(folder), args.repeats)
-        mine = best_of(lambda: ours(folder), args.repeats)
+        baseline, whole, mine = best_of_interleaved(
+            [lambda: notebook(folder), lambda: ours_whole(folder), lambda: ours(folder)], args.repeats
+        )
         print(
             "notebook recipe (headers, sort, sample, read, rescale, float windows, JPEG, base64): "
             f"{baseline:.3f} s"

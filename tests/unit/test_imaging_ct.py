@@ -14,6 +14,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.pixels.processing import apply_rescale
 
+from tools.imaging import ct
 from tools.imaging.ct import CT_WINDOWS, CtWindower, prepare_ct, stored_domain, window_hu
 from tools.imaging.errors import WrongModalityError
 from tools.imaging.volume import Instance, assemble, sample_slice_indices
@@ -159,3 +160,45 @@ def test_real_ct_files_identical_to_notebook(name: str) -> None:
     path = Path(get_testdata_file(name, download=False) or "")
     assert path.is_file(), f"pydicom test file {name} not installed"
     assert np.array_equal(ours([path]), notebook_ct([path]))
+
+
+def test_worker_threads_give_the_serial_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    series = imaging_series.ct_series(120, seed=4, slope=1.25, intercept=-1000.0)
+    volume = assemble([Instance(f"f{i}", ds) for i, ds in enumerate(series)]).select("t")
+    monkeypatch.setattr(ct, "MAX_WORKERS", 1)
+    serial = prepare_ct(volume, source="t")
+    monkeypatch.setattr(ct, "MAX_WORKERS", 3)
+    monkeypatch.setattr(ct, "_cpus", lambda: 8)
+    threaded = prepare_ct(volume, source="t")
+    assert np.array_equal(threaded.images, serial.images)
+    assert threaded.metadata == serial.metadata
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_the_first_failing_slice_in_index_order_is_the_error(
+    monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    monkeypatch.setattr(ct, "MAX_WORKERS", workers)
+    monkeypatch.setattr(ct, "_cpus", lambda: 8)
+    done: set[int] = set()
+
+    def task(k: int) -> None:
+        if k in (4, 7, 9):
+            raise ValueError(f"slice {k}")
+        done.add(k)
+
+    with pytest.raises(ValueError, match="slice 4"):
+        ct._in_workers(task, 12)
+    assert set(range(4)) <= done
+
+
+def test_one_windower_takes_slices_of_different_sizes() -> None:
+    series = imaging_series.ct_series(1)
+    sl = assemble([Instance("x", series[0])]).select("t").slices[0]
+    windower = CtWindower()
+    rng = np.random.default_rng(1)
+    for shape in ((64, 64), (40, 50), (64, 64), (1, 2)):
+        stored = rng.integers(-2000, 3000, size=shape).astype(np.int16)
+        out = np.empty((*shape, 3), dtype=np.uint8)
+        windower.window_into(stored, sl, out)
+        assert np.array_equal(out, window_hu(stored.astype(np.float64) - 1024.0)), shape

@@ -6,12 +6,18 @@ is element-wise, so the RGB value of a pixel is a function of its stored value a
 slice's slope and intercept). We run those exact operations once over every possible stored value
 (65,536 for 16-bit data) and gather: the output is identical to the notebook's and the per-pixel
 cost is one table look-up. Data wider than 16 bits take the direct path (the same operations).
+
+The sampled slices are read and windowed by a few worker threads: the file reads, the index
+conversion and the gather all run in numpy or the OS with the GIL released.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -28,6 +34,8 @@ from tools.imaging.volume import (
 )
 
 MAX_CT_SLICES = 85
+# Worker threads that read and window slices; more gain nothing here (memory-bound).
+MAX_WORKERS = 4
 # (low, high) HU of the red, green and blue channels, as MedGemma 1.5 was trained.
 CT_WINDOWS: tuple[tuple[str, int, int], ...] = (
     ("wide", -1024, 1024),
@@ -95,11 +103,23 @@ class CtWindower:
 
     The gather is done 4 bytes per pixel from a packed table (`pack_rgb`), written into the RGB
     output with overlapping 4-byte stores: numpy's take of 3-byte rows copies each with a memmove,
-    which cost twice as much.
+    which cost twice as much. Several threads may window through one windower: the index and
+    gather buffers, reused from slice to slice (no fresh pages to fault in), are per thread.
     """
 
     def __init__(self) -> None:
         self._tables: dict[tuple[str, Rescale | None], tuple[U8, npt.NDArray[np.uint32]]] = {}
+        self._local = threading.local()
+
+    def _buffers(self, size: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.uint32]]:
+        """This thread's index and gather buffers of `size` elements."""
+        buffers: tuple[npt.NDArray[np.intp], npt.NDArray[np.uint32]] | None = getattr(
+            self._local, "buffers", None
+        )
+        if buffers is None or buffers[0].size != size:
+            buffers = (np.empty(size, dtype=np.intp), np.empty(size, dtype=np.uint32))
+            self._local.buffers = buffers
+        return buffers
 
     def table(self, dtype: np.dtype[Any], sl: Slice) -> U8 | None:
         tables = self.tables(dtype, sl)
@@ -127,13 +147,51 @@ class CtWindower:
             return
         table, packed = tables
         unsigned = stored.view(f"u{stored.dtype.itemsize}")
-        # np.take is fastest with native intp indices; converting one slice at a time stays in cache.
-        index = unsigned.astype(np.intp).reshape(-1)
-        if index.size < 2 or not out.flags.c_contiguous or not _overlapping_write_works():
-            np.take(table, index.reshape(stored.shape), axis=0, out=out)
+        if unsigned.size < 2 or not out.flags.c_contiguous or not _overlapping_write_works():
+            np.take(table, unsigned.astype(np.intp), axis=0, out=out)
             return
-        _overlapping_write(np.take(packed, index), out)
+        # np.take is fastest with native intp indices; converting one slice at a time stays in cache.
+        index, gathered = self._buffers(unsigned.size)
+        np.copyto(index, unsigned.reshape(-1))
+        # The table covers every stored value, so no index is out of range: mode "wrap" only skips
+        # the bounds check (and "raise" would gather into a scratch copy of `gathered`).
+        np.take(packed, index, out=gathered, mode="wrap")
+        _overlapping_write(gathered, out)
         out.reshape(-1, 3)[-1] = table[index[-1]]
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _in_workers(task: Callable[[int], None], n: int) -> None:
+    """task(0), then task(1..n-1) shared out among up to MAX_WORKERS threads, one share each
+    (k = w+1, w+1+workers, ...: fewer hand-overs than a task per slice, and no gain lost when
+    another process holds a CPU). Task 0 runs first so that the table of a series (usually one for
+    all its slices) is built once, not by every worker at once. As when run serially, the error
+    raised is that of the first failing task in index order; a worker stops at its first error."""
+    if n == 0:
+        return
+    task(0)
+    workers = min(n - 1, MAX_WORKERS, _cpus())
+    if workers <= 1:
+        for k in range(1, n):
+            task(k)
+        return
+    errors: dict[int, BaseException] = {}
+
+    def share(w: int) -> None:
+        for k in range(1 + w, n, workers):
+            try:
+                task(k)
+            except BaseException as exc:  # re-raised below, in index order
+                errors[k] = exc
+                return
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="ct-window") as pool:
+        list(pool.map(share, range(workers)))
+    if errors:
+        raise errors[min(errors)]
 
 
 def prepare_ct(
@@ -148,8 +206,12 @@ def prepare_ct(
     indices = sample_slice_indices(len(volume), max_slices)
     images = np.empty((len(indices), volume.rows, volume.columns, 3), dtype=np.uint8)
     windower = CtWindower()
-    for k, i in enumerate(indices):
+
+    def window(k: int) -> None:
+        i = indices[k]
         windower.window_into(volume.stored(i), volume.slices[i], images[k])
+
+    _in_workers(window, len(indices))
     metadata = PreparationMetadata(
         task=Task.CT,
         modality=volume.modality,
@@ -170,6 +232,7 @@ __all__ = [
     "CT_MODALITIES",
     "CT_WINDOWS",
     "MAX_CT_SLICES",
+    "MAX_WORKERS",
     "CtWindower",
     "pack_rgb",
     "prepare_ct",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,10 @@ DECODE_ERRORS: tuple[type[Exception], ...] = (
 )  # fmt: skip
 
 _PIXEL_DATA = Tag("PixelData")
+# pydicom's pixel pipeline and its decoder plugins are not documented as thread-safe, and the frames
+# of a multi-frame object share one dataset: one pydicom decode at a time (CT slices are read by
+# worker threads, `tools.imaging.ct`). Direct reads of uncompressed slices need no lock.
+_PYDICOM_DECODE = threading.Lock()
 _NUMBER_OF_FRAMES = Tag("NumberOfFrames")
 _NATIVE_ATTRIBUTES = tuple(
     Tag(k)
@@ -410,7 +415,8 @@ def decode_slice(sl: Slice, rows: int, columns: int) -> npt.NDArray[Any]:
     try:
         arr = native_slice(sl)
         if arr is None:
-            arr = pixel_array(sl.dataset, index=sl.frame)
+            with _PYDICOM_DECODE:
+                arr = pixel_array(sl.dataset, index=sl.frame)
     except DECODE_ERRORS as exc:
         raise DicomFileError(sl.label, f"pixel data cannot be decoded: {exc}") from exc
     if arr.ndim != 2:
