@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.registry.imaging_tools import LIST_IMAGING_STUDIES
+from tools.registry.imaging_tools import ANALYZE_STUDY, COMPARE_WITH_PRIOR, LIST_IMAGING_STUDIES
 from tools.registry.lab_tools import LAB_TREND, READ_LAB_REPORT
 from tools.registry.model import Citation, ToolContext, ToolFact, ToolOutput
 from tools.registry.record_tools import CONDITIONS_AND_MEDICATIONS, RECORD_MANIFEST, SEARCH_RESOURCES
@@ -30,6 +30,8 @@ def read_tools() -> ToolRegistry:
             LAB_TREND,
             READ_LAB_REPORT,
             LIST_IMAGING_STUDIES,
+            ANALYZE_STUDY,
+            COMPARE_WITH_PRIOR,
             CONDITIONS_AND_MEDICATIONS,
         ]
     )

@@ -1,0 +1,280 @@
+"""Single-study AI reads against a real Orthanc and a real FHIR server, with the scripted model.
+
+Seeded: the landscape DX chest X-ray pair (cohort position 6) and the whole-slide study (position 7).
+
+- The current chest X-ray read by `read_study` (localization): its boxes land in FHIR as Observations
+  in ORIGINAL pixel coordinates (checked against the scripted 0..1000 padded-frame answer mapped by
+  hand here), tied to the SOP instance read, with the overlay PNG in the report; a rerun writes
+  nothing new.
+- The slide read gives a pathology report.
+- An unreadable answer is a failed read with its reason and nothing to write.
+- The agent tools `analyze_study` and `compare_with_prior`, through `ToolRegistry.call`, answer cited
+  facts (bbox in original pixels, UIDs), write nothing, and refuse a study of another patient.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from agent.testbed.cohort import Cohort, generate_cohort
+from agent.testbed.cohort.imaging import Modality, StudyPlan, Timepoint
+from agent.testbed.cohort.imaging.fhir import imaging_study_id, slide_imaging_study_id
+from agent.testbed.cohort.imaging.seed import cohort_imaging_plan, cohort_slide_plan, seed_imaging
+from agent.testbed.cohort.imaging.slide import SlidePlan
+from agent.testbed.cohort.imaging.study import CxrSpec
+from agent.testbed.cohort.load import seed_cohort
+from fhir_adapters import FhirClient
+from tools.imaging.dicomweb import DicomWebClient
+from tools.imaging_review.read import ReadStatus, StudyRead, read_study
+from tools.medgemma.fake_backend import ScriptedBackend
+from tools.medgemma.tasks.registry import AnalysisTask
+from tools.medgemma.types import ModelRequest
+from tools.record import PatientRecord, gather_record
+from tools.registry import ToolContext, read_tools
+from tools.writeback.study_read import DICOM_IMAGE_URL
+
+pytestmark = pytest.mark.integration
+
+SEED = 4793  # fresh patient ids and UIDs on the shared servers
+NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
+CXR_POSITION, SLIDE_POSITION = 6, 7
+# The scripted localization, on 0..1000 of the padded square: [y0, x0, y1, x1].
+BOXES: list[dict[str, Any]] = [
+    {"box_2d": [250, 120, 760, 480], "label": "right lung"},
+    {"box_2d": [260, 530, 770, 880], "label": "left lung"},
+]
+SLIDE_ANSWER = {"description": "Fragments of benign glandular tissue.", "findings": ["mild fibrosis"]}
+PAIR_ANSWER = {
+    "comparisons": [{"finding": "right upper zone nodule", "change": "stable", "evidence": "same size"}],
+    "summary": "Stable nodule.",
+}
+
+
+def answer(request: ModelRequest) -> str:
+    if request.image_count == 2:
+        return f"```json\n{json.dumps(PAIR_ANSWER)}\n```"
+    if request.image_count == 1:
+        return f"Final Answer: ```json {json.dumps(BOXES)} ```"
+    return f"```json\n{json.dumps(SLIDE_ANSWER)}\n```"
+
+
+def by_hand(box_2d: list[int], rows: int, columns: int) -> dict[str, float]:
+    """The padded-square box mapped to original pixels: scale by S/1000, subtract the centred padding."""
+    size = max(rows, columns)
+    top, left = (size - rows) // 2, (size - columns) // 2
+    y0, x0, y1, x1 = (v * size / 1000 for v in box_2d)
+    return {
+        "x0": min(max(x0 - left, 0.0), columns),
+        "y0": min(max(y0 - top, 0.0), rows),
+        "x1": min(max(x1 - left, 0.0), columns),
+        "y1": min(max(y1 - top, 0.0), rows),
+    }
+
+
+@dataclass(frozen=True)
+class Seeded:
+    fhir_url: str
+    dicomweb_url: str
+    cxr_patient: str
+    slide_patient: str
+    current: StudyPlan
+    prior: StudyPlan
+    slide: SlidePlan
+
+
+@pytest.fixture(scope="module")
+def cohort() -> Cohort:
+    return generate_cohort(8, SEED)
+
+
+@pytest.fixture(scope="module")
+async def seeded(fhir_base_url: str, dicomweb_base_url: str, cohort: Cohort) -> Seeded:
+    cxr_patient, slide_patient = cohort.patients[CXR_POSITION].id, cohort.patients[SLIDE_POSITION].id
+    full = cohort_imaging_plan(cohort)
+    plan = full.model_copy(update={"studies": full.for_patient(cxr_patient)})
+    assert {m for s in plan.studies for m in s.modalities} <= {Modality.DX, Modality.CR}
+    slide = cohort_slide_plan(cohort)
+    assert slide is not None
+    assert slide.patient_id == slide_patient
+    two = cohort.model_copy(
+        update={"patients": (cohort.patients[CXR_POSITION], cohort.patients[SLIDE_POSITION])}
+    )
+    async with FhirClient(fhir_base_url) as fhir, DicomWebClient(dicomweb_base_url) as pacs:
+        await seed_cohort(fhir, two)
+        report = await seed_imaging(fhir, pacs, cohort, dicomweb_url=dicomweb_base_url, plan=plan)
+    assert report.failed == []
+    current = next(s for s in plan.studies if s.timepoint is Timepoint.CURRENT)
+    prior = next(s for s in plan.studies if s.timepoint is Timepoint.PRIOR)
+    return Seeded(fhir_base_url, dicomweb_base_url, cxr_patient, slide_patient, current, prior, slide)
+
+
+async def record_of(seeded: Seeded, patient_id: str) -> PatientRecord:
+    async with FhirClient(seeded.fhir_url) as fhir:
+        return await gather_record(fhir, patient_id)
+
+
+async def read(seeded: Seeded, patient_id: str, study: str, model: Any) -> StudyRead:
+    record = await record_of(seeded, patient_id)
+    async with FhirClient(seeded.fhir_url) as fhir, DicomWebClient(seeded.dicomweb_url) as pacs:
+        return await read_study(record, study, dicomweb=pacs, model=model, now=NOW, fhir=fhir)
+
+
+def component_values(obs: dict[str, Any]) -> dict[str, float]:
+    return {
+        c["code"]["coding"][0]["code"].removeprefix("box-"): c["valueQuantity"]["value"]
+        for c in obs["component"]
+    }
+
+
+async def test_a_chest_x_ray_read_writes_its_boxes_in_original_pixels(seeded: Seeded) -> None:
+    spec = seeded.current.spec
+    assert isinstance(spec, CxrSpec)
+    assert spec.rows != spec.columns  # padding matters
+    expected = [by_hand(b["box_2d"], spec.rows, spec.columns) for b in BOXES]
+    ref = f"ImagingStudy/{imaging_study_id(seeded.current)}"
+    instance = seeded.current.series[0].instance_uid(1)
+
+    model = ScriptedBackend([answer], cycle=True, name="scripted-study-read")
+    done = await read(seeded, seeded.cxr_patient, ref, model)
+    assert done.status is ReadStatus.READY, done.reason
+    assert done.task is AnalysisTask.LOCALIZE
+    assert [r.image_count for r in model.requests] == [1]
+    assert done.selected is not None
+    assert done.selected.instance_uids == (instance,)
+    assert done.pending is not None
+    assert done.pending.inputs == (ref, f"urn:oid:{seeded.current.uid}")
+
+    async with FhirClient(seeded.fhir_url) as fhir:
+        first = await fhir.transaction(done.pending.bundle)
+        assert all(str(e["response"]["status"]).startswith("201") for e in first["entry"])
+        reports = [
+            r
+            for r in await fhir.search_patient("DiagnosticReport", seeded.cxr_patient)
+            if r["imagingStudy"] == [{"reference": ref}]
+        ]
+        (report,) = reports
+        assert report["status"] == "preliminary"
+        assert report["meta"]["security"][0]["code"] == "AIAST"
+        assert report["code"]["coding"][0]["code"] == "18748-4"
+        text, png = report["presentedForm"]
+        assert text["contentType"].startswith("text/plain")
+        assert png["contentType"] == "image/png"
+        drawn = Image.open(io.BytesIO(base64.b64decode(png["data"])))
+        assert drawn.size == (spec.columns, spec.rows)  # drawn on the original frame
+        observations = [
+            await fhir.read("Observation", r["reference"].split("/")[1]) for r in report["result"]
+        ]
+        assert len(observations) == 2
+        for obs, want, box in zip(observations, expected, BOXES, strict=True):
+            assert component_values(obs) == pytest.approx(want, abs=1e-6)
+            assert obs["bodySite"]["text"] == box["label"]
+            assert obs["derivedFrom"] == [{"reference": ref}]
+            (ext,) = [e for e in obs["extension"] if e["url"] == DICOM_IMAGE_URL]
+            assert {e["url"]: e["valueOid"] for e in ext["extension"]} == {
+                "study": f"urn:oid:{seeded.current.uid}",
+                "series": f"urn:oid:{seeded.current.series[0].uid}",
+                "instance": f"urn:oid:{instance}",
+            }
+
+        # A rerun (the record now holds the report) writes nothing new and retires nothing.
+        again = await read(
+            seeded, seeded.cxr_patient, ref, ScriptedBackend([answer], cycle=True, name="scripted-study-read")
+        )
+        assert again.pending is not None
+        assert again.pending.key == done.pending.key
+        assert again.pending.superseded() == []
+        second = await fhir.transaction(again.pending.bundle)
+        assert all(str(e["response"]["status"]).startswith("200") for e in second["entry"])
+        assert len(await fhir.search("Observation", {"derived-from": ref})) == 2
+
+
+async def test_an_unreadable_answer_is_a_failed_read_with_nothing_to_write(seeded: Seeded) -> None:
+    ref = f"ImagingStudy/{imaging_study_id(seeded.prior)}"
+    done = await read(seeded, seeded.cxr_patient, ref, ScriptedBackend(["Both lungs look fine."], cycle=True))
+    assert done.status is ReadStatus.FAILED
+    assert str(done.reason).startswith("model answer not usable")
+    assert done.raw_text == "Both lungs look fine."
+    assert (done.pending, done.built) == (None, ())
+
+
+async def test_the_slide_read_gives_a_pathology_report(seeded: Seeded) -> None:
+    ref = f"ImagingStudy/{slide_imaging_study_id(seeded.slide)}"
+    model = ScriptedBackend([answer], cycle=True, name="scripted-study-read")
+    done = await read(seeded, seeded.slide_patient, ref, model)
+    assert done.status is ReadStatus.READY, done.reason
+    assert done.task is AnalysisTask.FINDINGS
+    assert model.requests[0].image_count >= 1
+    assert done.pending is not None
+    async with FhirClient(seeded.fhir_url) as fhir:
+        await fhir.transaction(done.pending.bundle)
+        (report,) = [
+            r
+            for r in await fhir.search_patient("DiagnosticReport", seeded.slide_patient)
+            if r["imagingStudy"] == [{"reference": ref}]
+        ]
+    assert report["code"]["coding"][0]["code"] == "11526-1"
+    assert SLIDE_ANSWER["description"] in report["conclusion"]
+    assert report["conclusion"].startswith("AI-generated")
+
+
+async def test_the_agent_tools_answer_cited_facts_and_refuse_another_patients_study(seeded: Seeded) -> None:
+    spec = seeded.current.spec
+    assert isinstance(spec, CxrSpec)
+    current = f"ImagingStudy/{imaging_study_id(seeded.current)}"
+    prior = f"ImagingStudy/{imaging_study_id(seeded.prior)}"
+    registry = read_tools()
+    model = ScriptedBackend([answer], cycle=True, name="scripted-study-tools")
+    async with FhirClient(seeded.fhir_url) as fhir, DicomWebClient(seeded.dicomweb_url) as pacs:
+        before = len(await fhir.search_patient("DiagnosticReport", seeded.cxr_patient))
+        ctx = ToolContext(fhir=fhir, patient_id=seeded.cxr_patient, dicomweb=pacs, model=model, now=NOW)
+
+        analyzed = await registry.call("analyze_study", {"study": current}, ctx)
+        assert analyzed.ok, analyzed.error
+        assert len(analyzed.facts) == 2
+        for fact, box in zip(analyzed.facts, BOXES, strict=True):
+            (cite,) = fact.citations
+            want = by_hand(box["box_2d"], spec.rows, spec.columns)
+            assert cite.reference == current
+            assert cite.bbox == pytest.approx((want["x0"], want["y0"], want["x1"], want["y1"]))
+            assert (cite.study_uid, cite.series_uid, cite.instance_uid) == (
+                seeded.current.uid,
+                seeded.current.series[0].uid,
+                seeded.current.series[0].instance_uid(1),
+            )
+            assert box["label"] in fact.text
+
+        compared = await registry.call("compare_with_prior", {"study": current}, ctx)
+        assert compared.ok, compared.error
+        assert compared.output is not None
+        assert compared.output["prior"] == prior
+        assert [r.image_count for r in model.requests] == [1, 2]
+        assert any("right upper zone nodule stable" in f.text for f in compared.facts)
+        assert {c.reference for f in compared.facts for c in f.citations} == {current, prior}
+        assert {c.study_uid for f in compared.facts for c in f.citations} == {
+            seeded.current.uid,
+            seeded.prior.uid,
+        }
+
+        slide = f"ImagingStudy/{slide_imaging_study_id(seeded.slide)}"
+        for tool in ("analyze_study", "compare_with_prior"):
+            refused = await registry.call(tool, {"study": slide}, ctx)
+            assert not refused.ok
+            assert "refused" in str(refused.error)
+        assert len(model.requests) == 2  # nothing was read for the refused calls
+
+        # Reads only: no report was written by the tools.
+        assert len(await fhir.search_patient("DiagnosticReport", seeded.cxr_patient)) == before
+
+        no_model = ToolContext(fhir=fhir, patient_id=seeded.cxr_patient, dicomweb=pacs, model=None, now=NOW)
+        noted = await registry.call("analyze_study", {"study": current}, no_model)
+        assert noted.ok
+        assert noted.facts == []
+        assert "no model configured" in str(noted.note)
