@@ -12,7 +12,8 @@ windowed RGB slices in memory:
   prepare_folder`: load, assemble, the series-selection policy, `prepare_ct`), short of writing
   the .npz. Headers are read by sources' own reader with pixel data left in the files; only the
   85 sampled slices' pixels are read, straight into arrays, and windowed through a packed lookup
-  table, by as many worker threads as there are CPUs (at most `tools.imaging.ct.MAX_WORKERS`);
+  table (by worker threads where CPUs are to spare: one fewer than the CPUs, at most
+  `tools.imaging.ct.MAX_WORKERS`; serially on two CPUs);
 - ours with every file read whole (`load_folder(defer_pixels=False)`, the CLI's reads before), to
   show what deferring the pixel data buys.
 

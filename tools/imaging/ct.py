@@ -7,8 +7,8 @@ slice's slope and intercept). We run those exact operations once over every poss
 (65,536 for 16-bit data) and gather: the output is identical to the notebook's and the per-pixel
 cost is one table look-up. Data wider than 16 bits take the direct path (the same operations).
 
-The sampled slices are read and windowed by a few worker threads: the file reads, the index
-conversion and the gather all run in numpy or the OS with the GIL released.
+On a machine with CPUs to spare, the sampled slices are read and windowed by a few worker threads:
+the file reads, the index conversion and the gather all run in numpy or the OS with the GIL released.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from tools.imaging.volume import (
 )
 
 MAX_CT_SLICES = 85
-# Worker threads that read and window slices; more gain nothing here (memory-bound).
+# Worker threads that read and window slices (at most one fewer than the CPUs); more gain nothing
+# (memory-bound).
 MAX_WORKERS = 4
 # (low, high) HU of the red, green and blue channels, as MedGemma 1.5 was trained.
 CT_WINDOWS: tuple[tuple[str, int, int], ...] = (
@@ -98,8 +99,16 @@ def _overlapping_write_works() -> bool:
     return bool(np.array_equal(out, table[idx]))
 
 
+Tables = tuple[U8, npt.NDArray[np.uint32]]
+# Tables by (dtype, slope, intercept), shared by every windower of the process: a series usually
+# needs one, and the next series from the same scanner the same one again (1.7 ms each to build).
+_TABLE_CACHE_SIZE = 16
+_table_cache: dict[tuple[str, Rescale | None], Tables] = {}
+_table_cache_lock = threading.Lock()  # worker threads may add tables at once
+
+
 class CtWindower:
-    """Windows stored slices into RGB; caches one table per (dtype, slope, intercept).
+    """Windows stored slices into RGB through one table per (dtype, slope, intercept).
 
     The gather is done 4 bytes per pixel from a packed table (`pack_rgb`), written into the RGB
     output with overlapping 4-byte stores: numpy's take of 3-byte rows copies each with a memmove,
@@ -108,7 +117,6 @@ class CtWindower:
     """
 
     def __init__(self) -> None:
-        self._tables: dict[tuple[str, Rescale | None], tuple[U8, npt.NDArray[np.uint32]]] = {}
         self._local = threading.local()
 
     def _buffers(self, size: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.uint32]]:
@@ -125,18 +133,23 @@ class CtWindower:
         tables = self.tables(dtype, sl)
         return None if tables is None else tables[0]
 
-    def tables(self, dtype: np.dtype[Any], sl: Slice) -> tuple[U8, npt.NDArray[np.uint32]] | None:
-        """The RGB table over every stored value, and its packed form; None for wider data."""
+    def tables(self, dtype: np.dtype[Any], sl: Slice) -> Tables | None:
+        """The RGB table over every stored value, and its packed form (read-only); None for wider data."""
         key = (dtype.str, sl.rescale)
-        found = None if sl.modality_lut else self._tables.get(key)
+        found = None if sl.modality_lut else _table_cache.get(key)
         if found is None:
             domain = stored_domain(dtype)
             if domain is None:
                 return None
             table = window_hu(apply_slice_rescale(domain, sl))
             found = (table, pack_rgb(table))
+            for array in found:
+                array.flags.writeable = False
             if not sl.modality_lut:  # a modality LUT belongs to its dataset
-                self._tables[key] = found
+                with _table_cache_lock:
+                    while len(_table_cache) >= _TABLE_CACHE_SIZE:
+                        del _table_cache[next(iter(_table_cache))]  # the oldest
+                    _table_cache[key] = found
         return found
 
     def window_into(self, stored: npt.NDArray[Any], sl: Slice, out: U8) -> None:
@@ -173,7 +186,10 @@ def _in_workers(task: Callable[[int], None], n: int) -> None:
     if n == 0:
         return
     task(0)
-    workers = min(n - 1, MAX_WORKERS, _cpus())
+    # One CPU is left to the rest of the process (the event loop serves other requests meanwhile):
+    # on two CPUs shared with anything else, a second worker only makes the threads queue for the
+    # GIL (measured slower), so there the slices are done serially.
+    workers = min(n - 1, MAX_WORKERS, _cpus() - 1)
     if workers <= 1:
         for k in range(1, n):
             task(k)

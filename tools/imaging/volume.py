@@ -659,10 +659,11 @@ def _raw_numbers(ds: Dataset, tag: BaseTag) -> Any:
     Converting through pydicom's DSfloat/IS (with validation) dominated assembly of a 300-slice
     series; float() of the same decimal strings gives the same numbers.
     """
-    if tag not in ds:
+    # None when absent (pydicom's annotation says otherwise); no `in` test first: a second lookup.
+    elem: DataElement | RawDataElement | None = ds.get_item(tag)
+    if elem is None:
         return None
-    elem = ds.get_item(tag)
-    value = elem.value if elem is not None else None
+    value = elem.value
     if isinstance(value, bytes):
         parts = [p.strip() for p in value.decode("ascii", "replace").split("\\")]
         return [p for p in parts if p] or None
