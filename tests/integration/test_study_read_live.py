@@ -1,12 +1,15 @@
 """Single-study AI reads against a real Orthanc and a real FHIR server, with the scripted model.
 
-Seeded: the landscape DX chest X-ray pair (cohort position 6) and the whole-slide study (position 7).
+Seeded: the MR brain study (cohort position 2), the landscape DX chest X-ray pair (position 6) and
+the whole-slide study (position 7).
 
 - The current chest X-ray read by `read_study` (localization): its boxes land in FHIR as Observations
   in ORIGINAL pixel coordinates (checked against the scripted 0..1000 padded-frame answer mapped by
   hand here), tied to the SOP instance read, with the overlay PNG in the report; a rerun writes
   nothing new.
 - The slide read gives a pathology report.
+- The MR read (findings) and the MR comparison without a prior both name that one study: neither
+  retires the other, while a newer read retires the older read.
 - An unreadable answer is a failed read with its reason and nothing to write.
 - The agent tools `analyze_study` and `compare_with_prior`, through `ToolRegistry.call`, answer cited
   facts (bbox in original pixels, UIDs), write nothing, and refuse a study of another patient.
@@ -33,10 +36,11 @@ from agent.testbed.cohort.imaging.study import CxrSpec
 from agent.testbed.cohort.load import seed_cohort
 from fhir_adapters import FhirClient
 from tools.imaging.dicomweb import DicomWebClient
+from tools.imaging_review import ComparisonStatus, compare_imaging
 from tools.imaging_review.read import ReadStatus, StudyRead, read_study
 from tools.medgemma.fake_backend import ScriptedBackend
 from tools.medgemma.tasks.registry import AnalysisTask
-from tools.medgemma.types import ModelRequest
+from tools.medgemma.types import ModelRequest, TextPart
 from tools.record import PatientRecord, gather_record
 from tools.registry import ToolContext, read_tools
 from tools.writeback.study_read import DICOM_IMAGE_URL
@@ -45,7 +49,7 @@ pytestmark = pytest.mark.integration
 
 SEED = 4793  # fresh patient ids and UIDs on the shared servers
 NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
-CXR_POSITION, SLIDE_POSITION = 6, 7
+MR_POSITION, CXR_POSITION, SLIDE_POSITION = 2, 6, 7
 # The scripted localization, on 0..1000 of the padded square: [y0, x0, y1, x1].
 BOXES: list[dict[str, Any]] = [
     {"box_2d": [250, 120, 760, 480], "label": "right lung"},
@@ -58,12 +62,24 @@ PAIR_ANSWER = {
 }
 
 
+MR_ANSWER = {
+    "findings": [{"description": "white matter lesion", "slices": [30, 31]}],
+    "impression": "One lesion.",
+}
+
+
 def answer(request: ModelRequest) -> str:
+    if "MRI series" in request_text(request):
+        return f"```json\n{json.dumps(MR_ANSWER)}\n```"
     if request.image_count == 2:
         return f"```json\n{json.dumps(PAIR_ANSWER)}\n```"
     if request.image_count == 1:
         return f"Final Answer: ```json {json.dumps(BOXES)} ```"
     return f"```json\n{json.dumps(SLIDE_ANSWER)}\n```"
+
+
+def request_text(request: ModelRequest) -> str:
+    return "\n".join(p.text for m in request.messages for p in m.content if isinstance(p, TextPart))
 
 
 def by_hand(box_2d: list[int], rows: int, columns: int) -> dict[str, float]:
@@ -85,6 +101,8 @@ class Seeded:
     dicomweb_url: str
     cxr_patient: str
     slide_patient: str
+    mr_patient: str
+    mr: StudyPlan
     current: StudyPlan
     prior: StudyPlan
     slide: SlidePlan
@@ -98,22 +116,27 @@ def cohort() -> Cohort:
 @pytest.fixture(scope="module")
 async def seeded(fhir_base_url: str, dicomweb_base_url: str, cohort: Cohort) -> Seeded:
     cxr_patient, slide_patient = cohort.patients[CXR_POSITION].id, cohort.patients[SLIDE_POSITION].id
+    mr_patient = cohort.patients[MR_POSITION].id
     full = cohort_imaging_plan(cohort)
-    plan = full.model_copy(update={"studies": full.for_patient(cxr_patient)})
-    assert {m for s in plan.studies for m in s.modalities} <= {Modality.DX, Modality.CR}
+    (mr,) = full.for_patient(mr_patient)
+    assert Modality.MR in mr.modalities
+    plan = full.model_copy(update={"studies": (*full.for_patient(cxr_patient), mr)})
     slide = cohort_slide_plan(cohort)
     assert slide is not None
     assert slide.patient_id == slide_patient
-    two = cohort.model_copy(
-        update={"patients": (cohort.patients[CXR_POSITION], cohort.patients[SLIDE_POSITION])}
+    three = cohort.model_copy(
+        update={"patients": tuple(cohort.patients[i] for i in (MR_POSITION, CXR_POSITION, SLIDE_POSITION))}
     )
     async with FhirClient(fhir_base_url) as fhir, DicomWebClient(dicomweb_base_url) as pacs:
-        await seed_cohort(fhir, two)
+        await seed_cohort(fhir, three)
         report = await seed_imaging(fhir, pacs, cohort, dicomweb_url=dicomweb_base_url, plan=plan)
     assert report.failed == []
-    current = next(s for s in plan.studies if s.timepoint is Timepoint.CURRENT)
-    prior = next(s for s in plan.studies if s.timepoint is Timepoint.PRIOR)
-    return Seeded(fhir_base_url, dicomweb_base_url, cxr_patient, slide_patient, current, prior, slide)
+    cxr = full.for_patient(cxr_patient)
+    current = next(s for s in cxr if s.timepoint is Timepoint.CURRENT)
+    prior = next(s for s in cxr if s.timepoint is Timepoint.PRIOR)
+    return Seeded(
+        fhir_base_url, dicomweb_base_url, cxr_patient, slide_patient, mr_patient, mr, current, prior, slide
+    )
 
 
 async def record_of(seeded: Seeded, patient_id: str) -> PatientRecord:
@@ -278,3 +301,61 @@ async def test_the_agent_tools_answer_cited_facts_and_refuse_another_patients_st
         assert noted.ok
         assert noted.facts == []
         assert "no model configured" in str(noted.note)
+
+
+async def test_an_mr_read_and_the_mr_comparison_without_prior_never_retire_each_other(seeded: Seeded) -> None:
+    ref = f"ImagingStudy/{imaging_study_id(seeded.mr)}"
+    model = ScriptedBackend([answer], cycle=True, name="scripted-study-read")
+    done = await read(seeded, seeded.mr_patient, ref, model)
+    assert done.status is ReadStatus.READY, done.reason
+    assert done.task is AnalysisTask.FINDINGS
+    (request,) = model.requests
+    assert request.image_count == len(done.slice_instances) > 31
+    assert done.pending is not None
+    async with FhirClient(seeded.fhir_url) as fhir, DicomWebClient(seeded.dicomweb_url) as pacs:
+        await fhir.transaction(done.pending.bundle)
+        record = await gather_record(fhir, seeded.mr_patient)
+        review = await compare_imaging(record, dicomweb=pacs, model=model, now=NOW, fhir=fhir)
+        (comparison,) = review.comparisons
+        assert comparison.status is ComparisonStatus.READY, comparison.reason
+        assert comparison.prior is None  # one study, as the read
+        write = comparison.pending_write(record.of_type("DiagnosticReport"))
+        assert write is not None
+        assert write.superseded() == []  # the read is another kind of report
+        await fhir.transaction(write.bundle)
+
+        record = await gather_record(fhir, seeded.mr_patient)
+        newer_model = ScriptedBackend([answer], cycle=True, name="scripted-study-read-v2")
+        newer = await read_study(record, ref, dicomweb=pacs, model=newer_model, now=NOW, fhir=fhir)
+        assert newer.pending is not None
+        (retired,) = newer.pending.superseded()
+        await fhir.transaction(newer.pending.bundle)
+        reports = await fhir.search_patient("DiagnosticReport", seeded.mr_patient)
+    status = {f"DiagnosticReport/{r['id']}": r["status"] for r in reports}
+    assert status[retired] == "cancelled"
+    assert sorted(status.values()) == ["cancelled", "preliminary", "preliminary"]
+    by_key = {r["identifier"][0]["value"]: r["status"] for r in reports}
+    assert by_key[done.pending.key] == "cancelled"
+    assert by_key[write.key] == "preliminary"
+    assert by_key[newer.pending.key] == "preliminary"
+
+
+async def test_analyze_study_cites_the_instances_of_the_slices_a_finding_names(seeded: Seeded) -> None:
+    ref = f"ImagingStudy/{imaging_study_id(seeded.mr)}"
+    model = ScriptedBackend([answer], cycle=True, name="scripted-study-tools")
+    async with FhirClient(seeded.fhir_url) as fhir, DicomWebClient(seeded.dicomweb_url) as pacs:
+        ctx = ToolContext(fhir=fhir, patient_id=seeded.mr_patient, dicomweb=pacs, model=model, now=NOW)
+        analyzed = await read_tools().call("analyze_study", {"study": ref}, ctx)
+        compared = await read_tools().call("compare_with_prior", {"study": ref}, ctx)
+    assert analyzed.ok, analyzed.error
+    finding, impression = analyzed.facts
+    assert "white matter lesion (SLICE 30, 31)" in finding.text
+    series_uids = {s.uid for s in seeded.mr.series}
+    instances = {s.instance_uid(n) for s in seeded.mr.series for n in range(1, s.instance_count + 1)}
+    assert len(finding.citations) == 2
+    assert all(c.series_uid in series_uids and c.instance_uid in instances for c in finding.citations)
+    assert len({c.instance_uid for c in finding.citations}) == 2
+    assert "One lesion." in impression.text
+    assert compared.ok, compared.error
+    assert compared.note == "no prior available: the current study was read on its own"
+    assert [c.reference for f in compared.facts for c in f.citations] == [ref]
