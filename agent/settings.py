@@ -84,8 +84,11 @@ class Settings(BaseSettings):
     @field_validator("fhir_flavour")
     @classmethod
     def _known_flavour(cls, value: str) -> str:
-        # Imported here: checked only when CHARTAGENT_FHIR_FLAVOUR is set (pydantic leaves the default
-        # alone), so a CLI start that does not set it skips the flavour tables.
+        # pydantic-settings validates the default on every load too: "generic" (a known flavour, see
+        # tests/unit/test_settings_import_cost.py) needs no look-up, and a CLI start that leaves the
+        # variable unset skips importing the flavour tables.
+        if value == "generic":
+            return value
         from fhir_adapters.flavours import FLAVOURS
 
         if value.lower() not in FLAVOURS:
