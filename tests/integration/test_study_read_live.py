@@ -36,10 +36,12 @@ from agent.testbed.cohort.imaging.study import CxrSpec
 from agent.testbed.cohort.load import seed_cohort
 from fhir_adapters import FhirClient
 from tools.imaging.dicomweb import DicomWebClient
-from tools.imaging_review import ComparisonStatus, compare_imaging
+from tools.imaging_review import ComparisonStatus, ReviewOptions, compare_imaging
 from tools.imaging_review.read import ReadStatus, StudyRead, read_study
 from tools.medgemma.fake_backend import ScriptedBackend
 from tools.medgemma.tasks.registry import AnalysisTask
+from tools.medgemma.tiny_model import tiny_medgemma_path
+from tools.medgemma.transformers_backend import TransformersBackend
 from tools.medgemma.types import ModelRequest, TextPart
 from tools.record import PatientRecord, gather_record
 from tools.registry import ToolContext, read_tools
@@ -359,3 +361,25 @@ async def test_analyze_study_cites_the_instances_of_the_slices_a_finding_names(s
     assert compared.ok, compared.error
     assert compared.note == "no prior available: the current study was read on its own"
     assert [c.reference for f in compared.facts for c in f.citations] == [ref]
+
+
+async def test_the_tiny_model_reads_the_chest_x_ray_to_a_result_or_a_clean_failure(seeded: Seeded) -> None:
+    """The production backend and processor on the padded radiograph (random weights: any text)."""
+    ref = f"ImagingStudy/{imaging_study_id(seeded.current)}"
+    record = await record_of(seeded, seeded.cxr_patient)
+    backend = TransformersBackend.from_pretrained(str(tiny_medgemma_path()), device="cpu")
+    try:
+        async with FhirClient(seeded.fhir_url) as fhir, DicomWebClient(seeded.dicomweb_url) as pacs:
+            options = ReviewOptions(max_new_tokens=16)
+            done = await read_study(
+                record, ref, dicomweb=pacs, model=backend, now=NOW, fhir=fhir, options=options
+            )
+    finally:
+        await backend.aclose()
+    assert done.status is not ReadStatus.SKIPPED, done.reason
+    if done.status is ReadStatus.FAILED:
+        assert str(done.reason).startswith("model answer not usable")
+        assert done.pending is None
+    else:  # random weights may, by chance, write valid boxes
+        assert done.status is ReadStatus.READY
+        assert done.pending is not None
