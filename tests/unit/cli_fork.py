@@ -1,16 +1,18 @@
 """Run several `chartagent` command lines as separate processes that share one start-up.
 
-The CLI is imported once (about 2.5 s here, most of it the agent's graph and PDF libraries); each
-command line then runs in a forked child with its own stdout, stderr and exit code, exactly as the
-console script runs it (`agent.cli.main`, SystemExit to an exit status, an uncaught exception to a
-traceback on stderr and status 1). The bad-file tests get a real process per input this way for
-the price of one import, instead of one per input.
+The command modules are imported once (seconds here, most of it the agent's graph and PDF
+libraries); each command line then runs in a forked child with its own stdout, stderr and exit
+code, exactly as the console script runs it (`agent.cli.main`, SystemExit to an exit status, an
+uncaught exception to a traceback on stderr and status 1). The bad-file tests get a real process
+per input this way for the price of one import, instead of one per input.
 
     python cli_fork.py OUT_DIR COMMANDS_JSON [MODULE ...]
 
 writes OUT_DIR/<i>.out, OUT_DIR/<i>.err and OUT_DIR/<i>.rc for the i-th argument list of
-COMMANDS_JSON (a JSON list of lists of strings). MODULEs (e.g. agent.cli.imaging) register only
-those commands, which halves the import; `main` is otherwise unchanged. Linux and macOS (os.fork).
+COMMANDS_JSON (a JSON list of lists of strings). MODULEs (e.g. agent.cli.imaging): import only
+those before forking (default: every command module); `main` itself imports a command's module
+when it runs (agent.cli.command_table), so a command outside MODULEs still runs, importing in the
+child. Linux and macOS (os.fork).
 """
 
 from __future__ import annotations
@@ -47,9 +49,7 @@ def main() -> None:
     commands: list[list[str]] = json.loads(sys.argv[2])
     from agent import cli
 
-    if sys.argv[3:]:
-        cli._COMMAND_MODULES = tuple(sys.argv[3:])  # what main() imports: only these commands
-    for name in cli._COMMAND_MODULES:  # what main() imports, done once before forking
+    for name in sys.argv[3:] or cli._COMMAND_MODULES:  # done once, before forking
         importlib.import_module(name)
     children: dict[int, int] = {}
     for i, args in enumerate(commands):
