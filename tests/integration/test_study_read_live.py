@@ -45,7 +45,7 @@ from tools.medgemma.transformers_backend import TransformersBackend
 from tools.medgemma.types import ModelRequest, TextPart
 from tools.record import PatientRecord, gather_record
 from tools.registry import ToolContext, read_tools
-from tools.writeback.study_read import DICOM_IMAGE_URL
+from tools.writeback.study_read import DICOM_IMAGE_URL, OVERLAY_MAX_SIDE
 
 pytestmark = pytest.mark.integration
 
@@ -193,7 +193,9 @@ async def test_a_chest_x_ray_read_writes_its_boxes_in_original_pixels(seeded: Se
         assert text["contentType"].startswith("text/plain")
         assert png["contentType"] == "image/png"
         drawn = Image.open(io.BytesIO(base64.b64decode(png["data"])))
-        assert drawn.size == (spec.columns, spec.rows)  # drawn on the original frame
+        # The original frame (not the padded square), scaled to at most OVERLAY_MAX_SIDE.
+        scale = min(1.0, OVERLAY_MAX_SIDE / max(spec.rows, spec.columns))
+        assert drawn.size == (round(spec.columns * scale), round(spec.rows * scale))
         observations = [
             await fhir.read("Observation", r["reference"].split("/")[1]) for r in report["result"]
         ]

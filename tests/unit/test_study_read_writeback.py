@@ -25,6 +25,7 @@ from tools.writeback.pending import WriteKind
 from tools.writeback.study_read import (
     BOX_CODE,
     DICOM_IMAGE_URL,
+    OVERLAY_MAX_SIDE,
     READ_SYSTEM,
     ReadStudy,
     build_study_read,
@@ -150,6 +151,23 @@ def test_the_report_is_a_preliminary_ai_report_with_text_and_the_overlay_png() -
     # The right lung's left edge (x = 100) is drawn between its top and bottom edges; far away is untouched.
     assert (drawn[300, 100] != 40).any()
     assert (drawn[550, 50] == 40).all()
+
+
+def test_a_large_radiograph_is_drawn_scaled_to_the_overlay_limit() -> None:
+    big = Padding.centred(2048, 1536)  # 2048 rows: drawn at half size, 1024 x 768
+    boxes = [{"box_2d": [250, 250, 750, 500], "label": "right lung"}]
+    result = cxr_localization.parse(f"Final Answer: ```json {json.dumps(boxes)} ```", big)
+    (box,) = result.boxes
+    assert (box.box.x0, box.box.y0) == (256.0, 512.0)  # 0.25 * 2048 - 256 columns of padding
+    built = cxr_built(result=result, image=np.full((2048, 1536, 3), 40, dtype=np.uint8))
+    (report,) = of_type(built, "DiagnosticReport")
+    png = base64.b64decode(report["presentedForm"][1]["data"])
+    drawn = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert drawn.shape == (OVERLAY_MAX_SIDE, 768, 3)
+    assert (drawn[400, 128] != 40).any()  # the left edge at x 256 / 2, between y 256 and 640
+    assert (drawn[400, 100] == 40).all()
+    (obs,) = of_type(built, "Observation")
+    assert component(obs, "x0")["value"] == 256.0  # the Observation keeps the exact original pixels
 
 
 def test_identifiers_are_stable_and_follow_the_inputs() -> None:

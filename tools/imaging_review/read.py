@@ -20,6 +20,7 @@ between calls: the planning graph may run one per study concurrently.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -287,7 +288,9 @@ async def read_study(
         "thinking": options.thinking,
     }
     image = _original_image(series.images) if isinstance(result, CxrLocalization) else None
-    built = build_study_read(
+    # Off the event loop: the overlay PNG of a radiograph is tens of milliseconds of zlib.
+    built = await asyncio.to_thread(
+        build_study_read,
         subject=f"Patient/{record.patient_id}",
         result=result,
         study=read,

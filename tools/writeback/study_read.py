@@ -17,7 +17,9 @@ The DiagnosticReport:
   *kind* (`supersede.report_kind`: subject, code codings, studies) apart from the comparison of the
   same study without a prior, whose only coding is 18748-4: neither retires the other;
 * ``conclusion`` labelled AI-generated; ``presentedForm`` text/plain with the full result and, for
-  a localization, ``image/png``: the boxes drawn on the image that was read, in its own pixels;
+  a localization, ``image/png``: the boxes drawn on the image that was read (scaled down to at
+  most ``OVERLAY_MAX_SIDE`` pixels on its longest side: a picture to review; the Observations hold
+  the exact pixel coordinates);
 * ``result``: the box Observations.
 
 Box Observations (chest X-ray localization), one per box:
@@ -53,8 +55,10 @@ from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.resource import Resource
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.imaging.geometry import PixelBox
 from tools.imaging.overlay import LabelledBox, draw_boxes
 from tools.medgemma.tasks.cxr_localization import CxrLocalization, LocalizedBox
 from tools.medgemma.tasks.slide_description import SlideDescription
@@ -71,6 +75,7 @@ from tools.writeback.supersede import with_superseded
 __all__ = [
     "BOX_CODE",
     "DICOM_IMAGE_URL",
+    "OVERLAY_MAX_SIDE",
     "PATHOLOGY_REPORT_CODE",
     "PIXEL_UNIT",
     "READ_SYSTEM",
@@ -101,6 +106,8 @@ PATHOLOGY_CATEGORY: Final[dict[str, str]] = {
     "code": "SP",
     "display": "Surgical Pathology",
 }
+OVERLAY_MAX_SIDE: Final = 1024
+OVERLAY_PNG_LEVEL: Final = 3  # zlib level: most of level 6's size at a third of its time
 PIXEL_UNIT: Final[dict[str, str]] = {
     "unit": "pixel",
     "system": "http://unitsofmeasure.org",
@@ -242,9 +249,23 @@ def _overlay_png(result: CxrLocalization, image: npt.NDArray[np.uint8]) -> bytes
             f"the overlay image is {image.shape[:2]}, "
             f"the boxes are on {result.image_height} x {result.image_width}"
         )
-    boxes = [LabelledBox(box=b.box, label=_box_name(b)) for b in result.boxes]
+    # A review picture, not the pixels of record: at most OVERLAY_MAX_SIDE on its longest side
+    # (a full 3000 px radiograph is ~6 MB of PNG inline in the report, and ~1 s of zlib).
+    scale = min(1.0, OVERLAY_MAX_SIDE / max(image.shape[:2]))
+    if scale < 1.0:
+        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        image = np.asarray(
+            Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.Resampling.BILINEAR)
+        )
+    boxes = [
+        LabelledBox(
+            box=PixelBox(y0=b.box.y0 * scale, x0=b.box.x0 * scale, y1=b.box.y1 * scale, x1=b.box.x1 * scale),
+            label=_box_name(b),
+        )
+        for b in result.boxes
+    ]
     out = io.BytesIO()
-    draw_boxes(image, boxes).save(out, format="PNG")
+    draw_boxes(image, boxes).save(out, format="PNG", compress_level=OVERLAY_PNG_LEVEL)
     return out.getvalue()
 
 
