@@ -275,6 +275,10 @@ async def read_study(
     if not isinstance(result, VolumeFindings | CxrLocalization | SlideDescription):
         raise TypeError(f"{spec.prompt_version}: parsed {type(result).__name__}")  # the registry pairs them
     selected = series.selected
+    if isinstance(result, CxrLocalization) and len(selected.instance_uids) != 1:
+        # Boxes are tied to the SOP instance they lie on: without its UID they cannot be.
+        reason = f"the image read has {len(selected.instance_uids)} SOPInstanceUIDs, not one"
+        return StudyRead(status=ReadStatus.FAILED, reason=reason, **base)
     read = ReadStudy(
         imaging_study_id=entry.id,
         study_uid=selected.study_uid or entry.study_uid,
