@@ -125,3 +125,19 @@ async def test_the_tools_refuse_a_study_outside_the_record_and_note_a_missing_mo
     assert "no model configured" in str(compared.note)
     assert compared.output is not None
     assert compared.output["prior"] is None
+
+
+async def test_compare_with_prior_says_why_a_study_is_not_compared() -> None:
+    chest = {"system": "http://snomed.info/sct", "code": "51185008"}
+    cxr = study("cxr1", "DX")
+    cxr["series"][0]["bodySite"] = chest
+    rec = record(study("sm1", "SM"), cxr)
+    async with FhirClient("http://fhir.test/fhir") as fhir:
+        ctx = ToolContext(fhir=fhir, patient_id=PID, model=model(), _record=rec)
+        slide = await read_tools().call("compare_with_prior", {"study": "sm1"}, ctx)
+        alone = await read_tools().call("compare_with_prior", {"study": "ImagingStudy/cxr1"}, ctx)
+    assert slide.ok
+    assert slide.note == "not compared: whole-slide pathology is not part of the imaging comparison"
+    assert alone.ok
+    assert str(alone.note).startswith("not compared: no prior chest X-ray")
+    assert slide.facts == alone.facts == []

@@ -311,7 +311,7 @@ async def compare_with_prior(ctx: ToolContext, args: CompareInput) -> CompareOut
     reference = study_reference(args.study)
     plan = _planned(record, resource)
     if plan is None or plan.skip_reason is not None:
-        why = plan.skip_reason if plan is not None else "it has no start date"
+        why = plan.skip_reason if plan is not None else f"no comparison is planned for {reference}"
         return CompareOutput(current=reference, note=f"not compared: {why}")
     prior = plan.prior.reference if plan.prior is not None else None
     # The review over these two studies alone plans exactly this comparison, and says why it is
