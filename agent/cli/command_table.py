@@ -97,7 +97,7 @@ class LazyCommandGroup(TyperGroup):
 
 def load_command(entry: CommandEntry) -> Command:
     """Import the entry's module and build its command from the app it registered on."""
-    from agent.cli.app import app
+    from agent.cli.app import app  # here: app.py builds its group from this module
 
     importlib.import_module(entry.module)
     command = typer.main.get_group(app).commands.get(entry.name)
