@@ -179,10 +179,10 @@ def _cpus() -> int:
 
 def _in_workers(task: Callable[[int], None], n: int) -> None:
     """task(0), then task(1..n-1) shared out among up to MAX_WORKERS threads, one share each
-    (k = w+1, w+1+workers, ...: fewer hand-overs than a task per slice, and no gain lost when
-    another process holds a CPU). Task 0 runs first so that the table of a series (usually one for
-    all its slices) is built once, not by every worker at once. As when run serially, the error
-    raised is that of the first failing task in index order; a worker stops at its first error."""
+    (k = w+1, w+1+workers, ...: fewer hand-overs than a task per slice). Task 0 runs first so that
+    the table of a series (usually one for all its slices) is built once, not by every worker at
+    once. As when run serially, the error raised is that of the first failing task in index order;
+    a worker stops at its first error."""
     if n == 0:
         return
     task(0)
