@@ -30,3 +30,5 @@ class RunContext:
     dicomweb: DicomWebClient | None = None
     # The zone of the wall-clock times printed on lab-report PDFs.
     lab_timezone: tzinfo = UTC
+    # Fan-out branches of one patient's run (documents, imaging studies) that may run at once.
+    max_concurrency: int = 4

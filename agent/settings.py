@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     model_revision: str | None = None
     model_timeout_s: float = Field(default=120.0, gt=0)
     model_max_concurrency: int = Field(default=8, ge=1, le=256)
+    # Where graph runs keep checkpoints (resume after a crash, chat threads): unset -> SQLite in
+    # the state dir; sqlite:///<path>; postgresql://... (the postgres extra). See agent.checkpoints.
+    checkpoint_url: str | None = None
+    # Fan-out branches (documents, imaging studies) of one patient's run that may run at once.
+    max_branch_concurrency: int = Field(default=4, ge=1, le=64)
     # The chat's planner, when it is not MedGemma: an OpenAI-compatible server. "tools": native tool
     # calls; "json": the JSON-action protocol (for servers without tool calling). Unset: MedGemma
     # plans with the JSON-action protocol when a model is configured, else the chat retrieves only.

@@ -6,8 +6,8 @@ import operator
 from typing import Annotated, TypedDict
 
 from agent.facts import SummaryFacts
-from tools.documents.ingest import DocumentIngest
-from tools.imaging_review import ImagingReview
+from agent.planning.worklist import Worklist
+from tools.documents.ingest import DocumentIngest, DocumentReading
 from tools.labs.series import SeriesSet
 from tools.record import PatientRecord
 from tools.trends import Trend
@@ -18,10 +18,14 @@ from tools.writeback.pending import PendingWrite, WriteOutcome
 class SummarizeState(TypedDict, total=False):
     patient_id: str
     record: PatientRecord
+    # What is new since ChartAgent's last run for this patient: the items the graph fans out over.
+    worklist: Worklist
+    # One per lab-report document read (appended by the parallel branches), settled in order.
+    readings: Annotated[list[DocumentReading], operator.add]
     # Lab-report PDFs read, per document, and the Observations transcribed from them.
     documents: DocumentIngest
-    # Imaging comparisons (current vs prior) and what they write.
-    imaging: ImagingReview
+    # One line per imaging comparison: analysed, skipped or failed, with the reason.
+    imaging_lines: Annotated[list[str], operator.add]
     series: SeriesSet
     trends: list[Trend]
     facts: SummaryFacts

@@ -22,9 +22,10 @@ from typing import Any, Literal
 
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.resource import Resource
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
 from fhir_adapters import FhirClient, JsonDict, ParsedResources, RejectedResource, parse_many
+from fhir_adapters.parsing import parse_resource
 
 __all__ = [
     "DEFAULT_TYPES",
@@ -113,6 +114,18 @@ class PatientRecord(BaseModel):
     resources: dict[str, list[SerializeAsAny[Resource]]]
     manifest: RecordManifest
     rejected: list[RejectedResource]
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _typed(cls, value: Any) -> Any:
+        """Resources given as JSON (a run's checkpoint read back) become their own R4B classes
+        again, not the `Resource` base the annotation names."""
+        if not isinstance(value, Mapping):
+            return value
+        return {
+            rtype: [parse_resource(r) if isinstance(r, Mapping) else r for r in items]
+            for rtype, items in value.items()
+        }
 
     def of_type(self, resource_type: str) -> list[Resource]:
         return self.resources.get(resource_type, [])

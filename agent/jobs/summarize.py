@@ -6,12 +6,15 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, ValidationError
 
 from agent.context import RunContext
-from agent.graphs.summarize import summarize_graph
+from agent.graphs.summarize import build_summarize_graph, summarize_graph
 from agent.state import SummarizeState
 from fhir_adapters import FhirClient
 from fhir_adapters.confirmed import WriteNotStored, WriteOutcomeUnknown
@@ -67,7 +70,6 @@ def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> Pati
     trends = state.get("trends") or []
     rejected = len(state["record"].rejected) if "record" in state else 0
     documents = state.get("documents")
-    imaging = state.get("imaging")
     analyses = [w for w in state.get("writes") or [] if w.kind is not WriteKind.DOCUMENT_TRANSCRIPTION]
     common = {
         "patient_id": patient_id,
@@ -75,8 +77,12 @@ def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> Pati
         "series": len(trends),
         "from_documents": documents.written + documents.confirmed if documents else 0,
         "document_errors": [document_problem(d) for d in documents.failed] if documents else [],
-        "imaging": imaging.summary_lines if imaging else [],
+        "imaging": list(state.get("imaging_lines") or []),
     }
+    worklist = state.get("worklist")
+    if worklist is not None and not worklist.items and worklist.previous_reports:
+        # Nothing new since the last run: nothing recomputed, nothing written.
+        return PatientOutcome.model_validate({**common, "status": "unchanged"})
     if not analyses:
         # Nothing to analyse: no lab series, no imaging comparison to write.
         status: Status = "written" if common["from_documents"] and not dry_run else "no-labs"
@@ -104,9 +110,33 @@ def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> Pati
     )
 
 
-async def summarize_patient(ctx: RunContext, patient_id: str) -> SummarizeState:
-    result: SummarizeState = await summarize_graph.ainvoke({"patient_id": patient_id}, context=ctx)  # type: ignore[assignment]
-    return result
+@dataclass(frozen=True)
+class Checkpointing:
+    """A batch that keeps checkpoints: each patient's run is the thread `<run_id>/<patient id>`.
+    Run the same `run_id` again after a crash: a finished patient is reported from its checkpoint,
+    an interrupted one resumes where it stopped, the rest start."""
+
+    saver: BaseCheckpointSaver[Any]
+    run_id: str
+
+
+async def summarize_patient(
+    ctx: RunContext, patient_id: str, checkpointing: Checkpointing | None = None
+) -> SummarizeState:
+    config: RunnableConfig = {"max_concurrency": ctx.max_concurrency}
+    if checkpointing is None:
+        graph = summarize_graph
+        start: SummarizeState | None = {"patient_id": patient_id}
+    else:
+        graph = build_summarize_graph().compile(checkpointer=checkpointing.saver, name="summarize")
+        config["configurable"] = {"thread_id": f"{checkpointing.run_id}/{patient_id}"}
+        snapshot = await graph.aget_state(config)
+        if snapshot.values and not snapshot.next:
+            return snapshot.values  # type: ignore[return-value]  # finished earlier in this run
+        # Interrupted earlier in this run: None resumes from the last checkpoint.
+        start = None if snapshot.next else {"patient_id": patient_id}
+    result = await graph.ainvoke(start, config=config, context=ctx)
+    return cast(SummarizeState, result)
 
 
 async def summarize_many(
@@ -114,6 +144,7 @@ async def summarize_many(
     patient_ids: Sequence[str],
     *,
     on_done: Callable[[PatientOutcome, SummarizeState | None], None] | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> list[PatientOutcome]:
     """Summarise each patient in turn; the FHIR client bounds request concurrency within one."""
     outcomes: list[PatientOutcome] = []
@@ -122,7 +153,7 @@ async def summarize_many(
         # The per-patient boundary: whatever one patient's record does, the batch goes on and the
         # patient is reported. Only cancellation (and interpreter exits) pass through.
         try:
-            state = await summarize_patient(ctx, patient_id)
+            state = await summarize_patient(ctx, patient_id, checkpointing)
             outcome = outcome_of(patient_id, state, dry_run=ctx.dry_run)
         except WriteOutcomeUnknown as exc:
             outcome = PatientOutcome(patient_id=patient_id, status="unknown", error=f"summary: {exc}")

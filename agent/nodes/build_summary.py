@@ -30,7 +30,6 @@ def document_refs(record: PatientRecord) -> frozenset[str]:
 
 
 def build_summary(state: SummarizeState, runtime: Runtime[RunContext]) -> SummarizeState:
-    imaging = state.get("imaging")
     record = state["record"]
     trends = state["trends"]
     lines = document_lines(state.get("documents"))
@@ -43,7 +42,9 @@ def build_summary(state: SummarizeState, runtime: Runtime[RunContext]) -> Summar
         # The model that wrote the narrative, if any: it is credited with the report only.
         narrative_identity=state.get("narrative_identity"),
         document_refs=document_refs(record),
-        imaging_summaries=imaging.summary_lines if imaging else (),
+        imaging_summaries=state.get("imaging_lines") or (),
+        # What this run read: the next run recomputes nothing unless it changes.
+        read_inputs=state["worklist"].read_inputs,
     )
     sources = sorted({s.reference for t in trends for s in t.sources})
     summary = PendingWrite.of(

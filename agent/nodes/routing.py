@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+from agent.planning.worklist import WorkKind
 from agent.state import SummarizeState
 
 # langgraph.graph.END, spelled out: it is typed as plain `str`, and routing is typed.
 END: Final = "__end__"
 
 
-def after_trends(state: SummarizeState) -> Literal["compare_imaging", "__end__"]:
-    """Lab series get a summary and imaging studies their comparisons; a patient with neither has
-    nothing more to analyse (its lab-report transcriptions are written already)."""
-    if state.get("trends") or state["record"].of_type("ImagingStudy"):
-        return "compare_imaging"
-    return END
+def after_join(state: SummarizeState) -> Literal["compute_trends", "__end__"]:
+    """The lab summary is recomputed only when the worklist says its inputs changed."""
+    return "compute_trends" if state["worklist"].of_kind(WorkKind.LAB_SUMMARY) else END
 
 
-def after_imaging(state: SummarizeState) -> Literal["synthesize", "write_back"]:
-    """Without lab series there is no summary: the imaging reports alone are written."""
-    return "synthesize" if state.get("trends") else "write_back"
+def after_trends(state: SummarizeState) -> Literal["synthesize", "__end__"]:
+    """Without any lab series there is no summary (transcriptions and imaging reports are written)."""
+    return "synthesize" if state.get("trends") else END

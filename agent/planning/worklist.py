@@ -19,11 +19,11 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.documentreference import DocumentReference
 from pydantic import BaseModel, ConfigDict
 
-from tools.documents.ingest import _skip_reason as document_skip_reason
+from tools.documents.ingest import skip_reason as document_skip_reason
 from tools.imaging_review.plan import plan_comparisons
 from tools.labs.inputs import trend_inputs
 from tools.record import PatientRecord, as_utc
-from tools.writeback import is_ai_asserted
+from tools.writeback import is_ai_asserted, is_document_extraction
 from tools.writeback.builders import SUMMARY_REPORT_CODE
 from tools.writeback.identifiers import AI_OUTPUT_SYSTEM
 from tools.writeback.read_inputs import input_key, read_inputs_of
@@ -60,6 +60,8 @@ class Worklist(BaseModel):
     read_inputs: frozenset[str]
     # The summary whose read set was compared ("DiagnosticReport/<id>"), if any.
     previous_summary: str | None
+    # ChartAgent's current reports in the record (summaries and imaging readings).
+    previous_reports: int = 0
     # Work that is due but cannot run in this run (no model or no PACS), one line each.
     deferred: tuple[str, ...] = ()
 
@@ -95,15 +97,16 @@ def _compared_pairs(record: PatientRecord) -> set[frozenset[str]]:
     return {
         frozenset(str(s.reference) for s in r.imagingStudy or () if s.reference)
         for r in record.of_type("DiagnosticReport")
-        if isinstance(r, DiagnosticReport) and _ours(r) and r.status in _CURRENT
+        if isinstance(r, DiagnosticReport) and _ours(r) and r.status in _CURRENT and r.imagingStudy
     }
 
 
-def plan_work(record: PatientRecord, *, can_read_images: bool) -> Worklist:
+def plan_work(record: PatientRecord, *, can_read_images: bool, everything: bool = False) -> Worklist:
     """`can_read_images`: a model and a PACS are configured; without them imaging work is deferred
-    (listed, not counted as work: a run without a model recomputes nothing for it)."""
+    (listed, not counted as work: a run without a model recomputes nothing for it).
+    `everything`: plan as if ChartAgent had never run (a dry run shows the whole computation)."""
     subject = f"Patient/{record.patient_id}"
-    summary = current_summary(record)
+    summary = None if everything else current_summary(record)
     previous = read_inputs_of(summary) if summary is not None else None
     seen = previous or frozenset()
     items: list[WorkItem] = []
@@ -120,7 +123,10 @@ def plan_work(record: PatientRecord, *, can_read_images: bool) -> Worklist:
                 WorkItem(kind=WorkKind.DOCUMENT, key=ref, inputs=(ref,), reason="lab report not read yet")
             )
 
-    results = {input_key(o) for o in trend_inputs(record.of_type("Observation"))}
+    # The lab feed's results; values transcribed from documents are tracked by their documents.
+    results = {
+        input_key(o) for o in trend_inputs(record.of_type("Observation")) if not is_document_extraction(o)
+    }
     read_inputs = frozenset(results | set(document_keys))
     new_documents = any(i.kind is WorkKind.DOCUMENT for i in items)
     old_results = {k for k in seen if k.startswith("Observation/")}
@@ -138,25 +144,25 @@ def plan_work(record: PatientRecord, *, can_read_images: bool) -> Worklist:
             inputs = tuple(sorted(k.split("#")[0] for k in read_inputs))
             items.append(WorkItem(kind=WorkKind.LAB_SUMMARY, key="labs", inputs=inputs, reason=reason))
 
-    compared = _compared_pairs(record)
+    compared = set() if everything else _compared_pairs(record)
     deferred: list[str] = []
     for planned in plan_comparisons(record):
-        if planned.skip_reason is not None or planned.prior is None:
+        if planned.skip_reason is not None:
             continue
-        pair = frozenset({planned.current.reference, planned.prior.reference})
-        if pair in compared:
+        studies = (planned.current.reference, *([planned.prior.reference] if planned.prior else []))
+        if frozenset(studies) in compared:
             continue
+        key = "<".join(studies)
         if not can_read_images:
-            deferred.append(
-                f"{planned.current.reference}<{planned.prior.reference}: no model or PACS configured"
-            )
+            deferred.append(f"{key}: no model or PACS configured")
             continue
         items.append(
             WorkItem(
                 kind=WorkKind.IMAGING_COMPARISON,
-                key=f"{planned.current.reference}<{planned.prior.reference}",
-                inputs=(planned.current.reference, planned.prior.reference),
-                reason=f"{planned.kind} study without a comparison with its prior",
+                key=key,
+                inputs=studies,
+                reason=f"{planned.kind.value} study without an AI reading"
+                + (" against its prior" if planned.prior else ""),
             )
         )
     return Worklist(
@@ -164,4 +170,5 @@ def plan_work(record: PatientRecord, *, can_read_images: bool) -> Worklist:
         read_inputs=read_inputs,
         previous_summary=f"DiagnosticReport/{summary.id}" if summary is not None else None,
         deferred=tuple(deferred),
+        previous_reports=len(compared) + (summary is not None),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 from agent.testbed.cohort import Cohort
 from agent.testbed.cohort.load import seed_cohort
 from fhir_adapters import FhirClient
+from tools.writeback import AI_OUTPUT_SYSTEM
 
 WRITTEN_TYPES = ("Observation", "DiagnosticReport", "Provenance", "Device")
 
@@ -54,3 +56,16 @@ def server_with(fhir_server_factory: Callable[..., str], cohort: Cohort) -> str:
 
     asyncio.run(load())
     return base
+
+
+async def duplicate_identifiers(base: str) -> dict[str, int]:
+    """Business identifiers (and Provenance tags) of ChartAgent's output held more than once."""
+    seen: Counter[str] = Counter()
+    for rtype in ("Observation", "DiagnosticReport", "Device"):
+        for r in await search(base, rtype, _elements="identifier"):
+            seen.update(i["value"] for i in r.get("identifier", []) if i.get("system") == AI_OUTPUT_SYSTEM)
+    for p in await search(base, "Provenance", _elements="meta"):
+        seen.update(
+            t["code"] for t in p.get("meta", {}).get("tag", []) if t.get("system") == AI_OUTPUT_SYSTEM
+        )
+    return {k: n for k, n in seen.items() if n > 1}

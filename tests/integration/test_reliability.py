@@ -16,20 +16,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fault_proxy import ALL_KINDS, FaultPlan, FaultProxy
-from fhir_reads import count, get, search, server_with
+from fhir_reads import count, duplicate_identifiers, get, search, server_with
 
 from agent.context import RunContext
 from agent.jobs.summarize import summarize_many
 from agent.testbed.cohort import Cohort, generate_cohort
 from fhir_adapters import FhirClient
-from tools.writeback import AI_OUTPUT_SYSTEM, AIAST
+from tools.writeback import AIAST
 from tools.writeback.lab_results import DOCUMENT_EXTRACTION_TAG
 from tools.writeback.supersede import SUPERSEDED_BY_URL
 
@@ -37,19 +36,6 @@ pytestmark = pytest.mark.integration
 
 AIAST_TOKEN = f"{AIAST['system']}|{AIAST['code']}"
 SUMMARY_CODE = "http://loinc.org|11502-2"
-
-
-async def duplicate_identifiers(base: str) -> dict[str, int]:
-    """Business identifiers (and Provenance tags) of ChartAgent's output held more than once."""
-    seen: Counter[str] = Counter()
-    for rtype in ("Observation", "DiagnosticReport", "Device"):
-        for r in await search(base, rtype, _elements="identifier"):
-            seen.update(i["value"] for i in r.get("identifier", []) if i.get("system") == AI_OUTPUT_SYSTEM)
-    for p in await search(base, "Provenance", _elements="meta"):
-        seen.update(
-            t["code"] for t in p.get("meta", {}).get("tag", []) if t.get("system") == AI_OUTPUT_SYSTEM
-        )
-    return {k: n for k, n in seen.items() if n > 1}
 
 
 async def current_summaries(base: str, patient_id: str) -> list[dict[str, Any]]:

@@ -75,10 +75,15 @@ __all__ = [
     "LAB_REPORT_CODES",
     "DocumentIngest",
     "DocumentOutcome",
+    "DocumentReading",
     "DocumentStatus",
     "NotWritten",
+    "PrintedRow",
     "ingest_lab_documents",
     "is_lab_report",
+    "read_document",
+    "settle_readings",
+    "skip_reason",
     "with_writes",
 ]
 
@@ -164,6 +169,25 @@ class DocumentIngest(BaseModel):
         return [d for d in self.documents if d.status in ("failed", "unknown")]
 
 
+class PrintedRow(BaseModel):
+    """One printed result that can be written, and the PDF (by its SHA-256) it was printed in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lab: ExtractedLab
+    pdf_sha256: str
+
+
+class DocumentReading(BaseModel):
+    """One document read (the costly, parallel part): its outcome so far and its writable rows.
+    `settle_readings` then deduplicates all readings in document order and builds the writes."""
+
+    outcome: DocumentOutcome
+    rows: list[PrintedRow] = Field(default_factory=list)
+    # Oldest first: (date, id) as `_oldest_first` orders documents.
+    order: tuple[datetime, str]
+
+
 def _codings(doc: DocumentReference) -> list[tuple[str | None, str | None]]:
     concepts = [doc.type, *(doc.category or ())]
     return [(c.system, c.code) for concept in concepts if concept is not None for c in concept.coding or ()]
@@ -174,7 +198,7 @@ def is_lab_report(doc: DocumentReference) -> bool:
     return any(coding in LAB_REPORT_CODES for coding in _codings(doc))
 
 
-def _skip_reason(doc: DocumentReference, subject: str) -> tuple[DocumentStatus, str] | None:
+def skip_reason(doc: DocumentReference, subject: str) -> tuple[DocumentStatus, str] | None:
     if is_ai_asserted(doc):
         return "skipped", "AI-labelled: AI output is not read as source data"
     if doc.status in _NOT_READ_STATUSES:
@@ -242,9 +266,9 @@ class _Candidate:
 
 @dataclass(frozen=True)
 class _Run:
-    """What every document of one run shares."""
+    """What every document of one run shares (no client when only settling what was read)."""
 
-    fhir: FhirClient
+    fhir: FhirClient | None
     subject: str
     now: datetime
     tz: tzinfo
@@ -254,10 +278,11 @@ class _Run:
     identity: ModelIdentity
     device: Built[Any]
 
-    async def read(self, doc: DocumentReference, outcome: DocumentOutcome) -> list[_Candidate]:
-        """The writable rows of every PDF of ``doc`` as built Observations; fills ``outcome``'s counts."""
+    async def read(self, doc: DocumentReference, outcome: DocumentOutcome) -> list[PrintedRow]:
+        """The writable rows of every PDF of ``doc``; fills ``outcome``'s counts."""
         label = outcome.document
-        candidates: list[_Candidate] = []
+        rows: list[PrintedRow] = []
+        assert self.fhir is not None, "reading needs the FHIR client"
         for pdf in await fetch_pdfs(doc, self.fhir, max_bytes=self.max_bytes):
             extraction = extract_labs(pdf.data, max_pages=self.max_pages, name=label)
             if extraction.repaired:
@@ -273,18 +298,27 @@ class _Run:
                     outcome.unknown_code += lab.loinc is None
                     outcome.not_written.append(NotWritten(page=lab.page, name=lab.name, reason=reason))
                     continue
-                built = build_lab_result_observation(
-                    lab,
+                rows.append(PrintedRow(lab=lab, pdf_sha256=pdf.sha256))
+        return rows
+
+    def candidates(self, rows: Sequence[PrintedRow], document: str) -> list[_Candidate]:
+        """The rows built into Observations (pure and cheap: the reading was the cost)."""
+        return [
+            _Candidate(
+                lab=row.lab,
+                built=build_lab_result_observation(
+                    row.lab,
                     subject=self.subject,
-                    document=label,
-                    pdf_sha256=pdf.sha256,
+                    document=document,
+                    pdf_sha256=row.pdf_sha256,
                     device=self.device,
                     identity=self.identity,
                     issued=self.now,
                     tz=self.tz,
-                )
-                candidates.append(_Candidate(lab=lab, built=built))
-        return candidates
+                ),
+            )
+            for row in rows
+        ]
 
     async def _model_pages(self, pdf: bytes, pages: Sequence[int], outcome: DocumentOutcome) -> None:
         if self.model is None:
@@ -349,6 +383,91 @@ class _Damaged(LabPdfError):
         )
 
 
+def _run(
+    patient_id: str,
+    fhir: FhirClient | None,
+    *,
+    now: datetime,
+    tz: tzinfo,
+    model: ModelBackend | None,
+    max_pages: int,
+    max_bytes: int,
+) -> _Run:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    identity = lab_pdf_extractor_identity()
+    return _Run(
+        fhir=fhir,
+        subject=f"Patient/{patient_id}",
+        now=now,
+        tz=tz,
+        model=model,
+        max_pages=max_pages,
+        max_bytes=max_bytes,
+        identity=identity,
+        device=build_model_device(identity),
+    )
+
+
+async def read_document(
+    doc: DocumentReference,
+    patient_id: str,
+    fhir: FhirClient,
+    *,
+    now: datetime,
+    tz: tzinfo = UTC,
+    model: ModelBackend | None = None,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    max_bytes: int = DEFAULT_MAX_PDF_BYTES,
+) -> DocumentReading:
+    """Read one document (fetch, text layer, model pages); never raises for the document's own
+    problems: a skipped or failed document is a reading whose outcome says why."""
+    run = _run(patient_id, fhir, now=now, tz=tz, model=model, max_pages=max_pages, max_bytes=max_bytes)
+    label = document_label(doc)
+    order = _oldest_first(doc)
+    skip = skip_reason(doc, run.subject)
+    if skip is not None:
+        return DocumentReading(
+            outcome=DocumentOutcome(document=label, status=skip[0], detail=skip[1]), order=order
+        )
+    outcome = DocumentOutcome(document=label, status="nothing-new")
+    try:
+        rows = await run.read(doc, outcome)
+    except (DocumentFetchError, LabPdfError) as exc:
+        outcome.status, outcome.error, outcome.stage = "failed", str(exc), "read"
+        return DocumentReading(outcome=outcome, order=order)
+    return DocumentReading(outcome=outcome, rows=rows, order=order)
+
+
+def settle_readings(
+    record: PatientRecord, readings: Iterable[DocumentReading], *, now: datetime, tz: tzinfo = UTC
+) -> DocumentIngest:
+    """Deduplicate the readings in document order (oldest first) against the record and each
+    other, and build one pending write per document with something new (pure)."""
+    run = _run(record.patient_id, None, now=now, tz=tz, model=None, max_pages=0, max_bytes=0)
+    finder = DuplicateFinder(_comparable(record), tz)
+    known_ids = _identifiers(record)
+    result = DocumentIngest(documents=[])
+    for reading in sorted(readings, key=lambda r: r.order):
+        outcome = reading.outcome.model_copy(deep=True)
+        if outcome.status == "nothing-new":
+            fresh = _select(run.candidates(reading.rows, outcome.document), outcome, finder, known_ids)
+            if fresh:
+                pending = run.pending(fresh, outcome.document)
+                result.pending.append(pending)
+                outcome.status, outcome.write = "pending", pending.key
+                finder.add([c.lab for c in fresh], outcome.document)
+        result.documents.append(outcome)
+        log.info(
+            "%s: %s, %d extracted, %d duplicates",
+            outcome.document,
+            outcome.status,
+            outcome.extracted,
+            outcome.duplicates,
+        )
+    return result
+
+
 async def ingest_lab_documents(
     record: PatientRecord,
     fhir: FhirClient,
@@ -366,57 +485,14 @@ async def ingest_lab_documents(
     times printed on the reports. One document's failure never raises: it is reported in its
     outcome and the other documents go on.
     """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    identity = lab_pdf_extractor_identity()
-    run = _Run(
-        fhir=fhir,
-        subject=f"Patient/{record.patient_id}",
-        now=now,
-        tz=tz,
-        model=model,
-        max_pages=max_pages,
-        max_bytes=max_bytes,
-        identity=identity,
-        device=build_model_device(identity),
-    )
-    finder = DuplicateFinder(_comparable(record), tz)
-    known_ids = _identifiers(record)
     docs = [d for d in record.of_type("DocumentReference") if isinstance(d, DocumentReference)]
-    result = DocumentIngest(documents=[])
-    for doc in sorted(docs, key=_oldest_first):
-        outcome = await _ingest_one(run, doc, finder, known_ids, result)
-        result.documents.append(outcome)
-        log.info(
-            "%s: %s, %d extracted, %d duplicates",
-            outcome.document,
-            outcome.status,
-            outcome.extracted,
-            outcome.duplicates,
+    readings = [
+        await read_document(
+            d, record.patient_id, fhir, now=now, tz=tz, model=model, max_pages=max_pages, max_bytes=max_bytes
         )
-    return result
-
-
-async def _ingest_one(
-    run: _Run, doc: DocumentReference, finder: DuplicateFinder, known_ids: set[str], result: DocumentIngest
-) -> DocumentOutcome:
-    label = document_label(doc)
-    skip = _skip_reason(doc, run.subject)
-    if skip is not None:
-        return DocumentOutcome(document=label, status=skip[0], detail=skip[1])
-    outcome = DocumentOutcome(document=label, status="nothing-new")
-    try:
-        candidates = await run.read(doc, outcome)
-    except (DocumentFetchError, LabPdfError) as exc:
-        outcome.status, outcome.error, outcome.stage = "failed", str(exc), "read"
-        return outcome
-    fresh = _select(candidates, outcome, finder, known_ids)
-    if fresh:
-        pending = run.pending(fresh, label)
-        result.pending.append(pending)
-        outcome.status, outcome.write = "pending", pending.key
-        finder.add([c.lab for c in fresh], label)
-    return outcome
+        for d in docs
+    ]
+    return settle_readings(record, readings, now=now, tz=tz)
 
 
 def _observations(pending: PendingWrite, written: WriteOutcome) -> tuple[list[dict[str, Any]], list[str]]:

@@ -10,7 +10,14 @@ patient's transaction (`tools.writeback.imaging_report`).
 
 from tools.imaging_review.outcome import ComparisonOutcome, ComparisonStatus, ImagingReview, summary_line
 from tools.imaging_review.plan import ImagingKind, PlannedComparison, plan_comparisons
-from tools.imaging_review.service import NO_DICOMWEB, NO_MODEL, ReviewOptions, compare_imaging
+from tools.imaging_review.service import (
+    NO_DICOMWEB,
+    NO_MODEL,
+    ReviewOptions,
+    compare_imaging,
+    review_pair,
+    skipped_outcome,
+)
 
 __all__ = [
     "NO_DICOMWEB",
@@ -23,5 +30,7 @@ __all__ = [
     "ReviewOptions",
     "compare_imaging",
     "plan_comparisons",
+    "review_pair",
+    "skipped_outcome",
     "summary_line",
 ]

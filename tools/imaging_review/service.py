@@ -220,7 +220,7 @@ def _study_input(study: StudyEntry, fetched: FetchedStudy) -> StudyInput:
     )
 
 
-async def _review(
+async def review_pair(
     plan: PlannedComparison,
     record: PatientRecord,
     *,
@@ -276,6 +276,20 @@ async def _review(
     )
 
 
+def skipped_outcome(
+    plan: PlannedComparison, *, model: ModelBackend | None, dicomweb: DicomWebClient | None
+) -> ComparisonOutcome | None:
+    """The skipped outcome of a planned comparison that cannot run (its own reason, no model, no
+    PACS), or None when it can."""
+    if plan.skip_reason is not None:
+        return _outcome(plan, ComparisonStatus.SKIPPED, plan.skip_reason)
+    if model is None:
+        return _outcome(plan, ComparisonStatus.SKIPPED, NO_MODEL)
+    if dicomweb is None:
+        return _outcome(plan, ComparisonStatus.SKIPPED, NO_DICOMWEB)
+    return None
+
+
 async def compare_imaging(
     record: PatientRecord,
     *,
@@ -297,15 +311,14 @@ async def compare_imaging(
     options = options or ReviewOptions()
     outcomes: list[ComparisonOutcome] = []
     for plan in plan_comparisons(record):
-        if plan.skip_reason is not None:
-            outcomes.append(_outcome(plan, ComparisonStatus.SKIPPED, plan.skip_reason))
-        elif model is None:
-            outcomes.append(_outcome(plan, ComparisonStatus.SKIPPED, NO_MODEL))
-        elif dicomweb is None:
-            outcomes.append(_outcome(plan, ComparisonStatus.SKIPPED, NO_DICOMWEB))
+        skipped = skipped_outcome(plan, model=model, dicomweb=dicomweb)
+        if skipped is not None:
+            outcomes.append(skipped)
         else:
+            assert model is not None
+            assert dicomweb is not None
             outcomes.append(
-                await _review(
+                await review_pair(
                     plan, record, dicomweb=dicomweb, model=model, fhir=fhir, now=now, options=options
                 )
             )

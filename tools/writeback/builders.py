@@ -48,6 +48,7 @@ from tools.trends import ALGORITHM_REVISION, ENGINE_NAME, Trend
 from tools.writeback.ai_labels import ModelIdentity, ai_meta
 from tools.writeback.attachment import attachment
 from tools.writeback.identifiers import AI_OUTPUT_SYSTEM, Built, InputRef, Param, business_identifier
+from tools.writeback.read_inputs import read_input_extensions
 from tools.writeback.trend_plots import MAX_PLOTS, plot_title, render_trend_plot, series_to_plot
 from tools.writeback.trend_table import report_plain_text, report_xhtml, trend_rows
 
@@ -206,6 +207,11 @@ def build_trend_observation(
     return Built(resource=obs, resource_type="Observation", identifier=ident)
 
 
+def _read_set_parameter(read_inputs: frozenset[str]) -> dict[str, Param]:
+    # Absent when empty: reports built without a read set keep their identifiers.
+    return {"read_inputs_sha256": _sha256("\n".join(sorted(read_inputs)).encode())} if read_inputs else {}
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -222,12 +228,16 @@ def build_summary_report(
     document_refs: frozenset[str] = frozenset(),
     imaging_summaries: Sequence[str] = (),
     max_plots: int = MAX_PLOTS,
+    read_inputs: frozenset[str] = frozenset(),
 ) -> Built[DiagnosticReport]:
     """The longitudinal DiagnosticReport over the trend Observations; raises ``ValueError`` on bad input.
 
     ``document_refs``: source references of points transcribed from PDF reports (marked in the
     table and the plots). ``imaging_summaries``: lines listed under "Imaging comparisons".
     ``max_plots``: at most this many PNG plots (``series_to_plot`` chooses them).
+    ``read_inputs``: what the run read, one extension each (`tools.writeback.read_inputs`); part of
+    the identifier, so that a run that read more (a document with nothing new) leaves a report
+    that says so, and the next run does not read it again.
     """
     check_subject(subject)
     check_time("issued", issued)
@@ -266,6 +276,11 @@ def build_summary_report(
             "presented_form_sha256": _sha256(
                 json.dumps([[ct, title, _sha256(data)] for ct, data, title in forms]).encode("utf-8")
             ),
+            **(
+                {"read_inputs_sha256": _sha256("\n".join(sorted(read_inputs)).encode())}
+                if read_inputs
+                else {}
+            ),
             **(parameters or {}),
         },
     )
@@ -274,6 +289,7 @@ def build_summary_report(
         {
             "resourceType": "DiagnosticReport",
             "meta": ai_meta(),
+            "extension": read_input_extensions(read_inputs) or None,
             "identifier": [ident.as_fhir()],
             "text": {"status": "generated", "div": div},
             "status": "preliminary",

@@ -37,6 +37,7 @@ def build_patient_transaction(
     document_refs: frozenset[str] = frozenset(),
     extra: Sequence[Built[Any]] = (),
     imaging_summaries: Sequence[str] = (),
+    read_inputs: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The transaction Bundle (as JSON-ready dict) writing ``trends`` and the summary for ``subject``.
 
@@ -50,7 +51,8 @@ def build_patient_transaction(
 
     ``document_refs``: source references of points transcribed from PDF reports (marked in the
     report's table and plots). ``extra``: other built entries to write in the same transaction.
-    ``imaging_summaries``: lines the report lists under "Imaging comparisons".
+    ``imaging_summaries``: lines the report lists under "Imaging comparisons". ``read_inputs``:
+    what the run read (`tools.writeback.read_inputs`), carried by the report for the next run.
     """
     if not trends:
         raise ValueError("nothing to write: no trends")
@@ -75,6 +77,7 @@ def build_patient_transaction(
         parameters=parameters,
         document_refs=document_refs,
         imaging_summaries=imaging_summaries,
+        read_inputs=read_inputs,
     )
     sources = [s.reference for t in trends for s in t.sources]
     if narrator == engine:

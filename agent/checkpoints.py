@@ -1,0 +1,100 @@
+"""Where graph runs keep their checkpoints: SQLite in the state dir by default, Postgres by setting.
+
+`CHARTAGENT_CHECKPOINT_URL`: unset -> `<state dir>/checkpoints.sqlite`; `sqlite:///<path>`; or
+`postgresql://...` (needs the `postgres` extra: langgraph-checkpoint-postgres).
+
+Checkpoints are read back with an explicit allow-list of our own types (`checkpoint_types`):
+every pydantic model and enum the graphs' state can hold, found from the state's annotations,
+so that nothing else is ever constructed from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import enum
+import types
+import typing
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from pydantic import BaseModel
+
+from agent.settings import Settings, SettingsError
+
+__all__ = ["checkpoint_serde", "checkpoint_types", "open_checkpointer"]
+
+SQLITE_FILE: Final = "checkpoints.sqlite"
+
+
+def _reachable(roots: Iterable[Any]) -> set[type]:
+    """Pydantic models and enums reachable from `roots` through annotations and generic args."""
+    found: set[type] = set()
+    todo = list(roots)
+    seen: set[int] = set()
+    while todo:
+        tp = todo.pop()
+        if id(tp) in seen:
+            continue
+        seen.add(id(tp))
+        todo += typing.get_args(tp)
+        if isinstance(tp, types.UnionType):
+            continue
+        origin = typing.get_origin(tp)
+        if origin is not None:
+            todo.append(origin)
+            continue
+        if not isinstance(tp, type):
+            continue
+        if issubclass(tp, enum.Enum):
+            found.add(tp)
+        elif issubclass(tp, BaseModel):
+            if tp.__module__.startswith("fhir.resources"):
+                continue  # dumped as plain JSON inside our models; never a checkpoint value itself
+            found.add(tp)
+            todo += [f.annotation for f in tp.model_fields.values()]
+        elif typing.is_typeddict(tp):
+            todo += list(typing.get_type_hints(tp).values())
+    return found
+
+
+def checkpoint_types() -> set[type]:
+    """Every type of ours a checkpoint of the summarization or chat graph may hold."""
+    from agent.chat.state import ChatState
+    from agent.nodes.plan_work import ComparisonTask, DocumentTask
+    from agent.state import SummarizeState
+
+    return _reachable([SummarizeState, DocumentTask, ComparisonTask, ChatState])
+
+
+def checkpoint_serde() -> JsonPlusSerializer:
+    allowed = sorted((t.__module__, t.__name__) for t in checkpoint_types())
+    return JsonPlusSerializer(allowed_msgpack_modules=allowed)
+
+
+@asynccontextmanager
+async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    url = settings.checkpoint_url
+    serde = checkpoint_serde()
+    if url is None or url.startswith("sqlite:///"):
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        path = Path(url.removeprefix("sqlite:///")) if url else settings.state_dir / SQLITE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+            saver.serde = serde
+            yield saver
+        return
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        except ImportError:
+            need = "Postgres needs the postgres extra (langgraph-checkpoint-postgres)"
+            raise SettingsError((f"CHARTAGENT_CHECKPOINT_URL: {need}",)) from None
+        async with AsyncPostgresSaver.from_conn_string(url, serde=serde) as saver:
+            await saver.setup()
+            yield saver
+        return
+    raise SettingsError(("CHARTAGENT_CHECKPOINT_URL: use sqlite:///<path> or postgresql://...",))
