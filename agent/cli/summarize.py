@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import sys
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from typing import IO, Any, Final
 
 import typer
@@ -13,11 +15,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from agent.checkpoints import open_checkpointer
 from agent.cli.app import app
 from agent.cli.options import resolve_dicomweb_url, resolve_fhir_url
 from agent.connections import open_dicomweb_client, open_fhir_client
 from agent.context import RunContext
-from agent.jobs.summarize import PatientOutcome, list_patient_ids, summarize_many
+from agent.jobs.summarize import Checkpointing, PatientOutcome, list_patient_ids, summarize_many
 from agent.settings import load_settings
 from agent.state import SummarizeState
 from fhir_adapters import FhirError
@@ -54,10 +57,17 @@ async def run_summaries(
     dry_run: bool,
     show_progress: bool,
     dicomweb_url: str | None = None,
+    run_id: str | None = None,
 ) -> tuple[list[PatientOutcome], list[dict[str, Any]]]:
+    """`run_id`: checkpoint each patient's run under it (a dry run keeps none): the same id again
+    after a crash reports the finished patients, resumes the interrupted one and runs the rest."""
     payloads: list[dict[str, Any]] = []
     settings = load_settings()
     async with AsyncExitStack() as stack:
+        checkpointing = None
+        if run_id is not None and not dry_run:
+            saver = await stack.enter_async_context(open_checkpointer(settings))
+            checkpointing = Checkpointing(saver=saver, run_id=run_id)
         client = await stack.enter_async_context(open_fhir_client(fhir_url, settings))
         model = await stack.enter_async_context(open_backend(settings))
         # The PACS is opened only when a model can use it: without one no image is fetched.
@@ -66,7 +76,12 @@ async def run_summaries(
             pacs = await stack.enter_async_context(open_dicomweb_client(dicomweb_url, settings))
         ids = [patient] if patient else await list_patient_ids(client)
         ctx = RunContext(
-            fhir=client, dry_run=dry_run, model=model, dicomweb=pacs, lab_timezone=settings.lab_zone
+            fhir=client,
+            dry_run=dry_run,
+            model=model,
+            dicomweb=pacs,
+            lab_timezone=settings.lab_zone,
+            max_concurrency=settings.max_branch_concurrency,
         )
         progress = Progress(
             TextColumn("summarizing"),
@@ -84,7 +99,7 @@ async def run_summaries(
                     payloads.append(dry_run_payload(outcome, state))
                 progress.advance(task)
 
-            outcomes = await summarize_many(ctx, ids, on_done=done)
+            outcomes = await summarize_many(ctx, ids, on_done=done, checkpointing=checkpointing)
     return outcomes, payloads
 
 
@@ -132,6 +147,10 @@ def problem_lines(outcomes: list[PatientOutcome]) -> list[str]:
     return [f"  {o.patient_id}: {e}" for o in outcomes for e in o.document_errors]
 
 
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
 @app.command("summarize")
 def summarize(
     patient: str | None = typer.Option(None, "--patient", help="FHIR id of one patient."),
@@ -146,6 +165,11 @@ def summarize(
         "--dicomweb-url",
         help="DICOMweb base URL for imaging comparisons (default: CHARTAGENT_DICOMWEB_URL, else the stack).",
     ),
+    run_id: str | None = typer.Option(
+        None,
+        "--run-id",
+        help="Checkpoint the run under this id; the same id after a crash resumes it (see the README).",
+    ),
 ) -> None:
     """Summarize lab trends and write them back as AI-labelled, preliminary FHIR resources."""
     if (patient is None) == (not all_patients):
@@ -156,7 +180,11 @@ def summarize(
     try:
         typer.echo(ModelConfig.from_settings(load_settings()).describe(), err=True)
         pacs = resolve_dicomweb_url(dicomweb_url)
-        outcomes, payloads = asyncio.run(run_summaries(url, patient, dry_run, show_progress, pacs))
+        if not dry_run:
+            # Every run keeps checkpoints; its id is what resumes it after a crash.
+            run_id = run_id or new_run_id()
+            typer.echo(f"run {run_id} (after a crash: --run-id {run_id} resumes it)", err=True)
+        outcomes, payloads = asyncio.run(run_summaries(url, patient, dry_run, show_progress, pacs, run_id))
     except ModelConfigurationError as exc:
         typer.secho(f"model configuration: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
