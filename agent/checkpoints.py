@@ -64,9 +64,10 @@ def checkpoint_types() -> set[type]:
     """Every type of ours a checkpoint of the summarization or chat graph may hold."""
     from agent.chat.state import ChatState
     from agent.nodes.plan_work import ComparisonTask, DocumentTask
+    from agent.nodes.read_study import StudyTask
     from agent.state import SummarizeState
 
-    return _reachable([SummarizeState, DocumentTask, ComparisonTask, ChatState])
+    return _reachable([SummarizeState, DocumentTask, ComparisonTask, StudyTask, ChatState])
 
 
 def checkpoint_serde() -> JsonPlusSerializer:

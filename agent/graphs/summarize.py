@@ -1,9 +1,10 @@
 """Chart summarization as a planning graph:
 
 gather record -> plan (what is new) -> fan-out (Send): read each new lab-report PDF, run each new
-imaging comparison -> settle the documents (dedup, pending writes) -> write them and the imaging
-reports -> join the stored transcriptions -> trends -> synthesize -> the summary -> write it.
-Nothing new: the run ends after the plan. Each analysis is its own transaction (`write_back`).
+imaging comparison, read each new chest X-ray (boxes) and whole slide -> settle the documents
+(dedup, pending writes) -> write them and the imaging reports -> join the stored transcriptions ->
+trends -> synthesize -> the summary -> write it. Nothing new: the run ends after the plan.
+Each analysis is its own transaction (`write_back`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from agent.nodes.compute_trends import compute_trends
 from agent.nodes.gather import gather
 from agent.nodes.ingest_documents import join_transcriptions, read_document, settle_documents
 from agent.nodes.plan_work import ComparisonTask, DocumentTask, fan_out, plan
+from agent.nodes.read_study import StudyTask, read_study
 from agent.nodes.routing import after_join, after_trends
 from agent.nodes.synthesize import synthesize
 from agent.nodes.write_back import write_back
@@ -29,6 +31,7 @@ def build_summarize_graph() -> StateGraph[SummarizeState, RunContext, SummarizeS
     graph.add_node("plan", plan)
     graph.add_node("read_document", read_document, input_schema=DocumentTask)
     graph.add_node("compare_pair", compare_pair, input_schema=ComparisonTask)
+    graph.add_node("read_study", read_study, input_schema=StudyTask)
     graph.add_node("settle_documents", settle_documents)
     # The one write node, twice: transcribed values are stored before the trends use them, and
     # the imaging reports go with them; the summary is written at the end.
@@ -45,6 +48,7 @@ def build_summarize_graph() -> StateGraph[SummarizeState, RunContext, SummarizeS
     )
     graph.add_edge("read_document", "settle_documents")
     graph.add_edge("compare_pair", "settle_documents")
+    graph.add_edge("read_study", "settle_documents")
     graph.add_edge("settle_documents", "write_analyses")
     graph.add_edge("write_analyses", "join_transcriptions")
     graph.add_conditional_edges("join_transcriptions", after_join)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from agent.context import RunContext
 from agent.graphs.summarize import build_summarize_graph, summarize_graph
+from agent.planning.worklist import WorkKind
 from agent.state import SummarizeState
 from fhir_adapters import FhirClient
 from fhir_adapters.confirmed import WriteNotStored, WriteOutcomeUnknown
@@ -84,8 +85,12 @@ def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> Pati
         # Nothing new since the last run: nothing recomputed, nothing written.
         return PatientOutcome.model_validate({**common, "status": "unchanged"})
     if not analyses:
-        # Nothing to analyse: no lab series, no imaging comparison to write.
-        status: Status = "written" if common["from_documents"] and not dry_run else "no-labs"
+        # Nothing analysed was written: transcriptions only, no lab series at all, or (the labs
+        # unchanged, an imaging read failed) nothing new.
+        labs_due = worklist is None or bool(worklist.of_kind(WorkKind.LAB_SUMMARY))
+        status: Status = "no-labs" if labs_due and not trends else "unchanged"
+        if common["from_documents"] and not dry_run:
+            status = "written"
         return PatientOutcome.model_validate({**common, "status": status})
     if dry_run:
         return PatientOutcome.model_validate({**common, "status": "dry-run"})

@@ -14,9 +14,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from agent.context import RunContext
-from agent.planning.worklist import WorkKind, plan_work
+from agent.nodes.read_study import StudyTask
+from agent.planning.worklist import WorkKind, plan_work, single_read_studies
 from agent.state import SummarizeState
-from tools.imaging_review import PlannedComparison, plan_comparisons, skipped_outcome
+from tools.imaging_review import NO_DICOMWEB, NO_MODEL, PlannedComparison, plan_comparisons, skipped_outcome
 from tools.record import PatientRecord
 from tools.text_safety import safe_text
 from tools.writeback import is_ai_asserted
@@ -61,6 +62,15 @@ def plan(state: SummarizeState, runtime: Runtime[RunContext]) -> SummarizeState:
         skipped = skipped_outcome(planned, model=ctx.model, dicomweb=ctx.dicomweb)
         if skipped is not None:
             lines.append(skipped.summary)
+    reads_due = {i.key for i in worklist.of_kind(WorkKind.IMAGING_READ)}
+    for study in single_read_studies(record):
+        report = earlier.get(frozenset({study}))
+        if study in reads_due:
+            continue
+        if report is not None:
+            lines.append(f"{study}: read earlier (AI-generated, DiagnosticReport/{report.id})")
+        elif ctx.model is None or ctx.dicomweb is None:
+            lines.append(f"{study}: not analysed - {NO_MODEL if ctx.model is None else NO_DICOMWEB}")
     return {"worklist": worklist, "imaging_lines": lines}
 
 
@@ -94,9 +104,7 @@ def _key(planned: PlannedComparison) -> str:
     return "<".join((planned.current.reference, *([planned.prior.reference] if planned.prior else [])))
 
 
-def fan_out(
-    state: SummarizeState,
-) -> list[Send] | Literal["settle_documents", "__end__"]:
+def fan_out(state: SummarizeState) -> list[Send] | Literal["settle_documents", "__end__"]:
     worklist = state["worklist"]
     record = state["record"]
     patient = state["patient_id"]
@@ -124,6 +132,15 @@ def fan_out(
             "reports": reports,
         }
         sends.append(Send("compare_pair", comparison))
+    wanted_reads = [i.key for i in worklist.of_kind(WorkKind.IMAGING_READ)]
+    for study in wanted_reads:
+        reports = [
+            r.model_dump(mode="json")
+            for r in record.of_type("DiagnosticReport")
+            if isinstance(r, DiagnosticReport) and study in {str(s.reference) for s in r.imagingStudy or ()}
+        ]
+        read: StudyTask = {"patient_id": patient, "study": study, "studies": studies, "reports": reports}
+        sends.append(Send("read_study", read))
     if sends:
         return sends
     if worklist.of_kind(WorkKind.LAB_SUMMARY):

@@ -4,7 +4,8 @@
 - results the trends could use that differ from that read set (new, changed or gone), or a new
   document (its transcriptions may join the trends), or no summary yet -> `lab-summary`;
 - a planned imaging comparison (current vs prior, `tools.imaging_review.plan`) without an AI report
-  over exactly that pair of studies -> `imaging-comparison`.
+  over exactly that pair of studies -> `imaging-comparison`;
+- a chest X-ray or whole-slide study without ChartAgent's single-study reading -> `imaging-read`.
 
 A patient with nothing new gets an empty worklist: one record read, nothing recomputed.
 The read set is the one the newest current summary carries (`tools.writeback.read_inputs`).
@@ -17,26 +18,31 @@ from typing import Final
 
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.documentreference import DocumentReference
+from fhir.resources.R4B.imagingstudy import ImagingStudy
 from pydantic import BaseModel, ConfigDict
 
 from tools.documents.ingest import skip_reason as document_skip_reason
-from tools.imaging_review.plan import plan_comparisons
+from tools.imaging_review.plan import ImagingKind, is_chest, plan_comparisons, study_entry
 from tools.labs.inputs import trend_inputs
 from tools.record import PatientRecord, as_utc
 from tools.writeback import is_ai_asserted, is_document_extraction
 from tools.writeback.builders import SUMMARY_REPORT_CODE
 from tools.writeback.identifiers import AI_OUTPUT_SYSTEM
 from tools.writeback.read_inputs import input_key, read_inputs_of
+from tools.writeback.study_read import READ_SYSTEM
 from tools.writeback.supersede import SUPERSEDED_STATUS
 
 __all__ = ["WorkItem", "WorkKind", "Worklist", "current_summary", "plan_work"]
 
 _CURRENT: Final = frozenset({"preliminary", "final", "amended", "corrected", "partial"})
+_NOT_READ: Final = frozenset({"cancelled", "entered-in-error", "registered"})
 
 
 class WorkKind(StrEnum):
     DOCUMENT = "document"
     IMAGING_COMPARISON = "imaging-comparison"
+    # A study read alone: chest X-ray localization (boxes), whole-slide description.
+    IMAGING_READ = "imaging-read"
     LAB_SUMMARY = "lab-summary"
 
 
@@ -93,12 +99,28 @@ def current_summary(record: PatientRecord) -> DiagnosticReport | None:
     )
 
 
-def _compared_pairs(record: PatientRecord) -> set[frozenset[str]]:
-    return {
-        frozenset(str(s.reference) for s in r.imagingStudy or () if s.reference)
+def _imaging_reports(record: PatientRecord) -> list[DiagnosticReport]:
+    return [
+        r
         for r in record.of_type("DiagnosticReport")
         if isinstance(r, DiagnosticReport) and _ours(r) and r.status in _CURRENT and r.imagingStudy
-    }
+    ]
+
+
+def _is_single_read(report: DiagnosticReport) -> bool:
+    return any(c.system == READ_SYSTEM for c in report.code.coding or ())
+
+
+def _studies(report: DiagnosticReport) -> frozenset[str]:
+    return frozenset(str(s.reference) for s in report.imagingStudy or () if s.reference)
+
+
+def _compared_pairs(record: PatientRecord) -> set[frozenset[str]]:
+    return {_studies(r) for r in _imaging_reports(record) if not _is_single_read(r)}
+
+
+def _read_studies(record: PatientRecord) -> set[str]:
+    return {ref for r in _imaging_reports(record) if _is_single_read(r) for ref in _studies(r)}
 
 
 def plan_work(record: PatientRecord, *, can_read_images: bool, everything: bool = False) -> Worklist:
@@ -165,10 +187,40 @@ def plan_work(record: PatientRecord, *, can_read_images: bool, everything: bool 
                 + (" against its prior" if planned.prior else ""),
             )
         )
+    read = set() if everything else _read_studies(record)
+    for study in single_read_studies(record):
+        if study in read:
+            continue
+        if not can_read_images:
+            deferred.append(f"{study}: no model or PACS configured")
+            continue
+        items.append(
+            WorkItem(
+                kind=WorkKind.IMAGING_READ, key=study, inputs=(study,), reason="study without an AI reading"
+            )
+        )
     return Worklist(
         items=tuple(items),
         read_inputs=read_inputs,
         previous_summary=f"DiagnosticReport/{summary.id}" if summary is not None else None,
         deferred=tuple(deferred),
-        previous_reports=len(compared) + (summary is not None),
+        previous_reports=len(compared) + len(read) + (summary is not None),
     )
+
+
+def single_read_studies(record: PatientRecord) -> list[str]:
+    """The studies read alone: chest X-rays (localization) and whole slides (description); CT and MRI
+    are read within their comparisons (each study's findings, current and prior)."""
+    out = []
+    for resource in record.of_type("ImagingStudy"):
+        if not isinstance(resource, ImagingStudy) or is_ai_asserted(resource) or resource.status in _NOT_READ:
+            continue
+        ref = str(getattr(resource.subject, "reference", None) or "")
+        if not (ref == f"Patient/{record.patient_id}" or ref.endswith(f"/Patient/{record.patient_id}")):
+            continue
+        kinds = study_entry(resource).kinds()
+        if ImagingKind.WSI in kinds or (
+            ImagingKind.CXR in kinds and is_chest(study_entry(resource)) is not False
+        ):
+            out.append(f"ImagingStudy/{resource.id}")
+    return sorted(out)

@@ -35,7 +35,13 @@ NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
 IMAGING_REPORT_CODE = "18748-4"
 
 
+BOXES = [{"box_2d": [250, 120, 760, 480], "label": "right lung"}]
+
+
 def cxr_answer(request: ModelRequest) -> str:
+    """The comparison (two images) and each study's localization (one image)."""
+    if request.image_count == 1:
+        return f"Final Answer: ```json {json.dumps(BOXES)} ```"
     assert request.image_count == 2, "only the chest X-ray pair is seeded"
     answer = {
         "comparisons": [{"finding": "left basal opacity", "change": "improved", "evidence": "smaller"}],
@@ -108,40 +114,47 @@ async def run(
     return outcome, states[0], wire
 
 
-async def test_imaging_without_labs_writes_its_report_in_its_own_transaction(
+async def test_imaging_without_labs_writes_its_reports_each_in_its_own_transaction(
     fhir_base_url: str, dicomweb_base_url: str, cohort: Cohort, seeded: list[str]
 ) -> None:
     patient_id = cohort.patients[0].id
     first, state, wire = await run(fhir_base_url, dicomweb_base_url, patient_id)
     assert first.status == "written", first.error
     assert first.series == 0
-    assert first.created["DiagnosticReport"] == 1
+    # The pair's comparison and each study's localization: three reports, three transactions.
+    assert first.created["DiagnosticReport"] == 3
     assert any(line.startswith("CXR ") and "improved (AI-generated)" in line for line in first.imaging)
-    (write,) = state["writes"]
-    assert (write.kind, write.status) == (WriteKind.IMAGING_REPORT, "written")
-    # One transaction: the report with its Device and Provenance, nothing else.
-    (posted,) = wire.posted
-    assert [e["resource"]["resourceType"] for e in posted["entry"]] == [
-        "Device",
-        "DiagnosticReport",
-        "Provenance",
-    ]
-    (pending,) = state["pending"]
-    assert pending.key == write.key
-    assert pending.inputs[0::2] == tuple(seeded)  # each study's reference, then its StudyInstanceUID
-    assert all(uid.startswith("urn:oid:") for uid in pending.inputs[1::2])
+    assert sum("localized right lung" in line for line in first.imaging) == 2
+    writes = state["writes"]
+    assert [(w.kind, w.status) for w in writes] == [(WriteKind.IMAGING_REPORT, "written")] * 3
+    assert len(wire.posted) == 3
+    by_key = {p.key: p for p in state["pending"]}
+    comparison = next(
+        p for p in state["pending"] if len([i for i in p.inputs if i.startswith("ImagingStudy/")]) == 2
+    )
+    assert comparison.inputs[0::2] == tuple(seeded)  # each study's reference, then its StudyInstanceUID
+    assert all(uid.startswith("urn:oid:") for uid in comparison.inputs[1::2])
+    for bundle in wire.posted:
+        types = [e["resource"]["resourceType"] for e in bundle["entry"]]
+        assert types.count("DiagnosticReport") == 1
+        assert {"Device", "Provenance"} <= set(types)
+        assert set(types) <= {"Device", "DiagnosticReport", "Provenance", "Observation"}
+    assert set(by_key) == {w.key for w in writes}
 
     async with FhirClient(fhir_base_url) as fhir:
         reports = await fhir.search_patient("DiagnosticReport", patient_id)
-        (report,) = reports
+        assert len(reports) == 3
+        pair = [r for r in reports if len(r["imagingStudy"]) == 2]
+        (report,) = pair
         assert report["code"]["coding"][0]["code"] == IMAGING_REPORT_CODE
         assert [s["reference"] for s in report["imagingStudy"]] == seeded
         assert report["status"] == "preliminary"
-        assert write.references[posted["entry"][1]["fullUrl"]] == f"DiagnosticReport/{report['id']}"
+        singles = sorted(r["imagingStudy"][0]["reference"] for r in reports if len(r["imagingStudy"]) == 1)
+        assert singles == sorted(seeded)
         provenances = await fhir.search("Provenance", {"target": f"DiagnosticReport/{report['id']}"})
         assert len(provenances) == 1
 
-    # The rerun plans from the record: the pair has its AI reading, so nothing is read, asked or sent.
+    # The rerun plans from the record: every study has its AI reading; nothing is read, asked or sent.
     again, rerun_state, rerun_wire = await run(fhir_base_url, dicomweb_base_url, patient_id)
     assert again.status == "unchanged", again.error
     assert again.created == {}
@@ -150,4 +163,4 @@ async def test_imaging_without_labs_writes_its_report_in_its_own_transaction(
     assert rerun_state.get("writes", []) == []
     assert rerun_wire.posted == []
     async with FhirClient(fhir_base_url) as fhir:
-        assert len(await fhir.search_patient("DiagnosticReport", patient_id)) == 1
+        assert len(await fhir.search_patient("DiagnosticReport", patient_id)) == 3

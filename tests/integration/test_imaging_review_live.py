@@ -317,9 +317,13 @@ async def test_without_a_model_nothing_is_fetched(seeded: Seeded) -> None:
 
 
 def graph_model(request: ModelRequest) -> str:
-    """The imaging answers above; for the text-only summary request, a narrative without numbers."""
+    """The imaging answers above; a chest X-ray read alone (one image, the localization prompt)
+    gets a box; for the text-only summary request, a narrative without numbers."""
     if request.image_count == 0:
         return "Lab trends were reviewed; see the computed table for values."
+    prompt = " ".join(p.text for m in request.messages for p in m.content if p.type == "text")
+    if request.image_count == 1 and "box_2d" in prompt:
+        return 'Final Answer: ```json [{"box_2d": [250, 120, 760, 480], "label": "right lung"}] ```'
     return scripted_model(request)
 
 
