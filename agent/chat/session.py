@@ -8,13 +8,9 @@ flag `write proposed: not saved until confirmed`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, Final
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
 from agent.chat.actions import AskResult, CitedValue, ToolCallEcho
@@ -22,22 +18,9 @@ from agent.chat.context import ChatContext
 from agent.chat.state import ChatState
 from agent.graphs.chat import build_chat_graph
 
-__all__ = ["AWAITING_CONFIRMATION", "ask", "checkpointer"]
+__all__ = ["AWAITING_CONFIRMATION", "ask"]
 
 AWAITING_CONFIRMATION: Final = "write proposed: not saved until confirmed"
-
-
-@asynccontextmanager
-async def checkpointer(path: Path | None) -> AsyncIterator[BaseCheckpointSaver[Any]]:
-    """SQLite at `path` (threads outlive the process), else in memory (one process)."""
-    if path is None:
-        yield InMemorySaver()
-        return
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
-        yield saver
 
 
 async def ask(

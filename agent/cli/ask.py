@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from agent.cli.app import app
+
+if TYPE_CHECKING:
+    from agent.chat.actions import AskResult
 
 
 @app.command("ask")
@@ -48,13 +51,17 @@ def ask_command(
         typer.secho(f"flag: {flag}", fg="yellow", err=True)
 
 
-async def _ask(url: str, patient: str, question: str, thread: str | None, decision: bool | None):  # type: ignore[no-untyped-def]
+async def _ask(url: str, patient: str, question: str, thread: str | None, decision: bool | None) -> AskResult:
     from contextlib import AsyncExitStack
+
+    from langgraph.checkpoint.memory import InMemorySaver
 
     from agent.chat.context import ChatContext
     from agent.chat.planners import choose_planner
-    from agent.chat.session import ask, checkpointer
-    from agent.connections import open_fhir_client
+    from agent.chat.session import ask
+    from agent.checkpoints import open_checkpointer
+    from agent.cli.options import resolve_dicomweb_url
+    from agent.connections import open_dicomweb_client, open_fhir_client
     from agent.settings import load_settings
     from tools.medgemma.factory import open_backend
     from tools.registry import ToolContext, read_tools
@@ -63,9 +70,13 @@ async def _ask(url: str, patient: str, question: str, thread: str | None, decisi
     async with AsyncExitStack() as stack:
         fhir = await stack.enter_async_context(open_fhir_client(url, settings))
         model = await stack.enter_async_context(open_backend(settings))
-        saver = await stack.enter_async_context(
-            checkpointer(settings.state_dir / "chat-threads.sqlite" if thread else None)
+        # Pixels are fetched only when a model can read them.
+        pacs_url = resolve_dicomweb_url(None) if model is not None else None
+        pacs = await stack.enter_async_context(open_dicomweb_client(pacs_url, settings)) if pacs_url else None
+        # A thread's memory lives with the runs' checkpoints; a one-off question needs none.
+        saver = await stack.enter_async_context(open_checkpointer(settings)) if thread else InMemorySaver()
+        tools = ToolContext(
+            fhir=fhir, patient_id=patient, dicomweb=pacs, model=model, lab_timezone=settings.lab_zone
         )
-        tools = ToolContext(fhir=fhir, patient_id=patient, model=model, lab_timezone=settings.lab_zone)
         ctx = ChatContext(tools=tools, registry=read_tools(), planner=choose_planner(settings, model))
         return await ask(ctx, question, saver=saver, thread_id=thread, decision=decision)

@@ -16,12 +16,15 @@ from typing import Any
 
 import pytest
 from fhir_reads import count, search, server_with
+from langgraph.checkpoint.memory import InMemorySaver
 
 from agent.chat.context import ChatContext
 from agent.chat.json_planner import JsonActionPlanner
 from agent.chat.planner import Planner
 from agent.chat.retrieval import NO_MODEL_NOTE, RetrievalPlanner
-from agent.chat.session import AWAITING_CONFIRMATION, ask, checkpointer
+from agent.chat.session import AWAITING_CONFIRMATION, ask
+from agent.checkpoints import open_checkpointer
+from agent.settings import Settings
 from agent.testbed.cohort import Cohort, generate_cohort
 from fhir_adapters import FhirClient
 from tools.medgemma.fake_backend import ScriptedBackend
@@ -72,10 +75,7 @@ async def run_ask(
         ctx = ChatContext(
             tools=ToolContext(fhir=fhir, patient_id=patient), registry=read_tools(), planner=planner
         )
-        if saver is None:
-            async with checkpointer(None) as memory:
-                return await ask(ctx, question, saver=memory, thread_id=thread, decision=decision)
-        return await ask(ctx, question, saver=saver, thread_id=thread, decision=decision)
+        return await ask(ctx, question, saver=saver or InMemorySaver(), thread_id=thread, decision=decision)
 
 
 def test_ask_without_a_model_cites_the_latest_value(server: str, cohort: Cohort, tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_injected_text_never_writes_and_a_note_needs_confirmation(
     model = ScriptedBackend([obey], cycle=True)
 
     async def conversation() -> tuple[Any, Any, Any, Any]:
-        async with checkpointer(tmp_path / "threads.sqlite") as saver:
+        async with open_checkpointer(Settings(state_dir=tmp_path)) as saver:
             planner = JsonActionPlanner(model)
             first = await run_ask(
                 server, patient, "what conditions are active?", planner, saver=saver, thread="t1"
@@ -217,7 +217,7 @@ def test_a_thread_remembers_earlier_turns(server: str, cohort: Cohort, tmp_path:
     model = ScriptedBackend(['{"action": "answer", "answer": "Noted."}'], cycle=True)
 
     async def two_turns() -> None:
-        async with checkpointer(tmp_path / "threads.sqlite") as saver:
+        async with open_checkpointer(Settings(state_dir=tmp_path)) as saver:
             planner = JsonActionPlanner(model)
             await run_ask(server, patient, "first question", planner, saver=saver, thread="mem")
             await run_ask(server, patient, "second question", planner, saver=saver, thread="mem")
