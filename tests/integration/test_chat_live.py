@@ -225,3 +225,50 @@ def test_a_thread_remembers_earlier_turns(server: str, cohort: Cohort, tmp_path:
     asyncio.run(two_turns())
     second = "".join(getattr(p, "text", "") for p in model.requests[1].messages[0].content)
     assert "Q: first question\nA: Noted." in second
+
+
+def test_a_tool_error_is_a_result_the_planner_sees_and_the_conversation_goes_on(
+    server: str, cohort: Cohort
+) -> None:
+    from fault_proxy import FaultKind, FaultPlan, FaultProxy, ScriptedFault
+
+    doc = next(
+        r
+        for r in cohort.resources()
+        if r["resourceType"] == "DocumentReference" and "url" in r["content"][0]["attachment"]
+    )
+    patient = doc["subject"]["reference"].removeprefix("Patient/")
+    model = ScriptedBackend(
+        [
+            json.dumps(
+                {
+                    "action": "call",
+                    "tool": "read_lab_report",
+                    "input": {"document": f"DocumentReference/{doc['id']}"},
+                }
+            ),
+            '{"action": "answer", "answer": "The lab report could not be read just now."}',
+        ]
+    )
+    # The PDF's server is down for the whole conversation (every Binary read answers 503).
+    plan = FaultPlan(
+        script=(ScriptedFault(FaultKind.UNAVAILABLE, method="GET", path=r"/Binary/", times=1000),)
+    )
+
+    async def converse() -> Any:
+        with FaultProxy(server, plan) as proxy:
+            async with FhirClient(proxy.base_url, flavour="sekmet") as fhir:
+                ctx = ChatContext(
+                    tools=ToolContext(fhir=fhir, patient_id=patient),
+                    registry=read_tools(),
+                    planner=JsonActionPlanner(model),
+                )
+                return await ask(ctx, "what does the lab report say?", saver=InMemorySaver())
+
+    out = asyncio.run(converse())
+    assert [c.tool for c in out.tool_calls] == ["record_manifest", "read_lab_report"]
+    assert out.answer == "The lab report could not be read just now."
+    second = "".join(getattr(p, "text", "") for p in model.requests[1].messages[0].content)
+    assert "read_lab_report" in second
+    assert f"FAILED: AttachmentUnavailable: DocumentReference/{doc['id']}" in second
+    assert "(HTTP 503)" in second
