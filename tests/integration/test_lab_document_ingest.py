@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from agent.nodes.compute_trends import trend_inputs
 from agent.nodes.write_back import post_writes
 from agent.testbed.cohort.labpdf import LabReport, make_report, render_hospital
 from agent.testbed.cohort.labpdf.bad import encrypted_pdf, injection_report, truncated_pdf
 from agent.testbed.cohort.labpdf.make import Dialect
 from fhir_adapters import FhirClient, RetryPolicy
 from tools.documents.ingest import DocumentIngest, ingest_lab_documents, with_writes
+from tools.labs.inputs import trend_inputs
 from tools.labs.series import build_series
 from tools.record import PatientRecord, gather_record
 
