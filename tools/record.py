@@ -18,7 +18,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.resource import Resource
@@ -32,6 +32,7 @@ __all__ = [
     "CodeCount",
     "PatientRecord",
     "RecordManifest",
+    "ResourceType",
     "TypeSummary",
     "assemble_record",
     "build_manifest",
@@ -43,7 +44,7 @@ __all__ = [
     "with_resources",
 ]
 
-DEFAULT_TYPES: tuple[str, ...] = (
+ResourceType = Literal[
     "Observation",
     "Condition",
     "MedicationRequest",
@@ -54,7 +55,9 @@ DEFAULT_TYPES: tuple[str, ...] = (
     "AllergyIntolerance",
     "ImagingStudy",
     "DocumentReference",
-)
+]
+# The types a record gathers, in this order.
+DEFAULT_TYPES: tuple[str, ...] = get_args(ResourceType)
 # Large pages: each round trip to a remote EHR costs tens of ms; the flavour clamps to the server's maximum.
 GATHER_PAGE_SIZE = 1000
 

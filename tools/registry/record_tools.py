@@ -7,31 +7,18 @@ patient's: the record is gathered with `patient=<the context's patient>` searche
 from __future__ import annotations
 
 from datetime import date, datetime, time
-from typing import Final, Literal
+from typing import Final
 
 from fhir.resources.R4B.resource import Resource
 from pydantic import Field
 
-from tools.record import DEFAULT_TYPES, TypeSummary, codes_of, effective_time
+from tools.record import ResourceType, TypeSummary, codes_of, effective_time
 from tools.registry.describe import describe
 from tools.registry.model import Citation, ToolContext, ToolFact, ToolOutput
 from tools.registry.registry import PatientScoped, Tool
 
 __all__ = ["CONDITIONS_AND_MEDICATIONS", "RECORD_MANIFEST", "SEARCH_RESOURCES", "matches_code"]
 
-ResourceType = Literal[
-    "Observation",
-    "Condition",
-    "MedicationRequest",
-    "Encounter",
-    "DiagnosticReport",
-    "Procedure",
-    "Immunization",
-    "AllergyIntolerance",
-    "ImagingStudy",
-    "DocumentReference",
-]
-assert set(ResourceType.__args__) == set(DEFAULT_TYPES)  # type: ignore[attr-defined]
 _TOP_CODES: Final = 8
 
 
