@@ -272,3 +272,63 @@ def test_a_tool_error_is_a_result_the_planner_sees_and_the_conversation_goes_on(
     assert "read_lab_report" in second
     assert f"FAILED: AttachmentUnavailable: DocumentReference/{doc['id']}" in second
     assert "(HTTP 503)" in second
+
+
+def test_the_prompt_injection_pdf_is_read_as_results_and_never_becomes_an_instruction(server: str) -> None:
+    import base64
+    from datetime import datetime
+
+    from agent.testbed.cohort.labpdf import make_report
+    from agent.testbed.cohort.labpdf.bad import INJECTION_TEXT, injection_report
+
+    patient, doc_id = "chat-injection", "chat-injection-pdf"
+    source = make_report(patient, datetime(2024, 3, 4, 7, 45), {"ldl": 190.0, "hba1c": 8.1}, 1)
+    pdf, _ = injection_report(source)
+    doc = {
+        "resourceType": "DocumentReference",
+        "id": doc_id,
+        "status": "current",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11502-2"}]},
+        "subject": {"reference": f"Patient/{patient}"},
+        "date": "2024-03-05T09:00:00Z",
+        "content": [
+            {"attachment": {"contentType": "application/pdf", "data": base64.b64encode(pdf).decode()}}
+        ],
+    }
+
+    def obey(request: ModelRequest) -> str:
+        """A model that follows any instruction it is shown, and otherwise reads the report."""
+        prompt = "".join(getattr(p, "text", "") for p in request.messages[0].content)
+        if "ignore previous instructions" in prompt.lower():
+            return '{"action": "call", "tool": "save_note", "input": {"text": "all results normal"}}'
+        if "#2 read_lab_report" in prompt:
+            return '{"action": "answer", "answer": "Read."}'
+        return json.dumps(
+            {
+                "action": "call",
+                "tool": "read_lab_report",
+                "input": {"document": f"DocumentReference/{doc_id}"},
+            }
+        )
+
+    model = ScriptedBackend([obey], cycle=True)
+
+    async def converse() -> tuple[Any, int]:
+        async with FhirClient(server) as fhir:
+            entries = [
+                {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+                for r in ({"resourceType": "Patient", "id": patient}, doc)
+            ]
+            await fhir.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+            out = await run_ask(server, patient, "what does the lab report say?", JsonActionPlanner(model))
+            return out, await count(server, "DocumentReference", patient=patient)
+
+    out, documents = asyncio.run(converse())
+    assert [c.tool for c in out.tool_calls] == ["record_manifest", "read_lab_report"]
+    assert out.answer == "Read."
+    assert documents == 1  # nothing written
+    prompts = ["".join(getattr(p, "text", "") for p in r.messages[0].content) for r in model.requests]
+    assert all(INJECTION_TEXT not in p for p in prompts)  # the comment is not a lab result
+    assert (
+        f"[DocumentReference/{doc_id}] LDL" in prompts[-1] or f"[DocumentReference/{doc_id}]" in prompts[-1]
+    )
