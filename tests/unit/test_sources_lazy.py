@@ -7,17 +7,20 @@ the same elements and values as pydicom, the same decoded pixels, and bad files 
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import imaging_series
 import numpy as np
 import numpy.typing as npt
 import pydicom
 import pytest
+from pydicom.charset import default_encoding
 from pydicom.data import get_testdata_file
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import ImplicitVRLittleEndian
 
@@ -56,16 +59,46 @@ PYDICOM = ["MR_small_bigendian.dcm", "OBXXXX1A.dcm", "JPEG2000.dcm", "MR_small_j
            "SC_rgb_rle.dcm", "liver.dcm"]  # fmt: skip
 
 
+def read_header(fp: BinaryIO) -> FileDataset | None:
+    stat = os.fstat(fp.fileno())
+    return _read_header(fp, stat.st_size, stat.st_mtime)
+
+
 @pytest.mark.parametrize("name", FAST)
 def test_our_header_reader_takes_simple_little_endian_files(name: str) -> None:
     with data_file(name).open("rb") as fp:
-        assert _read_header(fp) is not None
+        assert read_header(fp) is not None
 
 
 @pytest.mark.parametrize("name", PYDICOM)
 def test_other_files_are_left_to_pydicom(name: str) -> None:
     with data_file(name).open("rb") as fp:
-        assert _read_header(fp) is None
+        assert read_header(fp) is None
+
+
+def attributes(ds: Dataset) -> dict[str, Any]:
+    """A dataset's Python attributes, less its elements and file meta (compared on their own)."""
+    return {k: v for k, v in vars(ds).items() if k not in ("_dict", "file_meta")}
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_our_datasets_are_what_pydicoms_constructors_build(name: str) -> None:
+    # Our reader fills new datasets from blank attributes instead of running pydicom's constructors.
+    path = data_file(name)
+    with path.open("rb") as fp:
+        ours = read_header(fp)
+        assert ours is not None
+        implicit = bool(ours.original_encoding[0])
+        meta = FileMetaDataset(ours.file_meta._dict)
+        meta.set_original_encoding(False, True, default_encoding)
+        theirs = FileDataset(fp, dict(ours._dict), ours.preamble, meta, implicit, True)
+        theirs.set_original_encoding(implicit, True, theirs._character_set)
+    assert attributes(ours) == attributes(theirs)
+    assert attributes(ours.file_meta) == attributes(theirs.file_meta)
+    assert ours.timestamp == path.stat().st_mtime
+    other = load_file(path).dataset  # no mutable state shared between datasets
+    assert ours._private_blocks is not other._private_blocks
+    assert ours._pixel_array_opts is not other._pixel_array_opts
 
 
 @pytest.mark.parametrize("name", FAST + PYDICOM)

@@ -228,7 +228,7 @@ def skip_reason(ds: Dataset) -> str | None:
     modality = _text(ds, _MODALITY)
     if modality in NON_IMAGE_MODALITIES:
         return f"not an image ({modality})"
-    if _PIXEL_DATA not in ds:
+    if _PIXEL_DATA not in ds._dict:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             return "float pixel data (parametric map) is not supported"
         return "no pixel data"
@@ -296,8 +296,8 @@ def slices_of(inst: InstanceLike) -> list[Slice]:
     ds = inst.dataset
     frames = _frames(ds, inst.origin)
     instance_number = _int_or_none(_raw_numbers(ds, _INSTANCE_NUMBER))
-    modality_lut = _MODALITY_LUT in ds and bool(ds.get("ModalityLUTSequence"))
-    if frames <= 1 and _PER_FRAME not in ds:
+    modality_lut = _MODALITY_LUT in ds._dict and bool(ds.get("ModalityLUTSequence"))
+    if frames <= 1 and _PER_FRAME not in ds._dict:
         ipp = _floats(_raw_numbers(ds, _IPP), 3)
         iop = _floats(_raw_numbers(ds, _IOP), 6)
         return [
@@ -439,7 +439,7 @@ def native_slice(sl: Slice) -> npt.NDArray[Any] | None:
     """
     ds = sl.dataset
     # pydicom's annotation says DataElement; unconverted (and deferred) elements come back raw.
-    elem: DataElement | RawDataElement | None = ds.get_item(_PIXEL_DATA, keep_deferred=True)
+    elem = _element(ds, _PIXEL_DATA, keep_deferred=True)
     if sl.frame is not None or elem is None:
         return None
     if isinstance(elem, RawDataElement):
@@ -522,7 +522,7 @@ def _us(ds: Dataset, tag: BaseTag) -> int:
 def _us_or_none(ds: Dataset, tag: BaseTag) -> int | None:
     """A single US value (Rows, Columns), from its raw little-endian bytes when not yet converted;
     None when absent, empty or not one number."""
-    elem: DataElement | RawDataElement | None = ds.get_item(tag, keep_deferred=True)
+    elem = _element(ds, tag, keep_deferred=True)
     if elem is None:
         return None
     value = elem.value
@@ -625,7 +625,7 @@ def _text(ds: Dataset, tag: BaseTag) -> str:
     bytes where pydicom has not converted it yet: its conversion validates the value, which cost
     more than the rest of assembly. Multiple values go through pydicom.
     """
-    elem: DataElement | RawDataElement | None = ds.get_item(tag, keep_deferred=True)
+    elem = _element(ds, tag, keep_deferred=True)
     if elem is None:
         return ""
     value = elem.value
@@ -633,6 +633,17 @@ def _text(ds: Dataset, tag: BaseTag) -> str:
         return value.decode("latin-1").rstrip(" \0")
     value = ds[tag].value
     return str(value) if value else ""
+
+
+def _element(
+    ds: Dataset, tag: BaseTag, *, keep_deferred: bool = False
+) -> DataElement | RawDataElement | None:
+    """`ds.get_item(tag, keep_deferred=...)` without its key conversion (`tag` is a BaseTag already),
+    which cost more than the rest of a lookup; None when absent (pydicom's annotation says otherwise)."""
+    elem: DataElement | RawDataElement | None = ds._dict.get(tag)
+    if not keep_deferred and isinstance(elem, RawDataElement) and elem.value is None:
+        return ds.get_item(tag)  # a deferred value: pydicom reads and converts it
+    return elem
 
 
 def _size(sl: Slice) -> tuple[int, int]:
@@ -659,8 +670,7 @@ def _raw_numbers(ds: Dataset, tag: BaseTag) -> Any:
     Converting through pydicom's DSfloat/IS (with validation) dominated assembly of a 300-slice
     series; float() of the same decimal strings gives the same numbers.
     """
-    # None when absent (pydicom's annotation says otherwise); no `in` test first: a second lookup.
-    elem: DataElement | RawDataElement | None = ds.get_item(tag)
+    elem = _element(ds, tag)
     if elem is None:
         return None
     value = elem.value
