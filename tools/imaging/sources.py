@@ -81,8 +81,9 @@ _UNDEFINED_LENGTH = 0xFFFFFFFF
 _PIXEL_DATA = Tag(0x7FE0, 0x0010)
 _PIXEL_DATA_TAGS = (_PIXEL_DATA, Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009))  # + float, double float
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-_MEDIA_STORAGE_SOP_CLASS = 0x00020002
-_SOP_INSTANCE_UID = 0x00080018  # DICOMDIR: an index of files, not an instance
+_MEDIA_STORAGE_SOP_CLASS = Tag(0x0002, 0x0002)
+_SOP_INSTANCE_UID = Tag(0x0008, 0x0018)  # DICOMDIR: an index of files, not an instance
+_ROWS = Tag(0x0028, 0x0010)
 _ITEM = (0xFFFE, 0xE000)
 _SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
 
@@ -201,7 +202,7 @@ def _read_instance(
             raise DicomSourceError(
                 origin, "no SOPInstanceUID: not a DICOM instance (or cut off in its header)"
             )
-        if stop_before_pixels and "Rows" not in ds and "Image Storage" in _sop_class_name(ds):
+        if stop_before_pixels and _ROWS not in ds._dict and "Image Storage" in _sop_class_name(ds):
             raise DicomSourceError(origin, "truncated DICOM file (an image instance without Rows)")
         check_pixel_data(ds, origin)
     return LoadedInstance(origin, ds)
@@ -390,58 +391,79 @@ def _elements(
     """
     out: dict[BaseTag, DataElement | RawDataElement] = {}
     first = True
+    # Locals: this loop runs for every element of every file of a folder.
+    unpack_explicit, unpack_implicit = _ELEMENT_EXPLICIT.unpack_from, _ELEMENT_IMPLICIT.unpack_from
+    vr_names, vr_32, tags, top = _VR_NAMES, _VR_32, _TAGS, group is None
+    end = base + len(buf)
     while True:
         if pos >= size:
             return out, pos, buf, base  # end of file (past it: a deferred value the checks find cut)
-        if pos + 12 > base + len(buf):
+        if pos + 12 > end:
             buf, base = _cover(fp, buf, base, pos, 12)
+            end = base + len(buf)
         off = pos - base
-        left = len(buf) - off
+        left = end - pos
         if left == 0:
             return out, pos, buf, base  # end of file
         if left < 8:
             return None, pos, buf, base  # a cut element header
-        if group is not None and _GROUP.unpack_from(buf, off)[0] != group:
+        if not top and _GROUP.unpack_from(buf, off)[0] != group:
             return out, pos, buf, base
         vr: str | None
         if implicit:
-            grp, elem, length = _ELEMENT_IMPLICIT.unpack_from(buf, off)
+            grp, elem, length = unpack_implicit(buf, off)
             # pydicom switches to explicit VR when the first element looks like it: let it.
             if first and 0x40 < buf[off + 4] < 0x5B and 0x40 < buf[off + 5] < 0x5B:
                 return None, pos, buf, base
-            vr, header = None, 8
+            vr, value_tell = None, pos + 8
         else:
-            grp, elem, raw_vr, length = _ELEMENT_EXPLICIT.unpack_from(buf, off)
-            name = _VR_NAMES.get(raw_vr)
-            if name is None:
+            grp, elem, raw_vr, length = unpack_explicit(buf, off)
+            vr = vr_names.get(raw_vr)
+            if vr is None:
                 return None, pos, buf, base
-            vr, header = name, 8
-            if name in _VR_32:
+            value_tell = pos + 8
+            if vr in vr_32:
                 if left < 12:
                     return None, pos, buf, base
                 (length,) = _LENGTH_32.unpack_from(buf, off + 8)
-                header = 12
+                value_tell = pos + 12
         first = False
-        if group is None and grp in (0x0000, 0x0002, 0xFFFE):
+        if top and grp in (0x0000, 0x0002, 0xFFFE):
             return None, pos, buf, base  # command set, stray meta or delimiters: pydicom's business
         if length == _UNDEFINED_LENGTH:
             return None, pos, buf, base
-        tag = BaseTag(grp << 16 | elem)
-        value_tell = pos + header
+        key = grp << 16 | elem
+        tag = tags.get(key)
+        if tag is None:
+            tag = _tag(key)
         value: Any
-        if length > DEFER_SIZE and tag != _SPECIFIC_CHARACTER_SET and group is None:
+        if length > DEFER_SIZE and top and key != _SPECIFIC_CHARACTER_SET:
             value = None  # read on use; checked against the file's size
         elif length == 0:
             value = empty_value_for_VR(vr, raw=True)
         else:
-            if value_tell + length > base + len(buf):
+            if value_tell + length > end:
                 buf, base = _cover(fp, buf, base, value_tell, length)
+                end = base + len(buf)
             start = value_tell - base
             value = buf[start : start + length]
             if len(value) < length:
                 return None, pos, buf, base  # cut inside a value
         out[tag] = RawDataElement(tag, vr, length, value, value_tell, implicit, True)
         pos = value_tell + length
+
+
+# One BaseTag per tag value, shared by every dataset read (they are immutable ints): building one per
+# element cost a tenth of a header read. Bounded: a file may hold any number of distinct tags.
+_TAGS: dict[int, BaseTag] = {}
+_MAX_TAGS = 4096
+
+
+def _tag(key: int) -> BaseTag:
+    tag = BaseTag(key)
+    if len(_TAGS) < _MAX_TAGS:
+        _TAGS[key] = tag
+    return tag
 
 
 def _cover(fp: BinaryIO, buf: bytes, base: int, pos: int, n: int) -> tuple[bytes, int]:
@@ -456,10 +478,11 @@ def _cover(fp: BinaryIO, buf: bytes, base: int, pos: int, n: int) -> tuple[bytes
     return buf[pos - base :] + fp.read(max(pos + n - end, _CHUNK)), pos
 
 
-def _text(ds: Dataset, tag: int) -> str:
+def _text(ds: Dataset, tag: BaseTag) -> str:
     """A text element's value ('' when absent), from its raw bytes where pydicom has not converted it:
-    its conversion validates the value, which costs more than the rest of reading a header."""
-    elem = ds.get_item(tag, keep_deferred=True)
+    its conversion validates the value, which costs more than the rest of reading a header. (The
+    look-ups here go to the element dict: `get_item` and `in` convert their key, at a cost.)"""
+    elem: DataElement | RawDataElement | None = ds._dict.get(tag)
     if elem is None or elem.value is None:
         return ""
     if isinstance(elem.value, bytes):
@@ -485,22 +508,21 @@ def _truncation(ds: Dataset, size: int | None) -> str | None:
 
     `size` is the file's size when it was read whole (None with `stop_before_pixels`).
     """
+    elements = ds._dict
     if size is not None:
-        last: DataElement | RawDataElement | None = (
-            ds.get_item(max(ds.keys(), key=int), keep_deferred=True) if len(ds) else None
-        )
+        last = elements[max(elements, key=int)] if elements else None
         if isinstance(last, RawDataElement) and last.length != _UNDEFINED_LENGTH:
             stray = size - (last.value_tell + last.length)
             if 0 < stray < 12:  # shorter than any element header: the next element was cut off
                 return f"{stray} byte(s) of an element header after the last element"
-        if not any(t in ds for t in _PIXEL_DATA_TAGS) and (
-            "Rows" in ds or "Image Storage" in _sop_class_name(ds)
+        if not any(t in elements for t in _PIXEL_DATA_TAGS) and (
+            _ROWS in elements or "Image Storage" in _sop_class_name(ds)
         ):
             # A cut between two elements leaves a well-formed but incomplete header.
             return "an image instance without pixel data"
     # items() gives the stored elements as they are (iterating a Dataset would convert the raw
     # ones, and get_item would read deferred values).
-    for tag, elem in ds.items():
+    for tag, elem in elements.items():
         if not isinstance(elem, RawDataElement):
             continue
         if elem.value is None:
@@ -583,9 +605,10 @@ def _files(root: Path) -> Iterator[Path]:
     # os.walk does not follow symlinked folders, so a link loop cannot trap us.
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(dirpath)
         for name in sorted(filenames):
             if not name.startswith("."):
-                yield Path(dirpath) / name
+                yield folder / name
 
 
 # ---------------------------------------------------------------------------- DICOMweb
