@@ -66,6 +66,7 @@ bench: setup
 	$(PY) bench/bench_lab_pdf_extract.py
 	$(PY) bench/bench_bad_files.py
 	$(PY) bench/bench_cli_start.py
+	$(PY) bench/bench_summarize_plan.py
 	$(PY) bench/bench_medgemma_gpu.py --config tiny --device cpu --quick
 
 clean:
