@@ -17,7 +17,7 @@ from pydicom.pixels.processing import apply_rescale
 from tools.imaging import ct
 from tools.imaging.ct import CT_WINDOWS, CtWindower, prepare_ct, stored_domain, window_hu
 from tools.imaging.errors import WrongModalityError
-from tools.imaging.volume import Instance, assemble, sample_slice_indices
+from tools.imaging.volume import Instance, Volume, assemble, sample_slice_indices
 
 
 def notebook_ct(paths: list[Path]) -> npt.NDArray[np.uint8]:
@@ -202,3 +202,40 @@ def test_one_windower_takes_slices_of_different_sizes() -> None:
         out = np.empty((*shape, 3), dtype=np.uint8)
         windower.window_into(stored, sl, out)
         assert np.array_equal(out, window_hu(stored.astype(np.float64) - 1024.0)), shape
+
+
+def small_ct(seed: int) -> Volume:
+    series = imaging_series.ct_series(12, seed=seed)
+    return assemble([Instance(f"f{i}", ds) for i, ds in enumerate(series)]).select("t")
+
+
+def _address(images: npt.NDArray[np.uint8]) -> int:
+    return int(images.__array_interface__["data"][0])
+
+
+def test_an_output_still_held_is_never_written_again() -> None:
+    one, two = (small_ct(seed) for seed in (1, 2))
+    first = prepare_ct(one, source="t").images
+    kept = first.copy()
+    second = prepare_ct(two, source="t").images  # same shape, other pixels
+    assert not np.shares_memory(first, second)
+    assert np.array_equal(first, kept)
+    view = second[3]  # a view keeps its base alive: still held
+    kept_view = view.copy()
+    del second
+    third = prepare_ct(one, source="t").images
+    assert not np.shares_memory(third, view)
+    assert np.array_equal(view, kept_view)
+    assert np.array_equal(third, kept)
+
+
+def test_a_dropped_output_is_reused_and_fully_rewritten() -> None:
+    one, two = (small_ct(seed) for seed in (3, 4))
+    expected = prepare_ct(one, source="t").images.copy()
+    first = prepare_ct(two, source="t").images
+    address = _address(first)
+    first[...] = 7  # nothing of what a caller wrote survives into the next preparation
+    del first
+    again = prepare_ct(one, source="t").images
+    assert _address(again) == address  # the pages were reused
+    assert np.array_equal(again, expected)
