@@ -10,26 +10,31 @@ the same run and on the same patients:
 1. `unchanged-vs-full`: per-patient wall time of the unchanged path (a second run: one record read,
    the plan finds nothing new, nothing recomputed) against a full recomputation of the same
    patients (a dry run plans everything: reads every PDF, computes the trends, asks the model,
-   builds every transaction, posts nothing). Measured on loopback (0 ms) and with a fixed latency
-   injected before every request (default 30 ms: an EHR is tens of milliseconds away). The unchanged
-   path is one record read, so it pays the latency on every round trip of that read; the headline
-   is the figure with latency, the one a deployment sees.
-2. `planner-overhead`: per-patient wall time of the graph (dry run; without a checkpointer, and with
-   the SQLite one of `agent.checkpoints`, each run a fresh run id) against the same work without
-   LangGraph: the graph's node functions (thin shells over `gather_record`, `plan_work`,
+   builds every transaction, posts nothing). With a fixed latency injected before every request
+   (default 30 ms: an EHR is tens of milliseconds away; the headline, what a deployment sees) and
+   on loopback. Two floors of the unchanged path are timed beside it: `gather_record` alone
+   (`record read`) and `gather_record` + `plan_work` without LangGraph (`read+plan`); a full
+   recomputation reads the same record, so full / record read bounds the ratio.
+2. `planner-overhead`: per-patient time of the graph (dry run; without a checkpointer, and with the
+   SQLite one of `agent.checkpoints`, a fresh run id each time) against the same work without
+   LangGraph (`direct`): the graph's node functions (thin shells over `gather_record`, `plan_work`,
    `settle_readings`, `build_series`/`compute_trend`, the model request, `build_patient_transaction`)
-   called in order as plain Python, each new document read by `tools.documents.ingest.read_document`
-   directly, up to `max_concurrency` at once as the fan-out does. On loopback (the overhead is CPU).
-   The direct run must produce the graph's trends, narrative and pending writes before anything is
-   timed.
+   called in order as plain Python on a dict, each new document read by
+   `tools.documents.ingest.read_document` directly, up to `max_concurrency` at once as the fan-out
+   does. On loopback. For every patient the direct run must compute what the graph computed
+   (trends, narrative, would-be writes). Also printed: how many checkpoints and bytes the SQLite
+   saver stores per patient run (it stores each checkpoint whole, every channel's value, once per
+   superstep) and what serializing one finished state costs.
 
-Figures are the median over repeats of (time for all patients) / patients; modes are interleaved.
+Each mode is timed per patient (wall clock, and the CPU time of this process: steadier on a shared
+machine); modes run one after another for each patient, after one warm-up patient; figures are
+medians over the patients (and passes). Every run's status is checked (`unchanged`, `dry-run`).
 
-    .venv/bin/python bench/bench_summarize_plan.py [--patients 12] [--latency-ms 30] [--repeats 3]
+    .venv/bin/python bench/bench_summarize_plan.py [--patients 6] [--latency-ms 30] [--repeats 1]
 
-Lines: `bench unchanged-vs-full: <ratio>x (...)` (with latency, the headline, then loopback) and
-`bench planner-overhead: <ratio>x (...)` (graph vs direct, and with the checkpointer); ratio =
-slower / faster, so that the overhead reads as a factor.
+Lines: `bench unchanged-vs-full: <ratio>x (...)` (with latency first, the headline, then on
+loopback), ratio = full / unchanged; `bench planner-overhead: <ratio>x (...)` (graph, then graph
+with the checkpointer), ratio = graph / direct, so that the overhead reads as a factor.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -185,13 +191,20 @@ def check(name: str, patient_id: str, state: SummarizeState, samples: dict[str, 
         raise SystemExit(f"direct: {patient_id}: not the graph's work")
 
 
+@dataclass
+class Samples:
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+
 async def interleaved(
     base_url: str, latency_s: float, ids: list[str], modes: dict[str, Mode], repeats: int, warm: set[str]
-) -> dict[str, list[float]]:
-    """Per-patient wall time of each mode; for each patient the modes run one after another, so
-    that drift (a shared machine) hits every mode; one warm-up patient first for the modes not in
-    ``warm`` yet (imports, caches, the SQLite tables)."""
-    out: dict[str, list[float]] = {name: [] for name in modes}
+) -> Samples:
+    """Per-patient wall time of each mode, and the CPU time of this process (all its threads, not
+    the FHIR server's): on a shared machine it moves less than the wall time. For each patient the
+    modes run one after another, so that drift hits every mode; one warm-up patient first for the
+    modes not in ``warm`` yet (imports, caches, the SQLite tables)."""
+    out = Samples(wall={name: [] for name in modes}, cpu={name: [] for name in modes})
     async with contextlib.AsyncExitStack() as stack:
         clients = {
             name: await stack.enter_async_context(
@@ -205,23 +218,26 @@ async def interleaved(
                 for name, mode in modes.items():
                     if not rep and name in warm:
                         continue
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     samples[name] = await mode(clients[name], pid)
-                    elapsed = time.perf_counter() - t0
+                    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
                     check(name, pid, samples[name], samples)
                     if rep:
-                        out[name].append(elapsed)
+                        out.wall[name].append(elapsed)
+                        out.cpu[name].append(cpu)
         warm.update(modes)
     return out
 
 
-def report(results: dict[str, list[float]], label: str) -> dict[str, float]:
-    med = {name: statistics.median(ts) for name, ts in results.items()}
-    for name, ts in results.items():
+def report(samples: Samples, label: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and CPU time per patient of each mode."""
+    wall = {name: statistics.median(ts) for name, ts in samples.wall.items()}
+    cpu = {name: statistics.median(ts) for name, ts in samples.cpu.items()}
+    for name, ts in samples.wall.items():
         mean, lo, hi = statistics.mean(ts) * 1000, min(ts) * 1000, max(ts) * 1000
-        print(f"{label} {name:12s} {med[name] * 1000:7.1f} ms per patient median, "
-              f"mean {mean:.1f}, min {lo:.1f}, max {hi:.1f} ({len(ts)} runs)")  # fmt: skip
-    return med
+        print(f"{label} {name:12s} {wall[name] * 1000:7.1f} ms per patient median, mean {mean:.1f}, "
+              f"min {lo:.1f}, max {hi:.1f} ({len(ts)} runs); CPU {cpu[name] * 1000:.1f} ms")  # fmt: skip
+    return wall, cpu
 
 
 async def write_all(base_url: str, cohort: Cohort) -> list[str]:
@@ -297,11 +313,13 @@ async def run(patients: int, latency_ms: float, repeats: int) -> None:
                 "graph+sqlite": checkpointed,
             }
             warm: set[str] = set()
-            lat = report(
+            lat, _ = report(
                 await interleaved(base_url, latency_ms / 1000, ids, at_latency, repeats, warm),
                 f"[{latency_ms:.0f} ms]",
             )
-            loop = report(await interleaved(base_url, 0.0, ids, on_loopback, repeats, warm), "[0 ms]")
+            loop, loop_cpu = report(
+                await interleaved(base_url, 0.0, ids, on_loopback, repeats, warm), "[0 ms]"
+            )
         stored = sqlite_breakdown(Path(tmp) / SQLITE_FILE)
         async with FhirClient(base_url, flavour="sekmet") as fhir:
             serialized = await checkpoint_cost(await full(fhir, ids[0]))
@@ -311,10 +329,13 @@ async def run(patients: int, latency_ms: float, repeats: int) -> None:
         print(f"bench unchanged-vs-full: {f / u:.1f}x ({u * 1000:.1f} ms vs {f * 1000:.1f} ms per patient, "
               f"{ms:.0f} ms latency; record read alone {r * 1000:.1f} ms: at most {f / r:.1f}x)")  # fmt: skip
     d, g, c = loop["direct"], loop["graph"], loop["graph+sqlite"]
+    dc, gc, cc = loop_cpu["direct"], loop_cpu["graph"], loop_cpu["graph+sqlite"]
     print(f"bench planner-overhead: {g / d:.2f}x ({g * 1000:.1f} ms vs {d * 1000:.1f} ms per patient, "
-          f"{(g - d) * 1000:+.1f} ms: graph vs direct, dry run, no checkpointer)")  # fmt: skip
+          f"{(g - d) * 1000:+.1f} ms: graph vs direct, dry run, no checkpointer; "
+          f"CPU {gc * 1000:.1f} vs {dc * 1000:.1f} ms, {gc / dc:.2f}x)")  # fmt: skip
     print(f"bench planner-overhead: {c / d:.2f}x ({c * 1000:.1f} ms vs {d * 1000:.1f} ms per patient, "
-          f"{(c - d) * 1000:+.1f} ms: graph + SQLite checkpointer vs direct, dry run)")  # fmt: skip
+          f"{(c - d) * 1000:+.1f} ms: graph + SQLite checkpointer vs direct, dry run; "
+          f"CPU {cc * 1000:.1f} vs {dc * 1000:.1f} ms, {cc / dc:.2f}x)")  # fmt: skip
 
 
 def main() -> None:
