@@ -35,6 +35,7 @@ from tools.imaging.sources import (
     load_folder,
     read_instance,
 )
+from tools.imaging.tags import shared_tag
 from tools.imaging.volume import Instance, apply_slice_rescale, assemble, native_slice, slices_of
 
 PIXEL_DATA = 0x7FE00010
@@ -307,3 +308,12 @@ def test_packed_lookup_writes_every_pixel_of_any_shape(shape: tuple[int, int]) -
     out = np.full((*shape, 3), 77, dtype=np.uint8)
     CtWindower().window_into(stored, sl, out)
     assert np.array_equal(out, window_hu(apply_slice_rescale(stored, sl)))
+
+
+def test_our_reader_keys_elements_by_the_shared_tags(tmp_path: Path) -> None:
+    # volume's look-ups use the same BaseTag objects: a dict then compares identity, not BaseTag.__eq__.
+    a, b = (load_file(p).dataset for p in write_ct(tmp_path, 2))
+    assert all(key is shared_tag(key) for key in a._dict)
+    assert all(key is shared_tag(key) for key in a.file_meta._dict)
+    assert [id(k) for k in a._dict] == [id(k) for k in b._dict]
+    assert shared_tag("Rows") is shared_tag(0x00280010) is shared_tag((0x0028, 0x0010))

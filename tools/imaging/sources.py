@@ -58,6 +58,7 @@ from tools.imaging.dicomweb import (
     validate_uid,
 )
 from tools.imaging.errors import DicomFileError
+from tools.imaging.tags import SHARED_TAGS, shared_tag
 
 __all__ = [
     "DicomSourceError",
@@ -78,12 +79,12 @@ __all__ = [
 
 DICOMWEB_SCHEME = "dicomweb:"
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-_PIXEL_DATA = Tag(0x7FE0, 0x0010)
-_PIXEL_DATA_TAGS = (_PIXEL_DATA, Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009))  # + float, double float
+_PIXEL_DATA = shared_tag(0x7FE00010)
+_PIXEL_DATA_TAGS = (_PIXEL_DATA, shared_tag(0x7FE00008), shared_tag(0x7FE00009))  # + float, double float
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
-_MEDIA_STORAGE_SOP_CLASS = Tag(0x0002, 0x0002)
-_SOP_INSTANCE_UID = Tag(0x0008, 0x0018)  # DICOMDIR: an index of files, not an instance
-_ROWS = Tag(0x0028, 0x0010)
+_MEDIA_STORAGE_SOP_CLASS = shared_tag(0x00020002)
+_SOP_INSTANCE_UID = shared_tag(0x00080018)  # DICOMDIR: an index of files, not an instance
+_ROWS = shared_tag(0x00280010)
 _ITEM = (0xFFFE, 0xE000)
 _SEQUENCE_DELIMITER = (0xFFFE, 0xE0DD)
 
@@ -393,7 +394,7 @@ def _elements(
     first = True
     # Locals: this loop runs for every element of every file of a folder.
     unpack_explicit, unpack_implicit = _ELEMENT_EXPLICIT.unpack_from, _ELEMENT_IMPLICIT.unpack_from
-    vr_names, vr_32, tags, top = _VR_NAMES, _VR_32, _TAGS, group is None
+    vr_names, vr_32, tags, top = _VR_NAMES, _VR_32, SHARED_TAGS, group is None
     end = base + len(buf)
     while True:
         if pos >= size:
@@ -435,7 +436,7 @@ def _elements(
         key = grp << 16 | elem
         tag = tags.get(key)
         if tag is None:
-            tag = _tag(key)
+            tag = shared_tag(key)
         value: Any
         if length > DEFER_SIZE and top and key != _SPECIFIC_CHARACTER_SET:
             value = None  # read on use; checked against the file's size
@@ -451,19 +452,6 @@ def _elements(
                 return None, pos, buf, base  # cut inside a value
         out[tag] = RawDataElement(tag, vr, length, value, value_tell, implicit, True)
         pos = value_tell + length
-
-
-# One BaseTag per tag value, shared by every dataset read (they are immutable ints): building one per
-# element cost a tenth of a header read. Bounded: a file may hold any number of distinct tags.
-_TAGS: dict[int, BaseTag] = {}
-_MAX_TAGS = 4096
-
-
-def _tag(key: int) -> BaseTag:
-    tag = BaseTag(key)
-    if len(_TAGS) < _MAX_TAGS:
-        _TAGS[key] = tag
-    return tag
 
 
 def _cover(fp: BinaryIO, buf: bytes, base: int, pos: int, n: int) -> tuple[bytes, int]:

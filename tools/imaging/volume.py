@@ -30,10 +30,11 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.pixels.utils import pixel_array
-from pydicom.tag import BaseTag, Tag
+from pydicom.tag import BaseTag
 
 from tools.imaging.dicom_limits import check_frame_size
 from tools.imaging.errors import DicomFileError, SeriesError, SeriesSelectionError, WrongModalityError
+from tools.imaging.tags import shared_tag
 
 # Objects that are not pictures of the patient, even when they carry pixel data (RTDOSE, SEG).
 NON_IMAGE_MODALITIES = frozenset(
@@ -53,31 +54,31 @@ DECODE_ERRORS: tuple[type[Exception], ...] = (
     ValueError, RuntimeError, NotImplementedError, AttributeError, KeyError, TypeError, OSError, EOFError,
 )  # fmt: skip
 
-_PIXEL_DATA = Tag("PixelData")
+_PIXEL_DATA = shared_tag("PixelData")
 # pydicom's pixel pipeline and its decoder plugins are not documented as thread-safe, and the frames
 # of a multi-frame object share one dataset: one pydicom decode at a time (CT slices are read by
 # worker threads, `tools.imaging.ct`). Direct reads of uncompressed slices need no lock.
 _PYDICOM_DECODE = threading.Lock()
-_NUMBER_OF_FRAMES = Tag("NumberOfFrames")
+_NUMBER_OF_FRAMES = shared_tag("NumberOfFrames")
 _NATIVE_ATTRIBUTES = tuple(
-    Tag(k)
+    shared_tag(k)
     for k in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored", "PixelRepresentation")
 )
 _NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-_MODALITY = Tag("Modality")
-_TRANSFER_SYNTAX = Tag("TransferSyntaxUID")
-_PHOTOMETRIC = Tag("PhotometricInterpretation")
-_SERIES_INSTANCE_UID = Tag("SeriesInstanceUID")
-_ROWS = Tag("Rows")
-_COLUMNS = Tag("Columns")
-_PER_FRAME = Tag("PerFrameFunctionalGroupsSequence")
-_MODALITY_LUT = Tag("ModalityLUTSequence")
-_IPP = Tag("ImagePositionPatient")
-_IOP = Tag("ImageOrientationPatient")
-_INSTANCE_NUMBER = Tag("InstanceNumber")
-_RESCALE_SLOPE = Tag("RescaleSlope")
-_RESCALE_INTERCEPT = Tag("RescaleIntercept")
+_MODALITY = shared_tag("Modality")
+_TRANSFER_SYNTAX = shared_tag("TransferSyntaxUID")
+_PHOTOMETRIC = shared_tag("PhotometricInterpretation")
+_SERIES_INSTANCE_UID = shared_tag("SeriesInstanceUID")
+_ROWS = shared_tag("Rows")
+_COLUMNS = shared_tag("Columns")
+_PER_FRAME = shared_tag("PerFrameFunctionalGroupsSequence")
+_MODALITY_LUT = shared_tag("ModalityLUTSequence")
+_IPP = shared_tag("ImagePositionPatient")
+_IOP = shared_tag("ImageOrientationPatient")
+_INSTANCE_NUMBER = shared_tag("InstanceNumber")
+_RESCALE_SLOPE = shared_tag("RescaleSlope")
+_RESCALE_INTERCEPT = shared_tag("RescaleIntercept")
 
 Order = Literal["position", "instance_number", "source"]
 FloatArray = npt.NDArray[np.floating[Any]]
