@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import sqlite3
 import statistics
 import sys
@@ -218,6 +219,7 @@ async def interleaved(
                 for name, mode in modes.items():
                     if not rep and name in warm:
                         continue
+                    gc.collect()  # the previous mode's garbage is not collected on this one's time
                     t0, c0 = time.perf_counter(), time.process_time()
                     samples[name] = await mode(clients[name], pid)
                     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
