@@ -28,7 +28,7 @@ from tools.record import PatientRecord, as_utc
 from tools.writeback import is_ai_asserted, is_document_extraction
 from tools.writeback.builders import SUMMARY_REPORT_CODE
 from tools.writeback.identifiers import AI_OUTPUT_SYSTEM
-from tools.writeback.read_inputs import input_key, read_inputs_of
+from tools.writeback.read_inputs import read_inputs_of
 from tools.writeback.study_read import READ_SYSTEM
 from tools.writeback.supersede import SUPERSEDED_STATUS
 
@@ -138,7 +138,7 @@ def plan_work(record: PatientRecord, *, can_read_images: bool, everything: bool 
         for d in record.of_type("DocumentReference")
         if isinstance(d, DocumentReference) and document_skip_reason(d, subject) is None
     ]
-    document_keys = {input_key(d): f"DocumentReference/{d.id}" for d in documents}
+    document_keys = {record.content_key_of(d): f"DocumentReference/{d.id}" for d in documents}
     for key, ref in sorted(document_keys.items(), key=lambda kv: kv[1]):
         if key not in seen:
             items.append(
@@ -147,7 +147,9 @@ def plan_work(record: PatientRecord, *, can_read_images: bool, everything: bool 
 
     # The lab feed's results; values transcribed from documents are tracked by their documents.
     results = {
-        input_key(o) for o in trend_inputs(record.of_type("Observation")) if not is_document_extraction(o)
+        record.content_key_of(o)
+        for o in trend_inputs(record.of_type("Observation"))
+        if not is_document_extraction(o)
     }
     read_inputs = frozenset(results | set(document_keys))
     new_documents = any(i.kind is WorkKind.DOCUMENT for i in items)

@@ -14,6 +14,7 @@ from fhir.resources.R4B.documentreference import DocumentReference
 
 from fhir_adapters import FhirClient, RetryPolicy
 from tools.documents.attachments import (
+    DATA_LEFT_ON_SERVER,
     AttachmentIntegrityError,
     AttachmentRefused,
     AttachmentTooLarge,
@@ -24,6 +25,7 @@ from tools.documents.attachments import (
     fetch_pdfs,
     is_pdf_content_type,
     pdf_attachments,
+    without_inline_data,
 )
 
 BASE = "https://ehr.example.org:8443/fhir/r4"
@@ -236,3 +238,48 @@ def test_a_hash_mismatch_on_a_binary() -> None:
     doc = document({"contentType": "application/pdf", "url": "Binary/b", "hash": sha1_b64(b"other")})
     with pytest.raises(AttachmentIntegrityError, match=r"does not match attachment\.hash"):
         fetch(doc, client)
+
+
+def _raw_doc(subject: str = "Patient/p1") -> dict[str, Any]:
+    return {
+        "resourceType": "DocumentReference",
+        "id": "d1",
+        "status": "current",
+        "subject": {"reference": subject},
+        "content": [{"attachment": {"contentType": "application/pdf", "data": b64(PDF), "title": "r"}}],
+    }
+
+
+def test_a_gathered_document_leaves_its_pdf_on_the_server_with_a_digest_of_it() -> None:
+    stripped = without_inline_data(_raw_doc())
+    (item,) = stripped["content"]
+    assert "data" not in item["attachment"]
+    assert item["attachment"]["title"] == "r"
+    (mark,) = item["attachment"]["extension"]
+    assert mark == {"url": DATA_LEFT_ON_SERVER, "valueString": hashlib.sha256(b64(PDF).encode()).hexdigest()}
+    other = _raw_doc()
+    other["content"][0]["attachment"]["data"] = b64(PDF + b"more")
+    assert without_inline_data(other) != stripped  # another PDF, another content (and input key)
+    assert without_inline_data({"resourceType": "DocumentReference", "id": "x"})["content"] == []
+
+
+def test_fetch_reads_a_document_left_on_the_server_again() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, json=_raw_doc())
+
+    async def fetch(doc: DocumentReference) -> Any:
+        async with FhirClient(BASE, transport=httpx.MockTransport(handler)) as fhir:
+            return await fetch_pdfs(doc, fhir)
+
+    stripped = DocumentReference.model_validate(without_inline_data(_raw_doc()))
+    (pdf,) = asyncio.run(fetch(stripped))
+    assert pdf.data == PDF
+    assert seen == ["/fhir/r4/DocumentReference/d1"]
+    # The server now says the document is another patient's: nothing is read from it.
+    moved = DocumentReference.model_validate(without_inline_data(_raw_doc()))
+    moved.subject.reference = "Patient/p2"  # type: ignore[union-attr]
+    with pytest.raises(AttachmentUnavailable, match="another subject"):
+        asyncio.run(fetch(moved))

@@ -26,6 +26,7 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -215,6 +216,53 @@ async def _read_binary(fhir: FhirClient, binary_id: str, document: str, max_byte
     return _b64decode(data, document, f"Binary/{binary_id} data")
 
 
+# Marks an attachment whose inline `data` was left on the server when the record was gathered
+# (`without_inline_data`); its value is the SHA-256 of the base64 text, so the attachment's content
+# (and with it the document's input key) still changes when the data does.
+DATA_LEFT_ON_SERVER: Final = "urn:chartagent:data-left-on-server"
+
+
+def without_inline_data(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A DocumentReference (as JSON) without its attachments' inline PDFs, which are most of a
+    record's bytes: parsed, checkpointed and planned over on every run, they are read only when
+    the document is. `fetch_pdfs` reads them again from the server."""
+    out = dict(raw)
+    content = []
+    for item in raw.get("content") or []:
+        attachment = item.get("attachment") if isinstance(item, Mapping) else None
+        if not isinstance(attachment, Mapping) or not isinstance(attachment.get("data"), str):
+            content.append(item)
+            continue
+        digest = hashlib.sha256(str(attachment["data"]).encode("ascii", "replace")).hexdigest()
+        kept = {k: v for k, v in attachment.items() if k != "data"}
+        kept["extension"] = [
+            *(kept.get("extension") or []),
+            {"url": DATA_LEFT_ON_SERVER, "valueString": digest},
+        ]
+        content.append({**item, "attachment": kept})
+    out["content"] = content
+    return out
+
+
+def _left_on_server(attachment: Attachment) -> bool:
+    return any(e.url == DATA_LEFT_ON_SERVER for e in attachment.extension or ())
+
+
+async def _reread(doc: DocumentReference, fhir: FhirClient, document: str) -> DocumentReference:
+    """The document as the server holds it, with its inline data (it must still be this patient's)."""
+    try:
+        raw = await fhir.read("DocumentReference", str(doc.id))
+    except FhirHttpError as exc:
+        raise AttachmentUnavailable(document, f"reading it again failed (HTTP {exc.status})") from None
+    except FhirError as exc:
+        raise AttachmentUnavailable(document, f"reading it again failed ({exc})") from None
+    again = DocumentReference.model_validate(raw)
+    subject = getattr(doc.subject, "reference", None)
+    if getattr(again.subject, "reference", None) != subject:
+        raise AttachmentUnavailable(document, "the server now holds it for another subject")
+    return again
+
+
 async def fetch_pdfs(
     doc: DocumentReference, fhir: FhirClient, *, max_bytes: int = DEFAULT_MAX_PDF_BYTES
 ) -> list[FetchedPdf]:
@@ -224,6 +272,8 @@ async def fetch_pdfs(
     same bytes attached twice are returned once.
     """
     document = document_label(doc)
+    if any(_left_on_server(a) for _, a in pdf_attachments(doc)):
+        doc = await _reread(doc, fhir, document)
     out: list[FetchedPdf] = []
     for index, attachment in pdf_attachments(doc):
         _check_declared_size(attachment, document, max_bytes)

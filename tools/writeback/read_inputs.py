@@ -2,34 +2,23 @@
 
 The summary DiagnosticReport carries one extension `urn:chartagent:read-input` per input it read:
 `Observation/12#<content hash>` for each result the trends could use and
-`DocumentReference/7#<content hash>` for each lab-report document read. The content hash covers
-the resource without `meta` and `text`: a server that bumps a version on an unchanged re-send
-does not make the input look new. The next run compares the record's inputs with this set and
-recomputes nothing when they are the same (`agent.planning.worklist`).
+`DocumentReference/7#<content hash>` for each lab-report document read (`tools.record.content_key`,
+over the JSON the server sent, without `meta` and `text`: a server that bumps a version on an
+unchanged re-send does not make the input look new). The next run compares the record's inputs
+with this set and recomputes nothing when they are the same (`agent.planning.worklist`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from typing import Any, Final
 
 from fhir.resources.R4B.resource import Resource
 
-__all__ = ["READ_INPUT_URL", "input_key", "read_input_extensions", "read_inputs_of"]
+__all__ = ["READ_INPUT_URL", "read_input_extensions", "read_inputs_of"]
 
 READ_INPUT_URL: Final = "urn:chartagent:read-input"
 _HASH_CHARS: Final = 16
-
-
-def input_key(res: Resource) -> str:
-    """`Type/id#hash` of the resource's content (not its meta or narrative)."""
-    # fhir.resources' model_dump ignores `exclude`: drop the two elements from its output.
-    content = {k: v for k, v in res.model_dump(mode="json").items() if k not in ("meta", "text")}
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:_HASH_CHARS]
-    return f"{res.get_resource_type()}/{res.id}#{digest}"
 
 
 def read_input_extensions(keys: Iterable[str]) -> list[dict[str, Any]]:
