@@ -14,7 +14,8 @@ setup: system-packages $(STAMP)
 # tries to start its own orthanc service (denied in containers, harmless elsewhere): ours runs
 # beside it on another port, and our health check tells the two apart. A C compiler builds the
 # small shim that gives Orthanc's HTTP threads enough stack for GDCM's JPEG 2000 decoder.
-ORTHANC_DEBS  := orthanc orthanc-dicomweb orthanc-wsi orthanc-gdcm libopenslide0 gcc libc6-dev
+# PostgreSQL's binaries run a throwaway cluster in the tests of the Postgres checkpointer.
+ORTHANC_DEBS  := orthanc orthanc-dicomweb orthanc-wsi orthanc-gdcm libopenslide0 gcc libc6-dev postgresql
 ORTHANC_FILES := /usr/sbin/Orthanc \
 	/usr/share/orthanc/plugins/libOrthancDicomWeb.so \
 	/usr/share/orthanc/plugins/libOrthancGdcm.so \
@@ -24,6 +25,7 @@ system-packages:
 	@missing=0; for f in $(ORTHANC_FILES); do test -e $$f || missing=1; done; \
 	ldconfig -p 2>/dev/null | grep -q 'libopenslide\.so\.0' || missing=1; \
 	command -v cc >/dev/null || missing=1; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing=1; \
 	if [ $$missing = 1 ]; then \
 	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
 	  elif command -v sudo >/dev/null; then sudo="sudo"; \
@@ -38,7 +40,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,gpu]'
+	$(PY) -m pip install -q -e '.[dev,gpu,postgres]'
 	touch $(STAMP)
 
 demo: setup

@@ -4,13 +4,13 @@ checkpoint, reads only what it had not read, and writes nothing twice."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from fhir_reads import count, duplicate_identifiers, server_with
+from postgres_server import postgres_cluster
 
 import tools.documents.ingest as ingest
 from agent.checkpoints import checkpoint_serde, open_checkpointer
@@ -93,12 +93,25 @@ async def test_nothing_new_costs_one_record_read_and_no_recomputation(
     assert not any("/Binary/" in path for _, path in wire.requests)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def checkpoint_settings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """The default SQLite checkpointer, and Postgres (a throwaway cluster) by setting."""
+    root = tmp_path_factory.mktemp(f"checkpoints-{request.param}")
+    if request.param == "sqlite":
+        yield Settings(state_dir=root)
+        return
+    with postgres_cluster() as url:
+        yield Settings(state_dir=root, checkpoint_url=url)
+
+
 async def test_a_run_killed_between_documents_resumes_without_rereading_or_duplicates(
-    server: str, cohort: Cohort, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    server: str, cohort: Cohort, monkeypatch: pytest.MonkeyPatch, checkpoint_settings: Settings
 ) -> None:
     patient = next(p.id for p in cohort.patients if documents_of(cohort, p.id) >= 2)
     documents = documents_of(cohort, patient)
-    settings = Settings(state_dir=tmp_path)
+    settings = checkpoint_settings
     before = await count(server, "Observation")
     # One branch at a time, so that the kill falls between two documents.
     async with FhirClient(server) as client, open_checkpointer(settings) as saver:
