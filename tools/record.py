@@ -24,7 +24,17 @@ from typing import Any, Literal, get_args
 
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.resource import Resource
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializationInfo,
+    SerializeAsAny,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 from fhir_adapters import FhirClient, JsonDict, ParsedResources, RejectedResource, parse_many
 from fhir_adapters.parsing import parse_resource
@@ -124,6 +134,27 @@ class PatientRecord(BaseModel):
     rejected: list[RejectedResource]
     # "Type/id" -> `content_key` of the resource as the server sent it (what changed since a run).
     content_keys: dict[str, str] = Field(default_factory=dict)
+    # Its dump per mode: a run's checkpointer dumps the state at every step, and dumping a few
+    # hundred R4B resources costs tens of ms. A record is never changed once built (a record with
+    # more resources is a new one: `with_resources`), so the first dump serves every later one.
+    _dumps: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        # The fields, not the cache of dumps.
+        if not isinstance(other, PatientRecord):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in type(self).model_fields)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @model_serializer(mode="wrap")
+    def _dump_once(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        plain = not (info.include or info.exclude or info.exclude_none or info.by_alias)
+        if not plain:
+            return dict(handler(self))
+        if info.mode not in self._dumps:
+            self._dumps[info.mode] = handler(self)
+        return self._dumps[info.mode]
 
     @field_validator("resources", mode="before")
     @classmethod
