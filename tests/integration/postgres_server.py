@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,7 +59,12 @@ def postgres_cluster() -> Iterator[str]:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(
-            _as_owner([_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            _as_owner([_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
             capture_output=True,
             check=False,
         )
+        # The server's last processes may still be writing as it goes: retry until the folder is gone.
+        deadline = time.monotonic() + 10
+        while root.exists() and time.monotonic() < deadline:
+            shutil.rmtree(root, ignore_errors=True)
+            time.sleep(0.1)
