@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 from agent.chat.actions import Action, Answer, CallTool, CitedValue, ProposeNote
 from agent.chat.citations import check_answer, known_text
 from agent.chat.context import ChatContext
-from agent.chat.retrieval import RetrievalPlanner
+from agent.chat.retrieval import RetrievalPlanner, retrieval_answer
 from agent.chat.scope import names_other_patient
 from agent.chat.state import ChatState
 from agent.chat.view import PlanView, Turn
@@ -75,7 +75,8 @@ async def plan(state: ChatState, runtime: Runtime[ChatContext]) -> ChatState:
     flags = list(state.get("flags") or [])
     if state.get("steps", 0) >= ctx.max_steps:
         flags.append(f"stopped after {ctx.max_steps} tool calls: answered from what was found")
-        return {"action": Answer(answer=await _retrieval_answer(view)).model_dump(), "flags": flags}
+        answer = retrieval_answer(view.question, view.results)
+        return {"action": Answer(answer=answer).model_dump(), "flags": flags}
     planner = RetrievalPlanner() if state.get("fallback") else ctx.planner
     try:
         action = await planner.next_action(view)
@@ -85,13 +86,6 @@ async def plan(state: ChatState, runtime: Runtime[ChatContext]) -> ChatState:
         action = await RetrievalPlanner().next_action(view)
         return {"action": action.model_dump(), "fallback": True, "flags": flags}
     return {"action": action.model_dump(), "flags": flags}
-
-
-async def _retrieval_answer(view: PlanView) -> str:
-    action = await RetrievalPlanner().next_action(
-        PlanView(view.question, view.tools, view.history, view.results)
-    )
-    return action.answer if isinstance(action, Answer) else ""
 
 
 def route(state: ChatState) -> str:
@@ -125,13 +119,17 @@ def answer(state: ChatState) -> ChatState:
     retrieved = state.get("retrieved") or {}
     citations = {k: Citation.model_validate(v) for k, v in retrieved.items()}
     checked = check_answer(action.answer, citations, known_text(citations, state.get("known") or []))
-    history = [*(state.get("history") or []), {"question": state["question"], "answer": checked.text}]
     return {
         "answer": checked.text,
         "citations": _cited(checked.cited, retrieved),
         "flags": [*(state.get("flags") or []), *checked.flags],
-        "history": history,
+        "history": _with_turn(state, checked.text),
     }
+
+
+def _with_turn(state: ChatState, answer: str) -> list[dict[str, str]]:
+    """The thread's history with this turn added."""
+    return [*(state.get("history") or []), {"question": state["question"], "answer": answer}]
 
 
 async def confirm_note(state: ChatState, runtime: Runtime[ChatContext]) -> ChatState:
@@ -144,8 +142,13 @@ async def confirm_note(state: ChatState, runtime: Runtime[ChatContext]) -> ChatS
     flags = list(state.get("flags") or [])
     if not approved:
         text = "The note was not saved (not confirmed)."
-        history = [*(state.get("history") or []), {"question": state["question"], "answer": text}]
-        return {"answer": text, "citations": [], "flags": flags, "proposal": action.text, "history": history}
+        return {
+            "answer": text,
+            "citations": [],
+            "flags": flags,
+            "proposal": action.text,
+            "history": _with_turn(state, text),
+        }
     retrieved = state.get("retrieved") or {}
     sources = [r for r in retrieved if not r.startswith("Patient/")]
     identity = ModelIdentity(name=ctx.planner.name or RETRIEVAL_ENGINE, version=chartagent_version())
@@ -160,12 +163,11 @@ async def confirm_note(state: ChatState, runtime: Runtime[ChatContext]) -> ChatS
     first = result.entries[0].reference if result.entries else None
     reference = first or f"DocumentReference?identifier={token}"
     text = f"Saved the note as {reference} (AI-generated, preliminary)."
-    history = [*(state.get("history") or []), {"question": state["question"], "answer": text}]
     return {
         "answer": text,
         "citations": [],
         "flags": flags,
         "proposal": action.text,
         "written": reference,
-        "history": history,
+        "history": _with_turn(state, text),
     }

@@ -22,7 +22,14 @@ from fhir.resources.R4B.imagingstudy import ImagingStudy
 from pydantic import BaseModel, ConfigDict
 
 from tools.documents.ingest import skip_reason as document_skip_reason
-from tools.imaging_review.plan import ImagingKind, is_chest, plan_comparisons, study_entry
+from tools.imaging_review.plan import (
+    NOT_CONSIDERED,
+    ImagingKind,
+    is_chest,
+    plan_comparisons,
+    study_entry,
+    subject_matches,
+)
 from tools.labs.inputs import trend_inputs
 from tools.record import PatientRecord, as_utc
 from tools.writeback import is_ai_asserted, is_document_extraction
@@ -30,12 +37,10 @@ from tools.writeback.builders import SUMMARY_REPORT_CODE
 from tools.writeback.identifiers import AI_OUTPUT_SYSTEM
 from tools.writeback.read_inputs import read_inputs_of
 from tools.writeback.study_read import READ_SYSTEM
-from tools.writeback.supersede import SUPERSEDED_STATUS
 
 __all__ = ["WorkItem", "WorkKind", "Worklist", "current_summary", "plan_work"]
 
 _CURRENT: Final = frozenset({"preliminary", "final", "amended", "corrected", "partial"})
-_NOT_READ: Final = frozenset({"cancelled", "entered-in-error", "registered"})
 
 
 class WorkKind(StrEnum):
@@ -68,8 +73,6 @@ class Worklist(BaseModel):
     previous_summary: str | None
     # ChartAgent's current reports in the record (summaries and imaging readings).
     previous_reports: int = 0
-    # Work that is due but cannot run in this run (no model or no PACS), one line each.
-    deferred: tuple[str, ...] = ()
 
     def of_kind(self, kind: WorkKind) -> list[WorkItem]:
         return [i for i in self.items if i.kind is kind]
@@ -87,7 +90,6 @@ def current_summary(record: PatientRecord) -> DiagnosticReport | None:
         if isinstance(r, DiagnosticReport)
         and _ours(r)
         and r.status in _CURRENT
-        and r.status != SUPERSEDED_STATUS
         and not r.imagingStudy
         and any(
             (c.system, c.code) == (SUMMARY_REPORT_CODE["system"], SUMMARY_REPORT_CODE["code"])
@@ -169,7 +171,6 @@ def plan_work(record: PatientRecord, *, can_read_images: bool, everything: bool 
             items.append(WorkItem(kind=WorkKind.LAB_SUMMARY, key="labs", inputs=inputs, reason=reason))
 
     compared = set() if everything else _compared_pairs(record)
-    deferred: list[str] = []
     for planned in plan_comparisons(record):
         if planned.skip_reason is not None:
             continue
@@ -178,7 +179,6 @@ def plan_work(record: PatientRecord, *, can_read_images: bool, everything: bool 
             continue
         key = "<".join(studies)
         if not can_read_images:
-            deferred.append(f"{key}: no model or PACS configured")
             continue
         items.append(
             WorkItem(
@@ -194,7 +194,6 @@ def plan_work(record: PatientRecord, *, can_read_images: bool, everything: bool 
         if study in read:
             continue
         if not can_read_images:
-            deferred.append(f"{study}: no model or PACS configured")
             continue
         items.append(
             WorkItem(
@@ -205,7 +204,6 @@ def plan_work(record: PatientRecord, *, can_read_images: bool, everything: bool 
         items=tuple(items),
         read_inputs=read_inputs,
         previous_summary=f"DiagnosticReport/{summary.id}" if summary is not None else None,
-        deferred=tuple(deferred),
         previous_reports=len(compared) + len(read) + (summary is not None),
     )
 
@@ -215,14 +213,12 @@ def single_read_studies(record: PatientRecord) -> list[str]:
     are read within their comparisons (each study's findings, current and prior)."""
     out = []
     for resource in record.of_type("ImagingStudy"):
-        if not isinstance(resource, ImagingStudy) or is_ai_asserted(resource) or resource.status in _NOT_READ:
+        if not isinstance(resource, ImagingStudy) or is_ai_asserted(resource):
             continue
-        ref = str(getattr(resource.subject, "reference", None) or "")
-        if not (ref == f"Patient/{record.patient_id}" or ref.endswith(f"/Patient/{record.patient_id}")):
+        if resource.status in NOT_CONSIDERED or not subject_matches(resource, record.patient_id):
             continue
-        kinds = study_entry(resource).kinds()
-        if ImagingKind.WSI in kinds or (
-            ImagingKind.CXR in kinds and is_chest(study_entry(resource)) is not False
-        ):
+        entry = study_entry(resource)
+        kinds = entry.kinds()
+        if ImagingKind.WSI in kinds or (ImagingKind.CXR in kinds and is_chest(entry) is not False):
             out.append(f"ImagingStudy/{resource.id}")
     return sorted(out)

@@ -56,7 +56,7 @@ _RFC3986: Final = "urn:ietf:rfc:3986"
 # SNOMED CT: Thoracic structure (DICOM CID 4031 "CHEST"), Entire thorax.
 _CHEST_CODES: Final = frozenset({"51185008", "302551006"})
 _CHEST_WORDS: Final = ("chest", "thorax", "thoracic", "cxr", "lung")
-_NOT_CONSIDERED: Final = frozenset({"cancelled", "entered-in-error", "registered"})
+NOT_CONSIDERED: Final = frozenset({"cancelled", "entered-in-error", "registered"})
 
 
 class ImagingKind(StrEnum):
@@ -239,7 +239,7 @@ def _described_as_chest(study: StudyEntry) -> bool:
     return any(w in t.lower() for t in texts for w in _CHEST_WORDS)
 
 
-def _subject_matches(resource: ImagingStudy, patient_id: str) -> bool:
+def subject_matches(resource: ImagingStudy, patient_id: str) -> bool:
     ref = _text(getattr(resource.subject, "reference", None))
     wanted = f"Patient/{patient_id}"
     return ref == wanted or ref.endswith("/" + wanted)
@@ -284,12 +284,12 @@ def plan_comparisons(record: PatientRecord) -> list[PlannedComparison]:
     groups: dict[tuple[ImagingKind, tuple[str, ...]], list[StudyEntry]] = {}
     skipped: list[PlannedComparison] = []
     for resource in record.of_type("ImagingStudy"):
-        if not isinstance(resource, ImagingStudy) or resource.status in _NOT_CONSIDERED:
+        if not isinstance(resource, ImagingStudy) or resource.status in NOT_CONSIDERED:
             continue
         study = study_entry(resource)
         kinds = study.kinds()
         first = kinds[0] if kinds else ImagingKind.OTHER
-        if not _subject_matches(resource, record.patient_id):
+        if not subject_matches(resource, record.patient_id):
             skipped.append(_skip(first, study, f"{study.reference} belongs to another subject"))
             continue
         if is_ai_asserted(resource):

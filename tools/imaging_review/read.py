@@ -40,7 +40,14 @@ from tools.imaging.selection import ImagingTask, Several, select_pair
 from tools.imaging.sources import DicomSourceError, DicomWebRef
 from tools.imaging_review.endpoints import dicomweb_refusal, resolve_endpoints
 from tools.imaging_review.outcome import AI_SUFFIX
-from tools.imaging_review.plan import ImagingKind, StudyEntry, is_chest, study_entry
+from tools.imaging_review.plan import (
+    NOT_CONSIDERED,
+    ImagingKind,
+    StudyEntry,
+    is_chest,
+    study_entry,
+    subject_matches,
+)
 from tools.imaging_review.service import NO_DICOMWEB, NO_MODEL, ReviewOptions
 from tools.medgemma.errors import ModelError
 from tools.medgemma.identity import model_identity
@@ -59,7 +66,6 @@ from tools.writeback.study_read import ReadStudy, StudyReadResult, build_study_r
 __all__ = ["ReadStatus", "StudyRead", "find_study", "read_study", "study_reference"]
 
 _READ_KINDS: Final = (ImagingKind.CXR, ImagingKind.CT, ImagingKind.MRI, ImagingKind.WSI)
-_NOT_READ: Final = frozenset({"cancelled", "entered-in-error", "registered"})
 
 
 class ReadStatus(StrEnum):
@@ -129,11 +135,6 @@ def find_study(record: PatientRecord, ref: str) -> ImagingStudy | None:
     return None
 
 
-def _subject_is(resource: ImagingStudy, patient_id: str) -> bool:
-    ref = str(getattr(resource.subject, "reference", None) or "")
-    return ref == f"Patient/{patient_id}" or ref.endswith(f"/Patient/{patient_id}")
-
-
 def _kind(entry: StudyEntry) -> ImagingKind | None:
     return next((k for k in entry.kinds() if k in _READ_KINDS), None)
 
@@ -143,9 +144,9 @@ def _refusal_before_fetch(record: PatientRecord, ref: str) -> tuple[StudyEntry |
     if resource is None:
         return None, f"refused: {study_reference(ref)} is not an ImagingStudy of this patient's record"
     entry = study_entry(resource)
-    if not _subject_is(resource, record.patient_id):
+    if not subject_matches(resource, record.patient_id):
         return entry, f"refused: {entry.reference} belongs to another subject"
-    if resource.status in _NOT_READ:
+    if resource.status in NOT_CONSIDERED:
         return entry, f"{entry.reference} is {resource.status}"
     if is_ai_asserted(resource):
         return entry, f"{entry.reference} is AI-asserted; AI output is never an input"

@@ -73,8 +73,6 @@ class ToolContext:
     lab_timezone: tzinfo = UTC
     _record: PatientRecord | None = field(default=None, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
-    # Counts of tool runs by name (benchmarks and tests count recomputation with it).
-    calls: dict[str, int] = field(default_factory=dict)
 
     async def record(self) -> PatientRecord:
         from tools.record import gather_record
@@ -83,6 +81,3 @@ class ToolContext:
             if self._record is None:
                 self._record = await gather_record(self.fhir, self.patient_id)
             return self._record
-
-    def counted(self, name: str) -> None:
-        self.calls[name] = self.calls.get(name, 0) + 1

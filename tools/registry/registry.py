@@ -64,8 +64,6 @@ class Tool(Generic[In, Out]):
     input_model: type[In]
     output_model: type[Out]
     run: Callable[[ToolContext, In], Awaitable[Out]]
-    # A tool that writes to the EHR: only ever proposed, run after an explicit confirmation.
-    writes: bool = False
 
     def input_schema(self) -> dict[str, Any]:
         return self.input_model.model_json_schema()
@@ -79,18 +77,9 @@ class ToolRegistry:
                 raise ValueError(f"two tools are named {tool.name!r}")
             self._tools[tool.name] = tool
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._tools
-
-    def get(self, name: str) -> Tool[Any, Any] | None:
-        return self._tools.get(name)
-
     @property
     def names(self) -> list[str]:
         return list(self._tools)
-
-    def read_only(self) -> ToolRegistry:
-        return ToolRegistry(t for t in self._tools.values() if not t.writes)
 
     def openai_tools(self) -> list[dict[str, Any]]:
         """The tools in the OpenAI-compatible `tools` format (native function calling)."""
@@ -129,7 +118,6 @@ class ToolRegistry:
         refusal = scope_refusal(parsed.patient, ctx.patient_id)
         if refusal is not None:
             return ToolResult(tool=name, input=echo, ok=False, error=refusal)
-        ctx.counted(name)
         try:
             out = await tool.run(ctx, parsed)
         except Exception as exc:  # the tool boundary: a failure is a result the planner reports
