@@ -15,7 +15,8 @@ setup: system-packages $(STAMP)
 # beside it on another port, and our health check tells the two apart. A C compiler builds the
 # small shim that gives Orthanc's HTTP threads enough stack for GDCM's JPEG 2000 decoder.
 # PostgreSQL's binaries run a throwaway cluster in the tests of the Postgres checkpointer.
-ORTHANC_DEBS  := orthanc orthanc-dicomweb orthanc-wsi orthanc-gdcm libopenslide0 gcc libc6-dev postgresql
+# Chromium runs the browser tests of the SMART app (playwright drives it; no browser download).
+ORTHANC_DEBS  := orthanc orthanc-dicomweb orthanc-wsi orthanc-gdcm libopenslide0 gcc libc6-dev postgresql chromium
 ORTHANC_FILES := /usr/sbin/Orthanc \
 	/usr/share/orthanc/plugins/libOrthancDicomWeb.so \
 	/usr/share/orthanc/plugins/libOrthancGdcm.so \
@@ -26,6 +27,7 @@ system-packages:
 	ldconfig -p 2>/dev/null | grep -q 'libopenslide\.so\.0' || missing=1; \
 	command -v cc >/dev/null || missing=1; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing=1; \
+	test -x /usr/bin/chromium || missing=1; \
 	if [ $$missing = 1 ]; then \
 	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
 	  elif command -v sudo >/dev/null; then sudo="sudo"; \

@@ -1,0 +1,23 @@
+"""The service's FastAPI application: one process serves the SMART app, its API, the AG-UI chat
+endpoint, MCP and CDS Hooks. Each feature module installs its own routes (`install(app)`).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from agent.service import agui, cds_hooks, health, mcp_server, pages, patient_api, smart_launch
+from agent.service.runtime import ServiceRuntime
+from agent.settings import Settings
+
+
+def create_app(settings: Settings, *, public_url: str) -> FastAPI:
+    app = FastAPI(
+        title="ChartAgent",
+        summary="FHIR-native clinical data agent: SMART app, chat (AG-UI), MCP and CDS Hooks.",
+        version="0.1.0",
+    )
+    app.state.runtime = ServiceRuntime(settings=settings, public_url=public_url.rstrip("/"))
+    for feature in (health, smart_launch, patient_api, agui, mcp_server, cds_hooks, pages):
+        feature.install(app)
+    return app

@@ -1,0 +1,25 @@
+"""What the service's routes share for the life of the process (on `app.state.runtime`).
+
+Each feature adds the parts it owns as fields here; routes reach it with `runtime_of(request)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from agent.settings import Settings
+
+
+@dataclass
+class ServiceRuntime:
+    settings: Settings
+    # The service's own base URL as browsers and the EHR reach it (the SMART redirect URI and the
+    # CDS card links are built from it).
+    public_url: str
+
+
+def runtime_of(conn: HTTPConnection) -> ServiceRuntime:
+    runtime: ServiceRuntime = conn.app.state.runtime
+    return runtime
