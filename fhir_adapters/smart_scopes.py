@@ -54,7 +54,7 @@ def parse_resource_scope(text: str) -> ResourceScope | None:
             return None
         interactions = frozenset(verbs)
     return ResourceScope(
-        context=context,  # type: ignore[arg-type]  # the regex admits only the three contexts
+        context=context,  # the regex admits only the three contexts
         resource_type=resource_type,
         interactions=interactions,
         query=query[1:] if query else None,
