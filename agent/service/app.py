@@ -11,13 +11,20 @@ from agent.service.runtime import ServiceRuntime
 from agent.settings import Settings
 
 
-def create_app(settings: Settings, *, public_url: str) -> FastAPI:
+def create_app(
+    settings: Settings, *, public_url: str, fhir_url: str, dicomweb_url: str | None = None
+) -> FastAPI:
     app = FastAPI(
         title="ChartAgent",
         summary="FHIR-native clinical data agent: SMART app, chat (AG-UI), MCP and CDS Hooks.",
         version="0.1.0",
     )
-    app.state.runtime = ServiceRuntime(settings=settings, public_url=public_url.rstrip("/"))
+    app.state.runtime = ServiceRuntime(
+        settings=settings,
+        public_url=public_url.rstrip("/"),
+        fhir_url=fhir_url.rstrip("/"),
+        dicomweb_url=dicomweb_url.rstrip("/") if dicomweb_url else None,
+    )
     for feature in (health, smart_launch, patient_api, agui, mcp_server, cds_hooks, pages):
         feature.install(app)
     return app

@@ -11,15 +11,16 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import HTTPException, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from fhir_adapters.auth import AuthProvider
 from fhir_adapters.smart_scopes import Interaction, ScopeSet
 
 PrincipalKind = Literal["session", "token", "service"]
 
 
 class Principal(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     kind: PrincipalKind
     # The launch's patient (session), the token's `patient` claim; None for system callers.
@@ -29,6 +30,10 @@ class Principal(BaseModel):
     scopes: ScopeSet
     # Opaque, PHI-free label for logs: a hash of the session id, a token's client id, a key's name.
     label: str
+    # Where this caller's FHIR reads and writes go, and with which credentials: a session's
+    # launch `iss` and its (refreshing) tokens. None: the service's own FHIR settings.
+    fhir_base_url: str | None = None
+    fhir_auth: AuthProvider | None = Field(default=None, exclude=True, repr=False)
 
     def may(self, resource_type: str, interaction: Interaction) -> bool:
         return self.scopes.allows(resource_type, interaction)

@@ -18,6 +18,10 @@ class ServiceRuntime:
     # The service's own base URL as browsers and the EHR reach it (the SMART redirect URI and the
     # CDS card links are built from it).
     public_url: str
+    # The FHIR server and PACS of the service's own (system) work, resolved at start by
+    # `chartagent serve` (settings, else the embedded stack).
+    fhir_url: str
+    dicomweb_url: str | None
 
 
 def runtime_of(conn: HTTPConnection) -> ServiceRuntime:
