@@ -44,6 +44,11 @@ COMMANDS: tuple[CommandEntry, ...] = (
     ),
     CommandEntry("demo", "agent.cli.demo", "Run ChartAgent end to end on the embedded stack."),
     CommandEntry(
+        "serve",
+        "agent.cli.serve",
+        "Serve the SMART app, its API, the chat endpoint, MCP and CDS Hooks over HTTP.",
+    ),
+    CommandEntry(
         "analyze",
         "agent.cli.analyze",
         "Run MedGemma on a CT, MRI, chest X-ray or whole-slide image and print the checked result.",
