@@ -9,16 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as _SourceError
 
 from fhir_adapters.error_tree import ConfigurationError
 
 ENV_PREFIX = "CHARTAGENT_"
+
+
+class ServiceKey(BaseModel):
+    """A service caller's key and the scopes it grants (agent.service.authz)."""
+
+    key: SecretStr = Field(min_length=32)
+    scopes: str
 
 
 class Settings(BaseSettings):
@@ -75,6 +82,36 @@ class Settings(BaseSettings):
     planner_api_key: SecretStr | None = None
     planner_protocol: Literal["tools", "json"] = "tools"
     planner_timeout_s: float = Field(default=60.0, gt=0)
+    # The SMART app (agent.service.smart_launch; issue 11): the client registered at the EHR.
+    # No secret: a public client (PKCE only). Issuers: the EHR FHIR bases allowed to launch the app
+    # and to issue bearer tokens for the API (space- or comma-separated); the default issuer is
+    # the standalone launch's (else the first allowed one).
+    app_client_id: str = "chartagent-app"
+    app_client_secret: SecretStr | None = None
+    app_issuers: Annotated[tuple[str, ...], NoDecode] = ()
+    app_default_issuer: str | None = None
+    app_scopes: str = (
+        "launch openid fhirUser patient/*.rs patient/Observation.c patient/DiagnosticReport.cu "
+        "patient/Provenance.c offline_access"
+    )
+    app_session_lifetime_s: float = Field(default=8 * 3600.0, gt=0)
+    # Lax: the EHR launch is a chain of top-level redirects, which Lax cookies survive. "none"
+    # (needs an https public URL): the app framed by an EHR on another site sends its cookie.
+    app_cookie_samesite: Literal["lax", "none"] = "lax"
+    # Origins allowed to frame the app (CSP frame-ancestors); unset: 'self' and the issuers' origins.
+    app_frame_ancestors: str | None = None
+    # Clock skew allowed on the exp of id_tokens and bearer tokens.
+    token_leeway_s: float = Field(default=10.0, ge=0, le=300)
+    # Service-to-service callers without a SMART token: name -> {"key": ..., "scopes": "system/*.rs"}
+    # (JSON). Sent as `Authorization: Bearer <key>`.
+    service_keys: dict[str, ServiceKey] = Field(default_factory=dict)
+
+    @field_validator("app_issuers", mode="before")
+    @classmethod
+    def _split_issuers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.rstrip("/") for part in value.replace(",", " ").split())
+        return value
 
     @field_validator("lab_timezone")
     @classmethod
