@@ -14,7 +14,6 @@ The read set is the one the newest current summary carries (`tools.writeback.rea
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Final
 
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.documentreference import DocumentReference
@@ -31,16 +30,13 @@ from tools.imaging_review.plan import (
     subject_matches,
 )
 from tools.labs.inputs import trend_inputs
-from tools.record import PatientRecord, as_utc
+from tools.record import PatientRecord
 from tools.writeback import is_ai_asserted, is_document_extraction
-from tools.writeback.builders import SUMMARY_REPORT_CODE
-from tools.writeback.identifiers import AI_OUTPUT_SYSTEM
 from tools.writeback.read_inputs import read_inputs_of
 from tools.writeback.study_read import READ_SYSTEM
+from tools.writeback.summaries import CURRENT_STATUSES, is_ours, newest_summary
 
 __all__ = ["WorkItem", "WorkKind", "Worklist", "current_summary", "plan_work"]
-
-_CURRENT: Final = frozenset({"preliminary", "final", "amended", "corrected", "partial"})
 
 
 class WorkKind(StrEnum):
@@ -78,34 +74,16 @@ class Worklist(BaseModel):
         return [i for i in self.items if i.kind is kind]
 
 
-def _ours(report: DiagnosticReport) -> bool:
-    return is_ai_asserted(report) and any(i.system == AI_OUTPUT_SYSTEM for i in report.identifier or ())
-
-
 def current_summary(record: PatientRecord) -> DiagnosticReport | None:
     """The newest of ChartAgent's longitudinal summaries that is not retired."""
-    summaries = [
-        r
-        for r in record.of_type("DiagnosticReport")
-        if isinstance(r, DiagnosticReport)
-        and _ours(r)
-        and r.status in _CURRENT
-        and not r.imagingStudy
-        and any(
-            (c.system, c.code) == (SUMMARY_REPORT_CODE["system"], SUMMARY_REPORT_CODE["code"])
-            for c in r.code.coding or ()
-        )
-    ]
-    return max(
-        summaries, key=lambda r: (as_utc(r.issued) is not None, as_utc(r.issued), r.id or ""), default=None
-    )
+    return newest_summary(record.of_type("DiagnosticReport"))
 
 
 def _imaging_reports(record: PatientRecord) -> list[DiagnosticReport]:
     return [
         r
         for r in record.of_type("DiagnosticReport")
-        if isinstance(r, DiagnosticReport) and _ours(r) and r.status in _CURRENT and r.imagingStudy
+        if isinstance(r, DiagnosticReport) and is_ours(r) and r.status in CURRENT_STATUSES and r.imagingStudy
     ]
 
 
