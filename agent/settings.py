@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     planner_api_key: SecretStr | None = None
     planner_protocol: Literal["tools", "json"] = "tools"
     planner_timeout_s: float = Field(default=60.0, gt=0)
+    # CDS Hooks (agent.service.cds_hooks): the EHRs whose signed hook calls are answered, as a JSON
+    # object issuer -> JWKS URL ('{"https://ehr.example": "https://ehr.example/jwks"}'). Empty: none.
+    cds_trusted_issuers: dict[str, str] = Field(default_factory=dict)
     # The SMART app (agent.service.smart_launch; issue 11): the client registered at the EHR.
     # No secret: a public client (PKCE only). Issuers: the EHR FHIR bases allowed to launch the app
     # and to issue bearer tokens for the API (space- or comma-separated); the default issuer is
