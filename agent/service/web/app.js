@@ -1,0 +1,304 @@
+// ChartAgent's SMART app (one page). It runs after the SMART callback: the browser holds only the
+// session cookie; the patient and the CSRF token come from GET /api/session, never from the URL.
+
+import { ApiError, getJson, postJson, setCsrf } from "./api.js";
+import { ChatPanel } from "./chat.js";
+import { trendChart } from "./chart.js";
+import { aiLabel, byId, clear, el, formatTime, statusBadge } from "./dom.js";
+
+const ui = {};
+let patientId = null;
+// Outcomes of this page's approvals and rejections, shown while the lists refresh around them.
+const decided = new Map();
+
+function notice(text, isError = false) {
+  ui.notice.textContent = text;
+  ui.notice.classList.toggle("error", isError);
+  ui.notice.hidden = !text;
+}
+
+function failed(error) {
+  if (error instanceof ApiError && error.status === 401) {
+    notice("Your session has ended. Launch ChartAgent again from the EHR.", true);
+    ui.main.hidden = true;
+  } else {
+    notice(error.message || String(error), true);
+  }
+}
+
+const patientPath = (suffix) => `/api/patients/${encodeURIComponent(patientId)}${suffix}`;
+
+function splitReference(reference) {
+  const [type, id] = String(reference).split("/");
+  return { type, id };
+}
+
+async function openResource(reference) {
+  const { type, id } = splitReference(reference);
+  try {
+    const resource = await getJson(patientPath(`/resources/${encodeURIComponent(type)}/${encodeURIComponent(id)}`));
+    ui.resourceTitle.textContent = reference;
+    ui.resourceJson.textContent = JSON.stringify(resource, null, 2);
+    if (!ui.resourceDialog.open) ui.resourceDialog.showModal();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+function humanName(name) {
+  if (!name) return "";
+  if (typeof name === "string") return name;
+  const first = Array.isArray(name) ? name[0] : name;
+  if (!first) return "";
+  return first.text || [...(first.given || []), first.family || ""].join(" ").trim();
+}
+
+function renderBanner(view) {
+  const show = Boolean(view.need_patient_banner && view.patient);
+  ui.banner.hidden = !show;
+  if (!show) return;
+  ui.banner.querySelector("[data-testid=banner-name]").textContent = humanName(view.patient.name);
+  ui.banner.querySelector("[data-testid=banner-birthdate]").textContent = view.patient.birthDate || "unknown";
+  ui.banner.querySelector("[data-testid=banner-sex]").textContent = view.patient.gender || "unknown";
+}
+
+function formLinks(forms) {
+  const links = (forms || []).filter((f) => f.url).map((f) =>
+    el("a", { href: f.url, target: "_blank", rel: "noopener", text: f.title || f.contentType || "attachment" }),
+  );
+  return links.length ? el("div", { class: "forms" }, "Attached: ", ...links) : null;
+}
+
+function renderSummary(summary) {
+  clear(ui.summary);
+  if (!summary) {
+    ui.summary.append(el("p", { class: "empty", text: "No AI summary yet. Use Summarize now." }));
+    return;
+  }
+  ui.summary.setAttribute("data-reference", summary.reference || "");
+  ui.summary.append(
+    el("div", {}, statusBadge(summary.status), " ", aiLabel(), " ", el("span", { class: "meta", text: formatTime(summary.issued) })),
+    el("p", { class: "conclusion", testid: "summary-text", text: summary.conclusion || "" }),
+    formLinks(summary.presentedForm),
+  );
+}
+
+function renderPending(pending) {
+  clear(ui.pending);
+  const shown = new Set();
+  for (const item of pending || []) {
+    shown.add(item.reference);
+    ui.pending.append(pendingItem(item));
+  }
+  for (const [reference, outcome] of decided) {
+    if (!shown.has(reference)) ui.pending.append(pendingItem(outcome.item, outcome));
+  }
+  if (!ui.pending.children.length) ui.pending.append(el("li", { class: "empty", text: "Nothing waits for review." }));
+}
+
+function pendingItem(item, outcome = null) {
+  const li = el(
+    "li",
+    { testid: "pending-item", "data-reference": item.reference },
+    el("span", { class: "title" }, item.title || item.resourceType || item.reference, " ", el("span", { class: "meta", text: formatTime(item.issued) })),
+    aiLabel(),
+  );
+  if (outcome) {
+    li.append(statusBadge(outcome.status), el("span", { class: "outcome", testid: "pending-outcome", text: outcome.text }));
+    return li;
+  }
+  li.append(
+    statusBadge(item.status),
+    el("button", { type: "button", text: "Approve", onclick: () => decide(li, item, "approve") }),
+    el("button", { type: "button", class: "reject", text: "Reject", onclick: () => askReason(li, item) }),
+  );
+  return li;
+}
+
+async function decide(li, item, action, reason = null) {
+  for (const button of li.querySelectorAll("button")) button.disabled = true;
+  const { type, id } = splitReference(item.reference);
+  const path = `/api/results/${encodeURIComponent(type)}/${encodeURIComponent(id)}/${action}`;
+  try {
+    const result = await postJson(path, action === "reject" ? { reason } : {});
+    const status = (result && result.status) || (action === "approve" ? "final" : "entered-in-error");
+    const text = action === "approve" ? "Approved" : "Rejected";
+    decided.set(item.reference, { item, status, text });
+    li.replaceWith(pendingItem(item, decided.get(item.reference)));
+    await loadView();
+  } catch (error) {
+    for (const button of li.querySelectorAll("button")) button.disabled = false;
+    failed(error);
+  }
+}
+
+function askReason(li, item) {
+  const dialog = ui.rejectDialog;
+  dialog.querySelector(".reject-target").textContent = item.title || item.reference;
+  ui.rejectReason.value = "";
+  dialog.onclose = () => {
+    const reason = ui.rejectReason.value.trim();
+    if (dialog.returnValue === "confirm" && reason) decide(li, item, "reject", reason);
+  };
+  dialog.returnValue = "";
+  dialog.showModal();
+}
+
+function renderTrends(trends) {
+  clear(ui.trends);
+  if (!trends || !trends.length) {
+    ui.trends.append(el("p", { class: "empty", text: "No lab trends yet." }));
+    return;
+  }
+  for (const trend of trends) ui.trends.append(trendChart(trend, { tip: ui.tip, onPoint: openResource }));
+}
+
+function pdfLink(value) {
+  const { type, id } = splitReference(value.document);
+  const base = value.url || patientPath(`/attachments/${encodeURIComponent(type)}/${encodeURIComponent(id)}/0`);
+  return `${base.split("#")[0]}#page=${Number(value.page) || 1}`;
+}
+
+function boxNote(value) {
+  if (!Array.isArray(value.bbox) || value.bbox.length !== 4) return null;
+  const [x0, y0, x1, y1] = value.bbox.map((n) => Math.round(Number(n)));
+  return el("span", { class: "box-note", testid: "box-note", text: `Read from the box (${x0}, ${y0})–(${x1}, ${y1}) pt, top left origin` });
+}
+
+function renderPdfValues(values) {
+  clear(ui.pdfValues);
+  if (!values || !values.length) {
+    ui.pdfValues.append(el("tr", {}, el("td", { colspan: 3, class: "empty", text: "No values read from PDFs." })));
+    return;
+  }
+  for (const value of values) {
+    ui.pdfValues.append(
+      el(
+        "tr",
+        { testid: "pdf-value", "data-reference": value.reference || "" },
+        el("td", { text: value.analyte || "" }),
+        el("td", { text: `${value.value ?? ""} ${value.unit || ""}`.trim() }),
+        el(
+          "td",
+          {},
+          el("a", { href: pdfLink(value), target: "_blank", rel: "noopener", testid: "pdf-link", text: `Open PDF, page ${Number(value.page) || 1}` }),
+          boxNote(value),
+        ),
+      ),
+    );
+  }
+}
+
+function renderImaging(reports) {
+  clear(ui.imaging);
+  if (!reports || !reports.length) {
+    ui.imaging.append(el("p", { class: "empty", text: "No imaging reports." }));
+    return;
+  }
+  for (const report of reports) {
+    const boxes = (report.boxes || []).map((b) =>
+      el("li", { text: `${b.label}: (${(b.bbox || []).map((n) => Math.round(Number(n))).join(", ")})` }),
+    );
+    ui.imaging.append(
+      el(
+        "article",
+        { class: "imaging-report", testid: "imaging-report", "data-reference": report.reference || "" },
+        el("div", {}, statusBadge(report.status), " ", aiLabel()),
+        el("p", { class: "conclusion", text: report.conclusion || "" }),
+        report.overlay
+          ? el("img", { class: "overlay", testid: "imaging-overlay", src: report.overlay, alt: "Localized structures drawn on the image read (AI-generated)" })
+          : null,
+        boxes.length ? el("ul", { class: "boxes" }, ...boxes) : null,
+      ),
+    );
+  }
+}
+
+async function loadView() {
+  const view = await getJson(patientPath("/summary"));
+  renderBanner(view);
+  renderSummary(view.summary);
+  renderPending(view.pending);
+  renderTrends(view.trends);
+  renderPdfValues(view.pdf_values);
+  renderImaging(view.imaging);
+  ui.main.setAttribute("data-loaded", "");
+}
+
+function renderRun(run) {
+  ui.run.hidden = false;
+  ui.run.classList.toggle("failed", run.status === "failed");
+  const label = { running: "Summarizing…", done: "Summary updated", failed: "The run failed" }[run.status] || run.status;
+  ui.runStatus.textContent = run.error ? `${label}: ${run.error}` : label;
+  ui.run.setAttribute("data-status", run.status);
+  clear(ui.runSteps).append(...(run.steps || []).map((s) => el("li", { text: s.node })));
+}
+
+async function summarizeNow() {
+  ui.summarize.disabled = true;
+  try {
+    const { run_id: runId } = await postJson(patientPath("/summarize"));
+    let run = { status: "running", steps: [] };
+    renderRun(run);
+    while (run.status === "running") {
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      run = await getJson(`/api/runs/${encodeURIComponent(runId)}`);
+      renderRun(run);
+    }
+    if (run.status === "done") await loadView();
+  } catch (error) {
+    failed(error);
+  } finally {
+    ui.summarize.disabled = false;
+  }
+}
+
+async function start() {
+  Object.assign(ui, {
+    notice: byId("notice"),
+    main: byId("main"),
+    banner: byId("banner"),
+    who: byId("who"),
+    summary: byId("summary"),
+    summarize: byId("summarize"),
+    run: byId("run"),
+    runStatus: byId("run").querySelector(".run-status"),
+    runSteps: byId("run").querySelector(".run-steps"),
+    pending: byId("pending"),
+    trends: byId("trends"),
+    tip: byId("chart-tip"),
+    pdfValues: byId("pdf-values"),
+    imaging: byId("imaging"),
+    rejectDialog: byId("reject-dialog"),
+    rejectReason: byId("reject-reason"),
+    resourceDialog: byId("resource-dialog"),
+    resourceTitle: byId("resource-title"),
+    resourceJson: byId("resource-json"),
+  });
+  byId("reject-cancel").addEventListener("click", () => ui.rejectDialog.close());
+  byId("resource-close").addEventListener("click", () => ui.resourceDialog.close());
+  ui.summarize.addEventListener("click", summarizeNow);
+  new ChatPanel({
+    log: byId("chat-log"),
+    form: byId("chat-form"),
+    input: byId("chat-input"),
+    send: byId("chat-send"),
+    openResource,
+  });
+  try {
+    const session = await getJson("/api/session");
+    setCsrf(session.csrf);
+    patientId = session.patient;
+    ui.who.textContent = session.fhirUser ? `Signed in as ${session.fhirUser}` : "";
+    ui.main.hidden = false;
+    await loadView();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      notice("No session. Launch ChartAgent from the EHR.", true);
+    } else {
+      failed(error);
+    }
+  }
+}
+
+start();
