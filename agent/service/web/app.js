@@ -2,7 +2,7 @@
 // session cookie; the patient and the CSRF token come from GET /api/session, never from the URL.
 
 import { ApiError, getJson, postJson, setCsrf } from "./api.js";
-import { ChatPanel } from "./chat.js";
+import { ChatPanel, withCitations } from "./chat.js";
 import { trendChart } from "./chart.js";
 import { aiLabel, byId, clear, el, formatTime, statusBadge } from "./dom.js";
 
@@ -78,7 +78,7 @@ function renderSummary(summary) {
   ui.summary.setAttribute("data-reference", summary.reference || "");
   ui.summary.append(
     el("div", {}, statusBadge(summary.status), " ", aiLabel(), " ", el("span", { class: "meta", text: formatTime(summary.issued) })),
-    el("p", { class: "conclusion", testid: "summary-text", text: summary.conclusion || "" }),
+    el("p", { class: "conclusion", testid: "summary-text" }, ...withCitations(summary.conclusion || "", openResource)),
     formLinks(summary.presentedForm),
   );
 }

@@ -8,7 +8,7 @@ const W = 560;
 const H = 170;
 const M = { left: 48, right: 14, top: 10, bottom: 24 };
 
-function niceTicks(lo, hi, count = 4) {
+function niceTicks(lo, hi, count = 5) {
   const span = hi - lo || Math.abs(hi) || 1;
   const raw = span / count;
   const step = [1, 2, 2.5, 5, 10].map((f) => f * 10 ** Math.floor(Math.log10(raw))).find((s) => s >= raw);
