@@ -6,10 +6,14 @@ Each feature adds the parts it owns as fields here; routes reach it with `runtim
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
 from agent.settings import Settings
+
+if TYPE_CHECKING:
+    from agent.service.agui import ChatService
 
 
 @dataclass
@@ -22,6 +26,9 @@ class ServiceRuntime:
     # `chartagent serve` (settings, else the embedded stack).
     fhir_url: str
     dicomweb_url: str | None
+    # The chat (agent.service.agui): checkpointer, graph and planner, opened on first use and
+    # closed at shutdown; the busy-thread registry. Set by agui.install.
+    chat: ChatService | None = None
 
 
 def runtime_of(conn: HTTPConnection) -> ServiceRuntime:
