@@ -1,9 +1,160 @@
-"""(being built: issue 11)"""
+"""CDS Hooks 2.0: one `patient-view` service that shows ChartAgent's latest AI summary as a card.
+
+`GET /cds-services` (discovery) and `POST /cds-services/chartagent-summary`. Each call is the
+EHR's signed JWT first (agent.service.cds_auth; 401 otherwise), then one FHIR search: the
+patient's summary reports with their trend results (`_include`), on the EHR's `fhirServer` with
+its `fhirAuthorization` token when it sends them, else on the service's own FHIR server. A hook
+must answer in well under a second, so this module never runs a model or a graph: it shows what a
+run already wrote (tests/unit/test_cds_card.py checks that no model code is imported from here).
+A FHIR failure answers `{"cards": []}` and logs the failure's type, never patient data.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import logging
+import re
+from typing import Any, Final, Literal
+
+from fastapi import FastAPI, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from agent.connections import open_fhir_client
+from agent.service.cds_auth import CdsRequestVerifier, TokenInvalid
+from agent.service.cds_card import CdsResponse, summary_response
+from agent.service.runtime import runtime_of
+from fhir_adapters import FhirClient, StaticBearer
+from fhir_adapters.error_tree import ChartAgentError
+from fhir_adapters.errors import ResourceParseError
+from fhir_adapters.parsing import parse_resource
+from fhir_adapters.search import patient_search_param
+from tools.writeback.builders import SUMMARY_REPORT_CODE
+
+__all__ = ["SERVICE_ID", "install"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_ID: Final = "chartagent-summary"
+# Reports are few (one per run that changed something); the page size keeps one round trip.
+_PAGE: Final = 50
+# The EHR waits for the card: a slow FHIR server gives no card rather than a late one.
+_FHIR_TIMEOUT_S: Final = 5.0
+_FHIR_ID: Final = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+_DISCOVERY: Final = {
+    "services": [
+        {
+            "hook": "patient-view",
+            "id": SERVICE_ID,
+            "title": "ChartAgent AI summary",
+            "description": (
+                "The latest AI-generated laboratory trend summary ChartAgent wrote to the chart "
+                "(MedGemma), with its review status and a link that opens the ChartAgent app."
+            ),
+            # No prefetch: the card needs only the summary reports, read with one targeted search.
+        }
+    ]
+}
+
+
+class FhirAuthorization(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    access_token: SecretStr
+    token_type: str = "Bearer"
+    scope: str = ""
+    subject: str = ""
+    # The patient a patient-scoped token is bound to (CDS Hooks 2.0: SHOULD be given then).
+    patient: str | None = None
+
+
+class PatientViewContext(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: str | None = Field(default=None, alias="userId")
+    patient_id: str = Field(alias="patientId", pattern=_FHIR_ID.pattern)
+    encounter_id: str | None = Field(default=None, alias="encounterId")
+
+
+class PatientViewRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    hook: Literal["patient-view"]
+    hook_instance: str = Field(alias="hookInstance", min_length=1)
+    fhir_server: str | None = Field(default=None, alias="fhirServer")
+    fhir_authorization: FhirAuthorization | None = Field(default=None, alias="fhirAuthorization")
+    context: PatientViewContext
 
 
 def install(app: FastAPI) -> None:
-    """Add this feature's routes to `app`."""
+    """Add the discovery and the service's routes to `app`."""
+    runtime = app.state.runtime
+    verifier = CdsRequestVerifier(runtime.settings.cds_trusted_issuers)
+    app.state.cds_verifier = verifier
+
+    @app.get("/cds-services", tags=["cds-hooks"])
+    async def cds_discovery() -> dict[str, Any]:
+        return _DISCOVERY
+
+    @app.post(f"/cds-services/{SERVICE_ID}", tags=["cds-hooks"])
+    async def cds_patient_view(request: Request) -> dict[str, Any]:
+        audience = f"{runtime_of(request).public_url}/cds-services/{SERVICE_ID}"
+        try:
+            await verifier.verify(request.headers.get("authorization"), audience=audience)
+        except ChartAgentError as exc:  # TokenInvalid, or the issuer's key set could not be read
+            reason = str(exc) if isinstance(exc, TokenInvalid) else "the issuer's keys could not be read"
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, detail=reason, headers={"WWW-Authenticate": "Bearer"}
+            ) from None
+        try:
+            call = PatientViewRequest.model_validate(await request.json())
+        except (ValidationError, ValueError):
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, detail="not a patient-view hook request"
+            ) from None
+        auth = call.fhir_authorization
+        if auth is not None and auth.patient is not None and auth.patient != call.context.patient_id:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, detail="fhirAuthorization.patient is not context.patientId"
+            )
+        return (await _answer(request, call)).as_json()
+
+
+async def _answer(request: Request, call: PatientViewRequest) -> CdsResponse:
+    runtime = runtime_of(request)
+    patient_id = call.context.patient_id
+    try:
+        async with _fhir(request, call) as fhir:
+            raws = await fhir.search(
+                "DiagnosticReport",
+                [
+                    (patient_search_param("DiagnosticReport"), f"Patient/{patient_id}"),
+                    ("code", f"{SUMMARY_REPORT_CODE['system']}|{SUMMARY_REPORT_CODE['code']}"),
+                ],
+                count=_PAGE,
+                include=["DiagnosticReport:result"],
+            )
+    except (ChartAgentError, OSError) as exc:
+        log.warning("cds-hooks: the summary could not be read (%s); no card", type(exc).__name__)
+        return CdsResponse()
+    resources = []
+    for raw in raws:
+        try:
+            resources.append(parse_resource(raw))
+        except ResourceParseError:
+            continue  # a malformed resource is no summary
+    return summary_response(resources, patient_id=patient_id, launch_url=f"{runtime.public_url}/app/launch")
+
+
+def _fhir(request: Request, call: PatientViewRequest) -> FhirClient:
+    """The EHR's FHIR server with the token it granted for this call, else the service's own."""
+    settings = runtime_of(request).settings
+    if call.fhir_server is None:
+        return open_fhir_client(runtime_of(request).fhir_url, settings)
+    auth = call.fhir_authorization
+    return FhirClient(
+        call.fhir_server,
+        auth=StaticBearer(auth.access_token) if auth is not None else None,
+        flavour=settings.fhir_flavour,
+        max_concurrency=1,
+        timeout=_FHIR_TIMEOUT_S,
+    )
