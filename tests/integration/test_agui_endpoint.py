@@ -1,0 +1,332 @@
+"""The chat endpoint served by uvicorn (the real app, `create_app`) over the seeded cohort in a
+real FHIR server, planned by a scripted OpenAI-compatible server through native tool calls:
+the SSE stream carries the tool calls with cited results and the answer; a note is proposed
+(outcome interrupt), written once on approval; a busy thread is refused; a client that leaves
+cancels its run; threads belong to one patient; errors carry no patient data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import Request
+from fhir_reads import count, get, search, server_with
+from planner_server import ScriptedPlanner, answer, call, question, references, serve, tool_answers
+
+from agent.service.agui import WRITE_REFUSED
+from agent.service.agui_events import INTERRUPT_REASON
+from agent.service.app import create_app
+from agent.service.authz import current_principal
+from agent.service.principal import Principal
+from agent.settings import Settings
+from agent.testbed.cohort import Cohort, generate_cohort
+from agent.testbed.stack.ports import free_port
+from fhir_adapters.smart_scopes import ScopeSet
+
+pytestmark = pytest.mark.integration
+
+A1C = "4548-4"
+READS = "launch openid fhirUser patient/*.rs"
+NOTE_SCOPES = "patient/DocumentReference.c patient/Device.c patient/Provenance.c"
+SAVE = "save this as a note"
+NOTE_TEXT = "HbA1c reviewed in chat."
+
+
+def script(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """A planner that reads the HbA1c trend, answers citing its first reference, or proposes."""
+    asked = question(messages)
+    if SAVE in asked:
+        return call("propose_note", {"text": NOTE_TEXT})
+    trends = tool_answers(messages, "lab_trend")
+    if not trends:
+        return call("lab_trend", {"analyte": "HbA1c"})
+    cited = references(trends[-1])
+    return answer(f"The latest HbA1c is in the record [{cited[0]}]." if cited else "No HbA1c found.")
+
+
+@pytest.fixture(scope="module")
+def cohort() -> Cohort:
+    return generate_cohort(3, 11)
+
+
+@pytest.fixture(scope="module")
+def fhir(fhir_server_factory: Callable[..., str], cohort: Cohort) -> str:
+    return server_with(fhir_server_factory, cohort)
+
+
+@pytest.fixture(scope="module")
+def planner() -> ScriptedPlanner:
+    return ScriptedPlanner(script)
+
+
+# Who calls: the test names a principal per request (header), until the real session and token
+# authentication is exercised by the browser and security tests.
+PRINCIPALS: dict[str, Principal] = {}
+
+
+async def principal_of_header(request: Request) -> Principal:
+    return PRINCIPALS[request.headers["x-test-principal"]]
+
+
+def principal(name: str, patient: str, scopes: str, fhir_base_url: str | None = None) -> dict[str, str]:
+    PRINCIPALS[name] = Principal(
+        kind="session",
+        patient_id=patient,
+        scopes=ScopeSet.parse(scopes),
+        label=name,
+        fhir_base_url=fhir_base_url,
+    )
+    return {"x-test-principal": name}
+
+
+@pytest.fixture(scope="module")
+def app_url(fhir: str, planner: ScriptedPlanner, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve(planner.app, "scripted-planner") as planner_url:
+        settings = Settings(
+            state_dir=tmp_path_factory.mktemp("agui-state"),
+            planner_url=f"{planner_url}/v1",
+            planner_model="scripted-planner",
+            planner_protocol="tools",
+        )
+        app = create_app(settings, public_url="http://127.0.0.1", fhir_url=fhir)
+        app.dependency_overrides[current_principal] = principal_of_header
+        with serve(app, "chartagent-service") as url:
+            yield url
+
+
+async def patient_with_a1c(base: str, cohort: Cohort) -> tuple[str, str]:
+    """A cohort patient with HbA1c results and the reference of the newest."""
+    for p in cohort.patients:
+        found = await search(base, "Observation", patient=p.id, code=f"http://loinc.org|{A1C}")
+        if found:
+            newest = max(found, key=lambda o: o["effectiveDateTime"])
+            return p.id, f"Observation/{newest['id']}"
+    raise AssertionError("no cohort patient has HbA1c results")
+
+
+def run_body(thread: str, text: str | None = None, **extra: Any) -> dict[str, Any]:
+    messages = [{"id": str(uuid.uuid4()), "role": "user", "content": text}] if text else []
+    return {"threadId": thread, "runId": str(uuid.uuid4()), "messages": messages, **extra}
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    async for line in response.aiter_lines():
+        if line.startswith("data: "):
+            yield json.loads(line[len("data: ") :])
+
+
+async def run(url: str, headers: dict[str, str], body: dict[str, Any]) -> list[dict[str, Any]]:
+    async with (
+        httpx.AsyncClient(timeout=60) as http,
+        http.stream("POST", f"{url}/api/agent", json=body, headers=headers) as resp,
+    ):
+        assert resp.status_code == 200, await resp.aread()
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        return [e async for e in sse_events(resp)]
+
+
+async def aget(url: str, headers: dict[str, str]) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=60) as http:
+        return await http.get(url, headers=headers)
+
+
+async def apost(url: str, json: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=60) as http:
+        return await http.post(url, json=json, headers=headers)
+
+
+def text_of(events: list[dict[str, Any]]) -> str:
+    return "".join(e["delta"] for e in events if e["type"] == "TEXT_MESSAGE_CONTENT")
+
+
+async def test_tool_calls_stream_with_their_citations_and_the_answer(
+    app_url: str, fhir: str, cohort: Cohort
+) -> None:
+    me, newest = await patient_with_a1c(fhir, cohort)
+    other = next(p.id for p in cohort.patients if p.id != me)
+    headers = principal("reader", me, READS)
+    # A body naming another patient changes nothing: the patient is the principal's.
+    body = run_body(
+        "t-cited", "What is the latest HbA1c?", state={"patient": other}, forwardedProps={"patient": other}
+    )
+    events = await run(app_url, headers, body)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "RUN_STARTED"
+    assert kinds[-1] == "RUN_FINISHED"
+    assert "RUN_ERROR" not in kinds
+    starts = [e for e in events if e["type"] == "TOOL_CALL_START"]
+    assert [s["toolCallName"] for s in starts] == ["record_manifest", "lab_trend"]
+    for s in starts:  # each call: START, ARGS, END, then its RESULT
+        mine = [e["type"] for e in events if e.get("toolCallId") == s["toolCallId"]]
+        assert mine == ["TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END", "TOOL_CALL_RESULT"]
+    trend = next(
+        json.loads(e["content"])
+        for e in events
+        if e["type"] == "TOOL_CALL_RESULT" and e["toolCallId"] == starts[1]["toolCallId"]
+    )
+    cited = {c["reference"] for f in trend["facts"] for c in f["citations"]}
+    assert newest in cited
+    assert text_of(events) == f"The latest HbA1c is in the record [{newest}]."
+    finished = events[-1]
+    assert "outcome" not in finished
+    assert [c["reference"] for c in finished["result"]["citations"]] == [newest]
+    assert finished["result"]["model"] == "scripted-planner"
+    history = (await aget(f"{app_url}/api/threads/t-cited", headers=headers)).json()
+    assert [(m["role"], m["content"]) for m in history["messages"]] == [
+        ("user", "What is the latest HbA1c?"),
+        ("assistant", text_of(events)),
+    ]
+    assert [c["reference"] for c in history["messages"][1]["citations"]] == [newest]
+    assert history["pending"] is None
+
+
+async def test_a_note_waits_for_approval_and_is_written_once(app_url: str, fhir: str, cohort: Cohort) -> None:
+    me = cohort.patients[0].id
+    headers = principal("writer", me, f"{READS} {NOTE_SCOPES}")
+    before = await count(fhir, "DocumentReference", patient=me)
+    proposed = await run(app_url, headers, run_body("t-note", f"Please {SAVE}."))
+    finished = proposed[-1]
+    assert finished["type"] == "RUN_FINISHED"
+    (interrupt,) = finished["outcome"]["interrupts"]
+    assert finished["outcome"]["type"] == "interrupt"
+    assert interrupt["reason"] == INTERRUPT_REASON
+    assert interrupt["message"] == NOTE_TEXT
+    assert NOTE_TEXT in text_of(proposed)
+    assert await count(fhir, "DocumentReference", patient=me) == before  # nothing before the yes
+    pending = (await aget(f"{app_url}/api/threads/t-note", headers=headers)).json()["pending"]
+    assert pending == {"interruptId": interrupt["id"], "proposal": NOTE_TEXT}
+
+    approved = await run(
+        app_url, headers, run_body("t-note", forwardedProps={"command": {"resume": "approve"}})
+    )
+    assert "outcome" not in approved[-1]
+    assert text_of(approved).startswith("Saved the note as DocumentReference/")
+    assert await count(fhir, "DocumentReference", patient=me) == before + 1
+    again = await apost(
+        f"{app_url}/api/agent",
+        json=run_body("t-note", forwardedProps={"command": {"resume": "approve"}}),
+        headers=headers,
+    )
+    assert again.status_code == 409
+    assert await count(fhir, "DocumentReference", patient=me) == before + 1
+    history = (await aget(f"{app_url}/api/threads/t-note", headers=headers)).json()
+    assert history["pending"] is None
+    assert history["messages"][-1]["content"].startswith("Saved the note as DocumentReference/")
+
+
+async def test_without_the_create_scope_the_proposal_is_refused(
+    app_url: str, fhir: str, cohort: Cohort
+) -> None:
+    me = cohort.patients[1].id
+    headers = principal("reader-only", me, READS)
+    before = await count(fhir, "DocumentReference", patient=me)
+    events = await run(app_url, headers, run_body("t-refused", SAVE))
+    assert "outcome" not in events[-1]
+    assert text_of(events) == WRITE_REFUSED
+    assert await count(fhir, "DocumentReference", patient=me) == before
+    resume = await apost(
+        f"{app_url}/api/agent",
+        json=run_body("t-refused", forwardedProps={"command": {"resume": "approve"}}),
+        headers=headers,
+    )
+    assert resume.status_code == 403
+    # And a principal without the chat's read scopes gets no run at all.
+    narrow = principal("narrow", me, "launch openid patient/Observation.rs")
+    assert (
+        await apost(f"{app_url}/api/agent", json=run_body("t-x", "hi"), headers=narrow)
+    ).status_code == 403
+
+
+async def test_a_busy_thread_is_refused_and_a_client_that_leaves_cancels_its_run(
+    app_url: str, planner: ScriptedPlanner, cohort: Cohort
+) -> None:
+    me = cohort.patients[2].id
+    headers = principal("busy", me, f"{READS} {NOTE_SCOPES}")
+    planner.delay_s = 5.0  # the planner thinks long: the run is in progress
+    try:
+        async with (
+            httpx.AsyncClient(timeout=60) as http,
+            http.stream(
+                "POST", f"{app_url}/api/agent", json=run_body("t-busy", SAVE), headers=headers
+            ) as resp,
+        ):
+            assert resp.status_code == 200
+            seen = []
+            async for event in sse_events(resp):
+                seen.append(event["type"])
+                if event["type"] == "TOOL_CALL_RESULT":  # the manifest: the planner is asked now
+                    break
+            second = await http.post(
+                f"{app_url}/api/agent", json=run_body("t-busy", "again"), headers=headers
+            )
+            assert second.status_code == 409
+            # The stream is closed: the client left mid-run.
+        planner.delay_s = 0.0
+        reject = run_body("t-busy", forwardedProps={"command": {"resume": "reject"}})
+        async with httpx.AsyncClient(timeout=60) as http:
+            for _ in range(100):  # the server sees the disconnect, cancels the run, releases the thread
+                probe = await http.post(f"{app_url}/api/agent", json=reject, headers=headers)
+                if "in progress" not in probe.text:
+                    break
+                await asyncio.sleep(0.1)
+            assert "in progress" not in probe.text
+            # The cancelled run never reached its proposal: no turn finished, nothing waits.
+            thread = await http.get(f"{app_url}/api/threads/t-busy", headers=headers)
+            assert thread.status_code in (200, 404)
+            if thread.status_code == 200:
+                assert thread.json()["pending"] is None
+                assert thread.json()["messages"] == []
+        events = await run(app_url, headers, run_body("t-busy", "What is the latest HbA1c?"))
+        assert events[-1]["type"] == "RUN_FINISHED"
+    finally:
+        planner.delay_s = 0.0
+
+
+async def test_another_patients_thread_is_not_found_and_another_patient_is_refused(
+    app_url: str, fhir: str, cohort: Cohort
+) -> None:
+    a, b = cohort.patients[0].id, cohort.patients[1].id
+    as_a, as_b = principal("pa", a, READS), principal("pb", b, f"{READS} {NOTE_SCOPES}")
+    await run(app_url, as_a, run_body("t-of-a", "What is the latest HbA1c?"))
+    assert (await aget(f"{app_url}/api/threads/t-of-a", headers=as_a)).status_code == 200
+    foreign = await aget(f"{app_url}/api/threads/t-of-a", headers=as_b)
+    assert foreign.status_code == 404
+    assert a not in foreign.text
+    resume = await apost(
+        f"{app_url}/api/agent",
+        json=run_body("t-of-a", forwardedProps={"command": {"resume": "approve"}}),
+        headers=as_b,
+    )
+    assert resume.status_code == 404
+    events = await run(app_url, as_b, run_body("t-of-b", f"What is the HbA1c of Patient/{a}?"))
+    assert [e for e in events if e["type"] == "TOOL_CALL_START"] == []
+    assert events[-1]["result"]["flags"] == ["refused: another patient"]
+
+
+async def test_run_error_carries_no_patient_data_when_fhir_is_down(
+    app_url: str, fhir: str, cohort: Cohort
+) -> None:
+    me = cohort.patients[0].id
+    patient = await get(f"{fhir}/Patient/{me}")
+    family = patient["name"][0]["family"]
+    headers = principal("up", me, f"{READS} {NOTE_SCOPES}")
+    await run(app_url, headers, run_body("t-down", SAVE))
+    before = await count(fhir, "DocumentReference", patient=me)
+    # The same patient's session whose FHIR server is gone: the approved write cannot be made.
+    down = principal(
+        "down", me, f"{READS} {NOTE_SCOPES}", fhir_base_url=f"http://127.0.0.1:{free_port()}/fhir"
+    )
+    events = await run(app_url, down, run_body("t-down", forwardedProps={"command": {"resume": "approve"}}))
+    error = events[-1]
+    assert error["type"] == "RUN_ERROR"
+    assert error["code"] in ("service_unreachable", "service_error")
+    raw = json.dumps(events)
+    for secret in (me, family, f"Patient/{me}"):
+        assert secret not in error["message"]
+        assert secret not in raw
+    assert await count(fhir, "DocumentReference", patient=me) == before
