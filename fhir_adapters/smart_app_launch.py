@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from fhir_adapters.error_tree import ServiceHttpError
 from fhir_adapters.smart_jwt import (
+    LEEWAY_S,
     JwksCache,
     SmartError,
     SmartProtocolError,
@@ -238,6 +239,7 @@ class SmartAppClient:
         redirect_uri: str,
         client_secret: SecretStr | None = None,
         jwks: JwksCache | None = None,
+        leeway_s: float = LEEWAY_S,
     ) -> None:
         self._http = http
         self.config = config
@@ -245,6 +247,7 @@ class SmartAppClient:
         self.client_id = client_id
         self.redirect_uri = redirect_uri
         self._secret = client_secret
+        self._leeway_s = leeway_s
         self._jwks = jwks or (JwksCache(config.jwks_uri) if config.jwks_uri else None)
 
     def __repr__(self) -> str:
@@ -268,10 +271,12 @@ class SmartAppClient:
         if self._jwks is None:
             raise SmartProtocolError("id_token check: the issuer's configuration has no jwks_uri")
         token = id_token.get_secret_value()
-        key = await self._jwks.key_for(self._http, token)
+        key = await self._jwks.key_for(token, self._http)
         issuer = self.config.issuer or self.iss
         try:
-            claims = verify_jwt(token, key, issuer=issuer, audiences=[self.client_id])
+            claims = verify_jwt(
+                token, key, issuer=issuer, audiences=[self.client_id], leeway_s=self._leeway_s
+            )
         except TokenInvalid as exc:
             raise TokenInvalid(f"id_token: {exc}") from None
         return check_id_token_claims(claims, client_id=self.client_id, nonce=nonce)

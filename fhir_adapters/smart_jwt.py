@@ -29,6 +29,7 @@ __all__ = [
     "SmartProtocolError",
     "SmartTransportError",
     "TokenInvalid",
+    "check_issuer_and_audience",
     "looks_like_jwt",
     "unverified_issuer",
     "verify_jwt",
@@ -81,18 +82,21 @@ class JwksCache:
         *,
         ttl_s: float = 3600.0,
         min_refetch_s: float = 30.0,
+        http_factory: Callable[[], httpx.AsyncClient] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.jwks_uri = jwks_uri
         self._ttl_s = ttl_s
         self._min_refetch_s = min_refetch_s
+        self._http_factory = http_factory or _default_http
         self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
         self._lock = asyncio.Lock()
         self.fetches = 0  # observable for tests
 
-    async def key_for(self, http: httpx.AsyncClient, token: str) -> jwt.PyJWK:
+    async def key_for(self, token: str, http: httpx.AsyncClient | None = None) -> jwt.PyJWK:
+        """The published key that signed `token`; `http` (else a client of our own) for fetches."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -106,7 +110,12 @@ class JwksCache:
             raise TokenInvalid("token is signed with a key the issuer does not publish")
         return key
 
-    async def _lookup(self, http: httpx.AsyncClient, kid: str | None) -> jwt.PyJWK | None:
+    async def _lookup(self, http: httpx.AsyncClient | None, kid: str | None) -> jwt.PyJWK | None:
+        now = self._clock()
+        if self._fetched_at is not None and now - self._fetched_at <= self._ttl_s:
+            found = self._pick(kid)
+            if found is not None:  # the common case: no lock, no I/O
+                return found
         async with self._lock:
             now = self._clock()
             stale = self._fetched_at is None or now - self._fetched_at > self._ttl_s
@@ -125,10 +134,14 @@ class JwksCache:
         # No kid: usable only when the issuer publishes exactly one key.
         return next(iter(self._keys.values())) if len(self._keys) == 1 else None
 
-    async def _fetch(self, http: httpx.AsyncClient) -> None:
+    async def _fetch(self, http: httpx.AsyncClient | None) -> None:
         self.fetches += 1
         try:
-            resp = await http.get(self.jwks_uri, headers={"Accept": "application/json"})
+            if http is None:
+                async with self._http_factory() as own:
+                    resp = await own.get(self.jwks_uri, headers={"Accept": "application/json"})
+            else:
+                resp = await http.get(self.jwks_uri, headers={"Accept": "application/json"})
         except httpx.TransportError as exc:
             raise SmartTransportError(f"JWKS: no answer from the issuer ({type(exc).__name__})") from exc
         if resp.status_code != 200:
@@ -147,6 +160,10 @@ class JwksCache:
                 keys[str(entry.get("kid", f"#{i}"))] = key
         self._keys = keys
         self._fetched_at = self._clock()
+
+
+def _default_http() -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=10.0)
 
 
 def _public_key(entry: object) -> jwt.PyJWK | None:

@@ -5,11 +5,13 @@ Each feature adds the parts it owns as fields here; routes reach it with `runtim
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
+from agent.service.issuers import IssuerRegistry
+from agent.service.sessions import LaunchStore, SessionStore
 from agent.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,6 +28,10 @@ class ServiceRuntime:
     # `chartagent serve` (settings, else the embedded stack).
     fhir_url: str
     dicomweb_url: str | None
+    # SMART app sessions, launches in flight and trusted issuers' keys (agent.service.authz).
+    sessions: SessionStore = field(default_factory=SessionStore)
+    launches: LaunchStore = field(default_factory=LaunchStore)
+    issuers: IssuerRegistry = field(default_factory=IssuerRegistry)
     # The chat (agent.service.agui): checkpointer, graph and planner, opened on first use and
     # closed at shutdown; the busy-thread registry. Set by agui.install.
     chat: ChatService | None = None

@@ -1,0 +1,234 @@
+"""Server-side sessions of the SMART app (backend-for-frontend) and the launches in flight.
+
+The store is in memory and process-local: one `chartagent serve` process holds its sessions, a
+restart logs every user out (they launch again from the EHR), and several replicas would need
+sticky routing or a shared store. Tokens never leave it: the browser holds only an opaque random
+session id in an HttpOnly cookie (`agent.service.smart_launch` sets it).
+
+A session is bound to its launch's patient and issuer. Its FHIR access is `SessionAuth`: the
+current access token, refreshed with the refresh token (which the EHR may rotate) shortly
+before it expires or after a 401; one refresh at a time per session (its lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+from pydantic import SecretStr
+
+from fhir_adapters.smart_app_launch import Pkce, SmartAppClient, SmartConfiguration, SmartTokenRefused
+from fhir_adapters.smart_scopes import ScopeSet
+
+# Refresh this long before the access token expires, so a request never starts on a dying token.
+REFRESH_MARGIN_S = 30.0
+# A launch must come back to the callback within this time.
+LAUNCH_TTL_S = 600.0
+
+
+def opaque_label(secret: str, prefix: str) -> str:
+    """A PHI- and secret-free name for logs: a short hash of an id."""
+    return f"{prefix}:{hashlib.sha256(secret.encode()).hexdigest()[:12]}"
+
+
+@dataclass
+class Session:
+    id: str
+    iss: str
+    config: SmartConfiguration
+    patient_id: str
+    fhir_user: str | None
+    scopes: ScopeSet
+    need_patient_banner: bool
+    csrf_token: str
+    expires_at: float
+    access_token: SecretStr
+    access_expires_at: float
+    refresh_token: SecretStr | None
+    # Bumped at each refresh: a request that saw generation n and got a 401 refreshes only if
+    # nobody has refreshed since.
+    generation: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @property
+    def label(self) -> str:
+        return opaque_label(self.id, "session")
+
+
+class SessionStore:
+    """Sessions by id (in memory, this process only); expired ones are dropped when met."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._sessions: dict[str, Session] = {}
+
+    def create(
+        self,
+        *,
+        iss: str,
+        config: SmartConfiguration,
+        patient_id: str,
+        fhir_user: str | None,
+        scopes: ScopeSet,
+        need_patient_banner: bool,
+        access_token: SecretStr,
+        expires_in: float | None,
+        refresh_token: SecretStr | None,
+        lifetime_s: float,
+    ) -> Session:
+        now = self._clock()
+        self._evict(now)
+        session = Session(
+            id=secrets.token_urlsafe(32),
+            iss=iss,
+            config=config,
+            patient_id=patient_id,
+            fhir_user=fhir_user,
+            scopes=scopes,
+            need_patient_banner=need_patient_banner,
+            csrf_token=secrets.token_urlsafe(32),
+            expires_at=now + lifetime_s,
+            access_token=access_token,
+            access_expires_at=now + (expires_in if expires_in is not None else 300.0),
+            refresh_token=refresh_token,
+        )
+        self._sessions[session.id] = session
+        return session
+
+    def get(self, session_id: str | None) -> Session | None:
+        if not session_id:
+            return None
+        session = self._sessions.get(session_id)
+        if session is None:
+            return None
+        if session.expires_at <= self._clock():
+            self._sessions.pop(session_id, None)
+            return None
+        return session
+
+    def drop(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def _evict(self, now: float) -> None:
+        for sid in [sid for sid, s in self._sessions.items() if s.expires_at <= now]:
+            del self._sessions[sid]
+
+
+@dataclass(frozen=True)
+class PendingLaunch:
+    """What /app/launch remembers until the callback: never sent to the browser."""
+
+    iss: str
+    config: SmartConfiguration
+    pkce: Pkce
+    nonce: str
+    # sha256 of the pre-session cookie: the callback must come from the browser that launched.
+    browser_binding: str
+    created_at: float
+
+
+class LaunchStore:
+    """Launches in flight by `state`; a state is taken once, whatever the callback's outcome."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._launches: dict[str, PendingLaunch] = {}
+
+    def put(self, state: str, launch: PendingLaunch) -> None:
+        now = self._clock()
+        for s in [s for s, p in self._launches.items() if now - p.created_at > LAUNCH_TTL_S]:
+            del self._launches[s]
+        self._launches[state] = launch
+
+    def take(self, state: str) -> PendingLaunch | None:
+        launch = self._launches.pop(state, None)
+        if launch is None or self._clock() - launch.created_at > LAUNCH_TTL_S:
+            return None
+        return launch
+
+    def now(self) -> float:
+        return self._clock()
+
+
+def browser_binding(cookie_value: str) -> str:
+    return hashlib.sha256(cookie_value.encode()).hexdigest()
+
+
+class SessionAuth:
+    """The session's FHIR credentials (`fhir_adapters.auth.AuthProvider`): its access token,
+    refreshed when it is about to expire or after a 401. A refused refresh ends the session."""
+
+    def __init__(
+        self,
+        session: Session,
+        store: SessionStore,
+        *,
+        client_id: str,
+        client_secret: SecretStr | None,
+        redirect_uri: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._session = session
+        self._store = store
+        self._client_id = client_id
+        self._secret = client_secret
+        self._redirect_uri = redirect_uri
+        self._clock = clock
+        self._used_generation = session.generation
+        self.refreshes = 0  # observable for tests
+
+    def __repr__(self) -> str:
+        return f"SessionAuth({self._session.label})"
+
+    async def authorization(self, http: httpx.AsyncClient, base_url: str) -> str | None:
+        s = self._session
+        if s.refresh_token is not None and self._clock() >= s.access_expires_at - REFRESH_MARGIN_S:
+            await self._refresh(http, seen=s.generation)
+        self._used_generation = s.generation
+        return f"Bearer {s.access_token.get_secret_value()}"
+
+    async def refresh(self, http: httpx.AsyncClient, base_url: str) -> bool:
+        if self._session.refresh_token is None:
+            return False
+        return await self._refresh(http, seen=self._used_generation)
+
+    async def _refresh(self, http: httpx.AsyncClient, *, seen: int) -> bool:
+        s = self._session
+        async with s.lock:
+            if s.generation != seen:  # another request of this session refreshed meanwhile
+                return True
+            if s.refresh_token is None:
+                return False
+            client = SmartAppClient(
+                http,
+                s.config,
+                iss=s.iss,
+                client_id=self._client_id,
+                redirect_uri=self._redirect_uri,
+                client_secret=self._secret,
+            )
+            try:
+                tokens = await client.refresh(s.refresh_token)
+            except SmartTokenRefused:
+                # The grant is gone (revoked, expired, a rotated token reused): so is the session.
+                s.refresh_token = None
+                self._store.drop(s.id)
+                return False
+            self.refreshes += 1
+            s.access_token = tokens.access_token
+            lifetime = tokens.expires_in if tokens.expires_in is not None else 300.0
+            s.access_expires_at = self._clock() + lifetime
+            if tokens.refresh_token is not None:  # rotated
+                s.refresh_token = tokens.refresh_token
+            if tokens.scope:  # a refresh may narrow the grant, never widen it
+                s.scopes = s.scopes.narrowed_to(ScopeSet.parse(tokens.scope))
+            s.generation += 1
+            return True
