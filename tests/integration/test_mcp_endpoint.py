@@ -1,0 +1,203 @@
+"""MCP at /mcp against the real app (uvicorn) over the seeded cohort, driven by the `mcp` package's
+streamable HTTP client with real credentials: SMART tokens of the EHR stand-in (a full EHR launch,
+their FHIR reads going through the stand-in's scope- and compartment-enforcing proxy) and a
+service key. The token's patient only; another patient named -> a tool error; no credential ->
+401; the note proposal needs the create scopes and never writes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import httpx2
+import mcp_types as mt
+import pytest
+from ehr_fixtures import EhrStandin, EhrStandinFactory
+from fhir_reads import count, server_with
+from live_app import serve_on
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from agent.service.app import create_app
+from agent.service.mcp_server import NOT_WRITTEN, PROPOSE_NOTE
+from agent.settings import ServiceKey, Settings
+from agent.testbed.cohort import Cohort, generate_cohort
+from agent.testbed.stack.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+READ_ONLY = "launch openid fhirUser patient/*.rs"
+WITH_NOTES = f"{READ_ONLY} patient/DocumentReference.c patient/Device.c patient/Provenance.c"
+SERVICE_KEY = "k" * 40
+
+
+@dataclass(frozen=True)
+class Stack:
+    fhir: str
+    mcp: str
+    ehr: EhrStandin
+    patient: str
+    other: str
+
+
+@pytest.fixture(scope="module")
+def cohort() -> Cohort:
+    return generate_cohort(2, 31)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    fhir_server_factory: Callable[..., str],
+    ehr_standin_factory: EhrStandinFactory,
+    cohort: Cohort,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    fhir = server_with(fhir_server_factory, cohort)
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    ehr = ehr_standin_factory(app_url=public, fhir_url=fhir)
+    settings = Settings(
+        state_dir=tmp_path_factory.mktemp("mcp-state"),
+        app_issuers=(ehr.fhir_url,),
+        service_keys={"jobs": ServiceKey(key=SERVICE_KEY, scopes="system/*.rs")},
+    )
+    app = create_app(settings, public_url=public, fhir_url=fhir)
+    patient, other = (p.id for p in cohort.patients)
+    with serve_on(app, port) as url:
+        yield Stack(fhir=fhir, mcp=f"{url}/mcp", ehr=ehr, patient=patient, other=other)
+
+
+def bearer(stack: Stack, scopes: str) -> str:
+    return stack.ehr.token_for(stack.patient, scopes).access_token.get_secret_value()
+
+
+@asynccontextmanager
+async def mcp_session(url: str, credential: str) -> AsyncIterator[ClientSession]:
+    headers = {"Authorization": f"Bearer {credential}"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=60) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+def structured(result: mt.CallToolResult) -> dict[str, Any]:
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
+
+
+def text_of(result: mt.CallToolResult) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, mt.TextContent))
+
+
+async def test_a_patient_token_lists_the_read_tools_and_reads_its_patients_trend(stack: Stack) -> None:
+    async with mcp_session(stack.mcp, bearer(stack, READ_ONLY)) as session:
+        listed = await session.list_tools()
+        names = {t.name for t in listed.tools}
+        assert {"lab_trend", "record_manifest", "search_resources"} <= names
+        assert PROPOSE_NOTE not in names  # read-only: no proposal offered
+        trend = next(t for t in listed.tools if t.name == "lab_trend")
+        assert trend.description
+        assert "analyte" in trend.input_schema["properties"]
+
+        result = await session.call_tool("lab_trend", {"analyte": "HbA1c"})
+    assert not result.is_error, text_of(result)
+    body = structured(result)
+    assert body["ok"] is True
+    assert body["facts"]
+    citations = [c for f in body["facts"] for c in f["citations"]]
+    assert citations
+    assert all(c["reference"].startswith("Observation/") for c in citations)
+    # The facts as a model reads them: each line starts with what it cites.
+    assert text_of(result).startswith("[Observation/")
+
+
+async def test_another_patient_named_is_a_tool_error(stack: Stack) -> None:
+    async with mcp_session(stack.mcp, bearer(stack, READ_ONLY)) as session:
+        result = await session.call_tool(
+            "lab_trend", {"analyte": "HbA1c", "patient": f"Patient/{stack.other}"}
+        )
+        still = await session.call_tool("record_manifest", {})
+    assert result.is_error
+    assert "refused" in text_of(result)
+    assert stack.other not in text_of(result)
+    assert not still.is_error  # the session goes on
+
+
+async def test_without_a_credential_401(stack: Stack) -> None:
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"},
+        },
+    }
+    headers = {"Accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient() as http:
+        none = await http.post(stack.mcp, json=initialize, headers=headers)
+        wrong = await http.post(
+            stack.mcp, json=initialize, headers={**headers, "Authorization": "Bearer not-a-key-or-token"}
+        )
+    assert none.status_code == 401
+    assert none.headers["www-authenticate"].startswith("Bearer")
+    assert wrong.status_code == 401
+
+
+async def test_a_read_only_token_cannot_propose_a_note(stack: Stack) -> None:
+    async with mcp_session(stack.mcp, bearer(stack, READ_ONLY)) as session:
+        result = await session.call_tool(PROPOSE_NOTE, {"text": "Follow up HbA1c in 3 months."})
+    assert result.is_error
+    assert "refused" in text_of(result)
+
+
+async def test_a_proposal_returns_the_pending_write_and_writes_nothing(stack: Stack) -> None:
+    before = await count(stack.fhir, "DocumentReference")
+    async with mcp_session(stack.mcp, bearer(stack, WITH_NOTES)) as session:
+        names = {t.name for t in (await session.list_tools()).tools}
+        assert PROPOSE_NOTE in names
+        trend = structured(await session.call_tool("lab_trend", {"analyte": "HbA1c"}))
+        cited = trend["facts"][0]["citations"][0]["reference"]
+        result = await session.call_tool(
+            PROPOSE_NOTE, {"text": "Follow up HbA1c in 3 months.", "sources": [cited]}
+        )
+        elsewhere = await session.call_tool(PROPOSE_NOTE, {"text": "x", "patient": stack.other})
+    assert not result.is_error, text_of(result)
+    proposal = structured(result)
+    assert proposal["status"] == "proposed"
+    assert proposal["written"] is False
+    assert NOT_WRITTEN in text_of(result)
+    assert proposal["subject"] == f"Patient/{stack.patient}"
+    assert proposal["transaction"]["type"] == "transaction"
+    doc = next(
+        e["resource"]
+        for e in proposal["transaction"]["entry"]
+        if e["resource"]["resourceType"] == "DocumentReference"
+    )
+    assert doc["docStatus"] == "preliminary"
+    assert doc["subject"]["reference"] == f"Patient/{stack.patient}"
+    assert elsewhere.is_error
+    assert await count(stack.fhir, "DocumentReference") == before
+
+
+async def test_a_service_key_names_the_patient_in_each_call(stack: Stack) -> None:
+    async with mcp_session(stack.mcp, SERVICE_KEY) as session:
+        names = {t.name for t in (await session.list_tools()).tools}
+        unnamed = await session.call_tool("lab_trend", {"analyte": "HbA1c"})
+        named = await session.call_tool("lab_trend", {"analyte": "HbA1c", "patient": stack.other})
+        proposal = await session.call_tool(PROPOSE_NOTE, {"text": "x", "patient": stack.other})
+    assert "lab_trend" in names
+    assert PROPOSE_NOTE not in names  # the key grants system/*.rs only
+    assert unnamed.is_error
+    assert "must name the patient" in text_of(unnamed)
+    assert not named.is_error, text_of(named)
+    refs = {c["reference"] for f in structured(named)["facts"] for c in f["citations"]}
+    assert refs
+    assert proposal.is_error
