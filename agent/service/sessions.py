@@ -25,7 +25,8 @@ from pydantic import SecretStr
 from fhir_adapters.smart_app_launch import Pkce, SmartAppClient, SmartConfiguration, SmartTokenRefused
 from fhir_adapters.smart_scopes import ScopeSet
 
-# Refresh this long before the access token expires, so a request never starts on a dying token.
+# Refresh this long before the access token expires (at most a quarter of its lifetime), so a
+# request never starts on a dying token.
 REFRESH_MARGIN_S = 30.0
 # A launch must come back to the callback within this time.
 LAUNCH_TTL_S = 600.0
@@ -49,6 +50,7 @@ class Session:
     expires_at: float
     access_token: SecretStr
     access_expires_at: float
+    access_lifetime_s: float
     refresh_token: SecretStr | None
     # Bumped at each refresh: a request that saw generation n and got a 401 refreshes only if
     # nobody has refreshed since.
@@ -83,6 +85,7 @@ class SessionStore:
     ) -> Session:
         now = self._clock()
         self._evict(now)
+        lifetime = expires_in if expires_in is not None else 300.0
         session = Session(
             id=secrets.token_urlsafe(32),
             iss=iss,
@@ -94,7 +97,8 @@ class SessionStore:
             csrf_token=secrets.token_urlsafe(32),
             expires_at=now + lifetime_s,
             access_token=access_token,
-            access_expires_at=now + (expires_in if expires_in is not None else 300.0),
+            access_expires_at=now + lifetime,
+            access_lifetime_s=lifetime,
             refresh_token=refresh_token,
         )
         self._sessions[session.id] = session
@@ -190,7 +194,8 @@ class SessionAuth:
 
     async def authorization(self, http: httpx.AsyncClient, base_url: str) -> str | None:
         s = self._session
-        if s.refresh_token is not None and self._clock() >= s.access_expires_at - REFRESH_MARGIN_S:
+        margin = min(REFRESH_MARGIN_S, s.access_lifetime_s / 4)
+        if s.refresh_token is not None and self._clock() >= s.access_expires_at - margin:
             await self._refresh(http, seen=s.generation)
         self._used_generation = s.generation
         return f"Bearer {s.access_token.get_secret_value()}"
@@ -226,6 +231,7 @@ class SessionAuth:
             s.access_token = tokens.access_token
             lifetime = tokens.expires_in if tokens.expires_in is not None else 300.0
             s.access_expires_at = self._clock() + lifetime
+            s.access_lifetime_s = lifetime
             if tokens.refresh_token is not None:  # rotated
                 s.refresh_token = tokens.refresh_token
             if tokens.scope:  # a refresh may narrow the grant, never widen it
