@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from agent.testbed.stack.app_server import AppServerSpec
 from agent.testbed.stack.fhir_server import FhirServerSpec
 from agent.testbed.stack.orthanc import OrthancSpec
 
@@ -26,10 +27,25 @@ class OrthancState(BaseModel):
     spec: OrthancSpec
 
 
+class EhrProcessState(BaseModel):
+    pid: int
+    # Its config (with the client secrets) is `ehr.json` in this folder, 0600.
+    state_dir: Path
+    base_url: str
+
+
+class AppState(BaseModel):
+    pid: int
+    spec: AppServerSpec
+
+
 class StackState(BaseModel):
     fhir: ServiceState | None = None
     # Absent in state files written before Orthanc joined the stack.
     orthanc: OrthancState | None = None
+    # Absent before the EHR stand-in and the service joined the stack (issue 11).
+    ehr: EhrProcessState | None = None
+    app: AppState | None = None
 
     @classmethod
     def load(cls, state_dir: Path) -> StackState:
