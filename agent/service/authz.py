@@ -9,13 +9,17 @@ In this order:
 3. `Authorization: Bearer <SMART access token>` -> `kind="token"`. A JWT must be signed by a
    trusted issuer (CHARTAGENT_APP_ISSUERS) with a key of its JWKS; an opaque token is asked of
    the issuer's introspection endpoint (RFC 7662, with the app's client credentials). Checked:
-   `exp`, `aud`, scopes. `aud` must be this service's public URL (a token minted for us, e.g.
-   client_credentials with `resource`/`aud` = the service) OR the issuer's FHIR base (an EHR's
-   own app token: SMART tokens name the FHIR server as audience). Both are safe here because the
-   service only relays the token to that same FHIR base, which enforces its scopes and
-   compartment again; a token for any other audience is refused. `patient` claim -> the bound
-   patient; a token without one keeps only its `user/` and `system/` scopes (patient scopes
-   without a patient cannot be honoured, and must not turn into a system grant).
+   `exp`, `aud`, scopes. Two audiences are accepted, and they decide where FHIR calls go:
+   - the issuer's FHIR base (what SMART tokens name: the EHR's own app and backend tokens): the
+     service relays the same token to that FHIR base, which enforces its scopes and compartment
+     again, so accepting it grants nothing the token does not already grant there;
+   - this service's public URL (a token minted for us, e.g. client_credentials with
+     `resource`/`aud` = the service): it cannot be relayed (the FHIR server would refuse its
+     audience), so the service's own FHIR settings serve it, within the token's scopes and
+     patient as this service enforces them.
+   A token for any other audience is refused. The `patient` claim is the bound patient; a token
+   without one keeps only its `user/` and `system/` scopes (patient scopes without a patient
+   cannot be honoured and must not turn into a system grant).
 Otherwise 401. No token, key or patient id is ever logged or put in an error.
 """
 
@@ -24,13 +28,14 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from fastapi import HTTPException, Request, status
 from pydantic import SecretStr
 
-from agent.service.issuers import trusted_issuers
+from agent.service.issuers import issuer_key, trusted_issuers
 from agent.service.principal import Principal
 from agent.service.runtime import ServiceRuntime, runtime_of
 from agent.service.sessions import Session, SessionAuth, opaque_label
@@ -147,6 +152,7 @@ async def _token_principal(runtime: ServiceRuntime, token: str) -> Principal:
         base, claims = await _verified_jwt(runtime, token, trusted)
     else:
         base, claims = await _introspected(runtime, token, trusted)
+    for_us = _audience_is(claims, runtime.public_url)
     scopes = ScopeSet.parse(claims.get("scope") if isinstance(claims.get("scope"), str) else None)
     patient = claims.get("patient")
     patient_id = patient if isinstance(patient, str) and patient else None
@@ -163,9 +169,15 @@ async def _token_principal(runtime: ServiceRuntime, token: str) -> Principal:
         fhir_user=fhir_user if isinstance(fhir_user, str) else None,
         scopes=scopes,
         label=label,
-        fhir_base_url=base,
-        fhir_auth=StaticBearer(SecretStr(token)),
+        fhir_base_url=None if for_us else base,
+        fhir_auth=None if for_us else StaticBearer(SecretStr(token)),
     )
+
+
+def _audience_is(claims: Mapping[str, Any], url: str) -> bool:
+    aud = claims.get("aud")
+    given = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    return any(isinstance(a, str) and issuer_key(a) == issuer_key(url) for a in given)
 
 
 def _audiences(runtime: ServiceRuntime, base: str) -> tuple[str, ...]:

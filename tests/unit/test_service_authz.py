@@ -184,6 +184,7 @@ def test_a_token_for_this_service_is_accepted_and_patient_scopes_without_patient
     body = client.get("/api/whoami", headers=_bearer(token)).json()
     assert body["patient"] is None
     assert body["scopes"] == "system/*.rs"
+    assert body["base"] is None  # minted for this service: served by its own FHIR settings
 
 
 @pytest.mark.parametrize(
