@@ -508,3 +508,50 @@ def test_hook_requests_verify_against_the_jwks(ehr_standin: EhrStandin) -> None:
     )
     assert claims["exp"] - claims["iat"] <= 300
     assert claims["jti"]
+
+
+def test_paging_links_stay_pinned_and_on_the_proxy(
+    ehr_standin: EhrStandin, two_patients: tuple[str, str]
+) -> None:
+    patient_a, _ = two_patients
+    for value in (3.0, 4.0):
+        httpx.post(f"{ehr_standin.upstream_fhir_url}/Observation", json=_observation(patient_a, value))
+    auth = _bearer(ehr_standin.token_for(patient_a, READ_ONLY).access_token.get_secret_value())
+    url: str | None = f"{ehr_standin.fhir_url}/Observation?_count=1"
+    subjects: list[str] = []
+    while url is not None:
+        page = httpx.get(url, headers=auth)
+        assert page.status_code == 200, page.text
+        subjects += [e["resource"]["subject"]["reference"] for e in page.json().get("entry", [])]
+        url = next((link["url"] for link in page.json()["link"] if link["relation"] == "next"), None)
+        assert url is None or url.startswith(ehr_standin.fhir_url)
+    assert len(subjects) >= 3
+    assert set(subjects) == {f"Patient/{patient_a}"}
+
+
+def test_bulk_export_through_the_proxy_is_for_system_tokens(
+    ehr_standin: EhrStandin, two_patients: tuple[str, str]
+) -> None:
+    system = _bearer(ehr_standin.system_token("system/*.rs"))
+    kick_off = httpx.get(
+        f"{ehr_standin.fhir_url}/$export",
+        params={"_type": "Patient"},
+        headers={**system, "Prefer": "respond-async", "Accept": "application/fhir+json"},
+    )
+    assert kick_off.status_code == 202, kick_off.text
+    status_url = kick_off.headers["content-location"]
+    assert status_url.startswith(ehr_standin.fhir_url)
+    patient_token = _bearer(ehr_standin.token_for(two_patients[0], READ_ONLY).access_token.get_secret_value())
+    assert httpx.get(status_url, headers=patient_token).status_code == 403
+    deadline = time.monotonic() + 30
+    status = httpx.get(status_url, headers=system)
+    while status.status_code == 202 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        status = httpx.get(status_url, headers=system)
+    assert status.status_code == 200, status.text
+    file_url = status.json()["output"][0]["url"]
+    assert file_url.startswith(ehr_standin.fhir_url)
+    assert httpx.get(file_url, headers=patient_token).status_code == 403
+    ndjson = httpx.get(file_url, headers=system)
+    assert ndjson.status_code == 200
+    assert two_patients[0] in ndjson.text

@@ -116,6 +116,11 @@ class _Handler:
                 self.require("*", "s")
             return await self.forward(method, segments, params, body)
         rtype, rest = segments[0], segments[1:]
+        if not rtype[:1].isupper() and not rtype.startswith("$"):
+            # Not a resource type: the server's own paths (bulk-status, bulk-files of $export).
+            self.not_for_patient_tokens("this path")
+            self.require("*", "r")
+            return await self.forward(method, segments, params, body)
         if rtype.startswith("$") or (rest and rest[0].startswith("$")) or (rest and rest[0] == "_history"):
             # System and type-level operations ($export, ...) and type history span patients.
             self.not_for_patient_tokens("this operation")
