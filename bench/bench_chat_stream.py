@@ -35,13 +35,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-# The scripted planner server the chat endpoint's tests use.
+# The scripted planner server and the uvicorn thread of the chat endpoint's tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 import httpx
 from bench_fhir_gather import embedded_server
 from fastapi import Request
-from planner_server import ScriptedPlanner, answer, call, references, serve, tool_answers
+from live_app import serve_on
+from planner_server import ScriptedPlanner, answer, call, references, tool_answers
 
 from agent.service.app import create_app
 from agent.service.authz import current_principal
@@ -49,6 +50,7 @@ from agent.service.principal import Principal
 from agent.settings import Settings
 from agent.testbed.cohort import generate_cohort
 from agent.testbed.cohort.load import seed_cohort
+from agent.testbed.stack.ports import free_port
 from fhir_adapters import FhirClient
 from fhir_adapters.smart_scopes import ScopeSet
 
@@ -172,7 +174,7 @@ def main() -> None:
 
         asyncio.run(load())
         planner = ScriptedPlanner(script)
-        with serve(planner.app, "scripted-planner") as planner_url:
+        with serve_on(planner.app, free_port(), "scripted-planner") as planner_url:
             settings = Settings(
                 state_dir=Path(state),
                 planner_url=f"{planner_url}/v1",
@@ -181,7 +183,7 @@ def main() -> None:
             )
             app = create_app(settings, public_url="http://127.0.0.1", fhir_url=fhir_url)
             app.dependency_overrides[current_principal] = bench_principal
-            with serve(app, "chartagent-service") as url:
+            with serve_on(app, free_port()) as url:
                 asyncio.run(measure(url, patients, args.runs, args.streams))
 
 

@@ -46,6 +46,7 @@ from agent.service import threads
 from agent.service.agui_events import PendingNote, RunEvents, ask_result, error_event
 from agent.service.authz import current_principal
 from agent.service.fhir_access import fhir_for
+from agent.service.lifespans import add_lifespan
 from agent.service.principal import Principal
 from agent.service.runtime import ServiceRuntime, runtime_of
 from agent.service.threads import (
@@ -373,14 +374,12 @@ def install(app: FastAPI) -> None:
     runtime.chat = chat
     app.include_router(router)
     threads.install(app)
-    inner = app.router.lifespan_context
 
     @asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[Any]:
-        async with inner(app_) as state:
-            try:
-                yield state
-            finally:
-                await chat.aclose()
+    async def close_at_shutdown(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await chat.aclose()
 
-    app.router.lifespan_context = lifespan
+    add_lifespan(app, close_at_shutdown)

@@ -1,22 +1,17 @@
-"""A scripted OpenAI-compatible planner server (`POST /v1/chat/completions`, native tool calls)
-on loopback, and an ASGI app served by uvicorn on its own thread: for the chat endpoint's tests
-and benchmark (the chat's `NativeToolPlanner` talks to it through the real SDK and HTTP)."""
+"""A scripted OpenAI-compatible planner server (`POST /v1/chat/completions`, native tool calls),
+an ASGI app to serve on loopback (`live_app.serve_on`): for the chat endpoint's tests and
+benchmark (the chat's `NativeToolPlanner` talks to it through the real SDK and HTTP)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
-
-from agent.testbed.stack.ports import free_port
 
 # messages of the request -> the assistant's message: {"content": ...} or {"tool_calls": [...]}
 Script = Callable[[list[dict[str, Any]]], dict[str, Any]]
@@ -89,24 +84,3 @@ class ScriptedPlanner:
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
-
-
-@contextmanager
-def serve(app: Any, name: str = "asgi-test-server") -> Iterator[str]:
-    """Serve `app` with uvicorn on a free loopback port in a thread; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=name, daemon=True)
-    thread.start()
-    try:
-        for _ in range(3000):
-            if server.started or not thread.is_alive():
-                break
-            threading.Event().wait(0.01)
-        if not server.started:
-            raise TimeoutError(f"{name} did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)

@@ -10,23 +10,22 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import Request
+from ehr_fixtures import EhrStandin, EhrStandinFactory
 from fhir_reads import count, get, search, server_with
-from planner_server import ScriptedPlanner, answer, call, question, references, serve, tool_answers
+from live_app import serve_on
+from planner_server import ScriptedPlanner, answer, call, question, references, tool_answers
 
 from agent.service.agui import WRITE_REFUSED
 from agent.service.agui_events import INTERRUPT_REASON
 from agent.service.app import create_app
-from agent.service.authz import current_principal
-from agent.service.principal import Principal
 from agent.settings import Settings
 from agent.testbed.cohort import Cohort, generate_cohort
 from agent.testbed.stack.ports import free_port
-from fhir_adapters.smart_scopes import ScopeSet
 
 pytestmark = pytest.mark.integration
 
@@ -64,39 +63,47 @@ def planner() -> ScriptedPlanner:
     return ScriptedPlanner(script)
 
 
-# Who calls: the test names a principal per request (header), until the real session and token
-# authentication is exercised by the browser and security tests.
-PRINCIPALS: dict[str, Principal] = {}
-
-
-async def principal_of_header(request: Request) -> Principal:
-    return PRINCIPALS[request.headers["x-test-principal"]]
-
-
-def principal(name: str, patient: str, scopes: str, fhir_base_url: str | None = None) -> dict[str, str]:
-    PRINCIPALS[name] = Principal(
-        kind="session",
-        patient_id=patient,
-        scopes=ScopeSet.parse(scopes),
-        label=name,
-        fhir_base_url=fhir_base_url,
-    )
-    return {"x-test-principal": name}
+@dataclass(frozen=True)
+class Stack:
+    url: str
+    ehr: EhrStandin
+    # A second EHR whose FHIR proxy the error test stops (its tokens stay valid: JWKS cached).
+    failing_ehr: EhrStandin
 
 
 @pytest.fixture(scope="module")
-def app_url(fhir: str, planner: ScriptedPlanner, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serve(planner.app, "scripted-planner") as planner_url:
+def stack(
+    fhir: str,
+    planner: ScriptedPlanner,
+    ehr_standin_factory: EhrStandinFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    ehr = ehr_standin_factory(app_url=public, fhir_url=fhir)
+    failing = ehr_standin_factory(app_url=public, fhir_url=fhir)
+    with serve_on(planner.app, free_port(), "scripted-planner") as planner_url:
         settings = Settings(
             state_dir=tmp_path_factory.mktemp("agui-state"),
+            app_issuers=(ehr.fhir_url, failing.fhir_url),
             planner_url=f"{planner_url}/v1",
             planner_model="scripted-planner",
             planner_protocol="tools",
         )
-        app = create_app(settings, public_url="http://127.0.0.1", fhir_url=fhir)
-        app.dependency_overrides[current_principal] = principal_of_header
-        with serve(app, "chartagent-service") as url:
-            yield url
+        app = create_app(settings, public_url=public, fhir_url=fhir)
+        with serve_on(app, port) as url:
+            yield Stack(url=url, ehr=ehr, failing_ehr=failing)
+
+
+@pytest.fixture(scope="module")
+def app_url(stack: Stack) -> str:
+    return stack.url
+
+
+def bearer(ehr: EhrStandin, patient: str, scopes: str) -> dict[str, str]:
+    """The headers of a SMART access token of a real EHR launch for `patient` with `scopes`."""
+    token = ehr.token_for(patient, scopes).access_token.get_secret_value()
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def patient_with_a1c(base: str, cohort: Cohort) -> tuple[str, str]:
@@ -145,11 +152,11 @@ def text_of(events: list[dict[str, Any]]) -> str:
 
 
 async def test_tool_calls_stream_with_their_citations_and_the_answer(
-    app_url: str, fhir: str, cohort: Cohort
+    stack: Stack, app_url: str, fhir: str, cohort: Cohort
 ) -> None:
     me, newest = await patient_with_a1c(fhir, cohort)
     other = next(p.id for p in cohort.patients if p.id != me)
-    headers = principal("reader", me, READS)
+    headers = bearer(stack.ehr, me, READS)
     # A body naming another patient changes nothing: the patient is the principal's.
     body = run_body(
         "t-cited", "What is the latest HbA1c?", state={"patient": other}, forwardedProps={"patient": other}
@@ -185,9 +192,11 @@ async def test_tool_calls_stream_with_their_citations_and_the_answer(
     assert history["pending"] is None
 
 
-async def test_a_note_waits_for_approval_and_is_written_once(app_url: str, fhir: str, cohort: Cohort) -> None:
+async def test_a_note_waits_for_approval_and_is_written_once(
+    stack: Stack, app_url: str, fhir: str, cohort: Cohort
+) -> None:
     me = cohort.patients[0].id
-    headers = principal("writer", me, f"{READS} {NOTE_SCOPES}")
+    headers = bearer(stack.ehr, me, f"{READS} {NOTE_SCOPES}")
     before = await count(fhir, "DocumentReference", patient=me)
     proposed = await run(app_url, headers, run_body("t-note", f"Please {SAVE}."))
     finished = proposed[-1]
@@ -220,10 +229,10 @@ async def test_a_note_waits_for_approval_and_is_written_once(app_url: str, fhir:
 
 
 async def test_without_the_create_scope_the_proposal_is_refused(
-    app_url: str, fhir: str, cohort: Cohort
+    stack: Stack, app_url: str, fhir: str, cohort: Cohort
 ) -> None:
     me = cohort.patients[1].id
-    headers = principal("reader-only", me, READS)
+    headers = bearer(stack.ehr, me, READS)
     before = await count(fhir, "DocumentReference", patient=me)
     events = await run(app_url, headers, run_body("t-refused", SAVE))
     assert "outcome" not in events[-1]
@@ -236,17 +245,17 @@ async def test_without_the_create_scope_the_proposal_is_refused(
     )
     assert resume.status_code == 403
     # And a principal without the chat's read scopes gets no run at all.
-    narrow = principal("narrow", me, "launch openid patient/Observation.rs")
+    narrow = bearer(stack.ehr, me, "launch openid patient/Observation.rs")
     assert (
         await apost(f"{app_url}/api/agent", json=run_body("t-x", "hi"), headers=narrow)
     ).status_code == 403
 
 
 async def test_a_busy_thread_is_refused_and_a_client_that_leaves_cancels_its_run(
-    app_url: str, planner: ScriptedPlanner, cohort: Cohort
+    stack: Stack, app_url: str, planner: ScriptedPlanner, cohort: Cohort
 ) -> None:
     me = cohort.patients[2].id
-    headers = principal("busy", me, f"{READS} {NOTE_SCOPES}")
+    headers = bearer(stack.ehr, me, f"{READS} {NOTE_SCOPES}")
     planner.delay_s = 5.0  # the planner thinks long: the run is in progress
     try:
         async with (
@@ -288,10 +297,10 @@ async def test_a_busy_thread_is_refused_and_a_client_that_leaves_cancels_its_run
 
 
 async def test_another_patients_thread_is_not_found_and_another_patient_is_refused(
-    app_url: str, fhir: str, cohort: Cohort
+    stack: Stack, app_url: str, fhir: str, cohort: Cohort
 ) -> None:
     a, b = cohort.patients[0].id, cohort.patients[1].id
-    as_a, as_b = principal("pa", a, READS), principal("pb", b, f"{READS} {NOTE_SCOPES}")
+    as_a, as_b = bearer(stack.ehr, a, READS), bearer(stack.ehr, b, f"{READS} {NOTE_SCOPES}")
     await run(app_url, as_a, run_body("t-of-a", "What is the latest HbA1c?"))
     assert (await aget(f"{app_url}/api/threads/t-of-a", headers=as_a)).status_code == 200
     foreign = await aget(f"{app_url}/api/threads/t-of-a", headers=as_b)
@@ -309,19 +318,19 @@ async def test_another_patients_thread_is_not_found_and_another_patient_is_refus
 
 
 async def test_run_error_carries_no_patient_data_when_fhir_is_down(
-    app_url: str, fhir: str, cohort: Cohort
+    stack: Stack, app_url: str, fhir: str, cohort: Cohort
 ) -> None:
     me = cohort.patients[0].id
     patient = await get(f"{fhir}/Patient/{me}")
     family = patient["name"][0]["family"]
-    headers = principal("up", me, f"{READS} {NOTE_SCOPES}")
+    headers = bearer(stack.failing_ehr, me, f"{READS} {NOTE_SCOPES}")
     await run(app_url, headers, run_body("t-down", SAVE))
     before = await count(fhir, "DocumentReference", patient=me)
-    # The same patient's session whose FHIR server is gone: the approved write cannot be made.
-    down = principal(
-        "down", me, f"{READS} {NOTE_SCOPES}", fhir_base_url=f"http://127.0.0.1:{free_port()}/fhir"
+    # The EHR's FHIR proxy goes away; the token stays valid: the approved write cannot be made.
+    stack.failing_ehr.server.stop()
+    events = await run(
+        app_url, headers, run_body("t-down", forwardedProps={"command": {"resume": "approve"}})
     )
-    events = await run(app_url, down, run_body("t-down", forwardedProps={"command": {"resume": "approve"}}))
     error = events[-1]
     assert error["type"] == "RUN_ERROR"
     assert error["code"] in ("service_unreachable", "service_error")
