@@ -83,17 +83,38 @@ function renderSummary(summary) {
   );
 }
 
+// Reports (the summary, imaging reads) come first; the many single values (trends, values read
+// from PDFs) wait in a collapsed group so that the page stays short.
+let observationsOpen = false;
+
 function renderPending(pending) {
+  const items = [...(pending || [])];
+  const listed = new Set(items.map((item) => item.reference));
+  const entries = items.map((item) => [item, null]);
+  for (const [reference, outcome] of decided) if (!listed.has(reference)) entries.push([outcome.item, outcome]);
+  const isReport = ([item]) => item.resourceType !== "Observation";
+  const reports = entries.filter(isReport);
+  const values = entries.filter((entry) => !isReport(entry));
+
   clear(ui.pending);
-  const shown = new Set();
-  for (const item of pending || []) {
-    shown.add(item.reference);
-    ui.pending.append(pendingItem(item));
+  if (!entries.length) {
+    ui.pending.append(el("p", { class: "empty", text: "Nothing waits for review." }));
+    return;
   }
-  for (const [reference, outcome] of decided) {
-    if (!shown.has(reference)) ui.pending.append(pendingItem(outcome.item, outcome));
+  if (reports.length) ui.pending.append(el("ul", { class: "pending" }, ...reports.map(([item, outcome]) => pendingItem(item, outcome))));
+  if (values.length) {
+    const waiting = values.filter(([, outcome]) => !outcome).length;
+    const group = el(
+      "details",
+      { class: "pending-more", testid: "pending-values", open: observationsOpen },
+      el("summary", { text: `${waiting} single results (trends, values read from PDFs) waiting for review` }),
+      el("ul", { class: "pending" }, ...values.map(([item, outcome]) => pendingItem(item, outcome))),
+    );
+    group.addEventListener("toggle", () => {
+      observationsOpen = group.open;
+    });
+    ui.pending.append(group);
   }
-  if (!ui.pending.children.length) ui.pending.append(el("li", { class: "empty", text: "Nothing waits for review." }));
 }
 
 function pendingItem(item, outcome = null) {
@@ -153,10 +174,22 @@ function renderTrends(trends) {
   for (const trend of trends) ui.trends.append(trendChart(trend, { tip: ui.tip, onPoint: openResource }));
 }
 
+/** The PDF the value was read from, opened at its page; null when the document is not at hand. */
 function pdfLink(value) {
-  const { type, id } = splitReference(value.document);
-  const base = value.url || patientPath(`/attachments/${encodeURIComponent(type)}/${encodeURIComponent(id)}/0`);
-  return `${base.split("#")[0]}#page=${Number(value.page) || 1}`;
+  let base = value.url;
+  if (!base && value.document) {
+    const { type, id } = splitReference(value.document);
+    base = patientPath(`/attachments/${encodeURIComponent(type)}/${encodeURIComponent(id)}/0`);
+  }
+  if (!base) return null;
+  const page = Number(value.page) || 1;
+  return el("a", {
+    href: `${base.split("#")[0]}#page=${page}`,
+    target: "_blank",
+    rel: "noopener",
+    testid: "pdf-link",
+    text: `Open PDF, page ${page}`,
+  });
 }
 
 function boxNote(value) {
@@ -165,27 +198,37 @@ function boxNote(value) {
   return el("span", { class: "box-note", testid: "box-note", text: `Read from the box (${x0}, ${y0})–(${x1}, ${y1}) pt, top left origin` });
 }
 
+const PDF_ROWS_SHOWN = 10;
+
+function pdfRow(value) {
+  return el(
+    "tr",
+    { testid: "pdf-value", "data-reference": value.reference || "" },
+    el("td", { text: value.analyte || "" }),
+    el("td", { text: `${value.value ?? ""} ${value.unit || ""}`.trim() }),
+    el("td", {}, pdfLink(value) || "source document not available", boxNote(value)),
+  );
+}
+
 function renderPdfValues(values) {
   clear(ui.pdfValues);
   if (!values || !values.length) {
     ui.pdfValues.append(el("tr", {}, el("td", { colspan: 3, class: "empty", text: "No values read from PDFs." })));
     return;
   }
-  for (const value of values) {
-    ui.pdfValues.append(
-      el(
-        "tr",
-        { testid: "pdf-value", "data-reference": value.reference || "" },
-        el("td", { text: value.analyte || "" }),
-        el("td", { text: `${value.value ?? ""} ${value.unit || ""}`.trim() }),
-        el(
-          "td",
-          {},
-          el("a", { href: pdfLink(value), target: "_blank", rel: "noopener", testid: "pdf-link", text: `Open PDF, page ${Number(value.page) || 1}` }),
-          boxNote(value),
-        ),
-      ),
-    );
+  ui.pdfValues.append(...values.slice(0, PDF_ROWS_SHOWN).map(pdfRow));
+  if (values.length > PDF_ROWS_SHOWN) {
+    const more = el("button", {
+      type: "button",
+      class: "secondary",
+      text: `Show all ${values.length} values`,
+      onclick: () => {
+        moreRow.remove();
+        ui.pdfValues.append(...values.slice(PDF_ROWS_SHOWN).map(pdfRow));
+      },
+    });
+    const moreRow = el("tr", {}, el("td", { colspan: 3 }, more));
+    ui.pdfValues.append(moreRow);
   }
 }
 
@@ -289,7 +332,9 @@ async function start() {
     const session = await getJson("/api/session");
     setCsrf(session.csrf);
     patientId = session.patient;
-    ui.who.textContent = session.fhirUser ? `Signed in as ${session.fhirUser}` : "";
+    // fhirUser may be absolute (https://ehr/fhir/Practitioner/1): the relative reference reads better.
+    const user = String(session.fhirUser || "").match(/[A-Z][A-Za-z]+\/[^/]+$/);
+    ui.who.textContent = user ? `Signed in as ${user[0]}` : "";
     ui.main.hidden = false;
     await loadView();
   } catch (error) {

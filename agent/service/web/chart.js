@@ -4,9 +4,10 @@
 
 import { el, svg, formatTime } from "./dom.js";
 
-const W = 560;
+// Drawn for a card about 22rem wide (two charts side by side): text stays legible when scaled.
+const W = 380;
 const H = 170;
-const M = { left: 48, right: 14, top: 10, bottom: 24 };
+const M = { left: 40, right: 10, top: 10, bottom: 22 };
 
 function niceTicks(lo, hi, count = 5) {
   const span = hi - lo || Math.abs(hi) || 1;
@@ -19,6 +20,12 @@ function niceTicks(lo, hi, count = 5) {
 
 function shortDate(ms) {
   return new Date(ms).toLocaleDateString(undefined, { year: "numeric", month: "short" });
+}
+
+function rangeText(low, high, unit) {
+  const has = (v) => Number.isFinite(v);
+  const text = has(low) && has(high) ? `${low}–${high}` : has(high) ? `≤ ${high}` : has(low) ? `≥ ${low}` : "";
+  return text && `${text} ${unit}`.trim();
 }
 
 function numeric(value) {
@@ -74,7 +81,7 @@ export function trendChart(trend, { tip, onPoint }) {
         y: top,
         width: W - M.left - M.right,
         height: Math.max(bottom - top, 0),
-      }, svg("title", { text: `Reference range ${low ?? ""}–${high ?? ""} ${unit}` })),
+      }, svg("title", { text: `Reference range ${rangeText(low, high, unit)}` })),
     );
   }
   for (const tick of niceTicks(yLo, yHi)) {
@@ -129,7 +136,7 @@ export function trendChart(trend, { tip, onPoint }) {
   }
 
   const caption = [];
-  if (Number.isFinite(low) || Number.isFinite(high)) caption.push(`reference ${low ?? "–"}–${high ?? "–"} ${unit}`.trim());
+  if (Number.isFinite(low) || Number.isFinite(high)) caption.push(`reference ${rangeText(low, high, unit)}`);
   if (trend.direction) caption.push(String(trend.direction));
   return el(
     "figure",
