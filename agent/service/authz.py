@@ -35,7 +35,7 @@ import httpx
 from fastapi import HTTPException, Request, status
 from pydantic import SecretStr
 
-from agent.service.issuers import issuer_key, trusted_issuers
+from agent.service.issuers import issuer_key, local_reference, trusted_issuers
 from agent.service.principal import Principal
 from agent.service.runtime import ServiceRuntime, runtime_of
 from agent.service.sessions import Session, SessionAuth, opaque_label
@@ -166,7 +166,7 @@ async def _token_principal(runtime: ServiceRuntime, token: str) -> Principal:
     return Principal(
         kind="token",
         patient_id=patient_id,
-        fhir_user=fhir_user if isinstance(fhir_user, str) else None,
+        fhir_user=local_reference(base, fhir_user) if isinstance(fhir_user, str) else None,
         scopes=scopes,
         label=label,
         fhir_base_url=None if for_us else base,

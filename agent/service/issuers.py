@@ -25,6 +25,15 @@ def issuer_key(url: str) -> str:
     return url.rstrip("/")
 
 
+def local_reference(fhir_base: str, url: str | None) -> str | None:
+    """`fhirUser` as a reference on its own FHIR server: `{base}/Practitioner/1` -> `Practitioner/1`
+    (what a Provenance on that server names); another server's URL stays absolute."""
+    if url is None:
+        return None
+    prefix = issuer_key(fhir_base) + "/"
+    return url[len(prefix) :] if url.startswith(prefix) else url
+
+
 def trusted_issuers(settings: Settings) -> tuple[str, ...]:
     """The allowed issuers in settings order, the default issuer included."""
     named = [*settings.app_issuers]

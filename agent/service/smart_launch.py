@@ -31,7 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from agent.service.authz import callback_url, current_principal, is_https, session_cookie_name, session_of
 from agent.service.csrf import require_csrf
 from agent.service.headers import SecurityHeaders
-from agent.service.issuers import default_issuer, issuer_key, trusted_issuers
+from agent.service.issuers import default_issuer, issuer_key, local_reference, trusted_issuers
 from agent.service.principal import Principal
 from agent.service.runtime import ServiceRuntime, runtime_of
 from agent.service.sessions import LAUNCH_TTL_S, PendingLaunch, browser_binding
@@ -187,7 +187,7 @@ async def callback(
             fhir_user = None
             if tokens.id_token is not None:
                 claims = await client.verify_id_token(tokens.id_token, nonce=pending.nonce)
-                fhir_user = claims.fhir_user
+                fhir_user = local_reference(pending.iss, claims.fhir_user)
         if not tokens.patient:
             raise LaunchProblem(
                 400, "The EHR gave no patient", "ChartAgent needs a patient in context. " + _AGAIN
