@@ -1,5 +1,8 @@
 """Where graph runs keep their checkpoints: SQLite in the state dir by default, Postgres by setting.
 
+The same database keeps the change marks of complete runs (`open_change_marks`, a LangGraph store:
+`agent.planning.change_marks`).
+
 `CHARTAGENT_CHECKPOINT_URL`: unset -> `<state dir>/checkpoints.sqlite`; `sqlite:///<path>`; or
 `postgresql://...` (needs the `postgres` extra: langgraph-checkpoint-postgres).
 
@@ -24,7 +27,10 @@ from pydantic import BaseModel
 
 from agent.settings import Settings, SettingsError
 
-__all__ = ["checkpoint_serde", "checkpoint_types", "open_checkpointer"]
+if typing.TYPE_CHECKING:
+    from agent.planning.change_marks import ChangeMarks
+
+__all__ = ["checkpoint_serde", "checkpoint_types", "open_change_marks", "open_checkpointer"]
 
 SQLITE_FILE: Final = "checkpoints.sqlite"
 
@@ -97,5 +103,33 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
         async with AsyncPostgresSaver.from_conn_string(url, serde=serde) as saver:
             await saver.setup()
             yield saver
+        return
+    raise SettingsError(("CHARTAGENT_CHECKPOINT_URL: use sqlite:///<path> or postgresql://...",))
+
+
+@asynccontextmanager
+async def open_change_marks(settings: Settings, fhir_base_url: str) -> AsyncIterator[ChangeMarks]:
+    """The change marks of `fhir_base_url`'s patients, in the checkpointer's database."""
+    from agent.planning.change_marks import ChangeMarks
+
+    url = settings.checkpoint_url
+    if url is None or url.startswith("sqlite:///"):
+        from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+        path = Path(url.removeprefix("sqlite:///")) if url else settings.state_dir / SQLITE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        async with AsyncSqliteStore.from_conn_string(str(path)) as store:
+            await store.setup()
+            yield ChangeMarks(store, fhir_base_url)
+        return
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from langgraph.store.postgres.aio import AsyncPostgresStore
+        except ImportError:
+            need = "Postgres needs the postgres extra (langgraph-checkpoint-postgres)"
+            raise SettingsError((f"CHARTAGENT_CHECKPOINT_URL: {need}",)) from None
+        async with AsyncPostgresStore.from_conn_string(url) as store:
+            await store.setup()
+            yield ChangeMarks(store, fhir_base_url)
         return
     raise SettingsError(("CHARTAGENT_CHECKPOINT_URL: use sqlite:///<path> or postgresql://...",))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
+from agent.planning.change_marks import ChangeMarks
 from fhir_adapters import FhirClient
 from tools.imaging.dicomweb import DicomWebClient
 from tools.medgemma.types import ModelBackend
@@ -32,3 +33,12 @@ class RunContext:
     lab_timezone: tzinfo = UTC
     # Fan-out branches of one patient's run (documents, imaging studies) that may run at once.
     max_concurrency: int = 4
+    # Where complete runs leave their change marks; None: every run reads the whole record.
+    change_marks: ChangeMarks | None = None
+    # False: read every record anyway (the marks are still left for the next run).
+    check_changes: bool = True
+
+    @property
+    def can_read_images(self) -> bool:
+        """A model and a PACS: imaging work runs instead of being deferred."""
+        return self.model is not None and self.dicomweb is not None

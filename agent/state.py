@@ -17,6 +17,9 @@ from tools.writeback.pending import PendingWrite, WriteOutcome
 
 class SummarizeState(TypedDict, total=False):
     patient_id: str
+    # Set when nothing changed since the last complete run (its mark's `through`, ISO 8601): the
+    # run ends before reading the record (`agent.planning.change_marks`).
+    unchanged_since: str
     record: PatientRecord
     # What is new since ChartAgent's last run for this patient: the items the graph fans out over.
     worklist: Worklist

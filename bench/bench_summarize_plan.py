@@ -7,14 +7,15 @@ scripted one (`tools.medgemma.fake_backend.ScriptedBackend`): it answers instant
 are ChartAgent's own cost. A first real run writes every patient's analyses (not timed); then, in
 the same run and on the same patients:
 
-1. `unchanged-vs-full`: per-patient wall time of the unchanged path (a second run: one record read,
-   the plan finds nothing new, nothing recomputed) against a full recomputation of the same
-   patients (a dry run plans everything: reads every PDF, computes the trends, asks the model,
-   builds every transaction, posts nothing). With a fixed latency injected before every request
-   (default 30 ms: an EHR is tens of milliseconds away; the headline, what a deployment sees) and
-   on loopback. Two floors of the unchanged path are timed beside it: `gather_record` alone
-   (`record read`) and `gather_record` + `plan_work` without LangGraph (`read+plan`); a full
-   recomputation reads the same record, so full / record read bounds the ratio.
+1. `unchanged-vs-full`: per-patient wall time of the unchanged path (a second run as a job runs it:
+   the change mark the first run left, one `_lastUpdated` search per watched type, nothing new,
+   the record not read, nothing recomputed) against a full recomputation of the same patients (a
+   dry run plans everything: reads every PDF, computes the trends, asks the model, builds every
+   transaction, posts nothing). With a fixed latency injected before every request (default 30 ms:
+   an EHR is tens of milliseconds away; the headline, what a deployment sees) and on loopback.
+   Timed beside it: the unchanged path without a change mark (`no mark`: the record read and the
+   plan in the graph), `gather_record` alone (`record read`) and `gather_record` + `plan_work`
+   without LangGraph (`read+plan`).
 2. `planner-overhead`: per-patient time of the graph (dry run; without a checkpointer, and with the
    SQLite one of `agent.checkpoints`, a fresh run id each time) against the same work without
    LangGraph (`direct`): the graph's node functions (thin shells over `gather_record`, `plan_work`,
@@ -62,7 +63,7 @@ from bench_fhir_gather import LatencyTransport, embedded_server
 from fhir.resources.R4B.documentreference import DocumentReference
 from langgraph.runtime import Runtime
 
-from agent.checkpoints import SQLITE_FILE, checkpoint_serde, open_checkpointer
+from agent.checkpoints import SQLITE_FILE, checkpoint_serde, open_change_marks, open_checkpointer
 from agent.context import RunContext
 from agent.jobs.summarize import Checkpointing, outcome_of, summarize_patient
 from agent.nodes.build_summary import build_summary
@@ -73,6 +74,7 @@ from agent.nodes.plan_work import plan
 from agent.nodes.routing import after_join, after_trends
 from agent.nodes.synthesize import synthesize
 from agent.nodes.write_back import write_back
+from agent.planning.change_marks import ChangeMarks
 from agent.planning.worklist import WorkKind, plan_work
 from agent.settings import Settings
 from agent.state import SummarizeState
@@ -96,15 +98,27 @@ def model() -> ScriptedBackend:
     return ScriptedBackend([ANSWER], cycle=True)
 
 
-def context(fhir: FhirClient, *, dry_run: bool) -> RunContext:
-    return RunContext(fhir=fhir, dry_run=dry_run, now=NOW, model=model())
+def context(fhir: FhirClient, *, dry_run: bool, marks: ChangeMarks | None = None) -> RunContext:
+    return RunContext(fhir=fhir, dry_run=dry_run, now=NOW, model=model(), change_marks=marks)
 
 
-async def graph_run(fhir: FhirClient, patient_id: str, *, dry_run: bool) -> SummarizeState:
-    return await summarize_patient(context(fhir, dry_run=dry_run), patient_id)
+async def graph_run(
+    fhir: FhirClient, patient_id: str, *, dry_run: bool, marks: ChangeMarks | None = None
+) -> SummarizeState:
+    return await summarize_patient(context(fhir, dry_run=dry_run, marks=marks), patient_id)
 
 
-async def unchanged(fhir: FhirClient, patient_id: str) -> SummarizeState:
+def unchanged_with(marks: ChangeMarks) -> Mode:
+    """The unchanged path as a job runs it: the change mark of the last run, one round of searches."""
+
+    async def unchanged(fhir: FhirClient, patient_id: str) -> SummarizeState:
+        return await graph_run(fhir, patient_id, dry_run=False, marks=marks)
+
+    return unchanged
+
+
+async def unchanged_unmarked(fhir: FhirClient, patient_id: str) -> SummarizeState:
+    """The unchanged path without a change mark: the record read and the plan (nothing new)."""
     return await graph_run(fhir, patient_id, dry_run=False)
 
 
@@ -176,18 +190,26 @@ def work_of(state: SummarizeState) -> tuple[Any, ...]:
 
 
 # What each mode must report for every patient, checked before its time is kept.
-EXPECTED = {"unchanged": "unchanged", "full": "dry-run", "graph": "dry-run", "graph+sqlite": "dry-run"}
+EXPECTED = {
+    "unchanged": "unchanged",
+    "no mark": "unchanged",
+    "full": "dry-run",
+    "graph": "dry-run",
+    "graph+sqlite": "dry-run",
+}
 
 
 def check(name: str, patient_id: str, state: SummarizeState, samples: dict[str, SummarizeState]) -> None:
     if name in EXPECTED:
-        outcome = outcome_of(patient_id, state, dry_run=name != "unchanged")
+        outcome = outcome_of(patient_id, state, dry_run=name not in ("unchanged", "no mark"))
         if outcome.status != EXPECTED[name]:
             raise SystemExit(f"{name}: {patient_id} is {outcome.status}, expected {EXPECTED[name]}")
     if name == "read+plan" and state["worklist"].items:
         raise SystemExit(f"read+plan: {patient_id} has work planned")
-    if name == "unchanged" and "trends" in state:
-        raise SystemExit(f"unchanged: {patient_id} recomputed its trends")
+    if name in ("unchanged", "no mark") and "trends" in state:
+        raise SystemExit(f"{name}: {patient_id} recomputed its trends")
+    if name == "unchanged" and "record" in state:
+        raise SystemExit(f"unchanged: {patient_id}: the record was read (no change mark used)")
     if name == "direct" and work_of(state) != work_of(samples["graph"]):
         raise SystemExit(f"direct: {patient_id}: not the graph's work")
 
@@ -242,14 +264,15 @@ def report(samples: Samples, label: str) -> tuple[dict[str, float], dict[str, fl
     return wall, cpu
 
 
-async def write_all(base_url: str, cohort: Cohort) -> list[str]:
-    """Seed the cohort and write every patient's analyses once (the state the unchanged path sees)."""
+async def write_all(base_url: str, cohort: Cohort, marks: ChangeMarks) -> list[str]:
+    """Seed the cohort and write every patient's analyses once (the state the unchanged path sees);
+    each run leaves its change mark."""
     ids = [p.id for p in cohort.patients]
     async with FhirClient(base_url, flavour="sekmet") as fhir:
         seeded = await seed_cohort(fhir, cohort)
         t0 = time.perf_counter()
         for pid in ids:
-            first = outcome_of(pid, await unchanged(fhir, pid), dry_run=False)
+            first = outcome_of(pid, await unchanged_with(marks)(fhir, pid), dry_run=False)
             if first.status != "written":
                 raise SystemExit(f"first run: {pid} is {first.status} ({first.error})")
         written_s = time.perf_counter() - t0
@@ -290,10 +313,12 @@ async def checkpoint_cost(state: SummarizeState) -> str:
 async def run(patients: int, latency_ms: float, repeats: int) -> None:
     cohort = generate_cohort(patients, SEED)
     with embedded_server() as base_url, tempfile.TemporaryDirectory(prefix="bench-checkpoints-") as tmp:
-        ids = await write_all(base_url, cohort)
-        print(f"per patient, modes interleaved patient by patient after one warm-up patient; "
-              f"{repeats} passes; injected latency per request (transport wrapper) in brackets")  # fmt: skip
-        async with open_checkpointer(Settings(state_dir=Path(tmp))) as saver:
+        settings = Settings(state_dir=Path(tmp))
+        async with open_change_marks(settings, base_url) as marks, open_checkpointer(settings) as saver:
+            ids = await write_all(base_url, cohort, marks)
+            print(f"per patient, modes interleaved patient by patient after one warm-up patient; "
+                  f"{repeats} passes; injected latency per request (in brackets)")  # fmt: skip
+            unchanged = unchanged_with(marks)
 
             async def checkpointed(fhir: FhirClient, patient_id: str) -> SummarizeState:
                 # A fresh run id each time: a finished thread would be answered from its checkpoint.
@@ -303,12 +328,14 @@ async def run(patients: int, latency_ms: float, repeats: int) -> None:
             at_latency: dict[str, Mode] = {
                 "record read": record_read,
                 "read+plan": read_and_plan,
+                "no mark": unchanged_unmarked,
                 "unchanged": unchanged,
                 "full": full,
             }
             on_loopback: dict[str, Mode] = {
                 "record read": record_read,
                 "read+plan": read_and_plan,
+                "no mark": unchanged_unmarked,
                 "unchanged": unchanged,
                 "graph": full,
                 "direct": direct,
@@ -328,8 +355,10 @@ async def run(patients: int, latency_ms: float, repeats: int) -> None:
     print(f"SQLite checkpointer: {stored}; serializing one finished state once: {serialized}")
     for med, ms in ((lat, latency_ms), (loop, 0.0)):
         u, f, r = med["unchanged"], med.get("full", med.get("graph", 0.0)), med["record read"]
+        n = med["no mark"]
         print(f"bench unchanged-vs-full: {f / u:.1f}x ({u * 1000:.1f} ms vs {f * 1000:.1f} ms per patient, "
-              f"{ms:.0f} ms latency; record read alone {r * 1000:.1f} ms: at most {f / r:.1f}x)")  # fmt: skip
+              f"{ms:.0f} ms latency; change mark + one round of searches; without a mark (record read "
+              f"and plan) {n * 1000:.1f} ms, {f / n:.1f}x; record read alone {r * 1000:.1f} ms)")  # fmt: skip
     d, g, c = loop["direct"], loop["graph"], loop["graph+sqlite"]
     dc, gc, cc = loop_cpu["direct"], loop_cpu["graph"], loop_cpu["graph+sqlite"]
     print(f"bench planner-overhead: {g / d:.2f}x ({g * 1000:.1f} ms vs {d * 1000:.1f} ms per patient, "

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent.checkpoints import open_checkpointer
+from agent.checkpoints import open_change_marks, open_checkpointer
 from agent.cli.app import app
 from agent.cli.options import resolve_dicomweb_url, resolve_fhir_url
 from agent.connections import open_dicomweb_client, open_fhir_client
@@ -58,6 +58,7 @@ async def run_summaries(
     show_progress: bool,
     dicomweb_url: str | None = None,
     run_id: str | None = None,
+    full: bool = False,
 ) -> tuple[list[PatientOutcome], list[dict[str, Any]]]:
     """`run_id`: checkpoint each patient's run under it (a dry run keeps none): the same id again
     after a crash reports the finished patients, resumes the interrupted one and runs the rest."""
@@ -68,6 +69,9 @@ async def run_summaries(
         if run_id is not None and not dry_run:
             saver = await stack.enter_async_context(open_checkpointer(settings))
             checkpointing = Checkpointing(saver=saver, run_id=run_id)
+        marks = None
+        if not dry_run:
+            marks = await stack.enter_async_context(open_change_marks(settings, fhir_url))
         client = await stack.enter_async_context(open_fhir_client(fhir_url, settings))
         model = await stack.enter_async_context(open_backend(settings))
         # The PACS is opened only when a model can use it: without one no image is fetched.
@@ -82,6 +86,10 @@ async def run_summaries(
             dicomweb=pacs,
             lab_timezone=settings.lab_zone,
             max_concurrency=settings.max_branch_concurrency,
+            # --full: every record is read (a change check cannot see hard deletes); the runs
+            # still leave their marks for the next one.
+            change_marks=marks,
+            check_changes=not full,
         )
         progress = Progress(
             TextColumn("summarizing"),
@@ -170,6 +178,11 @@ def summarize(
         "--run-id",
         help="Checkpoint the run under this id; the same id after a crash resumes it (see the README).",
     ),
+    full: bool = typer.Option(
+        False,
+        "--full",
+        help="Read every record even when nothing changed since the last run (notices hard deletes).",
+    ),
 ) -> None:
     """Summarize lab trends and write them back as AI-labelled, preliminary FHIR resources."""
     if (patient is None) == (not all_patients):
@@ -184,7 +197,9 @@ def summarize(
             # Every run keeps checkpoints; its id is what resumes it after a crash.
             run_id = run_id or new_run_id()
             typer.echo(f"run {run_id} (after a crash: --run-id {run_id} resumes it)", err=True)
-        outcomes, payloads = asyncio.run(run_summaries(url, patient, dry_run, show_progress, pacs, run_id))
+        outcomes, payloads = asyncio.run(
+            run_summaries(url, patient, dry_run, show_progress, pacs, run_id, full)
+        )
     except ModelConfigurationError as exc:
         typer.secho(f"model configuration: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from agent.context import RunContext
 from agent.graphs.summarize import build_summarize_graph, summarize_graph
+from agent.planning.change_marks import mark_after_run
 from agent.planning.worklist import WorkKind
 from agent.state import SummarizeState
 from fhir_adapters import FhirClient
@@ -80,6 +81,9 @@ def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> Pati
         "document_errors": [document_problem(d) for d in documents.failed] if documents else [],
         "imaging": list(state.get("imaging_lines") or []),
     }
+    if state.get("unchanged_since"):
+        # Nothing changed since the last complete run: the record was not even read.
+        return PatientOutcome.model_validate({**common, "status": "unchanged"})
     worklist = state.get("worklist")
     if worklist is not None and not worklist.items and worklist.previous_reports:
         # Nothing new since the last run: nothing recomputed, nothing written.
@@ -140,8 +144,25 @@ async def summarize_patient(
             return snapshot.values  # type: ignore[return-value]  # finished earlier in this run
         # Interrupted earlier in this run: None resumes from the last checkpoint.
         start = None if snapshot.next else {"patient_id": patient_id}
-    result = await graph.ainvoke(start, config=config, context=ctx)
-    return cast(SummarizeState, result)
+    result = cast(SummarizeState, await graph.ainvoke(start, config=config, context=ctx))
+    await _leave_mark(ctx, patient_id, result)
+    return result
+
+
+async def _leave_mark(ctx: RunContext, patient_id: str, state: SummarizeState) -> None:
+    """A complete run (every write stored) marks the patient; any other leaves no trusted mark."""
+    if ctx.change_marks is None or ctx.dry_run or "record" not in state:
+        return
+    mark = mark_after_run(
+        state["record"],
+        state.get("pending") or (),
+        state.get("writes") or (),
+        can_read_images=ctx.can_read_images,
+    )
+    if mark is None:
+        await ctx.change_marks.forget(patient_id)
+    else:
+        await ctx.change_marks.put(patient_id, mark)
 
 
 async def summarize_many(

@@ -44,9 +44,7 @@ def plan(state: SummarizeState, runtime: Runtime[RunContext]) -> SummarizeState:
     ctx = runtime.context
     record = state["record"]
     # A dry run shows the whole computation, whatever earlier runs wrote.
-    worklist = plan_work(
-        record, can_read_images=ctx.model is not None and ctx.dicomweb is not None, everything=ctx.dry_run
-    )
+    worklist = plan_work(record, can_read_images=ctx.can_read_images, everything=ctx.dry_run)
     due = {i.key for i in worklist.of_kind(WorkKind.IMAGING_COMPARISON)}
     earlier = {} if ctx.dry_run else _earlier_readings(record)
     # Comparisons read by an earlier run, and those that cannot run, are reported; only new ones run.

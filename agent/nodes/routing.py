@@ -19,3 +19,8 @@ def after_join(state: SummarizeState) -> Literal["compute_trends", "__end__"]:
 def after_trends(state: SummarizeState) -> Literal["synthesize", "__end__"]:
     """Without any lab series there is no summary (transcriptions and imaging reports are written)."""
     return "synthesize" if state.get("trends") else END
+
+
+def after_check(state: SummarizeState) -> Literal["gather", "__end__"]:
+    """Unchanged since the last complete run: nothing is read or recomputed."""
+    return END if state.get("unchanged_since") else "gather"

@@ -1,0 +1,153 @@
+"""Has anything changed since ChartAgent's last complete run for a patient? One round of searches
+instead of a record read.
+
+After a run (not a dry run, every write stored) the job keeps a *change mark* per patient and FHIR
+server: `through`, the newest `meta.lastUpdated` of the record that run read, and what the run
+itself wrote (each reference with the status it left there). The next run first searches the
+types the planner decides on (`WATCHED`) for resources of the patient with
+`_lastUpdated=gt<through>`. Its own writes come back and are ignored unless a person changed their
+status since (an approval, a rejection); anything else found means the full path: read the
+record, plan, recompute what is new. Nothing found: the patient is unchanged, at the cost of one
+mark read and one search per watched type.
+
+The full path runs anyway when there is no mark, the run is a dry run, the run may now read
+images and the marked one could not (deferred imaging work), or a search fails.
+
+Limits, by design of `_lastUpdated`: a hard delete leaves no trace (the record's next change or a
+run without marks notices it); a resource updated during the marked run's read, before a later
+resource of that read was updated too, may be missed until the next change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from langgraph.store.base import BaseStore
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fhir_adapters import FhirClient
+from tools.record import PatientRecord, as_utc
+from tools.writeback import is_ai_asserted
+from tools.writeback.pending import PendingWrite, WriteOutcome
+
+__all__ = ["WATCHED", "ChangeMark", "ChangeMarks", "find_change", "mark_after_run"]
+
+# The types whose changes can change the plan (`agent.planning.worklist`): results and lab-report
+# documents (trend inputs), imaging studies, and reports (ChartAgent's own, retired or approved).
+WATCHED: Final = ("Observation", "DocumentReference", "ImagingStudy", "DiagnosticReport")
+_PAGE: Final = 100
+_NAMESPACE: Final = ("chartagent", "change-marks")
+
+
+class ChangeMark(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    through: datetime
+    # "Type/id" -> the status the run left there (None for a resource without one).
+    written: dict[str, str | None]
+    can_read_images: bool
+
+
+def mark_after_run(
+    record: PatientRecord,
+    pending: Iterable[PendingWrite],
+    writes: Iterable[WriteOutcome],
+    *,
+    can_read_images: bool,
+) -> ChangeMark | None:
+    """The mark of a finished run; None when one cannot be trusted (a source resource without
+    `meta.lastUpdated`, a write not stored)."""
+    outcomes = list(writes)
+    if any(not w.stored for w in outcomes):
+        return None
+    times = []
+    resources = [r for group in record.resources.values() for r in group]
+    for resource in [record.patient, *resources] if record.patient is not None else resources:
+        meta = getattr(resource, "meta", None)
+        stamp = as_utc(getattr(meta, "lastUpdated", None))
+        if stamp is not None:
+            times.append(stamp)
+        elif not is_ai_asserted(resource):
+            # ChartAgent's own writes joined into the record as built (the stored transcriptions)
+            # carry no server stamp; anything else without one cannot be checked later.
+            return None
+    if not times:
+        return None
+    by_key = {p.key: p for p in pending}
+    written: dict[str, str | None] = {}
+    for outcome in outcomes:
+        bundle = by_key[outcome.key].bundle if outcome.key in by_key else {}
+        for entry in bundle.get("entry") or ():
+            ref = _entry_reference(entry, outcome.references)
+            if ref is not None:
+                written[ref] = (entry.get("resource") or {}).get("status")
+    return ChangeMark(through=max(times), written=written, can_read_images=can_read_images)
+
+
+def _entry_reference(entry: Mapping[str, Any], references: Mapping[str, str]) -> str | None:
+    request = entry.get("request") or {}
+    if request.get("method") == "PUT":
+        url = str(request.get("url") or "")
+        return url.split("?")[0] if url.count("/") == 1 else None
+    full_url = entry.get("fullUrl")
+    return references.get(full_url) if isinstance(full_url, str) else None
+
+
+async def find_change(
+    fhir: FhirClient, patient_id: str, mark: ChangeMark, *, can_read_images: bool
+) -> str | None:
+    """Why the full path must run (PHI-free), or None when nothing changed since `mark`."""
+    if can_read_images and not mark.can_read_images:
+        return "imaging work was deferred: a model and a PACS are configured now"
+    since = [("_lastUpdated", f"gt{mark.through.isoformat()}")]
+    found = await asyncio.gather(*(fhir.search_patient(t, patient_id, since, count=_PAGE) for t in WATCHED))
+    for rtype, resources in zip(WATCHED, found, strict=True):
+        for raw in resources:
+            stamp = as_utc(_last_updated(raw))
+            if stamp is not None and stamp <= mark.through:
+                continue  # a server that compares at a coarser precision sends the read ones too
+            ref = f"{rtype}/{raw.get('id')}"
+            if ref in mark.written and raw.get("status") == mark.written[ref]:
+                continue  # ChartAgent's own write, as it left it
+            return f"{rtype} changed since the last run"
+    return None
+
+
+def _last_updated(raw: Mapping[str, Any]) -> datetime | None:
+    """`meta.lastUpdated` of a resource as the server sent it (an instant: full precision)."""
+    meta = raw.get("meta")
+    stamp = meta.get("lastUpdated") if isinstance(meta, Mapping) else None
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+
+
+class ChangeMarks:
+    """The marks of one FHIR server's patients in a LangGraph store (the checkpointer's database)."""
+
+    def __init__(self, store: BaseStore, fhir_base_url: str) -> None:
+        self._store = store
+        server = hashlib.sha256(fhir_base_url.rstrip("/").encode()).hexdigest()[:16]
+        self._namespace = (*_NAMESPACE, server)
+
+    async def get(self, patient_id: str) -> ChangeMark | None:
+        item = await self._store.aget(self._namespace, patient_id)
+        if item is None:
+            return None
+        try:
+            return ChangeMark.model_validate(item.value)
+        except ValidationError:
+            return None  # written by another version: the full path runs and writes a new one
+
+    async def put(self, patient_id: str, mark: ChangeMark) -> None:
+        await self._store.aput(self._namespace, patient_id, mark.model_dump(mode="json"), index=False)
+
+    async def forget(self, patient_id: str) -> None:
+        await self._store.adelete(self._namespace, patient_id)
