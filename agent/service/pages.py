@@ -76,10 +76,10 @@ async def patient_resource(
         try:
             resource = await fhir.read(resource_type, resource_id)
         except ServiceHttpError as exc:
-            if exc.status in (status.HTTP_404_NOT_FOUND, status.HTTP_410_GONE):
+            # The EHR's 403 is its compartment check (the scope was checked above): answered
+            # like a missing resource, as below.
+            if exc.status in (status.HTTP_403_FORBIDDEN, status.HTTP_404_NOT_FOUND, status.HTTP_410_GONE):
                 raise HTTPException(status.HTTP_404_NOT_FOUND, detail=_NOT_FOUND) from None
-            if exc.status == status.HTTP_403_FORBIDDEN:
-                raise HTTPException(status.HTTP_403_FORBIDDEN, detail="the EHR refused this read") from None
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail="the FHIR server failed") from None
     # Another patient's resource answers like a missing one: its existence is not revealed.
     if resource.get("resourceType") != resource_type or not in_compartment(resource, patient_id):

@@ -1,0 +1,70 @@
+"""What the browser tests share: the deployment and patients they work on, a recorder of what the
+browser did, and the screenshots the README shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playwright.sync_api import ConsoleMessage, Frame, Locator, Page, Request
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@dataclass(frozen=True)
+class Patients:
+    """The cohort's patients by role: two with AI results pending review, one for the chat."""
+
+    approve: str
+    reject: str
+    chat: str
+    # The chat's citation: the newest HbA1c of `chat` and its value.
+    a1c_reference: str
+    a1c_value: float
+
+
+@dataclass(frozen=True)
+class Deployment:
+    fhir_url: str  # sekmet itself (checks read the truth behind the proxy)
+    ehr_url: str
+    app_url: str
+
+    def launch_url(self, patient_id: str) -> str:
+        return f"{self.ehr_url}/launch?patient={patient_id}"
+
+
+@dataclass
+class Recorder:
+    """What the browser did, in order: every request (each hop of a redirect chain is one) and
+    every committed navigation of any frame, as ("request" | "navigation", url); console
+    messages and page errors."""
+
+    events: list[tuple[str, str]] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+
+    def on_request(self, request: Request) -> None:
+        self.events.append(("request", request.url))
+
+    def on_navigation(self, frame: Frame) -> None:
+        self.events.append(("navigation", frame.url))
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        self.console.append(f"{message.type}: {message.text}")
+
+    def after(self, marker: str) -> tuple[list[str], list[str]]:
+        """Request and navigation URLs after the first request to a URL containing `marker`."""
+        first = next(i for i, (kind, url) in enumerate(self.events) if kind == "request" and marker in url)
+        later = self.events[first + 1 :]
+        return [u for k, u in later if k == "request"], [u for k, u in later if k == "navigation"]
+
+
+def screenshot(page: Page, name: str, *, show: Locator | None = None) -> Path:
+    """Save what the viewport shows (scrolled to `show` first) as docs/screenshots/<name>.png,
+    overwriting the last one: the README's pictures of the app."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    if show is not None:
+        show.scroll_into_view_if_needed()
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path

@@ -1,0 +1,255 @@
+"""The SMART app in headless Chromium, launched the way a clinician launches it: from the EHR
+stand-in's launcher (EHR launch) or its patient picker (standalone launch), against the real
+service, the stand-in's SMART server and FHIR proxy, and sekmet behind it.
+
+What is checked is what the browser shows and what lands on the FHIR server: the banner and
+the AI summary; Approve makes the result `final` with a Provenance naming the fhirUser; Reject
+makes it `entered-in-error` with the reason; the chat streams a scripted model's answer whose
+citation opens the resource; a session outlives its 2 s access tokens through the refresh token;
+no token, code or patient id in any URL the browser visits after the callback; the CSP is sent and
+nothing violates it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+from browser_stack import Deployment, Patients, Recorder, screenshot
+from playwright.sync_api import Locator, Page, expect
+
+from agent.testbed.ehr.config import DEMO_PRACTITIONER_ID
+from tools.writeback.approval import ReviewAction, review_tag
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+FHIR_USER = f"Practitioner/{DEMO_PRACTITIONER_ID}"
+# What must never be in a URL after the callback: an OAuth code, state or token, a JWT.
+SECRET_IN_URL = re.compile(
+    r"[?&#](code|state|access_token|refresh_token|id_token|launch|iss)=|eyJ[\w-]{8,}\."
+)
+
+
+def fhir_get(base: str, path: str, **params: str) -> Any:
+    resp = httpx.get(f"{base}/{path}", params=params or None, timeout=30)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def reviews(deployment: Deployment, reference: str, action: ReviewAction) -> list[Any]:
+    """The review Provenances of `reference` (found by the tag the review derives from it)."""
+    bundle = fhir_get(deployment.fhir_url, "Provenance", _tag=review_tag(reference, action))
+    return [e["resource"] for e in bundle.get("entry", [])]
+
+
+def open_app(page: Page, url: str) -> None:
+    """Follow a launch to the app and wait until it shows the patient's view."""
+    page.goto(url)
+    expect(page.locator("#main")).to_have_attribute("data-loaded", "", timeout=60_000)
+
+
+def ehr_launch(page: Page, deployment: Deployment, patient_id: str) -> None:
+    open_app(page, deployment.launch_url(patient_id))
+    assert page.url == f"{deployment.app_url}/app/"
+
+
+def pending_report(page: Page) -> tuple[Locator, str]:
+    """The first pending AI DiagnosticReport (the summary) and its reference."""
+    approve = page.get_by_role("button", name="Approve", exact=True)
+    item = (
+        page.locator("[data-testid=pending-item][data-reference^='DiagnosticReport/']")
+        .filter(has=approve)
+        .first
+    )
+    expect(item).to_be_visible()
+    reference = item.get_attribute("data-reference")
+    assert reference
+    return item, reference
+
+
+def assert_clean_urls(recorder: Recorder, deployment: Deployment, patient_id: str) -> None:
+    """After the callback: no secret in any URL; the patient id only in the app's own API paths
+    (the API's routes name the patient, and the session checks it), never in a page's URL."""
+    requests, navigations = recorder.after("/app/callback")
+    assert f"{deployment.app_url}/app/" in navigations, "the callback did not lead to the app"
+    for url in requests + navigations:
+        assert not SECRET_IN_URL.search(url), "a code, state or token in a URL after the callback"
+    for url in navigations:
+        assert patient_id not in url, "the patient id in a page URL"
+    api = f"{deployment.app_url}/api/patients/{patient_id}/"
+    for url in requests:
+        assert patient_id not in url or url.startswith(api), "the patient id outside the app's API"
+
+
+def assert_no_csp_violation(recorder: Recorder) -> None:
+    violations = [m for m in recorder.console if "Content Security Policy" in m or "Refused to" in m]
+    assert violations == []
+    assert recorder.page_errors == []
+
+
+def test_ehr_launch_shows_banner_and_summary_and_approve_makes_it_final(
+    page: Page, deployment: Deployment, patients: Patients, recorder: Recorder
+) -> None:
+    patient = fhir_get(deployment.fhir_url, f"Patient/{patients.approve}")
+    with page.expect_response(f"{deployment.app_url}/app/") as app_page:
+        ehr_launch(page, deployment, patients.approve)
+    csp = app_page.value.headers.get("content-security-policy", "")
+    assert "script-src 'self'" in csp
+    assert "frame-ancestors" in csp
+    assert "unsafe-inline" not in csp
+
+    banner = page.get_by_test_id("patient-banner")
+    expect(banner).to_be_visible()
+    expect(page.get_by_test_id("banner-name")).to_contain_text(patient["name"][0]["family"])
+    expect(page.get_by_test_id("banner-birthdate")).to_have_text(patient["birthDate"])
+    expect(page.get_by_test_id("banner-sex")).to_have_text(patient["gender"])
+    summary = page.get_by_test_id("summary")
+    expect(summary.get_by_test_id("status")).to_have_text("preliminary")
+    expect(summary.get_by_test_id("ai-label")).to_have_text("AI-generated")
+    expect(summary.get_by_test_id("summary-text")).not_to_be_empty()
+    screenshot(page, "app-ehr-launch")
+
+    # A trend point shows its value on hover and opens its Observation.
+    point = page.get_by_test_id("trend-point").first
+    point.scroll_into_view_if_needed()
+    point.hover()
+    expect(page.get_by_test_id("chart-tip")).to_be_visible()
+    screenshot(page, "app-lab-trends")
+    observation = point.get_attribute("data-reference")
+    assert observation
+    assert observation.startswith("Observation/")
+    point.click()
+    expect(page.get_by_test_id("resource-title")).to_have_text(observation)
+    expect(page.get_by_test_id("resource-json")).to_contain_text(f'"id": "{observation.split("/")[1]}"')
+    page.get_by_role("button", name="Close").click()
+
+    # A value read from a PDF links to its page of the document, which the API serves as PDF.
+    pdf_link = page.get_by_test_id("pdf-link").first
+    href = pdf_link.get_attribute("href")
+    assert href
+    attachments = f"/api/patients/{re.escape(patients.approve)}/attachments"
+    assert re.fullmatch(rf"{attachments}/DocumentReference/[\w.-]+/\d+#page=\d+", href)
+    attachment = page.request.get(f"{deployment.app_url}{href.split('#')[0]}")
+    assert attachment.status == 200
+    assert attachment.headers["content-type"].startswith("application/pdf")
+
+    item, reference = pending_report(page)
+    item.get_by_role("button", name="Approve", exact=True).click()
+    outcome = page.locator(f"[data-testid=pending-item][data-reference='{reference}']")
+    expect(outcome.get_by_test_id("pending-outcome")).to_have_text("Approved")
+    screenshot(page, "app-approved", show=page.get_by_test_id("pending"))
+
+    report = fhir_get(deployment.fhir_url, reference)
+    assert report["status"] == "final"
+    (provenance,) = reviews(deployment, reference, "approve")
+    assert [a["who"]["reference"] for a in provenance["agent"]] == [FHIR_USER]
+    assert provenance["target"][0]["reference"].startswith(f"{reference}/_history/")
+
+    assert_clean_urls(recorder, deployment, patients.approve)
+    assert_no_csp_violation(recorder)
+
+
+def test_reject_asks_for_a_reason_and_marks_the_result_entered_in_error(
+    page: Page, deployment: Deployment, patients: Patients, recorder: Recorder
+) -> None:
+    ehr_launch(page, deployment, patients.reject)
+    item, reference = pending_report(page)
+    item.get_by_role("button", name="Reject", exact=True).click()
+    dialog = page.get_by_test_id("reject-dialog")
+    expect(dialog).to_be_visible()
+    reason = "Summary omits the latest creatinine result"
+    page.get_by_test_id("reject-reason").fill(reason)
+    screenshot(page, "app-reject-reason")
+    page.get_by_test_id("reject-confirm").click()
+    outcome = page.locator(f"[data-testid=pending-item][data-reference='{reference}']")
+    expect(outcome.get_by_test_id("pending-outcome")).to_have_text("Rejected")
+
+    assert fhir_get(deployment.fhir_url, reference)["status"] == "entered-in-error"
+    (provenance,) = reviews(deployment, reference, "reject")
+    assert provenance["reason"] == [{"text": reason}]
+    assert [a["who"]["reference"] for a in provenance["agent"]] == [FHIR_USER]
+    assert_clean_urls(recorder, deployment, patients.reject)
+    assert_no_csp_violation(recorder)
+
+
+def test_standalone_launch_from_the_patient_picker(
+    page: Page, deployment: Deployment, patients: Patients, recorder: Recorder
+) -> None:
+    page.goto(f"{deployment.app_url}/app/launch")
+    picker = page.get_by_test_id(f"pick-{patients.chat}")
+    expect(picker).to_be_visible()
+    screenshot(page, "ehr-patient-picker")
+    picker.click()
+    expect(page.locator("#main")).to_have_attribute("data-loaded", "", timeout=60_000)
+    assert page.url == f"{deployment.app_url}/app/"
+    patient = fhir_get(deployment.fhir_url, f"Patient/{patients.chat}")
+    expect(page.get_by_test_id("banner-birthdate")).to_have_text(patient["birthDate"])
+    assert_clean_urls(recorder, deployment, patients.chat)
+    assert_no_csp_violation(recorder)
+
+
+def test_chat_streams_the_answer_and_its_citation_opens_the_resource(
+    page: Page, deployment: Deployment, patients: Patients, recorder: Recorder
+) -> None:
+    ehr_launch(page, deployment, patients.chat)
+    page.get_by_test_id("chat-input").fill("What is the latest HbA1c?")
+    with page.expect_response(f"{deployment.app_url}/api/agent") as streamed:
+        page.get_by_test_id("chat-send").click()
+    assert streamed.value.headers["content-type"].startswith("text/event-stream")
+    answer = page.locator("[data-testid=chat-answer][data-done]").last
+    expect(answer).to_contain_text(f"{patients.a1c_value:g} %")
+    tool = page.locator("[data-testid=tool-call][data-tool=lab_trend]").first
+    expect(tool).to_have_attribute("data-done", "")
+
+    citation = answer.get_by_test_id("citation")
+    expect(citation).to_have_count(1)
+    expect(citation).to_have_attribute("data-reference", patients.a1c_reference)
+    citation.click()
+    expect(page.get_by_test_id("resource-title")).to_have_text(patients.a1c_reference)
+    expect(page.get_by_test_id("resource-json")).to_contain_text('"resourceType": "Observation"')
+    screenshot(page, "app-chat-citation")
+    assert_clean_urls(recorder, deployment, patients.chat)
+    assert_no_csp_violation(recorder)
+
+
+def test_a_session_outlives_its_access_token_through_the_refresh_token(
+    page: Page, deploy: Any, patients: Patients, recorder: Recorder
+) -> None:
+    short = deploy(access_token_lifetime_s=2)
+    ehr_launch(page, short, patients.approve)
+    expect(page.get_by_test_id("patient-banner")).to_be_visible()
+    time.sleep(3)  # the session's access token has expired
+    with page.expect_response(re.compile(r"/api/patients/[^/]+/summary$")) as reloaded:
+        page.reload()
+    assert reloaded.value.status == 200
+    expect(page.locator("#main")).to_have_attribute("data-loaded", "")
+    expect(page.get_by_test_id("notice")).to_be_hidden()
+    time.sleep(3)  # and again: the rotated refresh token works too
+    page.get_by_test_id("trend-point").first.click()
+    expect(page.get_by_test_id("resource-json")).to_contain_text('"resourceType": "Observation"')
+    assert_clean_urls(recorder, short, patients.approve)
+
+
+def test_the_resource_view_serves_the_sessions_patient_only(
+    page: Page, deployment: Deployment, patients: Patients
+) -> None:
+    assert patients.reject != patients.chat
+    ehr_launch(page, deployment, patients.reject)
+    own = f"{deployment.app_url}/api/patients/{patients.reject}/resources"
+    answer = page.request.get(f"{own}/Patient/{patients.reject}")
+    assert answer.status == 200
+    assert answer.json()["id"] == patients.reject
+    # Another patient named in the path: refused before any FHIR call.
+    other = f"{deployment.app_url}/api/patients/{patients.chat}/resources/Patient/{patients.chat}"
+    assert page.request.get(other).status == 403
+    # Another patient's Observation under this patient's path, and a type outside the compartment:
+    # answered as missing, without the resource.
+    foreign = page.request.get(f"{own}/{patients.a1c_reference}")
+    assert foreign.status == 404
+    assert patients.a1c_reference.split("/")[1] not in foreign.text()
+    assert page.request.get(f"{own}/Provenance/anything").status == 404
+    # No session: 401.
+    assert httpx.get(f"{own}/Patient/{patients.reject}", timeout=30).status_code == 401
