@@ -299,6 +299,9 @@ def test_launcher_redirects_to_the_app(ehr_standin: EhrStandin, two_patients: tu
     index = httpx.get(f"{ehr_standin.base_url}/")
     assert f'href="/launch?patient={two_patients[0]}"' in index.text
     assert "default-src 'none'" in index.headers["content-security-policy"]
+    framed = httpx.get(f"{ehr_standin.base_url}/frame", params={"patient": two_patients[0]})
+    assert f'src="/launch?patient={two_patients[0]}"' in framed.text
+    assert f"frame-src 'self' {ehr_standin.app_url}" in framed.headers["content-security-policy"]
 
 
 def test_standalone_launch_picks_a_patient(ehr_standin: EhrStandin, two_patients: tuple[str, str]) -> None:

@@ -1,17 +1,18 @@
 """The launcher: `GET {ehr}/launch?patient=ID[&user=Practitioner/x]` starts an EHR launch of the
 app (302 to `{app}/app/launch?iss={ehr}/fhir&launch=<id>`), as SMART Health IT's launcher does;
-`GET {ehr}/` lists the patients with a launch link each; `GET /healthz`."""
+`GET {ehr}/frame?patient=ID` runs the same launch inside an iframe of an EHR page; `GET {ehr}/`
+lists the patients with both links each; `GET /healthz`."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from agent.testbed.ehr.compartment import parse_reference
 from agent.testbed.ehr.grants import Launch
-from agent.testbed.ehr.pages import error_page, launcher_page
+from agent.testbed.ehr.pages import error_page, frame_page, launcher_page
 from agent.testbed.ehr.patients import ensure_demo_practitioner, patient_list
 from agent.testbed.ehr.state import ehr_of
 
@@ -40,3 +41,9 @@ async def launch(request: Request, patient: str = Query(), user: str | None = Qu
 @router.get("/")
 async def index(request: Request) -> Response:
     return launcher_page(await patient_list(ehr_of(request)))
+
+
+@router.get("/frame")
+async def frame(request: Request, patient: str = Query()) -> Response:
+    app = urlsplit(ehr_of(request).config.app_url)
+    return frame_page(patient, f"{app.scheme}://{app.netloc}")

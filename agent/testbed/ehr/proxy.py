@@ -34,7 +34,8 @@ from fhir_adapters.smart_scopes import Interaction
 
 router = APIRouter()
 
-_REQUEST_HEADERS = ("content-type", "accept", "prefer", "if-match", "if-none-match", "if-none-exist")
+_REQUEST_HEADERS = ("content-type", "accept", "prefer", "if-match", "if-none-match", "if-none-exist",
+                    "if-modified-since")  # fmt: skip
 _RESPONSE_HEADERS = ("content-type", "location", "content-location", "etag", "last-modified",
                      "x-progress", "retry-after", "expires")  # fmt: skip
 _FHIR_JSON = "application/fhir+json"
