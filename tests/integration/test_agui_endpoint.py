@@ -20,6 +20,7 @@ from fhir_reads import count, get, search, server_with
 from live_app import serve_on
 from planner_server import ScriptedPlanner, answer, call, question, references, tool_answers
 
+from agent.chat.retrieval import NO_MODEL_NOTE
 from agent.service.agui import WRITE_REFUSED
 from agent.service.agui_events import INTERRUPT_REASON
 from agent.service.app import create_app
@@ -339,3 +340,26 @@ async def test_run_error_carries_no_patient_data_when_fhir_is_down(
         assert secret not in error["message"]
         assert secret not in raw
     assert await count(fhir, "DocumentReference", patient=me) == before
+
+
+async def test_without_a_planner_the_retrieval_answer_streams(
+    stack: Stack, fhir: str, cohort: Cohort, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    me, newest = await patient_with_a1c(fhir, cohort)
+    settings = Settings(
+        state_dir=tmp_path_factory.mktemp("agui-retrieval"), app_issuers=(stack.ehr.fhir_url,)
+    )
+    port = free_port()
+    app = create_app(settings, public_url=f"http://127.0.0.1:{port}", fhir_url=fhir)
+    with serve_on(app, port) as url:
+        events = await run(
+            url, bearer(stack.ehr, me, READS), run_body("t-plain", "What is the latest HbA1c?")
+        )
+    assert [e["toolCallName"] for e in events if e["type"] == "TOOL_CALL_START"] == [
+        "record_manifest",
+        "lab_trend",
+    ]
+    assert text_of(events).startswith(NO_MODEL_NOTE)
+    assert newest in text_of(events)
+    assert events[-1]["result"]["model"] is None
+    assert [c["reference"] for c in events[-1]["result"]["citations"]] == [newest]
