@@ -12,13 +12,15 @@ Resuming a run that finished with outcome `interrupt` (a note proposed, nothing 
     "forwardedProps": {"command": {"resume": "approve"}}      (or "reject")
 
 or, in AG-UI 1.0's own form, `"resume": [{"interruptId": "<id>", "status": "resolved",
-"payload": "approve"}]` (`"status": "cancelled"` rejects). Approving needs the `.c` scope on
-every type the note's transaction creates (`NOTE_WRITES`); a session without it has the
-proposal refused (the run says so, and nothing is written).
+"payload": "approve"}]` (`"status": "cancelled"` rejects). An interrupt id (`interruptId` beside
+`resume` in the command, or the entry's) must name the proposal the thread waits on, else 409.
+Approving needs the `.c` scope on every type the note's transaction creates (`NOTE_WRITES`); a
+session without it has the proposal refused (the run says so, and nothing is written).
 
 Answers: 200 with the event stream; 401/403 (no principal, system caller, scopes); 404 (resume
-on a thread this patient does not have); 409 (a run is in progress on the thread, or resume with
-nothing waiting); 422 (no question, bad thread id or resume value). A client that disconnects
+on a thread this patient does not have); 409 (a run is in progress on the thread, or a resume
+with nothing waiting or naming another proposal); 422 (no question, bad thread id or resume
+value); 503 (the checkpointer or the model cannot be opened). A client that disconnects
 cancels the run: the graph's task is cancelled and the thread released.
 """
 
@@ -26,10 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import anyio
 from ag_ui.core import BaseEvent, RunAgentInput, TextPart, UserMessage
@@ -68,12 +70,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ChatParts",
     "ChatService",
+    "Resume",
     "install",
     "question_of",
-    "resume_decision",
+    "resume_of",
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WRITE_REFUSED: Final = (
     "This session may not save notes to the chart (its scopes do not allow creating "
@@ -98,19 +102,30 @@ def question_of(body: RunAgentInput) -> str | None:
     return None
 
 
-def resume_decision(body: RunAgentInput) -> bool | None:
-    """True (approve) / False (reject) when the body resumes an interrupt, else None; 422 for a
-    resume that says neither."""
+@dataclass(frozen=True)
+class Resume:
+    """A person's decision on the proposal a thread waits on."""
+
+    approve: bool
+    # The interrupt answered, when the client names it: it must be the one the thread waits on
+    # (a stale approval never approves a newer proposal).
+    interrupt_id: str | None = None
+
+
+def resume_of(body: RunAgentInput) -> Resume | None:
+    """The decision when the body resumes an interrupt, else None; 422 for a resume that says
+    neither approve nor reject."""
     props = body.forwarded_props
     if isinstance(props, Mapping):
         command = props.get("command")
         if isinstance(command, Mapping) and "resume" in command:
-            return _decision(command["resume"])
+            named = command.get("interruptId")
+            return Resume(_decision(command["resume"]), named if isinstance(named, str) else None)
     if body.resume:
         entry = body.resume[0]
         if entry.status == "cancelled":
-            return False
-        return _decision(entry.payload)
+            return Resume(False, entry.interrupt_id)
+        return Resume(_decision(entry.payload), entry.interrupt_id)
     return None
 
 
@@ -312,6 +327,17 @@ async def _stream(run: _Run, events: RunEvents, encoder: EventEncoder) -> AsyncI
                 task.exception()  # retrieved: _drive reports its own failures as events
 
 
+async def _available(step: Awaitable[T]) -> T:
+    """`step` (opening the chat's parts, reading a checkpoint), or 503 with a fixed message."""
+    try:
+        return await step
+    except Exception as exc:
+        log.warning("the chat is not available (%s)", type(exc).__name__)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail="the chat is not available now"
+        ) from None
+
+
 router = APIRouter(tags=["chat"])
 
 
@@ -335,29 +361,32 @@ async def run_agent(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, detail="threadId: up to 128 letters, digits and ._:-"
         )
-    decision = resume_decision(body)
+    resume = resume_of(body)
     question = None
-    if decision is None:
+    if resume is None:
         question = question_of(body)
         if question is None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="no user message to answer")
         if len(question) > MAX_QUESTION_CHARS:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="the question is too long")
-    elif decision and not may_save_notes(principal):
+    elif resume.approve and not may_save_notes(principal):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=WRITE_REFUSED)
     chat = chat_of(request)
-    parts = await chat.parts()
+    parts = await _available(chat.parts())
     lease = chat.busy.claim(patient, body.thread_id)
     if lease is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="a run is in progress on this thread")
     config: Any = {"configurable": {"thread_id": checkpoint_thread(patient, body.thread_id)}}
     try:
-        if decision is not None:
-            paused = await parts.graph.aget_state(config)
+        if resume is not None:
+            paused = await _available(parts.graph.aget_state(config))
             if not paused.values:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, detail=threads.NOT_FOUND)
             if not paused.interrupts:
                 raise HTTPException(status.HTTP_409_CONFLICT, detail="nothing is waiting for confirmation")
+            if resume.interrupt_id is not None and resume.interrupt_id != paused.interrupts[0].id:
+                raise HTTPException(status.HTTP_409_CONFLICT, detail="that proposal is no longer waiting")
+        decision = resume.approve if resume is not None else None
         run = _Run(request, principal, patient, parts, config, question, decision)
         encoder = EventEncoder(accept=request.headers.get("accept", "text/event-stream"))
         events = RunEvents(body.thread_id, body.run_id)

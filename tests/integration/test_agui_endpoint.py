@@ -211,9 +211,14 @@ async def test_a_note_waits_for_approval_and_is_written_once(
     pending = (await aget(f"{app_url}/api/threads/t-note", headers=headers)).json()["pending"]
     assert pending == {"interruptId": interrupt["id"], "proposal": NOTE_TEXT}
 
-    approved = await run(
-        app_url, headers, run_body("t-note", forwardedProps={"command": {"resume": "approve"}})
-    )
+    # An approval naming another (stale) proposal approves nothing.
+    stale = [{"interruptId": "not-this-one", "status": "resolved", "payload": "approve"}]
+    refused = await apost(f"{app_url}/api/agent", json=run_body("t-note", resume=stale), headers=headers)
+    assert refused.status_code == 409
+    assert await count(fhir, "DocumentReference", patient=me) == before
+    # AG-UI 1.0's own resume form, naming the proposal that waits.
+    current = [{"interruptId": interrupt["id"], "status": "resolved", "payload": "approve"}]
+    approved = await run(app_url, headers, run_body("t-note", resume=current))
     assert "outcome" not in approved[-1]
     assert text_of(approved).startswith("Saved the note as DocumentReference/")
     assert await count(fhir, "DocumentReference", patient=me) == before + 1

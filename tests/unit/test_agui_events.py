@@ -10,7 +10,7 @@ import pytest
 from ag_ui.core import BaseEvent, RunAgentInput
 from fastapi import HTTPException
 
-from agent.service.agui import question_of, resume_decision
+from agent.service.agui import Resume, question_of, resume_of
 from agent.service.agui_events import (
     INTERRUPT_REASON,
     PendingNote,
@@ -164,18 +164,18 @@ def test_the_question_is_the_last_user_message_and_resume_is_read_in_both_forms(
     ]
     assert question_of(body(messages=messages)) == "latest\na1c"
     assert question_of(body(messages=messages[1:2])) is None
-    assert resume_decision(body()) is None
+    assert resume_of(body()) is None
     # A patient named in the body's state or forwarded props is no resume and no question.
-    assert resume_decision(body(state={"patient": "other"}, forwardedProps={"patient": "other"})) is None
-    assert resume_decision(body(forwardedProps={"command": {"resume": "approve"}})) is True
-    assert resume_decision(body(forwardedProps={"command": {"resume": "reject"}})) is False
-    assert (
-        resume_decision(body(resume=[{"interruptId": "i", "status": "resolved", "payload": "approve"}]))
-        is True
-    )
-    assert resume_decision(body(resume=[{"interruptId": "i", "status": "cancelled"}])) is False
+    assert resume_of(body(state={"patient": "other"}, forwardedProps={"patient": "other"})) is None
+    assert resume_of(body(forwardedProps={"command": {"resume": "approve"}})) == Resume(True)
+    assert resume_of(body(forwardedProps={"command": {"resume": "reject"}})) == Resume(False)
+    named = {"command": {"resume": "approve", "interruptId": "i-7"}}
+    assert resume_of(body(forwardedProps=named)) == Resume(True, "i-7")
+    resolved = [{"interruptId": "i", "status": "resolved", "payload": "approve"}]
+    assert resume_of(body(resume=resolved)) == Resume(True, "i")
+    assert resume_of(body(resume=[{"interruptId": "i", "status": "cancelled"}])) == Resume(False, "i")
     with pytest.raises(HTTPException) as bad:
-        resume_decision(body(forwardedProps={"command": {"resume": "yes please"}}))
+        resume_of(body(forwardedProps={"command": {"resume": "yes please"}}))
     assert bad.value.status_code == 422
 
 
