@@ -23,7 +23,7 @@ import html
 import logging
 import re
 import secrets
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -125,6 +125,7 @@ async def launch(request: Request, iss: str | None = None, launch: str | None = 
         nonce=nonce,
     )
     response = RedirectResponse(target, status_code=status.HTTP_302_FOUND)
+    # The callback may come back inside the EHR's iframe: same SameSite as the session cookie.
     _set_cookie(runtime, response, launch_cookie_name(runtime), browser, max_age=int(LAUNCH_TTL_S))
     return response
 
@@ -219,14 +220,12 @@ async def callback(
     )
     log.info("SMART launch: %s started", session.label)
     response = RedirectResponse("/app/", status_code=status.HTTP_303_SEE_OTHER)
-    same_site = settings.app_cookie_samesite if is_https(runtime) else "lax"
     _set_cookie(
         runtime,
         response,
         session_cookie_name(runtime),
         session.id,
         max_age=int(settings.app_session_lifetime_s),
-        same_site=same_site,
     )
     return _without_launch_cookie(runtime, response)
 
@@ -286,8 +285,9 @@ def _set_cookie(
     value: str,
     *,
     max_age: int,
-    same_site: Literal["lax", "none"] = "lax",
 ) -> None:
+    # SameSite=None is honoured only with Secure, so plain http (local) stays Lax.
+    same_site = runtime.settings.app_cookie_samesite if is_https(runtime) else "lax"
     response.set_cookie(
         name,
         value,

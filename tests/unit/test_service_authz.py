@@ -8,7 +8,9 @@ import secrets
 import time
 from collections.abc import Iterator
 from typing import Annotated
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from fake_smart_issuer import ISS, FakeIssuer, new_key
 from fastapi import Depends, FastAPI, Request
@@ -308,3 +310,69 @@ def test_request_from_a_browser_request(runtime: ServiceRuntime) -> None:
 
     principal = asyncio.run(current_principal(Request(scope)))
     assert principal.kind == "service"
+
+
+def test_an_https_launch_sets_host_prefixed_secure_cookies(issuer: FakeIssuer) -> None:
+    settings = Settings(
+        app_issuers=(ISS,),
+        app_client_secret=SecretStr("app-secret-for-unit-tests"),
+        app_cookie_samesite="none",
+        token_leeway_s=0,
+    )
+    runtime = ServiceRuntime(
+        settings=settings,
+        public_url="https://chartagent.test",
+        fhir_url="http://fhir.test/fhir",
+        dicomweb_url=None,
+        issuers=IssuerRegistry(http_factory=issuer.http),
+    )
+    app = FastAPI()
+    app.state.runtime = runtime
+    smart_launch.install(app)
+    with TestClient(app, base_url="https://chartagent.test") as browser:
+        launch = browser.get("/app/launch", params={"iss": ISS, "launch": "L1"}, follow_redirects=False)
+        assert launch.status_code == 302
+        launch_cookie = launch.headers["set-cookie"]
+        assert launch_cookie.startswith("__Host-chartagent-launch=")
+        assert "Secure" in launch_cookie
+        assert "SameSite=none" in launch_cookie
+        asked = {k: v[0] for k, v in parse_qs(urlsplit(launch.headers["location"]).query).items()}
+        id_token = issuer.mint(
+            {"aud": "chartagent-app", "nonce": asked["nonce"], "fhirUser": f"{ISS}/Practitioner/p1"}
+        )
+        answer = {
+            "access_token": "at-1",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "launch openid fhirUser patient/*.rs",
+            "patient": "pat-a",
+            "id_token": id_token,
+            "need_patient_banner": False,
+        }
+        issuer.token_handler = lambda _r: httpx.Response(200, json=answer)
+        done = browser.get(
+            "/app/callback", params={"code": "c1", "state": asked["state"]}, follow_redirects=False
+        )
+        assert done.status_code == 303
+        assert done.headers["location"] == "/app/"
+        session_cookie = next(c for c in done.headers.get_list("set-cookie") if "chartagent-session" in c)
+        assert session_cookie.startswith("__Host-chartagent-session=")
+        for attribute in ("HttpOnly", "Secure", "Path=/", "SameSite=none"):
+            assert attribute in session_cookie
+        session = runtime.sessions.get(browser.cookies.get("__Host-chartagent-session"))
+        assert session is not None
+        assert (session.patient_id, session.fhir_user) == ("pat-a", "Practitioner/p1")
+
+
+def test_a_callback_whose_id_token_has_another_nonce_makes_no_session(
+    client: TestClient, issuer: FakeIssuer
+) -> None:
+    launch = client.get("/app/launch", params={"iss": ISS, "launch": "L1"}, follow_redirects=False)
+    state = parse_qs(urlsplit(launch.headers["location"]).query)["state"][0]
+    id_token = issuer.mint({"aud": "chartagent-app", "nonce": "not-the-launch-nonce"})
+    answer = {"access_token": "at-1", "token_type": "Bearer", "patient": "pat-a", "id_token": id_token}
+    issuer.token_handler = lambda _r: httpx.Response(200, json=answer)
+    page = client.get("/app/callback", params={"code": "c1", "state": state}, follow_redirects=False)
+    assert page.status_code == 400
+    assert "identity token was not valid" in page.text
+    assert "chartagent-session" not in page.headers.get("set-cookie", "")
