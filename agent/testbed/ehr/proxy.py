@@ -136,6 +136,7 @@ class _Handler:
             self.require(rtype, "r")
             if self.patient is not None and rid != self.patient:
                 raise CompartmentRefused("not this token's patient")
+            # Every entry is filtered: $everything returns all types of the record.
             return await self.forward(method, segments, params, body, filter_bundle=True)
         if method in ("GET", "HEAD"):
             self.require(rtype, "r")
@@ -167,7 +168,10 @@ class _Handler:
             self.require(rtype, "s")
             if self.patient is not None:
                 params = pin_search(rtype, params, self.patient)
-            return await self.forward(method, [rtype], params, body, filter_bundle=self.patient is not None)
+            includes = any(k.split(":")[0] in ("_include", "_revinclude") for k, _ in params)
+            return await self.forward(
+                method, [rtype], params, body, filter_bundle=self.patient is not None or includes
+            )
         if method == "POST":
             self.require(rtype, "c")
             if self.patient is not None:
@@ -271,19 +275,31 @@ class _Handler:
         filter_bundle: bool = False,
     ) -> Response:
         upstream = await _forward(self.ehr, method, segments, params, body, self.request)
-        if self.patient is None or upstream.status_code != 200 or not (check_read or filter_bundle):
+        if upstream.status_code != 200 or not (check_read or filter_bundle):
+            return _answer(self.ehr, upstream)
+        if self.patient is None and not filter_bundle:
             return _answer(self.ehr, upstream)
         payload = upstream.json()
+        # A read answering with a Bundle is an instance history: filtered like a search.
         if payload.get("resourceType") == "Bundle":
-            kept = []
-            for entry in payload.get("entry") or []:
-                resource = entry.get("resource")
-                if not isinstance(resource, dict) or await self.in_compartment(resource, {}):
-                    kept.append(entry)
+            searched = segments[0] if segments else None
+            kept = [entry for entry in payload.get("entry") or [] if await self.may_see(entry, searched)]
             payload["entry"] = kept
-        elif not await self.in_compartment(payload, {}):
+        elif self.patient is not None and not await self.in_compartment(payload, {}):
             raise CompartmentRefused("not this token's patient")
         return _answer(self.ehr, upstream, content=json.dumps(payload).encode())
+
+    async def may_see(self, entry: JsonDict, searched: str | None) -> bool:
+        """An entry of a search answer, $everything or an _include: the searched type was checked
+        for `s`; any other type needs `r`; and all must lie in the token's compartment."""
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            return True
+        rtype = str(resource.get("resourceType"))
+        readable = self.caller.scopes.allows(rtype, "r", contexts=self.caller.contexts)
+        if rtype not in ("OperationOutcome", searched) and not readable:
+            return False
+        return self.patient is None or await self.in_compartment(resource, {})
 
 
 async def _forward(
