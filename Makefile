@@ -72,6 +72,7 @@ bench: setup
 	$(PY) bench/bench_cli_start.py
 	$(PY) bench/bench_summarize_plan.py
 	$(PY) bench/bench_chat_stream.py
+	$(PY) bench/bench_service_summary.py
 	$(PY) bench/bench_medgemma_gpu.py --config tiny --device cpu --quick
 
 clean:

@@ -14,8 +14,8 @@ FHIR is reached with the caller's own grant (`fhir_for`). The POST routes are CS
 session callers (`require_csrf`). On the wire, the summary is five searches at once:
 
     GET {fhir}/Patient/{id}
-    GET {fhir}/Observation?patient={id}          GET {fhir}/DiagnosticReport?patient={id}
-    GET {fhir}/DocumentReference?patient={id}    GET {fhir}/ImagingStudy?patient={id}
+    GET {fhir}/Observation?patient={id}&_count=1000        GET {fhir}/DiagnosticReport?patient=...
+    GET {fhir}/DocumentReference?patient={id}&_count=1000  GET {fhir}/ImagingStudy?patient=...
 
 (the last two only when the caller's scopes allow them: without them the PDF links and study UIDs
 are left out).
@@ -65,6 +65,9 @@ _FHIR_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ATTACHMENT_TYPES: Final = frozenset({"DiagnosticReport", "DocumentReference"})
 _NOT_FOUND: Final = "no such resource in this patient's record"
 _NO_STORE: Final = {"Cache-Control": "no-store"}
+# The summary's searches of the patient, each asked for large pages (the flavour may cap them).
+SUMMARY_SEARCHES: Final = ("Observation", "DiagnosticReport", "DocumentReference", "ImagingStudy")
+SEARCH_COUNT: Final = 1000
 
 
 class RejectBody(BaseModel):
@@ -100,19 +103,16 @@ def attachment_path(patient_id: str, resource_type: str, resource_id: str, index
 
 
 async def read_patient_resources(fhir: FhirClient, patient_id: str, principal: Principal) -> PatientResources:
-    """The summary's five searches, at once (the optional two only where scopes allow them)."""
+    """The summary's five requests, at once (the optional two only where scopes allow them)."""
 
-    async def optional(resource_type: str) -> list[dict[str, Any]]:
-        if not principal.may(resource_type, "s"):
+    async def search(resource_type: str, *, required: bool) -> list[dict[str, Any]]:
+        if not required and not principal.may(resource_type, "s"):
             return []
-        return await fhir.search_patient(resource_type, patient_id)
+        return await fhir.search_patient(resource_type, patient_id, count=SEARCH_COUNT)
 
     patient, observations, reports, documents, studies = await asyncio.gather(
         fhir.read("Patient", patient_id),
-        fhir.search_patient("Observation", patient_id),
-        fhir.search_patient("DiagnosticReport", patient_id),
-        optional("DocumentReference"),
-        optional("ImagingStudy"),
+        *(search(t, required=t in ("Observation", "DiagnosticReport")) for t in SUMMARY_SEARCHES),
     )
     return PatientResources(
         patient=patient, observations=observations, reports=reports, documents=documents, studies=studies
@@ -135,7 +135,9 @@ async def patient_summary(
             raise _fhir_failure(exc) from None
     if resources.patient.get("resourceType") != "Patient" or resources.patient.get("id") != patient_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=_NOT_FOUND)
-    return build_summary_view(
+    # Off the event loop: parsing a long record's sources takes a while the first time.
+    return await asyncio.to_thread(
+        build_summary_view,
         resources,
         # SMART: without the launch's answer, the app shows the banner.
         need_patient_banner=session.need_patient_banner if session is not None else True,

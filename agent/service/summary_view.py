@@ -20,6 +20,8 @@ Input: what five searches of one patient return (`PatientResources`); output: th
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -39,9 +41,11 @@ from tools.writeback.study_read import BOX_CODE, DICOM_IMAGE_URL, READ_SYSTEM
 from tools.writeback.summaries import CURRENT_STATUSES, newest_summary
 
 __all__ = [
+    "TREND_MEMO",
     "AttachmentUrl",
     "PatientResources",
     "SummaryView",
+    "TrendMemo",
     "build_summary_view",
     "is_ai_output",
     "pdf_attachment_index",
@@ -56,6 +60,10 @@ _DICOM_UID_SYSTEM: Final = "urn:dicom:uid"
 _BOX_EDGES: Final = ("x0", "y0", "x1", "y1")
 # Attachments the app may open: the report's text, its plots and overlays, lab-report PDFs.
 SERVED_CONTENT_TYPES: Final = frozenset({"text/plain", "image/png", "application/pdf"})
+# What `newest_summary` reads of a DiagnosticReport (and R4B requires).
+_SUMMARY_KEYS: Final = frozenset(
+    {"resourceType", "id", "meta", "identifier", "status", "code", "subject", "issued", "imagingStudy"}
+)
 
 
 @dataclass(frozen=True)
@@ -233,9 +241,9 @@ def _summary(resources: PatientResources, url: AttachmentUrl) -> JsonDict | None
         if not is_ai_output(raw):
             continue
         try:
-            # Only what newest_summary reads: the report's own attachments stay unparsed.
+            # Only what newest_summary reads: text, attachments and results stay unparsed.
             parsed.append(
-                DiagnosticReport.model_validate({k: v for k, v in raw.items() if k != "presentedForm"})
+                DiagnosticReport.model_validate({k: v for k, v in raw.items() if k in _SUMMARY_KEYS})
             )
         except ValidationError:
             continue  # not one of ours after all: a summary of ours always parses
@@ -243,7 +251,69 @@ def _summary(resources: PatientResources, url: AttachmentUrl) -> JsonDict | None
     return None if newest is None else resources.by_reference.get(f"DiagnosticReport/{newest.id}")
 
 
+def _version(resource: Mapping[str, Any]) -> str | None:
+    meta = resource.get("meta") or {}
+    version = meta.get("versionId") or meta.get("lastUpdated")
+    return str(version) if version else None
+
+
+class TrendMemo:
+    """Trend views by the exact versions they were built from (the trend Observation and every
+    source): the view is a pure function of those, and building it (parsing the sources, the
+    series, the judged range) is most of the summary's cost. Bounded; thread-safe (views are built
+    off the event loop). Resources without a version are never memoized."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._views: OrderedDict[tuple[str, ...], TrendView] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(
+        self, trend_obs: Mapping[str, Any], sources: Sequence[Mapping[str, Any]]
+    ) -> tuple[str, ...] | None:
+        parts = [_ref(trend_obs), _version(trend_obs)]
+        for source in sources:
+            parts += [_ref(source), _version(source)]
+        return None if None in parts else tuple(str(p) for p in parts)
+
+    def get(self, key: tuple[str, ...]) -> TrendView | None:
+        with self._lock:
+            view = self._views.get(key)
+            if view is not None:
+                self._views.move_to_end(key)
+            return view
+
+    def put(self, key: tuple[str, ...], view: TrendView) -> None:
+        with self._lock:
+            self._views[key] = view
+            while len(self._views) > self.size:
+                self._views.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._views.clear()
+
+
+TREND_MEMO: Final = TrendMemo()
+
+
 def _trend(trend_obs: Mapping[str, Any], resources: PatientResources) -> TrendView:
+    raw_sources = [
+        source
+        for d in trend_obs.get("derivedFrom") or []
+        if (source := resources.by_reference.get(_local(d.get("reference")) or "")) is not None
+        and source.get("resourceType") == "Observation"
+    ]
+    key = TREND_MEMO.key(trend_obs, raw_sources)
+    if key is not None and (known := TREND_MEMO.get(key)) is not None:
+        return known
+    view = _build_trend(trend_obs, raw_sources)
+    if key is not None:
+        TREND_MEMO.put(key, view)
+    return view
+
+
+def _build_trend(trend_obs: Mapping[str, Any], raw_sources: Sequence[Mapping[str, Any]]) -> TrendView:
     analyte = _component(trend_obs, "analyte") or {}
     concept = analyte.get("valueCodeableConcept") or {}
     coding = (concept.get("coding") or [{}])[0]
@@ -257,13 +327,11 @@ def _trend(trend_obs: Mapping[str, Any], resources: PatientResources) -> TrendVi
         {},
     )
     sources = []
-    for d in trend_obs.get("derivedFrom") or []:
-        source = resources.by_reference.get(_local(d.get("reference")) or "")
-        if source is not None and source.get("resourceType") == "Observation":
-            try:
-                sources.append(Observation.model_validate(source))
-            except ValidationError:
-                continue
+    for source in raw_sources:
+        try:
+            sources.append(Observation.model_validate(source))
+        except ValidationError:
+            continue
     points: list[TrendPointView] = []
     reference_range = None
     unit = (trend_obs.get("valueQuantity") or {}).get("unit")

@@ -327,3 +327,18 @@ def test_other_systems_reports_are_not_chartagents() -> None:
     )
     view = view_of(server)
     assert (view.summary, view.trends, view.imaging, view.pending) == (None, [], [], [])
+
+
+def test_a_trend_view_is_reused_only_while_its_sources_are_unchanged() -> None:
+    server = seeded()
+    first = view_of(server).trends[0]
+    assert view_of(server).trends[0] is first  # memoized by the versions it was built from
+    source = server.resources["Observation/cr-1"]
+    server.put(
+        {**source, "meta": {"versionId": "2"}, "valueQuantity": {**source["valueQuantity"], "value": 1.0}}
+    )
+    changed = view_of(server).trends[0]
+    assert [round(p.value, 2) for p in changed.points] == [0.9, 1.0, 1.4, 1.7]
+    unversioned = {k: v for k, v in server.resources["Observation/cr-2"].items() if k != "meta"}
+    server.put(unversioned)
+    assert view_of(server).trends[0] is not view_of(server).trends[0]  # no version: never memoized
