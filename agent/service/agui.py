@@ -17,6 +17,9 @@ or, in AG-UI 1.0's own form, `"resume": [{"interruptId": "<id>", "status": "reso
 Approving needs the `.c` scope on every type the note's transaction creates (`NOTE_WRITES`); a
 session without it has the proposal refused (the run says so, and nothing is written).
 
+A run may write (an approved note): a session's POST carries its CSRF token (`X-CSRF-Token`,
+`agent.service.csrf`); bearer-token callers send no ambient credentials and are exempt.
+
 Answers: 200 with the event stream; 401/403 (no principal, system caller, scopes); 404 (resume
 on a thread this patient does not have); 409 (a run is in progress on the thread, or a resume
 with nothing waiting or naming another proposal); 422 (no question, bad thread id or resume
@@ -46,7 +49,7 @@ from agent.chat.planner import Planner
 from agent.chat.session import AWAITING_CONFIRMATION
 from agent.service import threads
 from agent.service.agui_events import PendingNote, RunEvents, ask_result, error_event
-from agent.service.authz import current_principal
+from agent.service.csrf import require_csrf
 from agent.service.fhir_access import fhir_for
 from agent.service.lifespans import add_lifespan
 from agent.service.principal import Principal
@@ -352,7 +355,7 @@ router = APIRouter(tags=["chat"])
     },
 )
 async def run_agent(
-    body: RunAgentInput, request: Request, principal: Annotated[Principal, Depends(current_principal)]
+    body: RunAgentInput, request: Request, principal: Annotated[Principal, Depends(require_csrf)]
 ) -> StreamingResponse:
     """Run the chat on one question (or resume a proposed note) and stream AG-UI events."""
     patient = principal.bound_patient()
