@@ -37,7 +37,7 @@ def smart_configuration(ehr: EhrState) -> dict[str, Any]:
         "token_endpoint": f"{base}/auth/token",
         "introspection_endpoint": f"{base}/auth/introspect",
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
         "code_challenge_methods_supported": ["S256"],
         "response_types_supported": ["code"],
         "scopes_supported": scopes,
