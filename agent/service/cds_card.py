@@ -27,6 +27,7 @@ __all__ = [
     "CardLink",
     "CardSource",
     "CdsResponse",
+    "current_summary_of",
     "summary_card",
     "summary_response",
     "trim_summary",
@@ -148,11 +149,16 @@ def _about(resource: Any, patient_id: str) -> bool:
     return subject == f"Patient/{patient_id}" or subject.endswith(f"/Patient/{patient_id}")
 
 
+def current_summary_of(resources: Iterable[Any], patient_id: str) -> DiagnosticReport | None:
+    """The newest current AI summary among `resources` that is about `patient_id`."""
+    return newest_summary(r for r in resources if _about(r, patient_id))
+
+
 def summary_response(resources: Iterable[Any], *, patient_id: str, launch_url: str) -> CdsResponse:
     """The hook's answer from a patient's DiagnosticReports (and their `_include`d results):
     one card for the newest current AI summary of `patient_id`, or none."""
     items = list(resources)
-    report = newest_summary(r for r in items if _about(r, patient_id))
+    report = current_summary_of(items, patient_id)
     if report is None:
         return CdsResponse()
     wanted = {r.reference for r in report.result or () if r.reference}

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+import httpx
 from fastapi import FastAPI, HTTPException, Request, status
+from fhir.resources.R4B.resource import Resource
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from agent.connections import open_fhir_client
+from agent.connections import auth_from_settings
 from agent.service.cds_auth import CdsRequestVerifier, TokenInvalid
-from agent.service.cds_card import CdsResponse, summary_response
-from agent.service.runtime import runtime_of
+from agent.service.cds_card import CdsResponse, current_summary_of, summary_response
+from agent.service.lifespans import add_lifespan
+from agent.service.runtime import ServiceRuntime, runtime_of
 from fhir_adapters import FhirClient, StaticBearer
 from fhir_adapters.error_tree import ChartAgentError
 from fhir_adapters.errors import ResourceParseError
@@ -39,6 +45,9 @@ _PAGE: Final = 50
 # The EHR waits for the card: a slow FHIR server gives no card rather than a late one.
 _FHIR_TIMEOUT_S: Final = 5.0
 _FHIR_ID: Final = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+# What the card does not use: the report's PNG plots and XHTML (most of its bytes; parsing them
+# cost more than the search).
+_UNUSED: Final = frozenset({"presentedForm", "text"})
 
 _DISCOVERY: Final = {
     "services": [
@@ -85,11 +94,35 @@ class PatientViewRequest(BaseModel):
     context: PatientViewContext
 
 
+@dataclass
+class _Clients:
+    """Kept for the process (opened in the app's lifespan): one connection pool for every hook's
+    FHIR reads, and the service's own FHIR client with its credentials (a backend-services token
+    is fetched once, not per hook call). Without a lifespan (a bare ASGI test) each call opens its own."""
+
+    http: httpx.AsyncClient | None = None
+    own: FhirClient | None = None
+
+
 def install(app: FastAPI) -> None:
     """Add the discovery and the service's routes to `app`."""
-    runtime = app.state.runtime
+    runtime: ServiceRuntime = app.state.runtime
     verifier = CdsRequestVerifier(runtime.settings.cds_trusted_issuers)
-    app.state.cds_verifier = verifier
+    clients = _Clients()
+
+    @asynccontextmanager
+    async def open_clients(_: FastAPI) -> AsyncIterator[None]:
+        async with (
+            httpx.AsyncClient(timeout=_FHIR_TIMEOUT_S) as http,
+            _service_fhir(runtime, http) as own,
+        ):
+            clients.http, clients.own = http, own
+            try:
+                yield
+            finally:
+                clients.http = clients.own = None
+
+    add_lifespan(app, open_clients)
 
     @app.get("/cds-services", tags=["cds-hooks"])
     async def cds_discovery() -> dict[str, Any]:
@@ -116,14 +149,13 @@ def install(app: FastAPI) -> None:
             raise HTTPException(
                 status.HTTP_400_BAD_REQUEST, detail="fhirAuthorization.patient is not context.patientId"
             )
-        return (await _answer(request, call)).as_json()
+        return (await _answer(runtime_of(request), clients, call)).as_json()
 
 
-async def _answer(request: Request, call: PatientViewRequest) -> CdsResponse:
-    runtime = runtime_of(request)
+async def _answer(runtime: ServiceRuntime, clients: _Clients, call: PatientViewRequest) -> CdsResponse:
     patient_id = call.context.patient_id
     try:
-        async with _fhir(request, call) as fhir:
+        async with _fhir(runtime, clients, call) as fhir:
             raws = await fhir.search(
                 "DiagnosticReport",
                 [
@@ -136,25 +168,55 @@ async def _answer(request: Request, call: PatientViewRequest) -> CdsResponse:
     except (ChartAgentError, OSError) as exc:
         log.warning("cds-hooks: the summary could not be read (%s); no card", type(exc).__name__)
         return CdsResponse()
-    resources = []
+    # Validating R4B models is most of a hook's time: the reports first, then only the trend
+    # results of the one shown (the `_include` brings those of every earlier summary too).
+    reports = _parsed(r for r in raws if r.get("resourceType") == "DiagnosticReport")
+    shown = current_summary_of(reports, patient_id)
+    if shown is None:
+        return CdsResponse()
+    wanted = {ref.reference for ref in shown.result or () if ref.reference}
+    trends = _parsed(
+        r for r in raws if r.get("resourceType") == "Observation" and f"Observation/{r.get('id')}" in wanted
+    )
+    return summary_response(
+        [shown, *trends], patient_id=patient_id, launch_url=f"{runtime.public_url}/app/launch"
+    )
+
+
+def _parsed(raws: Iterable[Mapping[str, Any]]) -> list[Resource]:
+    out = []
     for raw in raws:
         try:
-            resources.append(parse_resource(raw))
+            out.append(parse_resource({k: v for k, v in raw.items() if k not in _UNUSED}))
         except ResourceParseError:
             continue  # a malformed resource is no summary
-    return summary_response(resources, patient_id=patient_id, launch_url=f"{runtime.public_url}/app/launch")
+    return out
 
 
-def _fhir(request: Request, call: PatientViewRequest) -> FhirClient:
+def _service_fhir(runtime: ServiceRuntime, http: httpx.AsyncClient | None) -> FhirClient:
+    settings = runtime.settings
+    return FhirClient(
+        runtime.fhir_url,
+        auth=auth_from_settings(settings),
+        http=http,
+        flavour=settings.fhir_flavour,
+        max_concurrency=settings.fhir_max_concurrency,
+        timeout=_FHIR_TIMEOUT_S,
+    )
+
+
+def _fhir(
+    runtime: ServiceRuntime, clients: _Clients, call: PatientViewRequest
+) -> AbstractAsyncContextManager[FhirClient]:
     """The EHR's FHIR server with the token it granted for this call, else the service's own."""
-    settings = runtime_of(request).settings
     if call.fhir_server is None:
-        return open_fhir_client(runtime_of(request).fhir_url, settings)
+        return nullcontext(clients.own) if clients.own is not None else _service_fhir(runtime, None)
     auth = call.fhir_authorization
     return FhirClient(
         call.fhir_server,
         auth=StaticBearer(auth.access_token) if auth is not None else None,
-        flavour=settings.fhir_flavour,
+        http=clients.http,
+        flavour=runtime.settings.fhir_flavour,
         max_concurrency=1,
         timeout=_FHIR_TIMEOUT_S,
     )
