@@ -253,3 +253,34 @@ def test_the_resource_view_serves_the_sessions_patient_only(
     assert page.request.get(f"{own}/Provenance/anything").status == 404
     # No session: 401.
     assert httpx.get(f"{own}/Patient/{patients.reject}", timeout=30).status_code == 401
+
+
+def test_the_app_works_in_the_ehrs_frame_and_no_other_site_may_frame_it(
+    page: Page, deployment: Deployment, patients: Patients, recorder: Recorder, planner_url: str
+) -> None:
+    page.goto(f"{deployment.ehr_url}/frame?patient={patients.approve}")
+    app = page.frame_locator("[data-testid=ehr-frame]")
+    expect(app.locator("#main")).to_have_attribute("data-loaded", "", timeout=60_000)
+    expect(app.get_by_test_id("patient-banner")).to_be_visible()
+    expect(app.get_by_test_id("summary").get_by_test_id("ai-label")).to_be_visible()
+    screenshot(page, "app-in-ehr-frame")
+    assert_clean_urls(recorder, deployment, patients.approve)
+    assert_no_csp_violation(recorder)
+
+    # Another origin (the model server's) framing the app: frame-ancestors refuses it.
+    page.goto(planner_url.removesuffix("/v1") + "/health")
+    page.evaluate(
+        """url => {
+            const frame = document.createElement("iframe");
+            frame.src = url;
+            frame.dataset.testid = "foreign-frame";
+            document.body.replaceChildren(frame);
+        }""",
+        f"{deployment.app_url}/app/",
+    )
+    for _ in range(100):  # Chromium reports the refusal on the console
+        if any("frame-ancestors" in message for message in recorder.console):
+            break
+        page.wait_for_timeout(100)
+    assert any("frame-ancestors" in message for message in recorder.console)
+    expect(page.frame_locator("[data-testid=foreign-frame]").locator("#main")).to_have_count(0)

@@ -69,6 +69,8 @@ function formLinks(forms) {
   return links.length ? el("div", { class: "forms" }, "Attached: ", ...links) : null;
 }
 
+const LONG_SUMMARY = 500;
+
 function renderSummary(summary) {
   clear(ui.summary);
   if (!summary) {
@@ -76,11 +78,27 @@ function renderSummary(summary) {
     return;
   }
   ui.summary.setAttribute("data-reference", summary.reference || "");
+  const conclusion = el("p", { class: "conclusion", testid: "summary-text" }, ...withCitations(summary.conclusion || "", openResource));
   ui.summary.append(
     el("div", {}, statusBadge(summary.status), " ", aiLabel(), " ", el("span", { class: "meta", text: formatTime(summary.issued) })),
-    el("p", { class: "conclusion", testid: "summary-text" }, ...withCitations(summary.conclusion || "", openResource)),
+    conclusion,
     formLinks(summary.presentedForm),
   );
+  // A long narrative starts folded to its first lines, so the rest of the view stays in sight.
+  if ((summary.conclusion || "").length > LONG_SUMMARY) {
+    conclusion.classList.add("folded");
+    const toggle = el("button", {
+      type: "button",
+      class: "secondary",
+      testid: "summary-toggle",
+      text: "Show the whole summary",
+      onclick: () => {
+        const folded = conclusion.classList.toggle("folded");
+        toggle.textContent = folded ? "Show the whole summary" : "Show less";
+      },
+    });
+    conclusion.after(toggle);
+  }
 }
 
 // Reports (the summary, imaging reads) come first; the many single values (trends, values read

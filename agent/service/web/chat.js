@@ -191,9 +191,14 @@ export class ChatPanel {
         call.node.setAttribute("data-done", "");
         break;
       }
-      case "RUN_FINISHED":
+      case "RUN_FINISHED": {
+        // The chat's own checks of its answer (citations removed, numbers no tool returned).
+        const flags = (event.result && event.result.flags) || [];
+        const last = [...texts.values()].pop();
+        if (flags.length && last) last.node.append(el("span", { class: "flags", testid: "chat-flags", text: flags.join("; ") }));
         if (event.outcome && event.outcome.type === "interrupt") this.interrupted(event.outcome.interrupts || []);
         break;
+      }
       case "RUN_ERROR":
         this.add(el("div", { class: "msg error", testid: "chat-error", text: event.message || "The chat failed." }));
         break;
@@ -205,7 +210,7 @@ export class ChatPanel {
   /** A write waits for confirmation (e.g. "save this as a note"): ask, then resume the thread. */
   interrupted(interrupts) {
     const described = interrupts
-      .map((i) => i.reason || i.message || (typeof i.value === "string" ? i.value : "") || (i.payload && i.payload.summary) || "")
+      .map((i) => i.message || "")
       .filter(Boolean)
       .join(" ");
     const box = el("div", { class: "msg interrupt", testid: "chat-interrupt" }, described || "The agent asks to write to the record.");
