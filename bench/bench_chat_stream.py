@@ -5,7 +5,7 @@ The real app (`create_app`) is served by uvicorn on loopback over an embedded FH
 holding a small synthetic cohort, with the SQLite checkpointer in a temp state dir. The planner
 is a scripted OpenAI-compatible server that answers at once (the chat's native-tool planner
 talks to it through the SDK over HTTP): it calls `lab_trend`, then answers citing the result.
-The caller is a patient-bound principal (the authorization dependency is replaced: this measures
+The caller is a patient-bound token principal (the authorization dependency is replaced: this measures
 the chat, not the session lookup).
 
 - chat-first-event: time from sending the request to the first SSE event (RUN_STARTED), and to
@@ -173,7 +173,7 @@ def main() -> None:
 
     async def bench_principal(request: Request) -> Principal:
         return Principal(
-            kind="session", patient_id=request.headers["x-bench-patient"], scopes=scopes, label="bench"
+            kind="token", patient_id=request.headers["x-bench-patient"], scopes=scopes, label="bench"
         )
 
     with embedded_server() as fhir_url, tempfile.TemporaryDirectory(prefix="bench-chat-") as state:
