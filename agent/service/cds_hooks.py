@@ -35,7 +35,7 @@ from fhir_adapters.parsing import parse_resource
 from fhir_adapters.search import patient_search_param
 from tools.writeback.builders import SUMMARY_REPORT_CODE
 
-__all__ = ["SERVICE_ID", "install"]
+__all__ = ["SERVICE_ID", "PatientViewRequest", "call_refusal", "install"]
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +144,25 @@ def install(app: FastAPI) -> None:
             raise HTTPException(
                 status.HTTP_400_BAD_REQUEST, detail="not a patient-view hook request"
             ) from None
-        auth = call.fhir_authorization
-        if auth is not None and auth.patient is not None and auth.patient != call.context.patient_id:
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST, detail="fhirAuthorization.patient is not context.patientId"
-            )
+        refusal = call_refusal(call, environment=runtime.settings.environment)
+        if refusal is not None:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=refusal)
         return (await _answer(runtime_of(request), clients, call)).as_json()
+
+
+def call_refusal(call: PatientViewRequest, *, environment: str) -> str | None:
+    """Why a verified call is still not answered, or None (the messages carry no identifiers)."""
+    auth = call.fhir_authorization
+    if auth is not None and auth.patient is not None and auth.patient != call.context.patient_id:
+        return "fhirAuthorization.patient is not context.patientId"
+    # The token and the patient's data never travel unencrypted to a real EHR (as for our settings).
+    if (
+        call.fhir_server is not None
+        and environment != "local"
+        and not call.fhir_server.startswith("https://")
+    ):
+        return "fhirServer must be https:// outside the local environment"
+    return None
 
 
 async def _answer(runtime: ServiceRuntime, clients: _Clients, call: PatientViewRequest) -> CdsResponse:

@@ -1,4 +1,5 @@
-"""The CDS Hooks request JWT: checked against the trusted EHR's JWKS (served on loopback here)."""
+"""The CDS Hooks request JWT, checked against the trusted EHR's JWKS (served on loopback here), and
+the checks of a verified call's body."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from pydantic import ValidationError
 
 from agent.service.cds_auth import CdsRequestVerifier, TokenInvalid
+from agent.service.cds_hooks import PatientViewRequest, call_refusal
 
 ISS = "https://ehr.example"
 AUD = "https://chartagent.example/cds-services/chartagent-summary"
@@ -174,3 +177,38 @@ async def test_seen_jtis_are_forgotten_once_their_tokens_expired(jwks_url: str) 
     now[0] += 3600  # an hour on, every token above has expired: the next check prunes them
     await v.verify(f"Bearer {sign()}", audience=AUD)
     assert len(v._seen) == 1
+
+
+def hook_call(**extra: Any) -> PatientViewRequest:
+    body = {
+        "hook": "patient-view",
+        "hookInstance": "h-1",
+        "context": {"patientId": "p1", "userId": "Practitioner/1"},
+    }
+    return PatientViewRequest.model_validate(body | extra)
+
+
+def test_a_verified_call_is_still_refused_for_another_patients_token_or_plain_http() -> None:
+    token = {"access_token": "t" * 20, "token_type": "Bearer", "scope": "patient/*.rs", "subject": "cds"}
+    assert call_refusal(hook_call(), environment="production") is None
+    own = hook_call(fhirServer="https://ehr.example/fhir", fhirAuthorization=token | {"patient": "p1"})
+    assert call_refusal(own, environment="production") is None
+    theirs = hook_call(fhirServer="https://ehr.example/fhir", fhirAuthorization=token | {"patient": "p2"})
+    assert call_refusal(theirs, environment="local") == "fhirAuthorization.patient is not context.patientId"
+    plain = hook_call(fhirServer="http://ehr.example/fhir", fhirAuthorization=token)
+    assert call_refusal(plain, environment="local") is None
+    assert "https" in str(call_refusal(plain, environment="production"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"hook": "order-select", "hookInstance": "h", "context": {"patientId": "p1"}},
+        {"hook": "patient-view", "hookInstance": "h", "context": {}},
+        {"hook": "patient-view", "hookInstance": "h", "context": {"patientId": "../Patient/p1"}},
+        {"hook": "patient-view", "context": {"patientId": "p1"}},
+    ],
+)
+def test_other_hooks_and_malformed_contexts_are_not_a_patient_view(body: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        PatientViewRequest.model_validate(body)
