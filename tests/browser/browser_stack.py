@@ -13,10 +13,12 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 @dataclass(frozen=True)
 class Patients:
-    """The cohort's patients by role: two with AI results pending review, one for the chat."""
+    """The cohort's patients by role: two summarized (their AI results wait for review), one never
+    summarized, and the one the chat is asked about."""
 
     approve: str
     reject: str
+    fresh: str
     chat: str
     # The chat's citation: the newest HbA1c of `chat` and its value.
     a1c_reference: str

@@ -179,15 +179,15 @@ def test_standalone_launch_from_the_patient_picker(
     page: Page, deployment: Deployment, patients: Patients, recorder: Recorder
 ) -> None:
     page.goto(f"{deployment.app_url}/app/launch")
-    picker = page.get_by_test_id(f"pick-{patients.chat}")
+    picker = page.get_by_test_id(f"pick-{patients.fresh}")
     expect(picker).to_be_visible()
     screenshot(page, "ehr-patient-picker")
     picker.click()
     expect(page.locator("#main")).to_have_attribute("data-loaded", "", timeout=60_000)
     assert page.url == f"{deployment.app_url}/app/"
-    patient = fhir_get(deployment.fhir_url, f"Patient/{patients.chat}")
+    patient = fhir_get(deployment.fhir_url, f"Patient/{patients.fresh}")
     expect(page.get_by_test_id("banner-birthdate")).to_have_text(patient["birthDate"])
-    assert_clean_urls(recorder, deployment, patients.chat)
+    assert_clean_urls(recorder, deployment, patients.fresh)
     assert_no_csp_violation(recorder)
 
 
@@ -204,13 +204,14 @@ def test_chat_streams_the_answer_and_its_citation_opens_the_resource(
     tool = page.locator("[data-testid=tool-call][data-tool=lab_trend]").first
     expect(tool).to_have_attribute("data-done", "")
 
+    tool.locator("summary").click()
+    screenshot(page, "app-chat")
     citation = answer.get_by_test_id("citation")
     expect(citation).to_have_count(1)
     expect(citation).to_have_attribute("data-reference", patients.a1c_reference)
     citation.click()
     expect(page.get_by_test_id("resource-title")).to_have_text(patients.a1c_reference)
     expect(page.get_by_test_id("resource-json")).to_contain_text('"resourceType": "Observation"')
-    screenshot(page, "app-chat-citation")
     assert_clean_urls(recorder, deployment, patients.chat)
     assert_no_csp_violation(recorder)
 
