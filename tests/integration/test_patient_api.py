@@ -11,14 +11,17 @@ tested with the EHR stand-in (tests of agent.service.authz and the browser tests
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
+from ehr_fixtures import EhrStandinFactory
 from fhir_reads import get, search, server_with
+from launched_app import LaunchedApp, launched_app
 
 from agent.context import RunContext
 from agent.jobs.summarize import summarize_many
@@ -27,6 +30,7 @@ from agent.service.authz import current_principal
 from agent.service.principal import Principal
 from agent.settings import Settings
 from agent.testbed.cohort import Cohort, generate_cohort
+from agent.testbed.cohort.load import seed_cohort
 from agent.testbed.stack.ports import free_port
 from fhir_adapters import FhirClient, FhirConflict
 from fhir_adapters.confirmed import post_transaction
@@ -284,3 +288,51 @@ async def test_readyz_names_the_failing_check(
         assert not body["checks"]["fhir"]["ok"]
         assert all(body["checks"][name]["ok"] for name in ("dicomweb", "model", "checkpointer"))
         assert "127.0.0.1" not in resp.text  # no URL in the details
+
+
+REVIEW_SCOPES = f"launch openid fhirUser {SCOPES}"
+
+
+@pytest.fixture(scope="module")
+def behind_the_ehr(ehr_standin_factory: EhrStandinFactory) -> Iterator[tuple[LaunchedApp, str]]:
+    """The real app on uvicorn behind the EHR stand-in, a patient of its FHIR server summarized."""
+    with launched_app(ehr_standin_factory) as launched:
+        cohort = generate_cohort(1, 37)
+        base = launched.ehr.upstream_fhir_url
+
+        async def seed() -> None:
+            async with FhirClient(base) as client:
+                await seed_cohort(client, cohort)
+                (outcome,) = await summarize_many(RunContext(fhir=client), [cohort.patients[0].id])
+                assert outcome.status == "written", outcome
+
+        asyncio.run(seed())
+        yield launched, cohort.patients[0].id
+
+
+async def test_the_ehrs_patient_token_reviews_through_the_ehrs_fhir(
+    behind_the_ehr: tuple[LaunchedApp, str],
+) -> None:
+    """The real path: the EHR's access token (validated by the service), FHIR reads and the review
+    transaction relayed to the EHR's proxy, which enforces the token's scopes and compartment."""
+    launched, patient = behind_the_ehr
+    token = launched.ehr.token_for(patient, REVIEW_SCOPES)
+    headers = {"Authorization": f"Bearer {token.access_token.get_secret_value()}"}
+    async with httpx.AsyncClient(base_url=launched.url, headers=headers, timeout=60) as client:
+        view = (await client.get(f"/api/patients/{patient}/summary")).json()
+        assert view["summary"]["status"] == "preliminary", view
+        pdf = await client.get(view["pdf_values"][0]["url"])
+        assert pdf.status_code == 200, pdf.text
+        assert pdf.content.startswith(b"%PDF-")
+        report = view["summary"]["reference"]
+        approved = await client.post(f"/api/results/{report}/approve")
+        assert approved.status_code == 200, approved.text
+        value = view["pdf_values"][0]["reference"]
+        rejected = await client.post(f"/api/results/{value}/reject", json={"reason": "transcription wrong"})
+        assert rejected.status_code == 200, rejected.text
+    upstream = launched.ehr.upstream_fhir_url
+    assert (await get(f"{upstream}/{report}"))["status"] == "final"
+    assert (await get(f"{upstream}/{value}"))["status"] == "entered-in-error"
+    (provenance,) = await review_provenances(upstream, report)
+    claims = jwt.decode(token.access_token.get_secret_value(), options={"verify_signature": False})
+    assert provenance["agent"][0]["who"]["reference"] == claims["fhirUser"]
