@@ -32,6 +32,7 @@ from fhir_adapters.smart_jwt import (
     SmartProtocolError,
     SmartTransportError,
     TokenInvalid,
+    read_unverified,
     verify_jwt,
 )
 
@@ -271,7 +272,8 @@ class SmartAppClient:
         if self._jwks is None:
             raise SmartProtocolError("id_token check: the issuer's configuration has no jwks_uri")
         token = id_token.get_secret_value()
-        key = await self._jwks.key_for(token, self._http)
+        header, _ = read_unverified(token)
+        key = await self._jwks.key_for_header(header, self._http)
         issuer = self.config.issuer or self.iss
         try:
             claims = verify_jwt(

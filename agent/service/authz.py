@@ -46,7 +46,7 @@ from fhir_adapters.smart_jwt import (
     TokenInvalid,
     check_issuer_and_audience,
     looks_like_jwt,
-    unverified_issuer,
+    read_unverified,
     verify_jwt,
 )
 from fhir_adapters.smart_scopes import ScopeSet
@@ -187,22 +187,22 @@ def _audiences(runtime: ServiceRuntime, base: str) -> tuple[str, ...]:
 async def _verified_jwt(
     runtime: ServiceRuntime, token: str, trusted: tuple[str, ...]
 ) -> tuple[str, dict[str, Any]]:
-    claimed = unverified_issuer(token)
-    if claimed is None:
-        raise TokenInvalid("token names no issuer")
     registry = runtime.issuers
+    leeway = runtime.settings.token_leeway_s
+    known = registry.verified.recall(token, leeway_s=leeway)
+    if known is not None:
+        return known
+    header, unverified = read_unverified(token)
+    claimed = unverified.get("iss")
+    if not isinstance(claimed, str):
+        raise TokenInvalid("token names no issuer")
     base = await registry.base_for_token_issuer(claimed, trusted)
     if base is None:
         raise TokenInvalid("token issuer is not trusted by this service")
     config = await registry.configuration(base)
-    key = await registry.jwks(base, config).key_for(token)
-    claims = verify_jwt(
-        token,
-        key,
-        issuer=claimed,
-        audiences=_audiences(runtime, base),
-        leeway_s=runtime.settings.token_leeway_s,
-    )
+    key = await registry.jwks(base, config).key_for_header(header)
+    claims = verify_jwt(token, key, issuer=claimed, audiences=_audiences(runtime, base), leeway_s=leeway)
+    registry.verified.remember(token, base, claims)
     return base, claims
 
 

@@ -8,8 +8,10 @@ tokens for the API; a token's `iss` may be that base or the `issuer` its configu
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -54,6 +56,39 @@ def new_http_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=10.0)
 
 
+class VerifiedTokens:
+    """Bearer JWTs already verified, by digest, until they expire: a caller reusing its token
+    (a job, an MCP client) is not re-verified on every request. Revocation is not seen either
+    way: a JWT is valid until its `exp` unless the issuer is asked (introspection)."""
+
+    def __init__(self, *, max_entries: int = 4096, clock: Callable[[], float] = time.time) -> None:
+        self._max = max_entries
+        self._clock = clock
+        self._entries: dict[bytes, tuple[float, str, dict[str, Any]]] = {}
+
+    def recall(self, token: str, *, leeway_s: float) -> tuple[str, dict[str, Any]] | None:
+        entry = self._entries.get(_digest(token))
+        if entry is None:
+            return None
+        exp, base, claims = entry
+        if exp + leeway_s < self._clock():
+            del self._entries[_digest(token)]
+            return None
+        return base, claims
+
+    def remember(self, token: str, base: str, claims: dict[str, Any]) -> None:
+        if len(self._entries) >= self._max:
+            now = self._clock()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+            while len(self._entries) >= self._max:  # still full: drop the oldest
+                del self._entries[next(iter(self._entries))]
+        self._entries[_digest(token)] = (float(claims["exp"]), base, claims)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
 class IssuerRegistry:
     """Per issuer: its SMART configuration (TTL cache) and its JWKS cache."""
 
@@ -68,6 +103,7 @@ class IssuerRegistry:
         self._configs: dict[str, tuple[float, SmartConfiguration]] = {}
         self._jwks: dict[str, JwksCache] = {}
         self._lock = asyncio.Lock()
+        self.verified = VerifiedTokens()
 
     def http(self) -> httpx.AsyncClient:
         """A new client for a call to an issuer (the token endpoint, introspection)."""

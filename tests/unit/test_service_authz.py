@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from agent.service import smart_launch
 from agent.service.authz import current_principal, session_cookie_name
 from agent.service.csrf import require_csrf
-from agent.service.issuers import IssuerRegistry
+from agent.service.issuers import IssuerRegistry, VerifiedTokens
 from agent.service.principal import Principal
 from agent.service.runtime import ServiceRuntime
 from agent.service.sessions import Session
@@ -376,3 +376,36 @@ def test_a_callback_whose_id_token_has_another_nonce_makes_no_session(
     assert page.status_code == 400
     assert "identity token was not valid" in page.text
     assert "chartagent-session" not in page.headers.get("set-cookie", "")
+
+
+def test_a_remembered_token_still_expires() -> None:
+    now = [1000.0]
+    verified = VerifiedTokens(max_entries=2, clock=lambda: now[0])
+    verified.remember("t1", ISS, {"exp": 1010})
+    assert verified.recall("t1", leeway_s=0) == (ISS, {"exp": 1010})
+    assert verified.recall("t2", leeway_s=0) is None
+    now[0] = 1011
+    assert verified.recall("t1", leeway_s=5) is not None
+    assert verified.recall("t1", leeway_s=0) is None
+    # Full: the expired go first, then the oldest.
+    verified.remember("t2", ISS, {"exp": 2000})
+    verified.remember("t3", ISS, {"exp": 2000})
+    verified.remember("t4", ISS, {"exp": 2000})
+    assert verified.recall("t2", leeway_s=0) is None
+    assert verified.recall("t4", leeway_s=0) is not None
+
+
+def test_a_verified_token_is_not_verified_again(
+    client: TestClient, issuer: FakeIssuer, runtime: ServiceRuntime
+) -> None:
+    token = issuer.mint({"scope": "patient/*.rs", "patient": "pat-a"})
+    for _ in range(3):
+        assert client.get("/api/whoami", headers=_bearer(token)).status_code == 200
+    assert runtime.issuers.verified.recall(token, leeway_s=0) is not None
+    # A token differing in one signature character is not the remembered one.
+    assert (
+        client.get(
+            "/api/whoami", headers=_bearer(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1])
+        ).status_code
+        == 401
+    )
