@@ -94,10 +94,19 @@ class _Handler:
         self.request = request
         self.patient = caller.patient_id
         self._looked_up: dict[str, JsonDict | None] = {}
+        self._readable: dict[str, bool] = {}
 
     def require(self, resource_type: str, interaction: Interaction) -> None:
         if not self.caller.scopes.allows(resource_type, interaction, contexts=self.caller.contexts):
             raise ScopeRefused(f"scope does not allow {interaction!r} on {resource_type}")
+
+    def readable(self, resource_type: str) -> bool:
+        # Once per type: ScopeSet parses its scopes on every question, and answers have many entries.
+        if resource_type not in self._readable:
+            self._readable[resource_type] = self.caller.scopes.allows(
+                resource_type, "r", contexts=self.caller.contexts
+            )
+        return self._readable[resource_type]
 
     def not_for_patient_tokens(self, what: str) -> None:
         if self.patient is not None:
@@ -283,11 +292,15 @@ class _Handler:
         # A read answering with a Bundle is an instance history: filtered like a search.
         if payload.get("resourceType") == "Bundle":
             searched = segments[0] if segments else None
-            kept = [entry for entry in payload.get("entry") or [] if await self.may_see(entry, searched)]
-            payload["entry"] = kept
+            entries = payload.get("entry") or []
+            kept = [entry for entry in entries if await self.may_see(entry, searched)]
+            if len(kept) < len(entries):
+                payload["entry"] = kept
+                return _answer(self.ehr, upstream, content=json.dumps(payload).encode())
         elif self.patient is not None and not await self.in_compartment(payload, {}):
             raise CompartmentRefused("not this token's patient")
-        return _answer(self.ehr, upstream, content=json.dumps(payload).encode())
+        # Nothing dropped: the server's own bytes.
+        return _answer(self.ehr, upstream)
 
     async def may_see(self, entry: JsonDict, searched: str | None) -> bool:
         """An entry of a search answer, $everything or an _include: the searched type was checked
@@ -296,8 +309,7 @@ class _Handler:
         if not isinstance(resource, dict):
             return True
         rtype = str(resource.get("resourceType"))
-        readable = self.caller.scopes.allows(rtype, "r", contexts=self.caller.contexts)
-        if rtype not in ("OperationOutcome", searched) and not readable:
+        if rtype not in ("OperationOutcome", searched) and not self.readable(rtype):
             return False
         return self.patient is None or await self.in_compartment(resource, {})
 
