@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -11,6 +12,7 @@ from typing import Annotated
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import jwt
 import pytest
 from fake_smart_issuer import ISS, FakeIssuer, new_key
 from fastapi import Depends, FastAPI, Request
@@ -23,7 +25,7 @@ from agent.service.csrf import require_csrf
 from agent.service.issuers import IssuerRegistry, VerifiedTokens
 from agent.service.principal import Principal
 from agent.service.runtime import ServiceRuntime
-from agent.service.sessions import Session
+from agent.service.sessions import Session, SessionAuth
 from agent.settings import ServiceKey, Settings
 from fhir_adapters.smart_app_launch import SmartConfiguration
 from fhir_adapters.smart_scopes import ScopeSet
@@ -222,7 +224,6 @@ def test_a_foreign_signed_token_is_401(client: TestClient, issuer: FakeIssuer) -
 
 
 def test_an_hmac_token_signed_with_anything_is_401(client: TestClient) -> None:
-    import jwt
 
     now = int(time.time())
     claims = {"iss": ISS, "aud": ISS, "exp": now + 60, "scope": "system/*.cruds"}
@@ -306,7 +307,6 @@ def test_request_from_a_browser_request(runtime: ServiceRuntime) -> None:
     app = FastAPI()
     app.state.runtime = runtime
     scope = {"type": "http", "app": app, "headers": [(b"authorization", f"Bearer {JOBS_KEY}".encode())]}
-    import asyncio
 
     principal = asyncio.run(current_principal(Request(scope)))
     assert principal.kind == "service"
@@ -409,3 +409,75 @@ def test_a_verified_token_is_not_verified_again(
         ).status_code
         == 401
     )
+
+
+def _refreshing_session(runtime: ServiceRuntime, issuer: FakeIssuer) -> Session:
+    session = _session(runtime)
+    session.config = SmartConfiguration.model_validate(issuer.configuration())
+    session.refresh_token = SecretStr("rt-1")
+    session.access_expires_at = time.time() - 1  # expired
+    return session
+
+
+def _auth(runtime: ServiceRuntime, session: Session) -> SessionAuth:
+    return SessionAuth(
+        session,
+        runtime.sessions,
+        client_id="chartagent-app",
+        client_secret=SecretStr("app-secret-for-unit-tests"),
+        redirect_uri=f"{PUBLIC_URL}/app/callback",
+    )
+
+
+def test_concurrent_requests_of_an_expired_session_refresh_once(
+    runtime: ServiceRuntime, issuer: FakeIssuer
+) -> None:
+    session = _refreshing_session(runtime, issuer)
+    answer = {"access_token": "at-2", "token_type": "Bearer", "expires_in": 300, "refresh_token": "rt-2"}
+    issuer.token_handler = lambda _r: httpx.Response(200, json=answer)
+
+    async def requests() -> list[str | None]:
+        async with issuer.http() as http:
+            auths = [_auth(runtime, session) for _ in range(5)]
+            return await asyncio.gather(*(a.authorization(http, ISS) for a in auths))
+
+    headers = asyncio.run(requests())
+    assert headers == ["Bearer at-2"] * 5
+    assert issuer.paths().count("/auth/token") == 1
+    assert session.refresh_token is not None
+    assert session.refresh_token.get_secret_value() == "rt-2"  # rotated
+    assert session.generation == 1
+
+
+def test_a_401_refreshes_unless_another_request_already_did(
+    runtime: ServiceRuntime, issuer: FakeIssuer
+) -> None:
+    session = _refreshing_session(runtime, issuer)
+    session.access_expires_at = time.time() + 3600  # looks fresh; the EHR says otherwise
+    answer = {"access_token": "at-2", "token_type": "Bearer", "expires_in": 300}
+    issuer.token_handler = lambda _r: httpx.Response(200, json=answer)
+
+    async def go() -> tuple[bool, bool]:
+        async with issuer.http() as http:
+            first, second = _auth(runtime, session), _auth(runtime, session)
+            await first.authorization(http, ISS)
+            await second.authorization(http, ISS)
+            return await first.refresh(http, ISS), await second.refresh(http, ISS)
+
+    assert asyncio.run(go()) == (True, True)
+    assert issuer.paths().count("/auth/token") == 1  # the second saw the first's refresh
+    assert session.refresh_token is not None
+    assert session.refresh_token.get_secret_value() == "rt-1"  # not rotated: kept
+
+
+def test_a_refused_refresh_ends_the_session(runtime: ServiceRuntime, issuer: FakeIssuer) -> None:
+    session = _refreshing_session(runtime, issuer)  # the fake issuer refuses with invalid_grant
+
+    async def go() -> bool:
+        async with issuer.http() as http:
+            auth = _auth(runtime, session)
+            await auth.authorization(http, ISS)
+            return await auth.refresh(http, ISS)
+
+    assert asyncio.run(go()) is False
+    assert runtime.sessions.get(session.id) is None
