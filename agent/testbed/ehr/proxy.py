@@ -72,8 +72,11 @@ async def fhir_proxy(request: Request, path: str) -> Response:
     ehr = ehr_of(request)
     segments = [s for s in path.split("/") if s]
     params = list(request.query_params.multi_items())
-    if segments == ["metadata"] and request.method in ("GET", "HEAD"):
-        return _answer(ehr, await _forward(ehr, request.method, segments, params, b"", request))
+    try:
+        if segments == ["metadata"] and request.method in ("GET", "HEAD"):
+            return _answer(ehr, await _forward(ehr, request.method, segments, params, b"", request))
+    except httpx.HTTPError as exc:
+        return _unreachable(exc)
     try:
         caller = caller_of(request, ehr)
     except Unauthenticated as exc:
@@ -85,6 +88,13 @@ async def fhir_proxy(request: Request, path: str) -> Response:
         return outcome(403, "forbidden", str(exc))
     except BadRequest as exc:
         return outcome(400, "invalid", str(exc))
+    except httpx.HTTPError as exc:
+        return _unreachable(exc)
+
+
+def _unreachable(exc: httpx.HTTPError) -> Response:
+    """The FHIR server behind the proxy is down or slow: a gateway error, as an EHR would answer."""
+    return outcome(502, "transient", f"the FHIR server did not answer ({type(exc).__name__})")
 
 
 class _Handler:
