@@ -30,6 +30,8 @@ from fhir_adapters.smart_scopes import ScopeSet
 REFRESH_MARGIN_S = 30.0
 # A launch must come back to the callback within this time.
 LAUNCH_TTL_S = 600.0
+# Anyone may open /app/launch: the launches in flight are capped (the oldest give way).
+MAX_PENDING_LAUNCHES = 10_000
 
 
 def opaque_label(secret: str, prefix: str) -> str:
@@ -148,8 +150,11 @@ class LaunchStore:
 
     def put(self, state: str, launch: PendingLaunch) -> None:
         now = self._clock()
-        for s in [s for s, p in self._launches.items() if now - p.created_at > LAUNCH_TTL_S]:
-            del self._launches[s]
+        if len(self._launches) >= MAX_PENDING_LAUNCHES:
+            for s in [s for s, p in self._launches.items() if now - p.created_at > LAUNCH_TTL_S]:
+                del self._launches[s]
+            while len(self._launches) >= MAX_PENDING_LAUNCHES:
+                del self._launches[next(iter(self._launches))]
         self._launches[state] = launch
 
     def take(self, state: str) -> PendingLaunch | None:
