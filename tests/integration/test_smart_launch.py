@@ -228,3 +228,20 @@ def test_a_401_from_fhir_refreshes_once_and_retries(short_lived: LaunchedApp) ->
         time.sleep(2.2)
         assert browser.get(read).status_code == 200
         assert session.generation == 1
+
+
+def test_an_authorize_request_with_a_wrong_aud_comes_back_as_an_error_page(
+    app: LaunchedApp, patient: str
+) -> None:
+    with app.browser() as browser:
+        authorize = _to_authorize(app, browser, patient)
+        # The request as an attacker (or a misconfigured proxy) would alter it: another audience.
+        tampered = re.sub(
+            r"aud=[^&]+", "aud=http%3A%2F%2F127.0.0.1%3A9%2Ffhir", authorize.headers["location"]
+        )
+        page = browser.get(tampered)
+        assert page.url.path == "/app/callback"
+        assert "error" in page.url.params
+        assert page.status_code == 400
+        assert "The EHR did not authorize ChartAgent" in page.text
+        assert COOKIE not in browser.cookies
