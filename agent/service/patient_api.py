@@ -266,8 +266,10 @@ async def reject_result(
     return await _review(request, principal, resource_type, resource_id, "reject", body.reason)
 
 
-# What a run reads and writes (the summary's transactions: Observations, a DiagnosticReport that
-# may retire an older one, their Provenance).
+# What a run reads and writes (the summary's transactions: the engine's Device, Observations, a
+# DiagnosticReport that may retire an older one, their Provenance). Refused up front when one is
+# missing: the EHR would refuse that transaction after the work (Device.c is not in the app's
+# default scopes: CHARTAGENT_APP_SCOPES must add patient/Device.c for "Summarize now").
 _RUN_SCOPES: Final[tuple[tuple[str, Literal["r", "s", "c", "u"]], ...]] = (
     ("Patient", "r"),
     ("Observation", "s"),
@@ -275,6 +277,7 @@ _RUN_SCOPES: Final[tuple[tuple[str, Literal["r", "s", "c", "u"]], ...]] = (
     ("Observation", "c"),
     ("DiagnosticReport", "c"),
     ("Provenance", "c"),
+    ("Device", "c"),
 )
 
 

@@ -40,7 +40,9 @@ from tools.writeback.approval import REVIEW_SYSTEM, plan_review
 pytestmark = pytest.mark.integration
 
 REVIEWER = "Practitioner/reviewer-1"
-SCOPES = "patient/*.rs patient/Observation.cu patient/DiagnosticReport.cu patient/Provenance.c"
+SCOPES = (
+    "patient/*.rs patient/Observation.cu patient/DiagnosticReport.cu patient/Provenance.c patient/Device.c"
+)
 
 
 @pytest.fixture(scope="module")
@@ -294,10 +296,11 @@ REVIEW_SCOPES = f"launch openid fhirUser {SCOPES}"
 
 
 @pytest.fixture(scope="module")
-def behind_the_ehr(ehr_standin_factory: EhrStandinFactory) -> Iterator[tuple[LaunchedApp, str]]:
-    """The real app on uvicorn behind the EHR stand-in, a patient of its FHIR server summarized."""
+def behind_the_ehr(ehr_standin_factory: EhrStandinFactory) -> Iterator[tuple[LaunchedApp, str, str]]:
+    """The real app on uvicorn behind the EHR stand-in; two patients of its FHIR server, the first
+    summarized."""
     with launched_app(ehr_standin_factory) as launched:
-        cohort = generate_cohort(1, 37)
+        cohort = generate_cohort(2, 37)
         base = launched.ehr.upstream_fhir_url
 
         async def seed() -> None:
@@ -307,15 +310,15 @@ def behind_the_ehr(ehr_standin_factory: EhrStandinFactory) -> Iterator[tuple[Lau
                 assert outcome.status == "written", outcome
 
         asyncio.run(seed())
-        yield launched, cohort.patients[0].id
+        yield launched, cohort.patients[0].id, cohort.patients[1].id
 
 
 async def test_the_ehrs_patient_token_reviews_through_the_ehrs_fhir(
-    behind_the_ehr: tuple[LaunchedApp, str],
+    behind_the_ehr: tuple[LaunchedApp, str, str],
 ) -> None:
     """The real path: the EHR's access token (validated by the service), FHIR reads and the review
     transaction relayed to the EHR's proxy, which enforces the token's scopes and compartment."""
-    launched, patient = behind_the_ehr
+    launched, patient, _ = behind_the_ehr
     token = launched.ehr.token_for(patient, REVIEW_SCOPES)
     headers = {"Authorization": f"Bearer {token.access_token.get_secret_value()}"}
     async with httpx.AsyncClient(base_url=launched.url, headers=headers, timeout=60) as client:
@@ -336,3 +339,34 @@ async def test_the_ehrs_patient_token_reviews_through_the_ehrs_fhir(
     (provenance,) = await review_provenances(upstream, report)
     claims = jwt.decode(token.access_token.get_secret_value(), options={"verify_signature": False})
     assert provenance["agent"][0]["who"]["reference"] == claims["fhirUser"]
+
+
+async def test_summarize_now_with_the_ehrs_token_writes_through_the_ehr(
+    behind_the_ehr: tuple[LaunchedApp, str, str],
+) -> None:
+    launched, _, patient = behind_the_ehr
+    app_scopes = Settings().app_scopes
+    narrow = launched.ehr.token_for(patient, app_scopes).access_token.get_secret_value()
+    async with httpx.AsyncClient(base_url=launched.url, timeout=60) as client:
+        refused = await client.post(
+            f"/api/patients/{patient}/summarize", headers={"Authorization": f"Bearer {narrow}"}
+        )
+        # The engine's Device is written with the outputs: refused before any work, not after it.
+        assert refused.status_code == 403
+        assert "'c' on Device" in refused.json()["detail"]
+        token = launched.ehr.token_for(
+            patient, f"{app_scopes} patient/Device.c"
+        ).access_token.get_secret_value()
+        client.headers["Authorization"] = f"Bearer {token}"
+        started = await client.post(f"/api/patients/{patient}/summarize")
+        assert started.status_code == 202, started.text
+        run: dict[str, Any] = {"status": "running"}
+        for _ in range(600):
+            run = (await client.get(f"/api/runs/{started.json()['run_id']}")).json()
+            if run["status"] != "running":
+                break
+            await asyncio.sleep(0.1)
+        assert run["status"] == "done", run
+        assert any(ref.startswith("DiagnosticReport/") for ref in run["written"]), run
+        view = (await client.get(f"/api/patients/{patient}/summary")).json()
+        assert view["summary"]["reference"] in run["written"]
