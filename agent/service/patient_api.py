@@ -27,6 +27,8 @@ import asyncio
 import base64
 import binascii
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -38,6 +40,7 @@ from pydantic import BaseModel, Field, ValidationError
 from agent.service.authz import current_principal, session_of
 from agent.service.csrf import require_csrf
 from agent.service.fhir_access import fhir_for
+from agent.service.lifespans import add_lifespan
 from agent.service.pages import in_compartment
 from agent.service.principal import Principal
 from agent.service.runs import RunRegistry, RunView, context_opener
@@ -306,7 +309,16 @@ async def run_progress(
 
 def install(app: FastAPI) -> None:
     """Add the patient API's routes to `app`; the run registry lives on `app.state.summary_runs`."""
-    app.state.summary_runs = RunRegistry()
+    registry = app.state.summary_runs = RunRegistry()
+
+    @asynccontextmanager
+    async def cancel_runs_at_shutdown(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await registry.aclose()
+
+    add_lifespan(app, cancel_runs_at_shutdown)
     tags: list[str | Any] = ["patient"]
     app.add_api_route(
         "/api/patients/{patient_id}/summary",

@@ -20,8 +20,11 @@ import httpx
 import jwt
 import pytest
 from ehr_fixtures import EhrStandinFactory
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fhir_reads import get, search, server_with
 from launched_app import LaunchedApp, launched_app
+from live_app import serve_on
 
 from agent.context import RunContext
 from agent.jobs.summarize import summarize_many
@@ -71,10 +74,10 @@ def principal(patient_id: str, scopes: str = SCOPES, *, kind: Any = "token") -> 
 
 
 def client_for(
-    fhir_url: str, who: Principal, tmp_path: Path, dicomweb_url: str | None = None
+    fhir_url: str, who: Principal, tmp_path: Path, dicomweb_url: str | None = None, **settings: Any
 ) -> httpx.AsyncClient:
     app = create_app(
-        Settings(state_dir=tmp_path),
+        Settings(state_dir=tmp_path, **settings),
         public_url="http://testserver",
         fhir_url=fhir_url,
         dicomweb_url=dicomweb_url,
@@ -370,3 +373,28 @@ async def test_summarize_now_with_the_ehrs_token_writes_through_the_ehr(
         assert any(ref.startswith("DiagnosticReport/") for ref in run["written"]), run
         view = (await client.get(f"/api/patients/{patient}/summary")).json()
         assert view["summary"]["reference"] in run["written"]
+
+
+def model_server(status_code: int) -> FastAPI:
+    """An OpenAI-compatible server's `/v1/models`, answering `status_code`."""
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    async def models() -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [{"id": "medgemma"}]}, status_code=status_code)
+
+    return app
+
+
+@pytest.mark.parametrize(("status_code", "ready"), [(200, True), (503, False)])
+async def test_readyz_asks_a_served_model_for_its_models(
+    server: str, cohort: Cohort, tmp_path: Path, status_code: int, ready: bool
+) -> None:
+    with serve_on(model_server(status_code), free_port(), name="models") as url:
+        settings = {"model_backend": "openai", "model_url": f"{url}/v1", "model": "medgemma"}
+        async with client_for(server, principal(cohort.patients[0].id), tmp_path, **settings) as client:
+            resp = await client.get("/readyz")
+    model = resp.json()["checks"]["model"]
+    assert model["ok"] is ready, model
+    assert resp.status_code == (200 if ready else 503)
+    assert model["detail"] == ("/models answered" if ready else "/models answered 503")
