@@ -60,6 +60,24 @@ def in_compartment(resource: dict[str, Any], patient_id: str) -> bool:
     return False
 
 
+def without_inline_data(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource with each attachment's inline `data` (a whole PDF or PNG, base64) replaced by
+    a note of its size: the view shows the resource, the attachment routes serve the files."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: strip(v) for k, v in node.items()}
+            if isinstance(node.get("data"), str) and "contentType" in node:
+                out["data"] = f"({len(node['data'])} base64 characters, not shown)"
+            return out
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    stripped: dict[str, Any] = strip(resource)
+    return stripped
+
+
 async def patient_resource(
     request: Request,
     patient_id: str,
@@ -84,7 +102,7 @@ async def patient_resource(
     # Another patient's resource answers like a missing one: its existence is not revealed.
     if resource.get("resourceType") != resource_type or not in_compartment(resource, patient_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=_NOT_FOUND)
-    return JSONResponse(resource, headers={"Cache-Control": "no-store"})
+    return JSONResponse(without_inline_data(resource), headers={"Cache-Control": "no-store"})
 
 
 async def app_page() -> FileResponse:

@@ -252,6 +252,15 @@ def test_the_resource_view_serves_the_sessions_patient_only(
     assert foreign.status == 404
     assert patients.a1c_reference.split("/")[1] not in foreign.text()
     assert page.request.get(f"{own}/Provenance/anything").status == 404
+    # A report's view leaves its inline attachments (PNG plots, text) out: the attachment route
+    # serves them.
+    bundle = fhir_get(deployment.fhir_url, "DiagnosticReport", subject=f"Patient/{patients.reject}")
+    report = next(e["resource"] for e in bundle["entry"] if e["resource"].get("presentedForm"))
+    view = page.request.get(f"{own}/DiagnosticReport/{report['id']}").json()
+    assert view["id"] == report["id"]
+    assert [form["data"] for form in view["presentedForm"]] == [
+        f"({len(form['data'])} base64 characters, not shown)" for form in report["presentedForm"]
+    ]
     # No session: 401.
     assert httpx.get(f"{own}/Patient/{patients.reject}", timeout=30).status_code == 401
 
