@@ -33,9 +33,9 @@ from pydantic import BaseModel, ValidationError
 from tools.labs.series import build_series
 from tools.text_safety import safe_text
 from tools.trends import compute_trend
+from tools.writeback.approval import is_ai_output
 from tools.writeback.builders import DIRECTION_SYSTEM, TREND_CODE_SYSTEM
 from tools.writeback.extraction_labels import is_document_extraction
-from tools.writeback.identifiers import AI_OUTPUT_SYSTEM
 from tools.writeback.lab_results import SOURCE_LOCATION_URL
 from tools.writeback.study_read import BOX_CODE, DICOM_IMAGE_URL, READ_SYSTEM
 from tools.writeback.summaries import CURRENT_STATUSES, newest_summary
@@ -47,7 +47,6 @@ __all__ = [
     "SummaryView",
     "TrendMemo",
     "build_summary_view",
-    "is_ai_output",
     "pdf_attachment_index",
 ]
 
@@ -55,7 +54,6 @@ JsonDict = dict[str, Any]
 # (resourceType, id, index in presentedForm / content) -> the URL that streams that attachment.
 AttachmentUrl = Callable[[str, str, int], str]
 
-_AIAST: Final = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "AIAST")
 _DICOM_UID_SYSTEM: Final = "urn:dicom:uid"
 _BOX_EDGES: Final = ("x0", "y0", "x1", "y1")
 # Attachments the app may open: the report's text, its plots and overlays, lab-report PDFs.
@@ -178,14 +176,6 @@ def _has_coding(concept: Mapping[str, Any] | None, system: str, code: str | None
         c.get("system") == system and (code is None or c.get("code") == code)
         for c in (concept or {}).get("coding") or []
     )
-
-
-def is_ai_output(resource: Mapping[str, Any]) -> bool:
-    """Written by ChartAgent: AI-labelled (AIAST) and carrying our business identifier."""
-    labelled = any(
-        (s.get("system"), s.get("code")) == _AIAST for s in (resource.get("meta") or {}).get("security") or []
-    )
-    return labelled and any(i.get("system") == AI_OUTPUT_SYSTEM for i in resource.get("identifier") or [])
 
 
 def _ref(resource: Mapping[str, Any]) -> str:

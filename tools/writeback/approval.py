@@ -50,6 +50,7 @@ __all__ = [
     "ReviewPlan",
     "ReviewRefused",
     "apply_review",
+    "is_ai_output",
     "plan_review",
     "review_tag",
 ]
@@ -112,7 +113,8 @@ def review_tag(reference: str, action: ReviewAction) -> str:
     return f"{REVIEW_SYSTEM}|{ident.value}"
 
 
-def _is_ours(resource: Mapping[str, Any]) -> bool:
+def is_ai_output(resource: Mapping[str, Any]) -> bool:
+    """Written by ChartAgent (as JSON): AI-labelled (AIAST) and carrying our business identifier."""
     labelled = any(
         s.get("system") == AIAST["system"] and s.get("code") == AIAST["code"]
         for s in (resource.get("meta") or {}).get("security") or []
@@ -183,7 +185,7 @@ def plan_review(
     reference = f"{rtype}/{rid}"
     if not _subject_is(resource, patient_id):
         raise ReviewRefused("not this patient's result", other_patient=True)
-    if not _is_ours(resource):
+    if not is_ai_output(resource):
         raise ReviewRefused(f"{reference} is not ChartAgent's AI output")
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
