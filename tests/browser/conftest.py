@@ -18,9 +18,12 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -37,9 +40,14 @@ from agent.testbed.stack.app_server import AppServer, AppServerSpec, app_environ
 from agent.testbed.stack.ehr_server import EhrServer, ehr_config
 from agent.testbed.stack.ports import free_port
 from fhir_adapters import FhirClient
+from tools.imaging.geometry import Padding
 from tools.medgemma.fake_backend import ScriptedBackend
 from tools.medgemma.serve_app import create_app as model_server_app
+from tools.medgemma.tasks import cxr_localization
 from tools.medgemma.types import ModelRequest, TextPart
+from tools.writeback.ai_labels import ModelIdentity
+from tools.writeback.bundle import conditional_create_bundle
+from tools.writeback.study_read import ReadStudy, build_study_read
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -87,6 +95,7 @@ def seeded(fhir_server_factory: Callable[..., str], cohort: Cohort) -> tuple[str
     async def prepare() -> Patients:
         async with FhirClient(base) as client:
             outcomes = await summarize_many(RunContext(fhir=client), ids[:2])
+            await client.transaction(chest_xray_read(ids[0]))
         assert [o.status for o in outcomes] == ["written", "written"]
         # The chat's patient: a summarized one (the page then shows everything), never the one
         # whose results are rejected.
@@ -107,6 +116,69 @@ def fhir_url(seeded: tuple[str, Patients]) -> str:
 @pytest.fixture(scope="session")
 def patients(seeded: tuple[str, Patients]) -> Patients:
     return seeded[1]
+
+
+def chest_xray_image(height: int = 700, width: int = 600) -> npt.NDArray[np.uint8]:
+    """A synthetic frontal chest radiograph: a bright body, two dark lungs, a bright spine."""
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.full((height, width), 20, dtype=np.uint8)
+    image[((x - width / 2) / (width * 0.46)) ** 2 + ((y - height * 0.55) / (height * 0.5)) ** 2 < 1] = 170
+    for cx in (0.3, 0.7):
+        lung = ((x - width * cx) / (width * 0.16)) ** 2 + ((y - height * 0.5) / (height * 0.3)) ** 2 < 1
+        image[lung] = 60
+    image[:, int(width * 0.47) : int(width * 0.53)] = np.maximum(
+        image[:, int(width * 0.47) : int(width * 0.53)], 200
+    )
+    return np.stack([image] * 3, axis=-1)
+
+
+def chest_xray_read(patient_id: str) -> dict[str, Any]:
+    """The transaction of a chest X-ray localization read (the real write-back builder, a scripted
+    model answer) of a study added for `patient_id`: an AI imaging report with its box overlay."""
+    subject = f"Patient/{patient_id}"
+    study_id = f"{patient_id}-cxr-1"
+    image = chest_xray_image()
+    boxes = [
+        {"box_2d": [200, 191, 800, 466], "label": "right lung"},
+        {"box_2d": [200, 534, 800, 809], "label": "left lung"},
+    ]
+    result = cxr_localization.parse(
+        f"Final Answer: ```json {json.dumps(boxes)} ```", Padding.centred(*image.shape[:2])
+    )
+    study = ReadStudy(
+        imaging_study_id=study_id,
+        study_uid="2.25.40510001",
+        series_uid="2.25.40510001.1",
+        instance_uids=("2.25.40510001.1.1",),
+        started="2026-05-01T10:00:00+00:00",
+    )
+    built = build_study_read(
+        subject=subject,
+        result=result,
+        study=study,
+        identity=ModelIdentity(
+            name="medgemma-scripted", version="1", prompt_version=cxr_localization.PROMPT_VERSION
+        ),
+        issued=datetime.now(UTC),
+        image=image,
+    )
+    bundle = conditional_create_bundle(built)
+    bundle["entry"].insert(
+        0,
+        {
+            "fullUrl": f"ImagingStudy/{study_id}",
+            "resource": {
+                "resourceType": "ImagingStudy",
+                "id": study_id,
+                "status": "available",
+                "subject": {"reference": subject},
+                "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{study.study_uid}"}],
+                "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "DX"}],
+            },
+            "request": {"method": "PUT", "url": f"ImagingStudy/{study_id}"},
+        },
+    )
+    return bundle
 
 
 def _text_of(request: ModelRequest) -> str:

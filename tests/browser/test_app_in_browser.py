@@ -27,6 +27,8 @@ from tools.writeback.approval import ReviewAction, review_tag
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 FHIR_USER = f"Practitioner/{DEMO_PRACTITIONER_ID}"
+# The pending-list title of the planning graph's lab summary (the report's code text).
+SUMMARY_TITLE = "Automated laboratory trend summary"
 # What must never be in a URL after the callback: an OAuth code, state or token, a JWT.
 SECRET_IN_URL = re.compile(
     r"[?&#](code|state|access_token|refresh_token|id_token|launch|iss)=|eyJ[\w-]{8,}\."
@@ -56,14 +58,11 @@ def ehr_launch(page: Page, deployment: Deployment, patient_id: str) -> None:
     assert page.url == f"{deployment.app_url}/app/"
 
 
-def pending_report(page: Page) -> tuple[Locator, str]:
-    """The first pending AI DiagnosticReport (the summary) and its reference."""
+def pending_report(page: Page, title: str) -> tuple[Locator, str]:
+    """The pending AI DiagnosticReport titled `title` and its reference."""
     approve = page.get_by_role("button", name="Approve", exact=True)
-    item = (
-        page.locator("[data-testid=pending-item][data-reference^='DiagnosticReport/']")
-        .filter(has=approve)
-        .first
-    )
+    reports = page.locator("[data-testid=pending-item][data-reference^='DiagnosticReport/']")
+    item = reports.filter(has=approve, has_text=title).first
     expect(item).to_be_visible()
     reference = item.get_attribute("data-reference")
     assert reference
@@ -136,7 +135,16 @@ def test_ehr_launch_shows_banner_and_summary_and_approve_makes_it_final(
     assert attachment.status == 200
     assert attachment.headers["content-type"].startswith("application/pdf")
 
-    item, reference = pending_report(page)
+    # The chest X-ray read: its overlay PNG (boxes drawn on the image read) and the boxes listed.
+    imaging = page.get_by_test_id("imaging-report").first
+    overlay = imaging.get_by_test_id("imaging-overlay")
+    expect(overlay).to_be_visible()
+    assert overlay.evaluate("img => img.complete && img.naturalWidth > 0")
+    expect(imaging.locator(".boxes li")).to_have_count(2)
+    expect(imaging.get_by_test_id("ai-label")).to_be_visible()
+    screenshot(page, "app-imaging", show=imaging)
+
+    item, reference = pending_report(page, SUMMARY_TITLE)
     item.get_by_role("button", name="Approve", exact=True).click()
     outcome = page.locator(f"[data-testid=pending-item][data-reference='{reference}']")
     expect(outcome.get_by_test_id("pending-outcome")).to_have_text("Approved")
@@ -156,7 +164,7 @@ def test_reject_asks_for_a_reason_and_marks_the_result_entered_in_error(
     page: Page, deployment: Deployment, patients: Patients, recorder: Recorder
 ) -> None:
     ehr_launch(page, deployment, patients.reject)
-    item, reference = pending_report(page)
+    item, reference = pending_report(page, SUMMARY_TITLE)
     item.get_by_role("button", name="Reject", exact=True).click()
     dialog = page.get_by_test_id("reject-dialog")
     expect(dialog).to_be_visible()

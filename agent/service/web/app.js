@@ -250,6 +250,13 @@ function renderPdfValues(values) {
   }
 }
 
+/** A box as [x0, y0, x1, y1] in the pixels of the image read. */
+function boxText(box) {
+  const [x0, y0, x1, y1] = (box.bbox || []).map((n) => Math.round(Number(n)));
+  const where = box.instance ? ` of instance ${box.instance}` : "";
+  return `${box.label}: x ${x0}–${x1}, y ${y0}–${y1} (pixels${where})`;
+}
+
 function renderImaging(reports) {
   clear(ui.imaging);
   if (!reports || !reports.length) {
@@ -258,7 +265,7 @@ function renderImaging(reports) {
   }
   for (const report of reports) {
     const boxes = (report.boxes || []).map((b) =>
-      el("li", { text: `${b.label}: (${(b.bbox || []).map((n) => Math.round(Number(n))).join(", ")})` }),
+      el("li", { text: boxText(b) }),
     );
     ui.imaging.append(
       el(

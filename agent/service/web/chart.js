@@ -36,6 +36,18 @@ function numeric(value) {
  * An SVG chart of one trend ({analyte, unit, points: [{time, value, reference}], referenceRange}).
  * `tip` is the shared tooltip element; `onPoint(reference)` opens a point's resource.
  */
+// The point whose tip shows: the tip is placed in viewport coordinates, so a scroll moves it along.
+let shown = null;
+
+function placeTip(tip, dot) {
+  const box = dot.getBoundingClientRect();
+  // CSSOM (allowed by the CSP, unlike style attributes): the tip sits above the point.
+  tip.style.left = `${Math.round(box.left + box.width / 2 + 8)}px`;
+  tip.style.top = `${Math.round(box.top - 30)}px`;
+}
+
+window.addEventListener("scroll", () => shown && placeTip(shown.tip, shown.dot), { passive: true, capture: true });
+
 export function trendChart(trend, { tip, onPoint }) {
   const points = (trend.points || [])
     .map((p) => ({ ...p, t: Date.parse(p.time), v: numeric(p.value) }))
@@ -116,13 +128,12 @@ export function trendChart(trend, { tip, onPoint }) {
     const show = () => {
       tip.textContent = label;
       tip.hidden = false;
-      const box = dot.getBoundingClientRect();
-      // CSSOM (allowed by the CSP, unlike style attributes): place the tip above the point.
-      tip.style.left = `${Math.round(box.left + box.width / 2 + 8)}px`;
-      tip.style.top = `${Math.round(box.top - 30)}px`;
+      shown = { tip, dot };
+      placeTip(tip, dot);
     };
     const hide = () => {
       tip.hidden = true;
+      shown = null;
     };
     link.addEventListener("mouseenter", show);
     link.addEventListener("focus", show);
@@ -130,6 +141,7 @@ export function trendChart(trend, { tip, onPoint }) {
     link.addEventListener("blur", hide);
     link.addEventListener("click", (event) => {
       event.preventDefault();
+      hide();
       if (p.reference) onPoint(p.reference);
     });
     chart.append(link);
