@@ -94,8 +94,10 @@ class Settings(BaseSettings):
     app_issuers: Annotated[tuple[str, ...], NoDecode] = ()
     app_default_issuer: str | None = None
     app_scopes: str = (
-        "launch openid fhirUser patient/*.rs patient/Observation.c patient/DiagnosticReport.cu "
-        "patient/Provenance.c offline_access"
+        # Reads; the run's writes (results, reports, their Provenance and the engine's Device);
+        # approving a transcribed value (Observation.u); a confirmed chat note (DocumentReference).
+        "launch openid fhirUser patient/*.rs patient/Observation.cu patient/DiagnosticReport.cu "
+        "patient/Provenance.c patient/Device.c patient/DocumentReference.c offline_access"
     )
     app_session_lifetime_s: float = Field(default=8 * 3600.0, gt=0)
     # Lax: the EHR launch is a chain of top-level redirects, which Lax cookies survive. "none"

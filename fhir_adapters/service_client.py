@@ -7,6 +7,8 @@ clients: their retry rules and error types differ by protocol.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
@@ -18,6 +20,13 @@ from fhir_adapters.retry import RetryPolicy
 
 # httpx's own defaults, for clients that set no limits of their own.
 _HTTPX_DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+
+
+@functools.cache
+def shared_tls_context() -> ssl.SSLContext:
+    """One TLS context (CA certificates, SSL_CERT_FILE/SSL_CERT_DIR honoured) for every client of the
+    process: loading the certificates costs about 30 ms, and the service opens a client per request."""
+    return httpx.create_ssl_context()
 
 
 def checked_base_url(base_url: str, *, example: str = "") -> str:
@@ -59,7 +68,10 @@ class ServiceClient:
         self._owns_http = http is None
         if http is None:
             http = httpx.AsyncClient(
-                transport=transport, timeout=timeout, limits=limits or _HTTPX_DEFAULT_LIMITS
+                transport=transport,
+                timeout=timeout,
+                limits=limits or _HTTPX_DEFAULT_LIMITS,
+                verify=shared_tls_context(),
             )
         self._http = http
         self._semaphore = asyncio.Semaphore(max_concurrency)

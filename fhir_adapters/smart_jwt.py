@@ -212,10 +212,17 @@ def verify_jwt(
     leeway_s: float = LEEWAY_S,
 ) -> dict[str, Any]:
     """The claims of `token` after checking signature, `iss`, `aud` (one of `audiences`) and `exp`."""
-    # The key's own `alg` when it declares one; else any asymmetric one of its type (pyjwt refuses
-    # an algorithm that does not fit the key object).
-    named = key.algorithm_name
-    algorithms = [named] if named in ASYMMETRIC_ALGORITHMS else list(ASYMMETRIC_ALGORITHMS)
+    # The key's own `alg` when its JWK declares one; else the token's (asymmetric, checked before),
+    # which pyjwt refuses when it does not fit the key's type. PyJWK itself would assume RS256 for
+    # any RSA key without `alg`, and refuse the RS384 tokens SMART asks for.
+    declared = key._jwk_data.get("alg")  # the JWK as published (pyjwt keeps it on the key)
+    if isinstance(declared, str):
+        algorithms = [declared] if declared in ASYMMETRIC_ALGORITHMS else []
+    else:
+        header_alg = jwt.get_unverified_header(token).get("alg")
+        algorithms = [header_alg] if header_alg in ASYMMETRIC_ALGORITHMS else []
+    if not algorithms:
+        raise TokenInvalid("token algorithm is not an accepted asymmetric algorithm")
     # iss and aud are compared below (trailing slashes aside; several accepted audiences).
     options: jwt.types.Options = {"require": ["exp", "iss", "aud"], "verify_aud": False, "verify_iss": False}
     try:

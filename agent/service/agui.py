@@ -179,8 +179,8 @@ class ChatService:
         from tools.registry import read_tools
 
         settings = self._runtime.settings
-        stack = AsyncExitStack()
-        try:
+        # Whatever fails while opening closes what was opened; on success the parts stay open.
+        async with AsyncExitStack() as stack:
             saver = await stack.enter_async_context(open_checkpointer(settings))
             model = await stack.enter_async_context(open_backend(settings))
             # Pixels are fetched only when a model can read them (as `chartagent ask`).
@@ -196,10 +196,8 @@ class ChatService:
                 model=model,
                 dicomweb=pacs,
             )
-        except BaseException:
-            await stack.aclose()
-            raise
-        self._stack = stack
+            opened = stack.pop_all()
+        self._stack = opened
         return parts
 
     async def aclose(self) -> None:
@@ -380,6 +378,7 @@ async def run_agent(
     if lease is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="a run is in progress on this thread")
     config: Any = {"configurable": {"thread_id": checkpoint_thread(patient, body.thread_id)}}
+    handed_over = False  # the stream releases the lease once it ends
     try:
         if resume is not None:
             paused = await _available(parts.graph.aget_state(config))
@@ -393,10 +392,12 @@ async def run_agent(
         run = _Run(request, principal, patient, parts, config, question, decision)
         encoder = EventEncoder(accept=request.headers.get("accept", "text/event-stream"))
         events = RunEvents(body.thread_id, body.run_id)
-        return _LeasedStream(_stream(run, events, encoder), lease, encoder.get_content_type())
-    except BaseException:
-        lease.release()
-        raise
+        response = _LeasedStream(_stream(run, events, encoder), lease, encoder.get_content_type())
+        handed_over = True
+        return response
+    finally:
+        if not handed_over:
+            lease.release()
 
 
 def install(app: FastAPI) -> None:

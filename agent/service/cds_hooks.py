@@ -138,12 +138,15 @@ def install(app: FastAPI) -> None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED, detail=reason, headers={"WWW-Authenticate": "Bearer"}
             ) from None
+        not_a_hook = HTTPException(status.HTTP_400_BAD_REQUEST, detail="not a patient-view hook request")
         try:
-            call = PatientViewRequest.model_validate(await request.json())
-        except (ValidationError, ValueError):
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST, detail="not a patient-view hook request"
-            ) from None
+            body = await request.json()
+        except ValueError:  # not JSON
+            raise not_a_hook from None
+        try:
+            call = PatientViewRequest.model_validate(body)
+        except ValidationError:
+            raise not_a_hook from None
         refusal = call_refusal(call, environment=runtime.settings.environment)
         if refusal is not None:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=refusal)

@@ -32,6 +32,7 @@ from agent.checkpoints import open_checkpointer
 from agent.connections import auth_from_settings, open_dicomweb_client
 from agent.service.runtime import ServiceRuntime, runtime_of
 from fhir_adapters import FhirClient
+from fhir_adapters.error_tree import ChartAgentError
 from fhir_adapters.retry import RetryPolicy
 
 # Each check's own limit: one slow dependency reports itself instead of stalling the others.
@@ -96,7 +97,7 @@ async def _checkpointer_ready(runtime: ServiceRuntime) -> str:
     return "read answered"
 
 
-class _NotReady(Exception):
+class _NotReady(ChartAgentError):
     """A check's own PHI-free, URL-free reason."""
 
 

@@ -49,6 +49,7 @@ from agent.service.threads import CHAT_READS, NOTE_WRITES, may_save_notes
 from tools.registry import PatientScoped, ToolContext, ToolRegistry, ToolResult, read_tools
 from tools.registry.registry import scope_refusal
 from tools.writeback.ai_labels import ModelIdentity, chartagent_version
+from tools.writeback.builders import is_patient_subject
 from tools.writeback.chat_note import build_note_transaction
 
 __all__ = ["MCP_PATH", "PROPOSE_NOTE", "NoteProposal", "ProposeNoteInput", "install"]
@@ -294,16 +295,15 @@ def _proposal(args: Mapping[str, Any], patient: str) -> mt.CallToolResult:
     refusal = scope_refusal(parsed.patient, patient)
     if refusal is not None:
         return _error(refusal)
-    try:
-        bundle, token = build_note_transaction(
-            subject=f"Patient/{patient}",
-            text=parsed.text,
-            sources=parsed.sources,
-            identity=ModelIdentity(name=MCP_ENGINE, version=chartagent_version()),
-            created=datetime.now(UTC),
-        )
-    except ValueError:
-        return _error("invalid input: the note's subject or sources are not FHIR references")
+    if not is_patient_subject(f"Patient/{patient}"):  # the sources' form is checked by the input model
+        return _error("invalid input: the patient is not a FHIR id")
+    bundle, token = build_note_transaction(
+        subject=f"Patient/{patient}",
+        text=parsed.text,
+        sources=parsed.sources,
+        identity=ModelIdentity(name=MCP_ENGINE, version=chartagent_version()),
+        created=datetime.now(UTC),
+    )
     proposal = NoteProposal(
         subject=f"Patient/{patient}",
         text=parsed.text,

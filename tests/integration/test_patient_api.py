@@ -348,18 +348,17 @@ async def test_summarize_now_with_the_ehrs_token_writes_through_the_ehr(
     behind_the_ehr: tuple[LaunchedApp, str, str],
 ) -> None:
     launched, _, patient = behind_the_ehr
-    app_scopes = Settings().app_scopes
-    narrow = launched.ehr.token_for(patient, app_scopes).access_token.get_secret_value()
+    # Without Device.c the run is refused before any work, not after it (the engine's Device is
+    # written with the outputs); the app's default scopes include it.
+    without_device = Settings().app_scopes.replace(" patient/Device.c", "")
+    narrow = launched.ehr.token_for(patient, without_device).access_token.get_secret_value()
     async with httpx.AsyncClient(base_url=launched.url, timeout=60) as client:
         refused = await client.post(
             f"/api/patients/{patient}/summarize", headers={"Authorization": f"Bearer {narrow}"}
         )
-        # The engine's Device is written with the outputs: refused before any work, not after it.
         assert refused.status_code == 403
         assert "'c' on Device" in refused.json()["detail"]
-        token = launched.ehr.token_for(
-            patient, f"{app_scopes} patient/Device.c"
-        ).access_token.get_secret_value()
+        token = launched.ehr.token_for(patient, Settings().app_scopes).access_token.get_secret_value()
         client.headers["Authorization"] = f"Bearer {token}"
         started = await client.post(f"/api/patients/{patient}/summarize")
         assert started.status_code == 202, started.text

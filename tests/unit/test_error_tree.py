@@ -43,6 +43,14 @@ BROAD = frozenset({"ValueError", "Exception", "BaseException"})
 
 # (file, function) -> why it must catch everything. Keep it short: each entry is a boundary.
 ALLOWED: dict[tuple[str, str], str] = {
+    ("agent/service/agui.py", "_drive"): (
+        "the chat stream's boundary: a failed run ends its stream with RUN_ERROR (a fixed, "
+        "PHI-free message per error class) instead of a cut connection"
+    ),
+    ("agent/service/runs.py", "RunRegistry._execute"): (
+        "the background run's boundary: its failure is reported on GET /api/runs/{id} "
+        "(describe_failure keeps PHI out); nobody awaits the task to see it otherwise"
+    ),
     ("agent/jobs/summarize.py", "summarize_many"): (
         "the per-patient boundary: one patient's failure is reported (describe_failure keeps PHI "
         "out) and the batch goes on"

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fhir_adapters import FhirClient, FhirConflict
 from fhir_adapters.confirmed import post_transaction
+from fhir_adapters.error_tree import BadInputError, ChartAgentError
 from tools.text_safety import safe_text
 from tools.writeback.ai_labels import AIAST
 from tools.writeback.identifiers import AI_OUTPUT_SYSTEM, InputRef, business_identifier
@@ -70,7 +71,7 @@ _ACTIVITY_DISPLAY: Final[dict[ReviewAction, str]] = {
 }
 
 
-class ReviewRefused(ValueError):
+class ReviewRefused(BadInputError):
     """Not a result this patient's reviewer may review (not ours, another patient's, wrong type).
     ``other_patient``: the resource belongs to another patient (answered 403 by the API)."""
 
@@ -79,7 +80,7 @@ class ReviewRefused(ValueError):
         self.other_patient = other_patient
 
 
-class ReviewConflict(ValueError):
+class ReviewConflict(ChartAgentError):
     """The result is not (or no longer) in a state this review applies to."""
 
 

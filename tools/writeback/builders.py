@@ -84,8 +84,13 @@ _INTERPRETATION_DISPLAY: Final = {
 }
 
 
+def is_patient_subject(subject: str) -> bool:
+    """A literal Patient reference such as 'Patient/123' (what every write's subject must be)."""
+    return _SUBJECT_RE.match(subject) is not None
+
+
 def check_subject(subject: str) -> None:
-    if not _SUBJECT_RE.match(subject):
+    if not is_patient_subject(subject):
         raise ValueError(
             f"subject must be a literal Patient reference such as 'Patient/123', not {subject!r}"
         )

@@ -21,6 +21,7 @@ from agent.testbed.ehr.pages import error_page, picker_page
 from agent.testbed.ehr.patients import ensure_demo_practitioner, patient_list
 from agent.testbed.ehr.scope_grant import grantable
 from agent.testbed.ehr.state import EhrState, ehr_of
+from fhir_adapters.error_tree import BadInputError
 from fhir_adapters.smart_scopes import ScopeSet
 
 router = APIRouter()
@@ -29,7 +30,7 @@ router = APIRouter()
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 
-class AuthorizeError(Exception):
+class AuthorizeError(BadInputError):
     def __init__(self, error: str, description: str) -> None:
         super().__init__(description)
         self.error = error

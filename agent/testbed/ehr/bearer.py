@@ -8,10 +8,11 @@ import jwt
 from starlette.requests import Request
 
 from agent.testbed.ehr.state import EhrState
+from fhir_adapters.error_tree import BadInputError
 from fhir_adapters.smart_scopes import ScopeContext, ScopeSet
 
 
-class Unauthenticated(Exception):
+class Unauthenticated(BadInputError):
     """No valid token: the message is safe to send back (it holds no token)."""
 
 

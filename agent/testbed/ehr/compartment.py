@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from fhir_adapters.error_tree import BadInputError
+
 # The field of each patient-data type that names its patient (and the search parameter, `patient`,
 # that sekmet indexes from it for every type listed).
 PATIENT_FIELD: Mapping[str, str] = {
@@ -28,7 +30,7 @@ PATIENT_FIELD: Mapping[str, str] = {
 PATIENT_SEARCH_PARAMS = frozenset({"patient", "subject"})
 
 
-class CompartmentRefused(Exception):
+class CompartmentRefused(BadInputError):
     """The request reaches outside the token's patient compartment. The message names no patient."""
 
 

@@ -21,7 +21,8 @@ JOBS_CLIENT_ID = "chartagent-jobs"
 # What the ChartAgent app may ask for (SMART v2; the narrower write scopes for the approval flow).
 APP_SCOPES = (
     "launch launch/patient openid fhirUser offline_access online_access patient/*.rs patient/*.cruds "
-    "user/*.rs patient/Observation.c patient/DiagnosticReport.cu patient/Provenance.c"
+    "user/*.rs patient/Observation.cu patient/DiagnosticReport.cu patient/Provenance.c patient/Device.c "
+    "patient/DocumentReference.c"
 )
 JOBS_SCOPES = "system/*.rs system/*.cud"
 # The clinician every launch of the stand-in acts as (created on the FHIR server when missing).

@@ -30,6 +30,7 @@ from agent.testbed.ehr.compartment import (
     targets_verdict,
 )
 from agent.testbed.ehr.state import EhrState, ehr_of
+from fhir_adapters.error_tree import BadInputError
 from fhir_adapters.smart_scopes import Interaction
 
 router = APIRouter()
@@ -42,11 +43,11 @@ _FHIR_JSON = "application/fhir+json"
 JsonDict = dict[str, Any]
 
 
-class ScopeRefused(Exception):
+class ScopeRefused(BadInputError):
     pass
 
 
-class BadRequest(Exception):
+class BadRequest(BadInputError):
     pass
 
 

@@ -23,6 +23,7 @@ from agent.testbed.ehr.grants import Grant
 from agent.testbed.ehr.scope_grant import grantable
 from agent.testbed.ehr.state import EhrState, ehr_of
 from agent.testbed.ehr.tokens import mint_access_token, user_token_response
+from fhir_adapters.error_tree import BadInputError
 from fhir_adapters.smart_app_launch import Pkce
 from fhir_adapters.smart_scopes import ScopeSet
 
@@ -31,7 +32,7 @@ router = APIRouter()
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-class TokenError(Exception):
+class TokenError(BadInputError):
     def __init__(self, error: str, description: str, status: int = 400) -> None:
         super().__init__(description)
         self.error = error
