@@ -73,6 +73,9 @@ bench: setup
 	$(PY) bench/bench_summarize_plan.py
 	$(PY) bench/bench_chat_stream.py
 	$(PY) bench/bench_service_summary.py
+	$(PY) bench/bench_authz.py
+	$(PY) bench/bench_ehr_proxy.py
+	$(PY) bench/bench_cds_hook.py
 	$(PY) bench/bench_medgemma_gpu.py --config tiny --device cpu --quick
 
 clean:

@@ -89,5 +89,14 @@ def demo(
             )
     typer.echo("  Run it again: nothing new is written (conditional creates on deterministic identifiers).")
     typer.echo("  The stack keeps running; stop it with `chartagent stack down`.")
+    if status.app.url and status.ehr.url:
+        console.print(
+            "[bold]5. The SMART app[/bold] (approve or reject the AI results, trends, imaging, chat),"
+            " launched from the EHR stand-in:"
+        )
+        if first:
+            typer.echo(f"  Launch for one patient: {status.ehr.url}/launch?patient={first}")
+        typer.echo(f"  Every patient:          {status.ehr.url}/")
+        typer.echo(f"  App:                    {status.app.url}/app/   (a launch opens it with a session)")
     if any(o.status in ("failed", "unknown") for o in outcomes):
         raise typer.Exit(1)

@@ -34,6 +34,8 @@ def serve(
     ),
 ) -> None:
     """Serve the SMART app, its API, the chat endpoint, MCP and CDS Hooks over HTTP."""
+    import logging
+
     import uvicorn
 
     from agent.cli.options import resolve_dicomweb_url, resolve_fhir_url
@@ -47,4 +49,6 @@ def serve(
     typer.echo(f"ChartAgent app: {url}/app/", err=False)
     # uvicorn's access log writes each request line, query strings included: a launch's `code`
     # and `state` would land in the log. Off; the service logs what it needs without them.
+    # httpx logs every request's URL at INFO: FHIR search URLs carry patient ids.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(service, host=host, port=port, access_log=False, log_level="info")
