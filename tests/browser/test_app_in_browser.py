@@ -165,6 +165,10 @@ def test_reject_asks_for_a_reason_and_marks_the_result_entered_in_error(
 ) -> None:
     ehr_launch(page, deployment, patients.reject)
     item, reference = pending_report(page, SUMMARY_TITLE)
+    # The session's cookie alone (a cross-site form could send it) does not reject anything.
+    forged = page.request.post(f"{deployment.app_url}/api/results/{reference}/reject", data={"reason": "x"})
+    assert forged.status == 403
+    assert fhir_get(deployment.fhir_url, reference)["status"] == "preliminary"
     item.get_by_role("button", name="Reject", exact=True).click()
     dialog = page.get_by_test_id("reject-dialog")
     expect(dialog).to_be_visible()
