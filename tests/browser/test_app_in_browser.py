@@ -228,6 +228,19 @@ def test_chat_streams_the_answer_and_its_citation_opens_the_resource(
     assert_no_csp_violation(recorder)
 
 
+def test_summarize_now_shows_the_runs_progress(
+    page: Page, deployment: Deployment, patients: Patients
+) -> None:
+    ehr_launch(page, deployment, patients.fresh)
+    page.get_by_test_id("summarize").click()
+    run = page.get_by_test_id("run-progress")
+    expect(run).to_have_attribute("data-status", re.compile("done|failed"), timeout=120_000)
+    expect(run).to_have_attribute("data-status", "done")
+    expect(run.locator(".run-steps li").first).to_be_visible()
+    expect(page.get_by_test_id("summary").get_by_test_id("status")).to_have_text("preliminary")
+    screenshot(page, "app-summarize-now")
+
+
 def test_a_session_outlives_its_access_token_through_the_refresh_token(
     page: Page, deploy: Any, patients: Patients, recorder: Recorder
 ) -> None:

@@ -299,7 +299,11 @@ function renderRun(run) {
   const label = { running: "Summarizing…", done: "Summary updated", failed: "The run failed" }[run.status] || run.status;
   ui.runStatus.textContent = run.error ? `${label}: ${run.error}` : label;
   ui.run.setAttribute("data-status", run.status);
-  clear(ui.runSteps).append(...(run.steps || []).map((s) => el("li", { text: s.node })));
+  // One entry per node in order of first appearance; fan-out branches (one per document) counted.
+  const counts = new Map();
+  for (const step of run.steps || []) counts.set(step.node, (counts.get(step.node) || 0) + 1);
+  const steps = [...counts].map(([node, n]) => el("li", { text: `${node.replaceAll("_", " ")}${n > 1 ? ` ×${n}` : ""}` }));
+  clear(ui.runSteps).append(...steps);
 }
 
 async function summarizeNow() {
