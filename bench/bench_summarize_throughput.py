@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Benchmark: cohort throughput of the summarization job, first run and unchanged rerun.
+
+Starts the embedded FHIR server (sekmet, in its own process, via `agent.testbed.stack`) on a free
+loopback port and seeds a synthetic cohort (`agent.testbed.cohort`, lab-report PDFs included). No
+model (the templated narrative) and no PACS (imaging work deferred), so the figures are
+ChartAgent's own cost and the server's.
+
+The cohort is split in two arms of different patients with the same mix (profiles repeat every 15
+patients, so arms of a multiple of 15 hold the same mix):
+
+- `concurrent`: `--concurrency` patients at a time (asyncio over
+  `agent.jobs.summarize.summarize_patient`, each with its own RunContext, all sharing one
+  FhirClient and one change-mark store);
+- `one at a time`: the baseline, the same calls one patient after another.
+
+Each arm runs twice: the first run (reads every record, every PDF, computes the trends, draws the
+plots, writes every transaction; each patient must end `written`) and the unchanged rerun (the
+change mark the first run left, one round of `_lastUpdated` searches; each must end
+`unchanged`). Measured per arm and run: patients/s (wall clock) and ChartAgent CPU-seconds per
+patient (`time.process_time()` of this process; the server's CPU is its own process's).
+
+    .venv/bin/python bench/bench_summarize_throughput.py [--patients 105] [--baseline 30] [--concurrency 8]
+
+Line: `bench summarize-throughput: first run X patients/s (Y CPU-s/patient), unchanged rerun ...;
+vs one at a time ... (ratio)x`, ratio = concurrent patients/s / one-at-a-time patients/s on the
+first run. Aims on 2 cores (issue 12): first run >= 4 patients/s and <= 0.25 CPU-s per patient;
+unchanged rerun >= 20 patients/s and <= 0.05 CPU-s per patient.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_fhir_gather import embedded_server
+
+from agent.checkpoints import open_change_marks
+from agent.context import RunContext
+from agent.jobs.summarize import PatientOutcome, describe_failure, outcome_of, summarize_patient
+from agent.planning.change_marks import ChangeMarks
+from agent.settings import Settings
+from agent.testbed.cohort import generate_cohort
+from agent.testbed.cohort.load import seed_cohort
+from fhir_adapters import FhirClient
+
+SEED = 47
+# After the cohort's last results (agent.testbed.cohort.REFERENCE_DATE): none lies in the future.
+NOW = datetime(2026, 7, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Pass:
+    patients: int
+    wall_s: float
+    cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.patients / self.wall_s
+
+    @property
+    def cpu_per_patient(self) -> float:
+        return self.cpu_s / self.patients
+
+    def line(self) -> str:
+        return f"{self.rate:.2f} patients/s ({self.cpu_per_patient:.3f} CPU-s/patient)"
+
+
+async def one(fhir: FhirClient, marks: ChangeMarks, patient_id: str) -> PatientOutcome:
+    ctx = RunContext(fhir=fhir, now=NOW, change_marks=marks)
+    try:
+        return outcome_of(patient_id, await summarize_patient(ctx, patient_id), dry_run=False)
+    except Exception as exc:  # reported and checked below, as a job would
+        return PatientOutcome(patient_id=patient_id, status="failed", error=describe_failure(exc))
+
+
+async def timed(
+    fhir: FhirClient, marks: ChangeMarks, ids: Sequence[str], concurrency: int, expected: str, label: str
+) -> Pass:
+    """Run every patient, `concurrency` at a time; every outcome must be `expected`."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def bounded(pid: str) -> PatientOutcome:
+        async with gate:
+            return await one(fhir, marks, pid)
+
+    gc.collect()
+    t0, c0 = time.perf_counter(), time.process_time()
+    outcomes = await asyncio.gather(*(bounded(pid) for pid in ids))
+    result = Pass(len(ids), time.perf_counter() - t0, time.process_time() - c0)
+    wrong = [o for o in outcomes if o.status != expected]
+    if wrong:
+        statuses = dict(Counter(o.status for o in wrong))
+        raise SystemExit(f"{label}: {len(wrong)} not {expected}: {statuses}; first: {wrong[0].error}")
+    print(f"{label}: {result.patients} patients in {result.wall_s:.1f} s: {result.line()}")
+    return result
+
+
+async def run(patients: int, baseline: int, concurrency: int) -> None:
+    t0 = time.perf_counter()
+    # One more patient for the warm-up, outside both arms (imports, caches, matplotlib's fonts).
+    cohort = generate_cohort(patients + baseline + 1, SEED)
+    ids = [p.id for p in cohort.patients]
+    warm_id = ids[-1]
+    arms = {"concurrent": (ids[:patients], concurrency), "one at a time": (ids[patients:-1], 1)}
+    with embedded_server() as base_url, tempfile.TemporaryDirectory(prefix="bench-marks-") as tmp:
+        async with FhirClient(base_url, flavour="sekmet") as fhir:
+            seeded = await seed_cohort(fhir, cohort)
+            docs = sum(len(v) for v in cohort.lab_documents.values())
+            ready_s = time.perf_counter() - t0
+            print(f"sekmet at {base_url}; cohort seed {SEED}: {len(ids)} patients, {seeded.resources} "
+                  f"resources, {docs} lab-report PDFs (generated and seeded in {ready_s:.0f} s); "
+                  f"no model, no PACS; arms: {patients} patients {concurrency} at a time, "
+                  f"{baseline} one at a time")  # fmt: skip
+            async with open_change_marks(Settings(state_dir=Path(tmp)), base_url) as marks:
+                await timed(fhir, marks, [warm_id], 1, "written", "warm-up")
+                first: dict[str, Pass] = {}
+                rerun: dict[str, Pass] = {}
+                for name, (arm_ids, n) in arms.items():
+                    first[name] = await timed(fhir, marks, arm_ids, n, "written", f"first run, {name}")
+                for name, (arm_ids, n) in arms.items():
+                    label = f"unchanged rerun, {name}"
+                    rerun[name] = await timed(fhir, marks, arm_ids, n, "unchanged", label)
+    c, s = "concurrent", "one at a time"
+    print(f"bench summarize-throughput: first run {first[c].line()}, unchanged rerun {rerun[c].line()}, "
+          f"{concurrency} at a time; vs one at a time: first run {first[s].line()}, unchanged rerun "
+          f"{rerun[s].line()} ({first[c].rate / first[s].rate:.2f}x first run, "
+          f"{rerun[c].rate / rerun[s].rate:.2f}x rerun)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--patients", type=int, default=105, help="patients run concurrently")
+    parser.add_argument("--baseline", type=int, default=30, help="patients run one at a time")
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    asyncio.run(run(args.patients, args.baseline, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
