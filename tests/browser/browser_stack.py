@@ -9,6 +9,9 @@ from pathlib import Path
 from playwright.sync_api import ConsoleMessage, Frame, Locator, Page, Request
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Asked to save a note, the scripted planner proposes this text.
+SAVE_NOTE = "save this as a note"
+NOTE_TEXT = "HbA1c reviewed in the SMART app's chat."
 
 
 @dataclass(frozen=True)

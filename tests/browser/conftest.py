@@ -29,7 +29,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from browser_stack import Deployment, Patients, Recorder
+from browser_stack import NOTE_TEXT, SAVE_NOTE, Deployment, Patients, Recorder
 from fhir_reads import search, server_with
 from live_server import LiveServer
 
@@ -188,9 +188,12 @@ def _text_of(request: ModelRequest) -> str:
 @pytest.fixture(scope="session")
 def planner_url(patients: Patients) -> Iterator[str]:
     """A scripted model planning with JSON actions: first the HbA1c trend, then an answer citing
-    the newest HbA1c (once the tool's result, which names it, is in the conversation)."""
+    the newest HbA1c (once the tool's result, which names it, is in the conversation); asked to
+    save a note, it proposes NOTE_TEXT."""
 
     def answer(request: ModelRequest) -> str:
+        if SAVE_NOTE in _text_of(request):
+            return json.dumps({"action": "propose_note", "text": NOTE_TEXT})
         if patients.a1c_reference not in _text_of(request):
             return json.dumps({"action": "call", "tool": "lab_trend", "input": {"analyte": "HbA1c"}})
         text = f"The latest HbA1c is {patients.a1c_value:g} % [{patients.a1c_reference}]."

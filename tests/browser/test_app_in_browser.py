@@ -12,13 +12,14 @@ nothing violates it.
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from typing import Any
 
 import httpx
 import pytest
-from browser_stack import Deployment, Patients, Recorder, screenshot
+from browser_stack import NOTE_TEXT, SAVE_NOTE, Deployment, Patients, Recorder, screenshot
 from playwright.sync_api import Locator, Page, expect
 
 from agent.testbed.ehr.config import DEMO_PRACTITIONER_ID
@@ -225,6 +226,37 @@ def test_chat_streams_the_answer_and_its_citation_opens_the_resource(
     expect(page.get_by_test_id("resource-title")).to_have_text(patients.a1c_reference)
     expect(page.get_by_test_id("resource-json")).to_contain_text('"resourceType": "Observation"')
     assert_clean_urls(recorder, deployment, patients.chat)
+    assert_no_csp_violation(recorder)
+
+
+def chat_notes(deployment: Deployment, patient_id: str) -> list[str]:
+    """The texts of the chat notes on the FHIR server for `patient_id`."""
+    bundle = fhir_get(deployment.fhir_url, "DocumentReference", subject=f"Patient/{patient_id}")
+    return [
+        base64.b64decode(e["resource"]["content"][0]["attachment"]["data"]).decode()
+        for e in bundle.get("entry", [])
+        if e["resource"].get("description") == "AI-generated chat note"
+    ]
+
+
+def test_a_note_proposed_in_the_chat_is_written_only_after_save(
+    page: Page, deployment: Deployment, patients: Patients, recorder: Recorder
+) -> None:
+    ehr_launch(page, deployment, patients.chat)
+    before = chat_notes(deployment, patients.chat)
+    page.get_by_test_id("chat-input").fill(f"Please {SAVE_NOTE}.")
+    page.get_by_test_id("chat-send").click()
+    expect(page.get_by_test_id("chat-answer").last).to_contain_text(NOTE_TEXT)
+    proposal = page.get_by_test_id("chat-interrupt")
+    expect(proposal).to_have_attribute("aria-description", re.compile(re.escape(NOTE_TEXT)))
+    assert chat_notes(deployment, patients.chat) == before  # proposed, nothing written
+    screenshot(page, "app-chat-note", show=proposal)
+    proposal.get_by_role("button", name="Save", exact=True).click()
+    saved = page.locator("[data-testid=chat-answer][data-done]").last
+    expect(saved).to_contain_text("Saved the note as DocumentReference/")
+    after = chat_notes(deployment, patients.chat)
+    assert len(after) == len(before) + 1
+    assert sum(NOTE_TEXT in text for text in after) == sum(NOTE_TEXT in text for text in before) + 1
     assert_no_csp_violation(recorder)
 
 

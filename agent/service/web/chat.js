@@ -209,11 +209,13 @@ export class ChatPanel {
 
   /** A write waits for confirmation (e.g. "save this as a note"): ask, then resume the thread. */
   interrupted(interrupts) {
-    const described = interrupts
-      .map((i) => i.message || "")
-      .filter(Boolean)
-      .join(" ");
-    const box = el("div", { class: "msg interrupt", testid: "chat-interrupt" }, described || "The agent asks to write to the record.");
+    // The proposal itself streamed as the answer above; the message is kept for screen readers.
+    const described = interrupts.map((i) => i.message || "").filter(Boolean).join(" ");
+    const box = el(
+      "div",
+      { class: "msg interrupt", testid: "chat-interrupt", "aria-description": described || null },
+      el("span", { text: "Save the proposed note to the patient's record?" }),
+    );
     const decide = (resume) => () => {
       for (const button of box.querySelectorAll("button")) button.disabled = true;
       this.run({ command: { resume } });
