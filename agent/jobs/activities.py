@@ -1,0 +1,174 @@
+"""The per-patient activity of a job, shared by the local executor and the Temporal worker.
+
+`JobWorker` holds what one worker process opens once: the ledger, the FHIR client, the model
+backend, the PACS (only when a model can use it) and the change marks, opened the way
+`chartagent summarize` opens them. `summarize_one` runs one patient's planning graph with them.
+
+Activities run at least once (a worker killed after the write and before the ledger is updated
+runs the patient again): correctness rests on the idempotent write-back (every create is
+conditional on our identifier), not on exactly-once execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Final, Self
+
+from agent.checkpoints import open_change_marks
+from agent.connections import open_dicomweb_client, open_fhir_client
+from agent.context import RunContext
+from agent.jobs.ledger import Ledger, PatientResult, open_ledger
+from agent.jobs.summarize import PatientOutcome, summarize_many
+from agent.settings import Settings
+from agent.state import SummarizeState
+from fhir_adapters.error_tree import ChartAgentError
+from tools.medgemma.factory import open_backend
+
+__all__ = ["LEASE_TTL_S", "JobWorker", "PatientBusy", "PatientResult", "result_of", "summarize_one"]
+
+# A patient's lease lasts this long unless renewed; it is renewed every third of it while the
+# patient runs, so a crashed holder blocks the patient for at most this long.
+LEASE_TTL_S: Final = 60.0
+
+
+class PatientBusy(ChartAgentError):
+    """Another writer (another run, another worker) holds the patient's lease: run it later.
+    The ledger row is back to pending; Temporal retries the activity, the local executor requeues."""
+
+
+class JobWorker:
+    """What one worker process keeps open for every patient it runs (async context manager)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        fhir_url: str,
+        dicomweb_url: str | None = None,
+        *,
+        check_changes: bool = True,
+        lease_ttl_s: float = LEASE_TTL_S,
+    ) -> None:
+        self.settings = settings
+        self.fhir_url = fhir_url
+        self.dicomweb_url = dicomweb_url
+        self.check_changes = check_changes
+        self.lease_ttl_s = lease_ttl_s
+        # Names this process in the leases (host, pid, and a token: pids are reused).
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._stack = AsyncExitStack()
+        self._ledger: Ledger | None = None
+        self._ctx: RunContext | None = None
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            raise RuntimeError("JobWorker is used outside `async with`")
+        return self._ledger
+
+    @property
+    def ctx(self) -> RunContext:
+        if self._ctx is None:
+            raise RuntimeError("JobWorker is used outside `async with`")
+        return self._ctx
+
+    def lease_holder(self, run_id: str) -> str:
+        """Per run: one worker serving two runs of one cohort still lets one of them write a patient."""
+        return f"{self.holder}/{run_id}"
+
+    async def __aenter__(self) -> Self:
+        # Whatever fails while opening closes what was opened (pop_all keeps them on success).
+        async with AsyncExitStack() as stack:
+            ledger = await stack.enter_async_context(open_ledger(self.settings))
+            marks = await stack.enter_async_context(open_change_marks(self.settings, self.fhir_url))
+            client = await stack.enter_async_context(open_fhir_client(self.fhir_url, self.settings))
+            model = await stack.enter_async_context(open_backend(self.settings))
+            # The PACS is opened only when a model can use it: without one no image is fetched.
+            pacs = None
+            if self.dicomweb_url is not None and model is not None:
+                pacs = await stack.enter_async_context(open_dicomweb_client(self.dicomweb_url, self.settings))
+            self._stack = stack.pop_all()
+        self._ledger = ledger
+        self._ctx = RunContext(
+            fhir=client,
+            model=model,
+            dicomweb=pacs,
+            lab_timezone=self.settings.lab_zone,
+            max_concurrency=self.settings.max_branch_concurrency,
+            change_marks=marks,
+            check_changes=self.check_changes,
+        )
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._ledger = self._ctx = None
+        await self._stack.aclose()
+
+
+def result_of(outcome: PatientOutcome, state: SummarizeState | None, seconds: float) -> PatientResult:
+    """written -> done; unchanged -> unchanged; no lab series -> done (nothing to write);
+    failed or unknown -> failed with the outcome's PHI-free reason."""
+    written = sorted(
+        {ref for w in (state or {}).get("writes") or [] if w.stored for ref in w.references.values()}
+    )
+    common = {"patient_id": outcome.patient_id, "written": written, "seconds": round(seconds, 3)}
+    if outcome.status in ("failed", "unknown"):
+        reason = outcome.error or outcome.status
+        if outcome.status == "unknown":
+            reason = f"outcome unknown (the server may hold the write): {reason}"
+        return PatientResult.model_validate({**common, "status": "failed", "reason": reason})
+    if outcome.status == "unchanged":
+        return PatientResult.model_validate({**common, "status": "unchanged"})
+    note = "no lab series" if outcome.status == "no-labs" else None
+    return PatientResult.model_validate({**common, "status": "done", "reason": note})
+
+
+async def _run_patient(ctx: RunContext, patient_id: str) -> PatientResult:
+    """`summarize_many`'s per-patient boundary: a patient's failure is its result."""
+    started = time.monotonic()
+    ran: list[tuple[PatientOutcome, SummarizeState | None]] = []
+    await summarize_many(ctx, [patient_id], on_done=lambda outcome, state: ran.append((outcome, state)))
+    ((outcome, state),) = ran
+    return result_of(outcome, state, time.monotonic() - started)
+
+
+async def _keep_lease(worker: JobWorker, run_id: str, patient_id: str, holder: str) -> None:
+    while True:
+        await asyncio.sleep(worker.lease_ttl_s / 3)
+        await worker.ledger.renew_lease(run_id, patient_id, holder, worker.lease_ttl_s)
+
+
+async def summarize_one(worker: JobWorker, run_id: str, patient_id: str) -> PatientResult:
+    """Summarize one patient of run `run_id` and record the result in the ledger.
+
+    Takes the patient's lease first (raises `PatientBusy`, the row back to pending, when another
+    writer holds it), keeps it renewed while the graph runs, and releases it at the end. Never
+    raises for the patient's own failure: that is a `failed` result with a reason. Cancellation
+    (a stopped executor, a cancelled Temporal activity) passes through with the row requeued.
+    """
+    ledger = worker.ledger
+    holder = worker.lease_holder(run_id)
+    if not await ledger.take_lease(run_id, patient_id, holder, worker.lease_ttl_s):
+        await ledger.requeue(run_id, patient_id)
+        raise PatientBusy(f"patient {patient_id} is being written by another run or worker")
+    keeper = asyncio.create_task(_keep_lease(worker, run_id, patient_id, holder))
+    try:
+        result = await _run_patient(worker.ctx, patient_id)
+        await ledger.mark(run_id, result)
+        return result
+    except asyncio.CancelledError:
+        await asyncio.shield(ledger.requeue(run_id, patient_id))
+        raise
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await asyncio.shield(ledger.release_lease(run_id, patient_id, holder))

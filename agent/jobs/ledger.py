@@ -1,0 +1,481 @@
+"""The job ledger: per run and patient, what is pending, running, done, unchanged or failed (with a
+PHI-free reason), attempts, what was written and timings; per run, the cohort, the export's status
+URL and transaction time; and per patient a lease, so that at most one writer per patient runs at a
+time across runs, processes and executors.
+
+Where it lives: `CHARTAGENT_CHECKPOINT_URL` when that is `postgresql://...` (the checkpoints, the
+change marks and the ledger then share one database, which every worker reaches); otherwise SQLite
+at `<state dir>/jobs.sqlite` (WAL, one writer transaction at a time across processes).
+
+Every claim runs in one transaction (SQLite: `BEGIN IMMEDIATE`; Postgres: `FOR UPDATE SKIP LOCKED`
+and a conditional upsert of the lease), so two processes never claim the same patient, and a lease
+is taken only when it is free, ours, or expired (its holder crashed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+from pydantic import BaseModel
+
+from agent.settings import Settings, SettingsError
+
+__all__ = [
+    "LEDGER_FILE",
+    "Ledger",
+    "PatientResult",
+    "PatientRow",
+    "PatientStatus",
+    "RunRow",
+    "RunStatus",
+    "open_ledger",
+]
+
+LEDGER_FILE: Final = "jobs.sqlite"
+
+RunStatus = Literal["running", "done", "cancelled"]
+PatientStatus = Literal["pending", "running", "done", "unchanged", "failed"]
+# What one patient's run ended as (the activity's answer; `pending`/`running` are the ledger's own).
+ResultStatus = Literal["done", "unchanged", "failed"]
+
+
+class PatientResult(BaseModel):
+    """What summarizing one patient did: the activity's return value and the ledger row's update."""
+
+    patient_id: str
+    status: ResultStatus
+    # Failed: the failing step and the problem (no patient data); else a note or None.
+    reason: str | None = None
+    # "Type/id" of every resource the patient's transactions stored (created or already there).
+    written: list[str] = []
+    seconds: float = 0.0
+
+
+class RunRow(BaseModel):
+    run_id: str
+    cohort: str
+    since: str | None
+    executor: str
+    fhir_url: str
+    created_at: float
+    status: RunStatus
+    export_status_url: str | None
+    # The server time the cohort was resolved at: the next `--since last` starts there.
+    transaction_time: str | None
+
+
+class PatientRow(BaseModel):
+    run_id: str
+    patient_id: str
+    status: PatientStatus
+    attempts: int
+    reason: str | None
+    written: list[str]
+    started_at: float | None
+    finished_at: float | None
+    seconds: float | None
+
+
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS job_runs (
+        run_id TEXT PRIMARY KEY,
+        cohort TEXT NOT NULL,
+        since TEXT,
+        executor TEXT NOT NULL,
+        fhir_url TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL,
+        export_status_url TEXT,
+        transaction_time TEXT)""",
+    """CREATE TABLE IF NOT EXISTS job_patients (
+        run_id TEXT NOT NULL,
+        patient_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        written TEXT NOT NULL DEFAULT '[]',
+        started_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
+        seconds DOUBLE PRECISION,
+        PRIMARY KEY (run_id, patient_id))""",
+    "CREATE INDEX IF NOT EXISTS job_patients_status ON job_patients (run_id, status)",
+    # scope: the FHIR base URL (the same id on two servers is two patients).
+    """CREATE TABLE IF NOT EXISTS job_leases (
+        scope TEXT NOT NULL,
+        patient_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (scope, patient_id))""",
+)
+
+_RUN_COLUMNS: Final = (
+    "run_id, cohort, since, executor, fhir_url, created_at, status, export_status_url, transaction_time"
+)
+_PATIENT_COLUMNS: Final = (
+    "run_id, patient_id, status, attempts, reason, written, started_at, finished_at, seconds"
+)
+
+
+class _Tx(Protocol):
+    """One transaction's statements; SQL is written with `?` placeholders."""
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+
+class _Database(Protocol):
+    # Appended to the claim's SELECT: Postgres locks the rows it picks (SQLite locks the file).
+    lock_rows: str
+
+    def transaction(self) -> AbstractAsyncContextManager[_Tx]: ...
+
+
+class _SqliteTx:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self._conn.execute(sql, tuple(params)) as cursor:
+            return [tuple(r) for r in await cursor.fetchall()]
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self._conn.execute(sql, tuple(params)) as cursor:
+            return int(cursor.rowcount)
+
+
+class _Sqlite:
+    lock_rows = ""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Tx]:
+        # IMMEDIATE: the write lock is taken at the start, so a read-then-update cannot race
+        # another process's (a deferred transaction would fail with SQLITE_BUSY on upgrade).
+        await self._conn.execute("BEGIN IMMEDIATE")
+        committed = False
+        try:
+            yield _SqliteTx(self._conn)
+            committed = True
+        finally:
+            await self._conn.execute("COMMIT" if committed else "ROLLBACK")
+
+
+class _PostgresTx:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = await self._conn.execute(sql.replace("?", "%s"), tuple(params))
+        return [tuple(r) for r in await cursor.fetchall()]
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = await self._conn.execute(sql.replace("?", "%s"), tuple(params))
+        return int(cursor.rowcount)
+
+
+class _Postgres:
+    lock_rows = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Tx]:
+        async with self._conn.transaction():
+            yield _PostgresTx(self._conn)
+
+
+class Ledger:
+    """The ledger's one interface over either database. One connection per process: its
+    transactions are serialised by a lock (asyncio tasks of one executor share it)."""
+
+    def __init__(self, db: _Database) -> None:
+        self._db = db
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[_Tx]:
+        async with self._lock, self._db.transaction() as tx:
+            yield tx
+
+    async def setup(self, *, postgres: bool = False) -> None:
+        async with self._tx() as tx:
+            if postgres:  # concurrent CREATE ... IF NOT EXISTS can collide in Postgres's catalog
+                await tx.run("SELECT pg_advisory_xact_lock(4242120012)")
+            for statement in _SCHEMA:
+                await tx.run(statement)
+
+    # Runs
+
+    async def create_run(
+        self, run_id: str, *, cohort: str, since: str | None, executor: str, fhir_url: str
+    ) -> RunRow:
+        """The run `run_id`, created if new; an existing run is returned as it is (a resume)."""
+        async with self._tx() as tx:
+            await tx.run(
+                f"INSERT INTO job_runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'running', NULL, NULL)"
+                " ON CONFLICT (run_id) DO NOTHING",
+                (run_id, cohort, since, executor, fhir_url, time.time()),
+            )
+            rows = await tx.fetch(f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE run_id = ?", (run_id,))
+        return _run_row(rows[0])
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        async with self._tx() as tx:
+            rows = await tx.fetch(f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE run_id = ?", (run_id,))
+        return _run_row(rows[0]) if rows else None
+
+    async def set_export_status(self, run_id: str, status_url: str | None) -> None:
+        """Saved as soon as the export is kicked off: a resumed run polls it instead of a new one."""
+        async with self._tx() as tx:
+            await tx.run("UPDATE job_runs SET export_status_url = ? WHERE run_id = ?", (status_url, run_id))
+
+    async def set_transaction_time(self, run_id: str, transaction_time: str | None) -> None:
+        async with self._tx() as tx:
+            await tx.run(
+                "UPDATE job_runs SET transaction_time = ? WHERE run_id = ?", (transaction_time, run_id)
+            )
+
+    async def set_run_status(self, run_id: str, status: RunStatus) -> None:
+        async with self._tx() as tx:
+            await tx.run("UPDATE job_runs SET status = ? WHERE run_id = ?", (status, run_id))
+
+    async def finish_run(self, run_id: str) -> RunStatus:
+        """`done` when no patient is left pending or running (and the run was not cancelled)."""
+        async with self._tx() as tx:
+            await tx.run(
+                "UPDATE job_runs SET status = 'done' WHERE run_id = ? AND status = 'running' AND NOT EXISTS"
+                " (SELECT 1 FROM job_patients WHERE run_id = ? AND status IN ('pending', 'running'))",
+                (run_id, run_id),
+            )
+            rows = await tx.fetch("SELECT status FROM job_runs WHERE run_id = ?", (run_id,))
+        return rows[0][0]  # type: ignore[no-any-return]
+
+    async def cancel(self, run_id: str) -> bool:
+        """Marks the run cancelled: executors stop claiming its patients. False: no such run."""
+        async with self._tx() as tx:
+            n = await tx.run("UPDATE job_runs SET status = 'cancelled' WHERE run_id = ?", (run_id,))
+        return n > 0
+
+    async def last_transaction_time(self, cohort: str, fhir_url: str) -> str | None:
+        """The transaction time of the latest successful run of `cohort` on `fhir_url`: done, and no
+        patient failed (a failed patient must be looked at again by the next incremental run)."""
+        async with self._tx() as tx:
+            rows = await tx.fetch(
+                "SELECT transaction_time FROM job_runs r WHERE cohort = ? AND fhir_url = ?"
+                " AND status = 'done' AND transaction_time IS NOT NULL AND NOT EXISTS"
+                " (SELECT 1 FROM job_patients p WHERE p.run_id = r.run_id AND p.status = 'failed')"
+                " ORDER BY created_at DESC LIMIT 1",
+                (cohort, fhir_url),
+            )
+        return rows[0][0] if rows else None
+
+    # Patients
+
+    async def add_patients(self, run_id: str, patient_ids: Sequence[str]) -> int:
+        """Adds the patients as pending; those already in the run are kept as they are. The number added."""
+        added = 0
+        async with self._tx() as tx:
+            for patient_id in dict.fromkeys(patient_ids):
+                added += await tx.run(
+                    "INSERT INTO job_patients (run_id, patient_id, status) VALUES (?, ?, 'pending')"
+                    " ON CONFLICT (run_id, patient_id) DO NOTHING",
+                    (run_id, patient_id),
+                )
+        return added
+
+    async def claim_next(self, run_id: str, holder: str, n: int) -> list[str]:
+        """Up to `n` pending patients of a running run, marked running (in one transaction: no two
+        claimers get the same patient). Patients leased to someone else are left for later."""
+        now = time.time()
+        async with self._tx() as tx:
+            run = await tx.fetch("SELECT status, fhir_url FROM job_runs WHERE run_id = ?", (run_id,))
+            if not run or run[0][0] != "running" or n <= 0:
+                return []
+            rows = await tx.fetch(
+                "SELECT p.patient_id FROM job_patients p WHERE p.run_id = ? AND p.status = 'pending'"
+                " AND NOT EXISTS (SELECT 1 FROM job_leases l WHERE l.scope = ?"
+                " AND l.patient_id = p.patient_id AND l.expires_at >= ? AND l.holder <> ?)"
+                " ORDER BY p.patient_id LIMIT ?" + self._db.lock_rows,
+                (run_id, run[0][1], now, holder, n),
+            )
+            claimed = [str(r[0]) for r in rows]
+            for patient_id in claimed:
+                await tx.run(
+                    "UPDATE job_patients SET status = 'running' WHERE run_id = ? AND patient_id = ?",
+                    (run_id, patient_id),
+                )
+        return claimed
+
+    async def take_lease(self, run_id: str, patient_id: str, holder: str, ttl_s: float) -> bool:
+        """Lease the patient to `holder` for `ttl_s` (free, already `holder`'s, or expired) and mark
+        it running with one more attempt. False: another holder's live lease: retry later."""
+        now = time.time()
+        async with self._tx() as tx:
+            scope = await self._scope(tx, run_id)
+            await tx.run(
+                "INSERT INTO job_leases (scope, patient_id, run_id, holder, expires_at)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (scope, patient_id) DO UPDATE SET run_id = excluded.run_id,"
+                " holder = excluded.holder, expires_at = excluded.expires_at"
+                " WHERE job_leases.holder = excluded.holder OR job_leases.expires_at < ?",
+                (scope, patient_id, run_id, holder, now + ttl_s, now),
+            )
+            rows = await tx.fetch(
+                "SELECT holder FROM job_leases WHERE scope = ? AND patient_id = ?", (scope, patient_id)
+            )
+            if not rows or rows[0][0] != holder:
+                return False
+            await tx.run(
+                "INSERT INTO job_patients (run_id, patient_id, status) VALUES (?, ?, 'running')"
+                " ON CONFLICT (run_id, patient_id) DO NOTHING",
+                (run_id, patient_id),
+            )
+            await tx.run(
+                "UPDATE job_patients SET status = 'running', attempts = attempts + 1, started_at = ?,"
+                " finished_at = NULL, seconds = NULL WHERE run_id = ? AND patient_id = ?",
+                (now, run_id, patient_id),
+            )
+        return True
+
+    async def renew_lease(self, run_id: str, patient_id: str, holder: str, ttl_s: float) -> bool:
+        """Extends `holder`'s lease (while a long patient runs). False: it was lost (expired and taken)."""
+        async with self._tx() as tx:
+            scope = await self._scope(tx, run_id)
+            n = await tx.run(
+                "UPDATE job_leases SET expires_at = ? WHERE scope = ? AND patient_id = ? AND holder = ?",
+                (time.time() + ttl_s, scope, patient_id, holder),
+            )
+        return n > 0
+
+    async def release_lease(self, run_id: str, patient_id: str, holder: str) -> None:
+        async with self._tx() as tx:
+            scope = await self._scope(tx, run_id)
+            await tx.run(
+                "DELETE FROM job_leases WHERE scope = ? AND patient_id = ? AND holder = ?",
+                (scope, patient_id, holder),
+            )
+
+    async def mark(self, run_id: str, result: PatientResult) -> None:
+        """Record a patient's result (done, unchanged or failed)."""
+        async with self._tx() as tx:
+            await tx.run(
+                "UPDATE job_patients SET status = ?, reason = ?, written = ?, finished_at = ?, seconds = ?"
+                " WHERE run_id = ? AND patient_id = ?",
+                (
+                    result.status,
+                    result.reason,
+                    json.dumps(result.written),
+                    time.time(),
+                    result.seconds,
+                    run_id,
+                    result.patient_id,
+                ),
+            )
+
+    async def requeue(self, run_id: str, patient_id: str) -> None:
+        """Back to pending (its lease was held elsewhere, or its worker stopped before it ran)."""
+        async with self._tx() as tx:
+            await tx.run(
+                "UPDATE job_patients SET status = 'pending' WHERE run_id = ? AND patient_id = ?"
+                " AND status = 'running'",
+                (run_id, patient_id),
+            )
+
+    async def reset_running(self, run_id: str) -> int:
+        """After a crash: the run's `running` patients back to pending and the leases it held
+        released. Only for a run that nobody else is executing now (the same run id resumed).
+        The number reset."""
+        async with self._tx() as tx:
+            await tx.run("DELETE FROM job_leases WHERE run_id = ?", (run_id,))
+            return await tx.run(
+                "UPDATE job_patients SET status = 'pending' WHERE run_id = ? AND status = 'running'",
+                (run_id,),
+            )
+
+    async def retry_failed(self, run_id: str) -> int:
+        """Failed patients back to pending and the run running again. The number reset."""
+        async with self._tx() as tx:
+            n = await tx.run(
+                "UPDATE job_patients SET status = 'pending' WHERE run_id = ? AND status = 'failed'", (run_id,)
+            )
+            if n:
+                await tx.run("UPDATE job_runs SET status = 'running' WHERE run_id = ?", (run_id,))
+        return n
+
+    async def counts(self, run_id: str) -> dict[PatientStatus, int]:
+        """Patients per status (every status present, zero when none)."""
+        async with self._tx() as tx:
+            rows = await tx.fetch(
+                "SELECT status, COUNT(*) FROM job_patients WHERE run_id = ? GROUP BY status", (run_id,)
+            )
+        found = {str(r[0]): int(r[1]) for r in rows}
+        statuses: tuple[PatientStatus, ...] = ("pending", "running", "done", "unchanged", "failed")
+        return {s: found.get(s, 0) for s in statuses}
+
+    async def patients(self, run_id: str) -> list[PatientRow]:
+        async with self._tx() as tx:
+            rows = await tx.fetch(
+                f"SELECT {_PATIENT_COLUMNS} FROM job_patients WHERE run_id = ? ORDER BY patient_id", (run_id,)
+            )
+        return [_patient_row(r) for r in rows]
+
+    async def _scope(self, tx: _Tx, run_id: str) -> str:
+        rows = await tx.fetch("SELECT fhir_url FROM job_runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise KeyError(f"no run {run_id!r} in the ledger")
+        return str(rows[0][0])
+
+
+def _run_row(row: tuple[Any, ...]) -> RunRow:
+    return RunRow.model_validate(dict(zip(_RUN_COLUMNS.split(", "), row, strict=True)))
+
+
+def _patient_row(row: tuple[Any, ...]) -> PatientRow:
+    values = dict(zip(_PATIENT_COLUMNS.split(", "), row, strict=True))
+    values["written"] = json.loads(values["written"] or "[]")
+    return PatientRow.model_validate(values)
+
+
+def ledger_location(settings: Settings) -> str | Path:
+    """The Postgres URL, or the SQLite file (see the module docstring)."""
+    url = settings.checkpoint_url
+    if url is not None and url.startswith(("postgresql://", "postgres://")):
+        return url
+    return settings.state_dir / LEDGER_FILE
+
+
+@asynccontextmanager
+async def open_ledger(settings: Settings) -> AsyncIterator[Ledger]:
+    where = ledger_location(settings)
+    if isinstance(where, str):
+        try:
+            import psycopg
+        except ImportError:
+            need = "Postgres needs the postgres extra (psycopg)"
+            raise SettingsError((f"CHARTAGENT_CHECKPOINT_URL: {need}",)) from None
+        async with await psycopg.AsyncConnection.connect(where, autocommit=True) as conn:
+            ledger = Ledger(_Postgres(conn))
+            await ledger.setup(postgres=True)
+            yield ledger
+        return
+    import aiosqlite
+
+    where.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level None: no implicit transactions; ours are explicit (BEGIN IMMEDIATE).
+    async with aiosqlite.connect(where, isolation_level=None, timeout=60) as conn:
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA busy_timeout=60000")
+        ledger = Ledger(_Sqlite(conn))
+        await ledger.setup()
+        yield ledger

@@ -1,0 +1,131 @@
+"""The job ledger on SQLite: idempotent runs and patients, exclusive claims and leases across
+connections (as two processes would hold), crash recovery, retry, cancel and `--since last`.
+The same behaviour on Postgres: tests/integration/test_jobs_local.py."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from agent.jobs.ledger import Ledger, PatientResult, open_ledger
+from agent.settings import Settings
+
+URL = "http://fhir.test/fhir"
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(state_dir=tmp_path, checkpoint_url=None)
+
+
+async def _run(ledger: Ledger, run_id: str, patients: list[str], cohort: str = "all") -> None:
+    await ledger.create_run(run_id, cohort=cohort, since=None, executor="local", fhir_url=URL)
+    await ledger.add_patients(run_id, patients)
+
+
+async def test_runs_and_patients_are_idempotent(tmp_path: Path) -> None:
+    async with open_ledger(_settings(tmp_path)) as ledger:
+        first = await ledger.create_run("r1", cohort="all", since=None, executor="local", fhir_url=URL)
+        again = await ledger.create_run("r1", cohort="group:g", since="x", executor="temporal", fhir_url=URL)
+        assert again == first  # a resume keeps the run as created
+        assert await ledger.add_patients("r1", ["b", "a", "a"]) == 2
+        assert await ledger.add_patients("r1", ["a", "c"]) == 1
+        assert await ledger.get_run("nope") is None
+        assert [p.patient_id for p in await ledger.patients("r1")] == ["a", "b", "c"]
+        assert (await ledger.counts("r1"))["pending"] == 3
+    assert (tmp_path / "jobs.sqlite").exists()
+
+
+async def test_two_connections_never_claim_the_same_patient(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    ids = [f"p{i:03d}" for i in range(60)]
+    async with open_ledger(settings) as one, open_ledger(settings) as two:
+        await _run(one, "r", ids)
+
+        async def drain(ledger: Ledger, holder: str) -> list[str]:
+            got: list[str] = []
+            while batch := await ledger.claim_next("r", holder, 3):
+                got += batch
+            return got
+
+        a, b = await asyncio.gather(drain(one, "A"), drain(two, "B"))
+    assert sorted(a + b) == ids
+    assert not set(a) & set(b)
+
+
+async def test_a_lease_admits_one_writer_until_released_or_expired(tmp_path: Path) -> None:
+    async with open_ledger(_settings(tmp_path)) as ledger:
+        await _run(ledger, "r1", ["p"])
+        await _run(ledger, "r2", ["p"])
+        assert await ledger.take_lease("r1", "p", "A", ttl_s=60)
+        assert not await ledger.take_lease("r2", "p", "B", ttl_s=60)
+        # The other run's claim skips the leased patient instead of spinning on it.
+        assert await ledger.claim_next("r2", "B", 5) == []
+        assert await ledger.take_lease("r1", "p", "A", ttl_s=60)  # its own: renewed
+        await ledger.release_lease("r1", "p", "A")
+        assert await ledger.take_lease("r2", "p", "B", ttl_s=0.01)
+        await asyncio.sleep(0.05)  # B crashed: its lease expires
+        assert await ledger.take_lease("r1", "p", "A", ttl_s=60)
+        assert not await ledger.renew_lease("r2", "p", "B", ttl_s=60)
+        rows = {p.run_id: p for p in await ledger.patients("r1") + await ledger.patients("r2")}
+        assert rows["r1"].attempts == 3
+        assert rows["r1"].status == "running"
+
+
+async def test_marks_counts_and_crash_recovery(tmp_path: Path) -> None:
+    async with open_ledger(_settings(tmp_path)) as ledger:
+        await _run(ledger, "r", ["a", "b", "c", "d"])
+        claimed = await ledger.claim_next("r", "A", 4)
+        for pid in claimed:
+            assert await ledger.take_lease("r", pid, "A", ttl_s=60)
+        await ledger.mark(
+            "r", PatientResult(patient_id="a", status="done", written=["DiagnosticReport/1"], seconds=0.5)
+        )
+        await ledger.mark("r", PatientResult(patient_id="b", status="unchanged"))
+        await ledger.mark("r", PatientResult(patient_id="c", status="failed", reason="summary: HTTP 500"))
+        assert await ledger.finish_run("r") == "running"  # d is still running
+        counts = await ledger.counts("r")
+        assert (counts["done"], counts["unchanged"], counts["failed"], counts["running"]) == (1, 1, 1, 1)
+        # The process died: d's row and lease are left. Resuming the same run id resets them.
+        assert await ledger.reset_running("r") == 1
+        assert await ledger.claim_next("r", "A2", 5) == ["d"]
+        assert await ledger.take_lease("r", "d", "A2", ttl_s=60)
+        await ledger.mark("r", PatientResult(patient_id="d", status="done"))
+        assert await ledger.finish_run("r") == "done"
+        rows = {p.patient_id: p for p in await ledger.patients("r")}
+        assert rows["a"].written == ["DiagnosticReport/1"]
+        assert rows["a"].seconds == 0.5
+        assert rows["c"].reason == "summary: HTTP 500"
+        assert rows["d"].attempts == 2
+        assert await ledger.retry_failed("r") == 1
+        assert (await ledger.get_run("r")).status == "running"  # type: ignore[union-attr]
+        assert await ledger.claim_next("r", "A2", 5) == ["c"]
+
+
+async def test_cancel_stops_claims(tmp_path: Path) -> None:
+    async with open_ledger(_settings(tmp_path)) as ledger:
+        await _run(ledger, "r", ["a", "b"])
+        assert await ledger.cancel("r")
+        assert not await ledger.cancel("missing")
+        assert await ledger.claim_next("r", "A", 5) == []
+        assert await ledger.finish_run("r") == "cancelled"
+
+
+async def test_since_last_is_the_latest_successful_run_of_the_cohort(tmp_path: Path) -> None:
+    async with open_ledger(_settings(tmp_path)) as ledger:
+        for run_id, cohort, when, outcome in [
+            ("r1", "all", "2026-12-01T00:00:00Z", "done"),
+            ("r2", "all", "2026-12-02T00:00:00Z", "failed"),
+            ("r3", "group:g", "2026-12-03T00:00:00Z", "done"),
+            ("r4", "all", "2026-12-04T00:00:00Z", None),  # still running
+        ]:
+            await _run(ledger, run_id, ["p"], cohort)
+            await ledger.set_transaction_time(run_id, when)
+            await asyncio.sleep(0.01)  # created_at orders the runs
+            if outcome is None:
+                continue
+            await ledger.claim_next(run_id, "A", 1)
+            await ledger.mark(run_id, PatientResult(patient_id="p", status=outcome))
+            await ledger.finish_run(run_id)
+        assert await ledger.last_transaction_time("all", URL) == "2026-12-01T00:00:00Z"
+        assert await ledger.last_transaction_time("group:g", URL) == "2026-12-03T00:00:00Z"
+        assert await ledger.last_transaction_time("all", "http://other/fhir") is None
