@@ -1,0 +1,190 @@
+"""The Helm chart (deploy/helm/chartagent) without a cluster: linted and rendered by Helm v4
+(helm-python-sdk) for each values profile, every manifest checked by kubernetes-validate --strict
+against Kubernetes 1.30, and values.schema.json refusing what it must."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from agent.settings import Settings, env_var
+
+CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "chartagent"
+KUBE_VERSION = "1.30.0"
+PROFILES = ("values.yaml", "values-gpu.yaml", "values-production.yaml")
+
+
+def profile_values(profile: str) -> dict[str, Any] | None:
+    """The overrides of a profile, as `helm template -f FILE` takes them (None: the defaults)."""
+    return None if profile == "values.yaml" else helm.values_from_yaml((CHART / profile).read_text())
+
+
+def render(values: dict[str, Any] | None) -> list[dict[str, Any]]:
+    with helm.Chart.load(CHART) as chart:
+        rendered = chart.render(values, name="chartagent", namespace="chartagent")
+    docs = []
+    for name, text in sorted(rendered.items()):
+        if name.endswith(".yaml"):
+            docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return docs
+
+
+@pytest.fixture(scope="module", params=PROFILES)
+def manifests(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, render(profile_values(request.param))
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "CronJob":
+            yield doc["metadata"]["name"], doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_chart_lints_without_warnings(profile: str) -> None:
+    report = helm.lint(CHART, profile_values(profile), strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_every_manifest_is_valid_kubernetes(manifests: tuple[str, list[dict[str, Any]]]) -> None:
+    profile, docs = manifests
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    kinds = {doc["kind"] for doc in docs}
+    assert {"Deployment", "Service", "CronJob", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget"} <= kinds
+    if profile == "values-production.yaml":
+        assert "HorizontalPodAutoscaler" in kinds
+
+
+def test_the_validator_refuses_a_broken_manifest(manifests: tuple[str, list[dict[str, Any]]]) -> None:
+    # The check above can fail: an unknown field in a container is refused under --strict.
+    _, docs = manifests
+    deployment = json.loads(json.dumps(by_kind(docs, "Deployment")["chartagent-api"]))
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "complaint"),
+    [
+        ({"config": {"CHARTAGENT_MODEL_API_KEY": "not-in-a-configmap"}}, "CHARTAGENT_MODEL_API_KEY"),
+        ({"config": {"FHIR_URL": "https://fhir.example.org"}}, "FHIR_URL"),
+        ({"vllm": {"maxModelLen": 8192}}, "maxModelLen"),
+        ({"vllm": {"imagesPerPrompt": 16}}, "imagesPerPrompt"),
+        ({"api": {"replicaz": 3}}, "replicaz"),
+        ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
+        ({"nightly": {"executor": "ray"}}, "executor"),
+        ({"networkPolicy": {"egress": {"internet": {"cidrs": ["0.0.0.0/0"], "ports": [443]}}}}, "internet"),
+    ],
+)
+def test_the_schema_refuses_bad_values(overrides: dict[str, Any], complaint: str) -> None:
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmValuesError, match=complaint):
+        chart.render(overrides, name="chartagent")
+
+
+def test_the_api_is_probed_and_every_chartagent_pod_is_locked_down(
+    manifests: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = manifests
+    api = by_kind(docs, "Deployment")["chartagent-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for name, spec in pod_specs(docs):
+        if name.endswith("-vllm"):
+            continue
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["automountServiceAccountToken"] is False, name
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert container["resources"]["requests"], name
+            assert container["resources"]["limits"], name
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            assert {"/tmp", "/var/lib/chartagent"} <= mounts, name
+
+
+def test_worker_and_nightly_job_run_the_job_commands(manifests: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = manifests
+    worker = by_kind(docs, "Deployment")["chartagent-worker"]["spec"]["template"]["spec"]["containers"][0]
+    assert worker["args"] == ["python", "-m", "agent.jobs.temporal_worker"]
+    nightly = by_kind(docs, "CronJob")["chartagent-nightly"]
+    assert nightly["spec"]["concurrencyPolicy"] == "Forbid"
+    container = nightly["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == [
+        "chartagent", "jobs", "run", "--cohort", "all", "--since", "last", "--executor", "temporal",
+    ]  # fmt: skip
+
+
+def test_secrets_come_from_existing_secrets_and_config_holds_real_settings(
+    manifests: tuple[str, list[dict[str, Any]]],
+) -> None:
+    profile, docs = manifests
+    assert not [doc for doc in docs if doc["kind"] == "Secret"]  # no secret material in a release
+    config = next(iter(by_kind(docs, "ConfigMap").values()))["data"]
+    known = {env_var(field) for field in Settings.model_fields}
+    # The settings ignore unknown variables: a misspelt name would be silently dropped.
+    assert set(config) <= known, set(config) - known
+    api = by_kind(docs, "Deployment")["chartagent-api"]["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in api["containers"][0]["env"]}
+    assert set(env) - {"MPLCONFIGDIR"} <= known
+    if profile == "values-production.yaml":
+        for name in ("CHARTAGENT_SERVICE_KEYS", "CHARTAGENT_MODEL_API_KEY", "CHARTAGENT_CHECKPOINT_URL"):
+            assert "secretKeyRef" in env[name]["valueFrom"], name
+        key_path = Path(env["CHARTAGENT_SMART_PRIVATE_KEY"]["value"])
+        mounts = {m["name"]: m["mountPath"] for m in api["containers"][0]["volumeMounts"]}
+        assert key_path.parent == Path(mounts["smart-key"])
+        smart = next(v for v in api["volumes"] if v["name"] == "smart-key")
+        assert smart["secret"]["secretName"] == "chartagent-smart"
+
+
+def test_network_policy_admits_the_ingress_namespace_only_and_opens_no_port_to_everyone(
+    manifests: tuple[str, list[dict[str, Any]]],
+) -> None:
+    profile, docs = manifests
+    policies = by_kind(docs, "NetworkPolicy")
+    api = policies["chartagent-api"]["spec"]
+    assert api["policyTypes"] == ["Ingress", "Egress"]
+    [rule] = api["ingress"]
+    ingress_namespace = {"kubernetes.io/metadata.name": "ingress-nginx"}
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": ingress_namespace}}]
+    jobs = policies["chartagent-jobs"]["spec"]
+    assert "ingress" not in jobs
+    assert "Ingress" in jobs["policyTypes"]
+    for spec in (api, jobs):
+        assert all(egress.get("to") for egress in spec["egress"])  # a rule without `to` allows any peer
+    if profile == "values-production.yaml":
+        ports = {port["port"] for egress in api["egress"] for port in egress["ports"]}
+        assert ports == {53, 443, 5432, 7233}
+
+
+def test_gpu_profile_serves_medgemma_with_the_recipe() -> None:
+    docs = render(profile_values("values-gpu.yaml"))
+    vllm = by_kind(docs, "Deployment")["chartagent-vllm"]["spec"]["template"]["spec"]["containers"][0]
+    flags = dict(arg.removeprefix("--").partition("=")[::2] for arg in vllm["args"])
+    assert flags["model"] == "google/medgemma-1.5-4b-it"
+    assert flags["dtype"] == "bfloat16"
+    assert int(flags["max-model-len"]) >= 32768
+    assert json.loads(flags["limit-mm-per-prompt"])["image"] >= 90
+    assert "enable-prefix-caching" in flags
+    assert int(flags["max-num-seqs"]) >= 1
+    assert vllm["resources"]["limits"]["nvidia.com/gpu"] == 1
+    config = by_kind(docs, "ConfigMap")["chartagent"]["data"]
+    assert config["CHARTAGENT_MODEL_BACKEND"] == "openai"
+    assert config["CHARTAGENT_MODEL_URL"] == "http://chartagent-vllm:8000/v1"
+    assert "chartagent-vllm" in by_kind(docs, "Service")
