@@ -13,16 +13,20 @@ where its history stopped.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import sys
+from collections.abc import AsyncIterator, Iterator
 from importlib import metadata
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from agent.jobs.temporal_executor import ADDRESS_FILE, RunAlreadyStarted
 from agent.testbed.stack.ports import free_port
 from agent.testbed.stack.process import StackError, pid_alive, spawn, stop_process_group, wait_healthy
 
@@ -117,3 +121,36 @@ class TemporalDevServer:
         if self.pid is not None:
             stop_process_group(self.pid)
             self.pid = None
+
+
+@contextlib.asynccontextmanager
+async def embedded_dev_server(directory: Path) -> AsyncIterator[str]:
+    """The dev server of `jobs run --executor temporal` without a shared server, for the length of
+    one run (pass it as `run_on_temporal(..., embedded_server=embedded_dev_server)`). Its history
+    stays in `directory`, so the same run id resumes after a crash; its address is written there
+    while it runs, for `jobs cancel`."""
+    with _exclusive(directory):
+        server = TemporalDevServer(TemporalDevServerSpec.on_free_ports(directory))
+        await asyncio.to_thread(server.start)
+        address_file = directory / ADDRESS_FILE
+        try:
+            address_file.write_text(server.address)
+            yield server.address
+        finally:
+            address_file.unlink(missing_ok=True)
+            await asyncio.to_thread(server.stop)
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """One dev server per history file: a second `jobs run` at the same time is refused."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunAlreadyStarted(
+                f"another run uses the embedded Temporal server in {directory}; wait for it, or set"
+                " CHARTAGENT_TEMPORAL_ADDRESS to a shared server"
+            ) from None
+        yield
