@@ -45,19 +45,11 @@ async function openResource(reference) {
   }
 }
 
-function humanName(name) {
-  if (!name) return "";
-  if (typeof name === "string") return name;
-  const first = Array.isArray(name) ? name[0] : name;
-  if (!first) return "";
-  return first.text || [...(first.given || []), first.family || ""].join(" ").trim();
-}
-
 function renderBanner(view) {
   const show = Boolean(view.need_patient_banner && view.patient);
   ui.banner.hidden = !show;
   if (!show) return;
-  ui.banner.querySelector("[data-testid=banner-name]").textContent = humanName(view.patient.name);
+  ui.banner.querySelector("[data-testid=banner-name]").textContent = view.patient.name || "Name not recorded";
   ui.banner.querySelector("[data-testid=banner-birthdate]").textContent = view.patient.birthDate || "unknown";
   ui.banner.querySelector("[data-testid=banner-sex]").textContent = view.patient.gender || "unknown";
 }
