@@ -15,9 +15,14 @@ import pytest
 import yaml
 
 from agent.settings import Settings, env_var
+from tools.imaging.wsi import MAX_PATCHES
+from tools.medgemma.tasks import slide_description
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "chartagent"
 KUBE_VERSION = "1.30.0"
+# Gemma 3's processor spends 260 tokens per image ("\n\n", start, 256 soft tokens, end, "\n\n").
+TOKENS_PER_IMAGE = 260
+CT_SLICES = 85
 PROFILES = ("values.yaml", "values-gpu.yaml", "values-production.yaml")
 
 
@@ -84,8 +89,8 @@ def test_the_validator_refuses_a_broken_manifest(manifests: tuple[str, list[dict
     [
         ({"config": {"CHARTAGENT_MODEL_API_KEY": "not-in-a-configmap"}}, "CHARTAGENT_MODEL_API_KEY"),
         ({"config": {"FHIR_URL": "https://fhir.example.org"}}, "FHIR_URL"),
-        ({"vllm": {"maxModelLen": 8192}}, "maxModelLen"),
-        ({"vllm": {"imagesPerPrompt": 16}}, "imagesPerPrompt"),
+        ({"vllm": {"maxModelLen": 32768}}, "maxModelLen"),  # too short for a whole-slide prompt
+        ({"vllm": {"imagesPerPrompt": 90}}, "imagesPerPrompt"),
         ({"api": {"replicaz": 3}}, "replicaz"),
         ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
         ({"nightly": {"executor": "ray"}}, "executor"),
@@ -179,8 +184,10 @@ def test_gpu_profile_serves_medgemma_with_the_recipe() -> None:
     flags = dict(arg.removeprefix("--").partition("=")[::2] for arg in vllm["args"])
     assert flags["model"] == "google/medgemma-1.5-4b-it"
     assert flags["dtype"] == "bfloat16"
-    assert int(flags["max-model-len"]) >= 32768
-    assert json.loads(flags["limit-mm-per-prompt"])["image"] >= 90
+    # The largest prompts: a whole-slide description (its patches, text, answer) and a CT study.
+    wsi_tokens = MAX_PATCHES * TOKENS_PER_IMAGE + 512 + slide_description.DEFAULT_SETTINGS.max_new_tokens
+    assert int(flags["max-model-len"]) >= max(wsi_tokens, 32768)
+    assert json.loads(flags["limit-mm-per-prompt"])["image"] >= max(MAX_PATCHES, CT_SLICES)
     assert "enable-prefix-caching" in flags
     assert int(flags["max-num-seqs"]) >= 1
     assert vllm["resources"]["limits"]["nvidia.com/gpu"] == 1
