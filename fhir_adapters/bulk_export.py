@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -201,9 +201,8 @@ class BulkExportClient:
         location = resp.headers.get("content-location")
         if not location:
             raise FhirProtocolError("bulk export kick-off answered 202 without Content-Location")
-        status_url = urljoin(f"{self.fhir.base_url}/", str(location))
-        if urlsplit(status_url).scheme not in ("http", "https"):
-            raise FhirProtocolError("bulk export status URL is not http(s)")
+        # Same origin as the FHIR base (the flavour maps a loopback server's own links onto it).
+        status_url = self.fhir.flavour.resolve_link(str(location), self.fhir.base_url)
         if on_status_url is not None:
             saved = on_status_url(status_url)
             if inspect.isawaitable(saved):
@@ -279,8 +278,8 @@ class BulkExportClient:
         manifest: ExportManifest,
         consume: Callable[[ExportFile, AsyncIterator[JsonDict]], Awaitable[T]],
     ) -> T:
-        url = urljoin(f"{self.fhir.base_url}/", file.url)
         with_token = manifest.requires_access_token
+        url = self._file_url(file.url, with_token)
         attempt = 0
         while True:
             attempt += 1
@@ -313,6 +312,16 @@ class BulkExportClient:
                     raise BulkExportHttpError(f"download of {name}", status, None)
                 raise FhirTransportError("GET", f"bulk export download of {name}", failure)
             await self._sleep(self.policy.errors.delay(attempt, retry_after))
+
+    def _file_url(self, url: str, with_token: bool) -> str:
+        """A file on the FHIR base's origin (mapped as `next` links are); without a token needed,
+        another http(s) origin too (files handed out by a storage service)."""
+        try:
+            return self.fhir.flavour.resolve_link(url, self.fhir.base_url)
+        except FhirProtocolError:
+            if with_token or urlsplit(url).scheme not in ("http", "https"):
+                raise
+            return url
 
     async def _call(
         self, step: str, method: str, url: str, *, headers: dict[str, str], deadline: float | None
