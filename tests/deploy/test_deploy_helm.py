@@ -147,7 +147,7 @@ def test_secrets_come_from_existing_secrets_and_config_holds_real_settings(
     assert set(config) <= known, set(config) - known
     api = by_kind(docs, "Deployment")["chartagent-api"]["spec"]["template"]["spec"]
     env = {e["name"]: e for e in api["containers"][0]["env"]}
-    assert set(env) - {"MPLCONFIGDIR"} <= known
+    assert set(env) - {"MPLCONFIGDIR", "SSL_CERT_FILE"} <= known
     if profile == "values-production.yaml":
         for name in ("CHARTAGENT_SERVICE_KEYS", "CHARTAGENT_MODEL_API_KEY", "CHARTAGENT_CHECKPOINT_URL"):
             assert "secretKeyRef" in env[name]["valueFrom"], name
@@ -193,5 +193,23 @@ def test_gpu_profile_serves_medgemma_with_the_recipe() -> None:
     assert vllm["resources"]["limits"]["nvidia.com/gpu"] == 1
     config = by_kind(docs, "ConfigMap")["chartagent"]["data"]
     assert config["CHARTAGENT_MODEL_BACKEND"] == "openai"
-    assert config["CHARTAGENT_MODEL_URL"] == "http://chartagent-vllm:8000/v1"
+    # Outside local, ChartAgent refuses plain http to a model server: vLLM serves HTTPS, and the
+    # ChartAgent pods trust the bundle that holds its CA.
+    assert config["CHARTAGENT_MODEL_URL"] == "https://chartagent-vllm:8000/v1"
+    assert "--ssl-certfile=/etc/vllm/tls/tls.crt" in vllm["args"]
+    assert vllm["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert "chartagent-vllm" in by_kind(docs, "Service")
+    api = by_kind(docs, "Deployment")["chartagent-api"]["spec"]["template"]["spec"]["containers"][0]
+    cert_file = next(e["value"] for e in api["env"] if e["name"] == "SSL_CERT_FILE")
+    mounts = {m["name"]: m["mountPath"] for m in api["volumeMounts"]}
+    assert Path(cert_file).parent == Path(mounts["trust-bundle"])
+
+
+def test_vllm_over_plain_http_is_refused_outside_local() -> None:
+    plain = {"vllm": {"enabled": True}}
+    refused = pytest.raises(helm.HelmRenderError, match=r"needs vllm\.tls\.existingSecret")
+    with helm.Chart.load(CHART) as chart, refused:
+        chart.render(plain, name="chartagent")
+    local = render({**plain, "config": {"CHARTAGENT_ENVIRONMENT": "local"}})
+    config = by_kind(local, "ConfigMap")["chartagent"]["data"]
+    assert config["CHARTAGENT_MODEL_URL"] == "http://chartagent-vllm:8000/v1"

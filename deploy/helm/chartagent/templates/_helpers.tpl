@@ -74,6 +74,12 @@ env:
     valueFrom:
       secretKeyRef: {name: {{ .existingSecret | quote }}, key: {{ .key | quote }}}
   {{- end }}
+  {{- with .Values.trustBundle }}
+  {{- if .existingConfigMap }}
+  - name: SSL_CERT_FILE
+    value: {{ printf "/etc/chartagent/trust/%s" .key | quote }}
+  {{- end }}
+  {{- end }}
   - name: CHARTAGENT_STATE_DIR
     value: /var/lib/chartagent
   - name: MPLCONFIGDIR
@@ -92,6 +98,11 @@ volumeMounts:
     mountPath: {{ include "chartagent.smartKeyDir" . }}
     readOnly: true
   {{- end }}
+  {{- if .Values.trustBundle.existingConfigMap }}
+  - name: trust-bundle
+    mountPath: /etc/chartagent/trust
+    readOnly: true
+  {{- end }}
 {{- end -}}
 
 {{- define "chartagent.volumes" -}}
@@ -106,6 +117,16 @@ volumes:
     secret:
       secretName: {{ .existingSecret | quote }}
       defaultMode: 0400
+      items:
+        - key: {{ .key | quote }}
+          path: {{ .key | quote }}
+  {{- end }}
+  {{- end }}
+  {{- with .Values.trustBundle }}
+  {{- if .existingConfigMap }}
+  - name: trust-bundle
+    configMap:
+      name: {{ .existingConfigMap | quote }}
       items:
         - key: {{ .key | quote }}
           path: {{ .key | quote }}
