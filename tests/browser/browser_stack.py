@@ -3,6 +3,9 @@ browser did, and the screenshots the README shows."""
 
 from __future__ import annotations
 
+import functools
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,11 +68,18 @@ class Recorder:
 
 
 def screenshot(page: Page, name: str, *, show: Locator | None = None) -> Path:
-    """Save what the viewport shows (scrolled to `show` first) as docs/screenshots/<name>.png,
-    overwriting the last one: the README's pictures of the app."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    """Take what the viewport shows (scrolled to `show` first) as <name>.png. The README's pictures
+    of the app are retaken with CHARTAGENT_SCREENSHOTS=1 (into docs/screenshots/); otherwise the
+    picture goes to a temporary folder, so that a test run leaves the tree as it was."""
+    folder = SCREENSHOTS if os.environ.get("CHARTAGENT_SCREENSHOTS") == "1" else _scratch()
+    folder.mkdir(parents=True, exist_ok=True)
     if show is not None:
         show.scroll_into_view_if_needed()
-    path = SCREENSHOTS / f"{name}.png"
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path))
     return path
+
+
+@functools.cache
+def _scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="chartagent-screenshots-"))
