@@ -8,7 +8,8 @@
 
 Incremental (`since`): only the patients with data newer than `since`. An export asks for the
 changed resources (`_since`, the watched types and Patient) and collects their patients; the
-search kinds search `_lastUpdated=gt<since>` on the same types and keep the cohort's patients.
+search kinds search `_lastUpdated=gt<since>` on the same types and keep the cohort's patients
+(for `all`, every patient a change names: no listing of the whole server).
 
 The resolution's `transaction_time` is where the next incremental run starts: the export's
 `transactionTime`; for the search kinds the server's clock as the earliest searchset Bundle's
@@ -189,10 +190,9 @@ class _Searches:
             for entry in page.get("entry") or ():
                 resource = entry.get("resource") if isinstance(entry, Mapping) else None
                 search = entry.get("search") if isinstance(entry, Mapping) else None
-                if not isinstance(resource, dict) or (
-                    isinstance(search, Mapping) and search.get("mode") == "include"
-                ):
-                    continue
+                mode = search.get("mode") if isinstance(search, Mapping) else None
+                if not isinstance(resource, dict) or mode not in (None, "match"):
+                    continue  # `_include`d resources, OperationOutcomes about the search
                 stamp = _stamp(resource)
                 if stamp is not None and (self._newest is None or stamp > self._newest):
                     self._newest = stamp
@@ -201,7 +201,7 @@ class _Searches:
     async def patient_ids(self, params: list[tuple[str, str]]) -> set[str]:
         return {
             str(r["id"])
-            async for r in self._resources("Patient", params)
+            async for r in self._resources("Patient", [*params, ("_elements", "id")])
             if r.get("resourceType") == "Patient" and isinstance(r.get("id"), str)
         }
 
@@ -225,7 +225,9 @@ class _Searches:
         after = [("_lastUpdated", f"gt{fhir_instant(since)}")]
 
         async def one(rtype: str) -> set[str]:
-            return {p async for r in self._resources(rtype, after) for p in _patients_of(r)}
+            # Only what names the patient (servers without `_elements` send everything).
+            elements = ("_elements", "id" if rtype == "Patient" else "subject")
+            return {p async for r in self._resources(rtype, [*after, elements]) for p in _patients_of(r)}
 
         found = await asyncio.gather(*(one(t) for t in CHANGE_TYPES))
         return set().union(*found)
