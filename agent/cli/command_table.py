@@ -68,6 +68,11 @@ COMMANDS: tuple[CommandEntry, ...] = (
         "agent.cli.imaging",
         "Prepare CT, MRI, chest X-ray and whole-slide images for MedGemma; draw boxes.",
     ),
+    CommandEntry(
+        "jobs",
+        "agent.cli.jobs",
+        "Run summarization jobs over a cohort; resume, inspect, retry and cancel them.",
+    ),
 )
 
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(entry.module for entry in COMMANDS))

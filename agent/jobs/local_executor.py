@@ -1,0 +1,65 @@
+"""The `local` executor: a run's pending patients in this process, a bounded number at a time.
+
+The same activity as on Temporal (`summarize_one`, sharing one `JobWorker`) and the same ledger.
+Started again with the same run id it resumes: the patients left `running` by a crash go back to
+pending (their leases released) and the rest continue; finished patients are not run again.
+A run cancelled in the ledger (`chartagent jobs cancel`) stops claiming; patients in flight finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Final
+
+from agent.jobs.activities import JobWorker, PatientBusy, summarize_one
+from agent.jobs.ledger import PatientResult, RunStatus
+
+__all__ = ["run_local"]
+
+# How often an executor with nothing to claim looks again (patients leased by another run).
+POLL_S: Final = 0.5
+
+
+async def run_local(
+    worker: JobWorker,
+    run_id: str,
+    *,
+    concurrency: int = 4,
+    on_result: Callable[[PatientResult], None] | None = None,
+    poll_s: float = POLL_S,
+) -> RunStatus:
+    """Run the run's pending patients, `concurrency` at once; the run's status at the end (`done`
+    when every patient finished, `cancelled` when it was cancelled meanwhile)."""
+    ledger = worker.ledger
+    holder = worker.lease_holder(run_id)
+    await ledger.reset_running(run_id)
+    in_flight: set[asyncio.Task[PatientResult]] = set()
+    try:
+        while True:
+            run = await ledger.get_run(run_id)
+            stopping = run is None or run.status != "running"
+            free = 0 if stopping else concurrency - len(in_flight)
+            for patient_id in await ledger.claim_next(run_id, holder, free) if free > 0 else []:
+                in_flight.add(asyncio.create_task(summarize_one(worker, run_id, patient_id)))
+            if not in_flight:
+                if stopping or (await ledger.counts(run_id))["pending"] == 0:
+                    break
+                await asyncio.sleep(poll_s)  # what is left is leased by another run: later
+                continue
+            done, in_flight = await asyncio.wait(
+                in_flight, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                try:
+                    result = task.result()
+                except PatientBusy:
+                    continue  # requeued by the activity; claimed again once its lease is free
+                if on_result is not None:
+                    on_result(result)
+    finally:
+        # Stopped by an error or cancellation: the patients in flight go back to pending.
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+    return await ledger.finish_run(run_id)
