@@ -259,8 +259,8 @@ def trend_figure(trend: Trend, document_refs: frozenset[str] = frozenset()) -> F
     )
     fig.text(0.99, 0.015, PLOT_FOOTER, ha="right", fontproperties=_font(7), color=_FOOTER_COLOR)
 
-    # Tick labels are created while drawing: draw once, then set their font by file.
-    fig.canvas.draw()
+    # Tick labels are made from the locators when asked for (matplotlib's ``_update_ticks``, the
+    # same step a draw runs): set their font by file now, so that the one draw, savefig's, is final.
     tick_font = _font(8)
     for tick_label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
         tick_label.set_fontproperties(tick_font)
