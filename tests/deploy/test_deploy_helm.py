@@ -34,7 +34,7 @@ def profile_values(profile: str) -> dict[str, Any] | None:
 def render(values: dict[str, Any] | None) -> list[dict[str, Any]]:
     with helm.Chart.load(CHART) as chart:
         rendered = chart.render(values, name="chartagent", namespace="chartagent")
-    docs = []
+    docs: list[dict[str, Any]] = []
     for name, text in sorted(rendered.items()):
         if name.endswith(".yaml"):
             docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
@@ -94,6 +94,7 @@ def test_the_validator_refuses_a_broken_manifest(manifests: tuple[str, list[dict
         ({"api": {"replicaz": 3}}, "replicaz"),
         ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
         ({"nightly": {"executor": "ray"}}, "executor"),
+        ({"nightly": {"since": "yesterday"}}, "since"),
         ({"networkPolicy": {"egress": {"internet": {"cidrs": ["0.0.0.0/0"], "ports": [443]}}}}, "internet"),
     ],
 )
