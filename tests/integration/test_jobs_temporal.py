@@ -163,9 +163,11 @@ async def test_embedded_run_completes_in_chunks_and_a_second_start_is_refused(
 async def test_a_patient_that_fails_once_is_retried_and_succeeds(
     fhir: str, cohort: Cohort, tmp_path: Path, temporal_server: TemporalDevServer
 ) -> None:
-    # The first transaction of the run gets a 500 from the proxy (not forwarded): that patient's
-    # summary is not stored, its activity fails and Temporal runs it again.
-    plan = FaultPlan(script=(ScriptedFault(FaultKind.ERROR_BEFORE, method="POST", times=1),))
+    # The run's first transaction gets a 500 from the proxy (not forwarded) on each of the FHIR
+    # client's 4 tries, twice (the write is read back, found missing and sent once more): that
+    # patient's summary is not stored, its activity fails, and Temporal runs it again. One patient
+    # at a time, so that no other patient's request takes a fault.
+    plan = FaultPlan(script=(ScriptedFault(FaultKind.ERROR_BEFORE, method="POST", times=8),))
     settings = job_settings(tmp_path, temporal_server.address, fhir_flavour="sekmet")
     with FaultProxy(fhir, plan) as proxy:
         # The run's FHIR server is the proxy (its flavour maps sekmet's own links onto it).
@@ -173,12 +175,12 @@ async def test_a_patient_that_fails_once_is_retried_and_succeeds(
         client = await connect(settings)
         async with (
             JobWorker(settings, proxy.base_url, lease_ttl_s=3.0) as job_worker,
-            build_worker(client, settings, job_worker, concurrency=4),
+            build_worker(client, settings, job_worker, concurrency=1),
         ):
             handle = await start_run(client, settings, "retry-1", FAST)
             tally = await asyncio.wait_for(handle.result(), timeout=240)
         faulted = [e for e in proxy.log if e.fault is not None]
-    assert len(faulted) == 1
+    assert len(faulted) == 8
     ledger_rows = await rows(settings, "retry-1")
     assert tally.statuses.get("done") == PATIENTS
     retried = [r for r in ledger_rows if r.attempts > 1]
