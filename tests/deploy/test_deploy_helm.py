@@ -128,7 +128,7 @@ def test_the_api_is_probed_and_every_chartagent_pod_is_locked_down(
 def test_worker_and_nightly_job_run_the_job_commands(manifests: tuple[str, list[dict[str, Any]]]) -> None:
     _, docs = manifests
     worker = by_kind(docs, "Deployment")["chartagent-worker"]["spec"]["template"]["spec"]["containers"][0]
-    assert worker["args"] == ["python", "-m", "agent.jobs.temporal_worker"]
+    assert worker["args"] == ["python", "-m", "agent.jobs.temporal_worker", "--concurrency", "4"]
     nightly = by_kind(docs, "CronJob")["chartagent-nightly"]
     assert nightly["spec"]["concurrencyPolicy"] == "Forbid"
     container = nightly["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
