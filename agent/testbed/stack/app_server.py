@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from agent.testbed.ehr.config import APP_CLIENT_ID, EhrConfig
-from agent.testbed.stack.process import pid_alive, spawn, stop_process_group, wait_healthy
+from agent.testbed.stack.process import SpawnedServer
 
 
 class AppServerSpec(BaseModel):
@@ -50,7 +50,7 @@ def app_environment(
     return env
 
 
-class AppServer:
+class AppServer(SpawnedServer):
     def __init__(self, spec: AppServerSpec, pid: int | None = None) -> None:
         self.spec = spec
         self.pid = pid
@@ -71,20 +71,12 @@ class AppServer:
             "--port",
             str(self.spec.port),
         ]
-        proc = spawn(argv, cwd=Path.cwd(), log_path=self.spec.log_path, env=env)
-        self.pid = proc.pid
-        wait_healthy(
-            f"{self.base_url}/healthz",
-            timeout_s=timeout_s,
-            is_alive=lambda: proc.poll() is None,
+        self.launch(
+            argv,
+            cwd=Path.cwd(),
             log_path=self.spec.log_path,
+            env=env,
+            health_url=f"{self.base_url}/healthz",
             what="ChartAgent service",
+            timeout_s=timeout_s,
         )
-
-    def alive(self) -> bool:
-        return self.pid is not None and pid_alive(self.pid)
-
-    def stop(self) -> None:
-        if self.pid is not None:
-            stop_process_group(self.pid)
-            self.pid = None

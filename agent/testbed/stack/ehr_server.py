@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from agent.testbed.ehr.config import EhrConfig, default_clients
-from agent.testbed.stack.process import pid_alive, spawn, stop_process_group, wait_healthy
+from agent.testbed.stack.process import SpawnedServer
 
 CONFIG_FILE = "ehr.json"
 
@@ -36,7 +36,7 @@ def ehr_config(
     )
 
 
-class EhrServer:
+class EhrServer(SpawnedServer):
     """A running (or startable) stand-in; its config file lives in its state dir (0600)."""
 
     def __init__(self, state_dir: Path, pid: int | None = None) -> None:
@@ -57,20 +57,11 @@ class EhrServer:
     def start(self, config: EhrConfig, *, timeout_s: float = 30.0) -> None:
         config.save(self.config_path)
         argv = [sys.executable, "-m", "agent.testbed.ehr", "--config", str(self.config_path.resolve())]
-        proc = spawn(argv, cwd=self.state_dir, log_path=self.log_path)
-        self.pid = proc.pid
-        wait_healthy(
-            f"{config.base_url}/healthz",
-            timeout_s=timeout_s,
-            is_alive=lambda: proc.poll() is None,
+        self.launch(
+            argv,
+            cwd=self.state_dir,
             log_path=self.log_path,
+            health_url=f"{config.base_url}/healthz",
             what="EHR stand-in",
+            timeout_s=timeout_s,
         )
-
-    def alive(self) -> bool:
-        return self.pid is not None and pid_alive(self.pid)
-
-    def stop(self) -> None:
-        if self.pid is not None:
-            stop_process_group(self.pid)
-            self.pid = None

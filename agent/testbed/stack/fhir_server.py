@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agent.testbed.stack.process import pid_alive, spawn, stop_process_group, wait_healthy
+from agent.testbed.stack.process import SpawnedServer
 
 Validation = Literal["strict", "warn", "off"]
 AuthType = Literal["none", "basic", "bearer", "smart"]
@@ -78,7 +78,7 @@ def sekmet_config(spec: FhirServerSpec) -> dict[str, Any]:
     }
 
 
-class FhirServer:
+class FhirServer(SpawnedServer):
     """A running (or startable) embedded FHIR server."""
 
     def __init__(self, spec: FhirServerSpec, pid: int | None = None) -> None:
@@ -99,25 +99,12 @@ class FhirServer:
             # Access logs would write search URLs (names, birth dates) to disk.
             "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
-        proc = spawn(
+        self.launch(
             argv,
             cwd=self.spec.state_dir,
             log_path=self.spec.log_path,
             env={"SEKMET_CONFIG": str(self.spec.config_path.resolve())},
-        )
-        self.pid = proc.pid
-        wait_healthy(
-            f"{self.base_url}/metadata",
-            timeout_s=timeout_s,
-            is_alive=lambda: proc.poll() is None,
-            log_path=self.spec.log_path,
+            health_url=f"{self.base_url}/metadata",
             what="FHIR server (sekmet)",
+            timeout_s=timeout_s,
         )
-
-    def alive(self) -> bool:
-        return self.pid is not None and pid_alive(self.pid)
-
-    def stop(self) -> None:
-        if self.pid is not None:
-            stop_process_group(self.pid)
-            self.pid = None

@@ -32,7 +32,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, Field, SecretStr, field_serializer, model_validator
 
-from agent.testbed.stack.process import StackError, pid_alive, spawn, stop_process_group
+from agent.testbed.stack.process import SpawnedServer, StackError, pid_alive, spawn
 
 __all__ = ["ORTHANC_INSTALL_HINT", "OrthancServer", "OrthancSpec", "build_stack_shim", "orthanc_config"]
 
@@ -148,7 +148,7 @@ def orthanc_config(spec: OrthancSpec) -> dict[str, Any]:
     return config
 
 
-class OrthancServer:
+class OrthancServer(SpawnedServer):
     """A running (or startable) embedded Orthanc."""
 
     def __init__(self, spec: OrthancSpec, pid: int | None = None) -> None:
@@ -200,14 +200,9 @@ class OrthancServer:
     def healthy(self) -> bool:
         return self.alive() and self._probe()[0]
 
-    def alive(self) -> bool:
-        return self.pid is not None and pid_alive(self.pid)
-
     def stop(self) -> None:
         """Stop and wait until the process has exited (its storage is then free for a successor)."""
-        if self.pid is not None:
-            stop_process_group(self.pid)
-            self.pid = None
+        super().stop()
         self.spec.pid_path.unlink(missing_ok=True)
 
     def _check_installed(self) -> None:

@@ -37,6 +37,41 @@ def spawn(
         )
 
 
+class SpawnedServer:
+    """A server of the stack in a process group of its own: started, waited for, stopped whole."""
+
+    pid: int | None = None
+
+    def launch(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        log_path: Path,
+        health_url: str,
+        what: str,
+        timeout_s: float,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        proc = spawn(argv, cwd=cwd, log_path=log_path, env=env)
+        self.pid = proc.pid
+        wait_healthy(
+            health_url,
+            timeout_s=timeout_s,
+            is_alive=lambda: proc.poll() is None,
+            log_path=log_path,
+            what=what,
+        )
+
+    def alive(self) -> bool:
+        return self.pid is not None and pid_alive(self.pid)
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            stop_process_group(self.pid)
+            self.pid = None
+
+
 def wait_healthy(
     url: str,
     *,
