@@ -66,6 +66,18 @@ def test_png_size_and_no_software_metadata() -> None:
     assert len(png) < 60_000
 
 
+def test_one_draw_gives_the_bytes_of_a_figure_drawn_twice() -> None:
+    # savefig's draw is final: the figure used to be drawn once more before it (for its tick
+    # labels), and plots written then must keep their bytes (the report's identifier hashes them).
+    refs = frozenset({PDF_REF})
+    for t in (CREATININE, lab_trend("egfr", [90.0, 70.0, 50.0]), lab_trend("XYZ", [1.0, 2.0], unit="U/L")):
+        fig = trend_figure(t, refs)
+        fig.canvas.draw()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, facecolor="white", metadata={"Software": None})
+        assert render_trend_plot(t, refs) == buf.getvalue()
+
+
 def test_same_input_same_bytes_within_a_process() -> None:
     refs = frozenset({PDF_REF})
     assert render_trend_plot(CREATININE, refs) == render_trend_plot(CREATININE, refs)

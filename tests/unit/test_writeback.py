@@ -246,6 +246,13 @@ def test_bundle_is_valid_r4b_transaction_with_if_none_exist_everywhere() -> None
     assert len({e["fullUrl"] for e in b["entry"]}) == len(b["entry"])
 
 
+def test_bundle_is_what_the_r4b_bundle_model_would_dump() -> None:
+    # Assembled as a plain dict (no second validation): the same JSON, key order included, that
+    # validating and dumping it as an R4B Bundle gives, so identifiers and the wire are unchanged.
+    b = bundle()
+    assert json.dumps(Bundle.model_validate(b).model_dump(mode="json")) == json.dumps(b)
+
+
 def test_bundle_references_resolve_inside_the_bundle() -> None:
     b = bundle()
     urls: dict[str, list[str]] = {e["resource"]["resourceType"]: [] for e in b["entry"]}
