@@ -146,3 +146,39 @@ async def test_the_ledger_on_postgres_claims_and_leases_exclusively(tmp_path: Pa
             assert await two.reset_running("r") == len(ids) - 1
             assert await two.retry_failed("r") == 1
             assert (await one.counts("r"))["pending"] == len(ids)
+
+
+async def test_since_last_starts_at_the_last_successful_runs_transaction_time(
+    fhir_server_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    cohort = generate_cohort(2, 1215)
+    base = await asyncio.to_thread(server_with, fhir_server_factory, cohort)
+    async with JobWorker(_settings(tmp_path), base) as worker:
+        first = await prepare_run(
+            worker.ledger,
+            worker.ctx.fhir,
+            "first",
+            cohort="all",
+            since="last",
+            executor="local",
+            fhir_url=base,
+        )
+        assert first.since is None  # no earlier run: every patient
+        assert await run_local(worker, "first", concurrency=2) == "done"
+        done = await worker.ledger.get_run("first")
+        assert done is not None
+        assert done.transaction_time is not None
+        nightly = await prepare_run(
+            worker.ledger,
+            worker.ctx.fhir,
+            "nightly",
+            cohort="all",
+            since="last",
+            executor="local",
+            fhir_url=base,
+        )
+        assert nightly.since == done.transaction_time
+        assert await run_local(worker, "nightly", concurrency=2) == "done"
+        # Whatever the changes since then name (at most the cohort), nothing new is written.
+        assert {r.status for r in await worker.ledger.patients("nightly")} <= {"unchanged"}
+    assert await count(base, "DiagnosticReport") == len(cohort.patients)
