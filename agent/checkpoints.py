@@ -81,30 +81,41 @@ def checkpoint_serde() -> JsonPlusSerializer:
     return JsonPlusSerializer(allowed_msgpack_modules=allowed)
 
 
-@asynccontextmanager
-async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+def _database(settings: Settings) -> Path | str:
+    """Where checkpoints and change marks live: a SQLite file (its folder made), or a Postgres URL."""
     url = settings.checkpoint_url
-    serde = checkpoint_serde()
     if url is None or url.startswith("sqlite:///"):
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
         path = Path(url.removeprefix("sqlite:///")) if url else settings.state_dir / SQLITE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        return path
+    if url.startswith(("postgresql://", "postgres://")):
+        return url
+    raise SettingsError(("CHARTAGENT_CHECKPOINT_URL: use sqlite:///<path> or postgresql://...",))
+
+
+_NO_POSTGRES: Final = (
+    "CHARTAGENT_CHECKPOINT_URL: Postgres needs the postgres extra (langgraph-checkpoint-postgres)",
+)
+
+
+@asynccontextmanager
+async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    database = _database(settings)
+    serde = checkpoint_serde()
+    if isinstance(database, Path):
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        async with AsyncSqliteSaver.from_conn_string(str(database)) as saver:
             saver.serde = serde
             yield saver
         return
-    if url.startswith(("postgresql://", "postgres://")):
-        try:
-            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        except ImportError:
-            need = "Postgres needs the postgres extra (langgraph-checkpoint-postgres)"
-            raise SettingsError((f"CHARTAGENT_CHECKPOINT_URL: {need}",)) from None
-        async with AsyncPostgresSaver.from_conn_string(url, serde=serde) as saver:
-            await saver.setup()
-            yield saver
-        return
-    raise SettingsError(("CHARTAGENT_CHECKPOINT_URL: use sqlite:///<path> or postgresql://...",))
+    try:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    except ImportError:
+        raise SettingsError(_NO_POSTGRES) from None
+    async with AsyncPostgresSaver.from_conn_string(database, serde=serde) as saver:
+        await saver.setup()
+        yield saver
 
 
 @asynccontextmanager
@@ -112,24 +123,18 @@ async def open_change_marks(settings: Settings, fhir_base_url: str) -> AsyncIter
     """The change marks of `fhir_base_url`'s patients, in the checkpointer's database."""
     from agent.planning.change_marks import ChangeMarks
 
-    url = settings.checkpoint_url
-    if url is None or url.startswith("sqlite:///"):
+    database = _database(settings)
+    if isinstance(database, Path):
         from langgraph.store.sqlite.aio import AsyncSqliteStore
 
-        path = Path(url.removeprefix("sqlite:///")) if url else settings.state_dir / SQLITE_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        async with AsyncSqliteStore.from_conn_string(str(path)) as store:
+        async with AsyncSqliteStore.from_conn_string(str(database)) as store:
             await store.setup()
             yield ChangeMarks(store, fhir_base_url)
         return
-    if url.startswith(("postgresql://", "postgres://")):
-        try:
-            from langgraph.store.postgres.aio import AsyncPostgresStore
-        except ImportError:
-            need = "Postgres needs the postgres extra (langgraph-checkpoint-postgres)"
-            raise SettingsError((f"CHARTAGENT_CHECKPOINT_URL: {need}",)) from None
-        async with AsyncPostgresStore.from_conn_string(url) as store:
-            await store.setup()
-            yield ChangeMarks(store, fhir_base_url)
-        return
-    raise SettingsError(("CHARTAGENT_CHECKPOINT_URL: use sqlite:///<path> or postgresql://...",))
+    try:
+        from langgraph.store.postgres.aio import AsyncPostgresStore
+    except ImportError:
+        raise SettingsError(_NO_POSTGRES) from None
+    async with AsyncPostgresStore.from_conn_string(database) as store:
+        await store.setup()
+        yield ChangeMarks(store, fhir_base_url)
