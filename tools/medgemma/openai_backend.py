@@ -2,8 +2,9 @@
 
 On the wire: POST {base_url}/chat/completions, JSON as in `openai_wire` (images as PNG data
 URLs), `Authorization: Bearer <api_key>` when a key is set. `base_url` is the OpenAI base:
-    vLLM      http://host:8000/v1   (start it with --limit-mm-per-prompt '{"image": 85}' for CT,
-                                     its default allows one image per prompt)
+    vLLM      http://host:8000/v1   (start it with --limit-mm-per-prompt '{"image": 128}': a CT
+                                     study is 85 images, a whole slide up to 125 patches; the
+                                     default allows one image per prompt; deploy/vllm/README.md)
     TGI       http://host:8080/v1
     Vertex AI https://REGION-aiplatform.googleapis.com/v1/projects/P/locations/R/endpoints/E
               (api_key: a short-lived OAuth access token, e.g. `gcloud auth print-access-token`)
