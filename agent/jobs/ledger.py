@@ -475,6 +475,9 @@ async def open_ledger(settings: Settings) -> AsyncIterator[Ledger]:
     # isolation_level None: no implicit transactions; ours are explicit (BEGIN IMMEDIATE).
     async with aiosqlite.connect(where, isolation_level=None, timeout=60) as conn:
         await conn.execute("PRAGMA journal_mode=WAL")
+        # Commits survive a killed process without an fsync each; a power cut may lose the last
+        # few marks, and those patients run again (at least once, idempotent write-back).
+        await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA busy_timeout=60000")
         ledger = Ledger(_Sqlite(conn))
         await ledger.setup()
