@@ -21,7 +21,7 @@ from agent.jobs.ledger import open_ledger
 from agent.settings import Settings
 from agent.testbed.temporal_server import TemporalDevServer, TemporalDevServerSpec
 
-__all__ = ["WorkerProcess", "prepare_run", "temporal_server"]
+__all__ = ["WorkerProcess", "clean_environ", "job_settings", "prepare_run", "temporal_server"]
 
 
 @pytest.fixture
@@ -30,6 +30,11 @@ def temporal_server(tmp_path: Path) -> Iterator[TemporalDevServer]:
     server.start()
     yield server
     server.stop()
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment without CHARTAGENT_* (a developer's settings stay out of tests)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CHARTAGENT_")}
 
 
 def job_settings(state_dir: Path, address: str = "", **more: object) -> Settings:
@@ -62,7 +67,7 @@ class WorkerProcess:
             "--concurrency", str(concurrency), "--lease-ttl-s", str(lease_ttl_s),
         ]  # fmt: skip
         self.env = {
-            **os.environ,
+            **clean_environ(),
             "CHARTAGENT_STATE_DIR": str(settings.state_dir),
             "CHARTAGENT_TEMPORAL_ADDRESS": settings.temporal_address,
             "CHARTAGENT_TEMPORAL_NAMESPACE": settings.temporal_namespace,

@@ -10,6 +10,9 @@ run again, and the idempotent write-back must keep every identifier single.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +20,7 @@ from pathlib import Path
 import pytest
 from fault_proxy import FaultKind, FaultPlan, FaultProxy, ScriptedFault
 from fhir_reads import duplicate_identifiers, search, server_with, totals
-from temporal_fixtures import WorkerProcess, job_settings, prepare_run, temporal_server
+from temporal_fixtures import WorkerProcess, clean_environ, job_settings, prepare_run, temporal_server
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError
 
@@ -264,3 +267,29 @@ async def test_cancel_stops_the_run_and_leaves_no_patient_running(
     assert statuses.count("pending") > 0
     assert not await cancel_on_temporal(settings, "cancel-1")  # no longer running
     assert await duplicate_identifiers(fhir) == {}
+
+
+def jobs_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**clean_environ(), "CHARTAGENT_STATE_DIR": str(state_dir), "CHARTAGENT_MODEL_BACKEND": "none"}
+    return subprocess.run(
+        [sys.executable, "-m", "agent", "jobs", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+async def test_jobs_run_with_the_temporal_executor_and_jobs_status(fhir: str, tmp_path: Path) -> None:
+    """The CLI's contract: `jobs run --executor temporal` (the embedded dev server, the worker in
+    the same process), then `jobs status --json` reads the rows the activities wrote."""
+    run = await asyncio.to_thread(
+        jobs_cli, tmp_path, "run", "--executor", "temporal", "--fhir-url", fhir, "--run-id", "cli-1"
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    status = json.loads((await asyncio.to_thread(jobs_cli, tmp_path, "status", "cli-1", "--json")).stdout)
+    assert status["run"] == "cli-1"
+    assert (status["done"], status["unchanged"], status["failed"], status["pending"]) == (PATIENTS, 0, 0, 0)
+    assert await duplicate_identifiers(fhir) == {}
+    # Run again: Temporal refuses the finished run's workflow id; the ledger says why to look.
+    again = await asyncio.to_thread(
+        jobs_cli, tmp_path, "run", "--executor", "temporal", "--fhir-url", fhir, "--run-id", "cli-1"
+    )
+    assert again.returncode == 1
+    assert "already ran on Temporal" in again.stderr
