@@ -23,6 +23,7 @@ from fhir_reads import duplicate_identifiers, search, server_with, totals
 from temporal_fixtures import WorkerProcess, clean_environ, job_settings, prepare_run, temporal_server
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError
+from temporalio.worker import Replayer
 
 from agent.jobs.activities import JobWorker
 from agent.jobs.ledger import PatientRow, open_ledger
@@ -34,7 +35,7 @@ from agent.jobs.temporal_executor import (
     start_run,
 )
 from agent.jobs.temporal_worker import build_worker, connect
-from agent.jobs.temporal_workflows import run_workflow_id
+from agent.jobs.temporal_workflows import ChunkWorkflow, RunWorkflow, run_workflow_id
 from agent.settings import Settings
 from agent.testbed.cohort import Cohort, generate_cohort
 from agent.testbed.temporal_server import TemporalDevServer, TemporalDevServerSpec, embedded_dev_server
@@ -163,6 +164,10 @@ async def test_embedded_run_completes_in_chunks_and_a_second_start_is_refused(
         assert await execution_status(client, run_wf) is WorkflowExecutionStatus.COMPLETED
         children = [await execution_status(client, f"{run_wf}-chunk-{i}") for i in range(4)]
         assert children == [WorkflowExecutionStatus.COMPLETED] * 3 + [None]
+        # The workflow code is deterministic: the recorded histories replay without a divergence.
+        replayer = Replayer(workflows=[RunWorkflow, ChunkWorkflow])
+        for workflow_id in (run_wf, f"{run_wf}-chunk-0"):
+            await replayer.replay_workflow(await client.get_workflow_handle(workflow_id).fetch_history())
         with pytest.raises(RunAlreadyStarted):
             await start_run(client, settings, "nightly-1", FAST)
     finally:
