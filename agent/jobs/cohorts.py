@@ -6,7 +6,8 @@
     export:all          Patient/$export (`_type=Patient`)
     export:group:ID     Group/ID/$export (`_type=Patient`)
 
-Incremental (`since`): only the patients with data newer than `since`. An export asks for the
+Incremental (`since`): only the patients with data newer than `since` (ChartAgent's own output
+as its runs write it does not count; a person's review of it does). An export asks for the
 changed resources (`_since`, the watched types and Patient) and collects their patients; the
 search kinds search `_lastUpdated=gt<since>` on the same types and keep the cohort's patients
 (for `all`, every patient a change names: no listing of the whole server).
@@ -44,6 +45,7 @@ from fhir_adapters.bulk_export import (
 from fhir_adapters.client import JsonDict
 from fhir_adapters.error_tree import BadInputError
 from tools.record import as_utc
+from tools.writeback.approval import is_ai_output
 
 __all__ = ["CohortKind", "CohortResolution", "CohortSpec", "CohortSpecError", "resolve_cohort"]
 
@@ -225,9 +227,15 @@ class _Searches:
         after = [("_lastUpdated", f"gt{fhir_instant(since)}")]
 
         async def one(rtype: str) -> set[str]:
-            # Only what names the patient (servers without `_elements` send everything).
-            elements = ("_elements", "id" if rtype == "Patient" else "subject")
-            return {p async for r in self._resources(rtype, [*after, elements]) for p in _patients_of(r)}
+            # Only what names the patient and tells ChartAgent's own output apart (servers without
+            # `_elements` send everything).
+            elements = ("_elements", "id" if rtype == "Patient" else "subject,meta,status,identifier")
+            return {
+                p
+                async for r in self._resources(rtype, [*after, elements])
+                if is_a_change(r)
+                for p in _patients_of(r)
+            }
 
         found = await asyncio.gather(*(one(t) for t in CHANGE_TYPES))
         return set().union(*found)
@@ -280,7 +288,18 @@ async def _by_export(
 
 
 async def _file_patients(file: ExportFile, resources: AsyncIterator[JsonDict]) -> set[str]:
-    return {p async for r in resources for p in _patients_of(r)}
+    return {p async for r in resources if is_a_change(r) for p in _patients_of(r)}
+
+
+# ChartAgent's outputs as its runs leave them: unreviewed, or retired by a newer summary.
+_AS_WRITTEN: Final = frozenset({"preliminary", "cancelled"})
+
+
+def is_a_change(resource: Mapping[str, Any]) -> bool:
+    """Whether a resource updated since the last run makes its patient due: anything but
+    ChartAgent's own output as its runs write it (a run's write-back would otherwise make every
+    patient it summarized due again). A person's review (final, entered-in-error) is a change."""
+    return not (is_ai_output(resource) and resource.get("status") in _AS_WRITTEN)
 
 
 # ---------------------------------------------------------------------------- references

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from fhir_reads import count, duplicate_identifiers, server_with, totals
 from postgres_server import postgres_cluster
@@ -178,7 +179,28 @@ async def test_since_last_starts_at_the_last_successful_runs_transaction_time(
             fhir_url=base,
         )
         assert nightly.since == done.transaction_time
+        # ChartAgent's own write-back of the first run is not a change: nobody is due.
+        assert await worker.ledger.patients("nightly") == []
         assert await run_local(worker, "nightly", concurrency=2) == "done"
-        # Whatever the changes since then name (at most the cohort), nothing new is written.
-        assert {r.status for r in await worker.ledger.patients("nightly")} <= {"unchanged"}
+        # A new result of one patient makes that patient, and only it, due the night after.
+        changed = cohort.patients[0].id
+        result = next(
+            r
+            for r in cohort.resources()
+            if r["resourceType"] == "Observation" and r["subject"]["reference"] == f"Patient/{changed}"
+        )
+        fresh = {k: v for k, v in result.items() if k not in ("id", "meta", "identifier")}
+        async with httpx.AsyncClient() as http:
+            (await http.post(f"{base}/Observation", json=fresh)).raise_for_status()
+        after = await prepare_run(
+            worker.ledger,
+            worker.ctx.fhir,
+            "after",
+            cohort="all",
+            since="last",
+            executor="local",
+            fhir_url=base,
+        )
+        assert after.since is not None
+        assert [r.patient_id for r in await worker.ledger.patients("after")] == [changed]
     assert await count(base, "DiagnosticReport") == len(cohort.patients)
