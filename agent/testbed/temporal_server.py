@@ -23,12 +23,15 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import Final
 
 from pydantic import BaseModel
 
 from agent.jobs.temporal_executor import ADDRESS_FILE, RunAlreadyStarted
 from agent.testbed.stack.ports import free_port
 from agent.testbed.stack.process import StackError, pid_alive, spawn, stop_process_group, wait_healthy
+
+_PID_FILE: Final = "pid"
 
 
 def temporal_binary() -> Path:
@@ -130,15 +133,31 @@ async def embedded_dev_server(directory: Path) -> AsyncIterator[str]:
     stays in `directory`, so the same run id resumes after a crash; its address is written there
     while it runs, for `jobs cancel`."""
     with _exclusive(directory):
-        server = TemporalDevServer(TemporalDevServerSpec.on_free_ports(directory))
+        spec = TemporalDevServerSpec.on_free_ports(directory)
+        _end_orphan(directory / _PID_FILE, spec.db_path)
+        server = TemporalDevServer(spec)
         await asyncio.to_thread(server.start)
         address_file = directory / ADDRESS_FILE
         try:
+            (directory / _PID_FILE).write_text(str(server.pid))
             address_file.write_text(server.address)
             yield server.address
         finally:
             address_file.unlink(missing_ok=True)
             await asyncio.to_thread(server.stop)
+            (directory / _PID_FILE).unlink(missing_ok=True)
+
+
+def _end_orphan(pid_file: Path, db_path: Path) -> None:
+    """A `jobs run` killed outright leaves its server running (its own process group): end it
+    before another server opens the same history file."""
+    try:
+        pid = int(pid_file.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if b"start-dev" in cmdline and str(db_path.resolve()).encode() in cmdline:
+        stop_process_group(pid)
 
 
 @contextlib.contextmanager

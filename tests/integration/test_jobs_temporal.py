@@ -298,3 +298,22 @@ async def test_jobs_run_with_the_temporal_executor_and_jobs_status(fhir: str, tm
     )
     assert again.returncode == 1
     assert "already ran on Temporal" in again.stderr
+
+
+async def test_the_embedded_server_ends_one_left_behind_by_a_killed_run(tmp_path: Path) -> None:
+    # A `jobs run` killed with -9 leaves its dev server running on the history file (the pid file
+    # names it); the next embedded start ends it before opening the same history.
+    directory = tmp_path / "temporal"
+    orphan = TemporalDevServer(TemporalDevServerSpec.on_free_ports(directory))
+    orphan.start()
+    assert orphan.pid is not None
+    (directory / "pid").write_text(str(orphan.pid))
+    try:
+        async with embedded_dev_server(directory) as address:
+            assert not orphan.alive()
+            client = await Client.connect(address)
+            assert await execution_status(client, run_workflow_id("none")) is None
+        assert not (directory / "pid").exists()
+        assert not (directory / "address").exists()
+    finally:
+        orphan.stop()
