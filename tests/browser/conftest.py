@@ -251,8 +251,10 @@ def deployment(deploy: Callable[..., Deployment]) -> Deployment:
     return deploy()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope, not session: playwright's sync API keeps an event loop running in this thread
+    # while it is open, and every later test that calls asyncio.run() would fail.
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
