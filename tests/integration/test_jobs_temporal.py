@@ -317,3 +317,39 @@ async def test_the_embedded_server_ends_one_left_behind_by_a_killed_run(tmp_path
         assert not (directory / "address").exists()
     finally:
         orphan.stop()
+
+
+async def test_two_runs_of_one_cohort_at_once_write_nothing_twice(
+    fhir: str, cohort: Cohort, tmp_path: Path, temporal_server: TemporalDevServer
+) -> None:
+    # Both runs' activities reach the same patients at about the same time: one takes the
+    # patient's lease, the other is retried until it is free (then finds the patient unchanged).
+    settings = job_settings(tmp_path, temporal_server.address)
+    for run_id in ("twin-a", "twin-b"):
+        await prepare_run(settings, run_id, fhir, ids(cohort))
+    client = await connect(settings)
+    async with (
+        JobWorker(settings, fhir, lease_ttl_s=3.0) as job_worker,
+        build_worker(client, settings, job_worker, concurrency=4),
+    ):
+        handles = [await start_run(client, settings, run_id, FAST) for run_id in ("twin-a", "twin-b")]
+        tallies = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout=300)
+    assert [sum(t.statuses.values()) for t in tallies] == [PATIENTS, PATIENTS]
+    for run_id in ("twin-a", "twin-b"):
+        assert {r.status for r in await rows(settings, run_id)} <= FINISHED
+    assert await duplicate_identifiers(fhir) == {}
+    # Each patient was summarized by one run and found unchanged (or rerun harmlessly) by the other.
+    both = [await rows(settings, run_id) for run_id in ("twin-a", "twin-b")]
+    assert all({a.status, b.status} & {"done"} for a, b in zip(*both, strict=True))
+    # The lease did make one run wait: some patient activity started more than once.
+    attempts = [
+        event.activity_task_started_event_attributes.attempt
+        for run_id in ("twin-a", "twin-b")
+        for i in range(3)
+        for event in (
+            await client.get_workflow_handle(f"{run_workflow_id(run_id)}-chunk-{i}").fetch_history()
+        ).events
+        if event.HasField("activity_task_started_event_attributes")
+    ]
+    assert len(attempts) == 2 * (PATIENTS + 3)  # each patient's, and each chunk's listing
+    assert max(attempts) > 1
