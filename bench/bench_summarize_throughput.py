@@ -18,11 +18,12 @@ Each arm runs twice: the first run (reads every record, every PDF, computes the 
 plots, writes every transaction; each patient must end `written`) and the unchanged rerun (the
 change mark the first run left, one round of `_lastUpdated` searches; each must end
 `unchanged`). Measured per arm and run: patients/s (wall clock) and ChartAgent CPU-seconds per
-patient (`time.process_time()` of this process; the server's CPU is its own process's).
+patient (`time.process_time()` of this process); beside it the server's CPU-seconds per patient
+(its process, from /proc: sekmet is one uvicorn process, so it can use one core at most).
 
     .venv/bin/python bench/bench_summarize_throughput.py [--patients 105] [--baseline 30] [--concurrency 8]
 
-Line: `bench summarize-throughput: first run X patients/s (Y CPU-s/patient), unchanged rerun ...;
+Line: `bench summarize-throughput: first run X patients/s (Y CPU-s/patient; server Z), unchanged rerun ...;
 vs one at a time ... (ratio)x`, ratio = concurrent patients/s / one-at-a-time patients/s on the
 first run. Aims on 2 cores (issue 12): first run >= 4 patients/s and <= 0.25 CPU-s per patient;
 unchanged rerun >= 20 patients/s and <= 0.05 CPU-s per patient.
@@ -33,19 +34,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench_fhir_gather import embedded_server
 
 from agent.checkpoints import open_change_marks
 from agent.context import RunContext
@@ -54,6 +55,8 @@ from agent.planning.change_marks import ChangeMarks
 from agent.settings import Settings
 from agent.testbed.cohort import generate_cohort
 from agent.testbed.cohort.load import seed_cohort
+from agent.testbed.stack import FhirServer, FhirServerSpec
+from agent.testbed.stack.ports import free_port
 from fhir_adapters import FhirClient
 
 SEED = 47
@@ -61,11 +64,31 @@ SEED = 47
 NOW = datetime(2026, 7, 2, 3, 4, 5, tzinfo=UTC)
 
 
+@contextmanager
+def embedded_server() -> Iterator[FhirServer]:
+    with tempfile.TemporaryDirectory(prefix="bench-fhir-") as tmp:
+        server = FhirServer(FhirServerSpec(port=free_port(), state_dir=Path(tmp)))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def server_cpu_s(server: FhirServer) -> float:
+    """User + system CPU seconds of the server's process so far (Linux /proc)."""
+    if server.pid is None:
+        return 0.0
+    stat = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class Pass:
     patients: int
     wall_s: float
     cpu_s: float
+    server_cpu_s: float
 
     @property
     def rate(self) -> float:
@@ -76,7 +99,8 @@ class Pass:
         return self.cpu_s / self.patients
 
     def line(self) -> str:
-        return f"{self.rate:.2f} patients/s ({self.cpu_per_patient:.3f} CPU-s/patient)"
+        server = self.server_cpu_s / self.patients
+        return f"{self.rate:.2f} patients/s ({self.cpu_per_patient:.3f} CPU-s/patient; server {server:.3f})"
 
 
 async def one(fhir: FhirClient, marks: ChangeMarks, patient_id: str) -> PatientOutcome:
@@ -88,7 +112,13 @@ async def one(fhir: FhirClient, marks: ChangeMarks, patient_id: str) -> PatientO
 
 
 async def timed(
-    fhir: FhirClient, marks: ChangeMarks, ids: Sequence[str], concurrency: int, expected: str, label: str
+    server: FhirServer,
+    fhir: FhirClient,
+    marks: ChangeMarks,
+    ids: Sequence[str],
+    concurrency: int,
+    expected: str,
+    label: str,
 ) -> Pass:
     """Run every patient, `concurrency` at a time; every outcome must be `expected`."""
     gate = asyncio.Semaphore(concurrency)
@@ -98,9 +128,10 @@ async def timed(
             return await one(fhir, marks, pid)
 
     gc.collect()
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, s0 = time.perf_counter(), time.process_time(), server_cpu_s(server)
     outcomes = await asyncio.gather(*(bounded(pid) for pid in ids))
-    result = Pass(len(ids), time.perf_counter() - t0, time.process_time() - c0)
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    result = Pass(len(ids), elapsed, cpu, server_cpu_s(server) - s0)
     wrong = [o for o in outcomes if o.status != expected]
     if wrong:
         statuses = dict(Counter(o.status for o in wrong))
@@ -116,7 +147,8 @@ async def run(patients: int, baseline: int, concurrency: int) -> None:
     ids = [p.id for p in cohort.patients]
     warm_id = ids[-1]
     arms = {"concurrent": (ids[:patients], concurrency), "one at a time": (ids[patients:-1], 1)}
-    with embedded_server() as base_url, tempfile.TemporaryDirectory(prefix="bench-marks-") as tmp:
+    with embedded_server() as server, tempfile.TemporaryDirectory(prefix="bench-marks-") as tmp:
+        base_url = server.base_url
         async with FhirClient(base_url, flavour="sekmet") as fhir:
             seeded = await seed_cohort(fhir, cohort)
             docs = sum(len(v) for v in cohort.lab_documents.values())
@@ -126,14 +158,16 @@ async def run(patients: int, baseline: int, concurrency: int) -> None:
                   f"no model, no PACS; arms: {patients} patients {concurrency} at a time, "
                   f"{baseline} one at a time")  # fmt: skip
             async with open_change_marks(Settings(state_dir=Path(tmp)), base_url) as marks:
-                await timed(fhir, marks, [warm_id], 1, "written", "warm-up")
+                await timed(server, fhir, marks, [warm_id], 1, "written", "warm-up")
                 first: dict[str, Pass] = {}
                 rerun: dict[str, Pass] = {}
                 for name, (arm_ids, n) in arms.items():
-                    first[name] = await timed(fhir, marks, arm_ids, n, "written", f"first run, {name}")
+                    first[name] = await timed(
+                        server, fhir, marks, arm_ids, n, "written", f"first run, {name}"
+                    )
                 for name, (arm_ids, n) in arms.items():
                     label = f"unchanged rerun, {name}"
-                    rerun[name] = await timed(fhir, marks, arm_ids, n, "unchanged", label)
+                    rerun[name] = await timed(server, fhir, marks, arm_ids, n, "unchanged", label)
     c, s = "concurrent", "one at a time"
     print(f"bench summarize-throughput: first run {first[c].line()}, unchanged rerun {rerun[c].line()}, "
           f"{concurrency} at a time; vs one at a time: first run {first[s].line()}, unchanged rerun "
