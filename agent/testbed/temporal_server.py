@@ -152,10 +152,16 @@ def _end_orphan(pid_file: Path, db_path: Path) -> None:
     """A `jobs run` killed outright leaves its server running (its own process group): end it
     before another server opens the same history file."""
     try:
-        pid = int(pid_file.read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
+        text = pid_file.read_text().strip()
+    except OSError:
         return
+    if not text.isdigit():
+        return
+    try:
+        cmdline = Path(f"/proc/{int(text)}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return
+    pid = int(text)
     if b"start-dev" in cmdline and str(db_path.resolve()).encode() in cmdline:
         stop_process_group(pid)
 
