@@ -157,11 +157,11 @@ def _end_orphan(pid_file: Path, db_path: Path) -> None:
         return
     if not text.isdigit():
         return
+    pid = int(text)
     try:
-        cmdline = Path(f"/proc/{int(text)}/cmdline").read_bytes().split(b"\0")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return
-    pid = int(text)
     if b"start-dev" in cmdline and str(db_path.resolve()).encode() in cmdline:
         stop_process_group(pid)
 
