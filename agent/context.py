@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
-from agent.planning.change_marks import ChangeMarks
+from agent.planning.change_marks import ChangeIndex, ChangeMarks
 from fhir_adapters import FhirClient
 from tools.imaging.dicomweb import DicomWebClient
 from tools.medgemma.types import ModelBackend
@@ -37,6 +37,9 @@ class RunContext:
     change_marks: ChangeMarks | None = None
     # False: read every record anyway (the marks are still left for the next run).
     check_changes: bool = True
+    # A batch's cohort-level change check (`change_marks.check_cohort`): the patients it found
+    # unchanged skip their own searches; None or absent: the patient checks its own.
+    change_index: ChangeIndex | None = None
 
     @property
     def can_read_images(self) -> bool:

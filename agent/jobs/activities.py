@@ -17,7 +17,9 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from types import TracebackType
 from typing import Final, Self
 
@@ -26,6 +28,7 @@ from agent.connections import open_dicomweb_client, open_fhir_client
 from agent.context import RunContext
 from agent.jobs.ledger import Ledger, PatientResult, open_ledger
 from agent.jobs.summarize import PatientOutcome, summarize_many
+from agent.planning.change_marks import ChangeIndex, check_cohort
 from agent.settings import Settings
 from agent.state import SummarizeState
 from fhir_adapters.error_tree import ChartAgentError
@@ -106,6 +109,17 @@ class JobWorker:
         )
         return self
 
+    async def check_batch(self, patient_ids: Sequence[str]) -> ChangeIndex | None:
+        """The cohort-level change check of the patients about to run (`change_marks.check_cohort`);
+        None where runs check their own (no marks kept, changes not checked, or the check gave up)."""
+        ctx = self.ctx
+        if ctx.change_marks is None or ctx.dry_run or not ctx.check_changes or not patient_ids:
+            return None
+        marks = await ctx.change_marks.get_many(patient_ids)
+        if not marks:
+            return None
+        return await check_cohort(ctx.fhir, marks, can_read_images=ctx.can_read_images)
+
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -146,13 +160,16 @@ async def _keep_lease(worker: JobWorker, run_id: str, patient_id: str, holder: s
         await worker.ledger.renew_lease(run_id, patient_id, holder, worker.lease_ttl_s)
 
 
-async def summarize_one(worker: JobWorker, run_id: str, patient_id: str) -> PatientResult:
+async def summarize_one(
+    worker: JobWorker, run_id: str, patient_id: str, *, changes: ChangeIndex | None = None
+) -> PatientResult:
     """Summarize one patient of run `run_id` and record the result in the ledger.
 
     Takes the patient's lease first (raises `PatientBusy`, the row back to pending, when another
     writer holds it), keeps it renewed while the graph runs, and releases it at the end. Never
     raises for the patient's own failure: that is a `failed` result with a reason. Cancellation
     (a stopped executor, a cancelled Temporal activity) passes through with the row requeued.
+    `changes`: the batch's cohort-level change check (`JobWorker.check_batch`), if it ran.
     """
     ledger = worker.ledger
     holder = worker.lease_holder(run_id)
@@ -161,7 +178,8 @@ async def summarize_one(worker: JobWorker, run_id: str, patient_id: str) -> Pati
         raise PatientBusy(f"patient {patient_id} is being written by another run or worker")
     keeper = asyncio.create_task(_keep_lease(worker, run_id, patient_id, holder))
     try:
-        result = await _run_patient(worker.ctx, patient_id)
+        ctx = worker.ctx if changes is None else replace(worker.ctx, change_index=changes)
+        result = await _run_patient(ctx, patient_id)
         await ledger.mark(run_id, result)
         return result
     except asyncio.CancelledError:

@@ -4,6 +4,8 @@ The same activity as on Temporal (`summarize_one`, sharing one `JobWorker`) and 
 Started again with the same run id it resumes: the patients left `running` by a crash go back to
 pending (their leases released) and the rest continue; finished patients are not run again.
 A run cancelled in the ledger (`chartagent jobs cancel`) stops claiming; patients in flight finish.
+Before claiming, one cohort-level change check covers the run's pending patients
+(`JobWorker.check_batch`): those it finds unchanged cost no search of their own.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ async def run_local(
     ledger = worker.ledger
     holder = worker.lease_holder(run_id)
     await ledger.reset_running(run_id)
+    pending = [row.patient_id for row in await ledger.patients(run_id) if row.status == "pending"]
+    changes = await worker.check_batch(pending)
     in_flight: set[asyncio.Task[PatientResult]] = set()
     try:
         while True:
@@ -41,7 +45,7 @@ async def run_local(
             stopping = run is None or run.status != "running"
             free = 0 if stopping else concurrency - len(in_flight)
             for patient_id in await ledger.claim_next(run_id, holder, free) if free > 0 else []:
-                in_flight.add(asyncio.create_task(summarize_one(worker, run_id, patient_id)))
+                in_flight.add(asyncio.create_task(summarize_one(worker, run_id, patient_id, changes=changes)))
             if not in_flight:
                 if stopping or (await ledger.counts(run_id))["pending"] == 0:
                     break

@@ -1,12 +1,13 @@
 """Before the record is read: has anything changed since the last complete run? (`agent.planning.
-change_marks`). Nothing changed: the run ends here, at the cost of one round of searches."""
+change_marks`). Nothing changed: the run ends here, at the cost of one round of searches, or of
+none when the batch's cohort-level check (`RunContext.change_index`) found the patient unchanged."""
 
 from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
-from agent.planning.change_marks import find_change
+from agent.planning.change_marks import find_change, imaging_deferred
 from agent.state import SummarizeState
 from fhir_adapters.error_tree import ServiceError
 
@@ -18,6 +19,13 @@ async def check_changes(state: SummarizeState, runtime: Runtime[RunContext]) -> 
     mark = await ctx.change_marks.get(state["patient_id"])
     if mark is None:
         return {}
+    index = ctx.change_index
+    if (
+        index is not None
+        and index.is_unchanged(state["patient_id"], mark)
+        and not imaging_deferred(mark, can_read_images=ctx.can_read_images)
+    ):
+        return {"unchanged_since": mark.through.isoformat()}
     try:
         reason = await find_change(ctx.fhir, state["patient_id"], mark, can_read_images=ctx.can_read_images)
     except ServiceError:
