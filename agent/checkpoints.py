@@ -13,7 +13,9 @@ so that nothing else is ever constructed from a checkpoint.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import fcntl
 import types
 import typing
 from collections.abc import AsyncIterator, Iterable
@@ -93,6 +95,19 @@ def _database(settings: Settings) -> Path | str:
     raise SettingsError(("CHARTAGENT_CHECKPOINT_URL: use sqlite:///<path> or postgresql://...",))
 
 
+@asynccontextmanager
+async def _one_setup_at_a_time(database: Path) -> AsyncIterator[None]:
+    """The SQLite store's migrations (ALTER TABLE) are not safe when two processes run them at once
+    (two job workers starting together: "duplicate column name"); a file lock beside the database
+    serializes them."""
+    with (database.parent / f"{database.name}.setup-lock").open("a") as lock:
+        await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
 _NO_POSTGRES: Final = (
     "CHARTAGENT_CHECKPOINT_URL: Postgres needs the postgres extra (langgraph-checkpoint-postgres)",
 )
@@ -128,7 +143,8 @@ async def open_change_marks(settings: Settings, fhir_base_url: str) -> AsyncIter
         from langgraph.store.sqlite.aio import AsyncSqliteStore
 
         async with AsyncSqliteStore.from_conn_string(str(database)) as store:
-            await store.setup()
+            async with _one_setup_at_a_time(database):
+                await store.setup()
             yield ChangeMarks(store, fhir_base_url)
         return
     try:
