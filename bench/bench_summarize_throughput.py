@@ -16,8 +16,11 @@ patients, so arms of a multiple of 15 hold the same mix):
 
 Each arm runs twice: the first run (reads every record, every PDF, computes the trends, draws the
 plots, writes every transaction; each patient must end `written`) and the unchanged rerun (the
-change mark the first run left, one round of `_lastUpdated` searches; each must end
-`unchanged`). Measured per arm and run: patients/s (wall clock) and ChartAgent CPU-seconds per
+change mark the first run left, one round of `_lastUpdated` searches per patient; each must end
+`unchanged`). Then the concurrent arm's unchanged rerun once more the way `chartagent jobs run`
+does it: one cohort-level change check for the arm (`change_marks.check_cohort`, timed with the
+rerun), after which the patients it found unchanged make no request; the per-patient rerun of the
+same arm is its baseline. Measured per arm and run: patients/s (wall clock) and ChartAgent CPU-seconds per
 patient (`time.process_time()` of this process); beside it the server's CPU-seconds per patient
 (its process, from /proc: sekmet is one uvicorn process, so it can use one core at most).
 
@@ -25,7 +28,8 @@ patient (`time.process_time()` of this process); beside it the server's CPU-seco
 
 Line: `bench summarize-throughput: first run X patients/s (Y CPU-s/patient; server Z), unchanged rerun ...;
 vs one at a time ... (ratio)x`, ratio = concurrent patients/s / one-at-a-time patients/s on the
-first run. Aims on 2 cores (issue 12): first run >= 4 patients/s and <= 0.25 CPU-s per patient;
+first run; then `unchanged rerun, cohort-level check ... vs per-patient checks ... (ratio)x`.
+Aims on 2 cores (issue 12): first run >= 4 patients/s and <= 0.25 CPU-s per patient;
 unchanged rerun >= 20 patients/s and <= 0.05 CPU-s per patient.
 """
 
@@ -51,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.checkpoints import open_change_marks
 from agent.context import RunContext
 from agent.jobs.summarize import PatientOutcome, describe_failure, outcome_of, summarize_patient
-from agent.planning.change_marks import ChangeMarks
+from agent.planning.change_marks import COHORT_CHECK_LIMIT, ChangeIndex, ChangeMarks, check_cohort
 from agent.settings import Settings
 from agent.testbed.cohort import generate_cohort
 from agent.testbed.cohort.load import seed_cohort
@@ -103,8 +107,10 @@ class Pass:
         return f"{self.rate:.2f} patients/s ({self.cpu_per_patient:.3f} CPU-s/patient; server {server:.3f})"
 
 
-async def one(fhir: FhirClient, marks: ChangeMarks, patient_id: str) -> PatientOutcome:
-    ctx = RunContext(fhir=fhir, now=NOW, change_marks=marks)
+async def one(
+    fhir: FhirClient, marks: ChangeMarks, patient_id: str, index: ChangeIndex | None
+) -> PatientOutcome:
+    ctx = RunContext(fhir=fhir, now=NOW, change_marks=marks, change_index=index)
     try:
         return outcome_of(patient_id, await summarize_patient(ctx, patient_id), dry_run=False)
     except Exception as exc:  # reported and checked below, as a job would
@@ -119,16 +125,29 @@ async def timed(
     concurrency: int,
     expected: str,
     label: str,
+    *,
+    cohort_check: bool = False,
+    limit: int = COHORT_CHECK_LIMIT,
 ) -> Pass:
-    """Run every patient, `concurrency` at a time; every outcome must be `expected`."""
+    """Run every patient, `concurrency` at a time; every outcome must be `expected`. With
+    `cohort_check`, one cohort-level change check first (timed too), as `chartagent jobs run` does."""
     gate = asyncio.Semaphore(concurrency)
+    index: ChangeIndex | None = None
 
     async def bounded(pid: str) -> PatientOutcome:
         async with gate:
-            return await one(fhir, marks, pid)
+            return await one(fhir, marks, pid, index)
 
     gc.collect()
     t0, c0, s0 = time.perf_counter(), time.process_time(), server_cpu_s(server)
+    if cohort_check:
+        index = await check_cohort(fhir, await marks.get_many(ids), can_read_images=False, limit=limit)
+        if index is None:
+            # As `chartagent jobs run` does: each patient checks its own.
+            print(f"{label}: the check gave up (window over {limit} resources or a search failed)")
+        elif len(index.unchanged) != len(ids):
+            found = len(index.unchanged)
+            raise SystemExit(f"{label}: the cohort-level check found {found} of {len(ids)} unchanged")
     outcomes = await asyncio.gather(*(bounded(pid) for pid in ids))
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     result = Pass(len(ids), elapsed, cpu, server_cpu_s(server) - s0)
@@ -140,7 +159,7 @@ async def timed(
     return result
 
 
-async def run(patients: int, baseline: int, concurrency: int) -> None:
+async def run(patients: int, baseline: int, concurrency: int, limit: int) -> None:
     t0 = time.perf_counter()
     # One more patient for the warm-up, outside both arms (imports, caches, matplotlib's fonts).
     cohort = generate_cohort(patients + baseline + 1, SEED)
@@ -168,11 +187,18 @@ async def run(patients: int, baseline: int, concurrency: int) -> None:
                 for name, (arm_ids, n) in arms.items():
                     label = f"unchanged rerun, {name}"
                     rerun[name] = await timed(server, fhir, marks, arm_ids, n, "unchanged", label)
+                arm_ids, n = arms["concurrent"]
+                label = "unchanged rerun, concurrent, cohort-level check"
+                batch = await timed(
+                    server, fhir, marks, arm_ids, n, "unchanged", label, cohort_check=True, limit=limit
+                )
     c, s = "concurrent", "one at a time"
     print(f"bench summarize-throughput: first run {first[c].line()}, unchanged rerun {rerun[c].line()}, "
           f"{concurrency} at a time; vs one at a time: first run {first[s].line()}, unchanged rerun "
           f"{rerun[s].line()} ({first[c].rate / first[s].rate:.2f}x first run, "
-          f"{rerun[c].rate / rerun[s].rate:.2f}x rerun)")  # fmt: skip
+          f"{rerun[c].rate / rerun[s].rate:.2f}x rerun); unchanged rerun, cohort-level check "
+          f"{batch.line()} vs per-patient checks {rerun[c].line()} "
+          f"({batch.rate / rerun[c].rate:.2f}x)")  # fmt: skip
 
 
 def main() -> None:
@@ -180,8 +206,12 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=105, help="patients run concurrently")
     parser.add_argument("--baseline", type=int, default=30, help="patients run one at a time")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--cohort-check-limit", type=int, default=COHORT_CHECK_LIMIT,
+        help="resources in the cohort-level check's window before it gives up",
+    )  # fmt: skip
     args = parser.parse_args()
-    asyncio.run(run(args.patients, args.baseline, args.concurrency))
+    asyncio.run(run(args.patients, args.baseline, args.concurrency, args.cohort_check_limit))
 
 
 if __name__ == "__main__":
