@@ -1,7 +1,8 @@
 """Cohort jobs under faults (issue 12): the local executor's job through a fault-injecting proxy.
 
 Fifty patients, three runs (new run ids) with 20 % of requests faulted, then a clean one, all
-through one proxy (so the change marks and the ledger's FHIR URL stay the same). After every run
+through one proxy (so the change marks and the ledger's FHIR URL stay the same); before the second
+and third, ten patients get a new result, so those runs write (and retire) too. After every run
 each patient's ledger row is finished (done, unchanged, or failed with a reason), and a direct read
 of the server (never through the proxy) finds no partial transaction and no duplicate.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from fault_proxy import FaultKind, FaultPlan, FaultProxy
 from fhir_reads import WRITTEN_TYPES, duplicate_identifiers, search, server_with
@@ -21,7 +24,7 @@ from agent.jobs.ledger import PatientRow
 from agent.jobs.local_executor import run_local
 from agent.jobs.prepare import prepare_run
 from agent.settings import Settings
-from agent.testbed.cohort import generate_cohort
+from agent.testbed.cohort import Cohort, generate_cohort
 from fhir_adapters.error_tree import ChartAgentError
 
 pytestmark = pytest.mark.integration
@@ -38,7 +41,8 @@ KINDS = (
 )
 TIMEOUT_S = 1.0
 SUMMARY_CODE = ("http://loinc.org", "11502-2")  # the summary's DiagnosticReport
-CURRENT = ("preliminary", "final")  # a retired summary is `cancelled`
+CURRENT = ("preliminary", "final")
+CREATININE = "2160-0"  # a retired summary is `cancelled`
 
 
 async def _prepare(worker: JobWorker, run_id: str) -> None:
@@ -96,6 +100,28 @@ async def _check_server(base: str, rows: list[PatientRow]) -> None:
         assert missing == [], f"{row.patient_id}: the ledger names writes the server lacks"
 
 
+def _creatinines(cohort: Cohort) -> dict[str, dict[str, Any]]:
+    """A creatinine result of each patient that has one, by patient id."""
+    return {
+        r["subject"]["reference"].removeprefix("Patient/"): r
+        for r in cohort.resources()
+        if r["resourceType"] == "Observation"
+        and any(c.get("code") == CREATININE for c in r["code"]["coding"])
+    }
+
+
+async def _new_results(base: str, results: list[dict[str, Any]], day: int) -> None:
+    """A newer value of each result (posted directly): those patients' next run writes a new
+    summary and retires the old one, so the faulty runs after the first write, not only find
+    nothing new."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        for old in results:
+            newer = {k: v for k, v in old.items() if k not in ("id", "meta", "identifier")}
+            newer["effectiveDateTime"] = f"2026-06-{day:02d}T08:00:00Z"
+            newer["valueQuantity"] = {**old["valueQuantity"], "value": 2.5 + day / 10}
+            (await http.post(f"{base}/Observation", json=newer)).raise_for_status()
+
+
 async def test_fifty_patient_job_through_a_faulty_link_three_times_then_clean(
     fhir_server_factory: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -107,11 +133,15 @@ async def test_fifty_patient_job_through_a_faulty_link_three_times_then_clean(
     settings = Settings(
         state_dir=tmp_path, checkpoint_url=None, fhir_flavour="sekmet", fhir_timeout_s=TIMEOUT_S
     )
+    creatinine = _creatinines(cohort)
+    assert len(creatinine) >= 20
     exercised: set[str] = set()
     with FaultProxy(base) as proxy:
         async with JobWorker(settings, proxy.base_url) as worker:
             for n, seed in enumerate((20261204, 20261205, 20261206)):
                 run_id = f"faulty-{n}"
+                changed = sorted(creatinine)[10 * n - 10 : 10 * n] if n > 0 else []  # something new
+                await _new_results(base, [creatinine[p] for p in changed], day=20 + n)
                 proxy.set_plan(FaultPlan(seed=seed, rate=0.2, kinds=KINDS, retry_after="1", slow_s=1.5))
                 proxy.clear_log()
                 await _prepare(worker, run_id)
@@ -122,6 +152,9 @@ async def test_fifty_patient_job_through_a_faulty_link_three_times_then_clean(
                 rows = await worker.ledger.patients(run_id)
                 assert [r.patient_id for r in rows] == ids  # no patient lost to a fault
                 await _check_server(base, rows)
+                for row in rows:
+                    if row.patient_id in changed:
+                        assert row.status in ("done", "failed"), row  # a new summary, or a reason
 
             assert {kind.value for kind in KINDS} <= exercised, exercised  # every kind was met
             proxy.set_plan(FaultPlan())
