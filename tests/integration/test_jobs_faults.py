@@ -41,8 +41,8 @@ KINDS = (
 )
 TIMEOUT_S = 1.0
 SUMMARY_CODE = ("http://loinc.org", "11502-2")  # the summary's DiagnosticReport
-CURRENT = ("preliminary", "final")
-CREATININE = "2160-0"  # a retired summary is `cancelled`
+CURRENT = ("preliminary", "final")  # a retired summary is `cancelled`
+CREATININE = "2160-0"  # LOINC; most of the cohort's patients have it
 
 
 async def _prepare(worker: JobWorker, run_id: str) -> None:
