@@ -19,6 +19,9 @@ patient filter, `_lastUpdated=gt<the oldest mark's through>`, grouped by patient
 search of their own (`ChangeIndex`); the rest, and every patient when the window holds too many
 resources or a search fails, check as above. The check is as of the batch's start: a change that
 arrives while the batch runs is noticed by the next run (the unchanged run leaves its mark as is).
+The window is server-wide and starts at the oldest mark's `through` (the newest resource that
+patient's record held), so it holds every write on the server since then: cheap when the marks are
+recent, a server-bound page-through (or a fall-back past the limit) when one record is old.
 
 Limits, by design of `_lastUpdated`: a hard delete leaves no trace (the record's next change or a
 run without marks notices it); a resource updated during the marked run's read, before a later
