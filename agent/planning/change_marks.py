@@ -41,7 +41,7 @@ from langgraph.store.base import BaseStore
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fhir_adapters import FhirClient
-from fhir_adapters.error_tree import ServiceError
+from fhir_adapters.error_tree import ChartAgentError, ServiceError
 from tools.record import PatientRecord, as_utc
 from tools.writeback import is_ai_asserted
 from tools.writeback.pending import PendingWrite, WriteOutcome
@@ -163,8 +163,8 @@ class ChangeIndex:
         return self.unchanged.get(patient_id) == mark.through
 
 
-class _WindowTooLarge(Exception):
-    pass
+class _WindowTooLarge(ChartAgentError):
+    """The cohort's change window holds more resources than a batch check reads: per-patient checks."""
 
 
 async def check_cohort(
