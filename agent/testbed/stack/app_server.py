@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from agent.testbed.ehr.config import APP_CLIENT_ID, EhrConfig
 from agent.testbed.stack.process import SpawnedServer
+
+if TYPE_CHECKING:
+    from agent.testbed.ehr.config import EhrConfig
 
 
 class AppServerSpec(BaseModel):
@@ -32,6 +35,9 @@ def app_environment(
     ehr: EhrConfig, *, state_dir: Path, fhir_url: str, dicomweb_url: str | None
 ) -> dict[str, str]:
     """CHARTAGENT_* settings (agent.settings) of a service launched by the stand-in."""
+    # Here: `stack status` imports this module and needs none of the stand-in's configuration.
+    from agent.testbed.ehr.config import APP_CLIENT_ID
+
     client = ehr.client(APP_CLIENT_ID)
     if client is None or client.secret is None:
         raise ValueError("the stand-in's config has no confidential chartagent-app client")

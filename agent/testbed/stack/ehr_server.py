@@ -5,11 +5,14 @@ from __future__ import annotations
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from agent.testbed.ehr.config import EhrConfig, default_clients
 from agent.testbed.stack.process import SpawnedServer
+
+if TYPE_CHECKING:
+    from agent.testbed.ehr.config import EhrConfig
 
 CONFIG_FILE = "ehr.json"
 
@@ -24,6 +27,9 @@ def ehr_config(
 ) -> EhrConfig:
     """A stand-in in front of `upstream_fhir_url` that launches the app at `app_url`, with the
     default clients (`config.default_clients`) and fresh secrets."""
+    # Here, as `config` below: `stack status` imports this module and reads no configuration.
+    from agent.testbed.ehr.config import EhrConfig, default_clients
+
     return EhrConfig(
         port=port,
         upstream_fhir_url=upstream_fhir_url.rstrip("/"),
@@ -52,6 +58,8 @@ class EhrServer(SpawnedServer):
         return self.state_dir / "ehr.log"
 
     def config(self) -> EhrConfig:
+        from agent.testbed.ehr.config import EhrConfig
+
         return EhrConfig.load(self.config_path)
 
     def start(self, config: EhrConfig, *, timeout_s: float = 30.0) -> None:
