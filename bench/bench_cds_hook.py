@@ -41,6 +41,7 @@ from bench_fhir_gather import embedded_server
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from live_app import serve_on
+from percentiles import percentile
 
 from agent.context import RunContext
 from agent.jobs.summarize import summarize_many
@@ -55,11 +56,6 @@ from tools.writeback.builders import SUMMARY_REPORT_CODE
 
 ISSUER = "https://ehr.bench.example"
 KID = "bench-1"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 @contextmanager

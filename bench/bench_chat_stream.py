@@ -44,6 +44,7 @@ import httpx
 from bench_fhir_gather import embedded_server
 from fastapi import Request
 from live_app import serve_on
+from percentiles import percentile
 from planner_server import ScriptedPlanner, answer, call, references, tool_answers
 
 from agent.service.app import create_app
@@ -73,11 +74,6 @@ def body(thread: str) -> dict[str, Any]:
         "runId": str(uuid.uuid4()),
         "messages": [{"id": "m1", "role": "user", "content": QUESTION}],
     }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def one_run(

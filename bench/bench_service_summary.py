@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 import httpx
 from bench_fhir_gather import embedded_server
 from live_app import serve_on
+from percentiles import percentile
 
 from agent.context import RunContext
 from agent.jobs.summarize import summarize_many
@@ -49,11 +50,6 @@ from agent.testbed.cohort.load import seed_cohort
 from agent.testbed.stack.ports import free_port
 from fhir_adapters import FhirClient
 from fhir_adapters.search import patient_search_param
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def direct_read(http: httpx.AsyncClient, fhir_url: str, patient: str) -> int:
