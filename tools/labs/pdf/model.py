@@ -25,6 +25,7 @@ class Word:
     x1: float
     y1: float
     text: str
+    conf: float | None = None  # OCR confidence 0..1 (tools.labs.pdf.ocr); None for a text-layer word
 
     @property
     def xc(self) -> float:
@@ -65,6 +66,7 @@ class ExtractedLab(BaseModel):
     panel: str | None = None
     page: int
     bbox: BBox
+    ocr: str | None = None  # the OCR engine and version that read it ("tesseract 5.3.0"); None: text layer
 
     @property
     def effective_iso(self) -> str | None:
