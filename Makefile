@@ -16,7 +16,9 @@ setup: system-packages $(STAMP)
 # small shim that gives Orthanc's HTTP threads enough stack for GDCM's JPEG 2000 decoder.
 # PostgreSQL's binaries run a throwaway cluster in the tests of the Postgres checkpointer.
 # Chromium runs the browser tests of the SMART app (playwright drives it; no browser download).
-ORTHANC_DEBS  := orthanc orthanc-dicomweb orthanc-wsi orthanc-gdcm libopenslide0 gcc libc6-dev postgresql chromium
+# Tesseract (with its English data) reads scanned lab-report pages (tools/labs/pdf/ocr.py).
+ORTHANC_DEBS  := orthanc orthanc-dicomweb orthanc-wsi orthanc-gdcm libopenslide0 gcc libc6-dev postgresql chromium \
+	tesseract-ocr tesseract-ocr-eng
 ORTHANC_FILES := /usr/sbin/Orthanc \
 	/usr/share/orthanc/plugins/libOrthancDicomWeb.so \
 	/usr/share/orthanc/plugins/libOrthancGdcm.so \
@@ -28,6 +30,8 @@ system-packages:
 	command -v cc >/dev/null || missing=1; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing=1; \
 	test -x /usr/bin/chromium || missing=1; \
+	test -x /usr/bin/tesseract || missing=1; \
+	test -e /usr/share/tesseract-ocr/5/tessdata/eng.traineddata || missing=1; \
 	if [ $$missing = 1 ]; then \
 	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
 	  elif command -v sudo >/dev/null; then sudo="sudo"; \
