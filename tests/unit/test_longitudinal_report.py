@@ -226,6 +226,16 @@ def test_identifier_changes_when_only_a_plot_changes(monkeypatch: pytest.MonkeyP
     assert report_id(transaction()) != base
 
 
+def test_identifier_names_the_plot_renderer_when_there_are_plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another renderer's report is another report, even should its bytes match this one's.
+    quiet = [lab_trend("potassium", [4.0, 4.1]), lab_trend("sodium", [140.0, 139.0])]
+    base, quiet_base = report_id(transaction()), report_id(transaction(quiet))
+    monkeypatch.setattr("tools.writeback.builders.RENDERER", "another-renderer/9")
+    assert report_id(transaction()) != base
+    # Without a plot the renderer shows nothing: the report stays the same.
+    assert report_id(transaction(quiet)) == quiet_base
+
+
 def test_report_without_plots_is_valid() -> None:
     quiet = [lab_trend("potassium", [4.0, 4.1]), lab_trend("sodium", [140.0, 139.0])]
     assert series_to_plot(quiet) == []

@@ -1,5 +1,5 @@
-"""Trend plots: byte-identical PNGs (in and across processes), size, reference band, PDF markers,
-bundled fonts, and the rule that chooses which series get a plot."""
+"""Trend plots: byte-identical PNGs (in and across processes), pinned pixels, size, reference band,
+PDF markers, bundled fonts, ticks, and the rule that chooses which series get a plot."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import io
 import os
 import subprocess
 import sys
-import warnings
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,17 +18,22 @@ from PIL import Image
 from trend_samples import lab_trend
 
 from tools.trends import Trend
+from tools.writeback.plot_canvas import BOLD_FONT, REGULAR_FONT
 from tools.writeback.trend_plots import (
     BAND_COLOR,
     HEIGHT_PX,
+    LINE_COLOR,
     MAX_PLOTS,
     PDF_COLOR,
     PDF_POINT_LABEL,
+    RENDERER,
     WIDTH_PX,
+    date_ticks,
+    plot_layout,
     plot_title,
     render_trend_plot,
     series_to_plot,
-    trend_figure,
+    value_ticks,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,11 +50,11 @@ def pixels(png: bytes) -> np.ndarray:
 
 
 def pixel_at(t: Trend, png: bytes, x_frac: float, y: float) -> np.ndarray:
-    """The colour at data value ``y`` and ``x_frac`` of the x axis, located via the figure's transform."""
-    ax = trend_figure(t).axes[0]
-    x0, x1 = ax.get_xlim()
-    px, py = ax.transData.transform((x0 + x_frac * (x1 - x0), y))
-    return np.asarray(pixels(png)[round(HEIGHT_PX - py), round(px)], dtype=int)
+    """The colour at data value ``y`` and ``x_frac`` of the x axis, located via the plot's layout."""
+    layout = plot_layout(t)
+    x0, x1 = layout.x_limits
+    px, py = layout.x_px(x0 + x_frac * (x1 - x0)), layout.y_px(y)
+    return np.asarray(pixels(png)[int(py), int(px)], dtype=int)
 
 
 def near(a: np.ndarray, b: np.ndarray, tol: int = 6) -> bool:
@@ -66,16 +70,24 @@ def test_png_size_and_no_software_metadata() -> None:
     assert len(png) < 60_000
 
 
-def test_one_draw_gives_the_bytes_of_a_figure_drawn_twice() -> None:
-    # savefig's draw is final: the figure used to be drawn once more before it (for its tick
-    # labels), and plots written then must keep their bytes (the report's identifier hashes them).
-    refs = frozenset({PDF_REF})
-    for t in (CREATININE, lab_trend("egfr", [90.0, 70.0, 50.0]), lab_trend("XYZ", [1.0, 2.0], unit="U/L")):
-        fig = trend_figure(t, refs)
-        fig.canvas.draw()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100, facecolor="white", metadata={"Software": None})
-        assert render_trend_plot(t, refs) == buf.getvalue()
+# The pixels of one plot, pinned: a change of how plots look must come with a new RENDERER (the
+# report's identifier hashes it), so that the new report supersedes what the old renderer wrote.
+PINNED = {
+    "chartagent-plot-canvas/1": "f5d3cc49e7000a27bdb12eafb691ad6d8b0fbf245d468812a921aa1b8d9983c5",
+}
+
+
+def test_pixels_are_pinned_to_the_renderer_revision() -> None:
+    png = render_trend_plot(CREATININE, frozenset({PDF_REF}))
+    digest = hashlib.sha256(pixels(png).astype(np.uint8).tobytes()).hexdigest()
+    assert PINNED.get(RENDERER) == digest, "the plot changed: bump RENDERER and pin the new digest"
+
+
+def test_the_series_is_drawn_where_the_layout_puts_it() -> None:
+    png = render_trend_plot(CREATININE)
+    image = pixels(png)
+    for x, y, _ in plot_layout(CREATININE).points:
+        assert near(image[int(y), int(x)], rgb(LINE_COLOR), tol=40)
 
 
 def test_same_input_same_bytes_within_a_process() -> None:
@@ -132,16 +144,14 @@ def test_one_sided_band_runs_to_the_edge() -> None:
     t = lab_trend("egfr", [90.0, 70.0, 50.0])  # >= 60 only
     assert (t.reference_low, t.reference_high) == (60.0, None)
     png = render_trend_plot(t)
-    y0, y1 = trend_figure(t).axes[0].get_ylim()
+    y0, y1 = plot_layout(t).y_limits
     assert near(pixel_at(t, png, 0.02, y1 - 0.03 * (y1 - y0)), rgb(BAND_COLOR))
     assert near(pixel_at(t, png, 0.02, (60.0 + y0) / 2), rgb("#ffffff"))
 
 
 def test_pdf_points_get_their_own_marker_and_legend_entry() -> None:
     def legend_texts(refs: frozenset[str]) -> list[str]:
-        legend = trend_figure(CREATININE, refs).axes[0].get_legend()
-        assert legend is not None
-        return [t.get_text() for t in legend.get_texts()]
+        return [entry.label for entry in plot_layout(CREATININE, refs).legend]
 
     def orange_pixels(refs: frozenset[str]) -> int:
         close = np.abs(pixels(render_trend_plot(CREATININE, refs)) - rgb(PDF_COLOR)).max(axis=2) <= 10
@@ -154,28 +164,18 @@ def test_pdf_points_get_their_own_marker_and_legend_entry() -> None:
     assert orange_pixels(frozenset({PDF_REF})) > 20
 
 
-def test_every_text_uses_the_bundled_dejavu_font() -> None:
+def test_text_is_set_in_the_bundled_dejavu_font() -> None:
+    # By file, from matplotlib's own data: never a system copy of another version.
     bundled = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    fig = trend_figure(CREATININE, frozenset({PDF_REF}))
-    ax = fig.axes[0]
-    legend = ax.get_legend()
-    assert legend is not None
-    texts = [*fig.texts, *ax.get_xticklabels(), *ax.get_yticklabels(), *legend.get_texts()]
-    texts += [ax.xaxis.label, ax.yaxis.label]
-    assert len(texts) > 8
-    for text in texts:
-        font_file = text.get_fontproperties().get_file()
-        assert font_file is not None
-        assert Path(str(font_file)).parent == bundled
-        assert Path(str(font_file)).name.startswith("DejaVuSans")
+    assert (REGULAR_FONT.parent, BOLD_FONT.parent) == (bundled, bundled)
+    assert (REGULAR_FONT.name, BOLD_FONT.name) == ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf")
 
 
 def test_title_footer_and_axis_labels() -> None:
-    fig = trend_figure(CREATININE)
-    shown = [t.get_text() for t in fig.texts]
-    assert "Trend of Creatinine (mg/dL) with reference range" in shown
-    assert any("AI-generated, preliminary" in s for s in shown)
-    assert fig.axes[0].get_ylabel() == "Value (mg/dL)"
+    layout = plot_layout(CREATININE)
+    assert layout.title == "Trend of Creatinine (mg/dL) with reference range"
+    assert "AI-generated, preliminary" in layout.footer
+    assert (layout.x_label, layout.y_label) == ("Date", "Value (mg/dL)")
 
 
 def test_plot_title_leaves_out_what_is_missing() -> None:
@@ -185,10 +185,11 @@ def test_plot_title_leaves_out_what_is_missing() -> None:
     assert plot_title(lab_trend("XYZ", [1.0, 2.0], display="Local test")) == "Trend of Local test"
 
 
-def test_dollar_signs_are_text_not_mathtext() -> None:
-    # Parsed as mathtext, the unknown command would raise while drawing.
+def test_dollar_signs_and_long_names_are_plain_text() -> None:
     t = lab_trend("XYZ", [1.0, 3.0], display=r"Cost $\nosuchcommand$", unit="U/L", low=0.0, high=2.0)
     assert Image.open(io.BytesIO(render_trend_plot(t))).size == (WIDTH_PX, HEIGHT_PX)
+    long = lab_trend("XYZ", [1.0, 3.0], display="Very long name " * 100, unit="U/L")
+    assert Image.open(io.BytesIO(render_trend_plot(long))).size == (WIDTH_PX, HEIGHT_PX)
 
 
 @pytest.mark.parametrize("values", [[2.0], [2.0, 2.0, 2.0]])
@@ -232,13 +233,37 @@ def test_selection_is_capped() -> None:
 
 
 @pytest.mark.parametrize(("days", "n"), [(1, 3), (90, 12), (700, 8)])
-def test_date_axis_has_a_few_labels_without_warnings(days: int, n: int) -> None:
+def test_date_axis_has_a_few_labels(days: int, n: int) -> None:
     t = lab_trend("creatinine", [1.0 + i / 10 for i in range(n)], days=days)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        labels = [x.get_text() for x in trend_figure(t).axes[0].get_xticklabels() if x.get_text()]
-    assert 2 <= len(labels) <= 7
+    layout = plot_layout(t)
+    labels = [label for _, label in layout.x_ticks]
+    assert 2 <= len(labels) <= 6
     assert all(len(label) == 10 for label in labels)  # YYYY-MM-DD
+    x0, x1 = layout.x_limits
+    assert all(x0 <= day <= x1 for day, _ in layout.x_ticks)
+
+
+def test_date_ticks_fall_on_days_months_or_years() -> None:
+    day = (datetime(2022, 1, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).days
+    assert [label for _, label in date_ticks(day, day + 364)] == [
+        "2022-01-01", "2022-03-01", "2022-05-01", "2022-07-01", "2022-09-01", "2022-11-01",
+    ]  # fmt: skip
+    # Weeks: every seventh day number (Thursdays: 1970-01-01 was one).
+    assert [label for _, label in date_ticks(day + 0.5, day + 40)] == [
+        "2022-01-06", "2022-01-13", "2022-01-20", "2022-01-27", "2022-02-03", "2022-02-10",
+    ]  # fmt: skip
+    first = (datetime(1, 1, 2, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).days
+    assert [label for _, label in date_ticks(first, first + 1_500_000)] == [
+        "1000-01-01", "2000-01-01", "3000-01-01", "4000-01-01",
+    ]  # fmt: skip
+
+
+def test_value_ticks_are_round_and_written_with_the_decimals_they_need() -> None:
+    assert value_ticks(0.45, 2.63) == [(0.5, "0.5"), (1.0, "1.0"), (1.5, "1.5"), (2.0, "2.0"), (2.5, "2.5")]
+    assert [label for _, label in value_ticks(37.0, 95.0)] == ["40", "50", "60", "70", "80", "90"]
+    symmetric = ["-0.3", "-0.2", "-0.1", "0.0", "0.1", "0.2", "0.3"]  # no "-0.0"
+    assert [label for _, label in value_ticks(-0.35, 0.35)] == symmetric
+    assert [label for _, label in value_ticks(0.9, 2.45)][:2] == ["1.00", "1.25"]
 
 
 # --- hostile input ----------------------------------------------------------------------
@@ -269,6 +294,5 @@ def test_control_and_bidi_characters_never_reach_the_plot() -> None:
         "XYZ", [1.0, 3.0], display="Vit\x1b[31m D\x07\x00\u202e", unit="ng/mL\u2066", low=0.0, high=2.0
     )
     assert plot_title(t) == "Trend of Vit[31m D (ng/mL) with reference range"
-    fig = trend_figure(t)
-    texts = [x.get_text() for x in fig.texts] + [fig.axes[0].get_ylabel()]
+    texts = plot_layout(t).texts
     assert not any(c in s for s in texts for c in "\x1b\x07\x00\u202e\u2066")

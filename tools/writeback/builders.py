@@ -20,7 +20,8 @@
   Observations only. ``conclusion`` is the narrative; ``text`` (XHTML) holds the header, the
   narrative, the imaging lines and the trend table; ``presentedForm`` the same as text/plain,
   then one PNG per plotted series (``tools.writeback.trend_plots``). Its identifier hashes all
-  of that output (each attachment by SHA-256), so a changed plot gives a new report.
+  of that output (each attachment by SHA-256) and the plots' renderer revision, so a changed plot
+  gives a new report.
 * ``build_provenance``: targets every written Observation and the report, ``agent.who`` the
   model Device (type ``author``), one ``source`` entity per input Observation and a
   ``derivation`` entity for the engine revision; its identifier travels as a ``meta.tag``.
@@ -49,7 +50,7 @@ from tools.writeback.ai_labels import ModelIdentity, ai_meta
 from tools.writeback.attachment import attachment
 from tools.writeback.identifiers import AI_OUTPUT_SYSTEM, Built, InputRef, Param, business_identifier
 from tools.writeback.read_inputs import read_input_extensions
-from tools.writeback.trend_plots import MAX_PLOTS, plot_title, render_trend_plot, series_to_plot
+from tools.writeback.trend_plots import MAX_PLOTS, RENDERER, plot_title, render_trend_plot, series_to_plot
 from tools.writeback.trend_table import report_plain_text, report_xhtml, trend_rows
 
 __all__ = [
@@ -286,6 +287,9 @@ def build_summary_report(
                 if read_inputs
                 else {}
             ),
+            # The code that drew the plots: another renderer's report is another report (and
+            # superseded by this one), even should its bytes happen to match.
+            **({"plot_renderer": RENDERER} if plotted else {}),
             **(parameters or {}),
         },
     )
