@@ -4,6 +4,11 @@
 backend, the PACS (only when a model can use it) and the change marks, opened the way
 `chartagent summarize` opens them. `summarize_one` runs one patient's planning graph with them.
 
+A batch's change check (`JobWorker.check_batch`) settles the patients it finds unchanged without
+their graphs: `settle_unchanged` records them in the ledger in one transaction (the local executor),
+`summarize_one` answers them after one mark read (a Temporal chunk's patients). Nothing is written
+for them, so they take no lease.
+
 Activities run at least once (a worker killed after the write and before the ledger is updated
 runs the patient again): correctness rests on the idempotent write-back (every create is
 conditional on our identifier), not on exactly-once execution.
@@ -28,7 +33,7 @@ from agent.connections import open_dicomweb_client, open_fhir_client
 from agent.context import RunContext
 from agent.jobs.ledger import Ledger, PatientResult, open_ledger
 from agent.jobs.summarize import PatientOutcome, summarize_many
-from agent.planning.change_marks import ChangeIndex, check_cohort
+from agent.planning.change_marks import ChangeIndex, check_cohort, imaging_deferred, server_instant
 from agent.settings import Settings
 from agent.state import SummarizeState
 from fhir_adapters.error_tree import ChartAgentError
@@ -110,15 +115,33 @@ class JobWorker:
         return self
 
     async def check_batch(self, patient_ids: Sequence[str]) -> ChangeIndex | None:
-        """The cohort-level change check of the patients about to run (`change_marks.check_cohort`);
-        None where runs check their own (no marks kept, changes not checked, or the check gave up)."""
+        """The cohort-level change check of the patients about to run (`change_marks.check_cohort`).
+
+        First the server's instant (`server_instant`): the marks of the patients found unchanged
+        are verified as of it here, and the runs of this batch leave marks verified as of it (their
+        records are read after it). None where runs check their own and nothing is verified (no
+        marks kept, or changes not checked); an index with nobody unchanged when the check gave up.
+        """
         ctx = self.ctx
         if ctx.change_marks is None or ctx.dry_run or not ctx.check_changes or not patient_ids:
             return None
+        as_of = await server_instant(ctx.fhir)
         marks = await ctx.change_marks.get_many(patient_ids)
-        if not marks:
+        index = await check_cohort(ctx.fhir, marks, can_read_images=ctx.can_read_images) if marks else None
+        unchanged = index.unchanged if index is not None else {}
+        if as_of is not None and unchanged:
+            await ctx.change_marks.verify({p: marks[p] for p in unchanged}, as_of)
+        if index is None and as_of is None:
             return None
-        return await check_cohort(ctx.fhir, marks, can_read_images=ctx.can_read_images)
+        return ChangeIndex(unchanged=unchanged, as_of=as_of)
+
+    async def settle_unchanged(self, run_id: str, changes: ChangeIndex | None) -> list[PatientResult]:
+        """Records the patients `changes` found unchanged, still pending in run `run_id`, as
+        `unchanged` in one ledger transaction (no graph, no lease: nothing is written for them)."""
+        if changes is None or not changes.unchanged:
+            return []
+        settled = await self.ledger.mark_unchanged(run_id, sorted(changes.unchanged))
+        return [PatientResult(patient_id=p, status="unchanged") for p in settled]
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -154,6 +177,31 @@ async def _run_patient(ctx: RunContext, patient_id: str) -> PatientResult:
     return result_of(outcome, state, time.monotonic() - started)
 
 
+async def _found_unchanged(ctx: RunContext, patient_id: str, changes: ChangeIndex) -> bool:
+    """The batch's check found the patient unchanged against the mark it still has."""
+    if patient_id not in changes.unchanged:
+        return False
+    if ctx.change_marks is None or ctx.dry_run or not ctx.check_changes:
+        return False
+    mark = await ctx.change_marks.get(patient_id)
+    return (
+        mark is not None
+        and changes.is_unchanged(patient_id, mark)
+        and not imaging_deferred(mark, can_read_images=ctx.can_read_images)
+    )
+
+
+def _batch_context(ctx: RunContext, changes: ChangeIndex | None) -> RunContext:
+    """The worker's context for a run of a checked batch: its index, and the marks it leaves
+    verified as of the batch's server instant (its record is read after it)."""
+    if changes is None:
+        return ctx
+    marks = ctx.change_marks
+    if marks is not None and changes.as_of is not None:
+        marks = marks.read_after(changes.as_of)
+    return replace(ctx, change_index=changes, change_marks=marks)
+
+
 async def _keep_lease(worker: JobWorker, run_id: str, patient_id: str, holder: str) -> None:
     while True:
         await asyncio.sleep(worker.lease_ttl_s / 3)
@@ -165,21 +213,26 @@ async def summarize_one(
 ) -> PatientResult:
     """Summarize one patient of run `run_id` and record the result in the ledger.
 
-    Takes the patient's lease first (raises `PatientBusy`, the row back to pending, when another
-    writer holds it), keeps it renewed while the graph runs, and releases it at the end. Never
-    raises for the patient's own failure: that is a `failed` result with a reason. Cancellation
-    (a stopped executor, a cancelled Temporal activity) passes through with the row requeued.
+    A patient the batch's check (`changes`) found unchanged against the mark it still has is
+    recorded `unchanged` at once: no graph, no lease (nothing is written). Otherwise takes the
+    patient's lease first (raises `PatientBusy`, the row back to pending, when another writer holds
+    it), keeps it renewed while the graph runs, and releases it at the end. Never raises for the
+    patient's own failure: that is a `failed` result with a reason. Cancellation (a stopped
+    executor, a cancelled Temporal activity) passes through with the row requeued.
     `changes`: the batch's cohort-level change check (`JobWorker.check_batch`), if it ran.
     """
     ledger = worker.ledger
+    if changes is not None and await _found_unchanged(worker.ctx, patient_id, changes):
+        result = PatientResult(patient_id=patient_id, status="unchanged")
+        await ledger.mark(run_id, result)
+        return result
     holder = worker.lease_holder(run_id)
     if not await ledger.take_lease(run_id, patient_id, holder, worker.lease_ttl_s):
         await ledger.requeue(run_id, patient_id)
         raise PatientBusy(f"patient {patient_id} is being written by another run or worker")
     keeper = asyncio.create_task(_keep_lease(worker, run_id, patient_id, holder))
     try:
-        ctx = worker.ctx if changes is None else replace(worker.ctx, change_index=changes)
-        result = await _run_patient(ctx, patient_id)
+        result = await _run_patient(_batch_context(worker.ctx, changes), patient_id)
         await ledger.mark(run_id, result)
         return result
     except asyncio.CancelledError:

@@ -383,6 +383,22 @@ class Ledger:
                 ),
             )
 
+    async def mark_unchanged(self, run_id: str, patient_ids: Sequence[str]) -> list[str]:
+        """Records those of `patient_ids` still pending as `unchanged` (a batch change check found
+        them so), in one transaction; the others are left as they are. The ids recorded."""
+        now = time.time()
+        recorded: list[str] = []
+        async with self._tx() as tx:
+            for patient_id in dict.fromkeys(patient_ids):
+                if await tx.run(
+                    "UPDATE job_patients SET status = 'unchanged', attempts = attempts + 1, reason = NULL,"
+                    " written = '[]', started_at = ?, finished_at = ?, seconds = 0"
+                    " WHERE run_id = ? AND patient_id = ? AND status = 'pending'",
+                    (now, now, run_id, patient_id),
+                ):
+                    recorded.append(patient_id)
+        return recorded
+
     async def requeue(self, run_id: str, patient_id: str) -> None:
         """Back to pending (its lease was held elsewhere, or its worker stopped before it ran)."""
         async with self._tx() as tx:

@@ -5,7 +5,8 @@ Started again with the same run id it resumes: the patients left `running` by a 
 pending (their leases released) and the rest continue; finished patients are not run again.
 A run cancelled in the ledger (`chartagent jobs cancel`) stops claiming; patients in flight finish.
 Before claiming, one cohort-level change check covers the run's pending patients
-(`JobWorker.check_batch`): those it finds unchanged cost no search of their own.
+(`JobWorker.check_batch`): those it finds unchanged are recorded in one ledger transaction and
+never claimed (no graph, no lease, no search of their own).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ async def run_local(
     await ledger.reset_running(run_id)
     pending = [row.patient_id for row in await ledger.patients(run_id) if row.status == "pending"]
     changes = await worker.check_batch(pending)
+    for result in await worker.settle_unchanged(run_id, changes):
+        if on_result is not None:
+            on_result(result)
     in_flight: set[asyncio.Task[PatientResult]] = set()
     try:
         while True:

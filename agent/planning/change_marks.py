@@ -4,24 +4,33 @@ instead of a record read.
 After a run (not a dry run, every write stored) the job keeps a *change mark* per patient and FHIR
 server: `through`, the newest `meta.lastUpdated` of the record that run read, and what the run
 itself wrote (each reference with the status it left there). The next run first searches the
-types the planner decides on (`WATCHED`) for resources of the patient with
-`_lastUpdated=gt<through>`. Its own writes come back and are ignored unless a person changed their
-status since (an approval, a rejection); anything else found means the full path: read the
-record, plan, recompute what is new. Nothing found: the patient is unchanged, at the cost of one
-mark read and one search per watched type.
+types the planner decides on (`WATCHED`) for resources of the patient with `_lastUpdated=gt<since>`
+(`through`, or later once a check verified it: below). Its own writes come back and are ignored
+unless a person changed their status since (an approval, a rejection); anything else found means
+the full path: read the record, plan, recompute what is new. Nothing found: the patient is
+unchanged, at the cost of one mark read and one search per watched type.
 
 The full path runs anyway when there is no mark, the run is a dry run, the run may now read
 images and the marked one could not (deferred imaging work), or a search fails.
 
 A batch of patients can share one check (`check_cohort`): one search per watched type without a
-patient filter, `_lastUpdated=gt<the oldest mark's through>`, grouped by patient and judged as
+patient filter, `_lastUpdated=gt<the oldest mark's since>`, grouped by patient and judged as
 `find_change` judges each patient's own. The patients it finds unchanged end their runs without a
 search of their own (`ChangeIndex`); the rest, and every patient when the window holds too many
-resources or a search fails, check as above. The check is as of the batch's start: a change that
-arrives while the batch runs is noticed by the next run (the unchanged run leaves its mark as is).
-The window is server-wide and starts at the oldest mark's `through` (the newest resource that
-patient's record held), so it holds every write on the server since then: cheap when the marks are
-recent, a server-bound page-through (or a fall-back past the limit) when one record is old.
+resources or a search fails, check as above.
+
+A mark's `since` is its `through` until a check moves it on: `verified`, an instant of the SERVER's
+clock (`server_instant`: a search Bundle's `meta.lastUpdated`, less `VERIFY_MARGIN` for writes
+stamped before and committed after it) taken before the check's searches began. A check that finds
+the patient unchanged may set it (nothing newer than `through` up to then was anything but the
+run's own writes as it left them); so may the run that leaves a mark, when a check's instant
+preceded its record read. After a nightly run the marks' `since` is that night's, so the next
+night's cohort window holds only what was written since: one small search per watched type for the
+whole cohort, instead of every write on the server since the oldest record's newest resource.
+The window is read in `_lastUpdated` order, each next page a new search from the last stamp seen
+(offset paging can skip a resource when another is updated or deleted meanwhile, and a skipped one
+would be behind the next check's `since` for good). A change that lands while a check or a run
+is under way is newer than the instant taken before it, so the next check finds it.
 
 Limits, by design of `_lastUpdated`: a hard delete leaves no trace (the record's next change or a
 run without marks notices it); a resource updated during the marked run's read, before a later
@@ -34,10 +43,10 @@ import asyncio
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fhir_adapters import FhirClient
@@ -48,6 +57,7 @@ from tools.writeback.pending import PendingWrite, WriteOutcome
 
 __all__ = [
     "COHORT_CHECK_LIMIT",
+    "VERIFY_MARGIN",
     "WATCHED",
     "ChangeIndex",
     "ChangeMark",
@@ -56,6 +66,7 @@ __all__ = [
     "find_change",
     "imaging_deferred",
     "mark_after_run",
+    "server_instant",
 ]
 
 # The types whose changes can change the plan (`agent.planning.worklist`): results and lab-report
@@ -68,6 +79,12 @@ _NAMESPACE: Final = ("chartagent", "change-marks")
 COHORT_CHECK_LIMIT: Final = 5000
 # Pages of the cohort-level search (sekmet, Google, Azure and Medplum allow 1000; others clamp).
 _COHORT_PAGE: Final = 1000
+# How long before the server's clock reading a verified instant lies: the longest a write may take
+# between the server stamping `meta.lastUpdated` and committing it (a large transaction Bundle on
+# a database-backed server), so that no write stamped earlier becomes visible later.
+VERIFY_MARGIN: Final = timedelta(seconds=60)
+# Marks read or written per store call (SQLite's bound parameters).
+_STORE_BATCH: Final = 500
 
 
 class ChangeMark(BaseModel):
@@ -77,6 +94,16 @@ class ChangeMark(BaseModel):
     # "Type/id" -> the status the run left there (None for a resource without one).
     written: dict[str, str | None]
     can_read_images: bool
+    # The server's clock as of which the patient was found unchanged, or before which the marked
+    # run began reading (`server_instant`); None: not known, checks start at `through`.
+    verified: datetime | None = None
+
+    @property
+    def since(self) -> datetime:
+        """Where the next change search starts: nothing up to it is a change."""
+        if self.verified is None or self.verified < self.through:
+            return self.through
+        return self.verified
 
 
 def mark_after_run(
@@ -130,7 +157,7 @@ async def find_change(
     """Why the full path must run (PHI-free), or None when nothing changed since `mark`."""
     if imaging_deferred(mark, can_read_images=can_read_images):
         return "imaging work was deferred: a model and a PACS are configured now"
-    since = [("_lastUpdated", f"gt{mark.through.isoformat()}")]
+    since = [("_lastUpdated", f"gt{mark.since.isoformat()}")]
     found = await asyncio.gather(*(fhir.search_patient(t, patient_id, since, count=_PAGE) for t in WATCHED))
     for rtype, resources in zip(WATCHED, found, strict=True):
         if any(_is_change(rtype, raw, mark) for raw in resources):
@@ -145,7 +172,7 @@ def imaging_deferred(mark: ChangeMark, *, can_read_images: bool) -> bool:
 
 def _is_change(rtype: str, raw: Mapping[str, Any], mark: ChangeMark) -> bool:
     stamp = as_utc(_last_updated(raw))
-    if stamp is not None and stamp <= mark.through:
+    if stamp is not None and stamp <= mark.since:
         return False  # a server that compares at a coarser precision sends the read ones too
     ref = f"{rtype}/{raw.get('id')}"
     # ChartAgent's own write, as it left it, is no change.
@@ -155,9 +182,11 @@ def _is_change(rtype: str, raw: Mapping[str, Any], mark: ChangeMark) -> bool:
 @dataclass(frozen=True)
 class ChangeIndex:
     """What a cohort-level check found: the patients unchanged, each with the `through` of the
-    mark it was judged against (a mark replaced since is checked again)."""
+    mark it was judged against (a mark replaced since is checked again), and the server instant
+    taken before the check's searches (`server_instant`; None when the server gave none)."""
 
     unchanged: Mapping[str, datetime]
+    as_of: datetime | None = None
 
     def is_unchanged(self, patient_id: str, mark: ChangeMark) -> bool:
         return self.unchanged.get(patient_id) == mark.through
@@ -167,6 +196,20 @@ class _WindowTooLarge(ChartAgentError):
     """The cohort's change window holds more resources than a batch check reads: per-patient checks."""
 
 
+async def server_instant(fhir: FhirClient, *, margin: timedelta = VERIFY_MARGIN) -> datetime | None:
+    """An instant of the server's clock before every request sent after this returns, less `margin`:
+    any write the server stamps later than it is found by a later `_lastUpdated=gt<it>` search.
+    From a count search's Bundle `meta.lastUpdated` (the server's clock, not ours: no skew); None
+    when the server does not send one or the search fails."""
+    try:
+        async for page in fhir.search_pages("Patient", [("_summary", "count")], max_pages=1):
+            stamp = as_utc(_last_updated(page))
+            return None if stamp is None else stamp - margin
+    except ServiceError:
+        return None
+    return None
+
+
 async def check_cohort(
     fhir: FhirClient,
     marks: Mapping[str, ChangeMark],
@@ -174,31 +217,19 @@ async def check_cohort(
     can_read_images: bool,
     limit: int = COHORT_CHECK_LIMIT,
 ) -> ChangeIndex | None:
-    """One search per watched type for the patients of `marks` together; None (each patient checks
-    its own) when the window holds more than `limit` resources or a search fails."""
+    """One search per watched type for the patients of `marks` together, from the oldest mark's
+    `since`; None (each patient checks its own) when the window holds more than `limit`
+    resources, cannot be paged, or a search fails. The index's `as_of` is left to the caller."""
     judged = {p: m for p, m in marks.items() if not imaging_deferred(m, can_read_images=can_read_images)}
     if not judged:
         return ChangeIndex(unchanged={})
-    since = [
-        ("_lastUpdated", f"gt{min(m.through for m in judged.values()).isoformat()}"),
-        # Only what the judgement reads (`id` and `meta` always come along): a third of the bytes.
-        ("_elements", "subject,status"),
-    ]
+    start = min(m.since for m in judged.values()).isoformat()
     seen = [0]
 
     async def window(rtype: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for params in fhir.flavour.expand_search(rtype, since):
-            async for page in fhir.search_pages(rtype, params, count=_COHORT_PAGE):
-                found = [
-                    e["resource"]
-                    for e in page.get("entry") or ()
-                    if isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == rtype
-                ]
-                seen[0] += len(found)
-                if seen[0] > limit:
-                    raise _WindowTooLarge
-                out.extend(found)
+        for params in fhir.flavour.expand_search(rtype, []):
+            out += await _window_pages(fhir, rtype, params, start, seen, limit)
         return out
 
     tasks = [asyncio.ensure_future(window(t)) for t in WATCHED]
@@ -221,6 +252,61 @@ async def check_cohort(
     return ChangeIndex(unchanged={p: m.through for p, m in judged.items() if p not in changed})
 
 
+async def _window_pages(
+    fhir: FhirClient, rtype: str, extra: list[tuple[str, str]], start: str, seen: list[int], limit: int
+) -> list[dict[str, Any]]:
+    """Every `rtype` resource stamped after `start`, oldest first. Each next page is a new search
+    from the newest stamp seen (`ge`, the ones already read dropped): an update or a delete while
+    paging shifts no resource past us, as an offset would."""
+    out: list[dict[str, Any]] = []
+    read: set[tuple[str, str]] = set()
+    bound = f"gt{start}"
+    while True:
+        params = [
+            *extra,
+            ("_lastUpdated", bound),
+            ("_sort", "_lastUpdated"),
+            # Only what the judgement reads (`id` and `meta` always come along): a third of the bytes.
+            ("_elements", "subject,status"),
+        ]
+        page = await _first_page(fhir, rtype, params)
+        found = [
+            e["resource"]
+            for e in page.get("entry") or ()
+            if isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == rtype
+        ]
+        fresh = [r for r in found if (str(r.get("id")), str(_stamp_text(r))) not in read]
+        seen[0] += len(fresh)
+        if seen[0] > limit:
+            raise _WindowTooLarge
+        out += fresh
+        read.update((str(r.get("id")), str(_stamp_text(r))) for r in fresh)
+        if not _has_next(page):
+            return out
+        stamps = [_last_updated(r) for r in found]
+        if not fresh or None in stamps or stamps != sorted(stamps):  # type: ignore[type-var]
+            # A full page of one instant, without stamps, or not sorted (`_sort` ignored): no
+            # stamp to go on from safely.
+            raise _WindowTooLarge
+        bound = f"ge{_stamp_text(found[-1])}"
+
+
+async def _first_page(fhir: FhirClient, rtype: str, params: list[tuple[str, str]]) -> dict[str, Any]:
+    async for page in fhir.search_pages(rtype, params, count=_COHORT_PAGE, max_pages=1):
+        return page
+    return {}
+
+
+def _has_next(page: Mapping[str, Any]) -> bool:
+    return any(link.get("relation") == "next" for link in page.get("link") or () if isinstance(link, Mapping))
+
+
+def _stamp_text(raw: Mapping[str, Any]) -> str | None:
+    meta = raw.get("meta")
+    stamp = meta.get("lastUpdated") if isinstance(meta, Mapping) else None
+    return stamp if isinstance(stamp, str) else None
+
+
 def _patient_of(raw: Mapping[str, Any]) -> str | None:
     """The patient id of a watched resource's `subject` (relative or absolute reference)."""
     subject = raw.get("subject")
@@ -232,9 +318,8 @@ def _patient_of(raw: Mapping[str, Any]) -> str | None:
 
 def _last_updated(raw: Mapping[str, Any]) -> datetime | None:
     """`meta.lastUpdated` of a resource as the server sent it (an instant: full precision)."""
-    meta = raw.get("meta")
-    stamp = meta.get("lastUpdated") if isinstance(meta, Mapping) else None
-    if not isinstance(stamp, str):
+    stamp = _stamp_text(raw)
+    if stamp is None:
         return None
     try:
         return datetime.fromisoformat(stamp)
@@ -245,27 +330,57 @@ def _last_updated(raw: Mapping[str, Any]) -> datetime | None:
 class ChangeMarks:
     """The marks of one FHIR server's patients in a LangGraph store (the checkpointer's database)."""
 
-    def __init__(self, store: BaseStore, fhir_base_url: str) -> None:
+    def __init__(self, store: BaseStore, fhir_base_url: str, *, verified: datetime | None = None) -> None:
         self._store = store
+        self._server = fhir_base_url
         server = hashlib.sha256(fhir_base_url.rstrip("/").encode()).hexdigest()[:16]
         self._namespace = (*_NAMESPACE, server)
+        self._verified = verified
+
+    def read_after(self, instant: datetime | None) -> ChangeMarks:
+        """The same marks, for runs that read their records after the server's `instant`
+        (`server_instant` before a batch's check): the marks they leave are verified as of it."""
+        return ChangeMarks(self._store, self._server, verified=instant)
 
     async def get(self, patient_id: str) -> ChangeMark | None:
-        item = await self._store.aget(self._namespace, patient_id)
-        if item is None:
-            return None
-        try:
-            return ChangeMark.model_validate(item.value)
-        except ValidationError:
-            return None  # written by another version: the full path runs and writes a new one
+        return (await self.get_many([patient_id])).get(patient_id)
 
     async def get_many(self, patient_ids: Sequence[str]) -> dict[str, ChangeMark]:
-        """The marks of those of `patient_ids` that have one."""
-        found = await asyncio.gather(*(self.get(p) for p in patient_ids))
-        return {p: m for p, m in zip(patient_ids, found, strict=True) if m is not None}
+        """The marks of those of `patient_ids` that have one (one store query per 500)."""
+        out: dict[str, ChangeMark] = {}
+        ids = list(dict.fromkeys(patient_ids))
+        for i in range(0, len(ids), _STORE_BATCH):
+            chunk = ids[i : i + _STORE_BATCH]
+            items = await self._store.abatch([GetOp(self._namespace, p) for p in chunk])
+            for patient_id, item in zip(chunk, items, strict=True):
+                if not isinstance(item, Item):
+                    continue
+                try:
+                    out[patient_id] = ChangeMark.model_validate(item.value)
+                except ValidationError:
+                    continue  # written by another version: the full path runs and writes a new one
+        return out
 
     async def put(self, patient_id: str, mark: ChangeMark) -> None:
+        if self._verified is not None and mark.verified is None:
+            mark = mark.model_copy(update={"verified": self._verified})
         await self._store.aput(self._namespace, patient_id, mark.model_dump(mode="json"), index=False)
+
+    async def verify(self, marks: Mapping[str, ChangeMark], instant: datetime) -> None:
+        """Moves the `since` of `marks` (each found unchanged by a check whose searches began
+        after the server's `instant`) on to it, in one store call per 500."""
+        ops = [
+            PutOp(
+                self._namespace,
+                p,
+                m.model_copy(update={"verified": instant}).model_dump(mode="json"),
+                index=False,
+            )
+            for p, m in marks.items()
+            if m.since < instant
+        ]
+        for i in range(0, len(ops), _STORE_BATCH):
+            await self._store.abatch(ops[i : i + _STORE_BATCH])
 
     async def forget(self, patient_id: str) -> None:
         await self._store.adelete(self._namespace, patient_id)
