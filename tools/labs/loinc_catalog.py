@@ -1,11 +1,14 @@
 """The analyte-name -> LOINC table for printed lab reports (pure).
 
-A printed report names a test ("Hgb", "Potassium, serum", "ALT (SGPT)"); this table maps those
-names to one LOINC code, its display and the default UCUM unit. Matching is on a normalised
-name (case, punctuation, blanks, specimen words such as "serum"); a few names only make sense
-with their unit (``Neutrophils`` in % or in 10*3/uL) or their panel (``Glucose`` under
-URINALYSIS). A name that matches nothing, or matches several codes that the unit and panel do
-not separate, resolves to ``loinc=None`` with a reason: it is reported, never guessed.
+A printed report names a test ("Hgb", "Potassium, serum", "ALT (SGPT)", "fS-Glukose"); this
+table maps those names to one LOINC code, its display and the default UCUM unit. The name is read
+by ``tools.labs.printed_names`` (specimen prefixes and words, fasting, method words, accents,
+German and Nordic words), then matched as printed, in any word order, and without the method
+words the code does not depend on; a few names only make sense with their unit (``Neutrophils``
+in % or in 10*3/uL, ``HbA1c`` in % or mmol/mol) or their panel (``Glucose`` under URINALYSIS).
+A name that matches nothing, names a specimen the code is not for, or matches several codes that
+the unit and panel do not separate, resolves to ``loinc=None`` with a reason and a ``detail``: it
+is reported and counted, never guessed.
 
 Every code (primary and molar) was reviewed against public material that reproduces LOINC
 (the LOINC Top 2000 table, HL7 implementation guides); ``tools/labs/LOINC_REVIEW.md`` lists each
@@ -21,6 +24,7 @@ from typing import Final, Literal
 
 from tools.labs.analytes import LOINC_SYSTEM as LOINC_SYSTEM
 from tools.labs.analytes import Analyte, analyte_for_coding
+from tools.labs.printed_names import DROPPABLE, PrintedName, SpecimenSaid, normalize_name, read_name
 from tools.labs.units import (
     EGFR_UNIT,
     UnitConversionError,
@@ -56,15 +60,33 @@ class CatalogEntry:
     # mass unit (mg/dL): LOINC codes the quantity, so glucose in mmol/L is 14749-6, not 2345-7.
     # None: no molar code known here, the result stays uncoded rather than mis-coded.
     molar: str | None = None
+    # LOINC's system is Blood (whole blood or its cells), not Serum or Plasma: a name that says
+    # serum or plasma ("S-Hb") never gets this code, a name that says whole blood ("B-Glucose")
+    # only gets such codes.
+    whole_blood: bool = False
+    # Codes for another kind of unit than ``unit``: (unit, code), e.g. HbA1c in mmol/mol (IFCC).
+    alt_units: tuple[tuple[str, str], ...] = ()
+    # Method words that select another code in this test's family ("ifcc" for HbA1c): a name
+    # with one of them never falls back to this entry by dropping the word.
+    keeps: frozenset[str] = frozenset()
+    # A generic urinalysis name ("Color", "pH", "Blood"): resolves only with urine context
+    # (the name, a U- prefix or the panel heading), never as a fallback for a blood name.
+    needs_context: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
-    """What a printed name resolved to: an entry, or ``None`` and why (``unknown``/``ambiguous``)."""
+    """What a printed name resolved to: an entry, or ``None`` and why (``unknown``/``ambiguous``).
+
+    ``detail`` says why in words ("ambiguous: 2 candidates (770-8, 751-8)"); ``candidates`` are
+    the codes an ambiguous name could have meant, so a caller can count and list them.
+    """
 
     name: str
     entry: CatalogEntry | None
     reason: Literal["matched", "unknown", "ambiguous", "no code for unit"]
+    detail: str = ""
+    candidates: tuple[str, ...] = ()
 
     @property
     def loinc(self) -> str | None:
@@ -85,8 +107,24 @@ def _e(
     specimen: Specimen = "blood",
     units: tuple[str, ...] = (),
     molar: str | None = None,
+    whole_blood: bool = False,
+    alt_units: tuple[tuple[str, str], ...] = (),
+    keeps: frozenset[str] = frozenset(),
+    needs_context: bool = False,
 ) -> CatalogEntry:
-    return CatalogEntry(loinc, display, unit, (display, *names), specimen, units, molar)
+    return CatalogEntry(
+        loinc,
+        display,
+        unit,
+        (display, *names),
+        specimen,
+        units,
+        molar,
+        whole_blood,
+        alt_units,
+        keeps,
+        needs_context,
+    )
 
 
 CATALOG: Final[tuple[CatalogEntry, ...]] = (
@@ -114,10 +152,19 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
     # BUN printed in mmol/L is urea nitrogen in moles (14937-7); a lab that prints "Urea" in
     # mmol/L reports urea itself (22664-7). Same number (one N2 per urea), different LOINC component.
     _e(
-        "3094-0", "Urea nitrogen", "mg/dL", "bun", "blood urea nitrogen", "urea nitrogen bun", molar="14937-7"
+        "3094-0",
+        "Urea nitrogen",
+        "mg/dL",
+        "bun",
+        "blood urea nitrogen",
+        "urea nitrogen bun",
+        "urea n",
+        "urea nitrogen blood",
+        "bun urea nitrogen",
+        molar="14937-7",
     ),
-    _e("22664-7", "Urea", "mmol/L", "urea serum"),
-    _e("2160-0", "Creatinine", "mg/dL", "creat", "cr", "crea", molar="14682-9"),
+    _e("22664-7", "Urea", "mmol/L", "urea serum", "urea"),
+    _e("2160-0", "Creatinine", "mg/dL", "creat", "cr", "crea", "creatinine serum", molar="14682-9"),
     _e("2951-2", "Sodium", "mmol/L", "na", "sodium na"),
     _e("2823-3", "Potassium", "mmol/L", "k", "potassium k"),
     _e("2075-0", "Chloride", "mmol/L", "cl", "chloride cl"),
@@ -130,13 +177,15 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "tco2",
         "carbon dioxide",
         "co2 total",
+        "co2 content",
+        "carbon dioxide co2",
     ),
     # A report that prints "Bicarbonate" reports bicarbonate, which LOINC codes apart from total CO2.
-    _e("1963-8", "Bicarbonate", "mmol/L", "hco3", "bicarbonate hco3"),
+    _e("1963-8", "Bicarbonate", "mmol/L", "hco3", "bicarbonate hco3", "hco3 bicarbonate", "bicarb"),
     _e("17861-6", "Calcium", "mg/dL", "ca", "calcium total", "total calcium", molar="2000-8"),
-    _e("1994-3", "Calcium ionized", "mmol/L", "ionized calcium", "ica", "calcium ionised"),
+    _e("1994-3", "Calcium ionized", "mmol/L", "ionized calcium", "ica", "calcium ionised", whole_blood=True),
     _e("2885-2", "Protein total", "g/dL", "total protein", "tp", "protein"),
-    _e("1751-7", "Albumin", "g/dL", "alb"),
+    _e("1751-7", "Albumin", "g/dL", "alb", units=("g/dL", "g/L"), keeps=frozenset({"bcg", "bcp"})),
     _e("10834-0", "Globulin", "g/dL", "glob"),
     _e("1759-0", "Albumin/Globulin ratio", None, "a g ratio", "albumin globulin ratio", "ag ratio"),
     _e(
@@ -147,6 +196,9 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "tbil",
         "t bili",
         "bilirubin",
+        "t bil",
+        "bili total",
+        "bilirubin total tbil",
         molar="14631-6",
     ),
     _e(
@@ -166,7 +218,17 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "unconjugated bilirubin",
         molar="14630-8",
     ),
-    _e("6768-6", "Alkaline phosphatase", "U/L", "alp", "alk phos", "alkaline phosphatase alp"),
+    _e(
+        "6768-6",
+        "Alkaline phosphatase",
+        "U/L",
+        "alp",
+        "alk phos",
+        "alkaline phosphatase alp",
+        "alkaline phosphatase alk phos",
+        "alk phosphatase",
+        "ap",
+    ),
     _e(
         "1920-8",
         "AST",
@@ -175,11 +237,39 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "sgot",
         "ast sgot",
         "aspartate aminotransferase ast",
+        "got",
+        "ast got",
+        "asat",
+        "ast sgot got",
+        "aspartate transaminase",
     ),
     _e(
-        "1742-6", "ALT", "U/L", "alanine aminotransferase", "sgpt", "alt sgpt", "alanine aminotransferase alt"
+        "1742-6",
+        "ALT",
+        "U/L",
+        "alanine aminotransferase",
+        "sgpt",
+        "alt sgpt",
+        "alanine aminotransferase alt",
+        "gpt",
+        "alt gpt",
+        "alat",
+        "alt sgpt gpt",
+        "alanine transaminase",
     ),
-    _e("2324-2", "Gamma glutamyl transferase", "U/L", "ggt", "gamma gt", "ggtp", "gamma glutamyltransferase"),
+    _e(
+        "2324-2",
+        "Gamma glutamyl transferase",
+        "U/L",
+        "ggt",
+        "gamma gt",
+        "ggtp",
+        "gamma glutamyltransferase",
+        "gamma gt ggt",
+        "gamma glutamyl transpeptidase",
+        "y gt",
+        "ggt gamma gt",
+    ),
     _e("2532-0", "Lactate dehydrogenase", "U/L", "ldh", "ld"),
     _e("2157-6", "Creatine kinase", "U/L", "ck", "cpk", "creatine kinase total"),
     _e("13969-1", "CK-MB", "ng/mL", "ck mb", "creatine kinase mb"),
@@ -198,9 +288,31 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "estimated gfr",
         "estimated glomerular filtration rate",
     ),
-    _e("33914-3", "eGFR (MDRD)", EGFR_UNIT, "egfr mdrd"),
-    _e("62238-1", "eGFR (CKD-EPI 2009)", EGFR_UNIT, "egfr ckd epi 2009", "egfr ckd epi"),
-    _e("98979-8", "eGFR (CKD-EPI 2021)", EGFR_UNIT, "egfr ckd epi 2021", "egfr ckd epi"),
+    _e("33914-3", "eGFR (MDRD)", EGFR_UNIT, "egfr mdrd", "mdrd", "gfr mdrd", "egfr mdrd creatinine"),
+    _e(
+        "62238-1",
+        "eGFR (CKD-EPI 2009)",
+        EGFR_UNIT,
+        "egfr ckd epi 2009",
+        "egfr ckd epi",
+        "ckd epi 2009",
+        "egfr creatinine ckd epi 2009",
+        "gfr ckd epi 2009",
+    ),
+    _e(
+        "98979-8",
+        "eGFR (CKD-EPI 2021)",
+        EGFR_UNIT,
+        "egfr ckd epi 2021",
+        "egfr ckd epi",
+        "egfr ckd epi 2021 creatinine",
+        "egfr creatinine ckd epi 2021",
+        "egfr ckd epi cr 2021",
+        "egfr cr ckd epi 2021",
+        "ckd epi 2021",
+        "egfr 2021 ckd epi",
+        "gfr ckd epi 2021",
+    ),
     _e("19123-9", "Magnesium", "mg/dL", "mg", "magnesium mg", molar="2601-3"),
     _e(
         "2777-1",
@@ -217,6 +329,33 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
     _e("2524-7", "Lactate", "mmol/L", "lactic acid"),
     _e("33863-2", "Cystatin C", "mg/L"),
     _e("14338-8", "Prealbumin", "mg/dL", "transthyretin"),
+    # Whole-blood terms (point-of-care and blood-gas analysers, Nordic "B-" names): only a name
+    # that says whole blood gets them; a bare "Glucose" stays the serum/plasma term above.
+    _e(
+        "2339-0",
+        "Glucose (whole blood)",
+        "mg/dL",
+        "glucose",
+        "blood glucose whole",
+        molar="15074-8",
+        whole_blood=True,
+    ),
+    _e("2947-0", "Sodium (whole blood)", "mmol/L", "sodium", "na", whole_blood=True),
+    _e("6298-4", "Potassium (whole blood)", "mmol/L", "potassium", "k", whole_blood=True),
+    _e(
+        "38483-4",
+        "Creatinine (whole blood)",
+        "mg/dL",
+        "creatinine",
+        "creat",
+        "crea",
+        molar="59826-8",
+        whole_blood=True,
+    ),
+    _e("6299-2", "Urea nitrogen (whole blood)", "mg/dL", "urea nitrogen", "bun", whole_blood=True),
+    # Albumin by dye-binding method: the method is part of the code (61151-7 BCG, 61152-5 BCP).
+    _e("61151-7", "Albumin (BCG)", "g/dL", "albumin bcg", "albumin bromocresol green", "alb bcg"),
+    _e("61152-5", "Albumin (BCP)", "g/dL", "albumin bcp", "albumin bromocresol purple", "alb bcp"),
     # --- CBC with differential ---
     _e(
         "6690-2",
@@ -228,6 +367,13 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "wbc count",
         "white cell count",
         "total leukocyte count",
+        "leukocyte count",
+        "wbc leukocytes",
+        "white blood count",
+        "leucocytes",
+        "total wbc count",
+        "tlc",
+        whole_blood=True,
     ),
     _e(
         "789-8",
@@ -238,16 +384,69 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "erythrocytes",
         "rbc count",
         "red cell count",
+        "erythrocyte count",
+        "rbc erythrocytes",
+        "red blood count",
+        whole_blood=True,
     ),
-    _e("718-7", "Hemoglobin", "g/dL", "hgb", "hb", "haemoglobin", molar="59260-0"),
-    _e("4544-3", "Hematocrit", "%", "hct", "haematocrit", "packed cell volume", "pcv"),
-    _e("787-2", "MCV", "fL", "mean corpuscular volume", "mean cell volume"),
-    _e("785-6", "MCH", "pg", "mean corpuscular hemoglobin", "mean cell hemoglobin"),
-    _e("786-4", "MCHC", "g/dL", "mean corpuscular hemoglobin concentration"),
-    _e("788-0", "RDW", "%", "rdw cv", "red cell distribution width", "red cell distribution width cv"),
-    _e("777-3", "Platelets", "10*3/uL", "plt", "platelet count", "platelet", "thrombocytes"),
-    _e("32623-1", "MPV", "fL", "mean platelet volume"),
-    _e("4679-7", "Reticulocytes", "%", "retic", "reticulocyte count", "reticulocytes percent"),
+    _e(
+        "718-7",
+        "Hemoglobin",
+        "g/dL",
+        "hgb",
+        "hb",
+        "haemoglobin",
+        "hb hemoglobin",
+        molar="59260-0",
+        whole_blood=True,
+    ),
+    _e(
+        "4544-3",
+        "Hematocrit",
+        "%",
+        "hct",
+        "haematocrit",
+        "packed cell volume",
+        "pcv",
+        "hct pcv",
+        "packed cell volume hct",
+        whole_blood=True,
+    ),
+    _e("787-2", "MCV", "fL", "mean corpuscular volume", "mean cell volume", whole_blood=True),
+    _e("785-6", "MCH", "pg", "mean corpuscular hemoglobin", "mean cell hemoglobin", whole_blood=True),
+    _e("786-4", "MCHC", "g/dL", "mean corpuscular hemoglobin concentration", whole_blood=True),
+    _e(
+        "788-0",
+        "RDW",
+        "%",
+        "rdw cv",
+        "red cell distribution width",
+        "red cell distribution width cv",
+        whole_blood=True,
+    ),
+    _e(
+        "777-3",
+        "Platelets",
+        "10*3/uL",
+        "plt",
+        "platelet count",
+        "platelet",
+        "thrombocytes",
+        "thrombocyte count",
+        "platelets thrombocytes",
+        "plt count",
+        whole_blood=True,
+    ),
+    _e("32623-1", "MPV", "fL", "mean platelet volume", whole_blood=True),
+    _e(
+        "4679-7",
+        "Reticulocytes",
+        "%",
+        "retic",
+        "reticulocyte count",
+        "reticulocytes percent",
+        whole_blood=True,
+    ),
     _e(
         "770-8",
         "Neutrophils %",
@@ -258,9 +457,18 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "neut %",
         "neutrophils percent",
         units=_PCT,
+        whole_blood=True,
     ),
     # Segmented neutrophils are a manual-differential term of their own, not the automated count.
-    _e("769-0", "Segmented neutrophils %", "%", "segmented neutrophils", "segs", "neutrophils segmented"),
+    _e(
+        "769-0",
+        "Segmented neutrophils %",
+        "%",
+        "segmented neutrophils",
+        "segs",
+        "neutrophils segmented",
+        whole_blood=True,
+    ),
     _e(
         "751-8",
         "Neutrophils #",
@@ -274,6 +482,7 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "anc",
         "absolute neutrophil count",
         units=_COUNT,
+        whole_blood=True,
     ),
     _e(
         "736-9",
@@ -285,6 +494,7 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "lymph %",
         "lymphocytes percent",
         units=_PCT,
+        whole_blood=True,
     ),
     _e(
         "731-0",
@@ -298,8 +508,20 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "lymphocytes absolute",
         "alc",
         units=_COUNT,
+        whole_blood=True,
     ),
-    _e("5905-5", "Monocytes %", "%", "monocytes", "mono", "monos", "mono %", "monocytes percent", units=_PCT),
+    _e(
+        "5905-5",
+        "Monocytes %",
+        "%",
+        "monocytes",
+        "mono",
+        "monos",
+        "mono %",
+        "monocytes percent",
+        units=_PCT,
+        whole_blood=True,
+    ),
     _e(
         "742-7",
         "Monocytes #",
@@ -311,6 +533,7 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "absolute monocytes",
         "monocytes absolute",
         units=_COUNT,
+        whole_blood=True,
     ),
     _e(
         "713-8",
@@ -322,6 +545,7 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "eos %",
         "eosinophils percent",
         units=_PCT,
+        whole_blood=True,
     ),
     _e(
         "711-2",
@@ -334,8 +558,20 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "absolute eosinophils",
         "eosinophils absolute",
         units=_COUNT,
+        whole_blood=True,
     ),
-    _e("706-2", "Basophils %", "%", "basophils", "baso", "basos", "baso %", "basophils percent", units=_PCT),
+    _e(
+        "706-2",
+        "Basophils %",
+        "%",
+        "basophils",
+        "baso",
+        "basos",
+        "baso %",
+        "basophils percent",
+        units=_PCT,
+        whole_blood=True,
+    ),
     _e(
         "704-7",
         "Basophils #",
@@ -347,8 +583,9 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "absolute basophils",
         "basophils absolute",
         units=_COUNT,
+        whole_blood=True,
     ),
-    _e("764-1", "Band neutrophils %", "%", "bands", "band neutrophils", "band forms"),
+    _e("764-1", "Band neutrophils %", "%", "bands", "band neutrophils", "band forms", whole_blood=True),
     # --- lipids ---
     _e(
         "2093-3",
@@ -368,6 +605,8 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "hdl c",
         "cholesterol in hdl",
         "hdl chol",
+        "hdl cholesterol hdl c",
+        "hdl cholesterol",
         molar="14646-4",
     ),
     # A bare "LDL" does not say calculated or measured: 2089-1 is the method-less code.
@@ -402,7 +641,18 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "ldl cholesterol direct",
         molar="69419-0",
     ),
-    _e("2571-8", "Triglycerides", "mg/dL", "trig", "trigs", "tg", "triglyceride", molar="14927-8"),
+    _e(
+        "2571-8",
+        "Triglycerides",
+        "mg/dL",
+        "trig",
+        "trigs",
+        "tg",
+        "triglyceride",
+        "triglycerides tg",
+        "trig tg",
+        molar="14927-8",
+    ),
     _e(
         "43396-1",
         "Non-HDL cholesterol",
@@ -435,6 +685,29 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "glycohemoglobin",
         "haemoglobin a1c",
         "glycosylated hemoglobin",
+        "hemoglobin a1c ngsp",
+        "hba1c ngsp",
+        "a1c ngsp",
+        "hba1c dcct",
+        "hemoglobin a1c dcct",
+        "glycated hemoglobin a1c",
+        "hgba1c",
+        whole_blood=True,
+        alt_units=(("mmol/mol", "59261-8"),),
+        keeps=frozenset({"ifcc"}),
+    ),
+    # HbA1c in IFCC units (mmol/mol) is its own term; "HbA1c" printed in mmol/mol lands here too
+    # (the 4548-4 entry's alt_units).
+    _e(
+        "59261-8",
+        "Hemoglobin A1c (IFCC)",
+        "mmol/mol",
+        "hba1c ifcc",
+        "hemoglobin a1c ifcc",
+        "a1c ifcc",
+        "glycated hemoglobin ifcc",
+        "hba1c mmol mol",
+        whole_blood=True,
     ),
     _e(
         "27353-2",
@@ -443,12 +716,41 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "eag",
         "estimated average glucose eag",
         molar="53553-4",
+        whole_blood=True,
     ),
     _e("20448-7", "Insulin", "u[IU]/mL", "insulin fasting"),
     _e("1986-9", "C-peptide", "ng/mL", "c peptide"),
     # --- thyroid ---
-    _e("3016-3", "TSH", "m[IU]/L", "thyroid stimulating hormone", "thyrotropin", "tsh 3rd generation"),
-    _e("3024-7", "Free T4", "ng/dL", "ft4", "t4 free", "thyroxine free", "free thyroxine", molar="14920-3"),
+    _e(
+        "3016-3",
+        "TSH",
+        "m[IU]/L",
+        "thyroid stimulating hormone",
+        "thyrotropin",
+        "tsh 3rd generation",
+        "tsh 3rd gen",
+        "tsh ultrasensitive",
+        "ultrasensitive tsh",
+        "tsh basal",
+        "sensitive tsh",
+        "tsh sensitive",
+        "s tsh",
+        "tsh thyrotropin",
+    ),
+    _e(
+        "3024-7",
+        "Free T4",
+        "ng/dL",
+        "ft4",
+        "t4 free",
+        "thyroxine free",
+        "free thyroxine",
+        "free t4 ft4",
+        "ft4 free t4",
+        "t4 free ft4",
+        "free thyroxine ft4",
+        molar="14920-3",
+    ),
     _e(
         "3051-0",
         "Free T3",
@@ -484,7 +786,7 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "iron sat",
     ),
     _e("3034-6", "Transferrin", "mg/dL"),
-    _e("2276-4", "Ferritin", "ng/mL"),
+    _e("2276-4", "Ferritin", "ng/mL", "ferritin serum"),
     _e(
         "2132-9",
         "Vitamin B12",
@@ -493,9 +795,21 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "cobalamin",
         "vitamin b 12",
         "cyanocobalamin",
+        "vit b12",
+        "vitamin b12 cobalamin",
         molar="14685-2",
     ),
-    _e("2284-8", "Folate", "ng/mL", "folic acid", "serum folate", "folate serum", molar="14732-2"),
+    _e(
+        "2284-8",
+        "Folate",
+        "ng/mL",
+        "folic acid",
+        "serum folate",
+        "folate serum",
+        "folic acid folate",
+        "folate folic acid",
+        molar="14732-2",
+    ),
     _e(
         "62292-8",
         "25-hydroxyvitamin D",
@@ -508,10 +822,23 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "25 oh d",
         "vit d 25 oh",
         "vitamin d total",
+        "25 hydroxyvitamin d total",
+        "vitamin d 25 hydroxy total",
+        "vit d 25 hydroxy",
+        "25 oh vit d",
+        "25 hydroxy vit d",
     ),
     _e("13965-9", "Homocysteine", "umol/L"),
     # --- inflammation, cardiac ---
-    _e("1988-5", "C-reactive protein", "mg/L", "crp", "c reactive protein"),
+    _e(
+        "1988-5",
+        "C-reactive protein",
+        "mg/L",
+        "crp",
+        "c reactive protein",
+        "crp c reactive protein",
+        "c reactive protein crp",
+    ),
     _e(
         "30522-7",
         "hs-CRP",
@@ -521,6 +848,9 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "crp high sensitivity",
         "hscrp",
         "c reactive protein high sensitivity",
+        "hs crp high sensitivity",
+        "cardio crp",
+        "crp hs",
     ),
     _e(
         "30341-2",
@@ -531,8 +861,9 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "sedimentation rate",
         "sedimentation rate esr",
         "esr sed rate",
+        whole_blood=True,
     ),
-    _e("4537-7", "ESR (Westergren)", "mm/h", "esr westergren", "sed rate westergren"),
+    _e("4537-7", "ESR (Westergren)", "mm/h", "esr westergren", "sed rate westergren", whole_blood=True),
     _e("33959-8", "Procalcitonin", "ng/mL", "pct"),
     _e("10839-9", "Troponin I", "ng/mL", "tni", "ctni", "cardiac troponin i", "troponin i cardiac"),
     _e(
@@ -561,14 +892,31 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
     _e("2639-3", "Myoglobin", "ng/mL"),
     _e("4542-7", "Haptoglobin", "mg/dL"),
     # --- hormones, tumour markers ---
-    _e("2857-1", "PSA", "ng/mL", "prostate specific antigen", "psa total", "total psa"),
-    _e("10886-0", "Free PSA", "ng/mL", "psa free", "prostate specific antigen free"),
+    _e(
+        "2857-1",
+        "PSA",
+        "ng/mL",
+        "prostate specific antigen",
+        "psa total",
+        "total psa",
+        "psa prostate specific antigen",
+        "psa total prostate specific antigen",
+    ),
+    _e("10886-0", "Free PSA", "ng/mL", "psa free", "prostate specific antigen free", "free psa fpsa", "fpsa"),
     _e("2143-6", "Cortisol", "ug/dL", "cortisol am", "cortisol serum"),
     _e("2986-8", "Testosterone", "ng/dL", "testosterone total", "total testosterone", molar="14913-8"),
     # --- coagulation ---
     _e("5902-2", "Prothrombin time", "s", "pt", "protime", "prothrombin time pt"),
     _e("6301-6", "INR", "{INR}", "inr pt", "international normalized ratio", "pt inr"),
-    _e("3173-2", "aPTT", "s", "ptt", "activated partial thromboplastin time", "partial thromboplastin time"),
+    _e(
+        "3173-2",
+        "aPTT",
+        "s",
+        "ptt",
+        "activated partial thromboplastin time",
+        "partial thromboplastin time",
+        whole_blood=True,
+    ),
     _e("3255-7", "Fibrinogen", "mg/dL", "fibrinogen activity"),
     _e("48065-7", "D-dimer FEU", "ng/mL{FEU}", "d dimer feu"),
     _e("48066-5", "D-dimer DDU", "ng/mL{DDU}", "d dimer ddu"),
@@ -582,6 +930,9 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "albumin creatinine ratio",
         "microalbumin creatinine ratio",
         "urine albumin creatinine ratio",
+        "albumin creatinine ratio urine",
+        "microalbumin creatinine ratio urine",
+        "alb creat ratio",
         specimen="urine",
     ),
     _e(
@@ -591,7 +942,10 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "microalbumin",
         "urine microalbumin",
         "urine albumin",
+        "albumin",
+        "alb",
         specimen="urine",
+        units=("mg/L", "ug/mL"),
     ),
     _e("2161-8", "Creatinine (urine)", "mg/dL", "urine creatinine", "creatinine urine", specimen="urine"),
     _e(
@@ -604,8 +958,26 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         specimen="urine",
     ),
     # --- urinalysis (names under a URINALYSIS panel, or with "urine" in the name) ---
-    _e("5778-6", "Color (urine)", None, "color", "colour", "urine color", specimen="urine"),
-    _e("5767-9", "Appearance (urine)", None, "appearance", "clarity", "urine appearance", specimen="urine"),
+    _e(
+        "5778-6",
+        "Color (urine)",
+        None,
+        "color",
+        "colour",
+        "urine color",
+        specimen="urine",
+        needs_context=True,
+    ),
+    _e(
+        "5767-9",
+        "Appearance (urine)",
+        None,
+        "appearance",
+        "clarity",
+        "urine appearance",
+        specimen="urine",
+        needs_context=True,
+    ),
     _e(
         "5811-5",
         "Specific gravity (urine)",
@@ -616,10 +988,19 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "urine specific gravity",
         specimen="urine",
     ),
-    _e("5803-2", "pH (urine)", None, "ph", "urine ph", specimen="urine"),
+    _e("5803-2", "pH (urine)", None, "ph", "urine ph", specimen="urine", needs_context=True),
     _e("5804-0", "Protein (urine)", "mg/dL", "protein", "urine protein", "protein urine", specimen="urine"),
     _e("5792-7", "Glucose (urine)", "mg/dL", "glucose", "urine glucose", "glucose urine", specimen="urine"),
-    _e("5797-6", "Ketones (urine)", "mg/dL", "ketones", "ketone", "urine ketones", specimen="urine"),
+    _e(
+        "5797-6",
+        "Ketones (urine)",
+        "mg/dL",
+        "ketones",
+        "ketone",
+        "urine ketones",
+        specimen="urine",
+        needs_context=True,
+    ),
     _e(
         "5794-3",
         "Blood (urine)",
@@ -629,6 +1010,7 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "urine blood",
         "hemoglobin urine",
         specimen="urine",
+        needs_context=True,
     ),
     _e(
         "5799-2",
@@ -665,90 +1047,183 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
     ),
 )
 
-# Printed words that add nothing to the identity of a test.
-_NOISE: Final = frozenset({"serum", "plasma", "ser", "plas", "s", "p", "level", "lvl", "result", "test"})
-_URINE_WORDS: Final = frozenset({"urine", "ur", "urinalysis", "ua"})
-_ABBREVIATIONS: Final = {
-    "tot": "total",
-    "chol": "cholesterol",
-    "hgb": "hemoglobin",
-    "haemoglobin": "hemoglobin",
-    "calc": "calculated",
-    "abs": "absolute",
-    "no": "#",
-    "pct": "%",
-    "percent": "%",
+_System = Literal["sp", "wb", "urine"]
+_URINE_PANEL_WORDS: Final = frozenset({"urine", "ur", "urinalysis", "ua", "urin", "harn", "spontanurin"})
+# Units whose kind ``dimension_of`` does not know but that must not pass for another kind:
+# HbA1c in % and in mmol/mol are two codes, free PSA in % is not free PSA in ng/mL.
+_EXTRA_KINDS: Final[dict[str, str]] = {
+    "%": "fraction (%)",
+    "mmol/mol": "substance fraction (mmol/mol)",
+    "mg/mmol": "mass per substance (mg/mmol)",
 }
 
 
-def normalize_name(name: str) -> str:
-    """Lower case, punctuation to blanks (``%`` and ``#`` kept), blanks collapsed."""
-    text = name.lower().replace("µ", "u")
-    text = re.sub(r"[^a-z0-9%#]+", " ", text)
-    text = re.sub(r"([%#])", r" \1 ", text)
-    return " ".join(text.split())
+def _kind(unit: str | None) -> str | None:
+    if unit is None:
+        return None
+    return dimension_of(unit) or _EXTRA_KINDS.get(unit)
 
 
-def _reduced(norm: str) -> tuple[str, bool]:
-    """``norm`` without specimen noise, with abbreviations expanded; and whether it said urine."""
-    words = norm.split()
-    urine = any(w in _URINE_WORDS for w in words)
-    kept = [_ABBREVIATIONS.get(w, w) for w in words if w not in _NOISE and w not in _URINE_WORDS]
-    return " ".join(kept), urine
+def _system(entry: CatalogEntry) -> _System:
+    if entry.specimen == "urine":
+        return "urine"
+    return "wb" if entry.whole_blood else "sp"
 
 
-def _build_index() -> dict[tuple[str, Specimen], tuple[CatalogEntry, ...]]:
-    index: dict[tuple[str, Specimen], list[CatalogEntry]] = {}
+def _bag(words: tuple[str, ...]) -> str:
+    # Word order is not identity: "T4, free" is "Free T4", "Protein, total" is "Total protein".
+    return "|" + " ".join(sorted(words))
+
+
+def _build_index() -> dict[tuple[str, _System], tuple[CatalogEntry, ...]]:
+    index: dict[tuple[str, _System], list[CatalogEntry]] = {}
     for entry in CATALOG:
         for raw in entry.names:
-            key, _ = _reduced(normalize_name(raw))
-            if not key:
+            printed = read_name(raw, prefix=False)
+            if not printed.words:
                 raise ValueError(f"{entry.loinc}: synonym {raw!r} is empty once specimen words are dropped")
-            bucket = index.setdefault((key, entry.specimen), [])
-            if entry not in bucket:
-                bucket.append(entry)
+            for key in (printed.key, _bag(printed.words)):
+                bucket = index.setdefault((key, _system(entry)), [])
+                if entry not in bucket:
+                    bucket.append(entry)
     return {k: tuple(v) for k, v in index.items()}
 
 
 _INDEX: Final = _build_index()
 
 
-def resolve(name: str, *, unit: str | None = None, panel: str | None = None) -> Resolution:
-    """The catalog entry for a printed test name; the unit and panel heading break ties.
+def _systems(said: SpecimenSaid | None, panel: str | None) -> tuple[_System, ...]:
+    if said == "serum":
+        return ("sp",)
+    if said == "blood":
+        return ("wb",)
+    if said == "urine":
+        return ("urine",)
+    if said is not None:  # timed urine, capillary or arterial blood: terms the catalog lacks
+        return ()
+    if panel is not None and _URINE_PANEL_WORDS & set(normalize_name(panel).split()):
+        return ("urine",)
+    return ("sp", "wb", "urine")
 
-    ``panel`` is the heading the row was printed under: a URINALYSIS (or "urine") heading
-    selects the urine rows. Several candidates that the unit does not separate -> ``ambiguous``.
-    """
-    key, says_urine = _reduced(normalize_name(name))
-    if not key:
-        return Resolution(name, None, "unknown")
-    panel_urine = panel is not None and bool(_URINE_WORDS & set(normalize_name(panel).split()))
-    specimens: tuple[Specimen, ...] = ("urine",) if (says_urine or panel_urine) else ("blood", "urine")
-    candidates: tuple[CatalogEntry, ...] = ()
-    # A urine name never falls back to a blood code: it stays unknown instead.
-    for specimen in specimens:
-        candidates = _INDEX.get((key, specimen), ())
-        if candidates:
-            break
+
+def _lookup(
+    printed: PrintedName, systems: tuple[_System, ...], context: bool
+) -> tuple[tuple[CatalogEntry, ...], _System | None, str]:
+    """Candidates for the printed words: exact, any order, then without method words."""
+    dropped = tuple(w for w in printed.words if w not in DROPPABLE)
+    gone = frozenset(printed.words) - frozenset(dropped)
+    tries: list[tuple[str, frozenset[str]]] = [(printed.key, frozenset()), (_bag(printed.words), frozenset())]
+    if gone and dropped:
+        tries += [(" ".join(dropped), gone), (_bag(dropped), gone)]
+    refused = ""
+    for key, removed in tries:
+        for system in systems:
+            found = _INDEX.get((key, system), ())
+            if system == "urine" and not context:
+                found = tuple(e for e in found if not e.needs_context)
+            kept = tuple(e for e in found if not (e.keeps & removed))
+            if found and not kept:
+                refused = f"unknown: {', '.join(sorted(removed))} names another code than {found[0].loinc}"
+            if kept:
+                return kept, system, ""
+    return (), None, refused
+
+
+def _by_unit(candidates: tuple[CatalogEntry, ...], unit: str | None) -> tuple[CatalogEntry, ...]:
+    if len(candidates) < 2 or unit is None:
+        return candidates
+    listed = tuple(c for c in candidates if unit in c.units)
+    if len(listed) == 1:
+        return listed
+    kind = _kind(unit)
+    same_kind = tuple(c for c in candidates if kind is not None and _kind(c.unit) == kind)
+    return same_kind if len(same_kind) == 1 else candidates
+
+
+def _resolve_printed(name: str, printed: PrintedName, unit: str | None, panel: str | None) -> Resolution:
+    if not printed.words:
+        return Resolution(name, None, "unknown", "unknown: no test name left")
+    systems = _systems(printed.specimen, panel)
+    if not systems:
+        said = "a timed urine" if printed.specimen == "timed urine" else "this"
+        return Resolution(name, None, "unknown", f"unknown: the catalog has no term for {said} specimen")
+    context = systems == ("urine",)
+    candidates, system, refused = _lookup(printed, systems, context)
     if not candidates:
-        return Resolution(name, None, "unknown")
+        return Resolution(name, None, "unknown", refused or "unknown: name not in the catalog")
+    norm_unit = normalize_unit(unit)
+    if system != "urine" and printed.specimen is None and not context and norm_unit is not None:
+        # "Albumin" in mg/L with no urine heading: serum albumin or urine albumin. Refuse.
+        urine_found, _, _ = _lookup(printed, ("urine",), False)
+        urine = [e for e in urine_found if norm_unit in e.units]
+        if urine and not any(norm_unit in c.units for c in candidates):
+            codes = tuple(c.loinc for c in (*candidates, *urine))
+            return _ambiguous(name, codes)
+    candidates = _by_unit(candidates, norm_unit)
     if len(candidates) > 1:
-        norm_unit = normalize_unit(unit)
-        by_unit = [c for c in candidates if norm_unit is not None and norm_unit in c.units]
-        if len(by_unit) != 1:
-            return Resolution(name, None, "ambiguous")
-        candidates = (by_unit[0],)
-    entry = candidates[0]
-    printed = normalize_unit(unit)
-    printed_dim = dimension_of(printed) if printed else None
-    entry_dim = dimension_of(entry.unit) if entry.unit else None
-    if printed_dim is None or entry_dim is None or printed_dim == entry_dim:
+        return _ambiguous(name, tuple(c.loinc for c in candidates))
+    return _check_unit(name, candidates[0], norm_unit)
+
+
+def _ambiguous(name: str, codes: tuple[str, ...]) -> Resolution:
+    return Resolution(
+        name, None, "ambiguous", f"ambiguous: {len(codes)} candidates ({', '.join(codes)})", codes
+    )
+
+
+def _check_unit(name: str, entry: CatalogEntry, printed: str | None) -> Resolution:
+    printed_kind = _kind(printed)
+    entry_kind = _kind(entry.unit)
+    if printed_kind is None or entry_kind is None or printed_kind == entry_kind:
         return Resolution(name, entry, "matched")
     # Another kind of quantity than the code's: LOINC codes the quantity, so glucose in mmol/L
     # is another code than glucose in mg/dL; without that code the result stays uncoded.
-    if printed_dim == _MOLAR and entry_dim == _MASS and entry.molar is not None:
+    if printed_kind == _MOLAR and entry_kind == _MASS and entry.molar is not None:
         return Resolution(name, replace(entry, loinc=entry.molar, unit=printed), "matched")
-    return Resolution(name, None, "no code for unit")
+    for alt_unit, code in entry.alt_units:
+        if _kind(alt_unit) == printed_kind:
+            return Resolution(name, replace(entry, loinc=code, unit=printed), "matched")
+    return Resolution(name, None, "no code for unit", f"no code for unit: {entry.loinc} is {entry_kind}")
+
+
+_PAREN_RE: Final = re.compile(r"^(?P<out>[^()]*)\((?P<in>[^()]*)\)(?P<rest>[^()]*)$")
+
+
+def _parts(name: str) -> list[str] | None:
+    """ "ALT (SGPT)" -> ["ALT", "SGPT"]; "AST/GOT" -> ["AST", "GOT"]; None when not split."""
+    match = _PAREN_RE.match(name)
+    if match is not None:
+        outer = f"{match['out']} {match['rest']}".strip(" ,;:")
+        inner = [p.strip() for p in match["in"].split("/")]
+        return [outer, *inner] if outer and all(inner) else None
+    pieces = [p.strip() for p in name.split("/")]
+    return pieces if len(pieces) > 1 and all(pieces) else None
+
+
+def resolve(name: str, *, unit: str | None = None, panel: str | None = None) -> Resolution:
+    """The catalog entry for a printed test name; the unit and panel heading break ties.
+
+    Order: the name as read (specimen prefix and words, fasting, translations), its words in any
+    order, then without method words the code does not depend on; a Nordic prefix that leaves
+    nothing known is read as part of the name ("B-type natriuretic peptide"); a name with a
+    parenthesis or slash ("ALT (SGPT)", "AST/GOT") resolves when every part names the same
+    entry. ``panel`` is the heading the row was printed under: a URINALYSIS (or "urine") heading
+    selects the urine rows. Several candidates that the unit does not separate -> ``ambiguous``.
+    """
+    found = _resolve_printed(name, read_name(name), unit, panel)
+    if found.reason == "unknown":
+        plain = read_name(name, prefix=False)
+        if plain != read_name(name):
+            again = _resolve_printed(name, plain, unit, panel)
+            found = again if again.reason != "unknown" else found
+    if found.reason == "unknown":
+        parts = _parts(name)
+        if parts is not None:
+            each = [_resolve_printed(name, read_name(p), unit, panel) for p in parts]
+            codes = {r.loinc for r in each}
+            if len(codes) == 1 and None not in codes:
+                return each[0]
+    return found
 
 
 def to_default_unit(entry: CatalogEntry, value: float, unit: str | None) -> float:
@@ -790,7 +1265,7 @@ def is_valid_loinc(code: str) -> bool:
 def _check_against_analytes() -> None:
     # A code in both tables must not carry two different default units.
     for entry in CATALOG:
-        for code in (entry.loinc, entry.molar):
+        for code in (entry.loinc, entry.molar, *(c for _, c in entry.alt_units)):
             if code is not None and not is_valid_loinc(code):
                 raise ValueError(f"{code}: not a LOINC code (shape or check digit)")
         analyte = analyte_for_coding(LOINC_SYSTEM, entry.loinc)

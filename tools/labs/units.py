@@ -112,6 +112,11 @@ _ALIASES: Final[dict[str, str]] = {
     "10*9/l": "10*9/L",
     "10^9/l": "10*9/L",
     "m/ul": "10*6/uL",
+    # German and Nordic cell counts: per nanolitre is 10^9/L, per picolitre 10^12/L.
+    "/nl": "10*9/L",
+    "/pl": "10*12/L",
+    "tsd/ul": "10*3/uL",
+    "mio/ul": "10*6/uL",
     "10^6/ul": "10*6/uL",
     "x10e6/ul": "10*6/uL",
     "percent": "%",
