@@ -5,7 +5,12 @@
 * Header rows: a line whose cells name a test column and a result column (or dated columns);
   its cells give each column's role and x position, in whatever order the report prints them.
   A header that names the test column twice is a two-column page: each half is its own table,
-  split at the gutter before the second test column.
+  split at the gutter before the second test column. Optional columns (previous result, method,
+  comment) are named so that their words are never read as the result; a previous-result column
+  whose header prints its date is a dated column of its own. One header cell of no known name
+  is tolerated where three or more are known.
+* A line of two or more dates and nothing else (times under or beside them) heads a cumulative
+  table without named columns: the name column is what lies left of the first date.
 * Words are assigned to the column whose interval holds their centre; intervals start halfway
   into the gap before each header cell.
 """
@@ -31,30 +36,55 @@ class Role(StrEnum):
     UNIT = "unit"
     REFERENCE = "reference"
     DATE = "date"  # a cumulative report's result column for one collection date
+    PREVIOUS = "previous"  # an earlier result without its date: never read
+    OTHER = "other"  # method, comment, specimen, code: never read as a value
 
 
 _ROLE_WORDS: Final[dict[str, Role]] = {
     **dict.fromkeys(
         ("test", "tests", "test name", "analyte", "component", "investigation", "parameter", "description",
-         "examination", "determination", "test description", "lab test", "name"),
+         "examination", "determination", "test description", "lab test", "name", "analysis", "untersuchung",
+         "analyse", "analyt", "examen", "parameters", "test(s)", "procedure", "order"),
         Role.NAME,
     ),
     **dict.fromkeys(
         ("result", "results", "value", "your value", "observed value", "current result", "result value",
-         "your result", "patient result"),
+         "your result", "patient result", "ergebnis", "wert", "befund", "résultat", "resultat",
+         "result(s)", "finding", "measured value", "current"),
         Role.RESULT,
     ),
     **dict.fromkeys(
-        ("flag", "flags", "abnormal", "abn", "status", "h/l", "indicator", "abn flag"), Role.FLAG
+        ("flag", "flags", "abnormal", "abn", "status", "h/l", "indicator", "abn flag", "alert",
+         "kennzeichen", "hinweis", "interpretation", "h / l", "out of range"),
+        Role.FLAG,
     ),
-    **dict.fromkeys(("unit", "units", "uom", "unit of measure"), Role.UNIT),
+    **dict.fromkeys(("unit", "units", "uom", "unit of measure", "einheit", "unité", "unit(s)"), Role.UNIT),
     **dict.fromkeys(
         ("reference range", "reference interval", "ref range", "ref. range", "normal range", "reference",
          "range", "ref interval", "ref. interval", "normal values", "biological reference interval",
-         "standard range", "reference values", "ref"),
+         "standard range", "reference values", "ref", "referenzbereich", "normbereich", "referenz",
+         "normalwert", "normalwerte", "referenzwert", "normwert", "valeurs de référence", "ref. values",
+         "expected range", "expected", "normal", "limits", "reference limits", "ref. int.", "range (ref)"),
         Role.REFERENCE,
     ),
+    **dict.fromkeys(
+        ("previous", "previous result", "previous results", "prior", "prior result", "prior results",
+         "last result", "last value", "previous value", "prev", "prev.", "prev. result", "earlier result",
+         "vorwert", "vorbefund", "history", "historical", "last", "antérieur"),
+        Role.PREVIOUS,
+    ),
+    **dict.fromkeys(
+        ("method", "methodology", "comment", "comments", "remark", "remarks", "note", "notes", "specimen",
+         "loinc", "code", "performing lab", "lab", "site", "methode", "kommentar", "sample", "material",
+         "specimen type", "source", "date", "time", "collected"),
+        Role.OTHER,
+    ),
 }  # fmt: skip
+# A previous-result header with its date: "Previous (01/02/2024)", "Vorwert 12.01.2024 08:10".
+_PREVIOUS_RE: Final = re.compile(
+    r"^(?:previous|prior|last|prev\.?|vorwert|earlier)(?: results?| values?)?\s*[(:]?\s*(.+?)\s*\)?$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +104,7 @@ class Table:
     right: float
     top: float
     bottom: float
+    implicit: bool = False  # no header named the columns (a row of dates): units and ranges by shape
 
     def column_of(self, word: Word) -> int | None:
         if not self.left <= word.xc < self.right:
@@ -124,22 +155,44 @@ _MAX_PULL: Final = 24.0
 _TIME_RE: Final = re.compile(r"\s+(\d{1,2}:\d{2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?)$", re.IGNORECASE)
 
 _Found = tuple[Role, date | None, time | None]
+_MONTH_START_RE: Final = re.compile(r"^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)", re.IGNORECASE)
 
 
 def _role(cell: list[Word]) -> _Found | None:
     text = re.sub(r"\s+", " ", line_text(cell).strip().rstrip(":")).lower()
     if text in _ROLE_WORDS:
         return _ROLE_WORDS[text], None, None
+    dated = _dated(text)
+    if dated is not None:
+        return Role.DATE, *dated
+    m = _PREVIOUS_RE.match(text)
+    if m:
+        dated = _dated(m.group(1).strip("() "))
+        if dated is not None:
+            return Role.PREVIOUS, *dated  # find_tables makes it a dated column
+    return None
+
+
+def _dated(text: str) -> tuple[date, time | None] | None:
+    """A date, with the time printed beside it ("01/05/2024 08:30", "05.01.2024, 08:30")."""
     m = _TIME_RE.search(text)
-    on = parse_date(text[: m.start()] if m else text)
+    on = parse_date((text[: m.start()] if m else text).rstrip(", "))
     if on is None:
         return None
-    return Role.DATE, on, parse_time(m.group(1)) if m else None
+    return on, parse_time(m.group(1)) if m else None
 
 
 def _only_dates(line: list[Word]) -> bool:
+    if not line[0].text[:1].isdigit() and not line[0].text[:1].isalpha():
+        return False
+    if not any(ch.isdigit() for ch in line[0].text) and not _MONTH_START_RE.match(line[0].text):
+        return False  # a date starts with a digit or a month's name: most lines fail here
     found = [_role(c) for c in cells(line)]
     return bool(found) and all(r is not None and r[0] is Role.DATE for r in found)
+
+
+def _only_times(line: list[Word]) -> bool:
+    return all(parse_time(line_text(c)) is not None for c in cells(line))
 
 
 def _stacked_cells(upper: list[Word], lower: list[Word]) -> list[list[Word]]:
@@ -162,11 +215,20 @@ _Cell = tuple[list[Word], Role, date | None, time | None]
 def _header_groups(line_cells: list[list[Word]]) -> list[list[_Cell]] | None:
     """The cells split into one group per test column, if they form a header row."""
     found: list[_Cell] = []
+    unknown = 0
     for cell in line_cells:
         role = _role(cell)
         if role is None:
-            return None  # a header row holds only column names
+            # A header row holds column names; one unknown name (a text cell) among three known.
+            if any(ch.isdigit() for ch in line_text(cell)):
+                return None
+            unknown += 1
+            role = (Role.OTHER, None, None)
+        elif role[0] is Role.PREVIOUS and role[1] is not None:
+            role = (Role.DATE, role[1], role[2])  # the earlier result, read under its own date
         found.append((cell, *role))
+    if unknown > 1 or (unknown and len(found) - unknown < 3):
+        return None
     # A new group opens at each test column; columns printed before the first test column
     # (a "Result | Test | ..." order) belong to the first group.
     groups: list[list[_Cell]] = [[]]
@@ -178,7 +240,8 @@ def _header_groups(line_cells: list[list[Word]]) -> list[list[_Cell]] | None:
         roles = [r for _, r, _, _ in group]
         if Role.NAME not in roles or not set(roles) & {Role.RESULT, Role.DATE}:
             return None
-        if len([r for r in roles if r not in (Role.DATE,)]) != len({r for r in roles if r is not Role.DATE}):
+        single = [r for r in roles if r not in (Role.DATE, Role.OTHER, Role.PREVIOUS)]
+        if len(single) != len(set(single)):
             return None  # a role twice in one table: not a header we understand
     return groups
 
@@ -188,8 +251,14 @@ def find_tables(lines: list[list[Word]], page_width: float, page_height: float) 
     headers: list[tuple[int, list[Table]]] = []
     for index, line in enumerate(lines):
         groups = _header_groups(cells(line))
+        implicit = False
         if groups is None and index > 0 and _only_dates(lines[index - 1]):
-            groups = _header_groups(_stacked_cells(lines[index - 1], line))
+            stacked = _stacked_cells(lines[index - 1], line)
+            groups = _header_groups(stacked)
+            if groups is None and _only_times(line):
+                groups, implicit = _date_row(stacked, line), True
+        if groups is None and _only_dates(line):
+            groups, implicit = _date_row(cells(line), line), True
         if groups is None:
             continue
         tables: list[Table] = []
@@ -209,7 +278,7 @@ def find_tables(lines: list[list[Word]], page_width: float, page_height: float) 
             # box can overlap the header's box.
             centre = sum((w.y0 + w.y1) / 2 for w in line) / len(line)
             top = centre + 0.4 * max(w.height for w in line)
-            tables.append(Table(tuple(columns), left, right, top, page_height + 1))
+            tables.append(Table(tuple(columns), left, right, top, page_height + 1, implicit))
         headers.append((index, tables))
     out: list[tuple[int, Table]] = []
     for h, (index, tables) in enumerate(headers):
@@ -219,8 +288,25 @@ def find_tables(lines: list[list[Word]], page_width: float, page_height: float) 
                 if any(t.left < table.right and table.left < t.right for t in later):
                     bottom = min(w.y0 for w in lines[later_index])
                     break
-            out.append((index, Table(table.columns, table.left, table.right, table.top, bottom)))
+            out.append(
+                (index, Table(table.columns, table.left, table.right, table.top, bottom, table.implicit))
+            )
     return out
+
+
+def _date_row(line_cells: list[list[Word]], line: list[Word]) -> list[list[_Cell]] | None:
+    """Two or more dates alone on a line: a cumulative header whose name column is unnamed."""
+    dated = [(c, _role(c)) for c in line_cells]
+    if len(dated) < 2:
+        return None
+    first = min(w.x0 for w in line_cells[0])
+    anchor = Word(0.0, line[0].y0, min(first, 1.0), line[0].y1, "")  # the unnamed name column
+    group: list[_Cell] = [([anchor], Role.NAME, None, None)]
+    for cell, found in dated:
+        if found is None or found[0] is not Role.DATE:
+            return None
+        group.append((cell, Role.DATE, found[1], found[2]))
+    return [group]
 
 
 def _gutter(left: list[_Cell], right: list[_Cell]) -> float:

@@ -18,13 +18,17 @@ BBox = tuple[float, float, float, float]  # x0, y0, x1, y1 in PDF points, origin
 
 @dataclass(frozen=True, slots=True)
 class Word:
-    """One word of a page's text layer, as ``page.get_text("words")`` gives it."""
+    """One word of a page's text layer, as ``page.get_text("words")`` gives it.
+
+    ``bold``: printed in a bold face (some labs mark abnormal values only so).
+    """
 
     x0: float
     y0: float
     x1: float
     y1: float
     text: str
+    bold: bool = False
     conf: float | None = None  # OCR confidence 0..1 (tools.labs.pdf.ocr); None for a text-layer word
 
     @property
@@ -96,11 +100,14 @@ class ExtractedLab(BaseModel):
 
 
 class UnparsedRow(BaseModel):
+    """A row that looks like a result but was not read: where it is printed, and why not."""
+
     model_config = ConfigDict(frozen=True)
 
     page: int
     text: str
     reason: str
+    bbox: BBox | None = None  # the row's words; None only where no words locate it
 
 
 class LabPdfExtraction(BaseModel):

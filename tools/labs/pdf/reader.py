@@ -20,6 +20,7 @@ from tools.labs.pdf.errors import (
     PdfTooLargeError,
 )
 from tools.labs.pdf.model import ExtractedLab, LabPdfExtraction, UnparsedRow, Word
+from tools.labs.pdf.ocr import read_scanned_page
 from tools.labs.pdf.rows import PageContext, extract_page
 from tools.labs.pdf.values import uses_decimal_comma
 
@@ -52,7 +53,9 @@ _SIGNATURE: Final = b"%PDF-"  # readers accept it anywhere in the first 1024 byt
 # bump the revision whenever a change can alter any extracted row, so that new output gets new
 # identifiers instead of hiding behind what an older extractor wrote.
 EXTRACTOR_NAME: Final = "chartagent-lab-pdf-extractor"
-EXTRACTOR_REVISION: Final = "2"  # 2: collection time printed with the date
+# 2: collection time printed with the date; 3: rows found without a header (leaders, colons,
+# run-in lines, headerless and side-by-side tables), previous-result columns, arrows and bold flags.
+EXTRACTOR_REVISION: Final = "3"
 # pymupdf ships no type hints for Document/Page methods: this module is their only user here.
 _Doc = Any
 _Page = Any
@@ -253,8 +256,28 @@ def _map_file(path: str | Path) -> mmap.mmap | None:
             return None
 
 
+_BOLD_FONT_RE: Final = re.compile(r"bold|black|heavy|semibold|demi", re.IGNORECASE)
+_BOLD_FLAG: Final = 16  # pymupdf span flag: bold face
+
+
 def page_words(page: _Page) -> list[Word]:
-    return [Word(w[0], w[1], w[2], w[3], w[4]) for w in page.get_text("words", sort=False)]
+    """The page's words; ``bold`` set only on pages that use a bold font (one more pass there)."""
+    if not any(_BOLD_FONT_RE.search(f[3] or "") for f in page.get_fonts(full=False)):
+        return [Word(w[0], w[1], w[2], w[3], w[4]) for w in page.get_text("words", sort=False)]
+    textpage = page.get_textpage()
+    bold_spans = [
+        span["bbox"]
+        for block in page.get_text("dict", textpage=textpage)["blocks"]
+        for line in block.get("lines", ())
+        for span in line["spans"]
+        if span["flags"] & _BOLD_FLAG or _BOLD_FONT_RE.search(span["font"])
+    ]
+    words: list[Word] = []
+    for w in page.get_text("words", sort=False, textpage=textpage):
+        xc, yc = (w[0] + w[2]) / 2, (w[1] + w[3]) / 2
+        bold = any(b[0] <= xc <= b[2] and b[1] <= yc <= b[3] for b in bold_spans)
+        words.append(Word(w[0], w[1], w[2], w[3], w[4], bold=bold))
+    return words
 
 
 def extract_labs(
@@ -293,8 +316,13 @@ def extract_labs(
             words = pages_words[index]
             if sum(len(w.text) for w in words) < _MIN_TEXT_CHARS:
                 if page.get_images(full=False) or page.get_drawings():
-                    needs_model.append(number)
-                    warnings.append(f"page {number} has no text layer (a scan?): it needs the model")
+                    scanned = read_scanned_page(page, number, context)  # OCR (tools.labs.pdf.ocr)
+                    results += scanned.results
+                    unparsed += scanned.unparsed
+                    warnings += scanned.warnings
+                    if scanned.needs_model:
+                        needs_model.append(number)
+                        warnings.append(f"page {number} has no text layer (a scan?): it needs the model")
                 else:
                     blank += 1
                     warnings.append(f"page {number} is blank")

@@ -1,11 +1,17 @@
-"""Result rows of one page's tables -> grounded results (pure).
+"""Result rows of one page -> grounded results (pure).
 
-A row is a result when its test cell is filled and a result (or dated) cell holds a number,
-a comparator and a number, or a known qualitative word. The value's bbox is the union of the
-value's own words, so the text inside it is exactly ``value_text``. Rows whose name is a known
-test but whose result cannot be read are reported as unparsed, never guessed; rows that are
-neither (addresses, page footers, notes) are left alone. Flags come only from the flag column
-or a flag word printed in the result cell: no text elsewhere on the page can change them.
+Two readings share the page. Under a header row (``layout.find_tables``) words are read by
+column: a row is a result when its test cell is filled and a result (or dated) cell holds a
+number, a comparator and a number, or a known qualitative word. Every other line is read from its
+own words (``inline.segments``): "Glucose ..... 96 mg/dL 70-99", "Glucose: 96 mg/dL (70-99)",
+headerless whitespace tables, panels side by side. Such a line is a result only when its name is
+a known test, or, for a name we do not know, when a number and a unit follow it and nothing else
+does (no prose, no second number); demographic labels (DOB, phone, MRN, page) never are.
+
+The value's bbox is the union of the value's own words, so the text inside it is exactly
+``value_text``. Rows whose name is a known test but whose result cannot be read are reported
+as unparsed with their box, never guessed. Flags come only from the row itself: a flag column or
+word, an arrow, or a bold value on a page that prints other values in a regular face.
 """
 
 from __future__ import annotations
@@ -15,11 +21,23 @@ from dataclasses import dataclass, field
 from datetime import date, time
 from typing import Final
 
-from tools.labs.loinc_catalog import resolve
+from tools.labs.loinc_catalog import Resolution, resolve
+from tools.labs.pdf.inline import Segment, segments
 from tools.labs.pdf.layout import Role, Table, cells, find_tables, group_lines, line_text
-from tools.labs.pdf.model import ExtractedLab, UnparsedRow, Word, union_bbox
-from tools.labs.pdf.values import parse_date, parse_flag, parse_range, parse_time, parse_value
+from tools.labs.pdf.model import BBox, ExtractedLab, UnparsedRow, Word, union_bbox
+from tools.labs.pdf.names import clean_name, continues, is_heading, is_leader, is_note
+from tools.labs.pdf.tail import Tail, is_unit, parsed_reference, read_tail
+from tools.labs.pdf.values import (
+    ParsedValue,
+    parse_date,
+    parse_flag,
+    parse_range,
+    parse_time,
+    parse_value,
+    split_glued_flag,
+)
 from tools.labs.units import normalize_unit
+from tools.medgemma.tasks.lab_extraction import LabFlag
 
 __all__ = ["PageContext", "PageOutcome", "collection_date", "extract_page"]
 
@@ -34,12 +52,27 @@ _TIME: Final = (
 )
 _COLLECTED_RE: Final = re.compile(
     r"(?:date collected|collection date|collected on|collected|date of collection|specimen collected"
-    r"|sample date|drawn|specimen date|coll\.)\s*[:\-]?\s*" + _DATE + _TIME,
+    r"|sample date|drawn|specimen date|coll\.|collection|entnahme(?:datum)?|abnahme(?:datum)?"
+    r"|probenentnahme|prélèvement|prelevement)\s*[:\-]?\s*" + _DATE + _TIME,
     re.IGNORECASE,
 )
-_NOTE_STARTS: Final = ("*", "†", "‡", "note", "comment", "footnote", "#")
-_MAX_PANEL_WORDS: Final = 6
-_LEADER_RE: Final = re.compile(r"\s*\.{3,}\s*$|^\.+$")
+# Labels that head a number and a unit without being a test (demographics, page furniture).
+_NOT_TESTS: Final = frozenset(
+    {"dob", "birth", "born", "age", "phone", "tel", "telephone", "fax", "mobile", "mrn", "id", "accession",
+     "acc", "page", "room", "bed", "zip", "postcode", "npi", "account", "acct", "order", "report", "sample",
+     "specimen", "patient", "height", "weight", "bmi", "pulse", "bp", "ward", "no", "number", "nr", "date",
+     "time", "fasting", "volume", "temperature", "temp", "geburtsdatum", "alter", "seite", "gewicht",
+     "größe", "collected", "received", "reported", "printed", "tube", "vial", "barcode", "ref", "lot"}
+)  # fmt: skip
+# Words of a sentence, not of a test name ("Glucose above 126 mg/dL is ...").
+_PROSE_WORDS: Final = frozenset(
+    {"if", "is", "are", "was", "were", "be", "been", "may", "should", "please", "than", "when", "the",
+     "this", "that", "to", "for", "by", "at", "on", "above", "below", "over", "under", "within", "repeat",
+     "call", "called", "reported", "recommended", "consider", "between", "values", "levels"}
+)  # fmt: skip
+_MAX_UNKNOWN_NAME_WORDS: Final = 6
+# A name on the next line continues the name above only this close below it (line heights).
+_WRAP_GAP: Final = 0.8
 
 
 @dataclass
@@ -71,6 +104,26 @@ def collection_date(lines: list[list[Word]]) -> tuple[date, time | None] | None:
     return None
 
 
+@dataclass
+class _Row:
+    """The last name read in a run of lines: wrapped-name lines join it (see ``names.continues``)."""
+
+    name: str
+    x0: float
+    bottom: float
+    height: float
+    results: list[int] = field(default_factory=list)  # indices into PageOutcome.results
+    panel: str | None = None  # the panel in force before this line (a name-only line may not be one)
+
+    def near(self, line: list[Word]) -> bool:
+        first = line[0]
+        return (
+            first.y0 - self.bottom < _WRAP_GAP * self.height
+            and first.x0 >= self.x0 - 0.5 * self.height
+            and first.x0 < self.x0 + 6 * self.height
+        )
+
+
 def extract_page(
     words: list[Word], page: int, width: float, height: float, context: PageContext
 ) -> PageOutcome:
@@ -81,20 +134,34 @@ def extract_page(
     if collected is not None:
         context.effective, context.effective_time = collected
     found = find_tables(lines, width, height)
+    read: set[int] = set()  # ids of words a table (or its header) accounts for
     if found:
         tables = [t for _, t in found]
         context.tables = tables
+        for index, table in found:
+            read |= {id(w) for w in lines[index] if table.left <= w.xc < table.right}
+            if index > 0 and table.top - lines[index - 1][-1].y1 < 2 * lines[index][0].height:
+                # a stacked date line above a cumulative header belongs to it
+                above = lines[index - 1]
+                if all(parse_date(line_text(c)) is not None for c in cells(above)):
+                    read |= {id(w) for w in above if table.left <= w.xc < table.right}
     else:
         # A continuation page that does not repeat the header: the last page's columns hold.
-        tables = [Table(t.columns, t.left, t.right, -1.0, height + 1) for t in context.tables]
+        tables = [Table(t.columns, t.left, t.right, -1.0, height + 1, t.implicit) for t in context.tables]
         context.panel = context.panel if tables else None
     for table in sorted(tables, key=lambda t: (t.left, t.top)):
         region = [w for w in words if table.left <= w.xc < table.right]
         panel = _panel_above(region, table) if found else context.panel
         body = [w for w in region if table.top < (w.y0 + w.y1) / 2 < table.bottom]
+        read |= {id(w) for w in body}
+        last: _Row | None = None
         for line in group_lines(body):
-            panel = _read_row(line, table, page, panel, context, outcome)
+            panel, last = _read_row(line, table, page, panel, last, context, outcome)
         context.panel = panel
+    free = [w for w in words if id(w) not in read]
+    if free:
+        _read_free(group_lines(free), page, context, outcome)
+    _bold_flags(words, outcome)
     return outcome
 
 
@@ -104,31 +171,51 @@ def _panel_above(region: list[Word], table: Table) -> str | None:
     # The header line itself ends at table.top; the heading, if any, is the line before it.
     for line in reversed(lines[:-1]):
         text = line_text(line)
-        if len(cells(line)) == 1 and _is_heading(text):
+        if len(cells(line)) == 1 and is_heading(text):
             return text.rstrip(":").strip()
         break
     return None
 
 
-def _is_heading(text: str) -> bool:
-    return (
-        ":" not in text
-        and not any(ch.isdigit() for ch in text)
-        and len(text.split()) <= _MAX_PANEL_WORDS
-        and not text.lower().startswith(_NOTE_STARTS)
-    )
+def _resolve(name: str, unit: str | None, panel: str | None) -> tuple[Resolution, str | None]:
+    """The name's resolution and the unit to record (a unitless test's UCUM annotation, for INR)."""
+    resolution = resolve(name, unit=unit, panel=panel)
+    if unit is None and resolution.entry is not None and (resolution.entry.unit or "").startswith("{"):
+        unit = resolution.entry.unit
+    return resolution, unit
+
+
+def _known(resolution: Resolution) -> bool:
+    return resolution.entry is not None or resolution.reason in ("ambiguous", "no code for unit")
+
+
+def _rename(outcome: PageOutcome, row: _Row, name: str) -> None:
+    """Give the results of ``row`` the name its wrapped second line completes."""
+    for i in row.results:
+        old = outcome.results[i]
+        resolution, _ = _resolve(name, old.unit, old.panel)
+        outcome.results[i] = old.model_copy(
+            update={"name": name, "loinc": resolution.loinc, "name_status": resolution.reason}
+        )
+    row.name = name
 
 
 def _read_row(
-    line: list[Word], table: Table, page: int, panel: str | None, context: PageContext, outcome: PageOutcome
-) -> str | None:
-    """Read one line; return the panel heading in force after it."""
-    line = [w for w in line if not _LEADER_RE.match(w.text)]
+    line: list[Word],
+    table: Table,
+    page: int,
+    panel: str | None,
+    last: _Row | None,
+    context: PageContext,
+    outcome: PageOutcome,
+) -> tuple[str | None, _Row | None]:
+    """Read one line under a header; return the panel in force after it and the row it read."""
+    line = [w for w in line if not is_leader(w)]
     if not line:
-        return panel
+        return panel, last
     text = line_text(line)
-    if text.lower().startswith(_NOTE_STARTS):
-        return panel
+    if is_note(text):
+        return panel, None
     by_col: dict[int, list[Word]] = {}
     for w in line:
         col = table.column_of(w)
@@ -136,23 +223,48 @@ def _read_row(
             by_col.setdefault(col, []).append(w)
     for cell in cells(line):
         if len({table.column_of(w) for w in cell}) >= 2:
-            return panel  # one phrase running across a column edge: prose (a note), not a row
+            return panel, None  # one phrase running across a column edge: prose (a note), not a row
     roles = {i: c.role for i, c in enumerate(table.columns)}
     name_cols = [i for i, r in roles.items() if r is Role.NAME]
     name_words = by_col.get(name_cols[0], []) if name_cols else []
     if not name_words:
-        return panel
-    name = _clean_name(name_words)
+        return panel, None
+    implicit_tail: Tail | None = None
+    if table.implicit:
+        # No header named the columns: the name is the first phrase, units and ranges by shape.
+        name_cells = cells(name_words)
+        name_words = name_cells[0]
+        implicit_tail = read_tail([w for c in name_cells[1:] for w in c], decimal_comma=context.decimal_comma)
+    name = clean_name(name_words)
     if not name:
-        return panel
-    if set(by_col) == {name_cols[0]}:
-        return name.rstrip(":").strip() if _is_heading(name) else panel
+        return panel, None
+    height = max(w.height for w in line)
+    bottom = max(w.y1 for w in line)
+    name_only = (
+        set(by_col) == {name_cols[0]}
+        if implicit_tail is None
+        else len(by_col) == 1 and not implicit_tail.unit_words
+    )
+    if name_only:
+        # A name alone: the second line of the name above, or a panel heading / a name's first line.
+        if last is not None and last.results and last.near(line) and continues(last.name, name):
+            _rename(outcome, last, f"{last.name} {name}")
+            return panel, None
+        heading = name if is_heading(name) else None
+        return heading or panel, _Row(name, line[0].x0, bottom, height, panel=panel)
+    pending = last if last is not None and not last.results and last.near(line) else None
+    if pending is not None and continues(pending.name, name):
+        name = f"{pending.name} {name}"
+        panel = pending.panel  # the line above was the name's start, not a heading
     unit_words = _cell(by_col, roles, Role.UNIT)
     ref_words = _cell(by_col, roles, Role.REFERENCE)
     flag_words = _cell(by_col, roles, Role.FLAG)
     unit_text = line_text(unit_words) if unit_words else None
-    unit = normalize_unit(unit_text)
     ref_text = line_text(ref_words) if ref_words else None
+    if implicit_tail is not None:
+        unit_text = unit_text or implicit_tail.unit_text
+        ref_text = ref_text or implicit_tail.reference_text
+    unit = normalize_unit(unit_text)
     ref = parse_range(ref_text, decimal_comma=context.decimal_comma) if ref_text else None
     column_flag = None
     if flag_words:
@@ -161,10 +273,9 @@ def _read_row(
             outcome.warnings.append(
                 f"page {page}: flag {line_text(flag_words)!r} for {name!r} not recognised"
             )
-    resolution = resolve(name, unit=unit, panel=panel)
-    if unit is None and resolution.entry is not None and (resolution.entry.unit or "").startswith("{"):
-        unit = resolution.entry.unit  # a unitless-by-definition test (INR): its UCUM annotation
+    resolution, unit = _resolve(name, unit, panel)
     value_cols = [i for i, r in roles.items() if r in (Role.RESULT, Role.DATE)]
+    row = _Row(name, line[0].x0, bottom, height)
     any_value = False
     for col in value_cols:
         # A dated column (cumulative report) carries its own collection time; else the page's.
@@ -179,21 +290,27 @@ def _read_row(
         if len(value_words) > 1 and parse_flag(value_words[-1].text) is not None:
             flag = flag or parse_flag(value_words[-1].text)
             value_words = value_words[:-1]
+        elif len(value_words) > 1 and parse_flag(value_words[0].text) is not None:
+            flag = flag or parse_flag(value_words[0].text)  # an arrow before the value: "↑ 5.9"
+            value_words = value_words[1:]
         value_text = line_text(value_words)
-        parsed = parse_value(value_text, decimal_comma=context.decimal_comma)
+        parsed = _cell_value(value_text, context.decimal_comma)
         if parsed is None:
-            if resolution.entry is not None:
-                outcome.unparsed.append(UnparsedRow(page=page, text=text, reason="result not readable"))
+            if _known(resolution):
+                outcome.unparsed.append(_unparsed(page, line, "result not readable"))
             continue
+        value, glued = parsed
+        flag = flag or glued
+        row.results.append(len(outcome.results))
         outcome.results.append(
             ExtractedLab(
                 name=name,
                 loinc=resolution.loinc,
                 name_status=resolution.reason,
-                value=parsed.value,
+                value=value.value,
                 value_text=value_text,
                 unit=unit,
-                comparator=parsed.comparator,
+                comparator=value.comparator,
                 reference_low=ref.low if ref else None,
                 reference_high=ref.high if ref else None,
                 reference_text=ref_text,
@@ -206,14 +323,28 @@ def _read_row(
             )
         )
     if not any_value and resolution.entry is not None:
-        outcome.unparsed.append(UnparsedRow(page=page, text=text, reason="no result printed"))
-    return panel
+        outcome.unparsed.append(_unparsed(page, line, "no result printed"))
+    return panel, row
 
 
-def _clean_name(words: list[Word]) -> str:
-    """The test name without dot leaders ("Glucose ........")."""
-    text = " ".join(w.text for w in words if not _LEADER_RE.match(w.text))
-    return _LEADER_RE.sub("", text).strip()
+def _cell_value(text: str, decimal_comma: bool) -> tuple[ParsedValue, LabFlag | None] | None:
+    """A result cell's value, and the flag glued to it ("5.9↑"), if any."""
+    parsed = parse_value(text, decimal_comma=decimal_comma)
+    if parsed is not None:
+        return parsed, None
+    glued = split_glued_flag(text.strip())
+    if glued is None:
+        return None
+    parsed = parse_value(glued[0], decimal_comma=decimal_comma)
+    return (parsed, glued[1]) if parsed is not None and parsed.numeric else None
+
+
+def _unparsed(page: int, words: list[Word], reason: str) -> UnparsedRow:
+    return UnparsedRow(page=page, text=line_text(words), reason=reason, bbox=_bbox(words))
+
+
+def _bbox(words: list[Word]) -> BBox:
+    return union_bbox(words)
 
 
 def _cell(by_col: dict[int, list[Word]], roles: dict[int, Role], role: Role) -> list[Word]:
@@ -221,3 +352,191 @@ def _cell(by_col: dict[int, list[Word]], roles: dict[int, Role], role: Role) -> 
         if r is role:
             return by_col.get(i, [])
     return []
+
+
+@dataclass
+class _Heading:
+    text: str
+    x0: float
+    y: float
+
+
+def _read_free(lines: list[list[Word]], page: int, context: PageContext, outcome: PageOutcome) -> None:
+    """Lines outside any header's table, each read from its own words (``inline.segments``)."""
+    headings: list[_Heading] = []
+    last_rows: list[_Row] = []  # the previous line's segments (results or names alone)
+    for line in lines:
+        if is_note(line_text(line)):
+            last_rows = []
+            continue
+        parts = segments(line, decimal_comma=context.decimal_comma)
+        if not parts:
+            last_rows = []
+            continue
+        height = max(w.height for w in line)
+        bottom = max(w.y1 for w in line)
+        rows: list[_Row] = []
+        if all(p.value is None for p in parts):
+            for part in parts:
+                rows.append(_name_only(part, line, page, headings, last_rows, outcome, height, bottom))
+            last_rows = rows
+            continue
+        previous: Segment | None = None
+        for part in parts:
+            if part.value is None:
+                rows.append(_Row(part.name, part.name_words[0].x0, bottom, height))
+                if part.colon and _known(resolve(part.name)):
+                    outcome.unparsed.append(_unparsed(page, part.words, "result not readable"))
+                previous = part
+                continue
+            row = _free_result(part, previous, page, headings, last_rows, context, outcome, height, bottom)
+            if row is not None:
+                rows.append(row)
+            previous = part
+        last_rows = rows
+
+
+def _name_only(
+    part: Segment,
+    line: list[Word],
+    page: int,
+    headings: list[_Heading],
+    last_rows: list[_Row],
+    outcome: PageOutcome,
+    height: float,
+    bottom: float,
+) -> _Row:
+    """A segment without a value: a wrapped name's second line, a heading, or a name's first line."""
+    x0 = part.name_words[0].x0
+    line_part = [w for w in line if x0 - 0.1 <= w.x0 and w.x1 <= part.words[-1].x1 + 0.1]
+    for above in last_rows:
+        if above.results and above.near(line_part) and continues(above.name, part.name):
+            _rename(outcome, above, f"{above.name} {part.name}")
+            return _Row(part.name, x0, bottom, height)
+    if is_heading(part.name) and not part.colon and not part.name[:1].islower():
+        headings.append(_Heading(part.name.rstrip(":").strip(), x0, part.name_words[0].y0))
+    return _Row(part.name, x0, bottom, height)
+
+
+def _panel_at(headings: list[_Heading], x0: float, y: float, fallback: str | None) -> str | None:
+    """The heading above a row printed at ``x0``: of the headings left of it, the nearest column."""
+    above = [h for h in headings if h.y < y and h.x0 <= x0 + 12]
+    if not above:
+        return fallback
+    lane = max(h.x0 for h in above)
+    return max((h for h in above if h.x0 >= lane - 12), key=lambda h: h.y).text
+
+
+def _free_result(
+    part: Segment,
+    previous: Segment | None,
+    page: int,
+    headings: list[_Heading],
+    last_rows: list[_Row],
+    context: PageContext,
+    outcome: PageOutcome,
+    height: float,
+    bottom: float,
+) -> _Row | None:
+    """A segment with a value: a result when its name and what follows make one (module doc)."""
+    assert part.value is not None
+    x0 = part.name_words[0].x0
+    name = part.name
+    pending = next(
+        (r for r in last_rows if not r.results and r.near([part.name_words[0]]) and continues(r.name, name)),
+        None,
+    )
+    if pending is not None:
+        name = f"{pending.name} {name}"
+        # the line above was this name's first line, not a heading
+        headings[:] = [
+            h for h in headings if not (h.text == pending.name.rstrip(":").strip() and h.x0 == pending.x0)
+        ]
+        x0 = pending.x0
+    if not name or is_note(name):
+        return None
+    tail = part.tail
+    unit_text = tail.unit_text
+    unit = normalize_unit(unit_text)
+    panel = _panel_at(headings, x0, part.name_words[0].y0, context.panel if not headings else None)
+    resolution, unit = _resolve(name, unit, panel)
+    if not _known(resolution):
+        if not _unknown_name_is_a_test(name, part, previous, tail):
+            return None
+    elif tail.numbers:
+        outcome.unparsed.append(_unparsed(page, part.words, "two numbers where one result is printed"))
+        return _Row(name, x0, bottom, height)
+    low, high = parsed_reference(tail, decimal_comma=context.decimal_comma)
+    row = _Row(name, x0, bottom, height, results=[len(outcome.results)])
+    outcome.results.append(
+        ExtractedLab(
+            name=name,
+            loinc=resolution.loinc,
+            name_status=resolution.reason,
+            value=part.value.value,
+            value_text=part.value_text,
+            unit=unit,
+            comparator=part.value.comparator,
+            reference_low=low,
+            reference_high=high,
+            reference_text=tail.reference_text,
+            flag=part.flag or tail.flag,
+            effective=context.effective,
+            effective_time=context.effective_time if context.effective is not None else None,
+            panel=panel,
+            page=page,
+            bbox=union_bbox(part.value_words),
+        )
+    )
+    return row
+
+
+def _unknown_name_is_a_test(name: str, part: Segment, previous: Segment | None, tail: Tail) -> bool:
+    """A name we do not know reads as a test only with a number, a unit, and nothing else beside."""
+    assert part.value is not None
+    words = name.lower().replace(",", " ").replace(":", " ").split()
+    return (
+        part.value.numeric
+        and tail.unit_text is not None
+        and is_unit(tail.unit_text)
+        and not tail.numbers
+        and not tail.other
+        and name[:1].isalpha()
+        and len(words) <= _MAX_UNKNOWN_NAME_WORDS
+        and not (set(words) & (_NOT_TESTS | _PROSE_WORDS))
+        and not (previous is not None and previous.value is None)  # "Glucose   fasting  96": unclear
+    )
+
+
+def _bold_flags(words: list[Word], outcome: PageOutcome) -> None:
+    """Bold values on a page that prints other values in a regular face: the lab's abnormal mark.
+
+    The direction comes from the printed range (above it H, below it L); without one, A.
+    """
+    if not any(w.bold for w in words):
+        return
+    by_top: dict[int, list[Word]] = {}
+    for w in words:
+        by_top.setdefault(int(w.y0), []).append(w)
+    bold: list[bool] = []
+    for lab in outcome.results:
+        x0, y0, x1, y1 = lab.bbox
+        inside = [
+            w
+            for key in range(int(y0) - 1, int(y0) + 2)
+            for w in by_top.get(key, ())
+            if w.x0 >= x0 - 0.01 and w.x1 <= x1 + 0.01 and w.y0 >= y0 - 0.01 and w.y1 <= y1 + 0.01
+        ]
+        bold.append(bool(inside) and all(w.bold for w in inside))
+    if all(bold) or not any(bold):
+        return
+    for i, lab in enumerate(outcome.results):
+        if not bold[i] or lab.flag is not None:
+            continue
+        flag = LabFlag.ABNORMAL
+        if isinstance(lab.value, float) and lab.comparator is None:
+            if lab.reference_high is not None and lab.value > lab.reference_high:
+                flag = LabFlag.HIGH
+            elif lab.reference_low is not None and lab.value < lab.reference_low:
+                flag = LabFlag.LOW
+        outcome.results[i] = lab.model_copy(update={"flag": flag})

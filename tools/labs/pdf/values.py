@@ -20,6 +20,7 @@ __all__ = [
     "parse_range",
     "parse_time",
     "parse_value",
+    "split_glued_flag",
     "uses_decimal_comma",
 ]
 
@@ -35,10 +36,12 @@ _COMPARATORS: Final[dict[str, Comparator]] = {
     "=<": "<=",
     "=>": ">=",
 }
-# A comma with exactly three digits after it groups thousands ("10,500"); any other comma is a
-# decimal comma ("4,2"). Both conventions in one number ("1.234,5") are not read.
+# A comma with exactly three digits after it groups thousands ("10,500", "245,000.5"); any other
+# comma is a decimal comma ("4,2"). In a document that prints decimal commas a dot groups
+# thousands instead ("245.000", "1.234,5").
 _NUMBER_RE: Final = re.compile(r"^[+-]?(\d+(?:[.,]\d+)?|\.\d+)$")
-_THOUSANDS_RE: Final = re.compile(r"^[+-]?\d{1,3}(,\d{3})+$")
+_THOUSANDS_RE: Final = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+_DOT_THOUSANDS_RE: Final = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$")
 _VALUE_RE: Final = re.compile(r"^(<=|>=|=<|=>|<|>|≤|≥)?\s*(\S+)$")
 
 QUALITATIVE_WORDS: Final = frozenset(
@@ -72,7 +75,16 @@ _FLAG_TOKENS: Final[dict[str, LabFlag]] = {
     "!": LabFlag.ABNORMAL,
     "n": LabFlag.NORMAL,
     "normal": LabFlag.NORMAL,
+    "↑": LabFlag.HIGH,
+    "↓": LabFlag.LOW,
+    "↑↑": LabFlag.CRITICAL_HIGH,
+    "↓↓": LabFlag.CRITICAL_LOW,
+    "▲": LabFlag.HIGH,
+    "▼": LabFlag.LOW,
 }
+# A flag glued to its value: "5.9↑", "↓3.1", "182H" (letters only after a digit).
+_GLUED_AFTER_RE: Final = re.compile(r"^(.*\d)(↑↑|↓↓|↑|↓|▲|▼|HH|LL|H|L)$")
+_GLUED_BEFORE_RE: Final = re.compile(r"^(↑↑|↓↓|↑|↓|▲|▼)([<>≤≥]?\d.*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +109,8 @@ def parse_number(text: str, *, decimal_comma: bool = False) -> float | None:
     t = text.strip()
     if not decimal_comma and _THOUSANDS_RE.match(t):
         return float(t.replace(",", ""))
+    if decimal_comma and _DOT_THOUSANDS_RE.match(t):
+        return float(t.replace(".", "").replace(",", "."))
     if not _NUMBER_RE.match(t):
         return None
     return float(t.replace(",", "."))
@@ -127,14 +141,32 @@ def parse_value(text: str, *, decimal_comma: bool = False) -> ParsedValue | None
 
 
 def parse_flag(text: str) -> LabFlag | None:
-    """H, L, HH, LL, A, N, ``*`` and their words; ``None`` when the text is no flag we know."""
-    return _FLAG_TOKENS.get(" ".join(text.lower().split()))
+    """H, L, HH, LL, A, N, ``*``, arrows and their words, bare or in brackets ("(H)");
+    ``None`` when the text is no flag we know."""
+    t = " ".join(text.lower().split())
+    if len(t) > 2 and t[0] + t[-1] in ("()", "[]"):
+        t = t[1:-1].strip()
+    return _FLAG_TOKENS.get(t)
+
+
+def split_glued_flag(text: str) -> tuple[str, LabFlag] | None:
+    """``"5.9↑"`` -> ``("5.9", H)``, ``"↓3,1"`` -> ``("3,1", L)``; ``None`` when no flag is glued on."""
+    m = _GLUED_AFTER_RE.match(text)
+    if m and parse_number(m.group(1).lstrip("<>≤≥=").strip(), decimal_comma=True) is not None:
+        flag = parse_flag(m.group(2))
+        return (m.group(1), flag) if flag else None
+    m = _GLUED_BEFORE_RE.match(text)
+    if m:
+        flag = parse_flag(m.group(1))
+        return (m.group(2), flag) if flag else None
+    return None
 
 
 _RANGE_RE: Final = re.compile(
-    r"^\(?\s*(-?\d+(?:[.,]\d+)?)\s*(?:-|–|—|to)\s*(-?\d+(?:[.,]\d+)?)\s*\)?(?:\s+\S.*)?$", re.IGNORECASE
+    r"^[(\[]?\s*(-?\d+(?:[.,]\d+)*)\s*(?:-|–|—|to|bis|\.\.)\s*(-?\d+(?:[.,]\d+)*)\s*[)\]]?(?:\s+\S.*)?$",
+    re.IGNORECASE,
 )
-_BOUND_RE: Final = re.compile(r"^\(?\s*(<=|>=|=<|=>|<|>|≤|≥)\s*(\d+(?:[.,]\d+)?)\s*\)?(?:\s+\S.*)?$")
+_BOUND_RE: Final = re.compile(r"^[(\[]?\s*(<=|>=|=<|=>|<|>|≤|≥)\s*(\d+(?:[.,]\d+)*)\s*[)\]]?(?:\s+\S.*)?$")
 
 
 def parse_range(text: str, *, decimal_comma: bool = False) -> ParsedRange:
@@ -162,7 +194,7 @@ _MONTHS: Final = {
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
     )
 }
-_ISO_RE: Final = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
+_ISO_RE: Final = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$")
 _SLASH_RE: Final = re.compile(r"^(\d{1,2})[/.](\d{1,2})[/.](\d{4})$")
 _MON_RE: Final = re.compile(r"^(\d{1,2})[- ]([A-Za-z]{3})[a-z]*[- ,]+(\d{4})$")
 _MON_FIRST_RE: Final = re.compile(r"^([A-Za-z]{3})[a-z]*\.? (\d{1,2}),? (\d{4})$")

@@ -1,0 +1,137 @@
+"""What is printed after a value on a row without column headers: flag, unit, range (pure).
+
+Each word is classified by its shape alone: a flag (H, L, HH, LL, A, ``*``, arrows), a unit
+(``mg/dL``, ``x10^9 /L``, ``%``, ``fL``), a reference range (``70-99``, ``3,5 - 5,1``, ``(<200)``,
+``Ref: 70-99``), another number (the row then holds two values: not read), or another word.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+from tools.labs.pdf.model import Word
+from tools.labs.pdf.values import parse_flag, parse_number, parse_range
+from tools.medgemma.tasks.lab_extraction import LabFlag
+
+__all__ = ["Tail", "is_unit", "parsed_reference", "read_tail", "reference_span"]
+
+_NUM: Final = r"[+-]?\d+(?:[.,]\d+)*"
+# A whole reference range, nothing else: "70-99", "( 3,5 - 5,1 )", "<200", "[> 60]", "0.5 to 1.2".
+_RANGE_ONLY_RE: Final = re.compile(
+    rf"^[(\[]?\s*(?:{_NUM}\s*(?:-|–|—|to|bis|\.\.)\s*{_NUM}|(?:<=|>=|=<|=>|<|>|≤|≥)\s*{_NUM})\s*[)\]]?$",
+    re.IGNORECASE,
+)
+# A qualitative reference in brackets: "(negative)", "[not detected]".
+_TEXT_RANGE_RE: Final = re.compile(r"^[(\[]\s*([a-z][a-z \-]{1,24})\s*[)\]]$", re.IGNORECASE)
+_RANGE_LABELS: Final = frozenset(
+    {"ref", "ref.", "ref:", "ref.:", "reference", "reference:", "range", "range:", "ref range:",
+     "normal", "normal:", "norm:", "nv:", "rr:", "ref. range:", "reference range:", "normal range:"}
+)  # fmt: skip
+# Units without a slash that labs print alone; with a slash the shape decides.
+_BARE_UNITS: Final = frozenset(
+    {"%", "‰", "fl", "pg", "s", "sec", "secs", "seconds", "ratio", "index", "u", "iu", "mm", "mmhg",
+     "mm[hg]", "{ratio}", "{inr}", "inr", "titer", "min", "g", "mg", "ug", "ng", "mosm", "pct"}
+)  # fmt: skip
+_SLASH_UNIT_RE: Final = re.compile(
+    r"^(?:[x×]?\s*10\s*(?:\^|\*|e|E)?\s*\d{1,2}|[a-zA-Zµμ%\[\]{}]{1,10}|\d{0,3})"
+    r"/[a-zA-Zµμ\[\]{}]{1,8}(?:\d)?(?:/[\w.\[\]{}^*]{1,12})?$"
+)
+_NOT_UNITS: Final = frozenset({"and/or", "w/o", "c/o", "n/a", "s/p", "h/o", "y/o", "i/o"})
+_MAX_UNIT_WORDS: Final = 3
+
+
+def is_unit(text: str) -> bool:
+    """Whether ``text`` has the shape of a unit ("mg/dL", "10^3/uL", "x10E9/L", "%", "fL")."""
+    t = text.strip()
+    if not t or t.lower() in _NOT_UNITS or len(t) > 24:
+        return False
+    if t.lower() in _BARE_UNITS:
+        return True
+    if t.lower().startswith("ml/min/"):
+        return True  # eGFR: "mL/min/1.73m2", "mL/min/1.73 m2"
+    return bool(_SLASH_UNIT_RE.match(t)) and any(c.isalpha() for c in t.split("/")[-1])
+
+
+@dataclass
+class Tail:
+    flag: LabFlag | None = None
+    flag_words: list[Word] = field(default_factory=list)
+    unit_words: list[Word] = field(default_factory=list)
+    reference_words: list[Word] = field(default_factory=list)
+    numbers: list[Word] = field(default_factory=list)  # numbers that are neither range nor unit
+    other: list[Word] = field(default_factory=list)  # words of no known shape (a method, a comment)
+
+    @property
+    def unit_text(self) -> str | None:
+        return "".join(w.text for w in self.unit_words) if self.unit_words else None
+
+    @property
+    def reference_text(self) -> str | None:
+        words = [w for w in self.reference_words if w.text.lower() not in _RANGE_LABELS]
+        text = " ".join(w.text for w in words)
+        if text[:1] in "([" and text[-1:] in ")]":
+            text = text[1:-1].strip()  # "(3.5-5.1)" prints the range 3.5-5.1
+        return text or None
+
+
+def reference_span(words: list[Word], start: int) -> int:
+    """How many words from ``start`` form one reference range (0 when they form none)."""
+    at = start
+    if at < len(words) and words[at].text.lower() in _RANGE_LABELS:
+        at += 1
+    for k in range(min(5, len(words) - at), 0, -1):
+        text = " ".join(w.text for w in words[at : at + k])
+        if _RANGE_ONLY_RE.match(text) or _TEXT_RANGE_RE.match(text):
+            return at - start + k
+    return 0
+
+
+def read_tail(words: list[Word], *, decimal_comma: bool) -> Tail:
+    """Classify the words after a value, left to right."""
+    tail = Tail()
+    i = 0
+    while i < len(words):
+        text = words[i].text
+        span = reference_span(words, i)
+        if span and not tail.reference_words:
+            tail.reference_words = words[i : i + span]
+            i += span
+            continue
+        flag = parse_flag(text)
+        if flag is not None and not tail.flag_words:
+            tail.flag, tail.flag_words = flag, [words[i]]
+            i += 1
+            continue
+        unit_span = _unit_span(words, i)
+        if unit_span and not tail.unit_words:
+            tail.unit_words = words[i : i + unit_span]
+            i += unit_span
+            continue
+        if parse_number(text.strip("()[]"), decimal_comma=decimal_comma) is not None:
+            tail.numbers.append(words[i])
+        else:
+            tail.other.append(words[i])
+        i += 1
+    return tail
+
+
+def _unit_span(words: list[Word], start: int) -> int:
+    """The most words from ``start`` (up to three, touching) that together spell a unit."""
+    for k in range(min(_MAX_UNIT_WORDS, len(words) - start), 0, -1):
+        chunk = words[start : start + k]
+        if k > 1 and any(b.x0 - a.x1 > 1.2 * a.height for a, b in itertools.pairwise(chunk)):
+            continue
+        if is_unit("".join(w.text for w in chunk)):
+            return k
+    return 0
+
+
+def parsed_reference(tail: Tail, *, decimal_comma: bool) -> tuple[float | None, float | None]:
+    text = tail.reference_text
+    if text is None:
+        return None, None
+    found = parse_range(text, decimal_comma=decimal_comma)
+    return found.low, found.high
