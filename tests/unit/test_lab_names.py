@@ -273,6 +273,29 @@ def test_generic_urinalysis_names_resolve_under_a_urine_heading() -> None:
     assert resolve("U-pH").loinc == "5803-2"
 
 
+@pytest.mark.parametrize(
+    ("printed", "unit", "code"),
+    [
+        # "Name-ABBREVIATION" (a style of some labs' English reports): both sides name one test.
+        ("High-Density Lipoprotein-HDL", "mmol/L", "14646-4"),
+        ("Total Cholesterol-TC", "mmol/L", "14647-2"),
+        ("Non-HDL Cholesterol-Non-HDL", "mmol/L", "70204-3"),
+        ("Fasting Blood Glucose-FBG", "mmol/L", "14771-0"),
+        ("Glycated Hemoglobin-HbA1c", "%", "4548-4"),
+    ],
+)
+def test_name_and_abbreviation_joined_by_a_hyphen(printed: str, unit: str, code: str) -> None:
+    assert resolve(printed, unit=unit).loinc == code
+
+
+def test_fasting_is_never_dropped_onto_the_random_glucose_term() -> None:
+    assert resolve("Fasting blood glucose", unit="mg/dL").loinc == "1558-6"
+    assert resolve("Glucose nüchtern, Vollblut", unit="mg/dl").reason == "unknown"
+    # Sides that name different tests, or a side that names none, give no code.
+    assert resolve("Postprandial Blood Glucose-PBG", unit="mmol/L").loinc is None
+    assert resolve("LDL-HDL", unit="mg/dL").loinc is None
+
+
 def test_a_nordic_prefix_that_leaves_nothing_known_is_part_of_the_name() -> None:
     assert resolve("B-type natriuretic peptide", unit="pg/mL").loinc == "30934-4"
     assert resolve("C-reactive protein", unit="mg/L").loinc == "1988-5"

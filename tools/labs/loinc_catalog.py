@@ -138,6 +138,7 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "blood glucose",
         "glucose random",
         molar="14749-6",
+        keeps=frozenset({"fasting"}),
     ),
     _e(
         "1558-6",
@@ -147,6 +148,10 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "glucose fasting",
         "fbg",
         "fpg",
+        "fasting blood glucose",
+        "fasting blood sugar",
+        "fbs",
+        "fasting plasma glucose",
         molar="14771-0",
     ),
     # BUN printed in mmol/L is urea nitrogen in moles (14937-7); a lab that prints "Urea" in
@@ -339,6 +344,7 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "blood glucose whole",
         molar="15074-8",
         whole_blood=True,
+        keeps=frozenset({"fasting"}),
     ),
     _e("2947-0", "Sodium (whole blood)", "mmol/L", "sodium", "na", whole_blood=True),
     _e("6298-4", "Potassium (whole blood)", "mmol/L", "potassium", "k", whole_blood=True),
@@ -607,6 +613,9 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "hdl chol",
         "hdl cholesterol hdl c",
         "hdl cholesterol",
+        "high density lipoprotein",
+        "high density lipoprotein cholesterol",
+        "hdl cholesterol direct",
         molar="14646-4",
     ),
     # A bare "LDL" does not say calculated or measured: 2089-1 is the method-less code.
@@ -618,6 +627,8 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "ldl c",
         "cholesterol in ldl",
         "ldl chol",
+        "low density lipoprotein",
+        "low density lipoprotein cholesterol",
         molar="22748-8",
     ),
     _e(
@@ -692,6 +703,7 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "hemoglobin a1c dcct",
         "glycated hemoglobin a1c",
         "hgba1c",
+        "glycosylated hemoglobin a1c",
         whole_blood=True,
         alt_units=(("mmol/mol", "59261-8"),),
         keeps=frozenset({"ifcc"}),
@@ -1189,15 +1201,24 @@ def _check_unit(name: str, entry: CatalogEntry, printed: str | None) -> Resoluti
 _PAREN_RE: Final = re.compile(r"^(?P<out>[^()]*)\((?P<in>[^()]*)\)(?P<rest>[^()]*)$")
 
 
-def _parts(name: str) -> list[str] | None:
-    """ "ALT (SGPT)" -> ["ALT", "SGPT"]; "AST/GOT" -> ["AST", "GOT"]; None when not split."""
+def _splits(name: str) -> list[list[str]]:
+    """Ways to cut a name into parts that must each name the same test.
+
+    "ALT (SGPT)" -> [["ALT", "SGPT"]]; "AST/GOT" -> [["AST", "GOT"]]; "Total Cholesterol-TC" and
+    "Non-HDL Cholesterol-Non-HDL" -> a cut at each hyphen (the "name-ABBREVIATION" style).
+    """
     match = _PAREN_RE.match(name)
     if match is not None:
         outer = f"{match['out']} {match['rest']}".strip(" ,;:")
         inner = [p.strip() for p in match["in"].split("/")]
-        return [outer, *inner] if outer and all(inner) else None
+        return [[outer, *inner]] if outer and all(inner) else []
     pieces = [p.strip() for p in name.split("/")]
-    return pieces if len(pieces) > 1 and all(pieces) else None
+    if len(pieces) > 1:
+        return [pieces] if all(pieces) else []
+    cuts = [i for i, c in enumerate(name) if c == "-"]
+    return [
+        [name[:i].strip(), name[i + 1 :].strip()] for i in cuts if name[:i].strip() and name[i + 1 :].strip()
+    ]
 
 
 def resolve(name: str, *, unit: str | None = None, panel: str | None = None) -> Resolution:
@@ -1206,9 +1227,10 @@ def resolve(name: str, *, unit: str | None = None, panel: str | None = None) -> 
     Order: the name as read (specimen prefix and words, fasting, translations), its words in any
     order, then without method words the code does not depend on; a Nordic prefix that leaves
     nothing known is read as part of the name ("B-type natriuretic peptide"); a name with a
-    parenthesis or slash ("ALT (SGPT)", "AST/GOT") resolves when every part names the same
-    entry. ``panel`` is the heading the row was printed under: a URINALYSIS (or "urine") heading
-    selects the urine rows. Several candidates that the unit does not separate -> ``ambiguous``.
+    parenthesis, slash or hyphen ("ALT (SGPT)", "AST/GOT", "Total Cholesterol-TC") resolves when
+    every part names the same entry. ``panel`` is the heading the row was printed under: a
+    URINALYSIS (or "urine") heading selects the urine rows. Several candidates that the unit
+    does not separate -> ``ambiguous``.
     """
     found = _resolve_printed(name, read_name(name), unit, panel)
     if found.reason == "unknown":
@@ -1217,8 +1239,7 @@ def resolve(name: str, *, unit: str | None = None, panel: str | None = None) -> 
             again = _resolve_printed(name, plain, unit, panel)
             found = again if again.reason != "unknown" else found
     if found.reason == "unknown":
-        parts = _parts(name)
-        if parts is not None:
+        for parts in _splits(name):
             each = [_resolve_printed(name, read_name(p), unit, panel) for p in parts]
             codes = {r.loinc for r in each}
             if len(codes) == 1 and None not in codes:
