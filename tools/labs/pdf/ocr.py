@@ -1,0 +1,272 @@
+"""Pages without a text layer (scans) read through Tesseract OCR, grounded like text-layer values.
+
+A scanned page is rendered in greyscale at ``OCR_DPI`` and given to the ``tesseract`` command
+(Debian's ``tesseract-ocr``, English data) for its TSV output: every word with its pixel box and
+its confidence. The boxes are mapped back to PDF points (origin top-left, as pymupdf's words)
+and the words go through the same row reading as a text layer (``rows.extract_page``).
+
+Why the command and not pymupdf's ``get_textpage_ocr``: both run the same Tesseract (about the
+same time a page), but pymupdf's OCR text page drops the confidences, and the confidence is what
+decides whether a value may be written.
+
+A value read by OCR is kept (``ExtractedLab.ocr`` names the engine) only when every token of its
+row, and of the line its collection date was read from, has a confidence of at least
+``MIN_CONFIDENCE``; any other result row goes to ``unparsed`` (reason: the lowest confidence)
+and the page stays in ``needs_model``, so that a configured model reads it for review as before.
+A page where OCR wrote nothing, or Tesseract is missing or fails, stays in ``needs_model`` too
+(the warning says why). Where a model is configured, ``model_pages.extract_with_model`` keeps an
+OCR value only where the model reads the same.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Final
+
+import pymupdf
+from PIL import Image, ImageFilter
+
+from tools.labs.pdf.layout import cells, group_lines, line_text
+from tools.labs.pdf.model import ExtractedLab, UnparsedRow, Word
+from tools.labs.pdf.rendering import render_dpi
+from tools.labs.pdf.rows import PageContext, collection_date, extract_page
+from tools.labs.pdf.values import parse_date, uses_decimal_comma
+
+__all__ = [
+    "MIN_CONFIDENCE",
+    "OCR_DPI",
+    "OcrEngine",
+    "ScannedPage",
+    "find_tesseract",
+    "gate_by_confidence",
+    "ocr_page_words",
+    "parse_tsv",
+    "read_scanned_page",
+]
+
+OCR_DPI: Final = 300  # Tesseract is trained on text of about this resolution
+# The lowest word confidence (0..1) a written value's row may hold; chosen on the scanned corpus
+# (see the module README text in the report of issue 13): below it, wrong values appear.
+MIN_CONFIDENCE: Final = 0.90
+_TIMEOUT_S: Final = 120.0  # one page; a page that takes longer is left to the model
+_TESSDATA_DIRS: Final = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata")
+_LANGUAGE: Final = "eng"
+# The TSV columns Tesseract prints: level 5 rows are words.
+_WORD_LEVEL: Final = "5"
+_COLUMNS: Final = 12
+# Table rules, underlines and specks read as text ("—", "_—", "|", ":", "."): no lab result is
+# printed as these alone, and they would split header cells and rows.
+_RULE_RE: Final = re.compile(r"^[-—–_|:;.,'\"`~©®¢°]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class OcrEngine:
+    """The ``tesseract`` command found on this machine, and the version it reports."""
+
+    path: str
+    version: str
+
+    @property
+    def label(self) -> str:
+        """What the written values say read them: ``tesseract 5.3.0`` (in their identifiers too)."""
+        return f"tesseract {self.version}"
+
+
+@dataclass
+class ScannedPage:
+    """What OCR gave for one page: results to write, rows for review, and whether the model should read it."""
+
+    results: list[ExtractedLab] = field(default_factory=list)
+    unparsed: list[UnparsedRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    needs_model: bool = True
+
+
+@functools.cache
+def find_tesseract() -> OcrEngine | None:
+    """Tesseract with its English data, or None (then scanned pages are left to the model)."""
+    path = shutil.which("tesseract")
+    if path is None:
+        return None
+    try:
+        done = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=_TIMEOUT_S, check=False
+        )
+        listed = subprocess.run(
+            [path, "--list-langs"], capture_output=True, text=True, timeout=_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    first = (done.stdout or done.stderr).splitlines()[:1]
+    if done.returncode != 0 or not first or _LANGUAGE not in listed.stdout.split():
+        return None
+    parts = first[0].split()
+    return OcrEngine(path=path, version=parts[1] if len(parts) > 1 else "unknown")
+
+
+def parse_tsv(tsv: str, scale_x: float, scale_y: float) -> list[Word]:
+    """Tesseract's TSV words as ``Word``s: pixel boxes times the scale (points per pixel), conf 0..1.
+
+    Words that are only rule or speck characters are dropped.
+    """
+    words: list[Word] = []
+    for row in tsv.splitlines()[1:]:
+        cols = row.split("\t")
+        if len(cols) < _COLUMNS or cols[0] != _WORD_LEVEL:
+            continue
+        text = cols[11].strip()
+        if not text or _RULE_RE.match(text):
+            continue
+        left, top, width, height = (int(c) for c in cols[6:10])
+        words.append(
+            Word(
+                left * scale_x,
+                top * scale_y,
+                (left + width) * scale_x,
+                (top + height) * scale_y,
+                text,
+                conf=max(0.0, float(cols[10])) / 100,
+            )
+        )
+    return words
+
+
+def ocr_page_words(page: Any, engine: OcrEngine, dpi: int = OCR_DPI) -> list[Word]:
+    """The page's words as Tesseract reads its pixels at ``dpi`` (lower for a giant page).
+
+    Raises ``OSError`` or ``subprocess.TimeoutExpired`` when Tesseract cannot run or hangs, and
+    ``subprocess.CalledProcessError`` when it fails.
+    """
+    rect = page.rect
+    used = render_dpi(rect.width, rect.height, dpi)
+    pix = page.get_pixmap(dpi=used, colorspace=pymupdf.csGRAY, alpha=False)
+    # A 3x3 median removes the scanner's dust and sensor noise that Tesseract reads as specks
+    # (more words at >= 0.9 confidence on the noisy scans of the corpus) and keeps strokes.
+    image = Image.frombytes("L", (pix.width, pix.height), pix.samples).filter(ImageFilter.MedianFilter(3))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PPM")  # uncompressed: encoding a PNG costs more than Tesseract's read
+    done = subprocess.run(
+        [engine.path, "stdin", "stdout", "--dpi", str(used), "-l", _LANGUAGE, "tsv"],
+        input=buffer.getvalue(),
+        capture_output=True,
+        timeout=_TIMEOUT_S,
+        check=True,
+        env=_environment(),
+    )
+    return parse_tsv(done.stdout.decode("utf-8", "replace"), rect.width / pix.width, rect.height / pix.height)
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    # Tesseract's OpenMP threads gain little on one page and fight over shared cores.
+    env.setdefault("OMP_THREAD_LIMIT", "1")
+    if "TESSDATA_PREFIX" not in env:
+        for folder in _TESSDATA_DIRS:
+            if os.path.isdir(folder):
+                env["TESSDATA_PREFIX"] = folder
+                break
+    return env
+
+
+def _row_of(lab: ExtractedLab, lines: list[list[Word]]) -> list[Word]:
+    """The line holding ``lab``'s value words (the row the value was read from)."""
+    x0, y0, x1, y1 = lab.bbox
+    for line in lines:
+        if any(
+            w.x0 >= x0 - 0.01 and w.x1 <= x1 + 0.01 and w.y0 >= y0 - 0.01 and w.y1 <= y1 + 0.01 for w in line
+        ):
+            return line
+    return []
+
+
+def _date_lines(on: date, lines: list[list[Word]]) -> list[list[Word]]:
+    """The lines a date ``on`` can have been read from: the collection line, or a dated column header."""
+    found = []
+    for line in lines:
+        collected = collection_date([line])
+        if (collected is not None and collected[0] == on) or any(
+            parse_date(line_text(c)) == on or parse_date(line_text(c), day_first=True) == on
+            for c in cells(line)
+        ):
+            found.append(line)
+    return found
+
+
+def _lowest(words: list[Word]) -> float:
+    return min((w.conf if w.conf is not None else 1.0 for w in words), default=0.0)
+
+
+def gate_by_confidence(
+    results: list[ExtractedLab],
+    words: list[Word],
+    page: int,
+    engine: OcrEngine,
+    *,
+    min_confidence: float = MIN_CONFIDENCE,
+) -> tuple[list[ExtractedLab], list[UnparsedRow]]:
+    """The results whose row (and date line) OCR read with confidence ``min_confidence`` or more, marked
+    as OCR readings; the others as rows for review, with their lowest confidence (pure)."""
+    lines = group_lines(words)
+    kept: list[ExtractedLab] = []
+    review: list[UnparsedRow] = []
+    for lab in results:
+        row = _row_of(lab, lines)
+        support = list(row)
+        if lab.effective is not None:
+            support += [w for line in _date_lines(lab.effective, lines) for w in line]
+        lowest = _lowest(support) if row else 0.0
+        if lowest >= min_confidence:
+            kept.append(lab.model_copy(update={"ocr": engine.label}))
+        else:
+            review.append(
+                UnparsedRow(
+                    page=page,
+                    text=line_text(row) or lab.value_text,
+                    reason=f"OCR confidence {lowest:.2f} below {min_confidence:.2f}: for review",
+                )
+            )
+    return kept, review
+
+
+def read_scanned_page(page: Any, number: int, context: PageContext) -> ScannedPage:
+    """One page without a text layer, through OCR; ``needs_model`` unless every result row was written."""
+    engine = find_tesseract()
+    if engine is None:
+        return ScannedPage(
+            warnings=[
+                f"page {number}: not read by OCR: tesseract with English data is not installed "
+                "(apt-get install tesseract-ocr tesseract-ocr-eng)"
+            ]
+        )
+    try:
+        words = ocr_page_words(page, engine)
+    except subprocess.TimeoutExpired:
+        return ScannedPage(warnings=[f"page {number}: OCR took over {_TIMEOUT_S:.0f} s and was stopped"])
+    except subprocess.CalledProcessError as exc:
+        return ScannedPage(warnings=[f"page {number}: OCR failed (tesseract exit status {exc.returncode})"])
+    except OSError as exc:
+        return ScannedPage(
+            warnings=[f"page {number}: OCR could not run ({exc.strerror or type(exc).__name__})"]
+        )
+    if not context.decimal_comma and uses_decimal_comma([w.text for w in words]):
+        context.decimal_comma = True  # a scanned document shows its decimal commas only to OCR
+    outcome = extract_page(words, number, page.rect.width, page.rect.height, context)
+    kept, review = gate_by_confidence(outcome.results, words, number, engine)
+    scanned = ScannedPage(
+        results=kept,
+        unparsed=[*outcome.unparsed, *review],
+        warnings=[*outcome.warnings],
+        needs_model=not kept or bool(review or outcome.unparsed),
+    )
+    if kept:
+        scanned.warnings.append(
+            f"page {number} has no text layer: {len(kept)} value(s) read by {engine.label}"
+        )
+    return scanned
