@@ -106,22 +106,18 @@ def build_model_device(identity: ModelIdentity) -> Built[Device]:
     for label, value in (("revision", identity.revision), ("prompt", identity.prompt_version)):
         if value:
             versions.append({"type": {"text": label}, "value": value})
-    device = Device.model_validate(
-        {
-            "resourceType": "Device",
-            "identifier": [ident.as_fhir()],
-            "status": "active",
-            "deviceName": [{"name": identity.name, "type": "model-name"}],
-            "type": {"coding": [dict(AI_DEVICE_TYPE)], "text": "Artificial Intelligence"},
-            "version": versions,
-            "property": (
-                [{"type": {"text": "dtype"}, "valueCode": [{"text": identity.dtype}]}]
-                if identity.dtype
-                else None
-            ),
-        }
-    )
-    return Built(resource=device, resource_type="Device", identifier=ident)
+    data = {
+        "resourceType": "Device",
+        "identifier": [ident.as_fhir()],
+        "status": "active",
+        "deviceName": [{"name": identity.name, "type": "model-name"}],
+        "type": {"coding": [dict(AI_DEVICE_TYPE)], "text": "Artificial Intelligence"},
+        "version": versions,
+        "property": (
+            [{"type": {"text": "dtype"}, "valueCode": [{"text": identity.dtype}]}] if identity.dtype else None
+        ),
+    }
+    return Built.of_json(Device.model_validate, data, identifier=ident)
 
 
 def is_ai_asserted(resource: Any) -> bool:

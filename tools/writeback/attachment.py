@@ -7,6 +7,8 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
+from tools.writeback.identifiers import fhir_datetime
+
 __all__ = ["attachment", "attachment_hash"]
 
 
@@ -17,14 +19,14 @@ def attachment_hash(data: bytes) -> str:
 
 def attachment(content_type: str, data: bytes, title: str, created: datetime) -> dict[str, Any]:
     """An inline Attachment; text is labelled English (everything ChartAgent writes is)."""
-    out: dict[str, Any] = {
-        "contentType": content_type,
+    # Keys in R4B's element order: the JSON is byte for byte what validating it would dump.
+    out: dict[str, Any] = {"contentType": content_type}
+    if content_type.startswith("text/"):
+        out["language"] = "en"
+    return out | {
         "data": base64.b64encode(data).decode("ascii"),
         "size": len(data),
         "hash": attachment_hash(data),
         "title": title,
-        "creation": created.isoformat(),
+        "creation": fhir_datetime(created),
     }
-    if content_type.startswith("text/"):
-        out["language"] = "en"
-    return out

@@ -48,7 +48,14 @@ from tools.text_safety import safe_text
 from tools.trends import ALGORITHM_REVISION, ENGINE_NAME, Trend
 from tools.writeback.ai_labels import ModelIdentity, ai_meta
 from tools.writeback.attachment import attachment
-from tools.writeback.identifiers import AI_OUTPUT_SYSTEM, Built, InputRef, Param, business_identifier
+from tools.writeback.identifiers import (
+    AI_OUTPUT_SYSTEM,
+    Built,
+    InputRef,
+    Param,
+    business_identifier,
+    fhir_datetime,
+)
 from tools.writeback.read_inputs import read_input_extensions
 from tools.writeback.trend_plots import MAX_PLOTS, RENDERER, plot_title, render_trend_plot, series_to_plot
 from tools.writeback.trend_table import report_plain_text, report_xhtml, trend_rows
@@ -151,17 +158,17 @@ def build_trend_observation(
     ucum = analyte is not None  # unknown codes keep the lab's unit text, which may not be UCUM
     unit = trend.unit
 
-    interpretation = (
-        [{"code": "B" if trend.direction == "improved" else "W"}] if trend.direction != "stable" else []
-    )
+    codes = ["B" if trend.direction == "improved" else "W"] if trend.direction != "stable" else []
     if trend.significant:
-        interpretation.append({"code": "U" if trend.change_from_baseline > 0 else "D"})
-    for item in interpretation:
-        item |= {"system": _INTERPRETATION, "display": _INTERPRETATION_DISPLAY[item["code"]]}
+        codes.append("U" if trend.change_from_baseline > 0 else "D")
+    # Keys in R4B's element order: the JSON is byte for byte what validating it would dump.
+    interpretation = [
+        {"system": _INTERPRETATION, "code": code, "display": _INTERPRETATION_DISPLAY[code]} for code in codes
+    ]
 
-    series_coding = {"code": trend.code, "display": trend.display}
-    if trend.system:
-        series_coding["system"] = trend.system
+    series_coding = {"system": trend.system, "code": trend.code, "display": trend.display}
+    if not trend.system:
+        del series_coding["system"]
     components = [
         _component(
             "analyte", "Analyte", valueCodeableConcept={"coding": [series_coding], "text": trend.display}
@@ -184,33 +191,34 @@ def build_trend_observation(
             )
         )
     category = analyte.category if analyte is not None else "laboratory"
-    obs = Observation.model_validate(
-        {
-            "resourceType": "Observation",
-            "meta": ai_meta(),
-            "identifier": [ident.as_fhir()],
-            "status": "preliminary",
-            "category": [{"coding": [{"system": _OBS_CATEGORY, "code": category}]}],
-            "code": {
-                "coding": [{"system": TREND_CODE_SYSTEM, "code": "lab-trend", "display": "Result trend"}],
-                "text": f"Trend of {trend.display}",
-            },
-            "subject": {"reference": subject},
-            "effectivePeriod": {"start": trend.first.time.isoformat(), "end": trend.latest.time.isoformat()},
-            "issued": issued.isoformat(),
-            "valueQuantity": _quantity(trend.change_from_baseline, unit, ucum),
-            "interpretation": [{"coding": [c]} for c in interpretation] or None,
-            "note": [{"text": trend.direction_reason}],
-            "method": {
-                "text": f"{ENGINE_NAME} rule revision {ALGORITHM_REVISION}: change of the latest value from "
-                f"the median of the first {trend.baseline_n} of {trend.n} results; Theil-Sen slope"
-            },
-            "device": {"reference": device.full_url},
-            "derivedFrom": [{"reference": s.reference} for s in trend.sources],
-            "component": components,
-        }
-    )
-    return Built(resource=obs, resource_type="Observation", identifier=ident)
+    data = {
+        "resourceType": "Observation",
+        "meta": ai_meta(),
+        "identifier": [ident.as_fhir()],
+        "status": "preliminary",
+        "category": [{"coding": [{"system": _OBS_CATEGORY, "code": category}]}],
+        "code": {
+            "coding": [{"system": TREND_CODE_SYSTEM, "code": "lab-trend", "display": "Result trend"}],
+            "text": f"Trend of {trend.display}",
+        },
+        "subject": {"reference": subject},
+        "effectivePeriod": {
+            "start": fhir_datetime(trend.first.time),
+            "end": fhir_datetime(trend.latest.time),
+        },
+        "issued": fhir_datetime(issued),
+        "valueQuantity": _quantity(trend.change_from_baseline, unit, ucum),
+        "interpretation": [{"coding": [c]} for c in interpretation] or None,
+        "note": [{"text": trend.direction_reason}],
+        "method": {
+            "text": f"{ENGINE_NAME} rule revision {ALGORITHM_REVISION}: change of the latest value from "
+            f"the median of the first {trend.baseline_n} of {trend.n} results; Theil-Sen slope"
+        },
+        "device": {"reference": device.full_url},
+        "derivedFrom": [{"reference": s.reference} for s in trend.sources],
+        "component": components,
+    }
+    return Built.of_json(Observation.model_validate, data, identifier=ident)
 
 
 def _read_set_parameter(read_inputs: frozenset[str]) -> dict[str, Param]:
@@ -294,33 +302,31 @@ def build_summary_report(
         },
     )
     sources = [s for t in trends for s in t.sources]
-    report = DiagnosticReport.model_validate(
-        {
-            "resourceType": "DiagnosticReport",
-            "meta": ai_meta(),
-            "extension": read_input_extensions(read_inputs) or None,
-            "identifier": [ident.as_fhir()],
-            "text": {"status": "generated", "div": div},
-            "status": "preliminary",
-            "category": [
-                {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}
-            ],
-            "code": {"coding": [dict(SUMMARY_REPORT_CODE)], "text": "Automated laboratory trend summary"},
-            "subject": {"reference": subject},
-            "effectivePeriod": {
-                "start": min(s.time for s in sources).isoformat(),
-                "end": max(s.time for s in sources).isoformat(),
-            },
-            "issued": issued.isoformat(),
-            "result": [
-                {"reference": o.full_url, "display": f"Trend of {t.display}"}
-                for o, t in zip(observations, trends, strict=True)
-            ],
-            "conclusion": safe_text(narrative, multiline=True, limit=None),
-            "presentedForm": [attachment(ct, data, title, issued) for ct, data, title in forms],
-        }
-    )
-    return Built(resource=report, resource_type="DiagnosticReport", identifier=ident)
+    data = {
+        "resourceType": "DiagnosticReport",
+        "meta": ai_meta(),
+        "text": {"status": "generated", "div": div},
+        "extension": read_input_extensions(read_inputs) or None,
+        "identifier": [ident.as_fhir()],
+        "status": "preliminary",
+        "category": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB"}]}
+        ],
+        "code": {"coding": [dict(SUMMARY_REPORT_CODE)], "text": "Automated laboratory trend summary"},
+        "subject": {"reference": subject},
+        "effectivePeriod": {
+            "start": fhir_datetime(min(s.time for s in sources)),
+            "end": fhir_datetime(max(s.time for s in sources)),
+        },
+        "issued": fhir_datetime(issued),
+        "result": [
+            {"reference": o.full_url, "display": f"Trend of {t.display}"}
+            for o, t in zip(observations, trends, strict=True)
+        ],
+        "conclusion": safe_text(narrative, multiline=True, limit=None),
+        "presentedForm": [attachment(ct, content, title, issued) for ct, content, title in forms],
+    }
+    return Built.of_json(DiagnosticReport.model_validate, data, identifier=ident)
 
 
 def build_provenance(
@@ -355,32 +361,28 @@ def build_provenance(
             + (f" prompt {identity.prompt_version}" if identity.prompt_version else ""),
         },
     }
-    prov = Provenance.model_validate(
-        {
-            "resourceType": "Provenance",
-            "meta": {"tag": [{"system": AI_OUTPUT_SYSTEM, "code": ident.value}]},
-            "target": [{"reference": t.full_url} for t in targets],
-            "recorded": recorded.isoformat(),
-            "activity": {
-                "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE"}
-                ]
-            },
-            "agent": [
-                {
-                    "type": {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                "code": "author",
-                                "display": "Author",
-                            }
-                        ]
-                    },
-                    "who": {"reference": device.full_url, "display": identity.name},
-                }
-            ],
-            "entity": [{"role": "source", "what": {"reference": s}} for s in unique_sources] + [derivation],
-        }
-    )
-    return Built(resource=prov, resource_type="Provenance", identifier=ident, match_by="_tag")
+    data = {
+        "resourceType": "Provenance",
+        "meta": {"tag": [{"system": AI_OUTPUT_SYSTEM, "code": ident.value}]},
+        "target": [{"reference": t.full_url} for t in targets],
+        "recorded": fhir_datetime(recorded),
+        "activity": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE"}]
+        },
+        "agent": [
+            {
+                "type": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                            "code": "author",
+                            "display": "Author",
+                        }
+                    ]
+                },
+                "who": {"reference": device.full_url, "display": identity.name},
+            }
+        ],
+        "entity": [{"role": "source", "what": {"reference": s}} for s in unique_sources] + [derivation],
+    }
+    return Built.of_json(Provenance.model_validate, data, identifier=ident, match_by="_tag")

@@ -17,6 +17,10 @@ and a value that is a result ("see note" is not):
 * ``identifier``: the extractor's identity, the DocumentReference and the SHA-256 of the PDF's
   bytes, and the row's page, bbox, LOINC code and printed value: a rerun on the same file
   creates nothing, a changed file creates new results.
+* A value read by OCR from a scanned page (``ExtractedLab.ocr``, "tesseract 5.3.0") says so:
+  ``meta.tag`` ``OCR_TAG`` as well, the engine beside its page and bbox, in the method, the note
+  and the identifier (another engine's reading is another result); the Provenance names the
+  engine on the document's source entity (extension ``OCR_ENGINE_URL``) and as a derivation entity.
 
 ``build_lab_document_transaction`` puts the extractor's Device, the Observations and one
 Provenance (targets the Observations, source the DocumentReference) in one transaction Bundle,
@@ -39,13 +43,19 @@ from tools.medgemma.tasks.lab_extraction import LabFlag
 from tools.writeback.ai_labels import ModelIdentity, ai_meta, build_model_device, engine_identity
 from tools.writeback.builders import build_provenance, check_time
 from tools.writeback.bundle import conditional_create_bundle
-from tools.writeback.extraction_labels import DOCUMENT_EXTRACTION_TAG, is_document_extraction
-from tools.writeback.identifiers import Built, InputRef, business_identifier
+from tools.writeback.extraction_labels import (
+    DOCUMENT_EXTRACTION_TAG,
+    OCR_ENGINE_URL,
+    OCR_TAG,
+    is_document_extraction,
+)
+from tools.writeback.identifiers import Built, InputRef, business_identifier, fhir_datetime
 
 __all__ = [
     "DOCUMENT_EXTRACTION_TAG",
     "LAB_PDF_TASK",
     "NOT_A_RESULT",
+    "OCR_TAG",
     "SOURCE_LOCATION_URL",
     "build_lab_document_transaction",
     "build_lab_result_observation",
@@ -103,7 +113,7 @@ def effective_of(lab: ExtractedLab, tz: tzinfo = UTC) -> str | None:
         return None
     if lab.effective_time is None:
         return lab.effective.isoformat()
-    return datetime.combine(lab.effective, lab.effective_time, tzinfo=tz).isoformat()
+    return fhir_datetime(datetime.combine(lab.effective, lab.effective_time, tzinfo=tz))
 
 
 def format_bbox(bbox: Sequence[float]) -> str:
@@ -175,6 +185,7 @@ def build_lab_result_observation(
             "bbox": format_bbox(lab.bbox),
             "loinc": lab.loinc,
             "value_text": lab.value_text,
+            **({"ocr": lab.ocr} if lab.ocr else {}),
         },
     )
     value: dict[str, Any]
@@ -183,45 +194,45 @@ def build_lab_result_observation(
     else:
         quantity = _quantity(lab.value, lab.unit)
         if lab.comparator is not None:
-            quantity["comparator"] = lab.comparator
+            # R4B's element order (value, comparator, unit, ...): the JSON is what validation dumps.
+            quantity = {"value": quantity.pop("value"), "comparator": lab.comparator, **quantity}
         value = {"valueQuantity": quantity}
     interpretation = None
     if lab.flag is not None:
         coding = {"system": _INTERPRETATION, "code": lab.flag.value, "display": _FLAG_DISPLAY[lab.flag]}
         interpretation = [{"coding": [coding]}]
-    obs = Observation.model_validate(
-        {
-            "resourceType": "Observation",
-            "meta": ai_meta(tag=[dict(DOCUMENT_EXTRACTION_TAG)]),
-            "extension": [
-                {
-                    "url": SOURCE_LOCATION_URL,
-                    "extension": [
-                        {"url": "page", "valueInteger": lab.page},
-                        {"url": "bbox", "valueString": format_bbox(lab.bbox)},
-                    ],
-                }
-            ],
-            "identifier": [ident.as_fhir()],
-            "status": "preliminary",
-            "category": [{"coding": [{"system": _OBS_CATEGORY, "code": "laboratory"}]}],
-            "code": {"coding": [{"system": LOINC_SYSTEM, "code": lab.loinc}], "text": lab.name},
-            "subject": {"reference": subject},
-            "effectiveDateTime": effective_of(lab, tz),
-            "issued": issued.isoformat(),
-            **value,
-            "interpretation": interpretation,
-            "referenceRange": _reference_range(lab),
-            "note": [{"text": f"Transcribed from page {lab.page} of the lab report PDF"}],
-            "method": {
-                "text": f"{identity.name} revision {identity.revision}: text layer of the PDF, "
-                "value located on the page"
-            },
-            "device": {"reference": device.full_url},
-            "derivedFrom": [{"reference": document}],
-        }
-    )
-    return Built(resource=obs, resource_type="Observation", identifier=ident)
+    data = {
+        "resourceType": "Observation",
+        "meta": ai_meta(tag=[dict(DOCUMENT_EXTRACTION_TAG), *_ocr_tags(lab)]),
+        "extension": [
+            {
+                "extension": [
+                    {"url": "page", "valueInteger": lab.page},
+                    {"url": "bbox", "valueString": format_bbox(lab.bbox)},
+                    *_ocr_location(lab),
+                ],
+                "url": SOURCE_LOCATION_URL,
+            }
+        ],
+        "identifier": [ident.as_fhir()],
+        "status": "preliminary",
+        "category": [{"coding": [{"system": _OBS_CATEGORY, "code": "laboratory"}]}],
+        "code": {"coding": [{"system": LOINC_SYSTEM, "code": lab.loinc}], "text": lab.name},
+        "subject": {"reference": subject},
+        "effectiveDateTime": effective_of(lab, tz),
+        "issued": fhir_datetime(issued),
+        **value,
+        "interpretation": interpretation,
+        "note": [{"text": _transcribed_note(lab)}],
+        "method": {
+            "text": f"{identity.name} revision {identity.revision}: {_how_read(lab)}, "
+            "value located on the page"
+        },
+        "device": {"reference": device.full_url},
+        "referenceRange": _reference_range(lab),
+        "derivedFrom": [{"reference": document}],
+    }
+    return Built.of_json(Observation.model_validate, data, identifier=ident)
 
 
 def build_lab_document_transaction(
@@ -244,9 +255,80 @@ def build_lab_document_transaction(
         raise ValueError(f"{document}: the same printed result twice; drop repeats before building")
     device = build_model_device(identity)
     for o in observations:
-        if o.resource.device is None or o.resource.device.reference != device.full_url:
+        if (o.json.get("device") or {}).get("reference") != device.full_url:
             raise ValueError(f"{document}: an Observation credits another Device than {identity.name}'s")
     provenance = build_provenance(
         targets=observations, device=device, sources=[document], identity=identity, recorded=issued
     )
-    return conditional_create_bundle([device, *observations, provenance])
+    return _with_ocr_engines(conditional_create_bundle([device, *observations, provenance]), document)
+
+
+# A value read by OCR from a scanned page (``ExtractedLab.ocr`` names the engine) says so: the tag
+# ``OCR_TAG``, the engine beside its page and box, the method and note; the identifier holds the
+# engine, so that another engine's (or version's) reading is a new result, not the same one.
+def _ocr_tags(lab: ExtractedLab) -> list[dict[str, str]]:
+    return [dict(OCR_TAG)] if lab.ocr else []
+
+
+def _ocr_location(lab: ExtractedLab) -> list[dict[str, Any]]:
+    return [{"url": "ocr", "valueString": lab.ocr}] if lab.ocr else []
+
+
+def _transcribed_note(lab: ExtractedLab) -> str:
+    if lab.ocr:
+        return f"Transcribed by OCR ({lab.ocr}) from page {lab.page} of the lab report PDF, a scanned page"
+    return f"Transcribed from page {lab.page} of the lab report PDF"
+
+
+def _how_read(lab: ExtractedLab) -> str:
+    return f"OCR of the scanned page ({lab.ocr})" if lab.ocr else "text layer of the PDF"
+
+
+def _ocr_engines(resource: dict[str, Any]) -> set[str]:
+    return {
+        str(part["valueString"])
+        for ext in resource.get("extension") or ()
+        if ext.get("url") == SOURCE_LOCATION_URL
+        for part in ext.get("extension") or ()
+        if part.get("url") == "ocr"
+    }
+
+
+def _with_ocr_engines(bundle: dict[str, Any], document: str) -> dict[str, Any]:
+    """``bundle`` whose Provenance names the OCR engines that read any of its Observations: an
+    extension on the document's source entity and a derivation entity per engine (unchanged when
+    every value comes from the text layer)."""
+    entries = bundle["entry"]
+    engines = sorted(
+        {
+            e
+            for entry in entries
+            if entry["resource"]["resourceType"] == "Observation"
+            for e in _ocr_engines(entry["resource"])
+        }
+    )
+    if not engines:
+        return bundle
+    read_by = [{"url": OCR_ENGINE_URL, "valueString": e} for e in engines]
+    out = []
+    for entry in entries:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Provenance":
+            entities = [
+                {"extension": read_by, **entity}
+                if entity.get("role") == "source" and (entity.get("what") or {}).get("reference") == document
+                else entity
+                for entity in resource["entity"]
+            ] + [
+                {
+                    "role": "derivation",
+                    "what": {
+                        "identifier": {"system": OCR_ENGINE_URL, "value": e},
+                        "display": f"{e}: OCR of scanned pages",
+                    },
+                }
+                for e in engines
+            ]
+            entry = {**entry, "resource": {**resource, "entity": entities}}
+        out.append(entry)
+    return {**bundle, "entry": out}
