@@ -12,25 +12,39 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["DOCUMENT_EXTRACTION_TAG", "is_document_extraction"]
+__all__ = ["DOCUMENT_EXTRACTION_TAG", "OCR_ENGINE_URL", "OCR_TAG", "is_document_extraction", "is_ocr_reading"]
 
 DOCUMENT_EXTRACTION_TAG: Final[dict[str, str]] = {
     "system": "urn:chartagent:ai-output-kind",
     "code": "document-extraction",
     "display": "Transcribed from a document",
 }
+# A transcription read by OCR from a scanned page (no text layer) carries this tag as well: how the
+# value was read, beside what it is. The OCR engine and its version are named in the Observation's
+# source location and in its Provenance (an extension with this URL).
+OCR_TAG: Final[dict[str, str]] = {
+    "system": "urn:chartagent:extraction-method",
+    "code": "ocr",
+    "display": "Read by OCR from a scanned page",
+}
+OCR_ENGINE_URL: Final = "urn:chartagent:ocr-engine"
 
 
 def _get(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
 
 
-def is_document_extraction(resource: Any) -> bool:
-    """True for a resource tagged as transcribed from a document (a parsed resource or its JSON)."""
+def _tagged(resource: Any, label: dict[str, str]) -> bool:
     meta = _get(resource, "meta")
     tags = (_get(meta, "tag") if meta is not None else None) or []
-    return any(
-        _get(tag, "system") == DOCUMENT_EXTRACTION_TAG["system"]
-        and _get(tag, "code") == DOCUMENT_EXTRACTION_TAG["code"]
-        for tag in tags
-    )
+    return any(_get(tag, "system") == label["system"] and _get(tag, "code") == label["code"] for tag in tags)
+
+
+def is_document_extraction(resource: Any) -> bool:
+    """True for a resource tagged as transcribed from a document (a parsed resource or its JSON)."""
+    return _tagged(resource, DOCUMENT_EXTRACTION_TAG)
+
+
+def is_ocr_reading(resource: Any) -> bool:
+    """True for a transcription read by OCR from a scanned page (a parsed resource or its JSON)."""
+    return _tagged(resource, OCR_TAG)
