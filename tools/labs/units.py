@@ -113,6 +113,12 @@ _ALIASES: Final[dict[str, str]] = {
     "10^9/l": "10*9/L",
     "m/ul": "10*6/uL",
     # German and Nordic cell counts: per nanolitre is 10^9/L, per picolitre 10^12/L.
+    "x10^3/ul": "10*3/uL",
+    "x10³/ul": "10*3/uL",
+    "10³/ul": "10*3/uL",
+    "x10^6/ul": "10*6/uL",
+    "x10⁶/ul": "10*6/uL",
+    "10⁶/ul": "10*6/uL",
     "/nl": "10*9/L",
     "/pl": "10*12/L",
     "tsd/ul": "10*3/uL",
