@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from agent.testbed.cohort.labpdf.canvas import open_pdf
+from agent.testbed.cohort.labpdf.corpus import build_fuzz_corpus
 from agent.testbed.cohort.labpdf.fuzz import FuzzedDocument, fuzz_document, scan_document
 from agent.testbed.cohort.labpdf.fuzz.grade import grade, text_in_box
 from agent.testbed.cohort.labpdf.fuzz.style import Arrangement
+from agent.testbed.cohort.labpdf.fuzz.truth import FuzzTruth
 from tools.labs.pdf import extract_labs
 
 # Hypothesis keeps a cache of constants in its home folder: outside the working tree.
@@ -100,3 +102,12 @@ def test_a_scanned_version_is_image_only_and_deterministic(seed: int) -> None:
         page: Any = doc[index]
         assert page.get_text().strip() == ""
         assert len(page.get_images()) == 1
+
+
+def test_a_fuzz_corpus_on_disk_holds_each_pdf_with_its_truth(tmp_path: Path) -> None:
+    written = build_fuzz_corpus(tmp_path, seed=3, count=3, scanned=1)
+    assert [p.name.endswith(".scan.pdf") for p in written] == [False, True, False, False]
+    for pdf in (p for p in written if not p.name.endswith(".scan.pdf")):
+        truth = FuzzTruth.model_validate_json(pdf.with_suffix(".truth.json").read_text())
+        assert pdf.read_bytes() == fuzz_document(truth.seed).pdf
+    assert (tmp_path / "manifest.json").is_file()

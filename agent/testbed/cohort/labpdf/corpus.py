@@ -2,6 +2,9 @@
 
 ``build_corpus`` writes ``<name>.pdf`` and, for each report with truth, ``<name>.truth.json``
 (the ``LabReport`` as JSON) plus ``manifest.json`` listing every file with its layout.
+``build_fuzz_corpus`` writes documents of the layout fuzzer (``labpdf.fuzz``) the same way, each
+with its exact truth (``FuzzTruth``: value boxes, unreadable rows) and, for the first few, a
+scanned copy.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from agent.testbed.cohort.labpdf.bad import (
     truncated_pdf,
 )
 from agent.testbed.cohort.labpdf.catalog import Panel, panel_keys
+from agent.testbed.cohort.labpdf.fuzz import fuzz_document, scan_document
 from agent.testbed.cohort.labpdf.layouts import (
     cumulative_truth,
     render_commercial,
@@ -33,7 +37,7 @@ from agent.testbed.cohort.labpdf.layouts import (
 from agent.testbed.cohort.labpdf.make import Dialect, make_report, sample_results
 from agent.testbed.cohort.labpdf.truth import LabReport
 
-__all__ = ["CorpusEntry", "build_corpus", "corpus_entries"]
+__all__ = ["CorpusEntry", "build_corpus", "build_fuzz_corpus", "corpus_entries"]
 
 _START: Final = datetime(2024, 3, 4, 7, 45)
 _B12_NOTE: Final = "Vitamin B12: specimen haemolysed, result withheld; please send a new sample."
@@ -180,4 +184,27 @@ def build_corpus(out_dir: Path, seed: int) -> list[tuple[Path, LabReport | None]
         manifest.append({"file": path.name, "layout": entry.layout, "has_truth": entry.truth is not None})
         written.append((path, entry.truth))
     (out_dir / "manifest.json").write_text(json.dumps({"seed": seed, "files": manifest}, indent=1) + "\n")
+    return written
+
+
+def build_fuzz_corpus(out_dir: Path, seed: int, count: int, scanned: int = 0) -> list[Path]:
+    """Write ``count`` fuzzed documents (seeds ``seed * 1000`` on) to ``out_dir``: ``<name>.pdf``,
+    ``<name>.truth.json`` and, for the first ``scanned``, ``<name>.scan.pdf``; returns the PDFs."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    manifest = []
+    for index in range(count):
+        document = fuzz_document(seed * 1000 + index)
+        path = out_dir / f"{document.name}.pdf"
+        path.write_bytes(document.pdf)
+        (out_dir / f"{document.name}.truth.json").write_text(document.truth.model_dump_json(indent=1) + "\n")
+        written.append(path)
+        files = [path.name]
+        if index < scanned:
+            scan = out_dir / f"{document.name}.scan.pdf"
+            scan.write_bytes(scan_document(document, seed * 1000 + index))
+            written.append(scan)
+            files.append(scan.name)
+        manifest.append({"files": files, "families": list(document.truth.families)})
+    (out_dir / "manifest.json").write_text(json.dumps({"seed": seed, "documents": manifest}, indent=1) + "\n")
     return written

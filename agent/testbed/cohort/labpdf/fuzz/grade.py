@@ -149,8 +149,12 @@ def grade(truth: FuzzTruth, got: LabPdfExtraction, *, label: str = "", tolerance
             out.family_found[family] += 1
     for u in truth.unreadable:
         first = u.name.split()[0].lower().rstrip(",")
-        if any(row.page == u.page and first in row.text.lower() for row in got.unparsed):
-            out.listed_unreadable += 1
+        for row in got.unparsed:
+            box: BBox | None = getattr(row, "bbox", None)  # the reader's box of the row, where it gives one
+            located = _inside(_centre(u.bbox), box, tolerance) if box else first in row.text.lower()
+            if row.page == u.page and located:
+                out.listed_unreadable += 1
+                break
     score_rows(t_rows, f_rows, out.score)
     return out
 
