@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     temporal_address: str = ""
     temporal_namespace: str = "default"
     temporal_task_queue: str = "chartagent-jobs"
+    # Cohort change checks (agent.planning.change_marks): a verified instant lies this far before
+    # the server's clock reading: the longest a write may take from stamping meta.lastUpdated to
+    # committing (large transaction Bundles on a database-backed server).
+    change_check_margin_s: float = Field(default=60.0, ge=0)
 
     @field_validator("app_issuers", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
+from datetime import timedelta
 from types import TracebackType
 from typing import Final, Self
 
@@ -36,6 +37,7 @@ from agent.jobs.summarize import PatientOutcome, summarize_many
 from agent.planning.change_marks import ChangeIndex, check_cohort, imaging_deferred, server_instant
 from agent.settings import Settings
 from agent.state import SummarizeState
+from fhir_adapters import FhirClient
 from fhir_adapters.error_tree import ChartAgentError
 from tools.medgemma.factory import open_backend
 
@@ -62,12 +64,15 @@ class JobWorker:
         *,
         check_changes: bool = True,
         lease_ttl_s: float = LEASE_TTL_S,
+        fhir: FhirClient | None = None,
     ) -> None:
         self.settings = settings
         self.fhir_url = fhir_url
         self.dicomweb_url = dicomweb_url
         self.check_changes = check_changes
         self.lease_ttl_s = lease_ttl_s
+        # A client to use instead of opening one (a test's recording transport); not closed here.
+        self._fhir = fhir
         # Names this process in the leases (host, pid, and a token: pids are reused).
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._stack = AsyncExitStack()
@@ -95,7 +100,9 @@ class JobWorker:
         async with AsyncExitStack() as stack:
             ledger = await stack.enter_async_context(open_ledger(self.settings))
             marks = await stack.enter_async_context(open_change_marks(self.settings, self.fhir_url))
-            client = await stack.enter_async_context(open_fhir_client(self.fhir_url, self.settings))
+            client = self._fhir
+            if client is None:
+                client = await stack.enter_async_context(open_fhir_client(self.fhir_url, self.settings))
             model = await stack.enter_async_context(open_backend(self.settings))
             # The PACS is opened only when a model can use it: without one no image is fetched.
             pacs = None
@@ -125,7 +132,7 @@ class JobWorker:
         ctx = self.ctx
         if ctx.change_marks is None or ctx.dry_run or not ctx.check_changes or not patient_ids:
             return None
-        as_of = await server_instant(ctx.fhir)
+        as_of = await server_instant(ctx.fhir, margin=timedelta(seconds=self.settings.change_check_margin_s))
         marks = await ctx.change_marks.get_many(patient_ids)
         index = await check_cohort(ctx.fhir, marks, can_read_images=ctx.can_read_images) if marks else None
         unchanged = index.unchanged if index is not None else {}

@@ -31,14 +31,16 @@ async def run_local(
     concurrency: int = 4,
     on_result: Callable[[PatientResult], None] | None = None,
     poll_s: float = POLL_S,
+    check_batch: bool = True,
 ) -> RunStatus:
     """Run the run's pending patients, `concurrency` at once; the run's status at the end (`done`
-    when every patient finished, `cancelled` when it was cancelled meanwhile)."""
+    when every patient finished, `cancelled` when it was cancelled meanwhile). `check_batch=False`:
+    no cohort-level check, each patient checks its own (the baseline of the benchmark)."""
     ledger = worker.ledger
     holder = worker.lease_holder(run_id)
     await ledger.reset_running(run_id)
     pending = [row.patient_id for row in await ledger.patients(run_id) if row.status == "pending"]
-    changes = await worker.check_batch(pending)
+    changes = await worker.check_batch(pending) if check_batch else None
     for result in await worker.settle_unchanged(run_id, changes):
         if on_result is not None:
             on_result(result)
