@@ -11,6 +11,12 @@ locates them), so they are ``ModelReadLab`` records with a ``status``:
 * ``unverified``: read from a page without text; a person must check it against the image.
 * ``agrees``: the text layer prints the same test with the same value and flag on that page.
 * ``disagrees`` / ``not in text``: flagged; the text layer wins.
+
+Pages read by OCR (``tools.labs.pdf.ocr``: values with ``ocr`` set) always go to the model, and
+an OCR value is kept in ``text.results`` only where the model reads the same test with the same
+value and flag on that page (``agrees``). Any other OCR value (the model reads another value, or
+none, or its answer is unreadable) moves to ``text.unparsed`` for review and its page to
+``needs_model``; what the model reads there and OCR did not write is ``unverified``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from tools.labs.loinc_catalog import normalize_name, resolve
-from tools.labs.pdf.model import ExtractedLab, LabPdfExtraction
+from tools.labs.pdf.model import ExtractedLab, LabPdfExtraction, UnparsedRow
 from tools.labs.pdf.reader import DEFAULT_MAX_PAGES, extract_labs, open_pdf
 from tools.labs.pdf.rendering import DEFAULT_DPI, MAX_RENDER_PIXELS, render_dpi, render_page
 from tools.medgemma.tasks import lab_extraction
@@ -83,10 +89,14 @@ def _key(name: str, unit: str | None) -> str:
     return found.loinc or normalize_name(name)
 
 
+def _match(read: LabResult, printed: list[ExtractedLab]) -> ExtractedLab | None:
+    key = _key(read.name, read.unit)
+    return next((p for p in printed if (p.loinc or normalize_name(p.name)) == key), None)
+
+
 def compare(page: int, read: LabResult, printed: list[ExtractedLab]) -> ModelReadLab:
     """The model's ``read`` of ``page`` against the text layer's results printed on that page."""
-    key = _key(read.name, read.unit)
-    match = next((p for p in printed if (p.loinc or normalize_name(p.name)) == key), None)
+    match = _match(read, printed)
     status: Status
     detail = None
     if match is None:
@@ -123,7 +133,9 @@ async def extract_with_model(
 ) -> ModelAssistedExtraction:
     """Text layer first; pages without text (and, with ``cross_check``, all pages) through the model."""
     text = extract_labs(source, max_pages=max_pages, name=name)
-    pages = list(range(1, text.page_count + 1)) if cross_check else list(text.needs_model)
+    ocr_pages = {r.page for r in text.results if r.ocr}
+    pages = list(range(1, text.page_count + 1)) if cross_check else sorted({*text.needs_model, *ocr_pages})
+    confirmed: set[int] = set()  # ids of the OCR results the model reads alike
     read: list[ModelReadLab] = []
     warnings: list[str] = []
     if not pages:
@@ -148,7 +160,14 @@ async def extract_with_model(
                 continue
             printed = [r for r in text.results if r.page == number]
             for result in run.result.results:
-                if number in text.needs_model:
+                if number in ocr_pages:
+                    checked = compare(number, result, printed)
+                    if checked.status == "agrees":
+                        confirmed.add(id(_match(result, printed)))
+                    elif checked.status == "not in text":  # OCR left it for review: the model's reading too
+                        checked = checked.model_copy(update={"status": "unverified"})
+                    read.append(checked)
+                elif number in text.needs_model:
                     read.append(
                         ModelReadLab(
                             page=number,
@@ -165,4 +184,35 @@ async def extract_with_model(
                     read.append(compare(number, result, printed))
     finally:
         doc.close()
+    text = _unconfirmed_to_review(text, confirmed)
     return ModelAssistedExtraction(text=text, model_results=tuple(read), warnings=tuple(warnings))
+
+
+def _unconfirmed_to_review(text: LabPdfExtraction, confirmed: set[int]) -> LabPdfExtraction:
+    """``text`` with every OCR value the model did not read alike moved to ``unparsed`` (for review)."""
+    doubtful = [r for r in text.results if r.ocr and id(r) not in confirmed]
+    if not doubtful:
+        return text
+    review = [
+        UnparsedRow(
+            page=r.page,
+            text=f"{r.name} {r.value_text}",
+            reason="read by OCR, not confirmed by the model: for review",
+            bbox=r.bbox,
+        )
+        for r in doubtful
+    ]
+    return text.model_copy(
+        update={
+            "results": tuple(r for r in text.results if not (r.ocr and id(r) not in confirmed)),
+            "unparsed": (*text.unparsed, *review),
+            "needs_model": tuple(sorted({*text.needs_model, *(r.page for r in doubtful)})),
+            "warnings": (
+                *text.warnings,
+                *(
+                    f"page {r.page}: {r.name} read by OCR, not confirmed by the model: for review"
+                    for r in doubtful
+                ),
+            ),
+        }
+    )

@@ -34,7 +34,7 @@ import pymupdf
 from PIL import Image, ImageFilter
 
 from tools.labs.pdf.layout import cells, group_lines, line_text
-from tools.labs.pdf.model import ExtractedLab, UnparsedRow, Word
+from tools.labs.pdf.model import ExtractedLab, UnparsedRow, Word, union_bbox
 from tools.labs.pdf.rendering import render_dpi
 from tools.labs.pdf.rows import PageContext, collection_date, extract_page
 from tools.labs.pdf.values import parse_date, uses_decimal_comma
@@ -230,6 +230,7 @@ def gate_by_confidence(
                     page=page,
                     text=line_text(row) or lab.value_text,
                     reason=f"OCR confidence {lowest:.2f} below {min_confidence:.2f}: for review",
+                    bbox=union_bbox(row) if row else lab.bbox,
                 )
             )
     return kept, review
