@@ -153,16 +153,36 @@ def extract_page(
         region = [w for w in words if table.left <= w.xc < table.right]
         panel = _panel_above(region, table) if found else context.panel
         body = [w for w in region if table.top < (w.y0 + w.y1) / 2 < table.bottom]
-        read |= {id(w) for w in body}
         last: _Row | None = None
         for line in group_lines(body):
-            panel, last = _read_row(line, table, page, panel, last, context, outcome)
+            before = (len(outcome.results), len(outcome.unparsed))
+            panel, last, taken = _read_row(line, table, page, panel, last, context, outcome)
+            if not found and taken and len(outcome.results) == before[0]:
+                taken = _keep_columns(line, page, context, outcome, before)
+            if taken:
+                read |= {id(w) for w in line}
         context.panel = panel
     free = [w for w in words if id(w) not in read]
     if free:
         _read_free(group_lines(free), page, context, outcome)
     _bold_flags(words, outcome)
     return outcome
+
+
+def _keep_columns(
+    line: list[Word], page: int, context: PageContext, outcome: PageOutcome, before: tuple[int, int]
+) -> bool:
+    """On a page without a header, whether a line stays read by the last page's columns.
+
+    A line those columns read no result from but whose own words make one ("Glucose: 182 mg/dL"
+    on a page laid out anew) is read from its words instead.
+    """
+    trial = PageOutcome()
+    _read_free([line], page, context, trial)
+    if not trial.results:
+        return True
+    del outcome.unparsed[before[1] :]
+    return False
 
 
 def _panel_above(region: list[Word], table: Table) -> str | None:
@@ -208,14 +228,15 @@ def _read_row(
     last: _Row | None,
     context: PageContext,
     outcome: PageOutcome,
-) -> tuple[str | None, _Row | None]:
-    """Read one line under a header; return the panel in force after it and the row it read."""
+) -> tuple[str | None, _Row | None, bool]:
+    """Read one line under a header: the panel in force after it, the row it read, and whether the
+    line was a row of this table at all (else it is read as free text)."""
     line = [w for w in line if not is_leader(w)]
     if not line:
-        return panel, last
+        return panel, last, True
     text = line_text(line)
     if is_note(text):
-        return panel, None
+        return panel, None, True
     by_col: dict[int, list[Word]] = {}
     for w in line:
         col = table.column_of(w)
@@ -223,12 +244,12 @@ def _read_row(
             by_col.setdefault(col, []).append(w)
     for cell in cells(line):
         if len({table.column_of(w) for w in cell}) >= 2:
-            return panel, None  # one phrase running across a column edge: prose (a note), not a row
+            return panel, None, False  # one phrase running across a column edge: prose, not a row
     roles = {i: c.role for i, c in enumerate(table.columns)}
     name_cols = [i for i, r in roles.items() if r is Role.NAME]
     name_words = by_col.get(name_cols[0], []) if name_cols else []
     if not name_words:
-        return panel, None
+        return panel, None, False
     implicit_tail: Tail | None = None
     if table.implicit:
         # No header named the columns: the name is the first phrase, units and ranges by shape.
@@ -237,7 +258,7 @@ def _read_row(
         implicit_tail = read_tail([w for c in name_cells[1:] for w in c], decimal_comma=context.decimal_comma)
     name = clean_name(name_words)
     if not name:
-        return panel, None
+        return panel, None, False
     height = max(w.height for w in line)
     bottom = max(w.y1 for w in line)
     name_only = (
@@ -249,9 +270,10 @@ def _read_row(
         # A name alone: the second line of the name above, or a panel heading / a name's first line.
         if last is not None and last.results and last.near(line) and continues(last.name, name):
             _rename(outcome, last, f"{last.name} {name}")
-            return panel, None
+            return panel, None, True
         heading = name if is_heading(name) else None
-        return heading or panel, _Row(name, line[0].x0, bottom, height, panel=panel)
+        # Not a heading ("Glucose ..... 88 mg/dL" under another page's columns): read it as free text.
+        return heading or panel, _Row(name, line[0].x0, bottom, height, panel=panel), heading is not None
     pending = last if last is not None and not last.results and last.near(line) else None
     if pending is not None and continues(pending.name, name):
         name = f"{pending.name} {name}"
@@ -324,7 +346,7 @@ def _read_row(
         )
     if not any_value and resolution.entry is not None:
         outcome.unparsed.append(_unparsed(page, line, "no result printed"))
-    return panel, row
+    return panel, row, True
 
 
 def _cell_value(text: str, decimal_comma: bool) -> tuple[ParsedValue, LabFlag | None] | None:
@@ -377,15 +399,17 @@ def _read_free(lines: list[list[Word]], page: int, context: PageContext, outcome
         bottom = max(w.y1 for w in line)
         rows: list[_Row] = []
         if all(p.value is None for p in parts):
-            for part in parts:
+            for i, part in enumerate(parts):
+                if part.colon and i + 1 < len(parts) and _known(resolve(part.name)):
+                    outcome.unparsed.append(_unparsed(page, line, "result not readable"))
                 rows.append(_name_only(part, line, page, headings, last_rows, outcome, height, bottom))
             last_rows = rows
             continue
         previous: Segment | None = None
-        for part in parts:
+        for i, part in enumerate(parts):
             if part.value is None:
                 rows.append(_Row(part.name, part.name_words[0].x0, bottom, height))
-                if part.colon and _known(resolve(part.name)):
+                if part.colon and i + 1 < len(parts) and _known(resolve(part.name)):
                     outcome.unparsed.append(_unparsed(page, part.words, "result not readable"))
                 previous = part
                 continue
