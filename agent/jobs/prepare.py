@@ -3,12 +3,13 @@ the same for every executor. Started again with the same run id, the run is foun
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from agent.jobs.cohorts import CohortSpec, resolve_cohort
 from agent.jobs.ledger import Ledger, RunRow
 from fhir_adapters import FhirClient
-from fhir_adapters.bulk_export import fhir_instant
+from fhir_adapters.bulk_export import BulkExportClient, fhir_instant
 from fhir_adapters.error_tree import BadInputError
 
 __all__ = ["JobInputError", "prepare_run"]
@@ -37,11 +38,13 @@ async def prepare_run(
     since: str | None,
     executor: str,
     fhir_url: str,
+    on_export_progress: Callable[[str], None] | None = None,
 ) -> RunRow:
     """Create the run (or find it, to resume) and resolve its cohort into pending patients.
 
     A resumed run keeps its cohort and patients: it is resolved again only when no patient was
-    recorded (a crash during the resolution: an export resumes polling its saved status URL)."""
+    recorded (a crash during the resolution: an export resumes polling its saved status URL).
+    `on_export_progress`: the server's `X-Progress` text of each status poll of an export."""
     spec = CohortSpec.parse(cohort)
     existing = await ledger.get_run(run_id)
     if existing is not None and existing.fhir_url != fhir_url:
@@ -64,6 +67,7 @@ async def prepare_run(
         since=_since_instant(run.since) if run.since else None,
         saved_status_url=run.export_status_url,
         on_status_url=save_status_url,
+        bulk=BulkExportClient(fhir, on_progress=on_export_progress) if on_export_progress else None,
     )
     when = resolution.transaction_time
     await ledger.set_transaction_time(run_id, fhir_instant(when) if when else None)

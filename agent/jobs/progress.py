@@ -1,6 +1,14 @@
-"""The progress bar of a job on a terminal: patients finished of the run's total, the rate and the ETA."""
+"""The progress bar of a job on a terminal: patients finished of the run's total, the rate and the ETA.
+
+The local executor advances it as each patient's result comes in; an executor whose patients run
+elsewhere (Temporal workers) is followed through the ledger, which every worker writes.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Final
 
 from rich.console import Console
 from rich.progress import (
@@ -15,7 +23,12 @@ from rich.progress import (
 )
 from rich.text import Text
 
-__all__ = ["RateColumn", "job_progress"]
+from agent.jobs.ledger import Ledger
+
+__all__ = ["RateColumn", "follow_ledger", "job_progress"]
+
+# How often a followed run's counts are read (one small query).
+FOLLOW_EVERY_S: Final = 0.5
 
 
 class RateColumn(ProgressColumn):
@@ -39,3 +52,14 @@ def job_progress(*, enabled: bool) -> Progress:
         console=Console(stderr=True),
         disable=not enabled,
     )
+
+
+async def follow_ledger(
+    ledger: Ledger, run_id: str, show: Callable[[int, int], None], *, every_s: float = FOLLOW_EVERY_S
+) -> None:
+    """Until cancelled: `show(finished, total)` from the run's ledger counts every `every_s`."""
+    while True:
+        counts = await ledger.counts(run_id)
+        total = sum(counts.values())
+        show(total - counts["pending"] - counts["running"], total)
+        await asyncio.sleep(every_s)

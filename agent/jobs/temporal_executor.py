@@ -15,14 +15,18 @@ the cohort). `run_on_temporal` starts the workflow `chartagent-run-<run_id>`
 
 A run id is started once: a second start while the workflow runs attaches to it (the rerun of an
 interrupted `jobs run`), a start after it finished is refused (`RunAlreadyStarted`); Temporal
-rejects the duplicate by the workflow id's reuse and conflict policies. `cancel_on_temporal`
-cancels the workflow (children and running activities with it) for `chartagent jobs cancel`.
+rejects the duplicate by the workflow id's reuse and conflict policies. `jobs retry-failed` of a
+Temporal run (`retry=True`, its failed patients already back to pending in the ledger) starts the
+run's next retry workflow `chartagent-run-<run_id>-retry-<n>`, or attaches to one still running.
+`cancel_on_temporal` cancels the run's running workflows (children and running activities with
+them) for `chartagent jobs cancel`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import Final
@@ -34,7 +38,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from agent.jobs.activities import JobWorker
 from agent.jobs.temporal_worker import build_worker, connect
-from agent.jobs.temporal_workflows import RunInput, RunOptions, RunTally, RunWorkflow, run_workflow_id
+from agent.jobs.temporal_workflows import (
+    RunInput,
+    RunOptions,
+    RunTally,
+    RunWorkflow,
+    retry_workflow_id,
+    run_workflow_id,
+)
 from agent.settings import Settings
 from fhir_adapters.error_tree import ChartAgentError, ConfigurationError
 
@@ -66,14 +77,20 @@ class RunCancelled(ChartAgentError):
 
 
 async def start_run(
-    client: Client, settings: Settings, run_id: str, options: RunOptions | None = None
+    client: Client,
+    settings: Settings,
+    run_id: str,
+    options: RunOptions | None = None,
+    *,
+    workflow_id: str | None = None,
 ) -> WorkflowHandle[RunWorkflow, RunTally]:
-    """Start the run's workflow; `RunAlreadyStarted` if its id was ever used on this server."""
+    """Start the run's workflow (`workflow_id`: default the run's own); `RunAlreadyStarted` if
+    that id was ever used on this server."""
     try:
         return await client.start_workflow(
             RunWorkflow.run,
             RunInput(run_id, options or RunOptions()),
-            id=run_workflow_id(run_id),
+            id=workflow_id or run_workflow_id(run_id),
             task_queue=settings.temporal_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
@@ -82,20 +99,31 @@ async def start_run(
         raise RunAlreadyStarted(f"run {run_id} was already started on Temporal") from None
 
 
+def _workflow_ids(run_id: str, *, retry: bool) -> Iterator[str]:
+    if retry:
+        return (retry_workflow_id(run_id, n) for n in itertools.count(1))
+    return iter((run_workflow_id(run_id),))
+
+
 async def _start_or_attach(
-    client: Client, settings: Settings, run_id: str, options: RunOptions | None
+    client: Client, settings: Settings, run_id: str, options: RunOptions | None, *, retry: bool
 ) -> WorkflowHandle[RunWorkflow, RunTally]:
-    try:
-        return await start_run(client, settings, run_id, options)
-    except RunAlreadyStarted:
-        handle = client.get_workflow_handle_for(RunWorkflow.run, run_workflow_id(run_id))
-        status = (await handle.describe()).status
-        if status is WorkflowExecutionStatus.RUNNING:
-            return handle  # an interrupted `jobs run` of this run: wait for the same workflow
-        state = status.name.lower() if status is not None else "closed"
-        raise RunAlreadyStarted(
-            f"run {run_id} already ran on Temporal ({state}); `chartagent jobs status {run_id}` shows it"
-        ) from None
+    for workflow_id in _workflow_ids(run_id, retry=retry):
+        try:
+            return await start_run(client, settings, run_id, options, workflow_id=workflow_id)
+        except RunAlreadyStarted:
+            handle = client.get_workflow_handle_for(RunWorkflow.run, workflow_id)
+            status = (await handle.describe()).status
+            if status is WorkflowExecutionStatus.RUNNING:
+                return handle  # an interrupted `jobs run` (or retry) of this run: wait for it
+            if retry:
+                continue  # that retry is over: the next one
+            state = status.name.lower() if status is not None else "closed"
+            raise RunAlreadyStarted(
+                f"run {run_id} already ran on Temporal ({state}); `chartagent jobs status {run_id}` "
+                "shows it, `chartagent jobs retry-failed` runs its failed patients again"
+            ) from None
+    raise AssertionError("unreachable")  # the retry ids never run out
 
 
 async def run_on_temporal(
@@ -107,10 +135,12 @@ async def run_on_temporal(
     concurrency: int = 4,
     options: RunOptions | None = None,
     embedded_server: EmbeddedServer | None = None,
+    retry: bool = False,
 ) -> RunTally:
     """Run (or resume) the ledger's run `run_id` on Temporal and wait for it; the patients' final
     statuses counted. Without `CHARTAGENT_TEMPORAL_ADDRESS`, `embedded_server` starts the server
     and `concurrency` patients run at once in this process (shared workers set their own).
+    `retry`: a retry workflow of the run (its pending patients: `jobs retry-failed`).
     Raises `RunAlreadyStarted` for a finished run, `RunCancelled` if it is cancelled."""
     async with AsyncExitStack() as stack:
         address = settings.temporal_address
@@ -125,7 +155,7 @@ async def run_on_temporal(
             await stack.enter_async_context(
                 build_worker(client, settings, job_worker, concurrency=concurrency)
             )
-        handle = await _start_or_attach(client, settings, run_id, options)
+        handle = await _start_or_attach(client, settings, run_id, options, retry=retry)
         try:
             return await handle.result()
         except WorkflowFailureError as exc:
@@ -136,22 +166,27 @@ async def run_on_temporal(
 
 
 async def cancel_on_temporal(settings: Settings, run_id: str) -> bool:
-    """Ask Temporal to cancel the run's workflow. False: no Temporal server holds it now (the
-    embedded one runs only during a `jobs run`; the ledger's `cancelled` then stops a resume)."""
+    """Ask Temporal to cancel the run's running workflows (the run's own, its retries). False: no
+    Temporal server holds one now (the embedded one runs only during a `jobs run`; the ledger's
+    `cancelled` then stops a resume)."""
     address = settings.temporal_address or _embedded_address(settings.state_dir / EMBEDDED_DIR)
     if not address:
         return False
-    try:
-        client = await connect(settings, address)
-        handle = client.get_workflow_handle(run_workflow_id(run_id))
-        if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
-            return False
-        await handle.cancel()
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
+    client = await connect(settings, address)
+    cancelled = False
+    for workflow_id in itertools.chain(_workflow_ids(run_id, retry=False), _workflow_ids(run_id, retry=True)):
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            status = (await handle.describe()).status
+            if status is WorkflowExecutionStatus.RUNNING:
+                await handle.cancel()
+                cancelled = True
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            if workflow_id != run_workflow_id(run_id):
+                break  # retries are numbered from 1 without gaps: no later one
+    return cancelled
 
 
 def _embedded_address(directory: Path) -> str | None:

@@ -8,11 +8,16 @@ one `JobWorker` (ledger, FHIR client, model backend, PACS, change marks) and run
 `CHARTAGENT_MODEL_MAX_CONCURRENCY` limit. `chartagent jobs run --executor temporal` against the
 embedded dev server runs the same worker inside its own process (agent.jobs.temporal_executor).
 
+Each chunk's change check (`check_changes`) runs `JobWorker.check_batch` over the chunk's patients,
+records those it found unchanged and still pending as `unchanged` (`JobWorker.settle_unchanged`,
+one ledger transaction) and answers what it found for the others.
+
 Each patient's activity (`summarize_patient`):
 - skips a patient of a run that was cancelled, and refuses a run of another FHIR server;
-- runs `agent.jobs.activities.summarize_one`, which takes the patient's lease, records the result
-  in the ledger and releases the lease, while a background task heartbeats (a worker that dies
-  is noticed after the heartbeat timeout and the patient runs again elsewhere);
+- runs `agent.jobs.activities.summarize_one` (with the chunk's finding), which takes the
+  patient's lease, records the result in the ledger and releases the lease, while a background
+  task heartbeats (a worker that dies is noticed after the heartbeat timeout and the patient runs
+  again elsewhere);
 - a patient whose lease another writer holds is retried later (not counted as a failure);
 - a failed result is retried with backoff until the ledger counts `max_attempts` attempts,
   then stays failed with its reason.
@@ -27,7 +32,7 @@ import logging
 import math
 import signal
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from temporalio import activity
@@ -36,17 +41,21 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from agent.jobs.activities import LEASE_TTL_S, JobWorker, PatientBusy, summarize_one
-from agent.jobs.ledger import PatientResult, PatientRow
+from agent.jobs.ledger import PatientResult, PatientRow, RunRow
 from agent.jobs.temporal_workflows import (
+    CHECK_ACTIVITY,
     CHUNK_ACTIVITY,
     FINISH_ACTIVITY,
     PATIENT_ACTIVITY,
     PLAN_ACTIVITY,
+    CheckFinding,
+    CheckRequest,
     ChunkRequest,
     ChunkWorkflow,
     PatientInput,
     RunWorkflow,
 )
+from agent.planning.change_marks import ChangeIndex
 from agent.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -67,7 +76,7 @@ class RunActivities:
         # attempt still runs here (a heartbeat missed) must not make a second writer.
         self._here: set[tuple[str, str]] = set()
 
-    async def _rows(self, run_id: str) -> list[PatientRow]:
+    async def _run(self, run_id: str) -> RunRow:
         run = await self.worker.ledger.get_run(run_id)
         if run is None:
             raise ApplicationError(f"no run {run_id} in the ledger", non_retryable=True)
@@ -76,6 +85,10 @@ class RunActivities:
             raise ApplicationError(
                 f"run {run_id} is on another FHIR server than this worker's", non_retryable=True
             )
+        return run
+
+    async def _rows(self, run_id: str) -> list[PatientRow]:
+        await self._run(run_id)
         return await self.worker.ledger.patients(run_id)
 
     @activity.defn(name=PLAN_ACTIVITY)
@@ -89,6 +102,21 @@ class RunActivities:
         rows = await self._rows(request.run_id)
         start = request.index * request.chunk_size
         return [r.patient_id for r in rows[start : start + request.chunk_size] if r.status in _TO_RUN]
+
+    @activity.defn(name=CHECK_ACTIVITY)
+    async def check_changes(self, request: CheckRequest) -> CheckFinding:
+        """The chunk's cohort-level change check; the patients it found unchanged settled in the ledger."""
+        await self._run(request.run_id)
+        index = await self.worker.check_batch(request.patient_ids)
+        if index is None:
+            return CheckFinding()
+        settled = await self.worker.settle_unchanged(request.run_id, index)
+        return CheckFinding(
+            checked=True,
+            settled=[r.patient_id for r in settled],
+            unchanged={p: through.isoformat() for p, through in index.unchanged.items()},
+            as_of=index.as_of.isoformat() if index.as_of is not None else None,
+        )
 
     @activity.defn(name=FINISH_ACTIVITY)
     async def finish_run(self, run_id: str) -> None:
@@ -109,7 +137,9 @@ class RunActivities:
         self._here.add(key)
         beats = asyncio.create_task(_heartbeat(patient.heartbeat_every_s))
         try:
-            result = await summarize_one(self.worker, patient.run_id, patient.patient_id)
+            result = await summarize_one(
+                self.worker, patient.run_id, patient.patient_id, changes=_finding(patient)
+            )
         except PatientBusy:
             raise _busy(patient, "is being written by another run or worker") from None
         finally:
@@ -134,6 +164,18 @@ class RunActivities:
             patient.run_id, PatientResult(patient_id=patient.patient_id, status="failed", reason=why)
         )
         return "failed"
+
+
+def _finding(patient: PatientInput) -> ChangeIndex | None:
+    """The chunk's check as far as this patient goes (`summarize_one` checks that a mark it found
+    the patient unchanged against is still the patient's)."""
+    if not patient.checked:
+        return None
+    through = patient.unchanged_through
+    return ChangeIndex(
+        unchanged={} if through is None else {patient.patient_id: datetime.fromisoformat(through)},
+        as_of=None if patient.checked_as_of is None else datetime.fromisoformat(patient.checked_as_of),
+    )
 
 
 def _busy(patient: PatientInput, what: str) -> ApplicationError:
@@ -164,6 +206,7 @@ def build_worker(client: Client, settings: Settings, job_worker: JobWorker, *, c
         activities=[
             activities.plan_run,
             activities.chunk_patients,
+            activities.check_changes,
             activities.finish_run,
             activities.summarize_patient,
         ],

@@ -6,6 +6,14 @@ chunks, each a `ChunkWorkflow` child (`<workflow id>-chunk-<n>`), a window of ch
 a workflow's history is capped at 51,200 events and 2,000 pending activities, and a chunk of 200
 patients stays far below both (about 3 events per activity), the parent too (about 6 per child).
 
+Before its patients, a chunk runs the cohort-level change check over them in one activity
+(`chartagent.check_changes`: `JobWorker.check_batch`, a few searches for the whole chunk, then
+`settle_unchanged`): the patients it found unchanged are recorded `unchanged` in the ledger there,
+in one transaction, and get no activity of their own. The others are passed what the check found
+(the server instant it was taken at, so that their runs leave verified marks; a patient found
+unchanged but not settled, e.g. left running by a killed worker, the `through` of its mark). A
+failed check only costs the per-patient checks.
+
 Each patient is one activity (`chartagent.summarize_patient`, agent.jobs.temporal_worker): it
 reads and writes the ledger itself, so `chartagent jobs status` reads the same rows as for the
 local executor, and a retried activity of a patient already done returns without running again.
@@ -26,15 +34,26 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 PLAN_ACTIVITY = "chartagent.plan_run"
 CHUNK_ACTIVITY = "chartagent.chunk_patients"
+CHECK_ACTIVITY = "chartagent.check_changes"
 PATIENT_ACTIVITY = "chartagent.summarize_patient"
 FINISH_ACTIVITY = "chartagent.finish_run"
 
 
+# Histories recorded before the chunk's change check existed replay without it.
+_CHECK_PATCH = "chunk-change-check"
+
+
 def run_workflow_id(run_id: str) -> str:
     return f"chartagent-run-{run_id}"
+
+
+def retry_workflow_id(run_id: str, n: int) -> str:
+    """The n-th `jobs retry-failed` of a run (n >= 1): a workflow of its own, the run's id being used."""
+    return f"{run_workflow_id(run_id)}-retry-{n}"
 
 
 @dataclass(frozen=True)
@@ -73,6 +92,12 @@ class PatientInput:
     patient_id: str
     max_attempts: int
     heartbeat_every_s: float
+    # What the chunk's change check found (`checked` False: it did not run, the patient checks its
+    # own changes): the `through` (ISO instant) of the mark it found the patient unchanged against,
+    # and the server instant it was taken at.
+    checked: bool = False
+    unchanged_through: str | None = None
+    checked_as_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,24 @@ class ChunkRequest:
     run_id: str
     index: int
     chunk_size: int
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    run_id: str
+    patient_ids: list[str]
+
+
+@dataclass(frozen=True)
+class CheckFinding:
+    """The chunk's change check: `checked` False when it did not run (no marks kept, changes not
+    checked). `settled`: recorded unchanged in the ledger by the check; `unchanged`: patient -> the
+    `through` (ISO) of the mark it was found unchanged against; `as_of`: the server instant (ISO)."""
+
+    checked: bool = False
+    settled: list[str] = field(default_factory=list)
+    unchanged: dict[str, str] = field(default_factory=dict)
+    as_of: str | None = None
 
 
 @dataclass
@@ -106,6 +149,9 @@ def _patient_retry(options: RunOptions) -> RetryPolicy:
 # Ledger reads and writes: quick, retried until the ledger answers.
 _LEDGER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 _LEDGER_TIMEOUT = timedelta(seconds=60)
+# The chunk's change check: a few searches; given up quickly (each patient then checks its own).
+_CHECK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
+_CHECK_TIMEOUT = timedelta(minutes=5)
 
 
 @workflow.defn(name="ChartAgentChunk")
@@ -120,6 +166,19 @@ class ChunkWorkflow:
             start_to_close_timeout=_LEDGER_TIMEOUT,
             retry_policy=_LEDGER_RETRY,
         )
+        found = CheckFinding()
+        if patient_ids and workflow.patched(_CHECK_PATCH):
+            try:
+                found = await workflow.execute_activity(
+                    CHECK_ACTIVITY,
+                    CheckRequest(chunk.run_id, patient_ids),
+                    result_type=CheckFinding,
+                    start_to_close_timeout=_CHECK_TIMEOUT,
+                    retry_policy=_CHECK_RETRY,
+                )
+            except ActivityError:
+                workflow.logger.warning("the chunk's change check failed: its patients check their own")
+        settled = set(found.settled)
         statuses: list[str] = await asyncio.gather(
             *(
                 workflow.execute_activity(
@@ -129,6 +188,9 @@ class ChunkWorkflow:
                         patient_id,
                         options.max_attempts,
                         heartbeat_every_s=options.heartbeat_timeout_s / 3,
+                        checked=found.checked,
+                        unchanged_through=found.unchanged.get(patient_id),
+                        checked_as_of=found.as_of,
                     ),
                     result_type=str,
                     # The activity id names the patient: a retry is the same activity, so its
@@ -139,8 +201,10 @@ class ChunkWorkflow:
                     retry_policy=_patient_retry(options),
                 )
                 for patient_id in patient_ids
+                if patient_id not in settled
             )
         )
+        statuses += ["unchanged"] * len(settled)
         return RunTally(dict(Counter(statuses)))
 
 

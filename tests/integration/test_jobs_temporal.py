@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
 import subprocess
 import sys
 import time
@@ -324,12 +326,14 @@ async def test_two_runs_of_one_cohort_at_once_write_nothing_twice(
 ) -> None:
     # Both runs' activities reach the same patients at about the same time: one takes the
     # patient's lease, the other is retried until it is free (then finds the patient unchanged).
+    # Without change marks: otherwise the later run's chunk checks would mostly find the patients
+    # the earlier one finished unchanged and settle them without an activity (no contention).
     settings = job_settings(tmp_path, temporal_server.address)
     for run_id in ("twin-a", "twin-b"):
         await prepare_run(settings, run_id, fhir, ids(cohort))
     client = await connect(settings)
     async with (
-        JobWorker(settings, fhir, lease_ttl_s=3.0) as job_worker,
+        JobWorker(settings, fhir, lease_ttl_s=3.0, check_changes=False) as job_worker,
         build_worker(client, settings, job_worker, concurrency=4),
     ):
         handles = [await start_run(client, settings, run_id, FAST) for run_id in ("twin-a", "twin-b")]
@@ -351,5 +355,120 @@ async def test_two_runs_of_one_cohort_at_once_write_nothing_twice(
         ).events
         if event.HasField("activity_task_started_event_attributes")
     ]
-    assert len(attempts) == 2 * (PATIENTS + 3)  # each patient's, and each chunk's listing
+    assert len(attempts) == 2 * (PATIENTS + 3 + 3)  # each patient's, each chunk's listing and check
     assert max(attempts) > 1
+
+
+def _terminal_run(state_dir: Path, *args: str, **env: str) -> tuple[int, str]:
+    """`chartagent jobs ...` with stderr on a pseudo-terminal (the progress bar draws only on one):
+    the exit code and what the terminal received."""
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "jobs", *args],
+        env={**clean_environ(), "CHARTAGENT_STATE_DIR": str(state_dir), "CHARTAGENT_MODEL_BACKEND": "none",
+             "TERM": "xterm", "COLUMNS": "160", **env},
+        stdout=subprocess.DEVNULL, stderr=secondary, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(secondary)
+    seen = bytearray()
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    return proc.wait(timeout=300), seen.decode(errors="replace")
+
+
+async def test_retry_failed_of_a_temporal_run_is_a_retry_workflow_with_a_progress_bar(
+    fhir: str, cohort: Cohort, tmp_path: Path
+) -> None:
+    """`jobs retry-failed` of a run on Temporal runs on Temporal (the run's executor), as the run's
+    next retry workflow, and shows the progress bar with rate and ETA followed through the ledger."""
+    settings = job_settings(tmp_path, fhir_flavour="sekmet")
+    refuse = FaultPlan(rate=1.0, kinds=(FaultKind.ERROR_BEFORE,), methods=frozenset({"POST"}))
+    one_retry = RunOptions(chunk_size=5, max_attempts=2, initial_retry_s=0.5, max_retry_s=1.0)
+    with FaultProxy(fhir, refuse) as proxy:
+        await prepare_run(settings, "redo", proxy.base_url, ids(cohort))
+        tally = await asyncio.wait_for(
+            run_on_temporal(
+                settings, "redo", fhir_url=proxy.base_url, concurrency=6, options=one_retry,
+                embedded_server=embedded_dev_server,
+            ),
+            timeout=240,
+        )  # fmt: skip
+        assert tally.statuses == {"failed": PATIENTS}
+        assert all(r.attempts == 2 and r.reason for r in await rows(settings, "redo"))
+
+        proxy.set_plan(FaultPlan())  # the server takes writes again
+        code, terminal = await asyncio.to_thread(
+            _terminal_run, tmp_path, "retry-failed", "redo", "--concurrency", "6",
+            CHARTAGENT_FHIR_FLAVOUR="sekmet",
+        )  # fmt: skip
+    assert code == 0, terminal[-3000:]
+    assert f"{PATIENTS}/{PATIENTS}" in terminal  # the bar reached the run's total
+    assert "patients/s" in terminal
+    assert "ETA" in terminal
+    await assert_every_patient_once(settings, "redo", fhir, cohort)
+
+    # On Temporal, not in the CLI's process: the run's workflow and its first retry, both complete.
+    server = TemporalDevServer(TemporalDevServerSpec.on_free_ports(tmp_path / "temporal"))
+    server.start()
+    try:
+        client = await Client.connect(server.address)
+        run_wf = run_workflow_id("redo")
+        assert await execution_status(client, run_wf) is WorkflowExecutionStatus.COMPLETED
+        assert await execution_status(client, f"{run_wf}-retry-1") is WorkflowExecutionStatus.COMPLETED
+        # The CLI's default chunk (200 patients): one child.
+        assert (
+            await execution_status(client, f"{run_wf}-retry-1-chunk-0") is WorkflowExecutionStatus.COMPLETED
+        )
+        assert await execution_status(client, f"{run_wf}-retry-2") is None
+    finally:
+        server.stop()
+
+
+async def test_a_rerun_on_temporal_checks_each_chunk_at_once_not_each_patient(
+    fhir: str, cohort: Cohort, tmp_path: Path, temporal_server: TemporalDevServer
+) -> None:
+    """A new run of an unchanged cohort: each chunk's change check (a few searches for its patients
+    together) finds every patient unchanged and records it so; no patient searches its own changes
+    or gets an activity of its own."""
+    settings = job_settings(tmp_path, temporal_server.address, fhir_flavour="sekmet")
+    tallies = []
+    with FaultProxy(fhir) as proxy:
+        client = await connect(settings)
+        async with (
+            JobWorker(settings, proxy.base_url) as job_worker,
+            build_worker(client, settings, job_worker, concurrency=4),
+        ):
+            for run_id in ("night-1", "night-2"):
+                await prepare_run(settings, run_id, proxy.base_url, ids(cohort))
+                proxy.clear_log()
+                handle = await start_run(client, settings, run_id, FAST)
+                tallies.append(await asyncio.wait_for(handle.result(), timeout=240))
+        searches = [set(e.params) for e in proxy.log if e.method == "GET" and "_lastUpdated" in e.params]
+    assert tallies[0].statuses == {"done": PATIENTS}
+    assert tallies[1].statuses == {"unchanged": PATIENTS}
+    assert {r.status for r in await rows(settings, "night-2")} == {"unchanged"}
+    assert [p for p in searches if p & {"patient", "subject"}] == []  # no per-patient check
+    assert searches  # the chunks' checks: window searches per watched type
+    activities = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for i in range(3)
+        for event in (
+            await client.get_workflow_handle(f"{run_workflow_id('night-2')}-chunk-{i}").fetch_history()
+        ).events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert sorted(set(activities)) == ["chartagent.check_changes", "chartagent.chunk_patients"]
+    # The histories with the check replay deterministically.
+    replayer = Replayer(workflows=[RunWorkflow, ChunkWorkflow])
+    for run_id in ("night-1", "night-2"):
+        await replayer.replay_workflow(
+            await client.get_workflow_handle(f"{run_workflow_id(run_id)}-chunk-0").fetch_history()
+        )
+    assert await duplicate_identifiers(fhir) == {}
