@@ -29,6 +29,7 @@ already says where the patient is, and a slope over a long window can hide a rec
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from enum import StrEnum
@@ -159,12 +160,21 @@ def theil_sen_slope(times_years: np.ndarray, values: np.ndarray) -> float | None
     """Median of the slopes of all pairs with distinct times; ``None`` with no such pair."""
     if times_years.shape != values.shape:
         raise ValueError("times and values differ in length")
-    i, j = np.triu_indices(len(values), k=1)
+    i, j = _pairs(len(values))
     dx = times_years[j] - times_years[i]
     keep = dx != 0
     if not keep.any():
         return None
     return float(np.median((values[j] - values[i])[keep] / dx[keep]))
+
+
+@functools.lru_cache(maxsize=256)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    # Every (i, j) with i < j: np.triu_indices builds an n x n mask each call; series lengths repeat.
+    i, j = np.triu_indices(n, k=1)
+    i.flags.writeable = False
+    j.flags.writeable = False
+    return i, j
 
 
 def baseline_count(n: int) -> int:

@@ -73,7 +73,7 @@ def test_png_size_and_no_software_metadata() -> None:
 # The pixels of one plot, pinned: a change of how plots look must come with a new RENDERER (the
 # report's identifier hashes it), so that the new report supersedes what the old renderer wrote.
 PINNED = {
-    "chartagent-plot-canvas/1": "f5d3cc49e7000a27bdb12eafb691ad6d8b0fbf245d468812a921aa1b8d9983c5",
+    "chartagent-plot-canvas/2": "8a14d8b86be301f111a1814d452f7563f3b4bcb4c1db437dc70c28c344f224bf",
 }
 
 

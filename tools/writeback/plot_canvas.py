@@ -42,8 +42,8 @@ Coverage = npt.NDArray[np.float32]
 
 
 def hex_rgb(color: str) -> npt.NDArray[np.float32]:
-    """``#rrggbb`` as three floats in 0..1."""
-    return np.array([int(color[i : i + 2], 16) / 255.0 for i in (1, 3, 5)], dtype=np.float32)
+    """``#rrggbb`` as three floats in 0..255."""
+    return np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.float32)
 
 
 class Glyphs:
@@ -97,7 +97,9 @@ class Canvas:
     def __init__(self, width: int, height: int) -> None:
         self.width = width
         self.height = height
-        self.pixels = np.ones((height, width, 3), dtype=np.float32)
+        # 8-bit from the start: a blend works on its block in float32 and rounds it back, so the
+        # PNG needs no conversion of the whole image (most of it is never touched).
+        self.pixels = np.full((height, width, 3), 255, dtype=np.uint8)
 
     def _window(self, x0: float, y0: float, x1: float, y1: float) -> tuple[int, int, int, int] | None:
         """Whole pixels covering [x0, x1) x [y0, y1), clipped to the image; None when empty."""
@@ -115,8 +117,9 @@ class Canvas:
         if a0 >= a1 or b0 >= b1:
             return
         region = self.pixels[r0 + a0 : r0 + a1, c0 + b0 : c0 + b1]
-        alpha = coverage[a0:a1, b0:b1, None]
-        region += (color - region) * alpha
+        mixed = region.astype(np.float32)
+        mixed += (color - mixed) * coverage[a0:a1, b0:b1, None]
+        region[...] = _rounded(mixed)
 
     def _centres(self, window: tuple[int, int, int, int]) -> tuple[Coverage, Coverage]:
         r0, r1, c0, c1 = window
@@ -168,8 +171,9 @@ class Canvas:
             np.maximum(block, cover, out=block)
         # Only the pixels the line touches: its bounding box may be most of the plot.
         rows, cols = np.nonzero(layer)
-        region = self.pixels[r0 + rows, c0 + cols]
-        self.pixels[r0 + rows, c0 + cols] = region + (color - region) * layer[rows, cols, None]
+        mixed = self.pixels[r0 + rows, c0 + cols].astype(np.float32)
+        mixed += (color - mixed) * layer[rows, cols, None]
+        self.pixels[r0 + rows, c0 + cols] = _rounded(mixed)
 
     def disc(self, cx: float, cy: float, radius: float, color: npt.NDArray[np.float32]) -> None:
         window = self._window(cx - radius - 1, cy - radius - 1, cx + radius + 1, cy + radius + 1)
@@ -209,10 +213,8 @@ class Canvas:
 
     def png(self) -> bytes:
         """The image as an 8-bit RGB PNG (no ancillary chunks)."""
-        # Blending keeps every value in 0..1: + 0.5 and truncation round to the nearest level.
-        rgb = (self.pixels * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
         rows = np.zeros((self.height, self.width * 3 + 1), dtype=np.uint8)  # filter byte 0: none
-        rows[:, 1:] = rgb.reshape(self.height, -1)
+        rows[:, 1:] = self.pixels.reshape(self.height, -1)
         header = struct.pack(">IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0)
         return b"".join(
             (
@@ -222,6 +224,11 @@ class Canvas:
                 _chunk(b"IEND", b""),
             )
         )
+
+
+def _rounded(mixed: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    # A blend of two values in 0..255 stays in 0..255: + 0.5 and truncation round to nearest.
+    return (mixed + np.float32(0.5)).astype(np.uint8)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -62,7 +62,7 @@ HEIGHT_PX: Final = 360
 PLOT_FOOTER: Final = "AI-generated, preliminary - review before use"
 PDF_POINT_LABEL: Final = "From a PDF report (AI-transcribed)"
 # Part of the summary report's identifier (with the images): bump it with any visible change.
-RENDERER: Final = "chartagent-plot-canvas/1"
+RENDERER: Final = "chartagent-plot-canvas/2"
 
 LINE_COLOR: Final = "#1f4e79"
 PDF_COLOR: Final = "#d95f02"
