@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Final, Literal
 
 from tools.labs.analytes import LOINC_SYSTEM as LOINC_SYSTEM
@@ -1221,6 +1222,7 @@ def _splits(name: str) -> list[list[str]]:
     ]
 
 
+@lru_cache(maxsize=8192)
 def resolve(name: str, *, unit: str | None = None, panel: str | None = None) -> Resolution:
     """The catalog entry for a printed test name; the unit and panel heading break ties.
 
@@ -1230,7 +1232,7 @@ def resolve(name: str, *, unit: str | None = None, panel: str | None = None) -> 
     parenthesis, slash or hyphen ("ALT (SGPT)", "AST/GOT", "Total Cholesterol-TC") resolves when
     every part names the same entry. ``panel`` is the heading the row was printed under: a
     URINALYSIS (or "urine") heading selects the urine rows. Several candidates that the unit
-    does not separate -> ``ambiguous``.
+    does not separate -> ``ambiguous``. Pure, so cached: a report repeats its names page after page.
     """
     found = _resolve_printed(name, read_name(name), unit, panel)
     if found.reason == "unknown":
