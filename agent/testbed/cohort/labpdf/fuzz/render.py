@@ -102,6 +102,7 @@ class _Canvas:
     unreadable: list[UnreadableTruth] = field(default_factory=list)
     garble: dict[int, str] = field(default_factory=dict)  # id(PrintedRow) -> "garbled" | "image"
     index: int = -1  # the page being drawn on (0-based); earlier pages can be drawn on again
+    running: str = ""  # a running header printed above the margin of every page after the first
 
     @property
     def page(self) -> pymupdf.Page:
@@ -116,6 +117,8 @@ class _Canvas:
         self.index += 1
         if self.index == self.doc.page_count:
             self.doc.new_page(width=self.width, height=self.height)
+            if self.running and self.index > 0:
+                self.put(_MARGIN, _MARGIN - 12, self.running, self.style.size - 1)
 
     def put(self, x: float, y: float, text: str, size: float, font: str | None = None) -> BBox:
         """Draw ``text`` with its baseline at ``y``; the box its words occupy."""
@@ -491,6 +494,7 @@ def _flow_table(
             y = top_of_page
             if c.style.repeat_headers:
                 y = _draw_header(c, table, y, size)
+                families = (*base, "page-break:continued-with-header")
             else:
                 families = (*base, "page-break:continued-without-header")
             segment_top = y - size * 1.8
@@ -574,6 +578,7 @@ def _draw_run_in(c: _Canvas, rows: Sequence[PrintedRow], report: LabReport) -> f
         if y + 2 * pitch > c.bottom:
             c.new_page()
             y = _MARGIN + 12
+            families = (*s.families, "page-break:continued")
         if row.truth.panel != panel:
             y += size * 0.5
             c.put(_MARGIN, y, row.truth.panel, size, s.bold_font)
@@ -653,6 +658,7 @@ def _draw_cumulative(
             y = _MARGIN + 12 + size
             if s.repeat_headers:
                 y = header(y)
+                families = (*s.families, "page-break:continued-with-header")
             else:
                 families = (*s.families, "page-break:continued-without-header")
         t = cell.template
@@ -696,6 +702,16 @@ def _printed(report: LabReport, style: FuzzStyle, dialect: Dialect, rng: random.
     return [printed_row(r, names[r.name], style, rng) for r in report.results]
 
 
+def _running(report: LabReport, style: FuzzStyle, rng: random.Random) -> str:
+    """The running header of continuation pages ("" for none): more dates and numbers to ignore."""
+    if rng.random() < 0.3:
+        return ""
+    dob = (
+        f" - DOB {fmt_date(report.birth_date, style.date_style)}" if Noise.IDENTIFIERS in style.noise else ""
+    )
+    return f"{report.lab_name} - {report.patient_name} - MRN {report.patient_id}{dob} - continued"
+
+
 def fuzz_document(seed: int) -> FuzzedDocument:
     """One fuzzed report, deterministic for ``seed``: PDF bytes and its exact truth."""
     rng = random.Random(f"labpdf-fuzz:{seed}")
@@ -711,7 +727,7 @@ def fuzz_document(seed: int) -> FuzzedDocument:
             columns=(Column.NAME, Column.RESULT, Column.UNIT, Column.RANGE),
             flag_column=False,
         )
-        planned = _plan(rng, seed, rng.randint(5, 22))
+        planned = _plan(rng, seed, rng.randint(5, 30))
         draws = []
         for k in range(style.dates):
             values = {
@@ -725,6 +741,7 @@ def fuzz_document(seed: int) -> FuzzedDocument:
         c = _Canvas(
             style, rng, 842.0 if style.dates > 3 else 595.0, style.page_height if style.dates <= 3 else 595.0
         )
+        c.running = _running(draws[-1], style, rng)
         c.new_page()
         rows_by_draw = [_printed(d, style, dialect, rng) for d in draws]
         y = _draw_cumulative(c, draws, rows_by_draw)
@@ -732,7 +749,7 @@ def fuzz_document(seed: int) -> FuzzedDocument:
     else:
         if style.arrangement is Arrangement.RUN_IN:
             style = replace(style, wrap_names=False)
-        count = rng.randint(6, 30)
+        count = rng.randint(8, 36)
         report = make_report(f"fz-{seed}", collected, _plan(rng, seed, count), seed, dialect=dialect)
         rows = _printed(report, style, dialect, rng)
         wide = style.arrangement is Arrangement.SIDE_BY_SIDE
@@ -740,6 +757,7 @@ def fuzz_document(seed: int) -> FuzzedDocument:
         numeric = [r for r in rows if isinstance(r.truth.value, float) and r.truth.comparator is None]
         for row in rng.sample(numeric, min(style.unreadable, len(numeric))):
             c.garble[id(row)] = rng.choice(("garbled", "image"))
+        c.running = _running(report, style, rng)
         c.new_page()
         if style.arrangement is Arrangement.RUN_IN:
             y = _draw_run_in(c, rows, report)
