@@ -239,6 +239,7 @@ def run_fuzzed(count: int, seed: int, verbose: bool) -> tuple[list[str], float, 
         f"      {count} documents (seeds {seeds.start}-{seeds.stop - 1}), {pages} pages, "
         f"{pages / secs:.1f} pages/s; "
         f"written {total.written}: wrong value {total.wrong_values}, no printed value {total.unpaired}, "
+        f"written twice {total.duplicates}, "
         f"guessed for an unreadable row {total.guessed}; unreadable rows listed as unparsed "
         f"{total.listed_unreadable}/{total.unreadable}",
         *_family_lines(total, verbose),
@@ -267,6 +268,7 @@ def run_scanned(count: int, seed: int, verbose: bool) -> list[str]:
         _line("scanned", total.score, f"errors {dict(total.score.per_field)}"),
         f"      precision of written values {precision:.4f} ({_aim(precision, _AIM_SCANNED_PRECISION)}): "
         f"written {total.written}, wrong {total.wrong_values}, not a printed value {total.unpaired}, "
+        f"twice {total.duplicates}, "
         f"guessed {total.guessed}; for review: {review} rows unparsed, {model_pages}/{pages} pages left "
         f"to the model; {count} documents, {pages / secs:.2f} pages/s",
     ]

@@ -31,6 +31,7 @@ class Grade:
     written: int = 0  # values the reader wrote
     wrong_values: int = 0  # paired with a truth row whose value differs
     unpaired: int = 0  # paired with no printed value at all
+    duplicates: int = 0  # a printed value written a second time
     guessed: int = 0  # written for a row the renderer made unreadable
     unreadable: int = 0  # such rows in the truth
     listed_unreadable: int = 0  # of those, listed as unparsed on their page
@@ -42,7 +43,7 @@ class Grade:
     @property
     def value_precision(self) -> float:
         """Written values equal to the truth, over all written values."""
-        bad = self.wrong_values + self.unpaired + self.guessed
+        bad = self.wrong_values + self.unpaired + self.duplicates + self.guessed
         return (self.written - bad) / self.written if self.written else 1.0
 
     def add(self, other: Grade) -> None:
@@ -50,7 +51,16 @@ class Grade:
         s.tp, s.fp, s.fn = s.tp + o.tp, s.fp + o.fp, s.fn + o.fn
         s.per_field.update(o.per_field)
         s.errors.extend(o.errors[: max(0, 40 - len(s.errors))])
-        for name in ("written", "wrong_values", "unpaired", "guessed", "unreadable", "listed_unreadable"):
+        counts = (
+            "written",
+            "wrong_values",
+            "unpaired",
+            "duplicates",
+            "guessed",
+            "unreadable",
+            "listed_unreadable",
+        )
+        for name in counts:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.family_total.update(other.family_total)
         self.family_found.update(other.family_found)
@@ -118,7 +128,10 @@ def grade(truth: FuzzTruth, got: LabPdfExtraction, *, label: str = "", tolerance
             paired[hit] = found
             continue
         bad = [(i, u.bbox) for i, u in enumerate(truth.unreadable) if u.page == found.page]
-        if _nearest(centre, bad, tolerance) is not None:
+        if hit is not None:
+            out.duplicates += 1
+            out.failures.append(f"{label}: {found.name!r} = {found.value_text!r} p{found.page} written twice")
+        elif _nearest(centre, bad, tolerance) is not None:
             out.guessed += 1
             out.failures.append(
                 f"{label}: guessed {found.value_text!r} for an unreadable row ({found.name!r})"
