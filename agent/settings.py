@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     model_revision: str | None = None
     model_timeout_s: float = Field(default=120.0, gt=0)
     model_max_concurrency: int = Field(default=8, ge=1, le=256)
+    # transformers backend: decode with a static KV cache and a compiled step (CUDA graphs).
+    # auto: on CUDA only; on: on any device; off: transformers' eager generate.
+    model_compile: Literal["auto", "on", "off"] = "auto"
     # Where graph runs keep checkpoints (resume after a crash, chat threads): unset -> SQLite in
     # the state dir; sqlite:///<path>; postgresql://... (the postgres extra). See agent.checkpoints.
     checkpoint_url: str | None = None

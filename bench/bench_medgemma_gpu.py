@@ -15,11 +15,19 @@ nothing is downloaded) and times the requests ChartAgent sends it:
    `bench medgemma-<what>: <ratio>x (<ours> vs <floor>)` with ratio = floor / ours, i.e. the
    fraction of the physical floor reached (1.0x = at the floor).
 
+Decoding (`--decode`): `eager` is transformers' `generate` with its dynamic cache (the baseline);
+`static` and `compiled` are ChartAgent's `tools.medgemma.static_decoding` (static KV cache, one
+decode step; `compiled` = torch.compile mode reduce-overhead, i.e. CUDA graphs), what the
+in-process backend runs for greedy requests. The CT study and the single CXR are measured with
+each mode on the same inputs; compiling happens in a warm-up outside the timed runs, and the
+tokens are compared with eager's. Default: eager,compiled on CUDA, eager,static on a CPU.
+
 Random weights give meaningless text but the same shapes, kernels and memory traffic as the
 real checkpoint, so the timings are those of `google/medgemma-1.5-4b-it` on this software stack.
 
     python3 bench/bench_medgemma_gpu.py                      # medgemma-4b on CUDA if present
     python3 bench/bench_medgemma_gpu.py --config tiny --device cpu --quick
+    bench/gpu_check.sh                                       # the GPU session's one run (under 8 min)
 
 Time to first token and decode ms/token come from per-token timestamps inside
 `generate(max_new_tokens=N)` (a stopping criterion that never stops); the vision encoder is
@@ -40,7 +48,10 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools.medgemma.static_decoding
 
 # Gemma 3 tokenizer ids (DESIGN.md); a few text ids are approximate, which is harmless here.
 BOS_ID = 2
@@ -55,6 +66,9 @@ MODEL_ID = 4368
 BOI_ID = 255_999
 EOI_ID = 256_000
 IMAGE_TOKEN_ID = 262_144
+
+DECODE_MODES = ("eager", "static", "compiled")
+AIM_X_FLOOR = 3.0  # issue 12: decode and the CT study within 3x their floors on the GPU
 
 # Lengths of the text parts of a request (tokens), close to Google's CT / CXR prompts.
 CT_INSTRUCTION_TOKENS = 80
@@ -565,6 +579,7 @@ def run_request(
     decode_step: list[float] = []
     totals: list[float] = []
     generated = 0
+    tokens: list[list[int]] = []
     with torch.inference_mode():
         generate(model, inputs, min(2, new_tokens))  # warm-up (kernels, allocator, mask paths)
         if time_vision:
@@ -578,6 +593,7 @@ def run_request(
             timer.sync()
             totals.append(time.perf_counter() - t0)
             generated = int(out.shape[1]) - prompt_len
+            tokens = out[:, prompt_len:].tolist()
             stamps = clock.stamps
             ttft.append(stamps[0] - t0)
             if len(stamps) > 1:
@@ -599,10 +615,126 @@ def run_request(
         "reps": reps,
         "ttft_all_s": ttft,
         "decode_ms_per_token_all": [1e3 * x for x in decode_step],
+        "tokens": tokens,
     }
     if result["vision_s"] is not None:
         result["decoder_prefill_s"] = max(t_first - result["vision_s"], 0.0)
     return result
+
+
+def run_static(
+    decoder: Any, timer: Timer, inputs: dict[str, Any], new_tokens: int, reps: int, eager_tokens: Any
+) -> dict[str, Any]:
+    """The static decoder on the same inputs: a warm-up (compile, CUDA-graph recording) for this
+    (batch, cache) bucket, then `reps` timed runs of exactly `new_tokens` tokens (no end token).
+    TTFT is when the first token exists; decode ms/token = (total - TTFT) / (new_tokens - 1)."""
+    import torch
+
+    prompt_len = int(inputs["input_ids"].shape[1])
+    batch = int(inputs["input_ids"].shape[0])
+    warm_s = timer(lambda: decoder.warm_up(batch=batch, cache_tokens=prompt_len + new_tokens))[0]
+    timer.reset_peak()
+    ttft: list[float] = []
+    totals: list[float] = []
+    tokens: list[list[int]] = []
+    stamp: list[float] = []
+    with torch.inference_mode():
+        for _ in range(reps):
+            stamp.clear()
+            timer.sync()
+            t0 = time.perf_counter()
+            out = decoder.generate(
+                inputs,
+                max_new_tokens=new_tokens,
+                eos_ids=(),
+                pad_id=PAD_ID,
+                on_first_token=lambda: stamp.append(time.perf_counter()),
+            )
+            timer.sync()
+            totals.append(time.perf_counter() - t0)
+            ttft.append(stamp[0] - t0)
+            tokens = out.tolist()
+    t_first, total = _median(ttft), _median(totals)
+    step_s = (total - t_first) / (new_tokens - 1) if new_tokens > 1 else float("nan")
+    mismatch = _first_mismatch(tokens, eager_tokens)
+    return {
+        "batch": batch,
+        "prompt_tokens": prompt_len,
+        "new_tokens": new_tokens,
+        "generated_tokens": len(tokens[0]) if tokens else 0,
+        "warm_up_s": warm_s,
+        "ttft_s": t_first,
+        "total_s": total,
+        "decode_ms_per_token": 1e3 * step_s,
+        "decode_tokens_per_s": batch / step_s if step_s > 0 else float("nan"),
+        "peak_mem_gib": timer.peak_gib(),
+        "reps": reps,
+        "ttft_all_s": ttft,
+        "total_all_s": totals,
+        "tokens_match_eager": mismatch is None,
+        "first_mismatch": mismatch,
+        "compiled_shapes": decoder.compiled_shapes,
+    }
+
+
+def _first_mismatch(ours: list[list[int]], eager: Any) -> list[int] | None:
+    """[row, index] of the first token that differs from eager's (None when all agree)."""
+    for row, (a, b) in enumerate(zip(ours, eager or [], strict=False)):
+        for index, (x, y) in enumerate(zip(a, b, strict=False)):
+            if x != y:
+                return [row, index]
+        if len(a) != len(b):
+            return [row, min(len(a), len(b))]
+    return None
+
+
+def make_decoder(model: Any, mode: str) -> Any:
+    from tools.medgemma.static_decoding import StaticGreedyDecoder
+
+    return StaticGreedyDecoder(model, compile=mode == "compiled")
+
+
+def measure_static_modes(
+    name: str,
+    r: dict[str, Any],
+    decoders: dict[str, Any],
+    timer: Timer,
+    inputs: dict[str, Any],
+    new_tokens: int,
+    reps: int,
+    floors: tuple[float, float],
+    lines: list[str],
+) -> None:
+    """Each static mode on the inputs eager just ran; adds r[mode] and bench lines."""
+    floor_step, floor_total = floors
+    for mode, decoder in decoders.items():
+        try:
+            s = run_static(decoder, timer, inputs, new_tokens, reps, r.get("tokens"))
+        except Exception as exc:
+            if not _is_oom(exc) and mode != "compiled":
+                raise
+            s = {"error": type(exc).__name__, "detail": str(exc)[:500]}
+            print(f"  {mode}: FAILED {type(exc).__name__}: {str(exc)[:300]}")
+            r[mode] = s
+            continue
+        r[mode] = s
+        step = s["decode_ms_per_token"] / 1e3
+        agree = "match eager" if s["tokens_match_eager"] else f"differ from eager at {s['first_mismatch']}"
+        print(
+            f"  {mode}: warm-up {fmt_seconds(s['warm_up_s'])} (outside timing); "
+            f"TTFT {fmt_seconds(s['ttft_s'])}; "
+            f"decode {s['decode_ms_per_token']:.2f} ms/token ({step / floor_step:.2f}x the floor, "
+            f"{r['decode_ms_per_token'] / s['decode_ms_per_token']:.1f}x faster than eager); "
+            f"total {fmt_seconds(s['total_s'])} ({s['total_s'] / floor_total:.2f}x the floor); "
+            f"tokens {agree}"
+        )
+        lines.append(bench_line(f"{name}-decode-per-token-{mode}", step, floor_step))
+        lines.append(
+            f"bench medgemma-{name}-decode-{mode}-vs-eager: "
+            f"{r['decode_ms_per_token'] / s['decode_ms_per_token']:.3g}x "
+            f"({s['decode_ms_per_token']:.2f} ms vs {r['decode_ms_per_token']:.2f} ms per token, same run)"
+        )
+        lines.append(bench_line(f"{name}-total-{mode}", s["total_s"], floor_total))
 
 
 # --------------------------------------------------------------------------------------------
@@ -644,7 +776,11 @@ def fmt_seconds(s: float | None) -> str:
 def bench_line(what: str, ours_s: float, floor_s: float) -> str:
     """`bench medgemma-<what>: <floor/ours>x (<ours> vs <floor> floor)`."""
     ratio = floor_s / ours_s if ours_s > 0 else float("nan")
-    return f"bench medgemma-{what}: {ratio:.3g}x ({fmt_seconds(ours_s)} vs {fmt_seconds(floor_s)} floor)"
+    times = ours_s / floor_s if floor_s > 0 else float("nan")
+    return (
+        f"bench medgemma-{what}: {ratio:.3g}x ({fmt_seconds(ours_s)} vs {fmt_seconds(floor_s)} floor; "
+        f"{times:.2f}x the floor, aim <= {AIM_X_FLOOR:g}x)"
+    )
 
 
 def _fmt(x: Any, spec: str = ".3f") -> str:
@@ -691,6 +827,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     p.add_argument("--hbm-tbs", type=float, default=None, help="override achievable HBM bandwidth (TB/s)")
     p.add_argument("--tflops", type=float, default=None, help="override achievable bf16 TFLOP/s")
+    p.add_argument(
+        "--decode",
+        default=None,
+        help="comma list of eager,static,compiled (default eager,compiled on CUDA; eager,static on CPU)",
+    )
     p.add_argument("--json", default=None, help="write all results to this path")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -706,6 +847,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.reps is None:
         args.reps = 1 if args.quick else 3
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if args.decode is not None:
+        args.decode = [m.strip() for m in args.decode.split(",") if m.strip()]
+        unknown = sorted(set(args.decode) - set(DECODE_MODES))
+        if unknown:
+            p.error(f"--decode: unknown mode(s) {', '.join(unknown)}; use {', '.join(DECODE_MODES)}")
     return args
 
 
@@ -770,6 +916,9 @@ def main(argv: list[str] | None = None) -> int:
         print("  (CPU run: floors below are GPU floors for this config, shown to exercise the report)")
 
     timer = Timer(device)
+    modes = args.decode or (["eager", "compiled"] if cuda else ["eager", "static"])
+    decoders = {mode: make_decoder(model, mode) for mode in modes if mode != "eager"}
+    print(f"  decoding: {', '.join(modes)} (eager always runs: it is the baseline)")
     results: dict[str, Any] = {
         "config": args.config,
         "device": device,
@@ -783,6 +932,7 @@ def main(argv: list[str] | None = None) -> int:
         "init_s": t_init,
         "weights_mem_gib": weights_gib,
         "reps": args.reps,
+        "decode_modes": ["eager", *decoders],
     }
     lines: list[str] = []
     results["bench_lines"] = lines
@@ -810,7 +960,6 @@ def main(argv: list[str] | None = None) -> int:
                     raise
                 r = {"error": "OOM", "detail": str(exc)[:300]}
                 print(f"  OOM: {str(exc)[:200]}")
-            finally:
                 inputs = None
                 _free(device)
             if "error" not in r:
@@ -863,9 +1012,25 @@ def main(argv: list[str] | None = None) -> int:
                 if r["vision_s"]:
                     lines.append(bench_line("ct-vision", r["vision_s"], r["floor_vision_s"]))
                 lines.append(bench_line("ct-decode-per-token", r["decode_ms_per_token"] / 1e3, floor_decode))
-                lines.append(
-                    bench_line("ct-total", r["total_s"], floor_prefill + (args.new_tokens - 1) * floor_decode)
+                floor_total = floor_prefill + (args.new_tokens - 1) * floor_decode
+                lines.append(bench_line("ct-total", r["total_s"], floor_total))
+                r["floor_total_s"] = floor_total
+                results["ct"] = r
+                dump()
+                measure_static_modes(
+                    "ct",
+                    r,
+                    decoders,
+                    timer,
+                    inputs,
+                    args.new_tokens,
+                    args.reps,
+                    (floor_decode, floor_total),
+                    lines,
                 )
+            inputs = None
+            _free(device)
+            r.pop("tokens", None)
             results["ct"] = r
             dump()
 
@@ -881,7 +1046,6 @@ def main(argv: list[str] | None = None) -> int:
                     raise
                 r = {"error": "OOM", "detail": str(exc)[:300]}
                 print(f"  OOM: {str(exc)[:200]}")
-            finally:
                 inputs = None
                 _free(device)
             if "error" not in r:
@@ -903,6 +1067,21 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 lines.append(bench_line("cxr-ttft", r["ttft_s"], r["floor_prefill_s"]))
                 lines.append(bench_line("cxr-decode-per-token", r["decode_ms_per_token"] / 1e3, floor_decode))
+                floor_total = r["floor_prefill_s"] + (args.cxr_new_tokens - 1) * floor_decode
+                measure_static_modes(
+                    "cxr",
+                    r,
+                    decoders,
+                    timer,
+                    inputs,
+                    args.cxr_new_tokens,
+                    args.reps,
+                    (floor_decode, floor_total),
+                    lines,
+                )
+            inputs = None
+            _free(device)
+            r.pop("tokens", None)
             results["cxr"] = r
             dump()
 
@@ -914,6 +1093,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     inputs = make_inputs(cxr_prompt, 1, b, image_size, device, dtype)
                     r = run_request(model, timer, inputs, args.cxr_new_tokens, args.reps, time_vision=False)
+                    r.pop("tokens", None)
                 except Exception as exc:
                     if not _is_oom(exc):
                         raise

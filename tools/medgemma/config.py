@@ -13,6 +13,8 @@ the `ModelSettings` protocol so that `tools` never imports `agent`:
                                server runs (it decides the text, so it is part of the model identity)
     CHARTAGENT_MODEL_REVISION  optional: the weights' commit, when the backend cannot tell
     CHARTAGENT_MODEL_TIMEOUT_S, CHARTAGENT_MODEL_MAX_CONCURRENCY  openai client limits
+    CHARTAGENT_MODEL_COMPILE   transformers only: auto (default; static KV cache + compiled decoding
+                               on CUDA, eager generate on CPU) | on | off (see static_decoding)
 
 The default is `none`: the deterministic parts (record, trends, templated summary, write-back)
 run without any model and say that model findings were skipped. A model that is configured
@@ -29,6 +31,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from tools.medgemma.errors import ModelConfigurationError
+from tools.medgemma.static_decoding import CompileMode
 
 __all__ = ["DEFAULT_MODEL", "BackendKind", "ModelConfig", "ModelSettings"]
 
@@ -59,6 +62,8 @@ class ModelSettings(Protocol):
     def model_timeout_s(self) -> float: ...
     @property
     def model_max_concurrency(self) -> int: ...
+    @property
+    def model_compile(self) -> CompileMode: ...
 
 
 class ModelConfig(BaseModel):
@@ -75,6 +80,7 @@ class ModelConfig(BaseModel):
     revision: str | None = None
     timeout_s: float = 120.0
     max_concurrency: int = 8
+    compile: CompileMode = "auto"
 
     @classmethod
     def from_settings(cls, settings: ModelSettings) -> ModelConfig:
@@ -102,6 +108,7 @@ class ModelConfig(BaseModel):
                 device=settings.model_device,
                 dtype=dtype,
                 revision=settings.model_revision,
+                compile=settings.model_compile,
             )
         if backend != "openai":
             raise ModelConfigurationError(
@@ -111,6 +118,11 @@ class ModelConfig(BaseModel):
             raise ModelConfigurationError(
                 "CHARTAGENT_MODEL_DEVICE applies to the transformers backend only; "
                 "an OpenAI-compatible server places the model itself: unset it"
+            )
+        if settings.model_compile == "on":
+            raise ModelConfigurationError(
+                "CHARTAGENT_MODEL_COMPILE=on applies to the transformers backend only; "
+                "an OpenAI-compatible server decodes itself: unset it"
             )
         url = _check_url(settings.model_url, settings.environment)
         return cls(

@@ -21,7 +21,8 @@ __all__ = ["create_backend", "open_backend"]
 
 def create_backend(settings: ModelSettings | ModelConfig) -> ModelBackend | None:
     """Build the configured backend. The transformers backend loads the weights here (seconds
-    to minutes), so call this once at start-up and share the backend (it is concurrency-safe)."""
+    to minutes) and, with compiled decoding, compiles its decode step; so call this once at
+    start-up and share the backend (it is concurrency-safe)."""
     config = settings if isinstance(settings, ModelConfig) else ModelConfig.from_settings(settings)
     if config.backend == "none":
         return None
@@ -42,7 +43,11 @@ def create_backend(settings: ModelSettings | ModelConfig) -> ModelBackend | None
 
     # One model per process, shared by every backend over it; missing weights raise the
     # loader's ModelNotAvailableError, which says how to get them.
-    return TransformersBackend.from_pretrained(config.name, device=config.device, dtype=config.dtype)
+    backend = TransformersBackend.from_pretrained(
+        config.name, device=config.device, dtype=config.dtype, compile=config.compile
+    )
+    backend.warm_up()  # compiles the decode step now (a minute or two on a GPU), not in a request
+    return backend
 
 
 @asynccontextmanager

@@ -79,13 +79,15 @@ class RuntimePlacement:
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
-    """A model with its processor, and who it is. `lock` serialises `generate` on it."""
+    """A model with its processor, and who it is. `lock` serialises generation on it."""
 
     model: Any  # transformers PreTrainedModel (Gemma3ForConditionalGeneration for MedGemma)
     processor: Any  # transformers ProcessorMixin (Gemma3Processor)
     info: ModelInfo
     folder: Path
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # compiled? -> StaticGreedyDecoder: the compiled graphs and static caches every backend shares
+    decoders: dict[bool, Any] = field(default_factory=dict, repr=False)
 
 
 def resolve_placement(device: str | None, dtype: str | None, *, cuda_available: bool) -> RuntimePlacement:

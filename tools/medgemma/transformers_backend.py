@@ -12,6 +12,13 @@ in a worker thread so the event loop stays free. Generation is greedy when tempe
 The text is decoded without special tokens and otherwise returned as generated (thinking
 text included: tasks strip it).
 
+Decoding (`compile`, env CHARTAGENT_MODEL_COMPILE): `auto` (default) decodes greedy requests
+with a static KV cache and a compiled step (CUDA graphs, see `static_decoding`) on CUDA and with
+transformers' eager `generate` on a CPU; `on` compiles on any device; `off` always uses
+`generate`. Sampling, and prompts longer than the static cache, always use `generate`. If the
+compiled path fails where `generate` then succeeds, the backend logs why once and uses
+`generate` from then on. `warm_up()` compiles ahead of the first request.
+
 Special tokens inside text parts are broken up (a zero-width space after their first
 character), so a note that contains `<start_of_turn>` or an image token cannot open a turn or
 claim an image slot; this works with every transformers 5.x.
@@ -22,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import logging
 import re
 import time
 from collections.abc import Collection, Hashable, Sequence
@@ -33,6 +41,14 @@ from PIL import Image
 
 from tools.medgemma.batching import MicroBatcher
 from tools.medgemma.loader import MEDGEMMA_MODEL_ID, LoadedModel, shared_model
+from tools.medgemma.static_decoding import (
+    MAX_CACHE_TOKENS,
+    MIN_CACHE_TOKENS,
+    CompileMode,
+    StaticGreedyDecoder,
+    compile_enabled,
+    plain_greedy,
+)
 from tools.medgemma.types import ImagePart, Message, ModelInfo, ModelRequest, ModelResult, TextPart
 
 __all__ = [
@@ -43,9 +59,14 @@ __all__ = [
     "to_chat_conversation",
 ]
 
+log = logging.getLogger(__name__)
+
 Conversation = list[dict[str, Any]]
 _ZERO_WIDTH_SPACE: Final = "\u200b"
 _nonce = itertools.count()
+# What a failed static/compiled decode raises: torch.compile, inductor and CUDA-graph failures are
+# RuntimeErrors; an API change in transformers shows as one of the others.
+_DECODE_FAILURES: Final = (RuntimeError, TypeError, AttributeError, KeyError, IndexError, AssertionError)
 
 
 def to_chat_conversation(request: ModelRequest, *, control_tokens: Collection[str] = ()) -> Conversation:
@@ -162,12 +183,21 @@ def _batch_key(job: _Job) -> Hashable:
 class TransformersBackend:
     """In-process MedGemma; safe to call concurrently from one event loop.
 
-    Backends over the same `LoadedModel` serialise their `generate` calls on its lock.
+    Backends over the same `LoadedModel` serialise their `generate` calls on its lock and share
+    its static decoder (compiled graphs and caches).
     `aclose` stops this backend's batcher; the model stays loaded (see `loader.shared_model`).
     """
 
-    def __init__(self, loaded: LoadedModel, *, max_batch: int = 8, max_wait_ms: float = 10.0) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        max_batch: int = 8,
+        max_wait_ms: float = 10.0,
+        compile: CompileMode = "auto",
+    ) -> None:
         self._loaded = loaded
+        self._compiled = _static_decoder(loaded, compile) is not None
         self._info = loaded.info.model_copy(update={"backend": "transformers"})
         tokenizer = loaded.processor.tokenizer
         tokenizer.padding_side = "left"  # decoder-only batching: prompts end where generation starts
@@ -189,14 +219,37 @@ class TransformersBackend:
         offline: bool = True,
         max_batch: int = 8,
         max_wait_ms: float = 10.0,
+        compile: CompileMode = "auto",
     ) -> Self:
         """A backend over the process-wide shared model (loaded on first use)."""
         loaded = shared_model(model_id_or_path, device=device, dtype=dtype, offline=offline)
-        return cls(loaded, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        return cls(loaded, max_batch=max_batch, max_wait_ms=max_wait_ms, compile=compile)
 
     @property
     def info(self) -> ModelInfo:
         return self._info
+
+    @property
+    def decoding(self) -> str:
+        """How greedy requests decode now: `static-compiled` or `generate`."""
+        return "generate" if self._decoder is None else "static-compiled"
+
+    @property
+    def _decoder(self) -> StaticGreedyDecoder | None:
+        decoder = self._loaded.decoders.get(True) if self._compiled else None
+        return decoder if isinstance(decoder, StaticGreedyDecoder) else None
+
+    def warm_up(self, cache_tokens: Sequence[int] = (MIN_CACHE_TOKENS, MAX_CACHE_TOKENS)) -> float:
+        """Blocking: compile the decode step for one request per cache bucket; seconds taken (0 when
+        nothing is compiled). Call at start-up, before requests are timed."""
+        decoder = self._decoder
+        if decoder is None:
+            return 0.0
+        started = time.monotonic()
+        with self._loaded.lock:
+            for tokens in cache_tokens:
+                decoder.warm_up(batch=1, cache_tokens=tokens)
+        return time.monotonic() - started
 
     async def generate(self, request: ModelRequest) -> ModelResult:
         job = _Job(request, to_chat_conversation(request, control_tokens=self._control_tokens))
@@ -228,12 +281,12 @@ class TransformersBackend:
         return await asyncio.to_thread(self._generate_batch, list(jobs))
 
     def _generate_batch(self, jobs: list[_Job]) -> list[_Output]:
-        """Blocking: one `generate` over the jobs (same settings), in a worker thread."""
+        """Blocking: one generation over the jobs (same settings), in a worker thread."""
         import torch
-        from transformers import StoppingCriteriaList
 
         model, processor = self._loaded.model, self._loaded.processor
         settings = jobs[0].request.settings
+        config = self._generation_config(settings.model_dump())
         first_token = _FirstTokenClock()
         with self._loaded.lock, torch.inference_mode():
             inputs = processor.apply_chat_template(
@@ -244,29 +297,70 @@ class TransformersBackend:
                 add_generation_prompt=True,
                 processor_kwargs={"padding": True},
             ).to(model.device, dtype=model.dtype)
+            prompt_length = int(inputs["input_ids"].shape[1])
             if settings.seed is not None:
                 torch.manual_seed(settings.seed)
             started = time.monotonic()
-            sequences = model.generate(
-                **inputs,
-                generation_config=self._generation_config(settings.model_dump()),
-                stopping_criteria=StoppingCriteriaList([first_token]),
-            )
+            decoder = self._decoder
+            if (
+                decoder is not None
+                and plain_greedy(config)
+                and decoder.fits(prompt_length, settings.max_new_tokens)
+            ):
+                new_tokens = self._decode_static(decoder, inputs, config, first_token)
+            else:
+                new_tokens = self._decode_generate(inputs, config, first_token)
             finished = time.monotonic()
-        prompt_length = int(inputs["input_ids"].shape[1])
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
         outputs = []
-        for row, count in zip(sequences[:, prompt_length:].tolist(), prompt_tokens, strict=True):
+        for row, count in zip(new_tokens.tolist(), prompt_tokens, strict=True):
             completion = decode_completion(
                 row, eos_ids=self._eos_ids, max_new_tokens=settings.max_new_tokens, tokenizer=self._tokenizer
             )
             outputs.append(_Output(completion, int(count), len(jobs), started, first_token.at, finished))
         return outputs
 
+    def _decode_generate(self, inputs: Any, config: Any, first_token: _FirstTokenClock) -> Any:
+        from transformers import StoppingCriteriaList
+
+        sequences = self._loaded.model.generate(
+            **inputs, generation_config=config, stopping_criteria=StoppingCriteriaList([first_token])
+        )
+        return sequences[:, int(inputs["input_ids"].shape[1]) :]
+
+    def _decode_static(
+        self, decoder: StaticGreedyDecoder, inputs: Any, config: Any, first_token: _FirstTokenClock
+    ) -> Any:
+        """The static decoder; if it fails and `generate` then succeeds, `generate` from now on."""
+        try:
+            return decoder.generate(
+                inputs,
+                max_new_tokens=config.max_new_tokens,
+                eos_ids=self._eos_ids,
+                pad_id=_pad_id(config, self._eos_ids),
+                on_first_token=first_token.mark,
+            )
+        except _DECODE_FAILURES as exc:
+            failure = f"{type(exc).__name__}: {str(exc)[:300]}"
+        first_token.at = None
+        new_tokens = self._decode_generate(inputs, config, first_token)  # raises if the request itself is bad
+        if self._loaded.decoders.pop(True, None) is not None:  # every backend over this model
+            log.warning(
+                "compiled decoding failed (%s); model %s decodes with transformers' generate from now on",
+                failure,
+                self._info.name,
+            )
+        return new_tokens
+
     def _generation_config(self, settings: dict[str, Any]) -> Any:
         config = copy.deepcopy(self._loaded.model.generation_config)
         config.max_new_tokens = settings["max_new_tokens"]
         config.min_new_tokens = None
+        # generate decodes eagerly with a dynamic cache: MedGemma's own generation config asks for
+        # a "hybrid" static cache, which on CUDA makes generate compile its forward, and that
+        # recompiles at every token for Gemma 3's sliding layers (static_decoding does it instead).
+        config.cache_implementation = None
+        config.disable_compile = True
         if settings["temperature"] > 0:
             config.do_sample = True
             config.temperature = settings["temperature"]
@@ -283,9 +377,38 @@ class _FirstTokenClock:
     def __init__(self) -> None:
         self.at: float | None = None
 
+    def mark(self) -> None:
+        if self.at is None:
+            self.at = time.monotonic()
+
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        if self.at is None:
-            self.at = time.monotonic()
+        self.mark()
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+def _pad_id(config: Any, eos_ids: frozenset[int]) -> int:
+    """What generate writes after a row's end token: the pad token, else the first end token."""
+    if config.pad_token_id is not None:
+        return int(config.pad_token_id)
+    eos = config.eos_token_id
+    return int(eos if isinstance(eos, int) else (eos[0] if eos else min(eos_ids, default=0)))
+
+
+def _static_decoder(loaded: LoadedModel, mode: CompileMode) -> StaticGreedyDecoder | None:
+    """The model's shared compiled decoder when `mode` asks for one, else None (`generate` decodes).
+
+    Eager static decoding is no faster than `generate`, so only the compiled one is shared here;
+    tests build an eager one directly."""
+    if not compile_enabled(mode, loaded.model.device.type):
+        return None
+    with loaded.lock:
+        decoder = loaded.decoders.get(True)
+        if decoder is None:
+            reason = StaticGreedyDecoder.unsupported(loaded.model)
+            if reason is not None:
+                log.warning("compiled decoding is off for %s: %s", loaded.info.name, reason)
+                return None
+            decoder = loaded.decoders[True] = StaticGreedyDecoder(loaded.model, compile=True)
+        return decoder if isinstance(decoder, StaticGreedyDecoder) else None
