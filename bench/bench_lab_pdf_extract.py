@@ -353,11 +353,7 @@ def run_public(root: Path, verbose: bool) -> tuple[list[str], list[float], list[
     )
     pairs = [(pdf, truth) for pdf, truth in pairs if truth.is_file()]
     if not pairs:
-        return (
-            [f"  real-world    no samples committed yet ({root.relative_to(root.parent.parent.parent)})"],
-            [],
-            [],
-        )
+        return [f"  real-world    no samples committed yet ({root})"], [], []
     per_source: dict[str, tuple[Score, list[int], list[float]]] = {}
     absent: list[str] = []
     for pdf, truth_path in pairs:
