@@ -18,7 +18,11 @@ Which requests get a fault, and which:
   which request arrives n-th may vary.
 
 Fault kinds (`FaultKind`), by whether the upstream saw the request:
-- not forwarded: `429` (Retry-After), `503` (Retry-After), `500-before`, `reset-before`;
+- not forwarded: `429` (Retry-After), `503` (Retry-After), `500-before`, `reset-before`, and
+  `202` (Retry-After, `X-Progress`: what a Bulk Data status poll answers while the export runs,
+  so that a script can keep an export "in progress" as long as a test needs) and `410` (what a
+  Bulk Data file link answers once the server dropped the file; not retryable); these two are
+  never chosen by a seeded plan unless its `kinds` name them (not in `ALL_KINDS`);
 - forwarded (the server processed and possibly committed it): `500-after` (the client gets a
   500 for a request that succeeded: outcome unknown), `slow` (the real answer, `slow_s` late),
   `cut` (status line and headers with the full Content-Length, part of the body, then close),
@@ -89,11 +93,23 @@ class FaultKind(StrEnum):
     CUT = "cut"
     RESET_AFTER = "reset-after"
     REWRITE_LINKS = "rewrite-links"
+    STILL_RUNNING = "202"
+    GONE = "410"
 
 
-ALL_KINDS: tuple[FaultKind, ...] = tuple(FaultKind)
+# The faults of any request (STILL_RUNNING and GONE only make sense for Bulk Data requests).
+ALL_KINDS: tuple[FaultKind, ...] = tuple(
+    k for k in FaultKind if k not in (FaultKind.STILL_RUNNING, FaultKind.GONE)
+)
 NOT_FORWARDED_KINDS = frozenset(
-    {FaultKind.TOO_MANY_REQUESTS, FaultKind.UNAVAILABLE, FaultKind.ERROR_BEFORE, FaultKind.RESET_BEFORE}
+    {
+        FaultKind.TOO_MANY_REQUESTS,
+        FaultKind.UNAVAILABLE,
+        FaultKind.ERROR_BEFORE,
+        FaultKind.RESET_BEFORE,
+        FaultKind.STILL_RUNNING,
+        FaultKind.GONE,
+    }
 )
 FORWARDED_KINDS = frozenset(ALL_KINDS) - NOT_FORWARDED_KINDS
 # Failures a client may always retry (the server never saw the request).
@@ -596,7 +612,12 @@ class FaultProxy:
         keep_alive = request.keep_alive()
         try:
             fault = record.fault
-            if fault in (FaultKind.TOO_MANY_REQUESTS, FaultKind.UNAVAILABLE):
+            if fault in (
+                FaultKind.TOO_MANY_REQUESTS,
+                FaultKind.UNAVAILABLE,
+                FaultKind.STILL_RUNNING,
+                FaultKind.GONE,
+            ):
                 status = int(fault.value)
                 record.client_status = status
                 await self._send_simple(
@@ -704,16 +725,21 @@ class FaultProxy:
         close: bool,
         retry_after: str | None = None,
     ) -> None:
-        code = {429: "throttled", 503: "transient"}.get(status, "exception")
+        code = {429: "throttled", 503: "transient", 202: "informational", 410: "not-found"}.get(
+            status, "exception"
+        )
+        severity = "information" if status < 300 else "error"
         body = json.dumps(
             {
                 "resourceType": "OperationOutcome",
-                "issue": [{"severity": "error", "code": code, "diagnostics": f"fault-proxy: {diagnostics}"}],
+                "issue": [{"severity": severity, "code": code, "diagnostics": f"fault-proxy: {diagnostics}"}],
             }
         ).encode()
         headers = [("Content-Type", "application/fhir+json")]
         if retry_after is not None:
             headers.append(("Retry-After", retry_after))
+        if status == 202:
+            headers.append(("X-Progress", "still running (fault proxy)"))
         writer.write(_response_head(status, "", headers, len(body), close=close) + body)
         await writer.drain()
 
