@@ -22,6 +22,7 @@ from tools.labs.pdf import LabPdfExtraction, extract_labs, ocr
 from tools.labs.pdf.model import ExtractedLab, Word
 from tools.labs.pdf.model_pages import extract_with_model
 from tools.medgemma.fake_backend import ScriptedBackend
+from tools.medgemma.tasks.lab_extraction import LabFlag
 
 _open: Any = pymupdf.open  # pymupdf ships no type hints
 WIDTH, HEIGHT = 612.0, 792.0
@@ -217,3 +218,32 @@ def test_with_an_unreadable_model_answer_no_ocr_value_is_written() -> None:
     got = asyncio.run(extract_with_model(scanned()[0], ScriptedBackend(["I cannot read this"]), dpi=50))
     assert got.text.results == ()
     assert {u.text.split()[0] for u in got.text.unparsed} >= {"Sodium", "Creatinine", "Glucose"}
+
+
+def _ranged(
+    value: float, flag: LabFlag | None, low: float | None = 3.5, high: float | None = 5.1
+) -> ExtractedLab:
+    return ExtractedLab(
+        name="Potassium", loinc="2823-3", name_status="matched", value=value, value_text=f"{value:g}",
+        unit="mmol/L", reference_low=low, reference_high=high, flag=flag, page=1, bbox=(0, 0, 1, 1),
+    )  # fmt: skip
+
+
+def test_a_flag_that_does_not_fit_value_and_range_sends_an_ocr_value_to_review() -> None:
+    assert ocr.flag_mismatch(_ranged(4.2, None)) is None
+    assert ocr.flag_mismatch(_ranged(5.9, LabFlag.HIGH)) is None
+    assert ocr.flag_mismatch(_ranged(2.9, LabFlag.CRITICAL_LOW)) is None
+    assert (
+        ocr.flag_mismatch(_ranged(42.0, None)) == "above its reference range, not flagged"
+    )  # "4.2" lost its point
+    assert ocr.flag_mismatch(_ranged(5.9, None)) == "above its reference range, not flagged"
+    assert ocr.flag_mismatch(_ranged(3.1, LabFlag.HIGH)) == "below its reference range, not flagged"
+    assert ocr.flag_mismatch(_ranged(4.2, LabFlag.LOW)) == "flagged L within its reference range"
+    assert ocr.flag_mismatch(_ranged(250.0, None, low=None, high=None)) is None  # no range: nothing to check
+    assert ocr.flag_mismatch(_ranged(250.0, None, low=None, high=200)) is not None
+    engine = ocr.OcrEngine(path="/usr/bin/tesseract", version="5.3.0")
+    lab = _ranged(42.0, None)
+    words = [Word(0, 0, 1, 1, "Potassium", conf=0.97), Word(0, 0, 1, 1, "42", conf=0.97)]
+    kept, review = ocr.gate_by_confidence([lab], words, 1, engine)
+    assert kept == []
+    assert "not flagged" in review[0].reason

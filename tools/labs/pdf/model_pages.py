@@ -22,6 +22,7 @@ none, or its answer is unreadable) moves to ``text.unparsed`` for review and its
 from __future__ import annotations
 
 import math
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +44,7 @@ __all__ = [
     "ModelReadLab",
     "compare",
     "extract_with_model",
+    "ocr_values_to_review",
     "render_dpi",
     "render_page",
 ]
@@ -184,12 +186,15 @@ async def extract_with_model(
                     read.append(compare(number, result, printed))
     finally:
         doc.close()
-    text = _unconfirmed_to_review(text, confirmed)
+    text = ocr_values_to_review(text, confirmed)
     return ModelAssistedExtraction(text=text, model_results=tuple(read), warnings=tuple(warnings))
 
 
-def _unconfirmed_to_review(text: LabPdfExtraction, confirmed: set[int]) -> LabPdfExtraction:
-    """``text`` with every OCR value the model did not read alike moved to ``unparsed`` (for review)."""
+def ocr_values_to_review(
+    text: LabPdfExtraction, confirmed: AbstractSet[int] = frozenset()
+) -> LabPdfExtraction:
+    """``text`` with every OCR value the model did not read alike (whose ``id`` is not in
+    ``confirmed``) moved to ``unparsed`` for review; with nothing confirmed (the model failed), all."""
     doubtful = [r for r in text.results if r.ocr and id(r) not in confirmed]
     if not doubtful:
         return text

@@ -11,7 +11,8 @@ decides whether a value may be written.
 
 A value read by OCR is kept (``ExtractedLab.ocr`` names the engine) only when every token of its
 row, and of the line its collection date was read from, has a confidence of at least
-``MIN_CONFIDENCE``; any other result row goes to ``unparsed`` (reason: the lowest confidence)
+``MIN_CONFIDENCE``, and its printed flag fits its value and range (``flag_mismatch``: a lost
+decimal point or a dropped flag letter shows there); any other result row goes to ``unparsed``
 and the page stays in ``needs_model``, so that a configured model reads it for review as before.
 A page where OCR wrote nothing, or Tesseract is missing or fails, stays in ``needs_model`` too
 (the warning says why). Where a model is configured, ``model_pages.extract_with_model`` keeps an
@@ -38,13 +39,16 @@ from tools.labs.pdf.model import ExtractedLab, UnparsedRow, Word, union_bbox
 from tools.labs.pdf.rendering import render_dpi
 from tools.labs.pdf.rows import PageContext, collection_date, extract_page
 from tools.labs.pdf.values import parse_date, uses_decimal_comma
+from tools.medgemma.tasks.lab_extraction import LabFlag
 
 __all__ = [
     "MIN_CONFIDENCE",
     "OCR_DPI",
+    "PAGE_SEGMENTATION",
     "OcrEngine",
     "ScannedPage",
     "find_tesseract",
+    "flag_mismatch",
     "gate_by_confidence",
     "ocr_page_words",
     "parse_tsv",
@@ -55,6 +59,10 @@ OCR_DPI: Final = 300  # Tesseract is trained on text of about this resolution
 # The lowest word confidence (0..1) a written value's row may hold; chosen on the scanned corpus
 # (see the module README text in the report of issue 13): below it, wrong values appear.
 MIN_CONFIDENCE: Final = 0.90
+# Tesseract's page segmentation mode 6, "a single uniform block of text": its default (3, automatic)
+# dropped whole columns of a results table (every value, while names and units were read), and
+# the sparse-text modes (11, 12) dropped one-letter flags ("H"). Lines of a block keep every cell.
+PAGE_SEGMENTATION: Final = "6"
 _TIMEOUT_S: Final = 120.0  # one page; a page that takes longer is left to the model
 _TESSDATA_DIRS: Final = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata")
 _LANGUAGE: Final = "eng"
@@ -153,7 +161,18 @@ def ocr_page_words(page: Any, engine: OcrEngine, dpi: int = OCR_DPI) -> list[Wor
     buffer = io.BytesIO()
     image.save(buffer, format="PPM")  # uncompressed: encoding a PNG costs more than Tesseract's read
     done = subprocess.run(
-        [engine.path, "stdin", "stdout", "--dpi", str(used), "-l", _LANGUAGE, "tsv"],
+        [
+            engine.path,
+            "stdin",
+            "stdout",
+            "--dpi",
+            str(used),
+            "--psm",
+            PAGE_SEGMENTATION,
+            "-l",
+            _LANGUAGE,
+            "tsv",
+        ],
         input=buffer.getvalue(),
         capture_output=True,
         timeout=_TIMEOUT_S,
@@ -203,6 +222,33 @@ def _lowest(words: list[Word]) -> float:
     return min((w.conf if w.conf is not None else 1.0 for w in words), default=0.0)
 
 
+_ABOVE: Final = frozenset({LabFlag.HIGH, LabFlag.CRITICAL_HIGH, LabFlag.ABNORMAL})
+_BELOW: Final = frozenset({LabFlag.LOW, LabFlag.CRITICAL_LOW, LabFlag.ABNORMAL})
+
+
+def flag_mismatch(lab: ExtractedLab) -> str | None:
+    """Why the printed flag does not fit the value and range as read, or None (pure).
+
+    OCR's typical misreadings give themselves away here: a lost decimal point ("42" for "4.2")
+    puts the value far outside its range with no flag, and a dropped or misread flag letter leaves
+    an out-of-range value unflagged (or an in-range one flagged). A row without a numeric value or
+    without a printed range cannot be checked and passes.
+    """
+    if not isinstance(lab.value, float) or lab.comparator is not None:
+        return None
+    low, high, flag = lab.reference_low, lab.reference_high, lab.flag
+    if low is None and high is None:
+        return None
+    if high is not None and lab.value > high and flag not in _ABOVE:
+        return "above its reference range, not flagged"
+    if low is not None and lab.value < low and flag not in _BELOW:
+        return "below its reference range, not flagged"
+    within = (low is None or lab.value >= low) and (high is None or lab.value <= high)
+    if within and flag is not None and flag not in (LabFlag.NORMAL, LabFlag.ABNORMAL):
+        return f"flagged {flag.value} within its reference range"
+    return None
+
+
 def gate_by_confidence(
     results: list[ExtractedLab],
     words: list[Word],
@@ -211,8 +257,9 @@ def gate_by_confidence(
     *,
     min_confidence: float = MIN_CONFIDENCE,
 ) -> tuple[list[ExtractedLab], list[UnparsedRow]]:
-    """The results whose row (and date line) OCR read with confidence ``min_confidence`` or more, marked
-    as OCR readings; the others as rows for review, with their lowest confidence (pure)."""
+    """The results whose row (and date line) OCR read with confidence ``min_confidence`` or more and
+    whose flag fits value and range (``flag_mismatch``), marked as OCR readings; the others as rows
+    for review, with the reason (pure)."""
     lines = group_lines(words)
     kept: list[ExtractedLab] = []
     review: list[UnparsedRow] = []
@@ -222,17 +269,22 @@ def gate_by_confidence(
         if lab.effective is not None:
             support += [w for line in _date_lines(lab.effective, lines) for w in line]
         lowest = _lowest(support) if row else 0.0
-        if lowest >= min_confidence:
+        mismatch = flag_mismatch(lab)
+        if lowest >= min_confidence and mismatch is None:
             kept.append(lab.model_copy(update={"ocr": engine.label}))
+            continue
+        if lowest < min_confidence:
+            reason = f"OCR confidence {lowest:.2f} below {min_confidence:.2f}: for review"
         else:
-            review.append(
-                UnparsedRow(
-                    page=page,
-                    text=line_text(row) or lab.value_text,
-                    reason=f"OCR confidence {lowest:.2f} below {min_confidence:.2f}: for review",
-                    bbox=union_bbox(row) if row else lab.bbox,
-                )
+            reason = f"read by OCR, the value is {mismatch}: for review"
+        review.append(
+            UnparsedRow(
+                page=page,
+                text=line_text(row) or lab.value_text,
+                reason=reason,
+                bbox=union_bbox(row) if row else lab.bbox,
             )
+        )
     return kept, review
 
 
