@@ -112,7 +112,12 @@ def check_time(name: str, t: datetime) -> None:
 def _trend_inputs(trend: Trend) -> list[InputRef]:
     # Content, not versionId: a feed that re-sends an unchanged result bumps its version, and
     # that must not duplicate what was written from it. Time and value pin what was read.
-    return [InputRef(reference=s.reference, value=f"{s.time.isoformat()}={s.value!r}") for s in trend.sources]
+    # Not validated again: a SourceRef's reference is a validated non-empty string already, and
+    # a report over a long history builds hundreds of these twice (its Observations, itself).
+    return [
+        InputRef.model_construct(reference=s.reference, value=f"{s.time.isoformat()}={s.value!r}")
+        for s in trend.sources
+    ]
 
 
 def _quantity(value: float, unit: str | None, ucum: bool) -> dict[str, Any]:
