@@ -65,7 +65,7 @@ def _tokens(line: list[Word]) -> list[_Token]:
     boundary = True
     prev: Word | None = None
     for w in line:
-        if is_leader(w) or w.text in (":", "-", "–"):
+        if is_leader(w) or w.text == ":":
             boundary = True
             continue
         text = w.text
@@ -162,6 +162,13 @@ def segments(line: list[Word], *, decimal_comma: bool) -> list[Segment]:
         if k < len(tokens):
             free = colon or tokens[k].gap_before
             found = _value_at(tokens, k, free=free, decimal_comma=decimal_comma)
+        if found is None and not colon and (k == len(tokens) or tokens[k].word.text[:1] in "([<>"):
+            # "Nitrite positive [negative]": a qualitative word closing the name run.
+            k, found = _closing_word(tokens, start, j, decimal_comma)
+            if found is not None:
+                segment.name_words = [t.word for t in tokens[start:k]]
+                segment.name = clean_name(segment.name_words)
+                segment.words = list(segment.name_words)
         if found is None:
             i = k if k > start else start + 1
             continue
@@ -182,6 +189,21 @@ def segments(line: list[Word], *, decimal_comma: bool) -> list[Segment]:
         segment.words += tail_words
         i = end
     return out
+
+
+def _closing_word(
+    tokens: list[_Token], start: int, end: int, decimal_comma: bool
+) -> tuple[int, tuple[int, ParsedValue, LabFlag | None] | None]:
+    """Where a qualitative value ends the name run ``tokens[start:end]``, and that value: only a
+    flag or a bracketed reference ("[negative]", "(neg)") may follow it in the run."""
+    for at in range(start + 1, end):
+        found = _value_at(tokens, at, free=True, decimal_comma=decimal_comma)
+        if found is None:
+            continue
+        rest = tokens[at + found[0] : end]
+        if len(rest) <= 2 and all(parse_flag(t.word.text) or t.word.text[:1] in "([" for t in rest):
+            return at, found
+    return end, None
 
 
 def _is_unit_token(token: _Token) -> bool:

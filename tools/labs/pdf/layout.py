@@ -26,7 +26,7 @@ from typing import Final
 from tools.labs.pdf.model import Word
 from tools.labs.pdf.values import parse_date, parse_time
 
-__all__ = ["Column", "Role", "Table", "cells", "find_tables", "group_lines", "line_text"]
+__all__ = ["Column", "Role", "Table", "cells", "find_tables", "fit_columns", "group_lines", "line_text"]
 
 
 class Role(StrEnum):
@@ -93,6 +93,7 @@ class Column:
     start: float  # left edge of the column interval
     on: date | None = None  # for Role.DATE
     at: time | None = None  # for Role.DATE: the collection time printed with the date, if any
+    header_x0: float | None = None  # the header cell's left edge (None: no header cell)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +272,7 @@ def find_tables(lines: list[list[Word]], page_width: float, page_height: float) 
                 else:
                     gap = max(0.0, x0 - max(w.x1 for w in group[c - 1][0]))
                     start = x0 - min(gap / 2, _MAX_PULL)
-                columns.append(Column(role, start, on, at))
+                columns.append(Column(role, start, on, at, None if table_less(cell) else x0))
             left = 0.0 if g == 0 else _gutter(groups[g - 1], group)
             right = page_width + 1 if g == len(groups) - 1 else _gutter(group, groups[g + 1])
             # Rows start below the header's centre line: with tight line spacing the first row's
@@ -307,6 +308,44 @@ def _date_row(line_cells: list[list[Word]], line: list[Word]) -> list[list[_Cell
             return None
         group.append((cell, Role.DATE, found[1], found[2]))
     return [group]
+
+
+def table_less(cell: list[Word]) -> bool:
+    """The unnamed name column of a row of dates (``_date_row``'s anchor)."""
+    return len(cell) == 1 and not cell[0].text
+
+
+def fit_columns(table: Table, lines: list[list[Word]]) -> Table:
+    """The table with each column edge moved into the whitespace its rows leave there.
+
+    A header gives each column's place; the rows show where its values really run: numbers
+    right-aligned under a short header reach past the midpoint to the next header. An edge that
+    cuts through cells of the rows moves to the nearest x (between the two headers) that cuts
+    through fewest, so that every cell falls whole into one column.
+    """
+    row_cells = [(c[0].x0, c[-1].x1) for line in lines for c in cells(line)]
+    if not row_cells:
+        return table
+    columns = list(table.columns)
+    for i in range(1, len(columns)):
+        col, before = columns[i], columns[i - 1]
+        lo = before.start + 1.0
+        hi = col.header_x0 if col.header_x0 is not None else col.start
+        if hi <= lo:
+            continue
+
+        def crossings(x: float) -> int:
+            return sum(1 for x0, x1 in row_cells if x0 < x < x1)
+
+        here = crossings(col.start)
+        if here == 0:
+            continue
+        candidates = [x1 + 0.01 for _, x1 in row_cells if lo <= x1 < hi]
+        candidates += [x0 - 0.01 for x0, _ in row_cells if lo < x0 <= hi]
+        best = min(candidates, key=lambda x: (crossings(x), abs(x - col.start)), default=None)
+        if best is not None and crossings(best) < here:
+            columns[i] = Column(col.role, best, col.on, col.at, col.header_x0)
+    return Table(tuple(columns), table.left, table.right, table.top, table.bottom, table.implicit)
 
 
 def _gutter(left: list[_Cell], right: list[_Cell]) -> float:

@@ -23,7 +23,7 @@ from typing import Final
 
 from tools.labs.loinc_catalog import Resolution, resolve
 from tools.labs.pdf.inline import Segment, segments
-from tools.labs.pdf.layout import Role, Table, cells, find_tables, group_lines, line_text
+from tools.labs.pdf.layout import Role, Table, cells, find_tables, fit_columns, group_lines, line_text
 from tools.labs.pdf.model import BBox, ExtractedLab, UnparsedRow, Word, union_bbox
 from tools.labs.pdf.names import clean_name, continues, is_heading, is_leader, is_note
 from tools.labs.pdf.tail import Tail, is_unit, parsed_reference, read_tail
@@ -137,7 +137,7 @@ def extract_page(
     read: set[int] = set()  # ids of words a table (or its header) accounts for
     if found:
         tables = [t for _, t in found]
-        context.tables = tables
+        context.tables = [t for t in tables if t.bottom > height]  # open at the page's end
         for index, table in found:
             read |= {id(w) for w in lines[index] if table.left <= w.xc < table.right}
             if index > 0 and table.top - lines[index - 1][-1].y1 < 2 * lines[index][0].height:
@@ -153,8 +153,10 @@ def extract_page(
         region = [w for w in words if table.left <= w.xc < table.right]
         panel = _panel_above(region, table) if found else context.panel
         body = [w for w in region if table.top < (w.y0 + w.y1) / 2 < table.bottom]
+        body_lines = group_lines(body)
+        table = fit_columns(table, body_lines)
         last: _Row | None = None
-        for line in group_lines(body):
+        for line in body_lines:
             before = (len(outcome.results), len(outcome.unparsed))
             panel, last, taken = _read_row(line, table, page, panel, last, context, outcome)
             if not found and taken and len(outcome.results) == before[0]:
@@ -209,6 +211,24 @@ def _known(resolution: Resolution) -> bool:
     return resolution.entry is not None or resolution.reason in ("ambiguous", "no code for unit")
 
 
+def _joins(first: str, second: str, *, second_has_values: bool = False) -> bool:
+    """Whether ``second`` (the next line's name) completes the name ``first`` on the line above.
+
+    Printed evidence (``names.continues``), or the names themselves: ``first`` alone is no test
+    we know and the two together are one ("Carbon" over "Dioxide, Total", "C-Reactive" over
+    "Protein"). Where the values stand on the second line, its name must be no test alone
+    either: a heading ("Urinalysis") stands over a full name ("pH, Urine"). An upper-case line
+    is a heading, not half a name.
+    """
+    if continues(first, second):
+        return True
+    if first.isupper() or second.isupper() or resolve(first).entry is not None:
+        return False
+    if second_has_values and resolve(second).entry is not None:
+        return False
+    return resolve(f"{first} {second}").entry is not None
+
+
 def _rename(outcome: PageOutcome, row: _Row, name: str) -> None:
     """Give the results of ``row`` the name its wrapped second line completes."""
     for i in row.results:
@@ -242,11 +262,27 @@ def _read_row(
         col = table.column_of(w)
         if col is not None:
             by_col.setdefault(col, []).append(w)
-    for cell in cells(line):
-        if len({table.column_of(w) for w in cell}) >= 2:
-            return panel, None, False  # one phrase running across a column edge: prose, not a row
     roles = {i: c.role for i, c in enumerate(table.columns)}
     name_cols = [i for i, r in roles.items() if r is Role.NAME]
+    for cell in cells(line):
+        cols = {table.column_of(w) for w in cell}
+        if len(cols) < 2:
+            continue
+        first = table.column_of(cell[0])
+        if first in name_cols and not any(
+            c is not None and roles[c] in (Role.RESULT, Role.DATE) for c in cols
+        ):
+            # A long name reaching under the units or range header ("Sedimentation Rate (ESR)").
+            for w in cell[1:]:
+                col = table.column_of(w)
+                if col is not None and col != first:
+                    by_col[col].remove(w)
+                    if not by_col[col]:
+                        del by_col[col]
+                    by_col[first].append(w)
+            by_col[first].sort(key=lambda w: w.x0)
+            continue
+        return panel, None, False  # one phrase running across a column edge: prose, not a row
     name_words = by_col.get(name_cols[0], []) if name_cols else []
     if not name_words:
         return panel, None, False
@@ -268,14 +304,14 @@ def _read_row(
     )
     if name_only:
         # A name alone: the second line of the name above, or a panel heading / a name's first line.
-        if last is not None and last.results and last.near(line) and continues(last.name, name):
+        if last is not None and last.results and last.near(line) and _joins(last.name, name):
             _rename(outcome, last, f"{last.name} {name}")
             return panel, None, True
         heading = name if is_heading(name) else None
         # Not a heading ("Glucose ..... 88 mg/dL" under another page's columns): read it as free text.
         return heading or panel, _Row(name, line[0].x0, bottom, height, panel=panel), heading is not None
     pending = last if last is not None and not last.results and last.near(line) else None
-    if pending is not None and continues(pending.name, name):
+    if pending is not None and _joins(pending.name, name, second_has_values=True):
         name = f"{pending.name} {name}"
         panel = pending.panel  # the line above was the name's start, not a heading
     unit_words = _cell(by_col, roles, Role.UNIT)
@@ -434,7 +470,7 @@ def _name_only(
     x0 = part.name_words[0].x0
     line_part = [w for w in line if x0 - 0.1 <= w.x0 and w.x1 <= part.words[-1].x1 + 0.1]
     for above in last_rows:
-        if above.results and above.near(line_part) and continues(above.name, part.name):
+        if above.results and above.near(line_part) and _joins(above.name, part.name):
             _rename(outcome, above, f"{above.name} {part.name}")
             return _Row(part.name, x0, bottom, height)
     if is_heading(part.name) and not part.colon and not part.name[:1].islower():
@@ -467,7 +503,11 @@ def _free_result(
     x0 = part.name_words[0].x0
     name = part.name
     pending = next(
-        (r for r in last_rows if not r.results and r.near([part.name_words[0]]) and continues(r.name, name)),
+        (
+            r
+            for r in last_rows
+            if not r.results and r.near([part.name_words[0]]) and _joins(r.name, name, second_has_values=True)
+        ),
         None,
     )
     if pending is not None:

@@ -33,11 +33,14 @@ _RANGE_LABELS: Final = frozenset(
 # Units without a slash that labs print alone; with a slash the shape decides.
 _BARE_UNITS: Final = frozenset(
     {"%", "‰", "fl", "pg", "s", "sec", "secs", "seconds", "ratio", "index", "u", "iu", "mm", "mmhg",
-     "mm[hg]", "{ratio}", "{inr}", "inr", "titer", "min", "g", "mg", "ug", "ng", "mosm", "pct"}
+     "mm[hg]", "{ratio}", "titer", "min", "g", "mg", "ug", "ng", "mosm", "pct"}
 )  # fmt: skip
 _SLASH_UNIT_RE: Final = re.compile(
     r"^(?:[x×]?\s*10\s*(?:\^|\*|e|E)?\s*\d{1,2}|[a-zA-Zµμ%\[\]{}]{1,10}|\d{0,3})"
     r"/[a-zA-Zµμ\[\]{}]{1,8}(?:\d)?(?:/[\w.\[\]{}^*]{1,12})?$"
+)
+_EGFR_RE: Final = re.compile(
+    r"^ml/min(?:/(?:1\.73\s*)?m(?:2|²|\^2)?|/1\.73(?:_m2|m2|\s*m²)?)?$", re.IGNORECASE
 )
 _NOT_UNITS: Final = frozenset({"and/or", "w/o", "c/o", "n/a", "s/p", "h/o", "y/o", "i/o"})
 _MAX_UNIT_WORDS: Final = 3
@@ -50,8 +53,8 @@ def is_unit(text: str) -> bool:
         return False
     if t.lower() in _BARE_UNITS:
         return True
-    if t.lower().startswith("ml/min/"):
-        return True  # eGFR: "mL/min/1.73m2", "mL/min/1.73 m2"
+    if _EGFR_RE.match(t):
+        return True  # eGFR: "mL/min/1.73m2", "mL/min/1.73 m²"
     return bool(_SLASH_UNIT_RE.match(t)) and any(c.isalpha() for c in t.split("/")[-1])
 
 
@@ -122,7 +125,10 @@ def _unit_span(words: list[Word], start: int) -> int:
     """The most words from ``start`` (up to three, touching) that together spell a unit."""
     for k in range(min(_MAX_UNIT_WORDS, len(words) - start), 0, -1):
         chunk = words[start : start + k]
-        if k > 1 and any(b.x0 - a.x1 > 1.2 * a.height for a, b in itertools.pairwise(chunk)):
+        if k > 1 and (
+            any(b.x0 - a.x1 > 1.2 * a.height for a, b in itertools.pairwise(chunk))
+            or any(c in w.text for w in chunk for c in "()[]")
+        ):
             continue
         if is_unit("".join(w.text for w in chunk)):
             return k
