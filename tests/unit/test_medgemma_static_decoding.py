@@ -190,3 +190,24 @@ async def test_auto_decodes_with_generate_on_a_cpu(sharp: LoadedModel) -> None:
     async with TransformersBackend(sharp) as backend:
         assert backend.decoding == "generate"
         assert backend.warm_up() == 0.0
+
+
+def test_the_compile_setting_reaches_the_transformers_config_and_is_refused_for_a_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent.settings import Settings
+    from tools.medgemma.config import ModelConfig
+    from tools.medgemma.errors import ModelConfigurationError
+
+    monkeypatch.setenv("CHARTAGENT_MODEL_BACKEND", "transformers")
+    assert ModelConfig.from_settings(Settings()).compile == "auto"
+    monkeypatch.setenv("CHARTAGENT_MODEL_COMPILE", "off")
+    assert ModelConfig.from_settings(Settings()).compile == "off"
+    monkeypatch.setenv("CHARTAGENT_MODEL_COMPILE", "sometimes")
+    with pytest.raises(ValueError, match="model_compile"):
+        Settings()
+    monkeypatch.setenv("CHARTAGENT_MODEL_BACKEND", "openai")
+    monkeypatch.setenv("CHARTAGENT_MODEL_URL", "http://127.0.0.1:8000/v1")
+    monkeypatch.setenv("CHARTAGENT_MODEL_COMPILE", "on")
+    with pytest.raises(ModelConfigurationError, match="transformers backend only"):
+        ModelConfig.from_settings(Settings())
