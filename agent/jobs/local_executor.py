@@ -40,10 +40,13 @@ async def run_local(
     holder = worker.lease_holder(run_id)
     await ledger.reset_running(run_id)
     pending = [row.patient_id for row in await ledger.patients(run_id) if row.status == "pending"]
-    changes = await worker.check_batch(pending) if check_batch else None
-    for result in await worker.settle_unchanged(run_id, changes):
-        if on_result is not None:
-            on_result(result)
+    run = await ledger.get_run(run_id)
+    changes = None
+    if check_batch and run is not None and run.status == "running":  # a cancelled run starts nothing
+        changes = await worker.check_batch(pending)
+        for result in await worker.settle_unchanged(run_id, changes):
+            if on_result is not None:
+                on_result(result)
     in_flight: set[asyncio.Task[PatientResult]] = set()
     try:
         while True:
