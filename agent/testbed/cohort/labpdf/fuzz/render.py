@@ -9,6 +9,7 @@ so the truth says where a reader must find it.
 
 from __future__ import annotations
 
+import functools
 import io
 import random
 from collections.abc import Sequence
@@ -165,7 +166,16 @@ class _Canvas:
 
 
 def width(text: str, size: float, font: str) -> float:
-    return float(pymupdf.get_text_length(text, fontname=font, fontsize=size))
+    """The advance of ``text``. pymupdf's ``get_text_length`` undercounts strings holding non-ASCII
+    characters ("µmol/L") in the base-14 fonts; a ``Font`` measures them right (not the CJK one)."""
+    if font == _ARROW_FONT:
+        return float(pymupdf.get_text_length(text, fontname=font, fontsize=size))
+    return float(_font(font).text_length(text, fontsize=size))  # type: ignore[no-untyped-call]
+
+
+@functools.cache
+def _font(name: str) -> pymupdf.Font:
+    return pymupdf.Font(name)  # type: ignore[no-untyped-call]
 
 
 def _garbled(text: str) -> str:
