@@ -153,7 +153,7 @@ def test_compiled_step_matches_and_is_reused_across_tokens_and_calls(sharp: Load
     assert decoder.compiled_shapes == [(1, 2048)]
 
 
-async def test_backend_falls_back_to_generate_once_when_the_compiled_step_fails(
+async def test_backend_falls_back_to_generate_when_the_compiled_step_fails(
     sharp: LoadedModel, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     request = ModelRequest(
@@ -170,6 +170,14 @@ async def test_backend_falls_back_to_generate_once_when_the_compiled_step_fails(
         async with TransformersBackend(sharp, compile="on") as backend:
             assert backend.decoding == "static-compiled"
             assert (await backend.generate(request)).text == expected.text
+
+            def out_of_memory(*args: Any) -> Any:
+                raise torch.OutOfMemoryError("CUDA out of memory")
+
+            monkeypatch.setattr(compiled, "_step", out_of_memory)
+            assert (await backend.generate(request)).text == expected.text
+            assert backend.decoding == "static-compiled"  # memory runs out; the decoder stays
+            assert compiled._states == {}  # its caches are dropped
 
             def broken(*args: Any) -> Any:
                 raise RuntimeError("inductor failed to lower a kernel")

@@ -331,7 +331,10 @@ class TransformersBackend:
     def _decode_static(
         self, decoder: StaticGreedyDecoder, inputs: Any, config: Any, first_token: _FirstTokenClock
     ) -> Any:
-        """The static decoder; if it fails and `generate` then succeeds, `generate` from now on."""
+        """The static decoder; if it fails and `generate` then succeeds, `generate` from now on
+        (out of memory only drops the static caches: the next request allocates what it needs)."""
+        import torch
+
         try:
             return decoder.generate(
                 inputs,
@@ -340,11 +343,14 @@ class TransformersBackend:
                 pad_id=_pad_id(config, self._eos_ids),
                 on_first_token=first_token.mark,
             )
+        except torch.OutOfMemoryError:
+            decoder.release()
+            failure = None
         except _DECODE_FAILURES as exc:
             failure = f"{type(exc).__name__}: {str(exc)[:300]}"
         first_token.at = None
         new_tokens = self._decode_generate(inputs, config, first_token)  # raises if the request itself is bad
-        if self._loaded.decoders.pop(True, None) is not None:  # every backend over this model
+        if failure is not None and self._loaded.decoders.pop(True, None) is not None:  # every backend
             log.warning(
                 "compiled decoding failed (%s); model %s decodes with transformers' generate from now on",
                 failure,
