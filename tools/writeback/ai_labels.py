@@ -7,6 +7,7 @@ produced it is a ``Device`` typed ``AIdeviceTypeCS#Artificial-Intelligence``.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 from typing import Any, Final
@@ -70,8 +71,12 @@ class ModelIdentity(BaseModel):
         return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=1)
 def chartagent_version() -> str:
-    """The installed chartagent package's version: the version of ChartAgent's own engines."""
+    """The installed chartagent package's version: the version of ChartAgent's own engines.
+
+    Read once a process: importlib.metadata scans every installed distribution (a few ms), and
+    each patient's identities asked for it several times."""
     try:
         return importlib.metadata.version("chartagent")
     except importlib.metadata.PackageNotFoundError:
