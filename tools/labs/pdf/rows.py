@@ -53,16 +53,21 @@ _TIME: Final = (
 _COLLECTED_RE: Final = re.compile(
     r"(?:date collected|collection date|collected on|collected|date of collection|specimen collected"
     r"|sample date|drawn|specimen date|coll\.|collection|entnahme(?:datum)?|abnahme(?:datum)?"
-    r"|probenentnahme|prélèvement|prelevement)\s*[:\-]?\s*" + _DATE + _TIME,
+    r"|probenentnahme|prélèvement|prelevement|date of service|service date)\s*[:\-]?\s*" + _DATE + _TIME,
     re.IGNORECASE,
 )
 # Labels that head a number and a unit without being a test (demographics, page furniture).
 _NOT_TESTS: Final = frozenset(
-    {"dob", "birth", "born", "age", "phone", "tel", "telephone", "fax", "mobile", "mrn", "id", "accession",
-     "acc", "page", "room", "bed", "zip", "postcode", "npi", "account", "acct", "order", "report", "sample",
-     "specimen", "patient", "height", "weight", "bmi", "pulse", "bp", "ward", "no", "number", "nr", "date",
-     "time", "fasting", "volume", "temperature", "temp", "geburtsdatum", "alter", "seite", "gewicht",
-     "größe", "collected", "received", "reported", "printed", "tube", "vial", "barcode", "ref", "lot"}
+    {"dob", "birth", "born", "age", "phone", "tel", "telephone", "fax", "mobile", "mrn", "accession", "page",
+     "room", "bed", "zip", "postcode", "npi", "account", "acct", "patient", "height", "weight", "bmi",
+     "pulse", "bp", "temperature", "geburtsdatum", "alter", "seite", "heart rate",
+     "blood pressure", "respiratory rate", "spo2", "bpm"}
+)  # fmt: skip
+# More words that head a number and a unit outside any table without naming a test.
+_NOT_FREE_NAMES: Final = _NOT_TESTS | frozenset(
+    {"id", "acc", "order", "report", "sample", "specimen", "ward", "no", "number", "nr", "date", "time",
+     "fasting", "volume", "temp", "collected", "received", "reported", "printed", "tube", "vial", "barcode",
+     "ref", "lot", "heart", "respiratory", "gewicht", "größe"}
 )  # fmt: skip
 # Words of a sentence, not of a test name ("Glucose above 126 mg/dL is ...").
 _PROSE_WORDS: Final = frozenset(
@@ -331,6 +336,11 @@ def _read_row(
             outcome.warnings.append(
                 f"page {page}: flag {line_text(flag_words)!r} for {name!r} not recognised"
             )
+    else:
+        # A note or comment column that holds only a flag word ("Low", "Slightly High").
+        for i, role in roles.items():
+            if role is Role.OTHER and by_col.get(i) and column_flag is None:
+                column_flag = parse_flag(line_text(by_col[i]))
     resolution, unit = _resolve(name, unit, panel)
     value_cols = [i for i, r in roles.items() if r in (Role.RESULT, Role.DATE)]
     row = _Row(name, line[0].x0, bottom, height)
@@ -353,12 +363,21 @@ def _read_row(
             value_words = value_words[1:]
         value_text = line_text(value_words)
         parsed = _cell_value(value_text, context.decimal_comma)
+        cell_unit = None
+        if parsed is None and (split := _value_with_unit(value_words, context.decimal_comma)) is not None:
+            value_words, cell_unit, parsed = split  # "11.2 g/dL", "6.6%": no units column
+            value_text = line_text(value_words)
         if parsed is None:
             if _known(resolution):
                 outcome.unparsed.append(_unparsed(page, line, "result not readable"))
             continue
         value, glued = parsed
         flag = flag or glued
+        if cell_unit is not None and unit is None:
+            unit = normalize_unit(cell_unit)
+            resolution, unit = _resolve(name, unit, panel)
+        if not _known(resolution) and _not_a_test(name):
+            continue  # vital signs and demographics printed in the same table (BMI, heart rate)
         row.results.append(len(outcome.results))
         outcome.results.append(
             ExtractedLab(
@@ -395,6 +414,35 @@ def _cell_value(text: str, decimal_comma: bool) -> tuple[ParsedValue, LabFlag | 
         return None
     parsed = parse_value(glued[0], decimal_comma=decimal_comma)
     return (parsed, glued[1]) if parsed is not None and parsed.numeric else None
+
+
+_GLUED_UNIT_RE: Final = re.compile(r"^((?:<=|>=|<|>|≤|≥)?\d[\d.,]*)(%|[a-zA-Zµμ/].*)$")
+
+
+def _value_with_unit(
+    words: list[Word], decimal_comma: bool
+) -> tuple[list[Word], str, tuple[ParsedValue, LabFlag | None]] | None:
+    """A result cell that prints its unit too ("11.2 g/dL", "7.5 x10³/µL", "6.6%"): the value's
+    words, the unit, the value. A unit glued to the number keeps the whole word as the value's."""
+    for k in range(1, len(words)):
+        parsed = _cell_value(line_text(words[:k]), decimal_comma)
+        rest = "".join(w.text for w in words[k:])
+        if parsed is not None and parsed[0].numeric and is_unit(rest):
+            return words[:k], rest, parsed
+    m = _GLUED_UNIT_RE.match(words[0].text)
+    if m and is_unit(m.group(2)):
+        parsed = _cell_value(m.group(1), decimal_comma)
+        if parsed is not None and parsed[0].numeric:
+            unit = m.group(2) + "".join(w.text for w in words[1:])
+            if len(words) == 1 or is_unit(unit):
+                return words[:1] if len(words) == 1 else words, unit, parsed
+    return None
+
+
+def _not_a_test(name: str, words: frozenset[str] = _NOT_TESTS) -> bool:
+    """A vital sign or a demographic label (BMI, heart rate, DOB), not a lab test."""
+    text = " ".join(name.lower().replace(",", " ").replace(":", " ").split())
+    return bool(set(text.split()) & words) or any(" " in w and w in text for w in words)
 
 
 def _unparsed(page: int, words: list[Word], reason: str) -> UnparsedRow:
@@ -567,7 +615,8 @@ def _unknown_name_is_a_test(name: str, part: Segment, previous: Segment | None, 
         and not tail.other
         and name[:1].isalpha()
         and len(words) <= _MAX_UNKNOWN_NAME_WORDS
-        and not (set(words) & (_NOT_TESTS | _PROSE_WORDS))
+        and not (set(words) & _PROSE_WORDS)
+        and not _not_a_test(name, _NOT_FREE_NAMES)
         and not (previous is not None and previous.value is None)  # "Glucose   fasting  96": unclear
     )
 

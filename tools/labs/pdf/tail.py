@@ -36,7 +36,7 @@ _BARE_UNITS: Final = frozenset(
      "mm[hg]", "{ratio}", "titer", "min", "g", "mg", "ug", "ng", "mosm", "pct"}
 )  # fmt: skip
 _SLASH_UNIT_RE: Final = re.compile(
-    r"^(?:[x×]?\s*10\s*(?:\^|\*|e|E)?\s*\d{1,2}|[a-zA-Zµμ%\[\]{}]{1,10}|\d{0,3})"
+    r"^(?:[x×]?\s*10\s*(?:\^|\*|e|E)?\s*[\d¹²³⁴⁵⁶⁷⁸⁹⁰]{1,2}|[a-zA-Zµμ%\[\]{}]{1,10}|\d{0,3})"
     r"/[a-zA-Zµμ\[\]{}]{1,8}(?:\d)?(?:/[\w.\[\]{}^*]{1,12})?$"
 )
 _EGFR_RE: Final = re.compile(
@@ -56,6 +56,18 @@ def is_unit(text: str) -> bool:
     if _EGFR_RE.match(t):
         return True  # eGFR: "mL/min/1.73m2", "mL/min/1.73 m²"
     return bool(_SLASH_UNIT_RE.match(t)) and any(c.isalpha() for c in t.split("/")[-1])
+
+
+_ARROW_GLUED_RE: Final = re.compile(r"^(?:(↑↑|↓↓|↑|↓)(\S+)|(\S+?)(↑↑|↓↓|↑|↓))$")
+
+
+def _unglued(word: Word) -> list[Word]:
+    """An arrow printed against the next word ("↓g/L", "↓[5.0", "g/L↑") as two words."""
+    m = _ARROW_GLUED_RE.match(word.text)
+    if m is None:
+        return [word]
+    parts = [m.group(1), m.group(2)] if m.group(1) else [m.group(3), m.group(4)]
+    return [Word(word.x0, word.y0, word.x1, word.y1, p, bold=word.bold, conf=word.conf) for p in parts]
 
 
 @dataclass
@@ -95,6 +107,7 @@ def reference_span(words: list[Word], start: int) -> int:
 def read_tail(words: list[Word], *, decimal_comma: bool) -> Tail:
     """Classify the words after a value, left to right."""
     tail = Tail()
+    words = [part for w in words for part in _unglued(w)]
     i = 0
     while i < len(words):
         text = words[i].text

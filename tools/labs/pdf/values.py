@@ -81,6 +81,15 @@ _FLAG_TOKENS: Final[dict[str, LabFlag]] = {
     "↓↓": LabFlag.CRITICAL_LOW,
     "▲": LabFlag.HIGH,
     "▼": LabFlag.LOW,
+    "h/l": LabFlag.ABNORMAL,  # "outside the reference range", direction not printed
+    "slightly high": LabFlag.HIGH,
+    "mildly high": LabFlag.HIGH,
+    "slightly low": LabFlag.LOW,
+    "mildly low": LabFlag.LOW,
+    "hoch": LabFlag.HIGH,
+    "niedrig": LabFlag.LOW,
+    "erhöht": LabFlag.HIGH,
+    "erniedrigt": LabFlag.LOW,
 }
 # A flag glued to its value: "5.9↑", "↓3.1", "182H" (letters only after a digit).
 _GLUED_AFTER_RE: Final = re.compile(r"^(.*\d)(↑↑|↓↓|↑|↓|▲|▼|HH|LL|H|L)$")
@@ -163,10 +172,10 @@ def split_glued_flag(text: str) -> tuple[str, LabFlag] | None:
 
 
 _RANGE_RE: Final = re.compile(
-    r"^[(\[]?\s*(-?\d+(?:[.,]\d+)*)\s*(?:-|–|—|to|bis|\.\.)\s*(-?\d+(?:[.,]\d+)*)\s*[)\]]?(?:\s+\S.*)?$",
+    r"^[(\[]?\s*(-?\d+(?:[.,]\d+)*)\s*(?:-|–|—|to|bis|\.\.)\s*(-?\d+(?:[.,]\d+)*)%?\s*[)\]]?(?:\s+\S.*)?$",
     re.IGNORECASE,
 )
-_BOUND_RE: Final = re.compile(r"^[(\[]?\s*(<=|>=|=<|=>|<|>|≤|≥)\s*(\d+(?:[.,]\d+)*)\s*[)\]]?(?:\s+\S.*)?$")
+_BOUND_RE: Final = re.compile(r"^[(\[]?\s*(<=|>=|=<|=>|<|>|≤|≥)\s*(\d+(?:[.,]\d+)*)%?\s*[)\]]?(?:\s+\S.*)?$")
 
 
 def parse_range(text: str, *, decimal_comma: bool = False) -> ParsedRange:
