@@ -64,7 +64,7 @@ _ARROW_GLUED_RE: Final = re.compile(r"^(?:(↑↑|↓↓|↑|↓)(\S+)|(\S+?)(�
 def _unglued(word: Word) -> list[Word]:
     """An arrow printed against the next word ("↓g/L", "↓[5.0", "g/L↑") as two words."""
     m = _ARROW_GLUED_RE.match(word.text)
-    if m is None:
+    if m is None or parse_flag(word.text) is not None:
         return [word]
     parts = [m.group(1), m.group(2)] if m.group(1) else [m.group(3), m.group(4)]
     return [Word(word.x0, word.y0, word.x1, word.y1, p, bold=word.bold, conf=word.conf) for p in parts]
