@@ -107,7 +107,8 @@ def test_a_smudged_value_goes_to_review_and_is_not_written() -> None:
     got = read("4.2")
     assert "Potassium" not in {lab.name for lab in got.results}
     (row,) = [u for u in got.unparsed if u.text.startswith("Potassium")]
-    assert "OCR confidence" in row.reason
+    # Read at a lower confidence, or as "42": far above its range with no flag (a lost point).
+    assert "OCR confidence" in row.reason or "not flagged" in row.reason
     assert row.bbox is not None
     assert _overlaps(row.bbox, (250, 122, 266, 137))
     assert got.needs_model == (1,)  # a configured model reads the page for review
@@ -234,11 +235,13 @@ def test_a_flag_that_does_not_fit_value_and_range_sends_an_ocr_value_to_review()
     assert ocr.flag_mismatch(_ranged(5.9, LabFlag.HIGH)) is None
     assert ocr.flag_mismatch(_ranged(2.9, LabFlag.CRITICAL_LOW)) is None
     assert (
-        ocr.flag_mismatch(_ranged(42.0, None)) == "above its reference range, not flagged"
+        ocr.flag_mismatch(_ranged(42.0, None)) == "the value is above its reference range, not flagged"
     )  # "4.2" lost its point
-    assert ocr.flag_mismatch(_ranged(5.9, None)) == "above its reference range, not flagged"
-    assert ocr.flag_mismatch(_ranged(3.1, LabFlag.HIGH)) == "below its reference range, not flagged"
-    assert ocr.flag_mismatch(_ranged(4.2, LabFlag.LOW)) == "flagged L within its reference range"
+    assert ocr.flag_mismatch(_ranged(5.9, None)) == "the value is above its reference range, not flagged"
+    assert (
+        ocr.flag_mismatch(_ranged(3.1, LabFlag.HIGH)) == "the value is below its reference range, not flagged"
+    )
+    assert ocr.flag_mismatch(_ranged(4.2, LabFlag.LOW)) == "the value is flagged L within its reference range"
     assert ocr.flag_mismatch(_ranged(250.0, None, low=None, high=None)) is None  # no range: nothing to check
     assert ocr.flag_mismatch(_ranged(250.0, None, low=None, high=200)) is not None
     engine = ocr.OcrEngine(path="/usr/bin/tesseract", version="5.3.0")
@@ -247,3 +250,18 @@ def test_a_flag_that_does_not_fit_value_and_range_sends_an_ocr_value_to_review()
     kept, review = ocr.gate_by_confidence([lab], words, 1, engine)
     assert kept == []
     assert "not flagged" in review[0].reason
+
+
+def test_an_unknown_unit_a_missing_unit_or_an_unreadable_range_make_an_ocr_value_doubtful() -> None:
+    good = _ranged(4.2, None)
+    assert ocr.doubt(good) is None
+    assert ocr.doubt(good.model_copy(update={"unit": "pe"})) == "the unit 'pe' is not a known unit"
+    assert ocr.doubt(good.model_copy(update={"unit": None})) == "no unit was read"
+    unreadable = good.model_copy(
+        update={"reference_low": None, "reference_high": None, "reference_text": "3.5 5.1"}
+    )
+    assert ocr.doubt(unreadable) == "its reference range is not readable"
+    inr = good.model_copy(
+        update={"loinc": "6301-6", "unit": None, "reference_low": 0.8, "reference_high": 1.1}
+    )
+    assert ocr.doubt(inr.model_copy(update={"value": 1.0})) is None  # unitless by definition

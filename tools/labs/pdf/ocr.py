@@ -10,9 +10,10 @@ same time a page), but pymupdf's OCR text page drops the confidences, and the co
 decides whether a value may be written.
 
 A value read by OCR is kept (``ExtractedLab.ocr`` names the engine) only when every token of its
-row, and of the line its collection date was read from, has a confidence of at least
-``MIN_CONFIDENCE``, and its printed flag fits its value and range (``flag_mismatch``: a lost
-decimal point or a dropped flag letter shows there); any other result row goes to ``unparsed``
+row, and of its printed collection date, has a confidence of at least ``MIN_CONFIDENCE``, and
+nothing else makes it doubtful (``doubt``: a flag that does not fit value and range, as a lost
+decimal point or a dropped flag letter leaves; an unknown unit, none, or an unreadable range);
+any other result row goes to ``unparsed``
 and the page stays in ``needs_model``, so that a configured model reads it for review as before.
 A page where OCR wrote nothing, or Tesseract is missing or fails, stays in ``needs_model`` too
 (the warning says why). Where a model is configured, ``model_pages.extract_with_model`` keeps an
@@ -34,11 +35,13 @@ from typing import Any, Final
 import pymupdf
 from PIL import Image, ImageFilter
 
-from tools.labs.pdf.layout import cells, group_lines, line_text
+from tools.labs.loinc_catalog import CATALOG
+from tools.labs.pdf.layout import group_lines, line_text
 from tools.labs.pdf.model import ExtractedLab, UnparsedRow, Word, union_bbox
 from tools.labs.pdf.rendering import render_dpi
-from tools.labs.pdf.rows import PageContext, collection_date, extract_page
+from tools.labs.pdf.rows import PageContext, extract_page
 from tools.labs.pdf.values import parse_date, uses_decimal_comma
+from tools.labs.units import dimension_of
 from tools.medgemma.tasks.lab_extraction import LabFlag
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "PAGE_SEGMENTATION",
     "OcrEngine",
     "ScannedPage",
+    "doubt",
     "find_tesseract",
     "flag_mismatch",
     "gate_by_confidence",
@@ -56,9 +60,11 @@ __all__ = [
 ]
 
 OCR_DPI: Final = 300  # Tesseract is trained on text of about this resolution
-# The lowest word confidence (0..1) a written value's row may hold; chosen on the scanned corpus
-# (see the module README text in the report of issue 13): below it, wrong values appear.
-MIN_CONFIDENCE: Final = 0.90
+# The lowest word confidence (0..1) a written value's row and date may hold. Measured on scans of
+# the own-layout corpus (seed 1: 14 reports x 110/150/200 dpi, skew, noise, JPEG; 1,842 printed
+# results), with ``doubt`` applied: at 0.85, 99 values written, all right in value, unit, flag,
+# range and date; at 0.80, 1 wrong in 165 (a "135" read "35" at 0.80); at 0.50, 1 in 223.
+MIN_CONFIDENCE: Final = 0.85
 # Tesseract's page segmentation mode 6, "a single uniform block of text": its default (3, automatic)
 # dropped whole columns of a results table (every value, while names and units were read), and
 # the sparse-text modes (11, 12) dropped one-letter flags ("H"). Lines of a block keep every cell.
@@ -205,16 +211,19 @@ def _row_of(lab: ExtractedLab, lines: list[list[Word]]) -> list[Word]:
     return []
 
 
-def _date_lines(on: date, lines: list[list[Word]]) -> list[list[Word]]:
-    """The lines a date ``on`` can have been read from: the collection line, or a dated column header."""
-    found = []
+def _date_words(on: date, lines: list[list[Word]]) -> list[Word]:
+    """The words ``on`` can have been read from (one to three words: "03/04/2024", "Mar 4, 2024"),
+    each with the time printed right after it, on every line that prints it."""
+    found: list[Word] = []
     for line in lines:
-        collected = collection_date([line])
-        if (collected is not None and collected[0] == on) or any(
-            parse_date(line_text(c)) == on or parse_date(line_text(c), day_first=True) == on
-            for c in cells(line)
-        ):
-            found.append(line)
+        for i in range(len(line)):
+            for n in (1, 2, 3):
+                text = line_text(line[i : i + n])
+                if i + n <= len(line) and on in (parse_date(text), parse_date(text, day_first=True)):
+                    found += line[i : i + n]
+                    if i + n < len(line) and _TIME_RE.match(line[i + n].text):
+                        found.append(line[i + n])
+                    break
     return found
 
 
@@ -222,6 +231,14 @@ def _lowest(words: list[Word]) -> float:
     return min((w.conf if w.conf is not None else 1.0 for w in words), default=0.0)
 
 
+# The units the catalog knows (UCUM), and each code's default unit.
+_KNOWN_UNITS: Final = frozenset(
+    {e.unit for e in CATALOG if e.unit}
+    | {u for e in CATALOG for u in e.units}
+    | {u for e in CATALOG for u, _ in e.alt_units}
+)
+_DEFAULT_UNITS: Final = {e.loinc: e.unit for e in CATALOG}
+_TIME_RE: Final = re.compile(r"^\d{1,2}:\d{2}(:\d{2})?$")
 _ABOVE: Final = frozenset({LabFlag.HIGH, LabFlag.CRITICAL_HIGH, LabFlag.ABNORMAL})
 _BELOW: Final = frozenset({LabFlag.LOW, LabFlag.CRITICAL_LOW, LabFlag.ABNORMAL})
 
@@ -240,13 +257,31 @@ def flag_mismatch(lab: ExtractedLab) -> str | None:
     if low is None and high is None:
         return None
     if high is not None and lab.value > high and flag not in _ABOVE:
-        return "above its reference range, not flagged"
+        return "the value is above its reference range, not flagged"
     if low is not None and lab.value < low and flag not in _BELOW:
-        return "below its reference range, not flagged"
+        return "the value is below its reference range, not flagged"
     within = (low is None or lab.value >= low) and (high is None or lab.value <= high)
     if within and flag is not None and flag not in (LabFlag.NORMAL, LabFlag.ABNORMAL):
-        return f"flagged {flag.value} within its reference range"
+        return f"the value is flagged {flag.value} within its reference range"
     return None
+
+
+def doubt(lab: ExtractedLab) -> str | None:
+    """Why an OCR reading of ``lab`` is doubtful although every token read with confidence, or None.
+
+    Beside ``flag_mismatch``: a unit no catalog entry or unit table knows ("pe" for "pg",
+    "x10412/L" for a superscript), a numeric test read without its unit (the unit ran into
+    another column), and a printed range that does not parse ("98 107": the dash was lost).
+    """
+    if isinstance(lab.value, float):
+        entry_unit = _DEFAULT_UNITS.get(lab.loinc or "")
+        if lab.unit is None and entry_unit is not None and not entry_unit.startswith("{"):
+            return "no unit was read"
+        if lab.reference_text and lab.reference_low is None and lab.reference_high is None:
+            return "its reference range is not readable"
+    if lab.unit is not None and lab.unit not in _KNOWN_UNITS and dimension_of(lab.unit) is None:
+        return f"the unit {lab.unit!r} is not a known unit"
+    return flag_mismatch(lab)
 
 
 def gate_by_confidence(
@@ -257,9 +292,9 @@ def gate_by_confidence(
     *,
     min_confidence: float = MIN_CONFIDENCE,
 ) -> tuple[list[ExtractedLab], list[UnparsedRow]]:
-    """The results whose row (and date line) OCR read with confidence ``min_confidence`` or more and
-    whose flag fits value and range (``flag_mismatch``), marked as OCR readings; the others as rows
-    for review, with the reason (pure)."""
+    """The results whose row (and printed date) OCR read with confidence ``min_confidence`` or more
+    and that nothing else makes doubtful (``doubt``), marked as OCR readings; the others as rows for
+    review, with the reason (pure)."""
     lines = group_lines(words)
     kept: list[ExtractedLab] = []
     review: list[UnparsedRow] = []
@@ -267,16 +302,16 @@ def gate_by_confidence(
         row = _row_of(lab, lines)
         support = list(row)
         if lab.effective is not None:
-            support += [w for line in _date_lines(lab.effective, lines) for w in line]
+            support += _date_words(lab.effective, lines)
         lowest = _lowest(support) if row else 0.0
-        mismatch = flag_mismatch(lab)
+        mismatch = doubt(lab)
         if lowest >= min_confidence and mismatch is None:
             kept.append(lab.model_copy(update={"ocr": engine.label}))
             continue
         if lowest < min_confidence:
             reason = f"OCR confidence {lowest:.2f} below {min_confidence:.2f}: for review"
         else:
-            reason = f"read by OCR, the value is {mismatch}: for review"
+            reason = f"read by OCR, {mismatch}: for review"
         review.append(
             UnparsedRow(
                 page=page,
