@@ -295,7 +295,9 @@ class TransformersBackend:
                 return_dict=True,
                 return_tensors="pt",
                 add_generation_prompt=True,
-                processor_kwargs={"padding": True},
+                # With torchvision installed the image processor resizes and normalises on the
+                # model's device (85 CT slices: seconds of CPU otherwise); PIL ignores it.
+                processor_kwargs={"padding": True, "device": model.device},
             ).to(model.device, dtype=model.dtype)
             prompt_length = int(inputs["input_ids"].shape[1])
             if settings.seed is not None:
