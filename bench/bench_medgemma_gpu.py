@@ -694,6 +694,32 @@ def make_decoder(model: Any, mode: str) -> Any:
     return StaticGreedyDecoder(model, compile=mode == "compiled")
 
 
+def profile_decode_steps(model: Any, inputs: dict[str, Any], steps: int, device: str) -> list[dict[str, Any]]:
+    """Op and kernel times (GPU time on CUDA) of a prefill and `steps` eager static decode steps
+    (no CUDA graph hides the kernels): which attention kernel the masked static cache gets, and
+    what a step spends beside reading the weights. Ops and the kernels they launch both appear."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    decoder = make_decoder(model, "static")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with torch.inference_mode():
+        decoder.generate(inputs, max_new_tokens=2, eos_ids=(), pad_id=PAD_ID)  # allocate the cache
+        # prefill (one step) is in the trace too: its kernels are the long ones, decode's are x steps
+        with profile(activities=activities) as prof:
+            decoder.generate(inputs, max_new_tokens=steps + 1, eos_ids=(), pad_id=PAD_ID)
+    decoder.release()
+    key = "device_time_total" if device.startswith("cuda") else "cpu_time_total"
+    rows = []
+    for event in prof.key_averages():
+        total = getattr(event, key, None)
+        if total is None and key == "device_time_total":
+            total = getattr(event, "cuda_time_total", 0)
+        rows.append({"name": event.key[:90], "calls": int(event.count), "total_ms": float(total or 0) / 1e3})
+    rows.sort(key=lambda row: row["total_ms"], reverse=True)
+    return rows[:15]
+
+
 def measure_static_modes(
     name: str,
     r: dict[str, Any],
@@ -831,6 +857,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--decode",
         default=None,
         help="comma list of eager,static,compiled (default eager,compiled on CUDA; eager,static on CPU)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="CT: profile 16 eager static decode steps (kernel times) after the timed runs",
     )
     p.add_argument("--json", default=None, help="write all results to this path")
     p.add_argument("--seed", type=int, default=0)
@@ -1028,6 +1059,12 @@ def main(argv: list[str] | None = None) -> int:
                     (floor_decode, floor_total),
                     lines,
                 )
+                if args.profile:
+                    rows = profile_decode_steps(model, inputs, 16, device)
+                    r["profile_static_16_steps"] = rows
+                    print("  profile, prefill + 16 eager static decode steps (top kernels by time):")
+                    for row in rows:
+                        print(f"    {row['total_ms']:9.2f} ms {row['calls']:6d}x  {row['name']}")
             inputs = None
             _free(device)
             r.pop("tokens", None)

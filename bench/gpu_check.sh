@@ -13,7 +13,10 @@
 #      generate (the baseline: 66.5 ms/token and 22.5 s on 2026-11-28) vs ChartAgent's static
 #      KV cache + compiled decode step (CUDA graphs); compile happens in a warm-up outside timing;
 #   2. one CXR (329-token prompt, 100 new tokens), the same two ways (a second cache bucket:
-#      a second compile).
+#      a second compile);
+#   3. (--profile) GPU time per op and kernel of the CT's prefill and 16 uncompiled static decode
+#      steps: if compiled decode misses its aim, this says where a step goes (e.g. which SDPA
+#      kernel attends over the 32,768-slot masked cache of the 5 global layers).
 # Aims (issue 12): decode <= 3x its floor at batch 1, the CT study <= 3x its floor; printed on
 # each `bench medgemma-...` line. Tokens of the compiled path are compared with eager's (bf16
 # ties may differ; the CPU tests prove equality in float32).
@@ -43,7 +46,7 @@ transformers.__version__, 'cuda' if torch.cuda.is_available() else 'NO CUDA')" 2
 
 # 450 s cap: a compile that hangs must not eat the session's device time; the JSON is written
 # after every part, so a cut run keeps what it measured.
-BENCH_ARGS=${BENCH_ARGS:---config medgemma-4b --device cuda --reps 2 --skip batch --decode eager,compiled}
+BENCH_ARGS=${BENCH_ARGS:---config medgemma-4b --device cuda --reps 2 --skip batch --decode eager,compiled --profile}
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of words
 timeout 450 "$PY" bench/bench_medgemma_gpu.py $BENCH_ARGS \
   --json "$OUT/medgemma_gpu.json" 2>&1 | tee "$OUT/medgemma_gpu.log"
