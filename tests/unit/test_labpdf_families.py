@@ -453,3 +453,20 @@ def test_a_known_test_with_an_unreadable_value_is_reported_with_its_box() -> Non
     assert got.results == ()
     assert [(u.reason, u.page) for u in got.unparsed] == [("result not readable", 1)]
     assert got.unparsed[0].bbox is not None
+
+
+def test_a_blank_value_on_a_page_without_header_does_not_take_the_range() -> None:
+    header = table(100, (40, "Test"), (200, "Result"), (260, "Reference"), (360, "Units"))
+    page1 = [*header, *table(115, (40, "LDL"), (200, "95"), (260, "< 100"), (360, "mg/dl"))]
+    page2 = table(100, (40, "Triglycerides"), (260, "< 150"), (360, "mg/dl"))  # value left blank
+    got = read(page1, page2)
+    assert [(r.name, r.value, r.page) for r in got.results] == [("LDL", 95.0, 1)]
+    assert [(u.reason, u.page) for u in got.unparsed] == [("no result printed", 2)]
+
+
+def test_known_name_with_units_and_range_but_no_value_is_listed() -> None:
+    got = read(
+        [(40, 100, "Platelets .......     10*3/uL  (150 - 400)"), (40, 113, "Sodium ...... 140 mmol/L")]
+    )
+    assert [(r.name, r.value) for r in got.results] == [("Sodium", 140.0)]
+    assert [(u.reason, u.page) for u in got.unparsed] == [("no result printed", 1)]

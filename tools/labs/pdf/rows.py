@@ -164,8 +164,8 @@ def extract_page(
         for line in body_lines:
             before = (len(outcome.results), len(outcome.unparsed))
             panel, last, taken = _read_row(line, table, page, panel, last, context, outcome)
-            if not found and taken and len(outcome.results) == before[0]:
-                taken = _keep_columns(line, page, context, outcome, before)
+            if not found and taken and (len(outcome.results), len(outcome.unparsed)) == before:
+                taken = _keep_columns(line, page, context)
             if taken:
                 read |= {id(w) for w in line}
         context.panel = panel
@@ -176,20 +176,17 @@ def extract_page(
     return outcome
 
 
-def _keep_columns(
-    line: list[Word], page: int, context: PageContext, outcome: PageOutcome, before: tuple[int, int]
-) -> bool:
+def _keep_columns(line: list[Word], page: int, context: PageContext) -> bool:
     """On a page without a header, whether a line stays read by the last page's columns.
 
-    A line those columns read no result from but whose own words make one ("Glucose: 182 mg/dL"
-    on a page laid out anew) is read from its words instead.
+    A line those columns make nothing of (no result, no row they could not read) but whose own
+    words make a result ("Glucose: 182 mg/dL" on a page laid out anew) is read from its words
+    instead. A row the columns found empty ("Triglycerides   [blank]   < 150") stays theirs: its
+    range is no value.
     """
     trial = PageOutcome()
     _read_free([line], page, context, trial)
-    if not trial.results:
-        return True
-    del outcome.unparsed[before[1] :]
-    return False
+    return not trial.results
 
 
 def _panel_above(region: list[Word], table: Table) -> str | None:
@@ -368,7 +365,7 @@ def _read_row(
             value_words, cell_unit, parsed = split  # "11.2 g/dL", "6.6%": no units column
             value_text = line_text(value_words)
         if parsed is None:
-            if _known(resolution):
+            if _known(resolution) or _GARBLED_NUMBER_RE.match(value_text):
                 outcome.unparsed.append(_unparsed(page, line, "result not readable"))
             continue
         value, glued = parsed
@@ -416,6 +413,8 @@ def _cell_value(text: str, decimal_comma: bool) -> tuple[ParsedValue, LabFlag | 
     return (parsed, glued[1]) if parsed is not None and parsed.numeric else None
 
 
+# A result cell that was a number ("##.#", "1O.5", "4,#"): a result row, whatever its name.
+_GARBLED_NUMBER_RE: Final = re.compile(r"^[<>]?(?=.*[\d#])[\d#Oo]+(?:[.,][\d#Oo]+)?$")
 _GLUED_UNIT_RE: Final = re.compile(r"^((?:<=|>=|<|>|≤|≥)?\d[\d.,]*)(%|[a-zA-Zµμ/].*)$")
 
 
@@ -482,19 +481,18 @@ def _read_free(lines: list[list[Word]], page: int, context: PageContext, outcome
         height = max(w.height for w in line)
         bottom = max(w.y1 for w in line)
         rows: list[_Row] = []
+        for i, part in enumerate(parts):
+            if part.value is None:
+                _list_if_unread(part, parts[i + 1] if i + 1 < len(parts) else None, line, page, outcome)
         if all(p.value is None for p in parts):
-            for i, part in enumerate(parts):
-                if part.colon and i + 1 < len(parts) and _known(resolve(part.name)):
-                    outcome.unparsed.append(_unparsed(page, line, "result not readable"))
+            for part in parts:
                 rows.append(_name_only(part, line, page, headings, last_rows, outcome, height, bottom))
             last_rows = rows
             continue
         previous: Segment | None = None
-        for i, part in enumerate(parts):
+        for part in parts:
             if part.value is None:
                 rows.append(_Row(part.name, part.name_words[0].x0, bottom, height))
-                if part.colon and i + 1 < len(parts) and _known(resolve(part.name)):
-                    outcome.unparsed.append(_unparsed(page, part.words, "result not readable"))
                 previous = part
                 continue
             row = _free_result(part, previous, page, headings, last_rows, context, outcome, height, bottom)
@@ -502,6 +500,25 @@ def _read_free(lines: list[list[Word]], page: int, context: PageContext, outcome
                 rows.append(row)
             previous = part
         last_rows = rows
+
+
+def _list_if_unread(
+    part: Segment, after: Segment | None, line: list[Word], page: int, outcome: PageOutcome
+) -> None:
+    """A known test's name without a value, where the line goes on as a result row would: "Potassium:
+    hemolyzed" (a label and words that are no value), "Platelets ..... 10*3/uL (150-400)" (units and
+    range, no value): listed as unparsed with the row's box."""
+    if not _known(resolve(part.name)):
+        return
+    end = part.words[-1].x1
+    stop = after.words[0].x0 if after is not None else float("inf")
+    rest = [w for w in line if end < w.x0 and w.x1 <= stop and not is_leader(w)]
+    if part.colon and after is not None:
+        outcome.unparsed.append(_unparsed(page, [*part.words, *rest, *after.words], "result not readable"))
+        return
+    tail = read_tail(rest, decimal_comma=False)
+    if rest and (tail.unit_words or tail.reference_words) and not tail.other:
+        outcome.unparsed.append(_unparsed(page, [*part.words, *rest], "no result printed"))
 
 
 def _name_only(
