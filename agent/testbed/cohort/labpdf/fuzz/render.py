@@ -456,10 +456,11 @@ def _draw_cell_row(
                 text = _name_text(c, row.name_lines, k)
                 end = c.put(x, y + k * size * 1.15, text, size)[2]
                 if k == 0 and c.style.separator is Separator.LEADER_DOTS:
-                    dots = "." * max(3, int((table.right(i) - end - 6) / width(".", size, c.style.font)))
-                    c.put(
-                        end + (0 if c.rng.random() < 0.5 else width(" ", size, c.style.font)), y, dots, size
-                    )
+                    space = width(" ", size, c.style.font)
+                    start = end + (0 if c.rng.random() < 0.5 else space)
+                    # The dots stop a gap wider than a space short of the next column: no word joins them.
+                    room = table.right(i) - start - max(6.0, 1.5 * space)
+                    c.put(start, y, "." * max(3, int(room / width(".", size, c.style.font))), size)
             continue
         if col is Column.RESULT:
             if table.align_right:
