@@ -1048,6 +1048,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["floor_total_s"] = floor_total
                 results["ct"] = r
                 dump()
+                assert inputs is not None  # kept for the static modes
                 measure_static_modes(
                     "ct",
                     r,
@@ -1105,6 +1106,7 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(bench_line("cxr-ttft", r["ttft_s"], r["floor_prefill_s"]))
                 lines.append(bench_line("cxr-decode-per-token", r["decode_ms_per_token"] / 1e3, floor_decode))
                 floor_total = r["floor_prefill_s"] + (args.cxr_new_tokens - 1) * floor_decode
+                assert inputs is not None  # kept for the static modes
                 measure_static_modes(
                     "cxr",
                     r,
