@@ -364,9 +364,9 @@ class TransformersBackend:
         config = copy.deepcopy(self._loaded.model.generation_config)
         config.max_new_tokens = settings["max_new_tokens"]
         config.min_new_tokens = None
-        # generate decodes eagerly with a dynamic cache: MedGemma's own generation config asks for
-        # a "hybrid" static cache, which on CUDA makes generate compile its forward, and that
-        # recompiles at every token for Gemma 3's sliding layers (static_decoding does it instead).
+        # generate decodes eagerly with a dynamic cache: Gemma 3 checkpoints' generation config
+        # asks for a "hybrid" static cache, which on CUDA makes generate compile its forward, and
+        # that recompiles at every token for the sliding layers (static_decoding does it instead).
         config.cache_implementation = None
         config.disable_compile = True
         if settings["temperature"] > 0:
