@@ -132,9 +132,15 @@ async def extract_with_model(
     dpi: int = DEFAULT_DPI,
     max_pages: int = DEFAULT_MAX_PAGES,
     name: str | None = None,
+    text: LabPdfExtraction | None = None,
 ) -> ModelAssistedExtraction:
-    """Text layer first; pages without text (and, with ``cross_check``, all pages) through the model."""
-    text = extract_labs(source, max_pages=max_pages, name=name)
+    """Text layer first; pages without text (and, with ``cross_check``, all pages) through the model.
+
+    ``text``: ``extract_labs``'s result for ``source`` when the caller has it (it is not read again:
+    OCR costs a second or so a page).
+    """
+    if text is None:
+        text = extract_labs(source, max_pages=max_pages, name=name)
     ocr_pages = {r.page for r in text.results if r.ocr}
     pages = list(range(1, text.page_count + 1)) if cross_check else sorted({*text.needs_model, *ocr_pages})
     confirmed: set[int] = set()  # ids of the OCR results the model reads alike
