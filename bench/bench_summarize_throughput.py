@@ -179,7 +179,9 @@ async def timed_job(
     if wrong or len(rows) != len(ids):
         statuses = dict(Counter(r.status for r in wrong))
         raise SystemExit(f"{label}: {len(wrong)} not {expected}: {statuses}; first: {wrong[0].reason}")
-    print(f"{label}: {result.patients} patients in {result.wall_s:.1f} s: {result.line()}")
+    written = sum(len(r.written) for r in rows)
+    wrote = f" ({written} resources written or found)" if written else ""
+    print(f"{label}: {result.patients} patients in {result.wall_s:.1f} s: {result.line()}{wrote}")
     return result
 
 

@@ -79,9 +79,9 @@ _NAMESPACE: Final = ("chartagent", "change-marks")
 # patient judged, is abandoned (each patient checks its own): past it, paging through the window
 # costs more than the searches it saves. Each patient's own searches read its part of the window
 # anyway (ChartAgent's own writes since its mark come back to be judged), so the bound grows with
-# the batch: the morning after a first run, the window holds that run's writes (about 40 per
-# patient of the benchmark's cohort), and reading them once costs the server a fraction of the
-# per-patient searches (measured: 0.02 against 0.05-0.13 server CPU-s per patient).
+# the batch: the morning after a first run, the window holds that run's writes (the benchmark's
+# first run wrote or found 87 resources per patient, Provenance and Device included), and reading
+# them once cost the server 0.024 CPU-s per patient against 0.116 for the per-patient searches.
 COHORT_CHECK_LIMIT: Final = 5000
 WINDOW_PER_PATIENT: Final = 200
 # Pages of the cohort-level search (sekmet, Google, Azure and Medplum allow 1000; others clamp).
@@ -202,7 +202,8 @@ class ChangeIndex:
 
 
 class _WindowTooLarge(ChartAgentError):
-    """The cohort's change window holds more resources than a batch check reads: per-patient checks."""
+    """The cohort's change window holds more resources than a batch check reads, or cannot be paged
+    safely: per-patient checks."""
 
 
 async def server_instant(fhir: FhirClient, *, margin: timedelta = VERIFY_MARGIN) -> datetime | None:

@@ -6,9 +6,10 @@ oldest such instant of its batch instead of at the oldest record's newest resour
 a change between two runs is found; a change that lands while a check runs is found by the next
 run; a person approving or rejecting ChartAgent's summary is found after the instant moved past
 ChartAgent's own writes; a patient whose instant is old (or whose mark has none) still checks
-correctly beside patients with recent ones; and a window read in small pages (keyset on
-`_lastUpdated`) judges as one page does. The margin is 0 s here, so that the windows are as
-tight as they can be (sekmet stamps and commits each write under one lock)."""
+correctly beside patients with recent ones; a window read in small pages (keyset on
+`_lastUpdated`) judges as one page does; and when the check gives up, the patients' own searches
+move their instants on, so that the next window is small again. The margin is 0 s here, so that
+the windows are as tight as they can be (sekmet stamps and commits each write under one lock)."""
 
 from __future__ import annotations
 
@@ -229,3 +230,24 @@ async def test_a_window_read_in_small_pages_judges_as_one_page_does(
     window = [q for _, _, q in wire.requests if "_sort=_lastUpdated" in q]
     assert any("_lastUpdated=ge" in q for q in window)
     assert not any("_offset" in q or "_getpages" in q for q in window)
+
+
+async def test_a_check_that_gives_up_still_moves_the_instants_of_the_unchanged(
+    server: str, cohort: Cohort, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = ids_of(cohort)
+    await job(server, tmp_path, "n1", ids)
+    before = await marks_of(server, tmp_path, ids)
+    monkeypatch.setattr(change_marks, "COHORT_CHECK_LIMIT", 0)
+    monkeypatch.setattr(change_marks, "WINDOW_PER_PATIENT", 0)
+    gave_up, wire = await job(server, tmp_path, "n2", ids)
+    assert gave_up == dict.fromkeys(ids, "unchanged")
+    assert per_patient_searches(wire)  # each checked its own
+    after = await marks_of(server, tmp_path, ids)
+    assert all(after[p].since > before[p].since for p in ids)
+    monkeypatch.undo()
+    # The next batch's window starts at the instant those searches verified.
+    again, wire = await job(server, tmp_path, "n3", ids)
+    assert again == dict.fromkeys(ids, "unchanged")
+    assert window_starts(wire) == [min(m.since for m in after.values())] * len(WATCHED)
+    assert per_patient_searches(wire) == []
