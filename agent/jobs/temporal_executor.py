@@ -11,7 +11,8 @@ the cohort). `run_on_temporal` starts the workflow `chartagent-run-<run_id>`
   `<state dir>/temporal/`, and a worker inside this process, both for the length of the run. A
   rerun of the same run id after a crash reopens that history and resumes the workflow. The
   server is started by the `embedded_server` the caller passes (the CLI passes
-  agent.testbed.temporal_server.embedded_dev_server: the jobs never import the test bed).
+  agent.testbed.temporal_server.embedded_dev_server: the jobs never import the test bed). The
+  patients a killed run left running are pending again and their leases released at once.
 
 A run id is started once: a second start while the workflow runs attaches to it (the rerun of an
 interrupted `jobs run`), a start after it finished is refused (`RunAlreadyStarted`); Temporal
@@ -152,6 +153,9 @@ async def run_on_temporal(
         client = await connect(settings, address)
         if not settings.temporal_address:
             job_worker = await stack.enter_async_context(JobWorker(settings, fhir_url, dicomweb_url))
+            # The embedded server is this process's alone (one per state dir): what the run left
+            # running was a killed `jobs run`'s; its leases go now, not when they expire.
+            await job_worker.ledger.reset_running(run_id)
             await stack.enter_async_context(
                 build_worker(client, settings, job_worker, concurrency=concurrency)
             )

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 import time
@@ -472,3 +473,61 @@ async def test_a_rerun_on_temporal_checks_each_chunk_at_once_not_each_patient(
             await client.get_workflow_handle(f"{run_workflow_id(run_id)}-chunk-0").fetch_history()
         )
     assert await duplicate_identifiers(fhir) == {}
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie nobody reaped (its parent, the killed CLI, is gone too)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+def _spawn_jobs(state_dir: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`chartagent jobs ...` in its own process group, its output in `log`."""
+    env = {**clean_environ(), "CHARTAGENT_STATE_DIR": str(state_dir), "CHARTAGENT_MODEL_BACKEND": "none"}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent", "jobs", *args],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+async def test_an_embedded_temporal_run_killed_with_9_resumes_under_the_same_run_id(
+    fhir: str, cohort: Cohort, tmp_path: Path
+) -> None:
+    """`jobs run --executor temporal` holds the dev server and the worker: `kill -9` of it mid-run
+    leaves the server orphaned on its history; the same run id again ends that server, reopens
+    the history, and the same workflow finishes the run."""
+    settings = job_settings(tmp_path)
+    args = ("run", "--executor", "temporal", "--fhir-url", fhir, "--run-id", "emb", "--concurrency", "2")
+    first = _spawn_jobs(tmp_path, tmp_path / "first.log", *args)
+    try:
+        await wait_until_done(settings, "emb", at_least=3, timeout_s=240, one_running=True)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the CLI and its worker; the server is in its own group
+        first.wait(timeout=30)
+    orphan = int((tmp_path / "temporal" / "pid").read_text())
+    before = {r.patient_id: r for r in await rows(settings, "emb")}
+    assert sum(r.status in FINISHED for r in before.values()) < PATIENTS, "killed mid-run, not after it"
+
+    again = await asyncio.to_thread(jobs_cli, tmp_path, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    await assert_every_patient_once(settings, "emb", fhir, cohort)
+    after = await rows(settings, "emb")
+    # Finished before the kill: not run again.
+    assert all(
+        r.attempts == before[r.patient_id].attempts for r in after if before[r.patient_id].status in FINISHED
+    )
+    assert _ended(orphan)  # the orphaned server
+    # One workflow for the run, resumed, not a second one started.
+    server = TemporalDevServer(TemporalDevServerSpec.on_free_ports(tmp_path / "temporal"))
+    server.start()
+    try:
+        client = await Client.connect(server.address)
+        assert await execution_status(client, run_workflow_id("emb")) is WorkflowExecutionStatus.COMPLETED
+        history = await client.get_workflow_handle(run_workflow_id("emb")).fetch_history()
+        assert sum(e.HasField("workflow_execution_started_event_attributes") for e in history.events) == 1
+    finally:
+        server.stop()
