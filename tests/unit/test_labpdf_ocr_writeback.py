@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from typing import Any
 
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.device import Device
+from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.provenance import Provenance
 
 from tools.labs.pdf import ExtractedLab
@@ -97,3 +101,17 @@ def test_a_text_layer_transaction_has_no_ocr_entity() -> None:
     prov = provenance(bundle)
     assert all("extension" not in e for e in prov["entity"])
     assert all(e["what"].get("identifier", {}).get("system") != OCR_ENGINE_URL for e in prov["entity"])
+
+
+def test_an_ocr_transaction_is_exactly_what_validating_it_gives() -> None:
+    """The transaction is sent as built, unvalidated: the OCR additions keep it canonical R4B."""
+    bundle = build_lab_document_transaction(
+        document=DOC, observations=[observation(None), observation("tesseract 5.3.0")], identity=IDENTITY,
+        issued=ISSUED,
+    )  # fmt: skip
+    Bundle.model_validate(bundle)
+    models: dict[str, Any] = {"Observation": Observation, "Provenance": Provenance, "Device": Device}
+    for entry in bundle["entry"]:
+        data = entry["resource"]
+        dumped = models[data["resourceType"]].model_validate(data).model_dump(mode="json")
+        assert json.dumps(dumped) == json.dumps(data), data["resourceType"]
