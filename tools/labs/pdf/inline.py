@@ -20,7 +20,7 @@ from typing import Final
 
 from tools.labs.pdf.model import Word
 from tools.labs.pdf.names import clean_name, is_leader, strip_leaders
-from tools.labs.pdf.tail import Tail, is_unit, read_tail
+from tools.labs.pdf.tail import Tail, is_range_label, is_unit, read_tail
 from tools.labs.pdf.values import ParsedValue, parse_flag, parse_value, split_glued_flag
 from tools.medgemma.tasks.lab_extraction import LabFlag
 
@@ -129,7 +129,9 @@ def segments(line: list[Word], *, decimal_comma: bool) -> list[Segment]:
         colon = False
         while j < len(tokens) and j - start < _MAX_NAME_WORDS:
             if j > start and (
-                tokens[j].gap_before or _value_at(tokens, j, free=False, decimal_comma=decimal_comma)
+                tokens[j].gap_before
+                or is_range_label(tokens[j].word.text)
+                or _value_at(tokens, j, free=False, decimal_comma=decimal_comma)
             ):
                 break
             colon = tokens[j].colon_after
@@ -162,7 +164,11 @@ def segments(line: list[Word], *, decimal_comma: bool) -> list[Segment]:
         if k < len(tokens):
             free = colon or tokens[k].gap_before
             found = _value_at(tokens, k, free=free, decimal_comma=decimal_comma)
-        if found is None and not colon and (k == len(tokens) or tokens[k].word.text[:1] in "([<>"):
+        if (
+            found is None
+            and not colon
+            and (k == len(tokens) or tokens[k].word.text[:1] in "([<>" or is_range_label(tokens[k].word.text))
+        ):
             # "Nitrite positive [negative]": a qualitative word closing the name run.
             k, found = _closing_word(tokens, start, j, decimal_comma)
             if found is not None:
@@ -213,13 +219,7 @@ def _is_unit_token(token: _Token) -> bool:
 def _opens_name(tokens: list[_Token], i: int) -> bool:
     """Whether the token after a gap opens the next segment (a name), not more of this row's tail."""
     token = tokens[i]
-    if not _starts_name(token) or token.word.text.lower().rstrip(":") in (
-        "ref",
-        "ref.",
-        "reference",
-        "range",
-        "normal",
-    ):
+    if not _starts_name(token) or is_range_label(token.word.text):
         return False
     if token.word.text.startswith("("):
         return False  # "(3.5-5.1)", "(negative)": a range in brackets

@@ -94,6 +94,7 @@ class Column:
     on: date | None = None  # for Role.DATE
     at: time | None = None  # for Role.DATE: the collection time printed with the date, if any
     header_x0: float | None = None  # the header cell's left edge (None: no header cell)
+    header_x1: float | None = None  # and its right edge
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +273,8 @@ def find_tables(lines: list[list[Word]], page_width: float, page_height: float) 
                 else:
                     gap = max(0.0, x0 - max(w.x1 for w in group[c - 1][0]))
                     start = x0 - min(gap / 2, _MAX_PULL)
-                columns.append(Column(role, start, on, at, None if table_less(cell) else x0))
+                edges = (None, None) if table_less(cell) else (x0, max(w.x1 for w in cell))
+                columns.append(Column(role, start, on, at, *edges))
             left = 0.0 if g == 0 else _gutter(groups[g - 1], group)
             right = page_width + 1 if g == len(groups) - 1 else _gutter(group, groups[g + 1])
             # Rows start below the header's centre line: with tight line spacing the first row's
@@ -329,7 +331,7 @@ def fit_columns(table: Table, lines: list[list[Word]]) -> Table:
     columns = list(table.columns)
     for i in range(1, len(columns)):
         col, before = columns[i], columns[i - 1]
-        lo = before.start + 1.0
+        lo = before.header_x1 if before.header_x1 is not None else before.start + 1.0
         hi = col.header_x0 if col.header_x0 is not None else col.start
         if hi <= lo:
             continue
@@ -344,7 +346,7 @@ def fit_columns(table: Table, lines: list[list[Word]]) -> Table:
         candidates += [x0 - 0.01 for x0, _ in row_cells if lo < x0 <= hi]
         best = min(candidates, key=lambda x: (crossings(x), abs(x - col.start)), default=None)
         if best is not None and crossings(best) < here:
-            columns[i] = Column(col.role, best, col.on, col.at, col.header_x0)
+            columns[i] = Column(col.role, best, col.on, col.at, col.header_x0, col.header_x1)
     return Table(tuple(columns), table.left, table.right, table.top, table.bottom, table.implicit)
 
 

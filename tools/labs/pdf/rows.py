@@ -320,6 +320,10 @@ def _read_row(
     ref_words = _cell(by_col, roles, Role.REFERENCE)
     flag_words = _cell(by_col, roles, Role.FLAG)
     unit_text = line_text(unit_words) if unit_words else None
+    unit_flag = None
+    if unit_text and (m := _ARROW_ON_UNIT_RE.match(unit_text)):
+        unit_flag = parse_flag(m.group(1) or m.group(4))  # "↓mg/dL": the arrow printed on the unit
+        unit_text = m.group(2) or m.group(3)
     ref_text = line_text(ref_words) if ref_words else None
     if implicit_tail is not None:
         unit_text = unit_text or implicit_tail.unit_text
@@ -369,7 +373,7 @@ def _read_row(
                 outcome.unparsed.append(_unparsed(page, line, "result not readable"))
             continue
         value, glued = parsed
-        flag = flag or glued
+        flag = flag or glued or unit_flag
         if cell_unit is not None and unit is None:
             unit = normalize_unit(cell_unit)
             resolution, unit = _resolve(name, unit, panel)
@@ -415,6 +419,7 @@ def _cell_value(text: str, decimal_comma: bool) -> tuple[ParsedValue, LabFlag | 
 
 # A result cell that was a number ("##.#", "1O.5", "4,#"): a result row, whatever its name.
 _GARBLED_NUMBER_RE: Final = re.compile(r"^[<>]?(?=.*[\d#])[\d#Oo]+(?:[.,][\d#Oo]+)?$")
+_ARROW_ON_UNIT_RE: Final = re.compile(r"^(?:(↑↑|↓↓|↑|↓)\s*(\S.*)|(.*?\S)\s*(↑↑|↓↓|↑|↓))$")
 _GLUED_UNIT_RE: Final = re.compile(r"^((?:<=|>=|<|>|≤|≥)?\d[\d.,]*)(%|[a-zA-Zµμ/].*)$")
 
 

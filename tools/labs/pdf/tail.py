@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from tools.labs.pdf.model import Word
-from tools.labs.pdf.values import parse_flag, parse_number, parse_range
+from tools.labs.pdf.values import QUALITATIVE_WORDS, parse_flag, parse_number, parse_range
 from tools.medgemma.tasks.lab_extraction import LabFlag
 
-__all__ = ["Tail", "is_unit", "parsed_reference", "read_tail", "reference_span"]
+__all__ = ["Tail", "is_range_label", "is_unit", "parsed_reference", "read_tail", "reference_span"]
 
 _NUM: Final = r"[+-]?\d+(?:[.,]\d+)*"
 # A whole reference range, nothing else: "70-99", "( 3,5 - 5,1 )", "<200", "[> 60]", "0.5 to 1.2".
@@ -28,7 +28,7 @@ _RANGE_ONLY_RE: Final = re.compile(
 _TEXT_RANGE_RE: Final = re.compile(r"^[(\[]\s*([a-z][a-z \-]{1,24})\s*[)\]]$", re.IGNORECASE)
 _RANGE_LABELS: Final = frozenset(
     {"ref", "ref.", "ref:", "ref.:", "reference", "reference:", "range", "range:", "ref range:",
-     "normal", "normal:", "norm:", "nv:", "rr:", "ref. range:", "reference range:", "normal range:"}
+     "normal:", "norm:", "nv:", "rr:", "ref. range:", "reference range:", "normal range:"}
 )  # fmt: skip
 # Units without a slash that labs print alone; with a slash the shape decides.
 _BARE_UNITS: Final = frozenset(
@@ -92,15 +92,23 @@ class Tail:
         return text or None
 
 
+def is_range_label(text: str) -> bool:
+    """ "Ref:", "Reference range:", "Normal:": a word that announces a reference range."""
+    return text.lower() in _RANGE_LABELS
+
+
 def reference_span(words: list[Word], start: int) -> int:
     """How many words from ``start`` form one reference range (0 when they form none)."""
     at = start
-    if at < len(words) and words[at].text.lower() in _RANGE_LABELS:
+    labelled = at < len(words) and words[at].text.lower() in _RANGE_LABELS
+    if labelled:
         at += 1
     for k in range(min(5, len(words) - at), 0, -1):
         text = " ".join(w.text for w in words[at : at + k])
         if _RANGE_ONLY_RE.match(text) or _TEXT_RANGE_RE.match(text):
             return at - start + k
+        if labelled and k <= 2 and text.lower() in QUALITATIVE_WORDS:
+            return at - start + k  # "Ref: negative"
     return 0
 
 
