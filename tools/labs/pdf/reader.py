@@ -272,10 +272,14 @@ def page_words(page: _Page) -> list[Word]:
         for span in line["spans"]
         if span["flags"] & _BOLD_FLAG or _BOLD_FONT_RE.search(span["font"])
     ]
+    by_row: dict[int, list[tuple[float, float, float, float]]] = {}  # spans by the rows they cover
+    for b in bold_spans:
+        for row in range(int(b[1]), int(b[3]) + 1):
+            by_row.setdefault(row, []).append(b)
     words: list[Word] = []
     for w in page.get_text("words", sort=False, textpage=textpage):
         xc, yc = (w[0] + w[2]) / 2, (w[1] + w[3]) / 2
-        bold = any(b[0] <= xc <= b[2] and b[1] <= yc <= b[3] for b in bold_spans)
+        bold = any(b[0] <= xc <= b[2] and b[1] <= yc <= b[3] for b in by_row.get(int(yc), ()))
         words.append(Word(w[0], w[1], w[2], w[3], w[4], bold=bold))
     return words
 
