@@ -470,3 +470,16 @@ def test_known_name_with_units_and_range_but_no_value_is_listed() -> None:
     )
     assert [(r.name, r.value) for r in got.results] == [("Sodium", 140.0)]
     assert [(u.reason, u.page) for u in got.unparsed] == [("no result printed", 1)]
+
+
+def test_sentences_that_quote_a_known_test_are_not_results() -> None:
+    page = [
+        (40, 100, "Interpretation:"),
+        (40, 113, "Hemoglobin A1c 6.5 % or higher indicates diabetes."),
+        (40, 126, "LDL Cholesterol goal < 100 mg/dL for patients at high risk."),
+        (40, 139, "Glucose 126 mg/dL and above on two occasions is consistent with diabetes."),
+        (40, 160, "Sodium ........ 139 mmol/L 136-145"),
+    ]
+    got = read(page)
+    assert rows(got) == [("Sodium", 139.0, "mmol/L", None, 136.0, 145.0)]
+    assert not got.unparsed

@@ -73,7 +73,9 @@ _NOT_FREE_NAMES: Final = _NOT_TESTS | frozenset(
 _PROSE_WORDS: Final = frozenset(
     {"if", "is", "are", "was", "were", "be", "been", "may", "should", "please", "than", "when", "the",
      "this", "that", "to", "for", "by", "at", "on", "above", "below", "over", "under", "within", "repeat",
-     "call", "called", "reported", "recommended", "consider", "between", "values", "levels"}
+     "call", "called", "reported", "recommended", "consider", "between", "values", "levels", "or", "higher",
+     "lower", "indicates", "indicate", "suggests", "suggest", "consistent", "risk", "target", "goal", "with",
+     "and", "in", "of", "patients", "diagnosis"}
 )  # fmt: skip
 _MAX_UNKNOWN_NAME_WORDS: Final = 6
 # A name on the next line continues the name above only this close below it (line heights).
@@ -597,6 +599,8 @@ def _free_result(
     if not _known(resolution):
         if not _unknown_name_is_a_test(name, part, previous, tail):
             return None
+    elif _is_sentence(tail):
+        return None  # "Hemoglobin A1c 6.5 % or higher indicates diabetes": a comment, not a row
     elif tail.numbers:
         outcome.unparsed.append(_unparsed(page, part.words, "two numbers where one result is printed"))
         return _Row(name, x0, bottom, height)
@@ -623,6 +627,12 @@ def _free_result(
         )
     )
     return row
+
+
+def _is_sentence(tail: Tail) -> bool:
+    """Words after a value that read as a sentence, not a method or a comment word."""
+    words = [w.text.lower().strip(".,;:()") for w in tail.other]
+    return len(words) >= 2 and (bool(set(words) & _PROSE_WORDS) or tail.other[-1].text.endswith("."))
 
 
 def _unknown_name_is_a_test(name: str, part: Segment, previous: Segment | None, tail: Tail) -> bool:
