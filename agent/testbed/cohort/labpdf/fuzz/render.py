@@ -161,8 +161,12 @@ class _Canvas:
         return end
 
     def mark(self, mark: str, x: float, y: float, size: float) -> float:
-        font = _ARROW_FONT if not mark.isascii() else self.style.font
-        return self.put(x, y, mark, size, font)[2]
+        """Draw a flag mark; where what follows may start. An arrow is drawn with a space after it:
+        mupdf starts no new word after a CJK glyph at a gap alone."""
+        if mark.isascii():
+            return self.put(x, y, mark, size)[2]
+        self.put(x, y, mark + " ", size, _ARROW_FONT)
+        return x + width(mark, size, _ARROW_FONT) + 0.5 * size
 
 
 def width(text: str, size: float, font: str) -> float:
@@ -170,7 +174,10 @@ def width(text: str, size: float, font: str) -> float:
     characters ("µmol/L") in the base-14 fonts; a ``Font`` measures them right (not the CJK one)."""
     if font == _ARROW_FONT:
         return float(pymupdf.get_text_length(text, fontname=font, fontsize=size))
-    return float(_font(font).text_length(text, fontsize=size))  # type: ignore[no-untyped-call]
+    arrows = sum(text.count(a) for a in "↑↓")  # drawn in the arrow font (``_Canvas.mark``)
+    latin = text.replace("↑", "").replace("↓", "")
+    advance = _font(font).text_length(latin, fontsize=size)  # type: ignore[no-untyped-call]
+    return float(advance) + arrows * width("↑", size, _ARROW_FONT)
 
 
 @functools.cache
