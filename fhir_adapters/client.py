@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -50,6 +51,23 @@ FHIR_JSON = "application/fhir+json"
 _NO_EVERYTHING = (FhirNotFound, FhirInvalid)
 # Methods whose failure can leave a change half-known.
 _CHANGES_DATA = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionAnswer:
+    """A transaction's answer, and whether the Bundle was resent after an attempt whose answer was
+    lost (a timeout, a 5xx, a cut body: the server may have committed it). Then an entry the answer
+    calls "already there" may be that attempt's own write (`fhir_adapters.confirmed`)."""
+
+    response: JsonDict
+    resent_after_lost_answer: bool = False
+
+
+@dataclass
+class _Resends:
+    """Filled by `_send`: whether it resent a request the server may have processed."""
+
+    after_lost_answer: bool = False
 
 
 class FhirClient(ServiceClient):
@@ -206,16 +224,24 @@ class FhirClient(ServiceClient):
         what a first, committed attempt wrote). Raises `FhirOutcomeUnknown` when the last attempt
         may have been committed: read the server back (`fhir_adapters.confirmed`).
         """
+        return (await self.transaction_answer(bundle)).response
+
+    async def transaction_answer(self, bundle: Mapping[str, Any]) -> TransactionAnswer:
+        """`transaction`, saying whether the answer came from a resend after a lost answer."""
         _require_bundle(bundle, "transaction")
-        return await self._post_bundle(bundle)
+        resends = _Resends()
+        response = await self._post_bundle(bundle, resends)
+        return TransactionAnswer(response, resent_after_lost_answer=resends.after_lost_answer)
 
     async def batch(self, bundle: Mapping[str, Any]) -> JsonDict:
         """POST a batch Bundle; each entry succeeds or fails on its own (see `entry.response.status`)."""
         _require_bundle(bundle, "batch")
         return await self._post_bundle(bundle)
 
-    async def _post_bundle(self, bundle: Mapping[str, Any]) -> JsonDict:
-        resp = await self._send("POST", self.base_url, body=bundle, idempotent=is_conditional_only(bundle))
+    async def _post_bundle(self, bundle: Mapping[str, Any], resends: _Resends | None = None) -> JsonDict:
+        resp = await self._send(
+            "POST", self.base_url, body=bundle, idempotent=is_conditional_only(bundle), resends=resends
+        )
         try:
             doc = _json_body(resp, "POST", "/")
         except FhirProtocolError as exc:  # a success status with a body cut or garbled on the way
@@ -283,8 +309,10 @@ class FhirClient(ServiceClient):
         body: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool,
+        resends: _Resends | None = None,
     ) -> httpx.Response:
-        """The one request function: auth, semaphore, retries and status -> exception."""
+        """The one request function: auth, semaphore, retries and status -> exception. `resends`
+        is told when a data-changing request is resent after an attempt the server may have done."""
         target = redact_target(url, self.base_url)
         content = json.dumps(body).encode() if body is not None else None
         refreshed = False
@@ -304,6 +332,8 @@ class FhirClient(ServiceClient):
             except httpx.TransportError as exc:
                 failure = _failure_kind(exc)
                 if self.retry.can_retry(attempt) and is_retryable(idempotent=idempotent, failure=failure):
+                    if resends is not None and failure is Failure.MAYBE_PROCESSED:
+                        resends.after_lost_answer = True
                     await self._sleep(self.retry.delay(attempt))
                     continue
                 error = FhirTransportError(method, target, type(exc).__name__)
@@ -323,6 +353,8 @@ class FhirClient(ServiceClient):
                     continue
             retry_after = retry_after_seconds(resp.headers.get("retry-after"))
             if self.retry.can_retry(attempt) and is_retryable(idempotent=idempotent, status=status):
+                if resends is not None and status in MAYBE_PROCESSED_STATUSES:
+                    resends.after_lost_answer = True
                 await self._sleep(self.retry.delay(attempt, retry_after))  # Retry-After wins, capped
                 continue
             http_error = error_for_status(status, method, target, resp.content, retry_after=retry_after)

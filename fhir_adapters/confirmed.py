@@ -1,8 +1,10 @@
 """Transactions whose outcome is always known: post, and when the answer is lost, read the server back.
 
 A transaction that times out, is cut mid-answer or gets a 500 may have been committed. The client
-resends a Bundle of conditional creates by itself (`FhirClient.transaction`); what is left unknown
-after that is settled here by reading the server:
+resends a Bundle of conditional creates by itself (`FhirClient.transaction_answer`): an entry its
+answer then calls "already there" may be the lost attempt's own write, so it is reported like one
+found by a read-back (created by this run or an earlier one). What is left unknown after that is
+settled here by reading the server:
 
 - each ``POST`` entry with ``ifNoneExist`` is searched with its own condition;
 - each ``PUT`` entry is read and compared on ``status`` (the one field our updates change).
@@ -19,7 +21,7 @@ On the wire after an unknown outcome, per entry: ``GET {base}/{type}?{ifNoneExis
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -65,8 +67,9 @@ class EntryOutcome:
 
     # "Type/id" on the server (None when the answer named none).
     reference: str | None
-    # True: created by this transaction; False: already there (matched, or updated);
-    # None: found by a read-back, so whether this run or an earlier one created it is unknown.
+    # True: created by this transaction; False: already there (matched, or updated); None: found
+    # after a lost answer (by a read-back, or in a resend's answer), so whether this run or an
+    # earlier one created it is unknown.
     created: bool | None
     # The resource as the server holds it, where the answer or the read-back carried it.
     resource: JsonDict | None = None
@@ -88,11 +91,14 @@ async def post_transaction(fhir: FhirClient, bundle: Mapping[str, Any]) -> Confi
     last: FhirOutcomeUnknown | None = None
     for _ in range(_MAX_SENDS):
         try:
-            response = await fhir.transaction(bundle)
+            answer = await fhir.transaction_answer(bundle)
         except FhirOutcomeUnknown as exc:
             last = exc
         else:
-            return ConfirmedTransaction(entries=_from_response(bundle, response))
+            entries = _from_response(bundle, answer.response)
+            if answer.resent_after_lost_answer:
+                entries = [replace(e, created=None) if e.created is False else e for e in entries]
+            return ConfirmedTransaction(entries=entries)
         try:
             found = await read_back(fhir, bundle)
         except FhirError as exc:

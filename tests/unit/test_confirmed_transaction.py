@@ -112,6 +112,19 @@ async def test_answers_lost_after_every_commit_are_settled_by_a_read_back() -> N
     assert server.posts == 2
 
 
+async def test_an_answer_lost_after_the_commit_and_resent_by_the_client_is_no_existing_write() -> None:
+    server = Server(lose=["500"])  # committed; the client's own resend finds every entry there
+    async with client(server) as fhir:
+        result = await post_transaction(fhir, TX)
+    # Not "already there" (nothing new written): the lost attempt may have written them.
+    assert [(e.reference, e.created) for e in result.entries] == [
+        ("Observation/id1", None),
+        ("Observation/id2", None),
+    ]
+    assert server.posts == 2
+    assert not result.read_back  # the resend's answer said so, no read was needed
+
+
 async def test_a_transaction_never_stored_is_resent_once_then_reported_as_not_stored() -> None:
     server = Server(lose=["500-before"] * 4)
     async with client(server) as fhir:

@@ -5,9 +5,10 @@ oldest first, and for each lab report:
 
 1. fetches its PDF attachments (``tools.documents.attachments``: inline data, or a Binary on
    the FHIR server itself, size and hash checked);
-2. reads the text layer (``tools.labs.pdf.extract_labs``); pages without text go to the model
-   when one is given, and what it reads is listed for review, never written (nothing in the
-   document locates it);
+2. reads the text layer (``tools.labs.pdf.extract_labs``; pages without one through OCR); pages
+   without text go to the model when one is given, and what it reads is listed for review, never
+   written (nothing in the document locates it); with a model, a value read by OCR is written
+   only where the model reads the same, else it is listed for review;
 3. drops what is not written: rows without a LOINC code, "see note", rows without a collection
    date, rows printed twice, rows already written from this document (same identifier), and
    duplicates of results already in the record or in a document read earlier in this run
@@ -56,8 +57,8 @@ from tools.documents.attachments import (
     pdf_attachments,
 )
 from tools.labs.dedup import DuplicateFinder, exact_key
-from tools.labs.pdf import DEFAULT_MAX_PAGES, ExtractedLab, LabPdfError, extract_labs
-from tools.labs.pdf.model_pages import ModelReadLab, extract_with_model
+from tools.labs.pdf import DEFAULT_MAX_PAGES, ExtractedLab, LabPdfError, LabPdfExtraction, extract_labs
+from tools.labs.pdf.model_pages import ModelReadLab, extract_with_model, ocr_values_to_review
 from tools.medgemma.errors import ModelError
 from tools.medgemma.types import ModelBackend
 from tools.record import PatientRecord
@@ -287,10 +288,10 @@ class _Run:
             extraction = extract_labs(pdf.data, max_pages=self.max_pages, name=label)
             if extraction.repaired:
                 raise _Damaged(label)
+            if extraction.needs_model or any(lab.ocr for lab in extraction.results):
+                extraction = await self._model_pages(pdf.data, extraction, outcome)
             outcome.warnings += extraction.warnings
             outcome.pages_needing_model += extraction.needs_model
-            if extraction.needs_model:
-                await self._model_pages(pdf.data, extraction.needs_model, outcome)
             outcome.extracted += len(extraction.results)
             for lab in extraction.results:
                 reason = unwritable_reason(lab)
@@ -320,19 +321,27 @@ class _Run:
             for row in rows
         ]
 
-    async def _model_pages(self, pdf: bytes, pages: Sequence[int], outcome: DocumentOutcome) -> None:
+    async def _model_pages(
+        self, pdf: bytes, extraction: LabPdfExtraction, outcome: DocumentOutcome
+    ) -> LabPdfExtraction:
+        """Pages without a text layer through the model, when one is configured: what it reads is
+        listed for review, and a value read by OCR is kept only where the model reads the same
+        (``extract_with_model``); without a model, OCR values stand on their confidence alone."""
         if self.model is None:
-            outcome.warnings += [f"page {n} has no text layer; no model configured" for n in pages]
-            return
+            outcome.warnings += [
+                f"page {n} has no text layer; no model configured" for n in extraction.needs_model
+            ]
+            return extraction
         try:
             assisted = await extract_with_model(
-                pdf, self.model, max_pages=self.max_pages, name=outcome.document
+                pdf, self.model, max_pages=self.max_pages, name=outcome.document, text=extraction
             )
         except ModelError as exc:
             outcome.warnings.append(f"the model could not read the pages without text ({type(exc).__name__})")
-            return
+            return ocr_values_to_review(extraction)  # no reading to agree with
         outcome.model_values += [r for r in assisted.model_results if r.status == "unverified"]
         outcome.warnings += assisted.warnings
+        return assisted.text
 
     def pending(self, fresh: Sequence[_Candidate], document: str) -> PendingWrite:
         """The transaction writing ``fresh`` (not posted here: the write node does)."""
