@@ -483,3 +483,36 @@ def test_sentences_that_quote_a_known_test_are_not_results() -> None:
     got = read(page)
     assert rows(got) == [("Sodium", 139.0, "mmol/L", None, 136.0, 145.0)]
     assert not got.unparsed
+
+
+def test_a_stray_comma_number_does_not_turn_a_decimal_point_document() -> None:
+    page = [
+        (40, 60, "Suite 4,2 - Building B"),  # one number that reads only with a decimal comma
+        (40, 100, "Platelets: 245,000 /uL (150,000-400,000)"),
+        (40, 113, "Creatinine: 0.85 mg/dL (0.60-1.20)"),
+        (40, 126, "Potassium: 4.1 mmol/L (3.5-5.1)"),
+    ]
+    assert [(r.name, r.value) for r in read(page).results] == [
+        ("Platelets", 245000.0),
+        ("Creatinine", 0.85),
+        ("Potassium", 4.1),
+    ]
+
+
+def test_a_document_printing_both_decimal_marks_leaves_ambiguous_numbers_unread() -> None:
+    header = table(100, (40, "Test"), (200, "Result"), (260, "Units"))
+    body = [
+        *table(115, (40, "Potassium"), (200, "4,1"), (260, "mmol/L")),
+        *table(128, (40, "Sodium"), (200, "139,5"), (260, "mmol/L")),
+        *table(141, (40, "Creatinine"), (200, "0.85"), (260, "mg/dL")),
+        *table(154, (40, "Calcium"), (200, "9.4"), (260, "mg/dL")),
+        *table(167, (40, "Specific Gravity"), (200, "1,020")),  # 1.020 or one thousand and twenty?
+    ]
+    got = read(header + body)
+    assert [(r.name, r.value) for r in got.results] == [
+        ("Potassium", 4.1),
+        ("Sodium", 139.5),
+        ("Creatinine", 0.85),
+        ("Calcium", 9.4),
+    ]
+    assert [u.reason for u in got.unparsed] == ["result not readable"]

@@ -82,7 +82,7 @@ def _tokens(line: list[Word]) -> list[_Token]:
 
 
 def _value_at(
-    tokens: list[_Token], i: int, *, free: bool, decimal_comma: bool
+    tokens: list[_Token], i: int, *, free: bool, decimal_comma: bool | None
 ) -> tuple[int, ParsedValue, LabFlag | None] | None:
     """The value starting at token ``i``: (words, parsed, glued flag); qualitative only if ``free``."""
     text = tokens[i].word.text
@@ -115,7 +115,7 @@ def _starts_name(token: _Token) -> bool:
     return (text[:1].isalpha() or text[:1] == "(") and not is_unit(text) and parse_flag(text) is None
 
 
-def segments(line: list[Word], *, decimal_comma: bool) -> list[Segment]:
+def segments(line: list[Word], *, decimal_comma: bool | None) -> list[Segment]:
     """The line cut into name-led segments, left to right (see the module doc)."""
     tokens = _tokens(line)
     out: list[Segment] = []
@@ -198,7 +198,7 @@ def segments(line: list[Word], *, decimal_comma: bool) -> list[Segment]:
 
 
 def _closing_word(
-    tokens: list[_Token], start: int, end: int, decimal_comma: bool
+    tokens: list[_Token], start: int, end: int, decimal_comma: bool | None
 ) -> tuple[int, tuple[int, ParsedValue, LabFlag | None] | None]:
     """Where a qualitative value ends the name run ``tokens[start:end]``, and that value: only a
     flag or a bracketed reference ("[negative]", "(neg)") may follow it in the run."""

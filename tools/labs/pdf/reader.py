@@ -22,7 +22,7 @@ from tools.labs.pdf.errors import (
 from tools.labs.pdf.model import ExtractedLab, LabPdfExtraction, UnparsedRow, Word
 from tools.labs.pdf.ocr import read_scanned_page
 from tools.labs.pdf.rows import PageContext, extract_page
-from tools.labs.pdf.values import uses_decimal_comma
+from tools.labs.pdf.values import number_style
 
 __all__ = [
     "DEFAULT_MAX_PAGES",
@@ -308,7 +308,7 @@ def extract_labs(
         # Decimal commas are a property of the document: "1,005" reads as 1.005 only if
         # another number on some page ("4,2") shows the lab prints decimal commas.
         pages_words = [page_words(doc[i]) for i in range(doc.page_count)]
-        context.decimal_comma = uses_decimal_comma([w.text for words in pages_words for w in words])
+        context.decimal_comma = number_style([w.text for words in pages_words for w in words])
         results: list[ExtractedLab] = []
         unparsed: list[UnparsedRow] = []
         warnings: list[str] = []

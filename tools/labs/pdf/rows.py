@@ -90,7 +90,8 @@ class PageContext:
     effective_time: time | None = None  # printed with the collection date, naive wall-clock
     tables: list[Table] = field(default_factory=list)
     panel: str | None = None
-    decimal_comma: bool = False  # the document prints "4,2": every comma is a decimal comma
+    # The document prints "4,2": every comma is a decimal comma; None: it prints both styles.
+    decimal_comma: bool | None = False
 
 
 @dataclass
@@ -407,7 +408,7 @@ def _read_row(
     return panel, row, True
 
 
-def _cell_value(text: str, decimal_comma: bool) -> tuple[ParsedValue, LabFlag | None] | None:
+def _cell_value(text: str, decimal_comma: bool | None) -> tuple[ParsedValue, LabFlag | None] | None:
     """A result cell's value, and the flag glued to it ("5.9↑"), if any."""
     parsed = parse_value(text, decimal_comma=decimal_comma)
     if parsed is not None:
@@ -426,7 +427,7 @@ _GLUED_UNIT_RE: Final = re.compile(r"^((?:<=|>=|<|>|≤|≥)?\d[\d.,]*)(%|[a-zA-
 
 
 def _value_with_unit(
-    words: list[Word], decimal_comma: bool
+    words: list[Word], decimal_comma: bool | None
 ) -> tuple[list[Word], str, tuple[ParsedValue, LabFlag | None]] | None:
     """A result cell that prints its unit too ("11.2 g/dL", "7.5 x10³/µL", "6.6%"): the value's
     words, the unit, the value. A unit glued to the number keeps the whole word as the value's."""

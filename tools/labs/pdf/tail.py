@@ -112,7 +112,7 @@ def reference_span(words: list[Word], start: int) -> int:
     return 0
 
 
-def read_tail(words: list[Word], *, decimal_comma: bool) -> Tail:
+def read_tail(words: list[Word], *, decimal_comma: bool | None) -> Tail:
     """Classify the words after a value, left to right."""
     tail = Tail()
     words = [part for w in words for part in _unglued(w)]
@@ -156,7 +156,7 @@ def _unit_span(words: list[Word], start: int) -> int:
     return 0
 
 
-def parsed_reference(tail: Tail, *, decimal_comma: bool) -> tuple[float | None, float | None]:
+def parsed_reference(tail: Tail, *, decimal_comma: bool | None) -> tuple[float | None, float | None]:
     text = tail.reference_text
     if text is None:
         return None, None

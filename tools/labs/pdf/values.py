@@ -14,6 +14,7 @@ __all__ = [
     "Comparator",
     "ParsedRange",
     "ParsedValue",
+    "number_style",
     "parse_date",
     "parse_flag",
     "parse_number",
@@ -109,14 +110,17 @@ class ParsedRange:
     high: float | None
 
 
-def parse_number(text: str, *, decimal_comma: bool = False) -> float | None:
+def parse_number(text: str, *, decimal_comma: bool | None = False) -> float | None:
     """``"4,2"`` -> 4.2, ``"10,500"`` -> 10500.0, ``"-1.5"`` -> -1.5; anything else -> ``None``.
 
-    ``decimal_comma``: the document prints decimal commas (see ``uses_decimal_comma``), so
-    ``"1,005"`` is 1.005 (a specific gravity), not a thousand and five.
+    ``decimal_comma``: the document prints decimal commas (see ``number_style``), so
+    ``"1,005"`` is 1.005 (a specific gravity), not a thousand and five. ``None``: the document
+    prints both styles, so a number that reads either way ("1,005", "245.000") is not read.
     """
     t = text.strip()
-    if not decimal_comma and _THOUSANDS_RE.match(t):
+    if decimal_comma is None and (_THOUSANDS_RE.match(t) or _DOT_THOUSANDS_RE.match(t)):
+        return None
+    if decimal_comma is False and _THOUSANDS_RE.match(t):
         return float(t.replace(",", ""))
     if decimal_comma and _DOT_THOUSANDS_RE.match(t):
         return float(t.replace(".", "").replace(",", "."))
@@ -133,7 +137,23 @@ def uses_decimal_comma(tokens: list[str]) -> bool:
     return any(_DECIMAL_COMMA_RE.match(t) for t in tokens)
 
 
-def parse_value(text: str, *, decimal_comma: bool = False) -> ParsedValue | None:
+_DECIMAL_POINT_RE: Final = re.compile(r"^[<>≤≥]?[+-]?\d+\.(\d{1,2}|\d{4,})$")
+
+
+def number_style(tokens: list[str]) -> bool | None:
+    """The document's decimal mark from the numbers that can be read only one way: ``True``
+    for commas ("4,2"), ``False`` for points ("4.2"), ``None`` where both appear more than once
+    (then "1,005" or "245.000", which read either way, are not read: ``parse_number``). A single
+    stray number of the other style ("mL/min/1.73" in a comma document) does not count.
+    """
+    comma = sum(1 for t in tokens if _DECIMAL_COMMA_RE.match(t))
+    point = sum(1 for t in tokens if _DECIMAL_POINT_RE.match(t))
+    if comma >= 2 and point >= 2:
+        return None
+    return comma > point
+
+
+def parse_value(text: str, *, decimal_comma: bool | None = False) -> ParsedValue | None:
     """A result cell: number with optional comparator, or a known qualitative word; else ``None``."""
     t = " ".join(text.split())
     if not t:
@@ -178,7 +198,7 @@ _RANGE_RE: Final = re.compile(
 _BOUND_RE: Final = re.compile(r"^[(\[]?\s*(<=|>=|=<|=>|<|>|≤|≥)\s*(\d+(?:[.,]\d+)*)%?\s*[)\]]?(?:\s+\S.*)?$")
 
 
-def parse_range(text: str, *, decimal_comma: bool = False) -> ParsedRange:
+def parse_range(text: str, *, decimal_comma: bool | None = False) -> ParsedRange:
     """``"3.5-5.0"``, ``"3,5 - 5,0"``, ``"< 5.0"``, ``">=60"``; a text range ("Negative") -> no bounds."""
     t = " ".join(text.split())
     m = _RANGE_RE.match(t)
