@@ -17,7 +17,7 @@ word, an arrow, or a bold value on a page that prints other values in a regular 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, time
 from typing import Final
 
@@ -188,7 +188,7 @@ def _keep_columns(line: list[Word], page: int, context: PageContext) -> bool:
     range is no value.
     """
     trial = PageOutcome()
-    _read_free([line], page, context, trial)
+    _read_free([line], page, replace(context), trial)  # a trial: the context stays as it is
     return not trial.results
 
 
@@ -508,6 +508,8 @@ def _read_free(lines: list[list[Word]], page: int, context: PageContext, outcome
                 rows.append(row)
             previous = part
         last_rows = rows
+    if headings:
+        context.panel = headings[-1].text  # the heading a continuation page's first rows stand under
 
 
 def _list_if_unread(
