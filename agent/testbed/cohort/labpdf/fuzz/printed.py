@@ -171,6 +171,9 @@ def printed_row(result: LabResultTruth, key: str, style: FuzzStyle, rng: random.
         value_text = result.value_text
     else:
         prefix = result.comparator.value if result.comparator else ""
+        if prefix and style.spaced_ranges:
+            prefix += " "  # "< 0.5": the comparator a word of its own
+            families.append("numbers:spaced-comparator")
         value_text = prefix + format_value(value, places, style.decimal_comma, thousands)
     if not style.prints_range:
         range_text, low, high = "", None, None

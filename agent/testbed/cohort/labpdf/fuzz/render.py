@@ -41,6 +41,7 @@ __all__ = ["FuzzedDocument", "fuzz_document"]
 
 _START: Final = datetime(2024, 2, 5, 7, 40)
 _MARGIN: Final = 40.0
+_INDENT: Final = 8.0  # points a test name is indented under its panel heading
 _ARROW_FONT: Final = "china-s"  # the base-14 fonts have no arrows; mupdf's CJK font has
 _HEADERS: Final = {
     Column.NAME: ("Test", "Test Name", "Analyte", "Investigation", "Parameter"),
@@ -401,6 +402,8 @@ def _layout(
         widths.append(max(width(t, size, c.style.bold_font) for t in texts) + gap)
     if c.style.separator is Separator.LEADER_DOTS:
         widths[0] += 30
+    if c.style.indent_names:
+        widths[0] += _INDENT
     if sum(widths) > x1 - x0:
         return None
     xs, x = [], x0
@@ -441,6 +444,10 @@ def _fit(c: _Canvas, cells: Sequence[_Cell], x0: float, x1: float) -> tuple[_Tab
 
 def _draw_header(c: _Canvas, table: _Table, y: float, size: float) -> float:
     for x, title in zip(table.xs, table.titles, strict=True):
+        words = title.split()
+        if c.style.stacked_headers and len(words) > 1:
+            c.put(x, y - 1.1 * size, " ".join(words[:-1]), size, c.style.bold_font)
+            title = words[-1]
         c.put(x, y, title, size, c.style.bold_font)
     c.line(table.xs[0], y + 0.4 * size, table.x1, y + 0.4 * size, 0.8)
     return y + size * c.style.line_gap + 2
@@ -459,6 +466,7 @@ def _draw_cell_row(
     for i, col in enumerate(table.columns):
         x = table.xs[i]
         if col is Column.NAME:
+            x += _INDENT if c.style.indent_names else 0.0
             for k in range(len(row.name_lines)):
                 text = _name_text(c, row.name_lines, k)
                 end = c.put(x, y + k * size * 1.15, text, size)[2]
@@ -503,6 +511,7 @@ def _flow_table(
     y = _draw_header(c, table, y, size)
     segment_top, panel = y - size * 1.8, ""
     families = base
+    shade = False
     for cell in cells:
         lines = len(cell.template.name_lines)
         need = pitch + (lines - 1) * size * 1.15 + (pitch if cell.panel != panel and headings else 0)
@@ -520,6 +529,11 @@ def _flow_table(
             c.put(table.xs[0], y, cell.panel, size, c.style.bold_font)
             y += pitch
         panel = cell.panel
+        shade = not shade
+        if c.style.shaded_rows and shade:
+            below = (lines - 1) * size * 1.15
+            top, bottom = y - 0.5 * pitch - 0.3 * size, y + 0.5 * pitch - 0.3 * size + below
+            c.page.draw_rect((table.xs[0] - 4, top, table.x1, bottom), color=None, fill=(0.92, 0.92, 0.92))
         _draw_cell_row(c, table, cell, y, size, effective, families)
         y += pitch + (lines - 1) * size * 1.15
         if c.style.separator is Separator.RULED:
@@ -603,7 +617,8 @@ def _draw_run_in(c: _Canvas, rows: Sequence[PrintedRow], report: LabReport) -> f
             y += pitch
             panel = row.truth.panel
         name = row.name + (":" if s.separator is Separator.COLON else "")
-        x = c.put(_MARGIN, y, name, size)[2] + width(" ", size, s.font)
+        x = _MARGIN + (_INDENT if s.indent_names else 0.0)
+        x = c.put(x, y, name, size)[2] + width(" ", size, s.font)
         if s.separator is Separator.LEADER_DOTS:
             x = c.put(x, y, "." * c.rng.randint(4, 14), size)[2] + width(" ", size, s.font)
         x = c.value(row, x, y, size, report.collected, families) + width(" ", size, s.font)

@@ -105,6 +105,9 @@ class FuzzStyle:
     dates: int  # cumulative: number of date columns
     noise: tuple[Noise, ...]
     unreadable: int  # rows whose value the renderer makes unreadable
+    stacked_headers: bool  # two-word column titles on two lines ("Reference" over "Range")
+    shaded_rows: bool  # every other row on a grey band
+    indent_names: bool  # test names indented under their panel heading
 
     @property
     def prints_range(self) -> bool:
@@ -137,10 +140,14 @@ class FuzzStyle:
             out.append("time:12h")
         if self.arrangement is Arrangement.CUMULATIVE:
             out.append(f"cumulative-time:{'beside' if self.time_beside else 'under'}")
-        if Column.RANGE not in self.columns and self.arrangement in (
-            Arrangement.TABLE,
-            Arrangement.SIDE_BY_SIDE,
-        ):
+        tables = (Arrangement.TABLE, Arrangement.SIDE_BY_SIDE)
+        if self.arrangement in tables and self.stacked_headers:
+            out.append("header:two-line")
+        if self.arrangement in tables and self.shaded_rows:
+            out.append("rows:shaded")
+        if self.indent_names and self.arrangement is not Arrangement.CUMULATIVE:
+            out.append("names:indented")
+        if Column.RANGE not in self.columns and self.arrangement in tables:
             out.append("column:no-range")
         return tuple(out)
 
@@ -188,4 +195,7 @@ def draw_style(rng: random.Random) -> FuzzStyle:
         dates=rng.randint(2, 5),
         noise=tuple(n for n in Noise if rng.random() < 0.6),
         unreadable=rng.choice((0, 0, 1, 2)),
+        stacked_headers=rng.random() < 0.3,
+        shaded_rows=rng.random() < 0.25,
+        indent_names=rng.random() < 0.3,
     )
