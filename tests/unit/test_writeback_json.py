@@ -122,6 +122,7 @@ def test_lab_document_transaction_json_is_what_validation_gives(tz: Any) -> None
             unit=None, reference_low=None, reference_high=None, reference_text="negative", flag=None),
         lab(page=5, effective_time=None),
         lab(page=6, value=7, value_text="7", unit="mmol/L"),
+        lab(page=7, ocr="tesseract 5.3.0"),  # read by OCR: tagged, engine in extension and Provenance
     ]  # fmt: skip
     observations = [
         build_lab_result_observation(
