@@ -443,6 +443,8 @@ def _fit(c: _Canvas, cells: Sequence[_Cell], x0: float, x1: float) -> tuple[_Tab
 
 
 def _draw_header(c: _Canvas, table: _Table, y: float, size: float) -> float:
+    if c.style.stacked_headers and any(" " in title for title in table.titles):
+        y += 1.1 * size  # room for the titles' first lines
     for x, title in zip(table.xs, table.titles, strict=True):
         words = title.split()
         if c.style.stacked_headers and len(words) > 1:
