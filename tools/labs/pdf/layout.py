@@ -193,6 +193,11 @@ def _only_dates(line: list[Word]) -> bool:
     return bool(found) and all(r is not None and r[0] is Role.DATE for r in found)
 
 
+def _just_above(upper: list[Word], lower: list[Word]) -> bool:
+    height = max(w.height for w in lower)
+    return min(w.y0 for w in lower) - max(w.y1 for w in upper) < 0.6 * height
+
+
 def _only_times(line: list[Word]) -> bool:
     return all(parse_time(line_text(c)) is not None for c in cells(line))
 
@@ -259,6 +264,9 @@ def find_tables(lines: list[list[Word]], page_width: float, page_height: float) 
             groups = _header_groups(stacked)
             if groups is None and _only_times(line):
                 groups, implicit = _date_row(stacked, line), True
+        elif groups is None and index > 0 and _just_above(lines[index - 1], line):
+            # Column names over two lines: "Reference" over "Interval", "Your" over "Value".
+            groups = _header_groups(_stacked_cells(lines[index - 1], line))
         if groups is None and _only_dates(line):
             groups, implicit = _date_row(cells(line), line), True
         if groups is None:

@@ -122,6 +122,7 @@ class _Row:
     height: float
     results: list[int] = field(default_factory=list)  # indices into PageOutcome.results
     panel: str | None = None  # the panel in force before this line (a name-only line may not be one)
+    full: bool = False  # a row with cells beside its name (read or not), not a name alone
 
     def near(self, line: list[Word]) -> bool:
         first = line[0]
@@ -149,9 +150,12 @@ def extract_page(
         for index, table in found:
             read |= {id(w) for w in lines[index] if table.left <= w.xc < table.right}
             if index > 0 and table.top - lines[index - 1][-1].y1 < 2 * lines[index][0].height:
-                # a stacked date line above a cumulative header belongs to it
+                # a stacked line above the header (dates, or the first words of column names)
                 above = lines[index - 1]
-                if all(parse_date(line_text(c)) is not None for c in cells(above)):
+                close = (
+                    min(w.y0 for w in lines[index]) - max(w.y1 for w in above) < 0.6 * lines[index][0].height
+                )
+                if close or all(parse_date(line_text(c)) is not None for c in cells(above)):
                     read |= {id(w) for w in above if table.left <= w.xc < table.right}
     else:
         # A continuation page that does not repeat the header: the last page's columns hold.
@@ -216,7 +220,7 @@ def _known(resolution: Resolution) -> bool:
     return resolution.entry is not None or resolution.reason in ("ambiguous", "no code for unit")
 
 
-def _joins(first: str, second: str, *, second_has_values: bool = False) -> bool:
+def _joins(first: str, second: str, *, second_has_values: bool = False, unit: str | None = None) -> bool:
     """Whether ``second`` (the next line's name) completes the name ``first`` on the line above.
 
     Printed evidence (``names.continues``), or the names themselves: ``first`` alone is no test
@@ -227,11 +231,11 @@ def _joins(first: str, second: str, *, second_has_values: bool = False) -> bool:
     """
     if continues(first, second):
         return True
-    if first.isupper() or second.isupper() or resolve(first).entry is not None:
+    if first.isupper() or second.isupper() or resolve(first, unit=unit).entry is not None:
         return False
-    if second_has_values and resolve(second).entry is not None:
+    if second_has_values and _known(resolve(second)):
         return False
-    return resolve(f"{first} {second}").entry is not None
+    return resolve(f"{first} {second}", unit=unit).entry is not None
 
 
 def _rename(outcome: PageOutcome, row: _Row, name: str) -> None:
@@ -309,13 +313,18 @@ def _read_row(
     )
     if name_only:
         # A name alone: the second line of the name above, or a panel heading / a name's first line.
-        if last is not None and last.results and last.near(line) and _joins(last.name, name):
+        if (
+            last is not None
+            and last.full
+            and last.near(line)
+            and _joins(last.name, name, unit=outcome.results[last.results[0]].unit if last.results else None)
+        ):
             _rename(outcome, last, f"{last.name} {name}")
             return panel, None, True
         heading = name if is_heading(name) else None
         # Not a heading ("Glucose ..... 88 mg/dL" under another page's columns): read it as free text.
         return heading or panel, _Row(name, line[0].x0, bottom, height, panel=panel), heading is not None
-    pending = last if last is not None and not last.results and last.near(line) else None
+    pending = last if last is not None and not last.full and last.near(line) else None
     if pending is not None and _joins(pending.name, name, second_has_values=True):
         name = f"{pending.name} {name}"
         panel = pending.panel  # the line above was the name's start, not a heading
@@ -347,7 +356,7 @@ def _read_row(
                 column_flag = parse_flag(line_text(by_col[i]))
     resolution, unit = _resolve(name, unit, panel)
     value_cols = [i for i, r in roles.items() if r in (Role.RESULT, Role.DATE)]
-    row = _Row(name, line[0].x0, bottom, height)
+    row = _Row(name, line[0].x0, bottom, height, full=True)
     any_value = False
     for col in value_cols:
         # A dated column (cumulative report) carries its own collection time; else the page's.
@@ -545,7 +554,8 @@ def _name_only(
     x0 = part.name_words[0].x0
     line_part = [w for w in line if x0 - 0.1 <= w.x0 and w.x1 <= part.words[-1].x1 + 0.1]
     for above in last_rows:
-        if above.results and above.near(line_part) and _joins(above.name, part.name):
+        unit = outcome.results[above.results[0]].unit if above.results else None
+        if above.full and above.near(line_part) and _joins(above.name, part.name, unit=unit):
             _rename(outcome, above, f"{above.name} {part.name}")
             return _Row(part.name, x0, bottom, height)
     if is_heading(part.name) and not part.colon and not part.name[:1].islower():
@@ -581,7 +591,7 @@ def _free_result(
         (
             r
             for r in last_rows
-            if not r.results and r.near([part.name_words[0]]) and _joins(r.name, name, second_has_values=True)
+            if not r.full and r.near([part.name_words[0]]) and _joins(r.name, name, second_has_values=True)
         ),
         None,
     )
@@ -606,9 +616,9 @@ def _free_result(
         return None  # "Hemoglobin A1c 6.5 % or higher indicates diabetes": a comment, not a row
     elif tail.numbers:
         outcome.unparsed.append(_unparsed(page, part.words, "two numbers where one result is printed"))
-        return _Row(name, x0, bottom, height)
+        return _Row(name, x0, bottom, height, full=True)
     low, high = parsed_reference(tail, decimal_comma=context.decimal_comma)
-    row = _Row(name, x0, bottom, height, results=[len(outcome.results)])
+    row = _Row(name, x0, bottom, height, results=[len(outcome.results)], full=True)
     outcome.results.append(
         ExtractedLab(
             name=name,
