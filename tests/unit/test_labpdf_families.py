@@ -516,3 +516,19 @@ def test_a_document_printing_both_decimal_marks_leaves_ambiguous_numbers_unread(
         ("Calcium", 9.4),
     ]
     assert [u.reason for u in got.unparsed] == ["result not readable"]
+
+
+def test_a_bound_in_the_range_column_of_a_blank_row_is_not_a_censored_value() -> None:
+    page = [
+        *table(100, (40, "Folate"), (150, "5.0"), (220, ">3.9"), (300, "ng/mL")),
+        *table(113, (40, "Troponin I"), (150, "<0.01"), (220, "<0.04"), (300, "ng/mL")),
+        *table(126, (40, "C-Reactive Protein"), (220, "<5.0"), (300, "mg/L")),  # value left blank
+        *table(139, (40, "Ferritin"), (150, "96"), (220, "24-336"), (300, "ng/mL")),
+    ]
+    got = read(page)
+    assert [(r.name, r.value, r.comparator) for r in got.results] == [
+        ("Folate", 5.0, None),
+        ("Troponin I", 0.01, "<"),
+        ("Ferritin", 96.0, None),
+    ]
+    assert [u.reason for u in got.unparsed] == ["no result printed"]

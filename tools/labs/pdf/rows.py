@@ -487,6 +487,7 @@ def _read_free(lines: list[list[Word]], page: int, context: PageContext, outcome
     """Lines outside any header's table, each read from its own words (``inline.segments``)."""
     headings: list[_Heading] = []
     last_rows: list[_Row] = []  # the previous line's segments (results or names alone)
+    read: list[tuple[int, Segment]] = []  # results written here, with the segment each came from
     for line in lines:
         if is_note(line_text(line)):
             last_rows = []
@@ -515,10 +516,41 @@ def _read_free(lines: list[list[Word]], page: int, context: PageContext, outcome
             row = _free_result(part, previous, page, headings, last_rows, context, outcome, height, bottom)
             if row is not None:
                 rows.append(row)
+                if row.results:
+                    read.append((row.results[0], part))
             previous = part
         last_rows = rows
+    _drop_ranges_in_blank_cells(read, page, outcome)
     if headings:
         context.panel = headings[-1].text  # the heading a continuation page's first rows stand under
+
+
+def _drop_ranges_in_blank_cells(read: list[tuple[int, Segment]], page: int, outcome: PageOutcome) -> None:
+    """A bound ("<5.0") standing where the other rows print their range, in a row with no range
+    of its own, is that row's range under a blank value, not a censored value: not read, listed.
+
+    Decided by alignment: its left edge meets the ranges of two or more other rows and the
+    values of none.
+    """
+    ranges = [part.tail.reference_words[0].x0 for _, part in read if part.tail.reference_words]
+    drop: set[int] = set()
+    for index, part in read:
+        lab = outcome.results[index]
+        if lab.comparator is None or part.tail.reference_words:
+            continue
+        x0, x1 = part.value_words[0].x0, part.value_words[-1].x1
+        at_ranges = sum(1 for r in ranges if abs(r - x0) < 2.0)
+        at_values = sum(
+            1
+            for i, other in read
+            if i != index
+            and (abs(other.value_words[0].x0 - x0) < 2.0 or abs(other.value_words[-1].x1 - x1) < 2.0)
+        )
+        if at_ranges >= 2 and at_values == 0:
+            drop.add(index)
+            outcome.unparsed.append(_unparsed(page, part.words, "no result printed"))
+    if drop:
+        outcome.results[:] = [r for i, r in enumerate(outcome.results) if i not in drop]
 
 
 def _list_if_unread(
