@@ -193,6 +193,13 @@ def _only_dates(line: list[Word]) -> bool:
     return bool(found) and all(r is not None and r[0] is Role.DATE for r in found)
 
 
+def _unnamed(groups: list[list[_Cell]] | None) -> int:
+    """How many header cells have no known column name (any, when there is no header: 1)."""
+    if groups is None:
+        return 1
+    return sum(1 for group in groups for _, role, _, _ in group if role is Role.OTHER)
+
+
 def _just_above(upper: list[Word], lower: list[Word]) -> bool:
     height = max(w.height for w in lower)
     return min(w.y0 for w in lower) - max(w.y1 for w in upper) < 0.6 * height
@@ -264,9 +271,11 @@ def find_tables(lines: list[list[Word]], page_width: float, page_height: float) 
             groups = _header_groups(stacked)
             if groups is None and _only_times(line):
                 groups, implicit = _date_row(stacked, line), True
-        elif groups is None and index > 0 and _just_above(lines[index - 1], line):
+        elif index > 0 and _unnamed(groups) and _just_above(lines[index - 1], line):
             # Column names over two lines: "Reference" over "Interval", "Your" over "Value".
-            groups = _header_groups(_stacked_cells(lines[index - 1], line))
+            two_line = _header_groups(_stacked_cells(lines[index - 1], line))
+            if two_line is not None and (groups is None or _unnamed(two_line) < _unnamed(groups)):
+                groups = two_line
         if groups is None and _only_dates(line):
             groups, implicit = _date_row(cells(line), line), True
         if groups is None:
