@@ -78,6 +78,18 @@ def safe_text(text: str | None, *, limit: int | None = MAX_CHARS, multiline: boo
         raise ValueError("limit must be at least 1")
     # Enough kept characters to fill ``limit`` after blanks collapse; a 1 MB string stops early.
     enough = None if limit is None else 2 * limit + 16
+    if (enough is None or len(text) <= enough) and text.isascii() and text.isprintable():
+        # Printable ASCII (most record text): nothing to drop, no marks, breaks or tabs; the loop
+        # (`_clean`) would keep every character. The result is the same (a property test holds it).
+        cleaned = text.rstrip(" ") if multiline else _SPACES.sub(" ", text).strip()
+        if limit is not None and len(cleaned) > limit:
+            return cleaned[: limit - 1].rstrip() + ELLIPSIS
+        return cleaned
+    return _clean(text, limit, multiline, enough)
+
+
+def _clean(text: str, limit: int | None, multiline: bool, enough: int | None) -> str:
+    """``safe_text`` character by character (any text)."""
     out: list[str] = []
     marks = 0
     previous = ""

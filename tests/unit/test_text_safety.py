@@ -5,10 +5,12 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tools.documents.ingest import DocumentOutcome
 from tools.documents.summary import document_problem
-from tools.text_safety import ELLIPSIS, MAX_CHARS, MAX_COMBINING, safe_text
+from tools.text_safety import ELLIPSIS, MAX_CHARS, MAX_COMBINING, _clean, safe_text
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 
@@ -90,3 +92,16 @@ def test_document_problems_are_one_safe_line() -> None:
     assert line.startswith("DocumentReference/d1: cannot open 'lab[2Jreport.pdf' line two")
     assert len(line) <= 400
     assert not any(c in line for c in "\x1b\u202e\n")
+
+
+@given(
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=500),
+    st.sampled_from([None, 1, 5, 200]),
+    st.booleans(),
+)
+@settings(max_examples=300, derandomize=True, deadline=None)
+def test_the_printable_ascii_fast_path_gives_what_the_character_loop_gives(
+    text: str, limit: int | None, multiline: bool
+) -> None:
+    enough = None if limit is None else 2 * limit + 16
+    assert safe_text(text, limit=limit, multiline=multiline) == _clean(text, limit, multiline, enough)
