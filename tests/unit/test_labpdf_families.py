@@ -532,3 +532,12 @@ def test_a_bound_in_the_range_column_of_a_blank_row_is_not_a_censored_value() ->
         ("Ferritin", 96.0, None),
     ]
     assert [u.reason for u in got.unparsed] == ["no result printed"]
+
+
+def test_column_names_printed_over_two_lines() -> None:
+    header: list[Text] = [(150, 90, "Your"), (210, 90, "Reference")]
+    header += table(100, (40, "Analyte"), (150, "Value"), (210, "Interval"), (300, "Units"))
+    body = table(115, (40, "Glucose"), (150, "104"), (210, "70 - 99"), (300, "mg/dL"))
+    got = read(header + body)
+    assert rows(got) == [("Glucose", 104.0, "mg/dL", None, 70.0, 99.0)]
+    assert got.results[0].reference_text == "70 - 99"
