@@ -34,7 +34,13 @@ from agent.connections import open_dicomweb_client, open_fhir_client
 from agent.context import RunContext
 from agent.jobs.ledger import Ledger, PatientResult, open_ledger
 from agent.jobs.summarize import PatientOutcome, summarize_many
-from agent.planning.change_marks import ChangeIndex, check_cohort, imaging_deferred, server_instant
+from agent.planning.change_marks import (
+    ChangeIndex,
+    check_cohort,
+    imaging_deferred,
+    server_instant,
+    undone_imaging,
+)
 from agent.settings import Settings
 from agent.state import SummarizeState
 from fhir_adapters import FhirClient
@@ -169,10 +175,22 @@ def result_of(outcome: PatientOutcome, state: SummarizeState | None, seconds: fl
         if outcome.status == "unknown":
             reason = f"outcome unknown (the server may hold the write): {reason}"
         return PatientResult.model_validate({**common, "status": "failed", "reason": reason})
-    if outcome.status == "unchanged":
+    undone = _undone_imaging(state)
+    if outcome.status == "unchanged" and not undone:
         return PatientResult.model_validate({**common, "status": "unchanged"})
-    note = "no lab series" if outcome.status == "no-labs" else None
-    return PatientResult.model_validate({**common, "status": "done", "reason": note})
+    notes = ["no lab series"] if outcome.status == "no-labs" else []
+    if undone:
+        # No mark was left (`mark_after_run`): the next run plans these again.
+        notes.append(f"imaging not read, retried by the next run: {', '.join(undone)}")
+    return PatientResult.model_validate({**common, "status": "done", "reason": "; ".join(notes) or None})
+
+
+def _undone_imaging(state: SummarizeState | None) -> list[str]:
+    """The imaging readings the run's worklist scheduled that stored no report."""
+    worklist = (state or {}).get("worklist")
+    if state is None or worklist is None:
+        return []
+    return undone_imaging(worklist.items, state.get("pending") or (), state.get("writes") or ())
 
 
 async def _run_patient(ctx: RunContext, patient_id: str) -> PatientResult:

@@ -158,6 +158,7 @@ async def _leave_mark(ctx: RunContext, patient_id: str, state: SummarizeState) -
         state.get("pending") or (),
         state.get("writes") or (),
         can_read_images=ctx.can_read_images,
+        due=worklist.items if (worklist := state.get("worklist")) is not None else (),
     )
     if mark is None:
         await ctx.change_marks.forget(patient_id)

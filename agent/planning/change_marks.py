@@ -49,11 +49,13 @@ from typing import Any, Final
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from agent.planning.worklist import WorkItem, WorkKind
 from fhir_adapters import FhirClient
 from fhir_adapters.error_tree import ChartAgentError, ServiceError
 from tools.record import PatientRecord, as_utc
 from tools.writeback import is_ai_asserted
-from tools.writeback.pending import PendingWrite, WriteOutcome
+from tools.writeback.pending import PendingWrite, WriteKind, WriteOutcome
+from tools.writeback.study_read import READ_SYSTEM
 
 __all__ = [
     "COHORT_CHECK_LIMIT",
@@ -68,6 +70,7 @@ __all__ = [
     "imaging_deferred",
     "mark_after_run",
     "server_instant",
+    "undone_imaging",
 ]
 
 # The types whose changes can change the plan (`agent.planning.worklist`): results and lab-report
@@ -121,11 +124,14 @@ def mark_after_run(
     writes: Iterable[WriteOutcome],
     *,
     can_read_images: bool,
+    due: Iterable[WorkItem] = (),
 ) -> ChangeMark | None:
     """The mark of a finished run; None when one cannot be trusted (a source resource without
-    `meta.lastUpdated`, a write not stored)."""
+    `meta.lastUpdated`, a write not stored, an imaging reading of `due` (the run's worklist) that
+    wrote nothing: a PACS or model outage; without a mark the next run plans it again)."""
     outcomes = list(writes)
-    if any(not w.stored for w in outcomes):
+    pending = list(pending)
+    if any(not w.stored for w in outcomes) or undone_imaging(due, pending, outcomes):
         return None
     times = []
     resources = [r for group in record.resources.values() for r in group]
@@ -149,6 +155,34 @@ def mark_after_run(
             if ref is not None:
                 written[ref] = (entry.get("resource") or {}).get("status")
     return ChangeMark(through=max(times), written=written, can_read_images=can_read_images)
+
+
+def undone_imaging(
+    due: Iterable[WorkItem], pending: Iterable[PendingWrite], writes: Iterable[WriteOutcome]
+) -> list[str]:
+    """The keys of the imaging readings and comparisons of `due` without a stored report over
+    exactly their studies (the report of a reading alone carries `READ_SYSTEM` in its code, as
+    `agent.planning.worklist` tells them apart)."""
+    by_key = {p.key: p for p in pending}
+    done: set[tuple[bool, frozenset[str]]] = set()
+    for outcome in writes:
+        if outcome.kind is not WriteKind.IMAGING_REPORT or not outcome.stored or outcome.key not in by_key:
+            continue
+        for entry in by_key[outcome.key].bundle.get("entry") or ():
+            report = entry.get("resource") or {}
+            if report.get("resourceType") != "DiagnosticReport":
+                continue
+            codings = (report.get("code") or {}).get("coding") or ()
+            single = any(c.get("system") == READ_SYSTEM for c in codings)
+            studies = frozenset(str(s.get("reference")) for s in report.get("imagingStudy") or ())
+            done.add((single, studies))
+    undone = []
+    for item in due:
+        if item.kind not in (WorkKind.IMAGING_READ, WorkKind.IMAGING_COMPARISON):
+            continue
+        if (item.kind is WorkKind.IMAGING_READ, frozenset(item.inputs)) not in done:
+            undone.append(item.key)
+    return undone
 
 
 def _entry_reference(entry: Mapping[str, Any], references: Mapping[str, str]) -> str | None:
