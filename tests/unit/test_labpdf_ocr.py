@@ -150,7 +150,7 @@ def _words(rows: list[list[tuple[str, float]]]) -> list[Word]:
     return out
 
 
-def _lab(name: str, words: list[Word], value: str) -> ExtractedLab:
+def _lab(name: str, words: list[Word], value: str, *, printed_range: bool = True) -> ExtractedLab:
     w = next(w for w in words if w.text == value)
     return ExtractedLab(
         name=name,
@@ -159,6 +159,8 @@ def _lab(name: str, words: list[Word], value: str) -> ExtractedLab:
         value=float(value),
         value_text=value,
         unit=None,
+        reference_low=0.0 if printed_range else None,
+        reference_high=1000.0 if printed_range else None,
         effective=COLLECTED,
         page=1,
         bbox=(w.x0, w.y0, w.x1, w.y1),
@@ -186,6 +188,19 @@ def test_the_gate_needs_every_token_of_the_row_and_of_the_date_line() -> None:
     kept, review = ocr.gate_by_confidence(labs[:1], dim, 1, engine, min_confidence=0.9)
     assert kept == []
     assert "0.50" in review[0].reason
+
+
+def test_an_ocr_number_without_a_printed_range_goes_to_review_however_confident() -> None:
+    # "4.1" read as "41" at full confidence: only a printed range (or flag) could catch it.
+    engine = ocr.OcrEngine(path="/usr/bin/tesseract", version="5.3.0")
+    words = _words(
+        [[("Collected:", 0.97), ("03/04/2024", 0.96)], [("Monocytes", 0.97), ("41", 0.99), ("%", 0.95)]]
+    )
+    kept, review = ocr.gate_by_confidence(
+        [_lab("Monocytes", words, "41", printed_range=False)], words, 1, engine
+    )
+    assert kept == []
+    assert "no printed reference range" in review[0].reason
 
 
 def _answer(*results: dict[str, object]) -> str:

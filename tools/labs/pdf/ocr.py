@@ -273,7 +273,8 @@ def doubt(lab: ExtractedLab) -> str | None:
 
     Beside ``flag_mismatch``: a unit no catalog entry or unit table knows ("pe" for "pg",
     "x10412/L" for a superscript), a numeric test read without its unit (the unit ran into
-    another column), and a printed range that does not parse ("98 107": the dash was lost).
+    another column), a printed range that does not parse ("98 107": the dash was lost), and a
+    number with no printed range at all (nothing to catch a lost decimal point).
     """
     if isinstance(lab.value, float):
         entry_unit = _DEFAULT_UNITS.get(lab.loinc or "")
@@ -281,6 +282,10 @@ def doubt(lab: ExtractedLab) -> str | None:
             return "no unit was read"
         if lab.reference_text and lab.reference_low is None and lab.reference_high is None:
             return "its reference range is not readable"
+        if lab.reference_low is None and lab.reference_high is None:
+            # OCR can drop a decimal point at full confidence ("4.1" read as "41"); a printed
+            # range is what `flag_mismatch` checks the value against. Without one: review.
+            return "no printed reference range to check the value against"
     if lab.unit is not None and lab.unit not in _KNOWN_UNITS and dimension_of(lab.unit) is None:
         return f"the unit {lab.unit!r} is not a known unit"
     return flag_mismatch(lab)
