@@ -103,7 +103,7 @@ def test_comma_decimals_comparators_qualitative_and_see_note() -> None:
     assert (r["eGFR"].value, r["eGFR"].comparator, r["eGFR"].unit) == (90.0, ">", "mL/min/{1.73_m2}")
     assert (r["Nitrite"].value, r["Nitrite"].comparator) == ("negative", None)
     assert (r["Troponin I"].value, r["Troponin I"].flag) == ("see note", "A")
-    assert (r["Kalium"].loinc, r["Kalium"].name_status) == (None, "unknown")  # German name: not guessed
+    assert (r["Kalium"].loinc, r["Kalium"].name_status) == ("2823-3", "matched")  # German name, in mmol/L
     assert_grounded(pdf, extract_labs(pdf))
 
 

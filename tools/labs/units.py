@@ -51,6 +51,7 @@ _UCUM_CODES: Final = (
     "ug/mL",
     "ng/mL",
     "ng/dL",
+    "ng/L",
     "pg/mL",
     "mol/L",
     "mmol/L",
@@ -78,6 +79,7 @@ _UCUM_CODES: Final = (
     "10*6/uL",
     "10*9/L",
     "10*12/L",
+    "/uL",  # counts per microlitre printed without a power of ten ("245,000 /µL")
     "fL",
     "pg",
     "U/L",
@@ -193,6 +195,7 @@ _DIMENSIONS: Final[dict[str, dict[str, float]]] = {
         "ug/L": 1e-6,
         "ng/mL": 1e-6,
         "ng/dL": 1e-8,
+        "ng/L": 1e-9,
         "pg/mL": 1e-9,
     },
     "substance concentration (mol/L)": {
@@ -204,7 +207,13 @@ _DIMENSIONS: Final[dict[str, dict[str, float]]] = {
     },
     "mass (kg)": {"kg": 1.0, "g": 1e-3, "[lb_av]": 0.45359237, "[oz_av]": 0.028349523125},
     "length (m)": {"m": 1.0, "cm": 1e-2, "[in_i]": 0.0254},
-    "number concentration (1/L)": {"10*3/uL": 1e9, "10*9/L": 1e9, "10*6/uL": 1e12, "10*12/L": 1e12},
+    "number concentration (1/L)": {
+        "/uL": 1e6,
+        "10*3/uL": 1e9,
+        "10*9/L": 1e9,
+        "10*6/uL": 1e12,
+        "10*12/L": 1e12,
+    },
     "mass ratio (mg/g)": {"mg/g": 1.0, "ug/mg": 1.0},
 }
 _DIMENSION_OF: Final[dict[str, tuple[str, float]]] = {
