@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
+from lab_samples import lab
 
 from tools.labs.pdf import ExtractedLab
 from tools.medgemma.tasks.lab_extraction import LabFlag
@@ -35,26 +36,6 @@ DOC = "DocumentReference/doc-1"
 SHA = hashlib.sha256(b"pdf one").hexdigest()
 IDENTITY = lab_pdf_extractor_identity("9.9.9")
 DEVICE = build_model_device(IDENTITY)
-
-
-def lab(**fields: Any) -> ExtractedLab:
-    base: dict[str, Any] = {
-        "name": "Potassium",
-        "loinc": "2823-3",
-        "name_status": "matched",
-        "value": 5.9,
-        "value_text": "5.9",
-        "unit": "mmol/L",
-        "reference_low": 3.5,
-        "reference_high": 5.1,
-        "reference_text": "3.5-5.1",
-        "flag": LabFlag.HIGH,
-        "effective": date(2024, 3, 4),
-        "effective_time": time(7, 45),
-        "page": 2,
-        "bbox": (200.0, 110.5, 214.25, 119.0),
-    }
-    return ExtractedLab(**(base | fields))
 
 
 def build(row: ExtractedLab, **kw: Any) -> Observation:

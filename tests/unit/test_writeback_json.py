@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,10 +17,9 @@ from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.provenance import Provenance
+from lab_samples import lab
 from trend_samples import lab_trend
 
-from tools.labs.pdf import ExtractedLab
-from tools.medgemma.tasks.lab_extraction import LabFlag
 from tools.narrative import render_summary
 from tools.writeback import build_model_device, build_patient_transaction
 from tools.writeback.ai_labels import ModelIdentity
@@ -89,26 +88,6 @@ def test_a_model_narrator_and_its_device_are_canonical_too() -> None:
     assert any(
         e["resource"].get("property") for e in bundle["entry"] if e["resource"]["resourceType"] == "Device"
     )
-
-
-def lab(**fields: Any) -> ExtractedLab:
-    base: dict[str, Any] = {
-        "name": "Potassium",
-        "loinc": "2823-3",
-        "name_status": "matched",
-        "value": 5.9,
-        "value_text": "5.9",
-        "unit": "mmol/L",
-        "reference_low": 3.5,
-        "reference_high": 5.1,
-        "reference_text": "3.5-5.1",
-        "flag": LabFlag.HIGH,
-        "effective": date(2024, 3, 4),
-        "effective_time": time(7, 45),
-        "page": 2,
-        "bbox": (200.0, 110.5, 214.25, 119.0),
-    }
-    return ExtractedLab(**(base | fields))
 
 
 @pytest.mark.parametrize("tz", [UTC, ZoneInfo("America/New_York")])
