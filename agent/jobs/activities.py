@@ -148,6 +148,30 @@ class JobWorker:
             return None
         return ChangeIndex(unchanged=unchanged, as_of=as_of)
 
+    async def verify_batch(self, patient_ids: Sequence[str]) -> int:
+        """The end of a batch: the change check of its patients once more, as of a fresh server
+        instant, verifying the marks of those it finds unchanged as of it; how many it verified.
+
+        The window holds what the batch's runs wrote (judged as any check judges them: ignored
+        while their status is what the run left) and anything else written meanwhile (a change
+        after a patient's record was read: that patient stays unverified, so the next run finds
+        it). The next run's window then starts at the end of this one instead of reading this
+        run's writes again: a cost moved into the run that wrote them. Nothing is verified when the
+        server gives no instant or the check gives up.
+        """
+        ctx = self.ctx
+        if ctx.change_marks is None or ctx.dry_run or not ctx.check_changes or not patient_ids:
+            return 0
+        as_of = await server_instant(ctx.fhir, margin=timedelta(seconds=self.settings.change_check_margin_s))
+        if as_of is None:
+            return 0
+        marks = {p: m for p, m in (await ctx.change_marks.get_many(patient_ids)).items() if m.since < as_of}
+        index = await check_cohort(ctx.fhir, marks, can_read_images=ctx.can_read_images) if marks else None
+        if index is None or not index.unchanged:
+            return 0
+        await ctx.change_marks.verify({p: marks[p] for p in index.unchanged}, as_of)
+        return len(index.unchanged)
+
     async def settle_unchanged(self, run_id: str, changes: ChangeIndex | None) -> list[PatientResult]:
         """Records the patients `changes` found unchanged, still pending in run `run_id`, as
         `unchanged` in one ledger transaction (no graph, no lease: nothing is written for them)."""

@@ -6,7 +6,9 @@ pending (their leases released) and the rest continue; finished patients are not
 A run cancelled in the ledger (`chartagent jobs cancel`) stops claiming; patients in flight finish.
 Before claiming, one cohort-level change check covers the run's pending patients
 (`JobWorker.check_batch`): those it finds unchanged are recorded in one ledger transaction and
-never claimed (no graph, no lease, no search of their own).
+never claimed (no graph, no lease, no search of their own). After the last patient, one more
+(`JobWorker.verify_batch`) verifies the marks of the patients still unchanged as of the run's end,
+so that the next run's window does not hold this run's own writes.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ async def run_local(
     on_result: Callable[[PatientResult], None] | None = None,
     poll_s: float = POLL_S,
     check_batch: bool = True,
+    verify_at_end: bool = True,
 ) -> RunStatus:
     """Run the run's pending patients, `concurrency` at once; the run's status at the end (`done`
     when every patient finished, `cancelled` when it was cancelled meanwhile). `check_batch=False`:
-    no cohort-level check, each patient checks its own (the baseline of the benchmark)."""
+    no cohort-level check, each patient checks its own (the baseline of the benchmark).
+    `verify_at_end=False`: no check at the end (the benchmark times it on its own)."""
     ledger = worker.ledger
     holder = worker.lease_holder(run_id)
     await ledger.reset_running(run_id)
@@ -75,4 +79,6 @@ async def run_local(
         for task in in_flight:
             task.cancel()
         await asyncio.gather(*in_flight, return_exceptions=True)
+    if verify_at_end and check_batch and not stopping:
+        await worker.verify_batch(pending)
     return await ledger.finish_run(run_id)
