@@ -69,3 +69,19 @@ async def duplicate_identifiers(base: str) -> dict[str, int]:
             t["code"] for t in p.get("meta", {}).get("tag", []) if t.get("system") == AI_OUTPUT_SYSTEM
         )
     return {k: n for k, n in seen.items() if n > 1}
+
+
+async def post_newer_creatinine(client: FhirClient, base: str, patient: str, value: float = 2.9) -> None:
+    """A new creatinine result arrives (a copy of the patient's feed result, later and higher):
+    the next run's summary differs from the last."""
+    creatinine = next(
+        o
+        for o in await search(
+            base, "Observation", subject=f"Patient/{patient}", code="http://loinc.org|2160-0"
+        )
+        if "security" not in o.get("meta", {})
+    )
+    newer = {k: v for k, v in creatinine.items() if k not in ("id", "meta", "identifier")}
+    newer["effectiveDateTime"] = "2026-11-30T08:00:00Z"
+    newer["valueQuantity"] = {**creatinine["valueQuantity"], "value": value}
+    await client.create(newer)

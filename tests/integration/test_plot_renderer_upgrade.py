@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fhir_reads import duplicate_identifiers, get, search, server_with
+from fhir_reads import duplicate_identifiers, get, post_newer_creatinine, search, server_with
 from PIL import Image
 
 from agent.context import RunContext
@@ -69,17 +69,7 @@ async def test_a_summary_of_an_older_renderer_is_superseded_not_duplicated(
         assert [r["id"] for r in await summaries(base, patient)] == [old["id"]]
 
         # A new result: the new renderer's summary replaces the older renderer's.
-        creatinine = next(
-            o
-            for o in await search(
-                base, "Observation", subject=f"Patient/{patient}", code="http://loinc.org|2160-0"
-            )
-            if "security" not in o.get("meta", {})
-        )
-        newer = {k: v for k, v in creatinine.items() if k not in ("id", "meta", "identifier")}
-        newer["effectiveDateTime"] = "2026-11-30T08:00:00Z"
-        newer["valueQuantity"] = {**creatinine["valueQuantity"], "value": 2.9}
-        await client.create(newer)
+        await post_newer_creatinine(client, base, patient)
         (third,) = await summarize_many(RunContext(fhir=client), [patient])
         assert third.status == "written"
         assert third.superseded == [f"DiagnosticReport/{old['id']}"]

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from fault_proxy import ALL_KINDS, FaultPlan, FaultProxy
-from fhir_reads import count, duplicate_identifiers, get, search, server_with
+from fhir_reads import count, duplicate_identifiers, get, post_newer_creatinine, search, server_with
 
 from agent.context import RunContext
 from agent.jobs.summarize import summarize_many
@@ -68,17 +68,7 @@ async def test_a_newer_summary_retires_the_older_one(
         assert first.status == "written"
         (old,) = await current_summaries(base, patient)
         # A new result arrives: the next run's summary differs and replaces the first.
-        creatinine = next(
-            o
-            for o in await search(
-                base, "Observation", subject=f"Patient/{patient}", code="http://loinc.org|2160-0"
-            )
-            if "security" not in o.get("meta", {})
-        )
-        newer = {k: v for k, v in creatinine.items() if k not in ("id", "meta", "identifier")}
-        newer["effectiveDateTime"] = "2026-11-30T08:00:00Z"
-        newer["valueQuantity"] = {**creatinine["valueQuantity"], "value": 2.9}
-        await client.create(newer)
+        await post_newer_creatinine(client, base, patient)
         (second,) = await summarize_many(RunContext(fhir=client), [patient])
         assert second.status == "written"
         assert second.superseded == [f"DiagnosticReport/{old['id']}"]
