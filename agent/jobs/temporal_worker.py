@@ -10,7 +10,9 @@ embedded dev server runs the same worker inside its own process (agent.jobs.temp
 
 Each chunk's change check (`check_changes`) runs `JobWorker.check_batch` over the chunk's patients,
 records those it found unchanged and still pending as `unchanged` (`JobWorker.settle_unchanged`,
-one ledger transaction) and answers what it found for the others.
+one ledger transaction) and answers what it found for the others. After the chunk's patients,
+`verify_changes` runs `JobWorker.verify_batch` over them: their marks verified as of the chunk's
+end, so that the next run's window does not hold this run's own writes.
 
 Each patient's activity (`summarize_patient`):
 - skips a patient of a run that was cancelled, and refuses a run of another FHIR server;
@@ -45,6 +47,7 @@ from agent.jobs.ledger import PatientResult, PatientRow, RunRow
 from agent.jobs.temporal_workflows import (
     CHECK_ACTIVITY,
     CHUNK_ACTIVITY,
+    END_CHECK_ACTIVITY,
     FINISH_ACTIVITY,
     PATIENT_ACTIVITY,
     PLAN_ACTIVITY,
@@ -117,6 +120,14 @@ class RunActivities:
             unchanged={p: through.isoformat() for p, through in index.unchanged.items()},
             as_of=index.as_of.isoformat() if index.as_of is not None else None,
         )
+
+    @activity.defn(name=END_CHECK_ACTIVITY)
+    async def verify_changes(self, request: CheckRequest) -> int:
+        """The chunk's end check (`JobWorker.verify_batch`); how many marks it verified."""
+        run = await self._run(request.run_id)
+        if run.status != "running":
+            return 0  # cancelled: the patients in flight may still be writing
+        return await self.worker.verify_batch(request.patient_ids)
 
     @activity.defn(name=FINISH_ACTIVITY)
     async def finish_run(self, run_id: str) -> None:
@@ -207,6 +218,7 @@ def build_worker(client: Client, settings: Settings, job_worker: JobWorker, *, c
             activities.plan_run,
             activities.chunk_patients,
             activities.check_changes,
+            activities.verify_changes,
             activities.finish_run,
             activities.summarize_patient,
         ],

@@ -12,7 +12,10 @@ Before its patients, a chunk runs the cohort-level change check over them in one
 in one transaction, and get no activity of their own. The others are passed what the check found
 (the server instant it was taken at, so that their runs leave verified marks; a patient found
 unchanged but not settled, e.g. left running by a killed worker, the `through` of its mark). A
-failed check only costs the per-patient checks.
+failed check only costs the per-patient checks. After its patients, the chunk checks them once
+more (`chartagent.verify_changes`: `JobWorker.verify_batch`) as of a fresh server instant: the
+marks of those still unchanged move past the chunk's own writes, so the next run's window starts
+at the chunk's end. A failed end check only leaves the next window larger.
 
 Each patient is one activity (`chartagent.summarize_patient`, agent.jobs.temporal_worker): it
 reads and writes the ledger itself, so `chartagent jobs status` reads the same rows as for the
@@ -39,12 +42,15 @@ from temporalio.exceptions import ActivityError
 PLAN_ACTIVITY = "chartagent.plan_run"
 CHUNK_ACTIVITY = "chartagent.chunk_patients"
 CHECK_ACTIVITY = "chartagent.check_changes"
+END_CHECK_ACTIVITY = "chartagent.verify_changes"
 PATIENT_ACTIVITY = "chartagent.summarize_patient"
 FINISH_ACTIVITY = "chartagent.finish_run"
 
 
 # Histories recorded before the chunk's change check existed replay without it.
 _CHECK_PATCH = "chunk-change-check"
+# ... and before the chunk's end check existed, without that.
+_END_CHECK_PATCH = "chunk-end-check"
 
 
 def run_workflow_id(run_id: str) -> str:
@@ -205,6 +211,17 @@ class ChunkWorkflow:
             )
         )
         statuses += ["unchanged"] * len(settled)
+        if patient_ids and workflow.patched(_END_CHECK_PATCH):
+            try:
+                await workflow.execute_activity(
+                    END_CHECK_ACTIVITY,
+                    CheckRequest(chunk.run_id, patient_ids),
+                    result_type=int,
+                    start_to_close_timeout=_CHECK_TIMEOUT,
+                    retry_policy=_CHECK_RETRY,
+                )
+            except ActivityError:
+                workflow.logger.warning("the chunk's end check failed: the next run's window is larger")
         return RunTally(dict(Counter(statuses)))
 
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -356,7 +357,8 @@ async def test_two_runs_of_one_cohort_at_once_write_nothing_twice(
         ).events
         if event.HasField("activity_task_started_event_attributes")
     ]
-    assert len(attempts) == 2 * (PATIENTS + 3 + 3)  # each patient's, each chunk's listing and check
+    # Each patient's, and each chunk's listing, check and end check.
+    assert len(attempts) == 2 * (PATIENTS + 3 + 3 + 3)
     assert max(attempts) > 1
 
 
@@ -437,9 +439,11 @@ async def test_a_rerun_on_temporal_checks_each_chunk_at_once_not_each_patient(
 ) -> None:
     """A new run of an unchanged cohort: each chunk's change check (a few searches for its patients
     together) finds every patient unchanged and records it so; no patient searches its own changes
-    or gets an activity of its own."""
-    settings = job_settings(tmp_path, temporal_server.address, fhir_flavour="sekmet")
+    or gets an activity of its own. Each chunk's end check verified the first run's marks past its
+    own writes (margin 0 s: sekmet commits each write as it stamps it)."""
+    settings = job_settings(tmp_path, temporal_server.address, fhir_flavour="sekmet", change_check_margin_s=0)
     tallies = []
+    verified = []
     with FaultProxy(fhir) as proxy:
         client = await connect(settings)
         async with (
@@ -451,6 +455,9 @@ async def test_a_rerun_on_temporal_checks_each_chunk_at_once_not_each_patient(
                 proxy.clear_log()
                 handle = await start_run(client, settings, run_id, FAST)
                 tallies.append(await asyncio.wait_for(handle.result(), timeout=240))
+                marks = job_worker.ctx.change_marks
+                assert marks is not None
+                verified.append({p: m.since for p, m in (await marks.get_many(ids(cohort))).items()})
         searches = [set(e.params) for e in proxy.log if e.method == "GET" and "_lastUpdated" in e.params]
     assert tallies[0].statuses == {"done": PATIENTS}
     assert tallies[1].statuses == {"unchanged": PATIENTS}
@@ -465,7 +472,16 @@ async def test_a_rerun_on_temporal_checks_each_chunk_at_once_not_each_patient(
         ).events
         if event.HasField("activity_task_scheduled_event_attributes")
     ]
-    assert sorted(set(activities)) == ["chartagent.check_changes", "chartagent.chunk_patients"]
+    assert sorted(set(activities)) == [
+        "chartagent.check_changes",
+        "chartagent.chunk_patients",
+        "chartagent.verify_changes",
+    ]
+    # The first run's marks start after everything it wrote for the patient (its chunk's end).
+    assert sorted(verified[0]) == ids(cohort)
+    for patient, since in verified[0].items():
+        written = await search(fhir, "DiagnosticReport", subject=f"Patient/{patient}")
+        assert since > max(datetime.fromisoformat(r["meta"]["lastUpdated"]) for r in written)
     # The histories with the check replay deterministically.
     replayer = Replayer(workflows=[RunWorkflow, ChunkWorkflow])
     for run_id in ("night-1", "night-2"):
