@@ -11,7 +11,9 @@ the full path: read the record, plan, recompute what is new. Nothing found: the 
 unchanged, at the cost of one mark read and one search per watched type.
 
 The full path runs anyway when there is no mark, the run is a dry run, the run may now read
-images and the marked one could not (deferred imaging work), or a search fails.
+images and the marked one could not (deferred imaging work), or a search fails. A run whose
+scheduled imaging reading stored nothing (a PACS or model outage) leaves no mark
+(`undone_imaging`), so the next run plans the reading again.
 
 A batch of patients can share one check (`check_cohort`): one search per watched type without a
 patient filter, `_lastUpdated=gt<the oldest mark's since>`, grouped by patient and judged as
@@ -27,6 +29,9 @@ run's own writes as it left them); so may the run that leaves a mark, when a che
 preceded its record read. After a nightly run the marks' `since` is that night's, so the next
 night's cohort window holds only what was written since: one small search per watched type for the
 whole cohort, instead of every write on the server since the oldest record's newest resource.
+A job also checks its batch once more at its end (`agent.jobs.activities.JobWorker.verify_batch`,
+a fresh instant): the run reads its own writes back once and the marks of the patients still
+unchanged move past them, so the next morning's window does not hold them.
 The window is read in `_lastUpdated` order, each next page a new search from the last stamp seen
 (offset paging can skip a resource when another is updated or deleted meanwhile, and a skipped one
 would be behind the next check's `since` for good). A change that lands while a check or a run
