@@ -541,3 +541,105 @@ def test_column_names_printed_over_two_lines() -> None:
     got = read(header + body)
     assert rows(got) == [("Glucose", 104.0, "mg/dL", None, 70.0, 99.0)]
     assert got.results[0].reference_text == "70 - 99"
+
+
+# -- label/value reports with comments in words (issue 13, held-out failure modes) ------------------
+
+
+def test_a_bracketed_comment_naming_a_side_is_the_flag_not_a_reference() -> None:
+    page = [
+        (40, 100, "Hemoglobin: 11.2 g/dL (Low)"),
+        (40, 113, "Vitamin D: 15 ng/mL (Deficient)"),
+        (40, 126, "Cholesterol: 240 mg/dL (High)"),
+        (40, 139, "Creatinine: 1.1 mg/dL (Normal)"),
+        (40, 152, "Glucose: 142 mg/dL (High - possible diabetes)"),
+    ]
+    got = read(page)
+    assert rows(got) == [
+        ("Hemoglobin", 11.2, "g/dL", "L", None, None),
+        ("Vitamin D", 15.0, "ng/mL", "L", None, None),
+        ("Cholesterol", 240.0, "mg/dL", "H", None, None),
+        ("Creatinine", 1.1, "mg/dL", "N", None, None),
+        ("Glucose", 142.0, "mg/dL", "H", None, None),
+    ]
+    assert all(r.reference_text is None for r in got.results)
+
+
+def test_a_bracketed_comment_naming_no_side_is_neither_flag_nor_reference() -> None:
+    page = [
+        (40, 100, "Nitrite: positive (negative)"),  # a qualitative reference stays one
+        (40, 113, "Glucose: 96 mg/dL (fasting)"),
+        (40, 126, "Cholesterol: 180 mg/dL (Lowered since March)"),  # names no side
+    ]
+    got = read(page)
+    assert rows(got) == [
+        ("Nitrite", "positive", None, None, None, None),
+        ("Glucose", 96.0, "mg/dL", None, None, None),
+        ("Cholesterol", 180.0, "mg/dL", None, None, None),
+    ]
+    assert [r.reference_text for r in got.results] == ["negative", None, None]
+
+
+def test_two_columns_of_labels_and_values_with_unit_glued_and_a_comment() -> None:
+    page = [
+        (40, 60, "Date of Examination:"),
+        (250, 60, "2025-08-05"),
+        (40, 100, "HbA1c:"),
+        (250, 100, "6.8% (Pre-diabetic range)"),
+        (40, 113, "Triglycerides:"),
+        (250, 113, "210 mg/dL (High)"),
+    ]
+    got = read(page)
+    assert rows(got) == [
+        ("HbA1c", 6.8, "%", None, None, None),
+        ("Triglycerides", 210.0, "mg/dL", "H", None, None),
+    ]
+    assert [r.value_text for r in got.results] == ["6.8%", "210"]
+    assert {r.effective for r in got.results} == {date(2025, 8, 5)}
+    assert all(r.reference_text is None for r in got.results)
+
+
+@pytest.mark.parametrize(
+    ("label", "effective"),
+    [
+        ("Date of Test", date(2025, 8, 5)),
+        ("Test Date", date(2025, 8, 5)),
+        ("Date of Sample", date(2025, 8, 5)),
+        ("Report Date", None),  # issued, perhaps days after the blood was drawn: not the collection
+        ("Printed", None),
+        ("Latest date", None),
+    ],
+)
+def test_which_dates_date_the_specimen(label: str, effective: date | None) -> None:
+    got = read([(40, 60, f"{label}: 2025-08-05"), (40, 100, "Glucose: 96 mg/dL")])
+    assert [(r.name, r.effective) for r in got.results] == [("Glucose", effective)]
+
+
+def test_body_measurements_in_a_list_of_lab_lines_are_not_results() -> None:
+    page = [
+        (40, 100, "Fasting Blood Sugar: 118 mg/dL"),
+        (40, 113, "Blood Pressure: 72/80 mmHg"),
+        (40, 126, "BMI: 33.6"),
+        (40, 139, "Insulin: 30 uIU/mL"),
+        (40, 152, "Skin Thickness: 35 mm"),
+        (40, 165, "Pregnancies: 6"),
+        (40, 178, "Waist: 94 cm"),
+        (40, 191, "Body mass: 91 kg"),
+    ]
+    got = read(page)
+    assert [(r.name, r.value, r.unit) for r in got.results] == [
+        ("Fasting Blood Sugar", 118.0, "mg/dL"),
+        ("Insulin", 30.0, "u[IU]/mL"),
+    ]
+
+
+def test_body_measurements_in_a_table_are_not_results_but_a_lab_in_mm_per_hour_is() -> None:
+    header = table(100, (40, "Test"), (200, "Result"), (260, "Units"))
+    body = [
+        *table(115, (40, "Skinfold"), (200, "35"), (260, "mm")),
+        *table(128, (40, "Mid-arm"), (200, "31"), (260, "cm")),
+        *table(141, (40, "ESR"), (200, "12"), (260, "mm/hr")),
+        *table(154, (40, "Potassium"), (200, "4.1"), (260, "mmol/L")),
+    ]
+    got = read(header + body)
+    assert [(r.name, r.value) for r in got.results] == [("ESR", 12.0), ("Potassium", 4.1)]

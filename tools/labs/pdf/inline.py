@@ -15,12 +15,12 @@ Whether a segment is a result is the caller's decision (``rows``): this module o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from tools.labs.pdf.model import Word
 from tools.labs.pdf.names import clean_name, is_leader, strip_leaders
-from tools.labs.pdf.tail import Tail, is_range_label, is_unit, read_tail
+from tools.labs.pdf.tail import Tail, is_range_label, is_unit, read_tail, split_glued_unit
 from tools.labs.pdf.values import ParsedValue, parse_flag, parse_value, split_glued_flag
 from tools.medgemma.tasks.lab_extraction import LabFlag
 
@@ -164,6 +164,14 @@ def segments(line: list[Word], *, decimal_comma: bool | None) -> list[Segment]:
         if k < len(tokens):
             free = colon or tokens[k].gap_before
             found = _value_at(tokens, k, free=free, decimal_comma=decimal_comma)
+            glued_unit = split_glued_unit(tokens[k].word.text) if found is None and free else None
+            if glued_unit is not None and not segment.tail.unit_words:
+                # "HbA1c:   6.8%": the word is the value's (as a table cell's, rows._value_with_unit);
+                # its unit goes to the tail as a word of its own over the same box.
+                parsed = parse_value(glued_unit[0], decimal_comma=decimal_comma)
+                if parsed is not None and parsed.numeric:
+                    found = (1, parsed, None)
+                    segment.tail.unit_words = [replace(tokens[k].word, text=glued_unit[1])]
         if (
             found is None
             and not colon

@@ -54,8 +54,10 @@ _SIGNATURE: Final = b"%PDF-"  # readers accept it anywhere in the first 1024 byt
 # identifiers instead of hiding behind what an older extractor wrote.
 EXTRACTOR_NAME: Final = "chartagent-lab-pdf-extractor"
 # 2: collection time printed with the date; 3: rows found without a header (leaders, colons,
-# run-in lines, headerless and side-by-side tables), previous-result columns, arrows and bold flags.
-EXTRACTOR_REVISION: Final = "3"
+# run-in lines, headerless and side-by-side tables), previous-result columns, arrows and bold flags;
+# 4: bracketed comments naming a side are flags ("(Low)"), glued "6.8%" on free lines, body
+# measurements skipped, examination/test dates as the collection date.
+EXTRACTOR_REVISION: Final = "4"
 # pymupdf ships no type hints for Document/Page methods: this module is their only user here.
 _Doc = Any
 _Page = Any

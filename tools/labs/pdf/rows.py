@@ -26,7 +26,7 @@ from tools.labs.pdf.inline import Segment, segments
 from tools.labs.pdf.layout import Role, Table, cells, find_tables, fit_columns, group_lines, line_text
 from tools.labs.pdf.model import BBox, ExtractedLab, UnparsedRow, Word, union_bbox
 from tools.labs.pdf.names import clean_name, continues, is_heading, is_leader, is_note
-from tools.labs.pdf.tail import Tail, is_unit, parsed_reference, read_tail
+from tools.labs.pdf.tail import Tail, is_unit, parsed_reference, read_tail, split_glued_unit
 from tools.labs.pdf.values import (
     ParsedValue,
     parse_date,
@@ -50,8 +50,12 @@ _TIME: Final = (
     r"(?:[,;]?\s*(?:at\s+|um\s+)?"
     r"(\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AaPp]\.?[Mm]\.?(?![A-Za-z]))?)(?![\d:]))?"
 )
+# Labels that date the specimen: collection, sample, specimen, examination, test. Not a report's
+# date (reported, printed, generated): it can fall days after the blood was drawn.
 _COLLECTED_RE: Final = re.compile(
-    r"(?:date collected|collection date|collected on|collected|date of collection|specimen collected"
+    r"(?:\bdate of examination|\bexamination date|\bdate of exam\b|\bexam date|\bdate of test(?:ing)?\b"
+    r"|\btest date|\bdate of (?:sample|specimen)|date collected|collection date|collected on|collected"
+    r"|date of collection|specimen collected"
     r"|sample date|drawn|specimen date|coll\.|collection|entnahme(?:datum)?|abnahme(?:datum)?"
     r"|probenentnahme|prélèvement|prelevement|date of service|service date)\s*[:\-]?\s*" + _DATE + _TIME,
     re.IGNORECASE,
@@ -61,7 +65,13 @@ _NOT_TESTS: Final = frozenset(
     {"dob", "birth", "born", "age", "phone", "tel", "telephone", "fax", "mobile", "mrn", "accession", "page",
      "room", "bed", "zip", "postcode", "npi", "account", "acct", "patient", "height", "weight", "bmi",
      "pulse", "bp", "temperature", "geburtsdatum", "alter", "seite", "heart rate",
-     "blood pressure", "respiratory rate", "spo2", "bpm"}
+     "blood pressure", "respiratory rate", "spo2", "bpm", "systolic", "diastolic", "pregnancies",
+     "thickness", "skinfold", "circumference", "waist"}
+)  # fmt: skip
+# Units of a body measurement (a length, a mass, a pressure, a rate), never of a lab result.
+_BODY_UNITS: Final = frozenset(
+    {"mm", "cm", "m", "in", "inch", "inches", "ft", "kg", "lb", "lbs", "mmhg", "mm[hg]", "bpm", "kg/m2",
+     "kg/m²", "kg/m^2", "/min", "breaths/min", "beats/min"}
 )  # fmt: skip
 # More words that head a number and a unit outside any table without naming a test.
 _NOT_FREE_NAMES: Final = _NOT_TESTS | frozenset(
@@ -389,8 +399,8 @@ def _read_row(
         if cell_unit is not None and unit is None:
             unit = normalize_unit(cell_unit)
             resolution, unit = _resolve(name, unit, panel)
-        if not _known(resolution) and _not_a_test(name):
-            continue  # vital signs and demographics printed in the same table (BMI, heart rate)
+        if not _known(resolution) and (_not_a_test(name) or _body_unit(unit or cell_unit)):
+            continue  # vital signs, measurements, demographics in the same table (BMI, heart rate)
         row.results.append(len(outcome.results))
         outcome.results.append(
             ExtractedLab(
@@ -432,7 +442,6 @@ def _cell_value(text: str, decimal_comma: bool | None) -> tuple[ParsedValue, Lab
 # A result cell that was a number ("##.#", "1O.5", "4,#"): a result row, whatever its name.
 _GARBLED_NUMBER_RE: Final = re.compile(r"^[<>]?(?=.*[\d#])[\d#Oo]+(?:[.,][\d#Oo]+)?$")
 _ARROW_ON_UNIT_RE: Final = re.compile(r"^(?:(↑↑|↓↓|↑|↓)\s*(\S.*)|(.*?\S)\s*(↑↑|↓↓|↑|↓))$")
-_GLUED_UNIT_RE: Final = re.compile(r"^((?:<=|>=|<|>|≤|≥)?\d[\d.,]*)(%|[a-zA-Zµμ/].*)$")
 
 
 def _value_with_unit(
@@ -445,11 +454,11 @@ def _value_with_unit(
         rest = "".join(w.text for w in words[k:])
         if parsed is not None and parsed[0].numeric and is_unit(rest):
             return words[:k], rest, parsed
-    m = _GLUED_UNIT_RE.match(words[0].text)
-    if m and is_unit(m.group(2)):
-        parsed = _cell_value(m.group(1), decimal_comma)
+    glued = split_glued_unit(words[0].text)
+    if glued is not None:
+        parsed = _cell_value(glued[0], decimal_comma)
         if parsed is not None and parsed[0].numeric:
-            unit = m.group(2) + "".join(w.text for w in words[1:])
+            unit = glued[1] + "".join(w.text for w in words[1:])
             if len(words) == 1 or is_unit(unit):
                 return words[:1] if len(words) == 1 else words, unit, parsed
     return None
@@ -459,6 +468,11 @@ def _not_a_test(name: str, words: frozenset[str] = _NOT_TESTS) -> bool:
     """A vital sign or a demographic label (BMI, heart rate, DOB), not a lab test."""
     text = " ".join(name.lower().replace(",", " ").replace(":", " ").split())
     return bool(set(text.split()) & words) or any(" " in w and w in text for w in words)
+
+
+def _body_unit(unit: str | None) -> bool:
+    """A unit of a body measurement ("35 mm" of skin, "91 kg", "148/92 mmHg"), not of a lab test."""
+    return unit is not None and unit.strip().lower() in _BODY_UNITS
 
 
 def _unparsed(page: int, words: list[Word], reason: str) -> UnparsedRow:
@@ -688,6 +702,7 @@ def _unknown_name_is_a_test(name: str, part: Segment, previous: Segment | None, 
         part.value.numeric
         and tail.unit_text is not None
         and is_unit(tail.unit_text)
+        and not _body_unit(tail.unit_text)
         and not tail.numbers
         and not tail.other
         and name[:1].isalpha()

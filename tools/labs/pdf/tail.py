@@ -16,7 +16,15 @@ from tools.labs.pdf.model import Word
 from tools.labs.pdf.values import QUALITATIVE_WORDS, parse_flag, parse_number, parse_range
 from tools.medgemma.tasks.lab_extraction import LabFlag
 
-__all__ = ["Tail", "is_range_label", "is_unit", "parsed_reference", "read_tail", "reference_span"]
+__all__ = [
+    "Tail",
+    "is_range_label",
+    "is_unit",
+    "parsed_reference",
+    "read_tail",
+    "reference_span",
+    "split_glued_unit",
+]
 
 _NUM: Final = r"[+-]?\d+(?:[.,]\d+)*"
 # A whole reference range, nothing else: "70-99", "( 3,5 - 5,1 )", "<200", "[> 60]", "0.5 to 1.2".
@@ -26,6 +34,17 @@ _RANGE_ONLY_RE: Final = re.compile(
 )
 # A qualitative reference in brackets: "(negative)", "[not detected]".
 _TEXT_RANGE_RE: Final = re.compile(r"^[(\[]\s*([a-z][a-z \-]{1,24})\s*[)\]]$", re.IGNORECASE)
+# Short forms of qualitative references, beside QUALITATIVE_WORDS: "(neg)", "[nil]".
+_TEXT_RANGE_WORDS: Final = QUALITATIVE_WORDS | frozenset({"neg", "pos", "nil", "nr", "undetected"})
+
+
+def _is_text_range(text: str) -> bool:
+    """A qualitative reference in brackets ("(negative)", "[not detected]"), not a comment in
+    brackets ("(Pre-diabetic range)", "(fasting)") that is no reference at all."""
+    m = _TEXT_RANGE_RE.match(text)
+    return m is not None and " ".join(m.group(1).lower().split()) in _TEXT_RANGE_WORDS
+
+
 _RANGE_LABELS: Final = frozenset(
     {"ref", "ref.", "ref:", "ref.:", "reference", "reference:", "range", "range:", "ref range:",
      "normal:", "norm:", "nv:", "rr:", "ref. range:", "reference range:", "normal range:"}
@@ -56,6 +75,16 @@ def is_unit(text: str) -> bool:
     if _EGFR_RE.match(t):
         return True  # eGFR: "mL/min/1.73m2", "mL/min/1.73 m²"
     return bool(_SLASH_UNIT_RE.match(t)) and any(c.isalpha() for c in t.split("/")[-1])
+
+
+_GLUED_UNIT_RE: Final = re.compile(r"^((?:<=|>=|<|>|≤|≥)?\d[\d.,]*)(%|[a-zA-Zµμ/].*)$")
+
+
+def split_glued_unit(text: str) -> tuple[str, str] | None:
+    """``"6.8%"`` -> ``("6.8", "%")``, ``"11.2g/dL"`` -> ``("11.2", "g/dL")``: a number with a unit
+    glued on; ``None`` when what follows the number is no unit ("2nd", "3x")."""
+    m = _GLUED_UNIT_RE.match(text)
+    return (m.group(1), m.group(2)) if m and is_unit(m.group(2)) else None
 
 
 _ARROW_GLUED_RE: Final = re.compile(r"^(?:(↑↑|↓↓|↑|↓)(\S+)|(\S+?)(↑↑|↓↓|↑|↓))$")
@@ -105,11 +134,29 @@ def reference_span(words: list[Word], start: int) -> int:
         at += 1
     for k in range(min(5, len(words) - at), 0, -1):
         text = " ".join(w.text for w in words[at : at + k])
-        if _RANGE_ONLY_RE.match(text) or _TEXT_RANGE_RE.match(text):
+        if _RANGE_ONLY_RE.match(text) or _is_text_range(text):
             return at - start + k
         if labelled and k <= 2 and text.lower() in QUALITATIVE_WORDS:
             return at - start + k  # "Ref: negative"
     return 0
+
+
+# A comment in brackets that opens with a flag word: "(Low)", "(High – possible diabetes)".
+_COMMENT_SPLIT_RE: Final = re.compile(r"\s+[–—-]\s+|[,;:]\s*")
+
+
+def _comment_flag(words: list[Word], start: int) -> tuple[LabFlag, int] | None:
+    """A bracketed comment from ``start`` that names a side ("(Low)", "(Deficient)", "(High –
+    possible diabetes)", "(Normal)"): its flag and how many words it spans; ``None`` otherwise."""
+    if not words[start].text.startswith(("(", "[")):
+        return None
+    for end in range(start, min(start + 8, len(words))):
+        if words[end].text.endswith((")", "]")):
+            inner = " ".join(w.text for w in words[start : end + 1])[1:-1].strip()
+            first = _COMMENT_SPLIT_RE.split(inner, maxsplit=1)[0]
+            flag = parse_flag(first)
+            return (flag, end - start + 1) if flag is not None else None
+    return None
 
 
 def read_tail(words: list[Word], *, decimal_comma: bool | None) -> Tail:
@@ -119,6 +166,11 @@ def read_tail(words: list[Word], *, decimal_comma: bool | None) -> Tail:
     i = 0
     while i < len(words):
         text = words[i].text
+        commented = _comment_flag(words, i) if not tail.flag_words else None
+        if commented is not None:
+            tail.flag, tail.flag_words = commented[0], words[i : i + commented[1]]
+            i += commented[1]
+            continue
         span = reference_span(words, i)
         if span and not tail.reference_words:
             tail.reference_words = words[i : i + span]

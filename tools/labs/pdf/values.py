@@ -83,6 +83,7 @@ _FLAG_TOKENS: Final[dict[str, LabFlag]] = {
     "▲": LabFlag.HIGH,
     "▼": LabFlag.LOW,
     "h/l": LabFlag.ABNORMAL,  # "outside the reference range", direction not printed
+    "deficient": LabFlag.LOW,  # "Vitamin D 15 ng/mL (Deficient)": the low side named
     "slightly high": LabFlag.HIGH,
     "mildly high": LabFlag.HIGH,
     "slightly low": LabFlag.LOW,
