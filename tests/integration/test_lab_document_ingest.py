@@ -7,7 +7,6 @@ each other's data. The PDFs and their truth come from ``agent.testbed.cohort.lab
 from __future__ import annotations
 
 import base64
-import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from lab_documents import lab_doc, seed
 
 from agent.nodes.write_back import post_writes
 from agent.testbed.cohort.labpdf import LabReport, make_report, render_hospital
@@ -44,43 +44,6 @@ def report(
     pid: str, results: dict[str, float | str], *, dialect: Dialect = Dialect.US, seed: int = 1
 ) -> LabReport:
     return make_report(pid, COLLECTED, results, seed, dialect=dialect)
-
-
-def lab_doc(
-    doc_id: str, pid: str, *, pdf: bytes | None = None, url: str | None = None, day: str = "2024-03-05"
-) -> dict[str, Any]:
-    attachment: dict[str, Any] = {"contentType": "application/pdf", "title": "Lab report"}
-    if pdf is not None:
-        attachment |= {
-            "data": base64.b64encode(pdf).decode(),
-            "size": len(pdf),
-            "hash": base64.b64encode(hashlib.sha1(pdf).digest()).decode(),
-        }
-    if url is not None:
-        attachment["url"] = url
-    return {
-        "resourceType": "DocumentReference",
-        "id": doc_id,
-        "status": "current",
-        "type": {"coding": [{"system": LOINC, "code": "11502-2", "display": "Laboratory report"}]},
-        "subject": {"reference": f"Patient/{pid}"},
-        "date": f"{day}T09:00:00Z",
-        "content": [{"attachment": attachment}],
-    }
-
-
-async def seed(client: FhirClient, pid: str, *resources: dict[str, Any]) -> None:
-    everything = [{"resourceType": "Patient", "id": pid}, *resources]
-    await client.transaction(
-        {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-                for r in everything
-            ],
-        }
-    )
 
 
 async def extracted(client: FhirClient, pid: str) -> list[dict[str, Any]]:

@@ -11,8 +11,6 @@ and trends the analytes over the three reports.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import uuid
 from datetime import UTC, datetime
@@ -20,6 +18,7 @@ from typing import Any
 
 import pymupdf
 import pytest
+from lab_documents import lab_doc, seed
 from PIL import Image
 
 from agent.context import RunContext
@@ -124,41 +123,6 @@ def scanned_report() -> bytes:
     return bytes(scan.tobytes())
 
 
-def lab_doc(doc_id: str, pid: str, pdf: bytes, day: str) -> dict[str, Any]:
-    return {
-        "resourceType": "DocumentReference",
-        "id": doc_id,
-        "status": "current",
-        "type": {"coding": [{"system": LOINC, "code": "11502-2", "display": "Laboratory report"}]},
-        "subject": {"reference": f"Patient/{pid}"},
-        "date": f"{day}T12:00:00Z",
-        "content": [
-            {
-                "attachment": {
-                    "contentType": "application/pdf",
-                    "data": base64.b64encode(pdf).decode(),
-                    "size": len(pdf),
-                    "hash": base64.b64encode(hashlib.sha1(pdf).digest()).decode(),
-                }
-            }
-        ],
-    }
-
-
-async def seed(client: FhirClient, pid: str, *resources: dict[str, Any]) -> None:
-    everything = [{"resourceType": "Patient", "id": pid}, *resources]
-    await client.transaction(
-        {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-                for r in everything
-            ],
-        }
-    )
-
-
 @pytest.fixture
 async def fhir(fhir_base_url: str) -> Any:
     async with FhirClient(fhir_base_url, flavour="sekmet") as client:
@@ -185,9 +149,9 @@ async def test_unfamiliar_lab_reports_are_transcribed_deduplicated_and_trended(f
         fhir,
         pid,
         feed,
-        lab_doc(run_in, pid, run_in_report(), "2024-01-11"),
-        lab_doc(european, pid, european_report(), "2024-02-15"),
-        lab_doc(scanned, pid, scanned_report(), "2024-03-21"),
+        lab_doc(run_in, pid, pdf=run_in_report(), day="2024-01-11"),
+        lab_doc(european, pid, pdf=european_report(), day="2024-02-15"),
+        lab_doc(scanned, pid, pdf=scanned_report(), day="2024-03-21"),
     )
 
     state = await summarize_patient(RunContext(fhir=fhir, now=NOW), pid)
