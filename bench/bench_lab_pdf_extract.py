@@ -45,7 +45,7 @@ from agent.testbed.cohort.labpdf import Dialect, LabReport, LabResultTruth
 from agent.testbed.cohort.labpdf.canvas import open_pdf
 from agent.testbed.cohort.labpdf.corpus import CorpusEntry, corpus_entries
 from agent.testbed.cohort.labpdf.fuzz import fuzz_document, scan_document
-from agent.testbed.cohort.labpdf.fuzz.grade import Grade, grade, text_in_box
+from agent.testbed.cohort.labpdf.fuzz.grade import Grade, found_row, grade, text_in_box
 from tools.labs.pdf import (
     ExtractedLab,
     LabPdfError,
@@ -76,19 +76,9 @@ def _truth_row(r: LabResultTruth, report: LabReport, cumulative: bool) -> FieldR
 
 
 def _found_row(r: ExtractedLab, cumulative: bool) -> FieldRow:
-    return {
-        "key": (r.name, r.effective if cumulative else None),
-        "loinc": r.loinc,
-        "value": r.value,
-        "unit": r.unit,
-        "flag": r.flag.value if r.flag else None,
-        "reference": (r.reference_low, r.reference_high, r.reference_text),
-        "effective": (
-            datetime.combine(r.effective, r.effective_time)
-            if r.effective is not None and r.effective_time is not None
-            else r.effective
-        ),
-    }
+    row = found_row(r)  # the fuzz grader's fields, keyed by name (and date on cumulative reports)
+    row["key"] = (r.name, r.effective if cumulative else None)
+    return row
 
 
 def build_corpus(n_reports: int, seed: int) -> list[tuple[str, bytes, LabReport, bool]]:
