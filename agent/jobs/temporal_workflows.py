@@ -34,6 +34,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -158,6 +159,24 @@ _LEDGER_TIMEOUT = timedelta(seconds=60)
 # The chunk's change check: a few searches; given up quickly (each patient then checks its own).
 _CHECK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
 _CHECK_TIMEOUT = timedelta(minutes=5)
+_T = TypeVar("_T")
+
+
+async def _chunk_check(activity: str, request: CheckRequest, result_type: type[_T], failed: str) -> _T | None:
+    """One of a chunk's change checks (at its start, at its end): the answer, or None, logged,
+    when it failed. Either check only saves work; the patients' runs never depend on it."""
+    try:
+        answer: _T = await workflow.execute_activity(
+            activity,
+            request,
+            result_type=result_type,
+            start_to_close_timeout=_CHECK_TIMEOUT,
+            retry_policy=_CHECK_RETRY,
+        )
+    except ActivityError:
+        workflow.logger.warning(failed)
+        return None
+    return answer
 
 
 @workflow.defn(name="ChartAgentChunk")
@@ -174,16 +193,13 @@ class ChunkWorkflow:
         )
         found = CheckFinding()
         if patient_ids and workflow.patched(_CHECK_PATCH):
-            try:
-                found = await workflow.execute_activity(
-                    CHECK_ACTIVITY,
-                    CheckRequest(chunk.run_id, patient_ids),
-                    result_type=CheckFinding,
-                    start_to_close_timeout=_CHECK_TIMEOUT,
-                    retry_policy=_CHECK_RETRY,
-                )
-            except ActivityError:
-                workflow.logger.warning("the chunk's change check failed: its patients check their own")
+            checked = await _chunk_check(
+                CHECK_ACTIVITY,
+                CheckRequest(chunk.run_id, patient_ids),
+                CheckFinding,
+                "the chunk's change check failed: its patients check their own",
+            )
+            found = checked if checked is not None else found
         settled = set(found.settled)
         statuses: list[str] = await asyncio.gather(
             *(
@@ -212,16 +228,12 @@ class ChunkWorkflow:
         )
         statuses += ["unchanged"] * len(settled)
         if patient_ids and workflow.patched(_END_CHECK_PATCH):
-            try:
-                await workflow.execute_activity(
-                    END_CHECK_ACTIVITY,
-                    CheckRequest(chunk.run_id, patient_ids),
-                    result_type=int,
-                    start_to_close_timeout=_CHECK_TIMEOUT,
-                    retry_policy=_CHECK_RETRY,
-                )
-            except ActivityError:
-                workflow.logger.warning("the chunk's end check failed: the next run's window is larger")
+            await _chunk_check(
+                END_CHECK_ACTIVITY,
+                CheckRequest(chunk.run_id, patient_ids),
+                int,
+                "the chunk's end check failed: the next run's window is larger",
+            )
         return RunTally(dict(Counter(statuses)))
 
 
