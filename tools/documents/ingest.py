@@ -57,7 +57,7 @@ from tools.documents.attachments import (
     pdf_attachments,
 )
 from tools.labs.dedup import DuplicateFinder, exact_key
-from tools.labs.pdf import DEFAULT_MAX_PAGES, ExtractedLab, LabPdfError, LabPdfExtraction, extract_labs
+from tools.labs.pdf import DEFAULT_MAX_PAGES, ExtractedLab, LabPdfError, LabPdfExtraction, extract_labs_async
 from tools.labs.pdf.model_pages import ModelReadLab, extract_with_model, ocr_values_to_review
 from tools.medgemma.errors import ModelError
 from tools.medgemma.types import ModelBackend
@@ -285,7 +285,7 @@ class _Run:
         rows: list[PrintedRow] = []
         assert self.fhir is not None, "reading needs the FHIR client"
         for pdf in await fetch_pdfs(doc, self.fhir, max_bytes=self.max_bytes):
-            extraction = extract_labs(pdf.data, max_pages=self.max_pages, name=label)
+            extraction = await extract_labs_async(pdf.data, max_pages=self.max_pages, name=label)
             if extraction.repaired:
                 raise _Damaged(label)
             if extraction.needs_model or any(lab.ocr for lab in extraction.results):

@@ -15,7 +15,13 @@ from tools.labs.pdf.errors import (
     PdfTooLargeError,
 )
 from tools.labs.pdf.model import BBox, ExtractedLab, LabPdfExtraction, UnparsedRow
-from tools.labs.pdf.reader import DEFAULT_MAX_PAGES, EXTRACTOR_NAME, EXTRACTOR_REVISION, extract_labs
+from tools.labs.pdf.reader import (
+    DEFAULT_MAX_PAGES,
+    EXTRACTOR_NAME,
+    EXTRACTOR_REVISION,
+    extract_labs,
+    extract_labs_async,
+)
 
 __all__ = [
     "DEFAULT_MAX_PAGES",
@@ -33,4 +39,5 @@ __all__ = [
     "PdfTooLargeError",
     "UnparsedRow",
     "extract_labs",
+    "extract_labs_async",
 ]

@@ -18,19 +18,29 @@ and the page stays in ``needs_model``, so that a configured model reads it for r
 A page where OCR wrote nothing, or Tesseract is missing or fails, stays in ``needs_model`` too
 (the warning says why). Where a model is configured, ``model_pages.extract_with_model`` keeps an
 OCR value only where the model reads the same.
+
+Tesseract takes about a CPU-second a page, so the reading is written as steps
+(``scanned_page_steps``): the steps render the page (pymupdf, on the thread that opened the
+document) and yield an ``OcrRequest``; the driver runs Tesseract (``run_ocr``: no pymupdf, so a
+worker thread may run it) and sends the words back. ``run_steps`` drives them in the caller's
+thread; ``run_steps_async`` on the OCR threads, so that an event loop (a job's other patients, the
+service's other requests) runs on while Tesseract reads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import io
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import pymupdf
 from PIL import Image, ImageFilter
@@ -49,14 +59,21 @@ __all__ = [
     "OCR_DPI",
     "PAGE_SEGMENTATION",
     "OcrEngine",
+    "OcrRead",
+    "OcrRequest",
+    "OcrSteps",
     "ScannedPage",
     "doubt",
     "find_tesseract",
     "flag_mismatch",
     "gate_by_confidence",
-    "ocr_page_words",
     "parse_tsv",
     "read_scanned_page",
+    "render_for_ocr",
+    "run_ocr",
+    "run_steps",
+    "run_steps_async",
+    "scanned_page_steps",
 ]
 
 OCR_DPI: Final = 300  # Tesseract is trained on text of about this resolution
@@ -154,27 +171,64 @@ def parse_tsv(tsv: str, scale_x: float, scale_y: float) -> list[Word]:
     return words
 
 
-def ocr_page_words(page: Any, engine: OcrEngine, dpi: int = OCR_DPI) -> list[Word]:
-    """The page's words as Tesseract reads its pixels at ``dpi`` (lower for a giant page).
+@dataclass(frozen=True, slots=True)
+class OcrRequest:
+    """One scanned page's pixels for Tesseract: 8-bit grey, ``width`` x ``height`` at ``dpi``."""
+
+    engine: OcrEngine
+    number: int  # the page's number, for the warning when OCR fails
+    gray: bytes
+    width: int
+    height: int
+    dpi: int
+    scale_x: float  # points per pixel, to map Tesseract's boxes back onto the page
+    scale_y: float
+
+
+# What OCR gave for a page: its words, or the warning that says why there are none.
+OcrRead = list[Word] | str
+_T = TypeVar("_T")
+# Steps that yield pages to OCR, are sent what OCR read, and return a ``_T``.
+OcrSteps = Generator[OcrRequest, OcrRead, _T]
+
+
+def render_for_ocr(page: Any, number: int, engine: OcrEngine, dpi: int = OCR_DPI) -> OcrRequest:
+    """The page's pixels at ``dpi`` (lower for a giant page). pymupdf: call it on the thread that
+    opened the document."""
+    rect = page.rect
+    used = render_dpi(rect.width, rect.height, dpi)
+    pix = page.get_pixmap(dpi=used, colorspace=pymupdf.csGRAY, alpha=False)
+    return OcrRequest(
+        engine=engine,
+        number=number,
+        gray=pix.samples,
+        width=pix.width,
+        height=pix.height,
+        dpi=used,
+        scale_x=rect.width / pix.width,
+        scale_y=rect.height / pix.height,
+    )
+
+
+def ocr_words(request: OcrRequest) -> list[Word]:
+    """The words Tesseract reads in the request's pixels.
 
     Raises ``OSError`` or ``subprocess.TimeoutExpired`` when Tesseract cannot run or hangs, and
     ``subprocess.CalledProcessError`` when it fails.
     """
-    rect = page.rect
-    used = render_dpi(rect.width, rect.height, dpi)
-    pix = page.get_pixmap(dpi=used, colorspace=pymupdf.csGRAY, alpha=False)
     # A 3x3 median removes the scanner's dust and sensor noise that Tesseract reads as specks
     # (more words at >= 0.9 confidence on the noisy scans of the corpus) and keeps strokes.
-    image = Image.frombytes("L", (pix.width, pix.height), pix.samples).filter(ImageFilter.MedianFilter(3))
+    image = Image.frombytes("L", (request.width, request.height), request.gray)
+    image = image.filter(ImageFilter.MedianFilter(3))
     buffer = io.BytesIO()
     image.save(buffer, format="PPM")  # uncompressed: encoding a PNG costs more than Tesseract's read
     done = subprocess.run(
         [
-            engine.path,
+            request.engine.path,
             "stdin",
             "stdout",
             "--dpi",
-            str(used),
+            str(request.dpi),
             "--psm",
             PAGE_SEGMENTATION,
             "-l",
@@ -187,7 +241,52 @@ def ocr_page_words(page: Any, engine: OcrEngine, dpi: int = OCR_DPI) -> list[Wor
         check=True,
         env=_environment(),
     )
-    return parse_tsv(done.stdout.decode("utf-8", "replace"), rect.width / pix.width, rect.height / pix.height)
+    return parse_tsv(done.stdout.decode("utf-8", "replace"), request.scale_x, request.scale_y)
+
+
+def run_ocr(request: OcrRequest) -> OcrRead:
+    """``ocr_words``, or the page's warning when Tesseract hangs, fails or cannot run. Touches no
+    pymupdf object, so any thread may run it."""
+    number = request.number
+    try:
+        return ocr_words(request)
+    except subprocess.TimeoutExpired:
+        return f"page {number}: OCR took over {_TIMEOUT_S:.0f} s and was stopped"
+    except subprocess.CalledProcessError as exc:
+        return f"page {number}: OCR failed (tesseract exit status {exc.returncode})"
+    except OSError as exc:
+        return f"page {number}: OCR could not run ({exc.strerror or type(exc).__name__})"
+
+
+def run_steps(steps: OcrSteps[_T]) -> _T:
+    """Drive ``steps`` to their result, running each OCR in this thread."""
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(run_ocr(request))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _ocr_threads() -> ThreadPoolExecutor:
+    # One Tesseract a core: more would only take turns (each runs one OpenMP thread).
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="chartagent-ocr")
+
+
+async def run_steps_async(steps: OcrSteps[_T]) -> _T:
+    """Drive ``steps`` to their result on this event loop, each OCR on the OCR threads (the loop
+    runs on meanwhile). Cancelled, the steps are closed (their document too)."""
+    loop = asyncio.get_running_loop()
+    try:
+        request = next(steps)
+        while True:
+            read = await loop.run_in_executor(_ocr_threads(), run_ocr, request)
+            request = steps.send(read)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        steps.close()
 
 
 def _environment() -> dict[str, str]:
@@ -330,8 +429,9 @@ def gate_by_confidence(
     return kept, review
 
 
-def read_scanned_page(page: Any, number: int, context: PageContext) -> ScannedPage:
-    """One page without a text layer, through OCR; ``needs_model`` unless every result row was written."""
+def scanned_page_steps(page: Any, number: int, context: PageContext) -> OcrSteps[ScannedPage]:
+    """One page without a text layer, through OCR; ``needs_model`` unless every result row was
+    written. Yields the page's ``OcrRequest`` (none when Tesseract is not installed)."""
     engine = find_tesseract()
     if engine is None:
         return ScannedPage(
@@ -340,16 +440,9 @@ def read_scanned_page(page: Any, number: int, context: PageContext) -> ScannedPa
                 "(apt-get install tesseract-ocr tesseract-ocr-eng)"
             ]
         )
-    try:
-        words = ocr_page_words(page, engine)
-    except subprocess.TimeoutExpired:
-        return ScannedPage(warnings=[f"page {number}: OCR took over {_TIMEOUT_S:.0f} s and was stopped"])
-    except subprocess.CalledProcessError as exc:
-        return ScannedPage(warnings=[f"page {number}: OCR failed (tesseract exit status {exc.returncode})"])
-    except OSError as exc:
-        return ScannedPage(
-            warnings=[f"page {number}: OCR could not run ({exc.strerror or type(exc).__name__})"]
-        )
+    words = yield render_for_ocr(page, number, engine)
+    if isinstance(words, str):
+        return ScannedPage(warnings=[words])
     if not context.decimal_comma and uses_decimal_comma([w.text for w in words]):
         context.decimal_comma = True  # a scanned document shows its decimal commas only to OCR
     outcome = extract_page(words, number, page.rect.width, page.rect.height, context)
@@ -365,3 +458,8 @@ def read_scanned_page(page: Any, number: int, context: PageContext) -> ScannedPa
             f"page {number} has no text layer: {len(kept)} value(s) read by {engine.label}"
         )
     return scanned
+
+
+def read_scanned_page(page: Any, number: int, context: PageContext) -> ScannedPage:
+    """``scanned_page_steps`` with Tesseract run in this thread."""
+    return run_steps(scanned_page_steps(page, number, context))

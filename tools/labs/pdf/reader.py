@@ -20,7 +20,7 @@ from tools.labs.pdf.errors import (
     PdfTooLargeError,
 )
 from tools.labs.pdf.model import ExtractedLab, LabPdfExtraction, UnparsedRow, Word
-from tools.labs.pdf.ocr import read_scanned_page
+from tools.labs.pdf.ocr import OcrSteps, run_steps, run_steps_async, scanned_page_steps
 from tools.labs.pdf.rows import PageContext, extract_page
 from tools.labs.pdf.values import number_style
 
@@ -32,6 +32,8 @@ __all__ = [
     "MAX_STREAM_BYTES",
     "check_limits",
     "extract_labs",
+    "extract_labs_async",
+    "lab_extraction_steps",
     "open_pdf",
     "page_words",
 ]
@@ -293,7 +295,34 @@ def extract_labs(
     name: str | None = None,
     max_stream_bytes: int = MAX_STREAM_BYTES,
 ) -> LabPdfExtraction:
-    """Every lab result in the PDF's text layer, each with its page and bbox.
+    """Every lab result in the PDF's text layer, each with its page and bbox (``lab_extraction_steps``,
+    scanned pages read by OCR in this thread)."""
+    steps = lab_extraction_steps(source, max_pages=max_pages, name=name, max_stream_bytes=max_stream_bytes)
+    return run_steps(steps)
+
+
+async def extract_labs_async(
+    source: str | Path | bytes,
+    *,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    name: str | None = None,
+    max_stream_bytes: int = MAX_STREAM_BYTES,
+) -> LabPdfExtraction:
+    """``extract_labs`` for an event loop: scanned pages are read by OCR on the OCR threads, so the
+    loop runs on while Tesseract reads (about a CPU-second a page); the rest runs on the loop."""
+    steps = lab_extraction_steps(source, max_pages=max_pages, name=name, max_stream_bytes=max_stream_bytes)
+    return await run_steps_async(steps)
+
+
+def lab_extraction_steps(
+    source: str | Path | bytes,
+    *,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    name: str | None = None,
+    max_stream_bytes: int = MAX_STREAM_BYTES,
+) -> OcrSteps[LabPdfExtraction]:
+    """Every lab result in the PDF's text layer, each with its page and bbox; yields each scanned
+    page for OCR (``tools.labs.pdf.ocr``), and is sent what OCR read.
 
     Pages without a text layer (scans) are listed in ``needs_model``. Raises ``PdfEncryptedError``,
     ``PdfCorruptError``, ``PdfEmptyError`` (no pages, or no text and nothing to scan) and
@@ -322,7 +351,7 @@ def extract_labs(
             words = pages_words[index]
             if sum(len(w.text) for w in words) < _MIN_TEXT_CHARS:
                 if page.get_images(full=False) or page.get_drawings():
-                    scanned = read_scanned_page(page, number, context)  # OCR (tools.labs.pdf.ocr)
+                    scanned = yield from scanned_page_steps(page, number, context)
                     results += scanned.results
                     unparsed += scanned.unparsed
                     warnings += scanned.warnings
