@@ -61,15 +61,15 @@ def documents_of(cohort: Cohort, patient_id: str) -> int:
 def counting_reads(monkeypatch: pytest.MonkeyPatch, *, kill_at: int | None = None) -> list[int]:
     """Count the PDF readings (the costly step of a document); die at reading `kill_at`."""
     calls: list[int] = []
-    real = ingest.extract_labs
+    real = ingest.extract_labs_async
 
-    def extract(*args: Any, **kwargs: Any) -> Any:
+    async def extract(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if kill_at is not None and len(calls) == kill_at:
             raise Killed
-        return real(*args, **kwargs)
+        return await real(*args, **kwargs)
 
-    monkeypatch.setattr(ingest, "extract_labs", extract)
+    monkeypatch.setattr(ingest, "extract_labs_async", extract)
     return calls
 
 
