@@ -364,3 +364,13 @@ def test_fold_and_read_name() -> None:
         "natriuretic",
         "peptide",
     )
+
+
+def test_pus_cells_resolve_only_with_urine_context() -> None:
+    # Leukocytes per high-power field in a urine sediment (5821-4, reviewed); a stool examination
+    # prints "Pus cells" too, so without a urine heading or word the name is refused.
+    assert resolve("Pus Cells", unit="/hpf", panel="URINALYSIS (URINE R/E)").loinc == "5821-4"
+    assert resolve("Urine pus cells").loinc == "5821-4"
+    assert resolve("Pus Cells", unit="/hpf").loinc is None
+    assert resolve("Pus cells", panel="STOOL EXAMINATION").loinc is None
+    assert resolve("WBC", unit="10*3/uL").loinc == "6690-2"  # the blood count is untouched

@@ -73,6 +73,10 @@ class CatalogEntry:
     # A generic urinalysis name ("Color", "pH", "Blood"): resolves only with urine context
     # (the name, a U- prefix or the panel heading), never as a fallback for a blood name.
     needs_context: bool = False
+    # Synonyms of this entry that, like a ``needs_context`` entry's names, resolve only with
+    # urine context: "pus cells" are leukocytes per high-power field in a urine sediment, and in
+    # a stool examination too, so a bare "Pus cells" under no urine heading is refused.
+    context_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +116,13 @@ def _e(
     alt_units: tuple[tuple[str, str], ...] = (),
     keeps: frozenset[str] = frozenset(),
     needs_context: bool = False,
+    context_names: tuple[str, ...] = (),
 ) -> CatalogEntry:
     return CatalogEntry(
         loinc,
         display,
         unit,
-        (display, *names),
+        (display, *names, *context_names),
         specimen,
         units,
         molar,
@@ -125,6 +130,7 @@ def _e(
         alt_units,
         keeps,
         needs_context,
+        context_names,
     )
 
 
@@ -1047,6 +1053,7 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "urine wbc",
         "white blood cells",
         specimen="urine",
+        context_names=("pus cells",),
     ),
     _e(
         "13945-1",
@@ -1088,6 +1095,16 @@ def _bag(words: tuple[str, ...]) -> str:
     return "|" + " ".join(sorted(words))
 
 
+def _context_keys() -> frozenset[tuple[str, _System, str]]:
+    """(key, system, code) of every ``context_names`` synonym: found only with urine context."""
+    keys: set[tuple[str, _System, str]] = set()
+    for entry in CATALOG:
+        for raw in entry.context_names:
+            words = read_name(raw, prefix=False).words
+            keys |= {(key, _system(entry), entry.loinc) for key in (" ".join(words), _bag(words))}
+    return frozenset(keys)
+
+
 def _build_index() -> dict[tuple[str, _System], tuple[CatalogEntry, ...]]:
     index: dict[tuple[str, _System], list[CatalogEntry]] = {}
     for entry in CATALOG:
@@ -1103,6 +1120,7 @@ def _build_index() -> dict[tuple[str, _System], tuple[CatalogEntry, ...]]:
 
 
 _INDEX: Final = _build_index()
+_CONTEXT_KEYS: Final = _context_keys()
 
 
 def _systems(said: SpecimenSaid | None, panel: str | None) -> tuple[_System, ...]:
@@ -1133,7 +1151,9 @@ def _lookup(
         for system in systems:
             found = _INDEX.get((key, system), ())
             if system == "urine" and not context:
-                found = tuple(e for e in found if not e.needs_context)
+                found = tuple(
+                    e for e in found if not e.needs_context and (key, system, e.loinc) not in _CONTEXT_KEYS
+                )
             kept = tuple(e for e in found if not (e.keeps & removed))
             if found and not kept:
                 refused = f"unknown: {', '.join(sorted(removed))} names another code than {found[0].loinc}"

@@ -89,6 +89,8 @@ _UCUM_CODES: Final = (
     "s",
     "u[IU]/mL",
     "m[IU]/L",
+    "m[IU]/mL",
+    "[IU]/mL",
     "mm/h",
     "{INR}",
     "/[HPF]",
@@ -125,6 +127,8 @@ _ALIASES: Final[dict[str, str]] = {
     "/pl": "10*12/L",
     "tsd/ul": "10*3/uL",
     "mio/ul": "10*6/uL",
+    "million/ul": "10*6/uL",
+    "millions/ul": "10*6/uL",
     "10^6/ul": "10*6/uL",
     "x10e6/ul": "10*6/uL",
     "percent": "%",
@@ -151,6 +155,10 @@ _ALIASES: Final[dict[str, str]] = {
     "seconds": "s",
     "uiu/ml": "u[IU]/mL",
     "miu/l": "m[IU]/L",
+    "miu/ml": "m[IU]/mL",
+    # Per millilitre, international units are a hormone's or an antibody's (anti-TPO), not an
+    # enzyme's activity (IU/L above).
+    "iu/ml": "[IU]/mL",
     "mu/l": "m[IU]/L",
     "mm/hr": "mm/h",
     "/hpf": "/[HPF]",
@@ -161,8 +169,9 @@ _EGFR_RE: Final = re.compile(r"^ml/min/?(per)?\{?1\.73[._]?m(2|\^2|²|\*2)\}?$")
 
 
 def _fold(unit: str) -> str:
-    # Case, blanks and the two micro signs (U+00B5, U+03BC) carry no meaning in lab feeds.
-    return re.sub(r"\s+", "", unit).replace("µ", "u").replace("μ", "u").lower()
+    # Case, blanks and the two micro signs (U+00B5, U+03BC) carry no meaning in lab feeds; the
+    # multiplication sign (U+00D7) is the letter x of "x10^3/uL" as typeset.
+    return re.sub(r"\s+", "", unit).replace("µ", "u").replace("μ", "u").replace("×", "x").lower()
 
 
 _BY_FOLD: Final[dict[str, str]] = {_fold(code): code for code in _UCUM_CODES} | _ALIASES

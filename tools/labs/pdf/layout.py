@@ -64,7 +64,8 @@ _ROLE_WORDS: Final[dict[str, Role]] = {
          "range", "ref interval", "ref. interval", "normal values", "biological reference interval",
          "standard range", "reference values", "ref", "referenzbereich", "normbereich", "referenz",
          "normalwert", "normalwerte", "referenzwert", "normwert", "valeurs de référence", "ref. values",
-         "expected range", "expected", "normal", "limits", "reference limits", "ref. int.", "range (ref)"),
+         "expected range", "expected", "normal", "limits", "reference limits", "ref. int.", "range (ref)",
+         "desirable", "desirable range", "desirable level", "desirable levels"),
         Role.REFERENCE,
     ),
     **dict.fromkeys(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import re
 import zlib
@@ -20,8 +21,9 @@ from tools.labs.pdf.errors import (
     PdfTooLargeError,
 )
 from tools.labs.pdf.model import ExtractedLab, LabPdfExtraction, UnparsedRow, Word
+from tools.labs.pdf.names import UNREADABLE
 from tools.labs.pdf.ocr import OcrSteps, run_steps, run_steps_async, scanned_page_steps
-from tools.labs.pdf.rows import PageContext, extract_page
+from tools.labs.pdf.rows import PageContext, extract_page, report_only_date
 from tools.labs.pdf.values import number_style
 
 __all__ = [
@@ -59,7 +61,10 @@ EXTRACTOR_NAME: Final = "chartagent-lab-pdf-extractor"
 # run-in lines, headerless and side-by-side tables), previous-result columns, arrows and bold flags;
 # 4: bracketed comments naming a side are flags ("(Low)"), glued "6.8%" on free lines, body
 # measurements skipped, examination/test dates as the collection date.
-EXTRACTOR_REVISION: Final = "4"
+# 5: unreadable characters (picture-font letters, replacement and private-use code points) kept
+# out of names, a bare "Date:" as the date of service when it is the report's only date, a
+# collection time with no collection date on the report date.
+EXTRACTOR_REVISION: Final = "5"
 # pymupdf ships no type hints for Document/Page methods: this module is their only user here.
 _Doc = Any
 _Page = Any
@@ -264,11 +269,87 @@ _BOLD_FONT_RE: Final = re.compile(r"bold|black|heavy|semibold|demi", re.IGNORECA
 _BOLD_FLAG: Final = 16  # pymupdf span flag: bold face
 
 
+# Fonts of pictures, not letters (check marks, squares, arrows): their codes have no Unicode
+# meaning, and a text layer without a ToUnicode map for them gives the raw code as a letter.
+# ReportLab sets a glyph its font lacks (Arabic in Helvetica) as a ZapfDingbats square, which
+# pymupdf returns as "I": "WBC — IIIII IIII" is a name and a gloss that cannot be read.
+_DINGBAT_FONT_RE: Final = re.compile(r"dingbat|wingding|webding", re.IGNORECASE)
+
+
+def _unreadable(char: str, font: str) -> bool:
+    """A character that is not readable text: a replacement or private-use code point (no
+    Unicode meaning), or a letter or digit drawn in a picture font (the code, not a letter)."""
+    code = ord(char)
+    return (
+        char == UNREADABLE
+        or 0xE000 <= code <= 0xF8FF
+        or code >= 0xF0000
+        or (char.isascii() and char.isalnum() and bool(_DINGBAT_FONT_RE.search(font)))
+    )
+
+
+def _has_unreadable(text: str) -> bool:
+    return any(_unreadable(c, "") for c in text)
+
+
+def _char_words(page: _Page, textpage: Any) -> list[tuple[float, float, float, float, str]]:
+    """The page's words built from its characters (as ``get_text("words")`` splits them), each
+    unreadable character as U+FFFD. A run of them at a word's start or end is a word of its own
+    ("IIIIIIIUnit": a gloss set against the next word), one inside a word stays there ("×10I/µL":
+    the word is not readable as a whole)."""
+    words: list[tuple[float, float, float, float, str]] = []
+
+    def flush(chars: list[tuple[tuple[float, float, float, float], str]]) -> None:
+        if not chars:
+            return
+        marks = [c == UNREADABLE for _, c in chars]
+        cuts = [0, len(chars)]
+        if not all(marks):
+            lead = marks.index(False)
+            trail = len(marks) - marks[::-1].index(False)
+            cuts = sorted({0, lead, trail, len(chars)})
+        for start, end in itertools.pairwise(cuts):
+            part = chars[start:end]
+            if part:
+                boxes = [b for b, _ in part]
+                words.append(
+                    (
+                        min(b[0] for b in boxes),
+                        min(b[1] for b in boxes),
+                        max(b[2] for b in boxes),
+                        max(b[3] for b in boxes),
+                        "".join(c for _, c in part),
+                    )
+                )
+        chars.clear()
+
+    for block in page.get_text("rawdict", textpage=textpage)["blocks"]:
+        for line in block.get("lines", ()):
+            current: list[tuple[tuple[float, float, float, float], str]] = []
+            for span in line["spans"]:
+                for char in span["chars"]:
+                    if char["c"].isspace():
+                        flush(current)
+                    else:
+                        text = UNREADABLE if _unreadable(char["c"], span["font"]) else char["c"]
+                        current.append((tuple(char["bbox"]), text))
+            flush(current)
+    return words
+
+
 def page_words(page: _Page) -> list[Word]:
-    """The page's words; ``bold`` set only on pages that use a bold font (one more pass there)."""
-    if not any(_BOLD_FONT_RE.search(f[3] or "") for f in page.get_fonts(full=False)):
-        return [Word(w[0], w[1], w[2], w[3], w[4]) for w in page.get_text("words", sort=False)]
+    """The page's words; ``bold`` set only on pages that use a bold font (one more pass there).
+
+    Unreadable characters (``_unreadable``) come as U+FFFD, never as the letters a text layer
+    may give for them; pages that have none are read with ``get_text("words")`` alone."""
+    fonts = [f[3] or "" for f in page.get_fonts(full=False)]
+    bold_page = any(_BOLD_FONT_RE.search(f) for f in fonts)
     textpage = page.get_textpage()
+    raw = [w[:5] for w in page.get_text("words", sort=False, textpage=textpage)]
+    if any(_DINGBAT_FONT_RE.search(f) for f in fonts) or any(_has_unreadable(w[4]) for w in raw):
+        raw = _char_words(page, textpage)
+    if not bold_page:
+        return [Word(w[0], w[1], w[2], w[3], w[4]) for w in raw]
     bold_spans = [
         span["bbox"]
         for block in page.get_text("dict", textpage=textpage)["blocks"]
@@ -281,7 +362,7 @@ def page_words(page: _Page) -> list[Word]:
         for row in range(int(b[1]), int(b[3]) + 1):
             by_row.setdefault(row, []).append(b)
     words: list[Word] = []
-    for w in page.get_text("words", sort=False, textpage=textpage):
+    for w in raw:
         xc, yc = (w[0] + w[2]) / 2, (w[1] + w[3]) / 2
         bold = any(b[0] <= xc <= b[2] and b[1] <= yc <= b[3] for b in by_row.get(int(yc), ()))
         words.append(Word(w[0], w[1], w[2], w[3], w[4], bold=bold))
@@ -340,6 +421,11 @@ def lab_extraction_steps(
         # another number on some page ("4,2") shows the lab prints decimal commas.
         pages_words = [page_words(doc[i]) for i in range(doc.page_count)]
         context.decimal_comma = number_style([w.text for words in pages_words for w in words])
+        # The report's only date, where it dates the rows (rows.report_only_date); a page's
+        # collection date (rows.collection_date) replaces it.
+        only = report_only_date(pages_words)
+        if only is not None:
+            context.effective, context.effective_time = only
         results: list[ExtractedLab] = []
         unparsed: list[UnparsedRow] = []
         warnings: list[str] = []

@@ -25,7 +25,7 @@ from tools.labs.loinc_catalog import Resolution, resolve
 from tools.labs.pdf.inline import Segment, segments
 from tools.labs.pdf.layout import Role, Table, cells, find_tables, fit_columns, group_lines, line_text
 from tools.labs.pdf.model import BBox, ExtractedLab, UnparsedRow, Word, union_bbox
-from tools.labs.pdf.names import clean_name, continues, is_heading, is_leader, is_note
+from tools.labs.pdf.names import UNREADABLE, clean_name, continues, is_heading, is_leader, is_note, readable
 from tools.labs.pdf.tail import Tail, is_unit, parsed_reference, read_tail, split_glued_unit
 from tools.labs.pdf.values import (
     ParsedValue,
@@ -39,7 +39,7 @@ from tools.labs.pdf.values import (
 from tools.labs.units import normalize_unit
 from tools.medgemma.tasks.lab_extraction import LabFlag
 
-__all__ = ["PageContext", "PageOutcome", "collection_date", "extract_page"]
+__all__ = ["PageContext", "PageOutcome", "collection_date", "extract_page", "report_only_date"]
 
 _DATE: Final = (
     r"(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{4}|\d{1,2}[- ][A-Za-z]{3}[a-z]*[- ,]+\d{4}"
@@ -122,6 +122,85 @@ def collection_date(lines: list[list[Word]]) -> tuple[date, time | None] | None:
     return None
 
 
+_DATE_RE: Final = re.compile(_DATE)
+# Labels of a date that is not the report's: the patient's birth (and an age printed with it).
+_BIRTH_RE: Final = re.compile(r"\b(?:dob|d\.o\.b|birth|born|age|geburtsdatum)\b", re.IGNORECASE)
+_BARE_DATE_RE: Final = re.compile(r"^date$", re.IGNORECASE)
+_REPORT_DATE_RE: Final = re.compile(
+    r"^(?:report(?:ed)?\s+date|date\s+(?:of\s+)?report(?:ed)?|reported(?:\s+on)?)$", re.IGNORECASE
+)
+_COLLECTION_TIME_RE: Final = re.compile(
+    r"^(?:collection\s+time|time\s+of\s+collection|time\s+collected|collected\s+at|draw(?:n)?\s+time"
+    r"|time\s+drawn|sample\s+time|specimen\s+time)$",
+    re.IGNORECASE,
+)
+# Within a cell, fields run together with a bar or a semicolon: "ID: KF-2025 | Date: 2025-11-15".
+_FIELD_SEP_RE: Final = re.compile(r"[|;]")
+
+
+def _label(before: str, earlier: list[list[Word]]) -> str:
+    """The label of a value: the cell's words before it, else the cells before (a colon left alone
+    where a gloss was dropped is skipped), without the colon, dash or slash that end a label
+    ("Report Date:" -> "Report Date")."""
+    text = _FIELD_SEP_RE.split(before)[-1].strip()
+    for cell in reversed(earlier):
+        if _LABEL_END_RE.fullmatch(text):
+            text = f"{_FIELD_SEP_RE.split(line_text(cell))[-1]} {text}"
+    return _LABEL_END_RE.sub("", text).strip()
+
+
+_LABEL_END_RE: Final = re.compile(r"[\s:\-\u2010-\u2015/]*$")
+
+
+def report_only_date(pages: list[list[Word]]) -> tuple[date, time | None] | None:
+    """The date of service when the document's only date is unambiguous, else None.
+
+    The decisions (2026-12-04): a bare "Date"/"Date:" label is read as the date of service only
+    when the document prints no other date except a labelled birth date (DOB, Date of Birth, Age
+    lines): it is then the report's only date, so reading it is not a guess between dates. With
+    any other dated label (collected, received, reported, printed...) or an unlabelled date this
+    returns None and ``collection_date`` (a collection label) alone dates the rows. And a printed
+    collection time ("Collection Time: 07:30 AM") with no collection date, on a document whose only
+    date is its report date ("Report Date: 2025-11-15", the same date also under a bare "Date:"
+    label), takes that date: the time is labelled as the collection's and the report names no
+    other day. A report date with no collection time stays unread (it can fall days after the
+    blood was drawn). Pure: ``pages`` is each page's words.
+    """
+    dates: set[date] = set()
+    kinds: set[str] = set()
+    times: set[time] = set()
+    for words in pages:
+        for line in group_lines(readable(words)):
+            parts = cells(line)
+            for i, cell in enumerate(parts):
+                text = line_text(cell)
+                for m in _DATE_RE.finditer(text):
+                    found = parse_date(m.group(1))
+                    if found is None:
+                        continue
+                    label = _label(text[: m.start()], parts[:i])
+                    if _BIRTH_RE.search(label):
+                        continue
+                    dates.add(found)
+                    if _BARE_DATE_RE.match(label):
+                        kinds.add("date")
+                    elif _REPORT_DATE_RE.match(label):
+                        kinds.add("report")
+                    else:
+                        kinds.add("other")
+                at = parse_time(text)
+                if at is not None and _COLLECTION_TIME_RE.match(_label("", parts[:i])):
+                    times.add(at)
+    if len(dates) != 1:
+        return None
+    only = next(iter(dates))
+    if kinds == {"date"}:
+        return only, None
+    if "report" in kinds and kinds <= {"report", "date"} and len(times) == 1:
+        return only, next(iter(times))
+    return None
+
+
 @dataclass
 class _Row:
     """The last name read in a run of lines: wrapped-name lines join it (see ``names.continues``)."""
@@ -148,6 +227,7 @@ def extract_page(
 ) -> PageOutcome:
     """Results printed on one page; ``context`` is updated for the next page."""
     outcome = PageOutcome()
+    words = readable(words)  # no word that is not readable text (names.readable)
     lines = group_lines(words)
     collected = collection_date(lines)
     if collected is not None:
@@ -342,6 +422,10 @@ def _read_row(
     ref_words = _cell(by_col, roles, Role.REFERENCE)
     flag_words = _cell(by_col, roles, Role.FLAG)
     unit_text = line_text(unit_words) if unit_words else None
+    if unit_text is not None and UNREADABLE in unit_text:
+        # "×10■/µL": a unit with a character that is not readable text is no unit we can name.
+        outcome.warnings.append(f"page {page}: unit {unit_text!r} for {name!r} not readable")
+        unit_text = None
     unit_flag = None
     if unit_text and (m := _ARROW_ON_UNIT_RE.match(unit_text)):
         unit_flag = parse_flag(m.group(1) or m.group(4))  # "↓mg/dL": the arrow printed on the unit

@@ -176,7 +176,15 @@ def parse_flag(text: str) -> LabFlag | None:
     t = " ".join(text.lower().split())
     if len(t) > 2 and t[0] + t[-1] in ("()", "[]"):
         t = t[1:-1].strip()
-    return _FLAG_TOKENS.get(t)
+    if (flag := _FLAG_TOKENS.get(t)) is not None:
+        return flag
+    # A letter with its arrow ("H ↑", "↓ L"): a flag when the two say the same.
+    parts = t.split()
+    if len(parts) == 2:
+        first, second = _FLAG_TOKENS.get(parts[0]), _FLAG_TOKENS.get(parts[1])
+        if first is not None and first == second:
+            return first
+    return None
 
 
 def split_glued_flag(text: str) -> tuple[str, LabFlag] | None:
