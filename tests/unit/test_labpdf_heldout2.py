@@ -210,3 +210,16 @@ def test_pus_cells_under_a_urinalysis_heading() -> None:
     ]
     got = read(page)
     assert [(r.name, r.loinc, r.unit) for r in got.results] == [("Pus Cells", "5821-4", "/[HPF]")]
+
+
+def test_a_ratio_in_the_units_column_is_no_unit_and_morning_cortisol_is_coded() -> None:
+    page = [
+        *table(100, (40, "Test"), (200, "Result"), (280, "Unit"), (340, "Reference Range")),
+        *table(115, (40, "INR"), (200, "1.1"), (280, "ratio"), (340, "0.8 - 1.2")),
+        *table(130, (40, "Cortisol (Morning)"), (200, "18.5"), (280, "ug/dL"), (340, "6.2 - 19.4")),
+    ]
+    got = read(page)
+    assert [(r.name, r.loinc, r.unit) for r in got.results] == [
+        ("INR", "6301-6", "{INR}"),  # as for an INR printed with no unit (rows._resolve)
+        ("Cortisol (Morning)", "2143-6", "ug/dL"),
+    ]

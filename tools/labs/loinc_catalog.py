@@ -922,7 +922,7 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "psa total prostate specific antigen",
     ),
     _e("10886-0", "Free PSA", "ng/mL", "psa free", "prostate specific antigen free", "free psa fpsa", "fpsa"),
-    _e("2143-6", "Cortisol", "ug/dL", "cortisol am", "cortisol serum"),
+    _e("2143-6", "Cortisol", "ug/dL", "cortisol am", "cortisol morning", "cortisol serum"),
     _e("2986-8", "Testosterone", "ng/dL", "testosterone total", "total testosterone", molar="14913-8"),
     # --- coagulation ---
     _e("5902-2", "Prothrombin time", "s", "pt", "protime", "prothrombin time pt"),

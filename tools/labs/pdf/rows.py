@@ -79,6 +79,8 @@ _NOT_FREE_NAMES: Final = _NOT_TESTS | frozenset(
      "fasting", "volume", "temp", "collected", "received", "reported", "printed", "tube", "vial", "barcode",
      "ref", "lot", "heart", "respiratory", "gewicht", "größe"}
 )  # fmt: skip
+# A units cell that names the kind of result, not a unit ("INR 1.1 ratio").
+_NO_UNIT_WORDS: Final = frozenset({"ratio"})
 # Words of a sentence, not of a test name ("Glucose above 126 mg/dL is ...").
 _PROSE_WORDS: Final = frozenset(
     {"if", "is", "are", "was", "were", "be", "been", "may", "should", "please", "than", "when", "the",
@@ -422,6 +424,8 @@ def _read_row(
     ref_words = _cell(by_col, roles, Role.REFERENCE)
     flag_words = _cell(by_col, roles, Role.FLAG)
     unit_text = line_text(unit_words) if unit_words else None
+    if unit_text is not None and unit_text.strip().lower() in _NO_UNIT_WORDS:
+        unit_text = None  # INR "ratio": no printed unit, so INR gets its annotation {INR} (_resolve)
     if unit_text is not None and UNREADABLE in unit_text:
         # "×10■/µL": a unit with a character that is not readable text is no unit we can name.
         outcome.warnings.append(f"page {page}: unit {unit_text!r} for {name!r} not readable")
