@@ -29,7 +29,10 @@ without it beside. The per-patient
 rerun of the same arm is their baseline. Measured per arm and run: patients/s (wall clock) and
 ChartAgent CPU-seconds per patient (`time.process_time()` of this process); beside it the server's
 CPU-seconds per patient (its process, from /proc: sekmet is one uvicorn process, so it can use one
-core at most).
+core at most) and the `tesseract` subprocesses' that read the cohort's scanned pages (every fourth
+patient has one; from `getrusage(RUSAGE_CHILDREN)`): ChartAgent's own too, but not in its
+process's figure. On 2 cores the three together bound the rate: 2 / (ChartAgent + server +
+tesseract) patients/s.
 
 The verified instant's margin (`CHARTAGENT_CHANGE_CHECK_MARGIN_S`, 60 s by default: writes that
 commit late on a database-backed server) is 1 s here: sekmet stamps and commits every write under
@@ -38,7 +41,7 @@ one lock, and with 60 s the first rerun's window would also hold the seeding tha
 
     .venv/bin/python bench/bench_summarize_throughput.py [--patients 105] [--baseline 30] [--concurrency 8]
 
-Line: `bench summarize-throughput: first run X patients/s (Y CPU-s/patient; server Z), unchanged rerun ...;
+Line: `bench summarize-throughput: first run X patients/s (Y CPU-s/patient; server Z, tesseract T), unchanged rerun ...;
 vs one at a time ... (ratio)x`, ratio = concurrent patients/s / one-at-a-time patients/s on the
 first run; then `unchanged rerun, cohort-level check ... vs per-patient checks ... (ratio)x` and the
 next night's.
@@ -52,6 +55,7 @@ import argparse
 import asyncio
 import gc
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -104,12 +108,20 @@ def server_cpu_s(server: FhirServer) -> float:
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def ocr_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished children: the `tesseract` subprocesses
+    that read the scanned pages (the server is a child too, but is not reaped before the end)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 @dataclass(frozen=True)
 class Pass:
     patients: int
     wall_s: float
     cpu_s: float
     server_cpu_s: float
+    ocr_cpu_s: float
 
     @property
     def rate(self) -> float:
@@ -120,8 +132,11 @@ class Pass:
         return self.cpu_s / self.patients
 
     def line(self) -> str:
-        server = self.server_cpu_s / self.patients
-        return f"{self.rate:.2f} patients/s ({self.cpu_per_patient:.3f} CPU-s/patient; server {server:.3f})"
+        server, ocr = self.server_cpu_s / self.patients, self.ocr_cpu_s / self.patients
+        return (
+            f"{self.rate:.2f} patients/s ({self.cpu_per_patient:.3f} CPU-s/patient; server {server:.3f}, "
+            f"tesseract {ocr:.3f})"
+        )
 
 
 async def one(fhir: FhirClient, marks: ChangeMarks, patient_id: str) -> PatientOutcome:
@@ -149,10 +164,10 @@ async def timed(
             return await one(fhir, marks, pid)
 
     gc.collect()
-    t0, c0, s0 = time.perf_counter(), time.process_time(), server_cpu_s(server)
+    t0, c0, s0, o0 = time.perf_counter(), time.process_time(), server_cpu_s(server), ocr_cpu_s()
     outcomes = await asyncio.gather(*(bounded(pid) for pid in ids))
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    result = Pass(len(ids), elapsed, cpu, server_cpu_s(server) - s0)
+    result = Pass(len(ids), elapsed, cpu, server_cpu_s(server) - s0, ocr_cpu_s() - o0)
     wrong = [o for o in outcomes if o.status != expected]
     if wrong:
         statuses = dict(Counter(o.status for o in wrong))
@@ -171,17 +186,23 @@ async def timed_job(
     its own), and the end check alone (zero without a batch check)."""
     run_id = f"bench-{label.replace(' ', '-').replace(',', '')}"
     gc.collect()
-    t0, c0, s0 = time.perf_counter(), time.process_time(), server_cpu_s(server)
+    t0, c0, s0, o0 = time.perf_counter(), time.process_time(), server_cpu_s(server), ocr_cpu_s()
     await worker.ledger.create_run(
         run_id, cohort="bench", since=None, executor="local", fhir_url=server.base_url
     )
     await worker.ledger.add_patients(run_id, ids)
     await run_local(worker, run_id, concurrency=concurrency, check_batch=check_batch, verify_at_end=False)
-    t1, c1, s1 = time.perf_counter(), time.process_time(), server_cpu_s(server)
+    t1, c1, s1, o1 = time.perf_counter(), time.process_time(), server_cpu_s(server), ocr_cpu_s()
     verified = await worker.verify_batch(ids) if check_batch else 0
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    result = Pass(len(ids), elapsed, cpu, server_cpu_s(server) - s0)
-    end = Pass(len(ids), time.perf_counter() - t1, time.process_time() - c1, server_cpu_s(server) - s1)
+    result = Pass(len(ids), elapsed, cpu, server_cpu_s(server) - s0, ocr_cpu_s() - o0)
+    end = Pass(
+        len(ids),
+        time.perf_counter() - t1,
+        time.process_time() - c1,
+        server_cpu_s(server) - s1,
+        ocr_cpu_s() - o1,
+    )
     rows = await worker.ledger.patients(run_id)
     wrong = [r for r in rows if r.status != expected or (expected == "done" and not r.written)]
     if wrong or len(rows) != len(ids):
@@ -202,7 +223,11 @@ async def timed_job(
 def without(run: Pass, end: Pass) -> Pass:
     """The run's figures less its end check."""
     return Pass(
-        run.patients, run.wall_s - end.wall_s, run.cpu_s - end.cpu_s, run.server_cpu_s - end.server_cpu_s
+        run.patients,
+        run.wall_s - end.wall_s,
+        run.cpu_s - end.cpu_s,
+        run.server_cpu_s - end.server_cpu_s,
+        run.ocr_cpu_s - end.ocr_cpu_s,
     )
 
 
