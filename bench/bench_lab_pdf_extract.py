@@ -371,6 +371,12 @@ def run_public(root: Path, verbose: bool) -> tuple[list[str], list[float], list[
         )
         if verbose:
             lines += [f"      {e}" for e in score.errors[:20]]
+    pooled = Score(
+        tp=sum(s.tp for s, _, _ in per_source.values()),
+        fp=sum(s.fp for s, _, _ in per_source.values()),
+        fn=sum(s.fn for s, _, _ in per_source.values()),
+    )
+    lines.append(_line("real pooled", pooled, f"({_aim(pooled.f1, _AIM_F1)})  {len(per_source)} sources"))
     return lines, f1s, absent
 
 
