@@ -30,9 +30,9 @@ from types import TracebackType
 from typing import Final, Self
 
 from agent.checkpoints import open_change_marks
+from agent.collector import long_running_collection
 from agent.connections import open_dicomweb_client, open_fhir_client
 from agent.context import RunContext
-from agent.jobs.batch_collection import batch_collection
 from agent.jobs.ledger import Ledger, PatientResult, open_ledger
 from agent.jobs.summarize import PatientOutcome, summarize_many
 from agent.planning.change_marks import (
@@ -105,7 +105,7 @@ class JobWorker:
     async def __aenter__(self) -> Self:
         # Whatever fails while opening closes what was opened (pop_all keeps them on success).
         async with AsyncExitStack() as stack:
-            stack.enter_context(batch_collection())
+            stack.enter_context(long_running_collection())
             ledger = await stack.enter_async_context(open_ledger(self.settings))
             marks = await stack.enter_async_context(open_change_marks(self.settings, self.fhir_url))
             client = self._fhir

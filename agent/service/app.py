@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from agent.collector import service_collection
 from agent.service import agui, cds_hooks, health, mcp_server, pages, patient_api, smart_launch
+from agent.service.lifespans import add_lifespan
 from agent.service.runtime import ServiceRuntime
 from agent.settings import Settings
 
@@ -27,4 +29,5 @@ def create_app(
     )
     for feature in (health, smart_launch, patient_api, agui, mcp_server, cds_hooks, pages):
         feature.install(app)
+    add_lifespan(app, service_collection)  # last: the features' start-up heap is frozen with it
     return app
