@@ -41,7 +41,8 @@ one lock, and with 60 s the first rerun's window would also hold the seeding tha
 
     .venv/bin/python bench/bench_summarize_throughput.py [--patients 105] [--baseline 30] [--concurrency 8]
 
-Line: `bench summarize-throughput: first run X patients/s (Y CPU-s/patient; server Z, tesseract T), unchanged rerun ...;
+Line: `bench summarize-throughput: first run X patients/s (Y CPU-s/patient; server Z, tesseract T),
+unchanged rerun ...;
 vs one at a time ... (ratio)x`, ratio = concurrent patients/s / one-at-a-time patients/s on the
 first run; then `unchanged rerun, cohort-level check ... vs per-patient checks ... (ratio)x` and the
 next night's.
