@@ -605,8 +605,9 @@ def test_two_columns_of_labels_and_values_with_unit_glued_and_a_comment() -> Non
         ("Date of Test", date(2025, 8, 5)),
         ("Test Date", date(2025, 8, 5)),
         ("Date of Sample", date(2025, 8, 5)),
-        ("Report Date", None),  # issued, perhaps days after the blood was drawn: not the collection
-        ("Printed", None),
+        # the report's only date dates the rows, with a warning (revision 6, rows.report_only_date)
+        ("Report Date", date(2025, 8, 5)),
+        ("Printed", None),  # a generation stamp alone dates nothing
         ("Latest date", None),
     ],
 )

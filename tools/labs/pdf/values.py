@@ -83,6 +83,7 @@ _FLAG_TOKENS: Final[dict[str, LabFlag]] = {
     "▲": LabFlag.HIGH,
     "▼": LabFlag.LOW,
     "h/l": LabFlag.ABNORMAL,  # "outside the reference range", direction not printed
+    "critical": LabFlag.ABNORMAL,  # "*** CRITICAL ***": outside the range, no side printed (never guessed)
     "deficient": LabFlag.LOW,  # "Vitamin D 15 ng/mL (Deficient)": the low side named
     "slightly high": LabFlag.HIGH,
     "mildly high": LabFlag.HIGH,
@@ -93,6 +94,7 @@ _FLAG_TOKENS: Final[dict[str, LabFlag]] = {
     "erhöht": LabFlag.HIGH,
     "erniedrigt": LabFlag.LOW,
 }
+_STARRED_RE: Final = re.compile(r"^\*+\s*([a-z][a-z /]*[a-z])\s*\*+$")
 # A flag glued to its value: "5.9↑", "↓3.1", "182H" (letters only after a digit).
 _GLUED_AFTER_RE: Final = re.compile(r"^(.*\d)(↑↑|↓↓|↑|↓|▲|▼|HH|LL|H|L)$")
 _GLUED_BEFORE_RE: Final = re.compile(r"^(↑↑|↓↓|↑|↓|▲|▼)([<>≤≥]?\d.*)$")
@@ -177,6 +179,10 @@ def parse_flag(text: str) -> LabFlag | None:
     if len(t) > 2 and t[0] + t[-1] in ("()", "[]"):
         t = t[1:-1].strip()
     if (flag := _FLAG_TOKENS.get(t)) is not None:
+        return flag
+    # A flag word set off by stars on both sides ("*** HIGH ***", "** LOW **"): the word alone
+    # (what the stars mean is not printed; they name no side).
+    if (m := _STARRED_RE.match(t)) is not None and (flag := _FLAG_TOKENS.get(m.group(1))) is not None:
         return flag
     # A letter with its arrow ("H ↑", "↓ L"): a flag when the two say the same.
     parts = t.split()
