@@ -5,15 +5,20 @@ medfusion) showed the reader lacked, each as a minimal PDF built here with pymup
   footer: the rows take it, with a warning (``rows.report_only_date``, one rule with revision 5's
   bare "Date:").
 - Flag words set off by stars ("*** HIGH ***", "** LOW **"); "*** CRITICAL ***" with no side -> A.
+- A flag letter printed between result and unit in whitespace-aligned lines ("112   H mg/dL");
+  named LDL equations ("LDL Chol Calc (NIH)") as calculated LDL; eGFR's "mL/min/1.73".
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from test_labpdf_families import read, table
+from test_labpdf_families import read, rows, table
 
+from tools.labs.loinc_catalog import resolve
+from tools.labs.pdf.rows import _flag_beside_unit
 from tools.labs.pdf.values import parse_flag
+from tools.labs.units import is_known_unit, normalize_unit
 from tools.medgemma.tasks.lab_extraction import LabFlag
 
 _WARNING = "dated by the report date: no collection date printed"
@@ -89,3 +94,42 @@ def test_starred_flag_words() -> None:
         ("Hemoglobin", LabFlag.LOW),
         ("Blast Percentage", LabFlag.ABNORMAL),
     ]
+
+
+# -- whitespace-aligned lines: a flag between result and unit, calculated LDL, eGFR's unit -------------
+
+
+def test_a_flag_letter_between_result_and_unit_is_the_flag() -> None:
+    page = [
+        *table(100, (40, "TEST"), (200, "RESULT"), (252, "UNITS"), (330, "REFERENCE")),
+        *table(115, (40, "LDL Chol Calc (NIH)"), (214, "112"), (241, "H mg/dL"), (330, "0-99")),
+        *table(128, (40, "Vitamin D, 25-Hydroxy"), (209, "28.4"), (241, "L ng/mL"), (330, "30.0-100.0")),
+        *table(141, (40, "eGFR"), (220, "98"), (252, "mL/min/1.73"), (330, ">59")),
+        *table(154, (40, "Glucose"), (220, "92"), (252, "mg/dL"), (330, "70-99")),
+    ]
+    got = read(page)
+    assert rows(got) == [
+        ("LDL Chol Calc (NIH)", 112.0, "mg/dL", "H", 0.0, 99.0),
+        ("Vitamin D, 25-Hydroxy", 28.4, "ng/mL", "L", 30.0, 100.0),
+        ("eGFR", 98.0, "mL/min/{1.73_m2}", None, 59.0, None),
+        ("Glucose", 92.0, "mg/dL", None, 70.0, 99.0),
+    ]
+    assert [r.loinc for r in got.results] == ["13457-7", "62292-8", "69405-9", "2345-7"]
+
+
+def test_a_units_cell_is_split_only_into_a_known_flag_word_and_a_known_unit() -> None:
+    assert _flag_beside_unit("H mg/dL") == (LabFlag.HIGH, "mg/dL")
+    assert _flag_beside_unit("mg/dL L") == (LabFlag.LOW, "mg/dL")
+    assert _flag_beside_unit("H foo/bar") is None  # no unit we know
+    assert _flag_beside_unit("HX mg/dL") is None  # no flag token
+    assert _flag_beside_unit("mg/dL") is None
+    assert _flag_beside_unit("↑ mg/dL") is None  # arrows are read by the arrow rule (not a word)
+
+
+def test_named_ldl_equations_are_the_calculated_ldl_term() -> None:
+    names = ("LDL Chol Calc (NIH)", "LDL Friedewald", "LDL-C Martin-Hopkins", "LDL Cholesterol (Sampson)")
+    for name in names:
+        assert resolve(name, unit="mg/dL").loinc == "13457-7", name
+    assert resolve("LDL Chol", unit="mg/dL").loinc == "2089-1"
+    assert normalize_unit("mL/min/1.73") == "mL/min/{1.73_m2}"
+    assert not is_known_unit("foo/bar")

@@ -143,6 +143,12 @@ _WORDS: Final[dict[str, str]] = {
     "fries": "free",
 }
 
+# The named equations of a calculated LDL cholesterol ("LDL Chol Calc (NIH)", "LDL Friedewald",
+# "LDL-C Martin-Hopkins"): the name of the equation says the value was calculated, and LOINC's
+# calculated-LDL term (13457-7) does not depend on which equation. Read as "calculated", in a
+# name that says LDL (the eGFR equations CKD-EPI and MDRD do have terms of their own).
+_LDL_EQUATIONS: Final = frozenset({"friedewald", "nih", "sampson", "martin", "hopkins"})
+
 # Whole-word phrases folded to one token before the split, so that "whole blood" is not "blood".
 _PHRASES: Final = (
     (re.compile(r"\bwhole\s+blood\b"), " wholeblood "),
@@ -229,6 +235,8 @@ def read_name(name: str, *, prefix: bool = True) -> PrintedName:
             fasting = True
             continue
         kept.extend(_WORDS.get(word, word).split())
+    if "ldl" in kept and _LDL_EQUATIONS & set(kept):
+        kept = [w for w in kept if w not in _LDL_EQUATIONS and w != "calculated"] + ["calculated"]
     if fasting:
         kept.append("fasting")
     return PrintedName(tuple(kept), said, fasting)

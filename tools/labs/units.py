@@ -25,6 +25,7 @@ __all__ = [
     "UnitConversionError",
     "convert_dimensional",
     "dimension_of",
+    "is_known_unit",
     "normalize_unit",
 ]
 
@@ -164,8 +165,9 @@ _ALIASES: Final[dict[str, str]] = {
     "/hpf": "/[HPF]",
 }
 
-# Every way we have seen "per 1.73 m2 body surface" written after mL/min.
-_EGFR_RE: Final = re.compile(r"^ml/min/?(per)?\{?1\.73[._]?m(2|\^2|²|\*2)\}?$")
+# Every way we have seen "per 1.73 m2 body surface" written after mL/min; "mL/min/1.73" (the
+# m² left off, as lab portals print it) is the usual abbreviation of the same unit.
+_EGFR_RE: Final = re.compile(r"^ml/min/?(per)?\{?1\.73(?:[._]?m(2|\^2|²|\*2))?\}?$")
 
 
 def _fold(unit: str) -> str:
@@ -190,6 +192,12 @@ def normalize_unit(unit: str | None) -> str | None:
     if _EGFR_RE.match(folded):
         return EGFR_UNIT
     return stripped
+
+
+def is_known_unit(unit: str) -> bool:
+    """Whether ``unit`` is a spelling ``normalize_unit`` knows (a UCUM code, an alias, eGFR's)."""
+    folded = _fold(unit.strip())
+    return bool(folded) and (folded in _BY_FOLD or bool(_EGFR_RE.match(folded)))
 
 
 # Units of one dimension, as factors to that dimension's base unit.

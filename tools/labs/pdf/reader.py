@@ -65,7 +65,8 @@ EXTRACTOR_NAME: Final = "chartagent-lab-pdf-extractor"
 # out of names, a bare "Date:" as the date of service when it is the report's only date, a
 # collection time with no collection date on the report date.
 # 6: one rule for the report's only date (a bare "Date:" or a report/issue date, a same-day
-# generation stamp beside it) with a warning; starred flag words ("*** HIGH ***"), "critical" as A.
+# generation stamp beside it) with a warning; starred flag words ("*** HIGH ***"), "critical" as A;
+# a flag word between result and unit ("H mg/dL"), named LDL equations, eGFR's "mL/min/1.73".
 EXTRACTOR_REVISION: Final = "6"
 # pymupdf ships no type hints for Document/Page methods: this module is their only user here.
 _Doc = Any

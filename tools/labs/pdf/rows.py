@@ -36,7 +36,7 @@ from tools.labs.pdf.values import (
     parse_value,
     split_glued_flag,
 )
-from tools.labs.units import normalize_unit
+from tools.labs.units import is_known_unit, normalize_unit
 from tools.medgemma.tasks.lab_extraction import LabFlag
 
 __all__ = ["PageContext", "PageOutcome", "collection_date", "extract_page", "report_only_date"]
@@ -439,6 +439,8 @@ def _read_row(
     if unit_text and (m := _ARROW_ON_UNIT_RE.match(unit_text)):
         unit_flag = parse_flag(m.group(1) or m.group(4))  # "↓mg/dL": the arrow printed on the unit
         unit_text = m.group(2) or m.group(3)
+    elif unit_text and (beside := _flag_beside_unit(unit_text)) is not None:
+        unit_flag, unit_text = beside  # "112   H mg/dL": the flag letter between result and unit
     ref_text = line_text(ref_words) if ref_words else None
     if implicit_tail is not None:
         unit_text = unit_text or implicit_tail.unit_text
@@ -518,6 +520,23 @@ def _read_row(
     if not any_value and resolution.entry is not None:
         outcome.unparsed.append(_unparsed(page, line, "no result printed"))
     return panel, row, True
+
+
+def _flag_beside_unit(text: str) -> tuple[LabFlag, str] | None:
+    """A units cell holding a flag word and a unit ("H mg/dL", "mg/dL L"): the flag and the unit.
+
+    Only when the flag stands alone as a word, is a known flag token (``values.parse_flag``), and
+    the rest is a known unit; anything else stays the units cell as printed.
+    """
+    parts = text.split()
+    if len(parts) < 2:
+        return None
+    for flag_text, rest in ((parts[0], parts[1:]), (parts[-1], parts[:-1])):
+        flag = parse_flag(flag_text)
+        unit = " ".join(rest)
+        if flag is not None and flag_text.isalpha() and is_unit(unit) and is_known_unit(unit):
+            return flag, unit
+    return None
 
 
 def _cell_value(text: str, decimal_comma: bool | None) -> tuple[ParsedValue, LabFlag | None] | None:
