@@ -374,3 +374,41 @@ def test_pus_cells_resolve_only_with_urine_context() -> None:
     assert resolve("Pus Cells", unit="/hpf").loinc is None
     assert resolve("Pus cells", panel="STOOL EXAMINATION").loinc is None
     assert resolve("WBC", unit="10*3/uL").loinc == "6690-2"  # the blood count is untouched
+
+
+# Portuguese and Spanish blood-count names (reviewed 2026-12-04): the codes of their English names.
+@pytest.mark.parametrize(
+    ("printed", "unit", "code"),
+    [
+        ("Eritrócitos", "10*6/uL", "789-8"),
+        ("Hemácias", "10*6/uL", "789-8"),
+        ("Hemoglobina", "g/dL", "718-7"),
+        ("Hematócrito", "%", "4544-3"),
+        ("VCM", "fL", "787-2"),
+        ("HCM", "pg", "785-6"),
+        ("CHCM", "g/dL", "786-4"),
+        ("Leucócitos", "/uL", "6690-2"),
+        ("Plaquetas", "/uL", "777-3"),
+        ("Contagem de plaquetas", "/uL", "777-3"),
+        ("Recuento de plaquetas", "/uL", "777-3"),
+        ("Neutrófilos", "%", "770-8"),
+        ("Neutrófilos", "/uL", "751-8"),
+        ("Linfócitos", "%", "736-9"),
+        ("Linfócitos", "/uL", "731-0"),
+        ("Monócitos", "%", "5905-5"),
+        ("Monócitos", "/uL", "742-7"),
+        ("Eosinófilos", "%", "713-8"),
+        ("Eosinófilos", "/uL", "711-2"),
+        ("Basófilos", "%", "706-2"),
+        ("Basófilos", "/uL", "704-7"),
+    ],
+)
+def test_portuguese_and_spanish_blood_count_names(printed: str, unit: str, code: str) -> None:
+    assert resolve(printed, unit=unit).loinc == code
+
+
+def test_a_named_ldl_equation_is_calculated_ldl() -> None:
+    assert resolve("LDL Chol Calc (NIH)", unit="mg/dL").loinc == "13457-7"
+    assert resolve("LDL Friedewald", unit="mg/dL").loinc == "13457-7"
+    assert resolve("LDL Cholesterol", unit="mg/dL").loinc == "2089-1"
+    assert read_name("LDL Chol Calc (NIH)").words == ("ldl", "cholesterol", "calculated")

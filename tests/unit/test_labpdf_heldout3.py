@@ -7,6 +7,9 @@ medfusion) showed the reader lacked, each as a minimal PDF built here with pymup
 - Flag words set off by stars ("*** HIGH ***", "** LOW **"); "*** CRITICAL ***" with no side -> A.
 - A flag letter printed between result and unit in whitespace-aligned lines ("112   H mg/dL");
   named LDL equations ("LDL Chol Calc (NIH)") as calculated LDL; eGFR's "mL/min/1.73".
+- A Portuguese blood count: Portuguese/Spanish column headers, "13,0 a 17,0" ranges, value and
+  unit in one cell, dot thousands in a decimal-comma document, Portuguese names, and a
+  differential cell holding a percent and an absolute count (two results).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from datetime import date
 from test_labpdf_families import read, rows, table
 
 from tools.labs.loinc_catalog import resolve
-from tools.labs.pdf.rows import _flag_beside_unit
-from tools.labs.pdf.values import parse_flag
+from tools.labs.pdf.model import Word
+from tools.labs.pdf.rows import _flag_beside_unit, _two_results
+from tools.labs.pdf.values import parse_flag, parse_range
 from tools.labs.units import is_known_unit, normalize_unit
 from tools.medgemma.tasks.lab_extraction import LabFlag
 
@@ -133,3 +137,56 @@ def test_named_ldl_equations_are_the_calculated_ldl_term() -> None:
     assert resolve("LDL Chol", unit="mg/dL").loinc == "2089-1"
     assert normalize_unit("mL/min/1.73") == "mL/min/{1.73_m2}"
     assert not is_known_unit("foo/bar")
+
+
+# -- Portuguese and Spanish: headers, "a" ranges, value and unit in one cell, two results in a cell ------
+
+
+def test_a_portuguese_blood_count_reads_like_an_english_one() -> None:
+    page = [
+        *table(100, (40, "Parâmetro"), (200, "RESULTADO"), (340, "INTERVALO DE REFERÊNCIA")),
+        *table(115, (40, "Hemoglobina"), (200, "14,6 g/dL"), (340, "13,0 a 17,0 g/dL")),
+        *table(128, (40, "VCM"), (200, "96,2 fL"), (340, "83,0 a 101,0 fL")),
+        *table(141, (40, "Leucócitos"), (200, "100 % 6.970 /µL"), (340, "100 % | 4.000 a 10.000 /µL")),
+        *table(
+            154, (40, "Neutrófilos"), (200, "50,9 % 3.548 /µL"), (340, "40,0 a 80,0 % | 1.800 a 7.800 /µL")
+        ),
+        *table(167, (40, "Contagem de plaquetas"), (200, "282.000 /µL"), (340, "150.000 a 450.000 /µL")),
+    ]
+    got = read(page)
+    assert rows(got) == [
+        ("Hemoglobina", 14.6, "g/dL", None, 13.0, 17.0),
+        ("VCM", 96.2, "fL", None, 83.0, 101.0),
+        ("Leucócitos", 6970.0, "/uL", None, 4000.0, 10000.0),
+        ("Neutrófilos", 50.9, "%", None, 40.0, 80.0),
+        ("Neutrófilos", 3548.0, "/uL", None, 1800.0, 7800.0),
+        ("Contagem de plaquetas", 282000.0, "/uL", None, 150000.0, 450000.0),
+    ]
+    assert [r.loinc for r in got.results] == ["718-7", "787-2", "6690-2", "770-8", "751-8", "777-3"]
+    assert [r.value_text for r in got.results] == ["14,6", "96,2", "6.970", "50,9", "3.548", "282.000"]
+    assert [r.reference_text for r in got.results][3:5] == ["40,0 a 80,0 %", "1.800 a 7.800 /µL"]
+    # the leukocytes' "100 %" (the differential's total) has no term: listed, never written
+    assert [(u.page, u.reason) for u in got.unparsed] == [(1, "no term for this test in this unit")]
+
+
+def _bounds(text: str, *, decimal_comma: bool | None = False) -> tuple[float | None, float | None]:
+    found = parse_range(text, decimal_comma=decimal_comma)
+    return found.low, found.high
+
+
+def test_ranges_with_a_word_between_the_bounds() -> None:
+    assert _bounds("13,0 a 17,0 g/dL", decimal_comma=True) == (13.0, 17.0)
+    assert _bounds("1,0 à 6,0 %", decimal_comma=True) == (1.0, 6.0)
+    assert _bounds("1 hasta 5") == (1.0, 5.0)
+    assert _bounds("3,5 bis 5,0", decimal_comma=True) == (3.5, 5.0)
+    assert _bounds("13a17") == (None, None)  # no blanks: not a range
+
+
+def test_a_cell_is_two_results_only_as_two_numbers_with_two_different_units() -> None:
+    def words(*texts: str) -> list[Word]:
+        return [Word(10.0 * i, 0, 10.0 * i + 8, 9, t) for i, t in enumerate(texts)]
+
+    assert _two_results(words("50,9", "%", "3.548", "/µL"), None, True) is not None
+    assert _two_results(words("50,9", "%", "3.548", "%"), None, True) is None  # same unit twice
+    assert _two_results(words("50,9", "%", "3.548"), None, True) is None  # a number without a unit
+    assert _two_results(words("50,9", "%", "see", "note"), None, True) is None

@@ -141,6 +141,23 @@ _WORDS: Final[dict[str, str]] = {
     "freies": "free",
     "freie": "free",
     "fries": "free",
+    # Portuguese and Spanish blood-count names (folded), read as their English names so that they
+    # take the same LOINC codes (reviewed 2026-12-04: VCM/HCM/CHCM are MCV/MCH/MCHC).
+    "hemoglobina": "hemoglobin",
+    "hematocrito": "hematocrit",
+    "eritrocitos": "erythrocytes",
+    "hemacias": "erythrocytes",
+    "hematies": "erythrocytes",
+    "leucocitos": "leukocytes",
+    "plaquetas": "platelets",
+    "neutrofilos": "neutrophils",
+    "linfocitos": "lymphocytes",
+    "monocitos": "monocytes",
+    "eosinofilos": "eosinophils",
+    "basofilos": "basophils",
+    "vcm": "mcv",
+    "hcm": "mch",
+    "chcm": "mchc",
 }
 
 # The named equations of a calculated LDL cholesterol ("LDL Chol Calc (NIH)", "LDL Friedewald",
@@ -156,6 +173,7 @@ _PHRASES: Final = (
     (re.compile(r"\b24\s*(?:h|hr|hrs|hour|hours|std)\b"), " 24h "),
     (re.compile(r"\bcapillary\s+blood\b"), " capillaryblood "),
     (re.compile(r"\barterial\s+blood\b"), " arterialblood "),
+    (re.compile(r"\b(?:contagem|recuento)\s+de\s+plaquetas\b"), " platelet count "),
 )
 _BLOOD_WORDS: Final = frozenset({"wholeblood", "wb"})
 _OTHER_WORDS: Final = frozenset({"capillaryblood", "arterialblood", "capillary"})

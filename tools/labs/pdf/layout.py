@@ -44,13 +44,16 @@ _ROLE_WORDS: Final[dict[str, Role]] = {
     **dict.fromkeys(
         ("test", "tests", "test name", "analyte", "component", "investigation", "parameter", "description",
          "examination", "determination", "test description", "lab test", "name", "analysis", "untersuchung",
-         "analyse", "analyt", "examen", "parameters", "test(s)", "procedure", "order"),
+         "analyse", "analyt", "examen", "parameters", "test(s)", "procedure", "order",
+         # Portuguese and Spanish
+         "parâmetro", "parametro", "parâmetros", "parametros", "exame", "exames", "análise", "analise",
+         "analito", "prueba", "pruebas", "determinación", "determinacion", "estudio"),
         Role.NAME,
     ),
     **dict.fromkeys(
         ("result", "results", "value", "your value", "observed value", "current result", "result value",
          "your result", "patient result", "ergebnis", "wert", "befund", "résultat", "resultat",
-         "result(s)", "finding", "measured value", "current"),
+         "result(s)", "finding", "measured value", "current", "resultado", "resultados", "valor"),
         Role.RESULT,
     ),
     **dict.fromkeys(
@@ -58,14 +61,21 @@ _ROLE_WORDS: Final[dict[str, Role]] = {
          "kennzeichen", "hinweis", "interpretation", "h / l", "out of range"),
         Role.FLAG,
     ),
-    **dict.fromkeys(("unit", "units", "uom", "unit of measure", "einheit", "unité", "unit(s)"), Role.UNIT),
+    **dict.fromkeys(
+        ("unit", "units", "uom", "unit of measure", "einheit", "unité", "unit(s)", "unidade", "unidades",
+         "unidad"),
+        Role.UNIT,
+    ),
     **dict.fromkeys(
         ("reference range", "reference interval", "ref range", "ref. range", "normal range", "reference",
          "range", "ref interval", "ref. interval", "normal values", "biological reference interval",
          "standard range", "reference values", "ref", "referenzbereich", "normbereich", "referenz",
          "normalwert", "normalwerte", "referenzwert", "normwert", "valeurs de référence", "ref. values",
          "expected range", "expected", "normal", "limits", "reference limits", "ref. int.", "range (ref)",
-         "desirable", "desirable range", "desirable level", "desirable levels"),
+         "desirable", "desirable range", "desirable level", "desirable levels",
+         "intervalo de referência", "intervalo de referencia", "valores de referência",
+         "valores de referencia", "valor de referência", "valor de referencia", "referência",
+         "rango de referencia", "valores normales"),
         Role.REFERENCE,
     ),
     **dict.fromkeys(

@@ -66,7 +66,8 @@ EXTRACTOR_NAME: Final = "chartagent-lab-pdf-extractor"
 # collection time with no collection date on the report date.
 # 6: one rule for the report's only date (a bare "Date:" or a report/issue date, a same-day
 # generation stamp beside it) with a warning; starred flag words ("*** HIGH ***"), "critical" as A;
-# a flag word between result and unit ("H mg/dL"), named LDL equations, eGFR's "mL/min/1.73".
+# a flag word between result and unit ("H mg/dL"), named LDL equations, eGFR's "mL/min/1.73";
+# Portuguese/Spanish headers and blood-count names, "13,0 a 17,0" ranges, two results in a cell.
 EXTRACTOR_REVISION: Final = "6"
 # pymupdf ships no type hints for Document/Page methods: this module is their only user here.
 _Doc = Any

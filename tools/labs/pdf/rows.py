@@ -485,6 +485,40 @@ def _read_row(
         if parsed is None and (split := _value_with_unit(value_words, context.decimal_comma)) is not None:
             value_words, cell_unit, parsed = split  # "11.2 g/dL", "6.6%": no units column
             value_text = line_text(value_words)
+        if (
+            parsed is None
+            and (pair := _two_results(value_words, ref_text, context.decimal_comma)) is not None
+        ):
+            # "50,9 % 3.548 /µL" under "40,0 a 80,0 % | 1.800 a 7.800 /µL": a percent and a count.
+            for part_words, part_unit, part_value, part_ref in pair:
+                part_resolution, part_unit_code = _resolve(name, normalize_unit(part_unit), panel)
+                if part_resolution.entry is None:
+                    # "Leucócitos 100 %": the differential's total, no term for this test in this unit
+                    outcome.unparsed.append(_unparsed(page, line, "no term for this test in this unit"))
+                    continue
+                part_range = parse_range(part_ref, decimal_comma=context.decimal_comma) if part_ref else None
+                row.results.append(len(outcome.results))
+                outcome.results.append(
+                    ExtractedLab(
+                        name=name,
+                        loinc=part_resolution.loinc,
+                        name_status=part_resolution.reason,
+                        value=part_value.value,
+                        value_text=line_text(part_words),
+                        unit=part_unit_code,
+                        comparator=part_value.comparator,
+                        reference_low=part_range.low if part_range else None,
+                        reference_high=part_range.high if part_range else None,
+                        reference_text=part_ref,
+                        flag=flag,
+                        effective=on,
+                        effective_time=at if on is not None else None,
+                        panel=panel,
+                        page=page,
+                        bbox=union_bbox(part_words),
+                    )
+                )
+            continue
         if parsed is None:
             if _known(resolution) or _GARBLED_NUMBER_RE.match(value_text):
                 outcome.unparsed.append(_unparsed(page, line, "result not readable"))
@@ -520,6 +554,33 @@ def _read_row(
     if not any_value and resolution.entry is not None:
         outcome.unparsed.append(_unparsed(page, line, "no result printed"))
     return panel, row, True
+
+
+def _two_results(
+    words: list[Word], ref_text: str | None, decimal_comma: bool | None
+) -> list[tuple[list[Word], str, ParsedValue, str | None]] | None:
+    """A result cell holding two results, each a number and its unit ("50,9 % 3.548 /µL"), the
+    two units different: each result's words (the number), unit, value and reference (the range
+    cell cut at its bar, "40,0 a 80,0 % | 1.800 a 7.800 /µL"; no range when it is not cut in two).
+    ``None`` for any other cell."""
+    found: list[tuple[list[Word], str, ParsedValue]] = []
+    start = 0
+    for end in range(1, len(words) + 1):
+        if end - start < 2:
+            continue
+        number, unit = words[start : start + 1], "".join(w.text for w in words[start + 1 : end])
+        value = parse_value(number[0].text, decimal_comma=decimal_comma)
+        if value is not None and value.numeric and is_unit(unit) and is_known_unit(unit):
+            found.append((number, unit, value))
+            start = end
+    if start != len(words) or len(found) != 2 or normalize_unit(found[0][1]) == normalize_unit(found[1][1]):
+        return None
+    refs: list[str | None] = [None, None]
+    if ref_text is not None:
+        cut = [p.strip() for p in ref_text.split("|")]
+        if len(cut) == 2 and all(cut):
+            refs = [cut[0], cut[1]]
+    return [(w, u, v, r) for (w, u, v), r in zip(found, refs, strict=True)]
 
 
 def _flag_beside_unit(text: str) -> tuple[LabFlag, str] | None:

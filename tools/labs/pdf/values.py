@@ -206,8 +206,10 @@ def split_glued_flag(text: str) -> tuple[str, LabFlag] | None:
     return None
 
 
+# Two bounds: "3.5-5.0", "3.5 to 5.0", "3,5 bis 5,0"; the Portuguese and Spanish word between two
+# numbers ("13,0 a 17,0", "1,0 à 6,0", "1 hasta 5") only with blanks around it.
 _RANGE_RE: Final = re.compile(
-    r"^[(\[]?\s*(-?\d+(?:[.,]\d+)*)\s*(?:-|–|—|to|bis|\.\.)\s*(-?\d+(?:[.,]\d+)*)%?\s*[)\]]?(?:\s+\S.*)?$",
+    r"^[(\[]?\s*(-?\d+(?:[.,]\d+)*)(?:\s*(?:-|–|—|to|bis|\.\.)\s*|\s+(?:a|à|até|hasta)\s+)(-?\d+(?:[.,]\d+)*)%?\s*[)\]]?(?:\s+\S.*)?$",
     re.IGNORECASE,
 )
 _BOUND_RE: Final = re.compile(r"^[(\[]?\s*(<=|>=|=<|=>|<|>|≤|≥)\s*(\d+(?:[.,]\d+)*)%?\s*[)\]]?(?:\s+\S.*)?$")
