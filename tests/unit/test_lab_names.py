@@ -412,3 +412,13 @@ def test_a_named_ldl_equation_is_calculated_ldl() -> None:
     assert resolve("LDL Friedewald", unit="mg/dL").loinc == "13457-7"
     assert resolve("LDL Cholesterol", unit="mg/dL").loinc == "2089-1"
     assert read_name("LDL Chol Calc (NIH)").words == ("ldl", "cholesterol", "calculated")
+
+
+@pytest.mark.parametrize(
+    "printed", ["Conjugated Bilirubin", "Unconjugated Bilirubin", "Bilirubin, conjugated"]
+)
+def test_conjugated_bilirubin_is_not_coded_as_direct_or_indirect(printed: str) -> None:
+    """LOINC keeps conjugated and unconjugated bilirubin apart from direct and indirect: uncoded."""
+    assert resolve(printed).loinc is None
+    assert resolve("Direct Bilirubin").loinc == "1968-7"
+    assert resolve("Indirect Bilirubin").loinc == "1971-1"

@@ -40,6 +40,13 @@ from tools.labs.units import UnitConversionError, convert_dimensional, normalize
         ("mEq/L", "meq/L"),
         ("meq/l", "meq/L"),
         ("lbs", "[lb_av]"),
+        # Per cubic millimetre is per microlitre; "cells" is an annotation.
+        ("/cumm", "/uL"),
+        ("cells/cumm", "/uL"),
+        ("/mm³", "/uL"),
+        ("cells/µL", "/uL"),
+        ("million/mm3", "10*6/uL"),
+        ("Million/cumm", "10*6/uL"),
         ("furlongs/fortnight", "furlongs/fortnight"),  # unknown: passed through, not guessed
         ("", None),
         (None, None),

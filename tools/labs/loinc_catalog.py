@@ -219,7 +219,8 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "mg/dL",
         "direct bilirubin",
         "dbil",
-        "conjugated bilirubin",
+        # Not "conjugated bilirubin": LOINC keeps conjugated (and unconjugated) bilirubin apart
+        # from direct and indirect (a different measurement), and neither term is reviewed here.
         molar="14629-0",
     ),
     _e(
@@ -227,7 +228,6 @@ CATALOG: Final[tuple[CatalogEntry, ...]] = (
         "Bilirubin indirect",
         "mg/dL",
         "indirect bilirubin",
-        "unconjugated bilirubin",
         molar="14630-8",
     ),
     _e(

@@ -132,6 +132,19 @@ _ALIASES: Final[dict[str, str]] = {
     "millions/ul": "10*6/uL",
     "10^6/ul": "10*6/uL",
     "x10e6/ul": "10*6/uL",
+    # Per cubic millimetre, as Indian and older reports print counts: a mm³ is a µL, so these
+    # are the per-microlitre units; "cells" is an annotation, not a unit ({cells}/uL = /uL).
+    "/cumm": "/uL",
+    "/mm3": "/uL",
+    "/mm³": "/uL",
+    "cells/cumm": "/uL",
+    "cells/mm3": "/uL",
+    "cells/mm³": "/uL",
+    "cells/ul": "/uL",
+    "million/cumm": "10*6/uL",
+    "million/mm3": "10*6/uL",
+    "million/mm³": "10*6/uL",
+    "millions/cumm": "10*6/uL",
     "percent": "%",
     # Enzyme activity printed in "IU/L": the IUB international unit of an enzyme is UCUM's U
     # (umol/min). Hormones in international units use [IU] and are spelled m[IU]/L, u[IU]/mL.

@@ -68,7 +68,9 @@ EXTRACTOR_NAME: Final = "chartagent-lab-pdf-extractor"
 # generation stamp beside it) with a warning; starred flag words ("*** HIGH ***"), "critical" as A;
 # a flag word between result and unit ("H mg/dL"), named LDL equations, eGFR's "mL/min/1.73";
 # Portuguese/Spanish headers and blood-count names, "13,0 a 17,0" ranges, two results in a cell.
-EXTRACTOR_REVISION: Final = "6"
+# 7: counts per cubic millimetre ("/cumm", "million/mm3", "cells/uL") as per microlitre;
+# conjugated and unconjugated bilirubin no longer coded as direct and indirect.
+EXTRACTOR_REVISION: Final = "7"
 # pymupdf ships no type hints for Document/Page methods: this module is their only user here.
 _Doc = Any
 _Page = Any
