@@ -28,6 +28,7 @@ from tools.labs.pdf.model import BBox, ExtractedLab, UnparsedRow, Word, union_bb
 from tools.labs.pdf.names import UNREADABLE, clean_name, continues, is_heading, is_leader, is_note, readable
 from tools.labs.pdf.tail import Tail, is_unit, parsed_reference, read_tail, split_glued_unit
 from tools.labs.pdf.values import (
+    ParsedRange,
     ParsedValue,
     parse_date,
     parse_flag,
@@ -499,23 +500,19 @@ def _read_row(
                 part_range = parse_range(part_ref, decimal_comma=context.decimal_comma) if part_ref else None
                 row.results.append(len(outcome.results))
                 outcome.results.append(
-                    ExtractedLab(
-                        name=name,
-                        loinc=part_resolution.loinc,
-                        name_status=part_resolution.reason,
-                        value=part_value.value,
-                        value_text=line_text(part_words),
-                        unit=part_unit_code,
-                        comparator=part_value.comparator,
-                        reference_low=part_range.low if part_range else None,
-                        reference_high=part_range.high if part_range else None,
-                        reference_text=part_ref,
+                    _result(
+                        name,
+                        part_resolution,
+                        part_value,
+                        part_words,
+                        part_unit_code,
+                        part_ref,
+                        part_range,
                         flag=flag,
-                        effective=on,
-                        effective_time=at if on is not None else None,
+                        on=on,
+                        at=at,
                         panel=panel,
                         page=page,
-                        bbox=union_bbox(part_words),
                     )
                 )
             continue
@@ -532,28 +529,60 @@ def _read_row(
             continue  # vital signs, measurements, demographics in the same table (BMI, heart rate)
         row.results.append(len(outcome.results))
         outcome.results.append(
-            ExtractedLab(
-                name=name,
-                loinc=resolution.loinc,
-                name_status=resolution.reason,
-                value=value.value,
-                value_text=value_text,
-                unit=unit,
-                comparator=value.comparator,
-                reference_low=ref.low if ref else None,
-                reference_high=ref.high if ref else None,
-                reference_text=ref_text,
+            _result(
+                name,
+                resolution,
+                value,
+                value_words,
+                unit,
+                ref_text,
+                ref,
                 flag=flag,
-                effective=on,
-                effective_time=at if on is not None else None,
+                on=on,
+                at=at,
                 panel=panel,
                 page=page,
-                bbox=union_bbox(value_words),
             )
         )
     if not any_value and resolution.entry is not None:
         outcome.unparsed.append(_unparsed(page, line, "no result printed"))
     return panel, row, True
+
+
+def _result(
+    name: str,
+    resolution: Resolution,
+    value: ParsedValue,
+    words: list[Word],
+    unit: str | None,
+    ref_text: str | None,
+    ref: ParsedRange | None,
+    *,
+    flag: LabFlag | None,
+    on: date | None,
+    at: time | None,
+    panel: str | None,
+    page: int,
+) -> ExtractedLab:
+    """One result read from a table row: the value printed by ``words``, grounded by their box."""
+    return ExtractedLab(
+        name=name,
+        loinc=resolution.loinc,
+        name_status=resolution.reason,
+        value=value.value,
+        value_text=line_text(words),
+        unit=unit,
+        comparator=value.comparator,
+        reference_low=ref.low if ref else None,
+        reference_high=ref.high if ref else None,
+        reference_text=ref_text,
+        flag=flag,
+        effective=on,
+        effective_time=at if on is not None else None,
+        panel=panel,
+        page=page,
+        bbox=union_bbox(words),
+    )
 
 
 def _two_results(
