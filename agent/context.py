@@ -42,6 +42,14 @@ class RunContext:
     change_index: ChangeIndex | None = None
 
     @property
+    def checked_marks(self) -> ChangeMarks | None:
+        """The change marks a run checks before reading the record; None when it reads it anyway
+        (no marks kept, a dry run, or changes not checked)."""
+        if self.dry_run or not self.check_changes:
+            return None
+        return self.change_marks
+
+    @property
     def can_read_images(self) -> bool:
         """A model and a PACS: imaging work runs instead of being deferred."""
         return self.model is not None and self.dicomweb is not None

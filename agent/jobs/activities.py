@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Final, Self
 
@@ -38,7 +38,6 @@ from agent.jobs.summarize import PatientOutcome, summarize_many
 from agent.planning.change_marks import (
     ChangeIndex,
     check_cohort,
-    imaging_deferred,
     server_instant,
     undone_imaging,
 )
@@ -137,15 +136,15 @@ class JobWorker:
         records are read after it). None where runs check their own and nothing is verified (no
         marks kept, or changes not checked); an index with nobody unchanged when the check gave up.
         """
-        ctx = self.ctx
-        if ctx.change_marks is None or ctx.dry_run or not ctx.check_changes or not patient_ids:
+        ctx, store = self.ctx, self.ctx.checked_marks
+        if store is None or not patient_ids:
             return None
-        as_of = await server_instant(ctx.fhir, margin=timedelta(seconds=self.settings.change_check_margin_s))
-        marks = await ctx.change_marks.get_many(patient_ids)
+        as_of = await self._server_instant()
+        marks = await store.get_many(patient_ids)
         index = await check_cohort(ctx.fhir, marks, can_read_images=ctx.can_read_images) if marks else None
         unchanged = index.unchanged if index is not None else {}
         if as_of is not None and unchanged:
-            await ctx.change_marks.verify({p: marks[p] for p in unchanged}, as_of)
+            await store.verify({p: marks[p] for p in unchanged}, as_of)
         if index is None and as_of is None:
             return None
         return ChangeIndex(unchanged=unchanged, as_of=as_of)
@@ -161,18 +160,23 @@ class JobWorker:
         run's writes again: a cost moved into the run that wrote them. Nothing is verified when the
         server gives no instant or the check gives up.
         """
-        ctx = self.ctx
-        if ctx.change_marks is None or ctx.dry_run or not ctx.check_changes or not patient_ids:
+        ctx, store = self.ctx, self.ctx.checked_marks
+        if store is None or not patient_ids:
             return 0
-        as_of = await server_instant(ctx.fhir, margin=timedelta(seconds=self.settings.change_check_margin_s))
+        as_of = await self._server_instant()
         if as_of is None:
             return 0
-        marks = {p: m for p, m in (await ctx.change_marks.get_many(patient_ids)).items() if m.since < as_of}
+        marks = {p: m for p, m in (await store.get_many(patient_ids)).items() if m.since < as_of}
         index = await check_cohort(ctx.fhir, marks, can_read_images=ctx.can_read_images) if marks else None
         if index is None or not index.unchanged:
             return 0
-        await ctx.change_marks.verify({p: marks[p] for p in index.unchanged}, as_of)
+        await store.verify({p: marks[p] for p in index.unchanged}, as_of)
         return len(index.unchanged)
+
+    async def _server_instant(self) -> datetime | None:
+        """The server's clock less the configured margin (`server_instant`)."""
+        margin = timedelta(seconds=self.settings.change_check_margin_s)
+        return await server_instant(self.ctx.fhir, margin=margin)
 
     async def settle_unchanged(self, run_id: str, changes: ChangeIndex | None) -> list[PatientResult]:
         """Records the patients `changes` found unchanged, still pending in run `run_id`, as
@@ -230,16 +234,11 @@ async def _run_patient(ctx: RunContext, patient_id: str) -> PatientResult:
 
 async def _found_unchanged(ctx: RunContext, patient_id: str, changes: ChangeIndex) -> bool:
     """The batch's check found the patient unchanged against the mark it still has."""
-    if patient_id not in changes.unchanged:
+    store = ctx.checked_marks
+    if patient_id not in changes.unchanged or store is None:
         return False
-    if ctx.change_marks is None or ctx.dry_run or not ctx.check_changes:
-        return False
-    mark = await ctx.change_marks.get(patient_id)
-    return (
-        mark is not None
-        and changes.is_unchanged(patient_id, mark)
-        and not imaging_deferred(mark, can_read_images=ctx.can_read_images)
-    )
+    mark = await store.get(patient_id)
+    return mark is not None and changes.settles(patient_id, mark, can_read_images=ctx.can_read_images)
 
 
 def _batch_context(ctx: RunContext, changes: ChangeIndex | None) -> RunContext:

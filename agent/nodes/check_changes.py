@@ -10,25 +10,22 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
-from agent.planning.change_marks import find_change, imaging_deferred
+from agent.planning.change_marks import find_change
 from agent.state import SummarizeState
 from fhir_adapters.error_tree import ServiceError
 
 
 async def check_changes(state: SummarizeState, runtime: Runtime[RunContext]) -> SummarizeState:
     ctx = runtime.context
-    if ctx.change_marks is None or ctx.dry_run or not ctx.check_changes:
+    marks = ctx.checked_marks
+    if marks is None:
         return {}
     patient_id = state["patient_id"]
-    mark = await ctx.change_marks.get(patient_id)
+    mark = await marks.get(patient_id)
     if mark is None:
         return {}
     index = ctx.change_index
-    if (
-        index is not None
-        and index.is_unchanged(patient_id, mark)
-        and not imaging_deferred(mark, can_read_images=ctx.can_read_images)
-    ):
+    if index is not None and index.settles(patient_id, mark, can_read_images=ctx.can_read_images):
         return {"unchanged_since": mark.through.isoformat()}
     try:
         reason = await find_change(ctx.fhir, patient_id, mark, can_read_images=ctx.can_read_images)
@@ -38,5 +35,5 @@ async def check_changes(state: SummarizeState, runtime: Runtime[RunContext]) -> 
         return {}
     if index is not None and index.as_of is not None:
         # Its searches began after the batch's instant and found nothing: unchanged as of then.
-        await ctx.change_marks.verify({patient_id: mark}, index.as_of)
+        await marks.verify({patient_id: mark}, index.as_of)
     return {"unchanged_since": mark.through.isoformat()}

@@ -239,6 +239,12 @@ class ChangeIndex:
     def is_unchanged(self, patient_id: str, mark: ChangeMark) -> bool:
         return self.unchanged.get(patient_id) == mark.through
 
+    def settles(self, patient_id: str, mark: ChangeMark, *, can_read_images: bool) -> bool:
+        """The patient needs no run: unchanged against ``mark``, and no imaging work the marked
+        run deferred can run now (``imaging_deferred``)."""
+        deferred = imaging_deferred(mark, can_read_images=can_read_images)
+        return self.is_unchanged(patient_id, mark) and not deferred
+
 
 class _WindowTooLarge(ChartAgentError):
     """The cohort's change window holds more resources than a batch check reads, or cannot be paged
