@@ -50,7 +50,7 @@ def test_the_loop_runs_on_while_tesseract_reads(monkeypatch: pytest.MonkeyPatch)
     assert seen == [(True, True)]
 
 
-def test_a_cancelled_reading_closes_its_steps() -> None:
+def test_a_cancelled_reading_closes_its_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     closed: list[bool] = []
     started = threading.Event()
     release = threading.Event()
@@ -67,21 +67,21 @@ def test_a_cancelled_reading_closes_its_steps() -> None:
         release.wait(10)
         return []
 
+    monkeypatch.setattr(ocr, "run_ocr", slow_ocr)
+
     async def main() -> None:
-        original = ocr.run_ocr
-        ocr.run_ocr = slow_ocr  # type: ignore[assignment]
+        reading = steps()  # held here: only an explicit close runs its `finally` now, not collection
+        task = asyncio.create_task(ocr.run_steps_async(reading))
         try:
-            task = asyncio.create_task(ocr.run_steps_async(steps()))
             await asyncio.to_thread(started.wait, 10)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+            assert closed == [True]
         finally:
             release.set()
-            ocr.run_ocr = original  # type: ignore[assignment]
 
     asyncio.run(main())
-    assert closed == [True]
 
 
 def ocr_engine() -> ocr.OcrEngine:
