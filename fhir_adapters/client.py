@@ -16,7 +16,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -51,6 +51,7 @@ FHIR_JSON = "application/fhir+json"
 _NO_EVERYTHING = (FhirNotFound, FhirInvalid)
 # Methods whose failure can leave a change half-known.
 _CHANGES_DATA = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_RETURN_MINIMAL: Final = {"Prefer": "return=minimal"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +223,8 @@ class FhirClient(ServiceClient):
 
         A Bundle of conditional creates only is resent after a timeout or a 5xx (a resend matches
         what a first, committed attempt wrote). Raises `FhirOutcomeUnknown` when the last attempt
-        may have been committed: read the server back (`fhir_adapters.confirmed`).
+        may have been committed: read the server back (`fhir_adapters.confirmed`). The answer's
+        entries carry their `response` (status, location), not the resources (`Prefer: return=minimal`).
         """
         return (await self.transaction_answer(bundle)).response
 
@@ -239,8 +241,16 @@ class FhirClient(ServiceClient):
         return await self._post_bundle(bundle)
 
     async def _post_bundle(self, bundle: Mapping[str, Any], resends: _Resends | None = None) -> JsonDict:
+        # Each entry's answer is read for its status and location only, so the resources are not
+        # asked back: a summary's report with its plots would come back as 300 kB for the server
+        # to encode and us to parse. A server that ignores Prefer answers in full, read the same.
         resp = await self._send(
-            "POST", self.base_url, body=bundle, idempotent=is_conditional_only(bundle), resends=resends
+            "POST",
+            self.base_url,
+            body=bundle,
+            headers=_RETURN_MINIMAL,
+            idempotent=is_conditional_only(bundle),
+            resends=resends,
         )
         try:
             doc = _json_body(resp, "POST", "/")
