@@ -40,6 +40,9 @@ class RunContext:
     # A batch's cohort-level change check (`change_marks.check_cohort`): the patients it found
     # unchanged skip their own searches; None or absent: the patient checks its own.
     change_index: ChangeIndex | None = None
+    # The job run this patient's run belongs to (`chartagent jobs run`): what it creates carries
+    # the run's tag (`tools.writeback.run_tag`); None outside jobs.
+    job_run: str | None = None
 
     @property
     def checked_marks(self) -> ChangeMarks | None:

@@ -11,7 +11,10 @@ for them, so they take no lease.
 
 Activities run at least once (a worker killed after the write and before the ledger is updated
 runs the patient again): correctness rests on the idempotent write-back (every create is
-conditional on our identifier), not on exactly-once execution.
+conditional on our identifier), not on exactly-once execution. Such a rerun is reported truly:
+what a job creates carries the run's tag (`tools.writeback.run_tag`), and a patient whose earlier
+attempt recorded nothing is run again reading its whole record (no change-mark shortcut), so what
+that attempt wrote is found by the tag and the patient is `done`, not `unchanged` (`result_of`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from agent.state import SummarizeState
 from fhir_adapters import FhirClient
 from fhir_adapters.error_tree import ChartAgentError
 from tools.medgemma.factory import open_backend
+from tools.writeback.run_tag import created_by_run
 
 __all__ = ["LEASE_TTL_S", "JobWorker", "PatientBusy", "PatientResult", "result_of", "summarize_one"]
 
@@ -193,22 +197,37 @@ class JobWorker:
         await self._stack.aclose()
 
 
-def result_of(outcome: PatientOutcome, state: SummarizeState | None, seconds: float) -> PatientResult:
+def result_of(
+    outcome: PatientOutcome, state: SummarizeState | None, seconds: float, *, resumed_run: str | None = None
+) -> PatientResult:
     """written -> done; unchanged -> unchanged; no lab series -> done (nothing to write);
-    failed or unknown -> failed with the outcome's PHI-free reason."""
-    written = sorted(
-        {ref for w in (state or {}).get("writes") or [] if w.stored for ref in w.references.values()}
-    )
-    common = {"patient_id": outcome.patient_id, "written": written, "seconds": round(seconds, 3)}
+    failed or unknown -> failed with the outcome's PHI-free reason.
+
+    ``resumed_run``: the run whose earlier attempt at this patient recorded no result (killed or
+    cancelled, possibly after its writes). What the record holds with that run's tag was written
+    by it: listed as written, and a patient this attempt finds unchanged is done."""
+    written = {ref for w in (state or {}).get("writes") or [] if w.stored for ref in w.references.values()}
+    earlier: list[str] = []
+    if resumed_run is not None and state is not None and "record" in state:
+        earlier = created_by_run(
+            (r for group in state["record"].resources.values() for r in group), resumed_run
+        )
+    common = {
+        "patient_id": outcome.patient_id,
+        "written": sorted(written.union(earlier)),
+        "seconds": round(seconds, 3),
+    }
     if outcome.status in ("failed", "unknown"):
         reason = outcome.error or outcome.status
         if outcome.status == "unknown":
             reason = f"outcome unknown (the server may hold the write): {reason}"
         return PatientResult.model_validate({**common, "status": "failed", "reason": reason})
     undone = _undone_imaging(state)
-    if outcome.status == "unchanged" and not undone:
+    if outcome.status == "unchanged" and not undone and not earlier:
         return PatientResult.model_validate({**common, "status": "unchanged"})
     notes = ["no lab series"] if outcome.status == "no-labs" else []
+    if earlier:
+        notes.append("written by an earlier attempt of this run that stopped before the ledger recorded it")
     if undone:
         # No mark was left (`mark_after_run`): the next run plans these again.
         notes.append(f"imaging not read, retried by the next run: {', '.join(undone)}")
@@ -223,13 +242,14 @@ def _undone_imaging(state: SummarizeState | None) -> list[str]:
     return undone_imaging(worklist.items, state.get("pending") or (), state.get("writes") or ())
 
 
-async def _run_patient(ctx: RunContext, patient_id: str) -> PatientResult:
-    """`summarize_many`'s per-patient boundary: a patient's failure is its result."""
+async def _run_patient(ctx: RunContext, patient_id: str, *, resumed: bool) -> PatientResult:
+    """`summarize_many`'s per-patient boundary: a patient's failure is its result. `resumed`: an
+    earlier attempt of this run (`ctx.job_run`) began and recorded nothing."""
     started = time.monotonic()
     ran: list[tuple[PatientOutcome, SummarizeState | None]] = []
     await summarize_many(ctx, [patient_id], on_done=lambda outcome, state: ran.append((outcome, state)))
     ((outcome, state),) = ran
-    return result_of(outcome, state, time.monotonic() - started)
+    return result_of(outcome, state, time.monotonic() - started, resumed_run=ctx.job_run if resumed else None)
 
 
 async def _found_unchanged(ctx: RunContext, patient_id: str, changes: ChangeIndex) -> bool:
@@ -272,7 +292,10 @@ async def summarize_one(
     `changes`: the batch's cohort-level change check (`JobWorker.check_batch`), if it ran.
     """
     ledger = worker.ledger
-    if changes is not None and await _found_unchanged(worker.ctx, patient_id, changes):
+    # An earlier attempt that recorded nothing may have written and left its mark: this attempt
+    # reads the record whole, to find what that one wrote (`result_of`).
+    resumed = await ledger.attempts(run_id, patient_id) > 0
+    if not resumed and changes is not None and await _found_unchanged(worker.ctx, patient_id, changes):
         result = PatientResult(patient_id=patient_id, status="unchanged")
         await ledger.mark(run_id, result)
         return result
@@ -282,7 +305,10 @@ async def summarize_one(
         raise PatientBusy(f"patient {patient_id} is being written by another run or worker")
     keeper = asyncio.create_task(_keep_lease(worker, run_id, patient_id, holder))
     try:
-        result = await _run_patient(_batch_context(worker.ctx, changes), patient_id)
+        ctx = replace(_batch_context(worker.ctx, changes), job_run=run_id)
+        if resumed:
+            ctx = replace(ctx, check_changes=False)
+        result = await _run_patient(ctx, patient_id, resumed=resumed)
         await ledger.mark(run_id, result)
         return result
     except asyncio.CancelledError:

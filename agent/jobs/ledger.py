@@ -384,8 +384,9 @@ class Ledger:
             )
 
     async def mark_unchanged(self, run_id: str, patient_ids: Sequence[str]) -> list[str]:
-        """Records those of `patient_ids` still pending as `unchanged` (a batch change check found
-        them so), in one transaction; the others are left as they are. The ids recorded."""
+        """Records those of `patient_ids` still pending and never attempted in this run as
+        `unchanged` (a batch change check found them so), in one transaction; the others are left
+        as they are (an earlier attempt may have written: see `attempts`). The ids recorded."""
         now = time.time()
         recorded: list[str] = []
         async with self._tx() as tx:
@@ -393,11 +394,20 @@ class Ledger:
                 if await tx.run(
                     "UPDATE job_patients SET status = 'unchanged', attempts = attempts + 1, reason = NULL,"
                     " written = '[]', started_at = ?, finished_at = ?, seconds = 0"
-                    " WHERE run_id = ? AND patient_id = ? AND status = 'pending'",
+                    " WHERE run_id = ? AND patient_id = ? AND status = 'pending' AND attempts = 0",
                     (now, now, run_id, patient_id),
                 ):
                     recorded.append(patient_id)
         return recorded
+
+    async def attempts(self, run_id: str, patient_id: str) -> int:
+        """How many attempts at the patient this run has begun (0: none, or not in the run). An
+        attempt that began and recorded no result may still have written (killed, cancelled)."""
+        async with self._tx() as tx:
+            rows = await tx.fetch(
+                "SELECT attempts FROM job_patients WHERE run_id = ? AND patient_id = ?", (run_id, patient_id)
+            )
+        return int(rows[0][0]) if rows else 0
 
     async def requeue(self, run_id: str, patient_id: str) -> None:
         """Back to pending (its lease was held elsewhere, or its worker stopped before it ran)."""

@@ -25,6 +25,7 @@ from agent.state import SummarizeState
 from fhir_adapters import FhirClient, FhirError, FhirHttpError
 from fhir_adapters.confirmed import WriteNotStored, WriteOutcomeUnknown, post_transaction
 from tools.writeback.pending import PendingWrite, WriteOutcome, posting_order
+from tools.writeback.run_tag import tagged_with_run
 
 
 def _refusal(exc: FhirError) -> str:
@@ -32,11 +33,13 @@ def _refusal(exc: FhirError) -> str:
     return f"HTTP {exc.status}" if isinstance(exc, FhirHttpError) else type(exc).__name__
 
 
-async def post_write(fhir: FhirClient, pending: PendingWrite) -> WriteOutcome:
-    """Post one pending write; its outcome, never an exception of ours (a bug still propagates)."""
+async def post_write(fhir: FhirClient, pending: PendingWrite, *, job_run: str | None = None) -> WriteOutcome:
+    """Post one pending write; its outcome, never an exception of ours (a bug still propagates).
+    ``job_run``: what it creates carries that job run's tag."""
+    bundle = pending.bundle if job_run is None else tagged_with_run(pending.bundle, job_run)
     try:
         # A lost answer is resent or read back: WriteNotStored / WriteOutcomeUnknown, never a guess.
-        result = await post_transaction(fhir, pending.bundle)
+        result = await post_transaction(fhir, bundle)
     except WriteOutcomeUnknown as exc:
         return WriteOutcome.problem(pending, "unknown", cause=exc.cause, error=str(exc), read_back=True)
     except WriteNotStored as exc:
@@ -59,18 +62,29 @@ def unposted(pending: Iterable[PendingWrite], done: Iterable[WriteOutcome]) -> l
 
 
 async def post_writes(
-    fhir: FhirClient, pending: Iterable[PendingWrite], *, dry_run: bool, done: Iterable[WriteOutcome] = ()
+    fhir: FhirClient,
+    pending: Iterable[PendingWrite],
+    *,
+    dry_run: bool,
+    done: Iterable[WriteOutcome] = (),
+    job_run: str | None = None,
 ) -> list[WriteOutcome]:
     """Post (or, in a dry run, only list) each pending write not in ``done``, one after another."""
     outcomes: list[WriteOutcome] = []
     for p in unposted(pending, done):
-        outcomes.append(WriteOutcome.would_write(p) if dry_run else await post_write(fhir, p))
+        outcomes.append(
+            WriteOutcome.would_write(p) if dry_run else await post_write(fhir, p, job_run=job_run)
+        )
     return outcomes
 
 
 async def write_back(state: SummarizeState, runtime: Runtime[RunContext]) -> SummarizeState:
     ctx = runtime.context
     outcomes = await post_writes(
-        ctx.fhir, state.get("pending", []), dry_run=ctx.dry_run, done=state.get("writes", [])
+        ctx.fhir,
+        state.get("pending", []),
+        dry_run=ctx.dry_run,
+        done=state.get("writes", []),
+        job_run=ctx.job_run,
     )
     return {"writes": outcomes}
