@@ -70,7 +70,9 @@ EXTRACTOR_NAME: Final = "chartagent-lab-pdf-extractor"
 # Portuguese/Spanish headers and blood-count names, "13,0 a 17,0" ranges, two results in a cell.
 # 7: counts per cubic millimetre ("/cumm", "million/mm3", "cells/uL") as per microlitre;
 # conjugated and unconjugated bilirubin no longer coded as direct and indirect.
-EXTRACTOR_REVISION: Final = "7"
+# 8: a result row's known name completed by a name-only line under it when the two name another
+# test of the same specimen ("LDL" over "Cholesterol (calc)": 13457-7, no longer 2089-1).
+EXTRACTOR_REVISION: Final = "8"
 # pymupdf ships no type hints for Document/Page methods: this module is their only user here.
 _Doc = Any
 _Page = Any

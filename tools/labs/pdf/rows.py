@@ -314,11 +314,30 @@ def _resolve(name: str, unit: str | None, panel: str | None) -> tuple[Resolution
     return resolution, unit
 
 
+def _refines(first: str, second: str, unit: str | None) -> bool:
+    """``first`` is a known test and ``first second`` another one of the same specimen."""
+    alone = resolve(first, unit=unit).entry
+    joined = resolve(f"{first} {second}", unit=unit).entry
+    return (
+        alone is not None
+        and joined is not None
+        and joined.loinc != alone.loinc
+        and joined.specimen == alone.specimen
+    )
+
+
 def _known(resolution: Resolution) -> bool:
     return resolution.entry is not None or resolution.reason in ("ambiguous", "no code for unit")
 
 
-def _joins(first: str, second: str, *, second_has_values: bool = False, unit: str | None = None) -> bool:
+def _joins(
+    first: str,
+    second: str,
+    *,
+    first_has_values: bool = False,
+    second_has_values: bool = False,
+    unit: str | None = None,
+) -> bool:
     """Whether ``second`` (the next line's name) completes the name ``first`` on the line above.
 
     Printed evidence (``names.continues``), or the names themselves: ``first`` alone is no test
@@ -326,8 +345,17 @@ def _joins(first: str, second: str, *, second_has_values: bool = False, unit: st
     "Protein"). Where the values stand on the second line, its name must be no test alone
     either: a heading ("Urinalysis") stands over a full name ("pH, Urine"). An upper-case line
     is a heading, not half a name.
+
+    Where the values stand on the first line, that line is a result, not a heading, and a known
+    test there may still be half a name: the second line completes it when the two together
+    name another test of the same specimen ("LDL" over "Cholesterol (calc)": 13457-7, not
+    2089-1; "Hemoglobin" over "A1c"). The same specimen, because a section heading under a
+    result ("Urine" under "Protein") would otherwise move the result to another specimen; and
+    not an upper-case second line, which is the next panel's heading.
     """
     if continues(first, second):
+        return True
+    if first_has_values and not second.isupper() and _refines(first, second, unit):
         return True
     if first.isupper() or second.isupper() or resolve(first, unit=unit).entry is not None:
         return False
@@ -415,7 +443,12 @@ def _read_row(
             last is not None
             and last.full
             and last.near(line)
-            and _joins(last.name, name, unit=outcome.results[last.results[0]].unit if last.results else None)
+            and _joins(
+                last.name,
+                name,
+                first_has_values=True,
+                unit=outcome.results[last.results[0]].unit if last.results else None,
+            )
         ):
             _rename(outcome, last, f"{last.name} {name}")
             return panel, None, True
@@ -803,7 +836,11 @@ def _name_only(
     line_part = [w for w in line if x0 - 0.1 <= w.x0 and w.x1 <= part.words[-1].x1 + 0.1]
     for above in last_rows:
         unit = outcome.results[above.results[0]].unit if above.results else None
-        if above.full and above.near(line_part) and _joins(above.name, part.name, unit=unit):
+        if (
+            above.full
+            and above.near(line_part)
+            and _joins(above.name, part.name, first_has_values=True, unit=unit)
+        ):
             _rename(outcome, above, f"{above.name} {part.name}")
             return _Row(part.name, x0, bottom, height)
     if is_heading(part.name) and not part.colon and not part.name[:1].islower():
