@@ -17,7 +17,7 @@ from agent.cli.app import app
 from agent.cli.options import resolve_dicomweb_url, resolve_fhir_url
 from agent.connections import open_fhir_client
 from agent.jobs.activities import JobWorker
-from agent.jobs.ledger import Ledger, PatientRow, PatientStatus, RunRow, RunStatus, open_ledger
+from agent.jobs.ledger import RUN_ID_RE, Ledger, PatientRow, PatientStatus, RunRow, RunStatus, open_ledger
 from agent.jobs.local_executor import run_local
 from agent.jobs.prepare import JobInputError, prepare_run
 from agent.jobs.progress import follow_ledger, job_progress
@@ -199,6 +199,12 @@ def jobs_run(
     """Summarize every patient of a cohort, recorded in the job ledger; prints the run id."""
     if executor not in ("local", "temporal"):
         raise _fail("--executor must be local or temporal", 2)
+    if run_id is not None and not RUN_ID_RE.fullmatch(run_id):
+        raise _fail(
+            "--run-id: letters, digits and . _ : - only, a letter or digit first, at most 64 "
+            "(it names the Temporal workflow and tags what the run writes to FHIR)",
+            2,
+        )
     from agent.cli.summarize import new_run_id
 
     settings = load_settings()

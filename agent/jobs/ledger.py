@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -28,6 +29,7 @@ from agent.settings import Settings, SettingsError
 
 __all__ = [
     "LEDGER_FILE",
+    "RUN_ID_RE",
     "Ledger",
     "PatientResult",
     "PatientRow",
@@ -38,6 +40,10 @@ __all__ = [
 ]
 
 LEDGER_FILE: Final = "jobs.sqlite"
+# A run id names the ledger's run, its Temporal workflow (`chartagent-run-<run id>`) and the tag
+# on what the run creates (a FHIR `code`: no whitespace at either end, none doubled): letters,
+# digits and ". _ : -", a letter or digit first, at most 64.
+RUN_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 RunStatus = Literal["running", "done", "cancelled"]
 PatientStatus = Literal["pending", "running", "done", "unchanged", "failed"]
