@@ -292,17 +292,23 @@ async def summarize_one(
     `changes`: the batch's cohort-level change check (`JobWorker.check_batch`), if it ran.
     """
     ledger = worker.ledger
-    # An earlier attempt that recorded nothing may have written and left its mark: this attempt
-    # reads the record whole, to find what that one wrote (`result_of`).
-    resumed = await ledger.attempts(run_id, patient_id) > 0
-    if not resumed and changes is not None and await _found_unchanged(worker.ctx, patient_id, changes):
+    # An earlier attempt that recorded nothing may have written and left its mark: such a patient
+    # is not settled by the mark; it runs, reading its record whole, to find what that one wrote
+    # (`result_of`).
+    if (
+        changes is not None
+        and await _found_unchanged(worker.ctx, patient_id, changes)
+        and not await ledger.attempts(run_id, patient_id)
+    ):
         result = PatientResult(patient_id=patient_id, status="unchanged")
         await ledger.mark(run_id, result)
         return result
     holder = worker.lease_holder(run_id)
-    if not await ledger.take_lease(run_id, patient_id, holder, worker.lease_ttl_s):
+    attempt = await ledger.take_lease(run_id, patient_id, holder, worker.lease_ttl_s)
+    if not attempt:
         await ledger.requeue(run_id, patient_id)
         raise PatientBusy(f"patient {patient_id} is being written by another run or worker")
+    resumed = attempt > 1
     keeper = asyncio.create_task(_keep_lease(worker, run_id, patient_id, holder))
     try:
         ctx = replace(_batch_context(worker.ctx, changes), job_run=run_id)

@@ -323,9 +323,10 @@ class Ledger:
                 )
         return claimed
 
-    async def take_lease(self, run_id: str, patient_id: str, holder: str, ttl_s: float) -> bool:
+    async def take_lease(self, run_id: str, patient_id: str, holder: str, ttl_s: float) -> int:
         """Lease the patient to `holder` for `ttl_s` (free, already `holder`'s, or expired) and mark
-        it running with one more attempt. False: another holder's live lease: retry later."""
+        it running with one more attempt: the number of that attempt in this run (1: the first).
+        0: another holder's live lease: retry later."""
         now = time.time()
         async with self._tx() as tx:
             scope = await self._scope(tx, run_id)
@@ -341,7 +342,7 @@ class Ledger:
                 "SELECT holder FROM job_leases WHERE scope = ? AND patient_id = ?", (scope, patient_id)
             )
             if not rows or rows[0][0] != holder:
-                return False
+                return 0
             await tx.run(
                 "INSERT INTO job_patients (run_id, patient_id, status) VALUES (?, ?, 'running')"
                 " ON CONFLICT (run_id, patient_id) DO NOTHING",
@@ -352,7 +353,10 @@ class Ledger:
                 " finished_at = NULL, seconds = NULL WHERE run_id = ? AND patient_id = ?",
                 (now, run_id, patient_id),
             )
-        return True
+            attempts = await tx.fetch(
+                "SELECT attempts FROM job_patients WHERE run_id = ? AND patient_id = ?", (run_id, patient_id)
+            )
+        return int(attempts[0][0])
 
     async def renew_lease(self, run_id: str, patient_id: str, holder: str, ttl_s: float) -> bool:
         """Extends `holder`'s lease (while a long patient runs). False: it was lost (expired and taken)."""
