@@ -116,6 +116,14 @@ def ocr_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# Wall clock, this process's CPU, the server's CPU and the finished `tesseract` children's CPU, now.
+Reading = tuple[float, float, float, float]
+
+
+def reading(server: FhirServer) -> Reading:
+    return time.perf_counter(), time.process_time(), server_cpu_s(server), ocr_cpu_s()
+
+
 @dataclass(frozen=True)
 class Pass:
     patients: int
@@ -131,6 +139,11 @@ class Pass:
     @property
     def cpu_per_patient(self) -> float:
         return self.cpu_s / self.patients
+
+    @classmethod
+    def between(cls, patients: int, start: Reading, end: Reading) -> Pass:
+        """The pass of ``patients`` from reading ``start`` to reading ``end``."""
+        return cls(patients, *(b - a for a, b in zip(start, end, strict=True)))
 
     def line(self) -> str:
         server, ocr = self.server_cpu_s / self.patients, self.ocr_cpu_s / self.patients
@@ -165,10 +178,9 @@ async def timed(
             return await one(fhir, marks, pid)
 
     gc.collect()
-    t0, c0, s0, o0 = time.perf_counter(), time.process_time(), server_cpu_s(server), ocr_cpu_s()
+    start = reading(server)
     outcomes = await asyncio.gather(*(bounded(pid) for pid in ids))
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    result = Pass(len(ids), elapsed, cpu, server_cpu_s(server) - s0, ocr_cpu_s() - o0)
+    result = Pass.between(len(ids), start, reading(server))
     wrong = [o for o in outcomes if o.status != expected]
     if wrong:
         statuses = dict(Counter(o.status for o in wrong))
@@ -187,23 +199,17 @@ async def timed_job(
     its own), and the end check alone (zero without a batch check)."""
     run_id = f"bench-{label.replace(' ', '-').replace(',', '')}"
     gc.collect()
-    t0, c0, s0, o0 = time.perf_counter(), time.process_time(), server_cpu_s(server), ocr_cpu_s()
+    start = reading(server)
     await worker.ledger.create_run(
         run_id, cohort="bench", since=None, executor="local", fhir_url=server.base_url
     )
     await worker.ledger.add_patients(run_id, ids)
     await run_local(worker, run_id, concurrency=concurrency, check_batch=check_batch, verify_at_end=False)
-    t1, c1, s1, o1 = time.perf_counter(), time.process_time(), server_cpu_s(server), ocr_cpu_s()
+    checking = reading(server)
     verified = await worker.verify_batch(ids) if check_batch else 0
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    result = Pass(len(ids), elapsed, cpu, server_cpu_s(server) - s0, ocr_cpu_s() - o0)
-    end = Pass(
-        len(ids),
-        time.perf_counter() - t1,
-        time.process_time() - c1,
-        server_cpu_s(server) - s1,
-        ocr_cpu_s() - o1,
-    )
+    finished = reading(server)
+    result = Pass.between(len(ids), start, finished)
+    end = Pass.between(len(ids), checking, finished)
     rows = await worker.ledger.patients(run_id)
     wrong = [r for r in rows if r.status != expected or (expected == "done" and not r.written)]
     if wrong or len(rows) != len(ids):
