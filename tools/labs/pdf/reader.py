@@ -20,7 +20,7 @@ from tools.labs.pdf.errors import (
     PdfOverLimitError,
     PdfTooLargeError,
 )
-from tools.labs.pdf.model import ExtractedLab, LabPdfExtraction, UnparsedRow, Word
+from tools.labs.pdf.model import ExtractedLab, LabPdfExtraction, UnparsedRow, Word, union_bbox
 from tools.labs.pdf.names import UNREADABLE
 from tools.labs.pdf.ocr import OcrSteps, run_steps, run_steps_async, scanned_page_steps
 from tools.labs.pdf.rows import PageContext, extract_page, report_only_date
@@ -307,10 +307,10 @@ def _char_words(page: _Page, textpage: Any) -> list[tuple[float, float, float, f
     the word is not readable as a whole)."""
     words: list[tuple[float, float, float, float, str]] = []
 
-    def flush(chars: list[tuple[tuple[float, float, float, float], str]]) -> None:
+    def flush(chars: list[Word]) -> None:
         if not chars:
             return
-        marks = [c == UNREADABLE for _, c in chars]
+        marks = [c.text == UNREADABLE for c in chars]
         cuts = [0, len(chars)]
         if not all(marks):
             lead = marks.index(False)
@@ -319,28 +319,20 @@ def _char_words(page: _Page, textpage: Any) -> list[tuple[float, float, float, f
         for start, end in itertools.pairwise(cuts):
             part = chars[start:end]
             if part:
-                boxes = [b for b, _ in part]
-                words.append(
-                    (
-                        min(b[0] for b in boxes),
-                        min(b[1] for b in boxes),
-                        max(b[2] for b in boxes),
-                        max(b[3] for b in boxes),
-                        "".join(c for _, c in part),
-                    )
-                )
+                words.append((*union_bbox(part), "".join(c.text for c in part)))
         chars.clear()
 
     for block in page.get_text("rawdict", textpage=textpage)["blocks"]:
         for line in block.get("lines", ()):
-            current: list[tuple[tuple[float, float, float, float], str]] = []
+            current: list[Word] = []
             for span in line["spans"]:
                 for char in span["chars"]:
                     if char["c"].isspace():
                         flush(current)
                     else:
                         text = UNREADABLE if _unreadable(char["c"], span["font"]) else char["c"]
-                        current.append((tuple(char["bbox"]), text))
+                        x0, y0, x1, y1 = char["bbox"]
+                        current.append(Word(x0, y0, x1, y1, text))
             flush(current)
     return words
 

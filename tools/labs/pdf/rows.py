@@ -146,6 +146,8 @@ _COLLECTION_TIME_RE: Final = re.compile(
 )
 # Within a cell, fields run together with a bar or a semicolon: "ID: KF-2025 | Date: 2025-11-15".
 _FIELD_SEP_RE: Final = re.compile(r"[|;]")
+# What ends a label: its colon, dash or slash ("Report Date:").
+_LABEL_END_RE: Final = re.compile(r"[\s:\-\u2010-\u2015/]*$")
 
 
 def _label(before: str, earlier: list[list[Word]]) -> str:
@@ -157,9 +159,6 @@ def _label(before: str, earlier: list[list[Word]]) -> str:
         if _LABEL_END_RE.fullmatch(text):
             text = f"{_FIELD_SEP_RE.split(line_text(cell))[-1]} {text}"
     return _LABEL_END_RE.sub("", text).strip()
-
-
-_LABEL_END_RE: Final = re.compile(r"[\s:\-\u2010-\u2015/]*$")
 
 
 def report_only_date(pages: list[list[Word]]) -> tuple[date, time | None] | None:
