@@ -5,8 +5,10 @@ same size on disk, each read in a fresh process.
 The bad files are those of `tests/unit/bad_files.py` (made here, nothing committed): DICOM deflate
 bomb (1 MB inflating to 1 GiB), a 4 GB declared length, truncated, short and excess pixel data,
 not-DICOM, empty, a TIFF named .dcm; PDFs: empty, a PNG named .pdf, truncated, encrypted, a stream
-bomb (1 MB inflating to 1 GiB), a 200,000-pt page. The baselines, written beside them: a 512 x 1024
-16-bit CT slice (1 MiB) and a one-page lab report carrying a 1 MB scan image.
+bomb (1 MB inflating to 1 GiB), a double-Flate bomb, a 200,000-pt page, LZW, run-length and
+ASCII85-wrapped Flate bombs, an image declaring 10 gigapixels, a page of a million tiny paths.
+The baselines, written beside them: a 512 x 1024 16-bit CT slice (1 MiB) and a one-page lab
+report carrying a 1 MB scan image.
 
 Each case runs in a new interpreter that imports the readers first, then resets its peak resident
 set (Linux `/proc/self/clear_refs`, 5) and reads the file the way the CLI does:

@@ -10,6 +10,7 @@ milliseconds. No value in them is patient data.
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import zlib
@@ -240,6 +241,85 @@ def pdf_double_flate_bomb(inflated: int = GIB) -> bytes:
     return _page_pdf(b"0 0 595 842", twice, b"/Filter[/FlateDecode /FlateDecode]")
 
 
+def lzw_zeros(size: int) -> bytes:
+    """PDF LZWDecode data (early change, as the filter's default) of `size` zero bytes, in about
+    1/1300 of that: after each clear code, a literal zero and then every new code defined by itself
+    (each one zero longer than the last) until the table is full."""
+    out = bytearray()
+    held, bits, width = 0, 0, 9
+
+    def emit(code: int) -> None:
+        nonlocal held, bits
+        held, bits = held << width | code, bits + width
+        while bits >= 8:
+            bits -= 8
+            out.append(held >> bits & 0xFF)
+        held &= (1 << bits) - 1
+
+    left = size
+    while left:
+        emit(256)  # clear
+        width, table = 9, 258
+        emit(0)
+        left -= 1
+        length = 1
+        while table < 4096 and length + 1 <= left:
+            emit(table)  # the code being defined: the last string and its first byte
+            length += 1
+            left -= length
+            table += 1
+            if table + 1 >= 1 << width and width < 12:
+                width += 1
+    emit(257)  # end of data
+    if bits:
+        out.append(held << (8 - bits) & 0xFF)
+    return bytes(out)
+
+
+def pdf_lzw_bomb(inflated: int = GIB) -> bytes:
+    """One page whose LZWDecode content stream decodes to `inflated` zero bytes: about 800 KB for
+    1 GiB (the Flate check alone never opened it)."""
+    return _page_pdf(b"0 0 595 842", lzw_zeros(inflated), b"/Filter/LZWDecode")
+
+
+def pdf_run_length_bomb(inflated: int = 256 * MIB) -> bytes:
+    """One page whose RunLengthDecode content stream repeats a zero 128 times per two bytes: 4 MiB
+    on disk for 256 MiB."""
+    return _page_pdf(b"0 0 595 842", b"\x81\x00" * (inflated // 128) + b"\x80", b"/Filter/RunLengthDecode")
+
+
+def pdf_ascii85_flate_bomb(inflated: int = GIB) -> bytes:
+    """A Flate bomb wrapped in ASCII85 (/Filter [/ASCII85Decode /FlateDecode]): its stream opens
+    with text, not with a zlib header."""
+    text = base64.a85encode(zlib_zeros(inflated, head=_TEXT)) + b"~>"
+    return _page_pdf(b"0 0 595 842", text, b"/Filter[/ASCII85Decode /FlateDecode]")
+
+
+def pdf_huge_image() -> bytes:
+    """A page drawing a CCITT G4 image that declares 100,000 x 100,000 pixels (10 gigapixels) in a
+    few bytes."""
+    return _pdf(
+        [
+            b"<</Type/Catalog/Pages 2 0 R>>",
+            b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+            b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]/Contents 4 0 R"
+            b"/Resources<</Font<</F1 5 0 R>>/XObject<</Im1 6 0 R>>>>>>",
+            b"<</Length %d>>\nstream\n" % (len(_TEXT) + 31) + _TEXT + b"q 500 0 0 700 50 50 cm /Im1 Do Q\n"
+            b"\nendstream",
+            b"<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>",
+            b"<</Type/XObject/Subtype/Image/Width 100000/Height 100000/BitsPerComponent 1"
+            b"/ColorSpace/DeviceGray/Filter/CCITTFaxDecode/DecodeParms<</K -1/Columns 100000"
+            b"/Rows 100000>>/Length 4>>\nstream\n\xff\xff\xff\xff\nendstream",
+        ]
+    )
+
+
+def pdf_many_paths(paths: int = 1_000_000) -> bytes:
+    """A page of `paths` one-point squares and no text (about 13 KB on disk): read as a scan, in
+    bounded memory (pymupdf's `get_drawings` made a dict of every path, about 1.3 KB each)."""
+    return _page_pdf(b"0 0 595 842", zlib.compress(b"0 0 1 1 re f\n" * paths, 9), b"/Filter/FlateDecode")
+
+
 def pdf_giant_page() -> bytes:
     """One page of 200,000 x 200,000 pt (PDF allows 14,400) with a line of text on it."""
     return _page_pdf(b"0 0 200000 200000", _TEXT)
@@ -265,6 +345,11 @@ BAD_PDF: Final[dict[str, Callable[[], bytes]]] = {
     "stream-bomb.pdf": pdf_stream_bomb,
     "double-flate-bomb.pdf": pdf_double_flate_bomb,
     "giant-page.pdf": pdf_giant_page,
+    "lzw-bomb.pdf": pdf_lzw_bomb,
+    "run-length-bomb.pdf": pdf_run_length_bomb,
+    "ascii85-flate-bomb.pdf": pdf_ascii85_flate_bomb,
+    "huge-image.pdf": pdf_huge_image,
+    "many-paths.pdf": pdf_many_paths,
 }
 
 

@@ -41,6 +41,12 @@ PDF_EXPECTED = {
     "stream-bomb.pdf": (2, "is a stream that inflates to more than 128 MiB (a decompression bomb?)"),
     "double-flate-bomb.pdf": (2, "object 4 is a stream that inflates to more than 128 MiB"),
     "giant-page.pdf": (2, "page 1 measures 200000 x 200000 pt, over the 14400 pt"),
+    "lzw-bomb.pdf": (2, "object 4 is a stream that inflates to more than 128 MiB"),
+    "run-length-bomb.pdf": (2, "object 4 is a stream that inflates to more than 128 MiB"),
+    "ascii85-flate-bomb.pdf": (2, "object 4 is a stream that inflates to more than 128 MiB"),
+    "huge-image.pdf": (2, "object 6 is an image of 100000 x 100000 pixels, over the 268 million"),
+    # Read as a scan (no text layer), in bounded memory: nothing to read without the model.
+    "many-paths.pdf": (1, "page 1 has no text layer (a scan?): it needs the model"),
 }
 
 

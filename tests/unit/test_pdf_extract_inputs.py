@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pymupdf
 import pytest
 
 from tools.labs.pdf import (
@@ -66,6 +67,20 @@ def test_page_without_text_layer_is_listed_for_the_model() -> None:
     assert [r.name for r in got.results] == ["Sodium"]
     assert got.partial
     assert any("page 2 has no text layer" in w for w in got.warnings)
+
+
+@pytest.mark.parametrize("width", [2.0, 0.1])
+def test_a_page_of_drawings_only_is_read_as_a_scan_and_a_white_one_is_blank(width: float) -> None:
+    """Text drawn as outlines (here a line, down to a 0.1 pt hairline) needs reading; a page
+    painted only white has nothing on it."""
+    doc = pymupdf.open()
+    drawn = doc.new_page(width=595, height=842)
+    drawn.draw_line((40, 100), (300, 100), color=(0, 0, 0), width=width)
+    white = doc.new_page(width=595, height=842)
+    white.draw_rect(white.rect, color=None, fill=(1, 1, 1))
+    got = extract_labs(doc.tobytes())
+    assert got.needs_model == (1,)
+    assert any(w == "page 2 is blank" for w in got.warnings)
 
 
 @pytest.fixture(scope="module")

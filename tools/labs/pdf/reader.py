@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import mmap
 import re
-import zlib
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,6 +23,7 @@ from tools.labs.pdf.model import ExtractedLab, LabPdfExtraction, UnparsedRow, Wo
 from tools.labs.pdf.names import UNREADABLE
 from tools.labs.pdf.ocr import OcrSteps, run_steps, run_steps_async, scanned_page_steps
 from tools.labs.pdf.rows import PageContext, extract_page, report_only_date
+from tools.labs.pdf.stream_limits import MAX_STREAM_BYTES, stream_problem
 from tools.labs.pdf.values import number_style
 
 __all__ = [
@@ -43,12 +43,6 @@ __all__ = [
 _open: Any = pymupdf.open
 
 DEFAULT_MAX_PAGES: Final = 200
-_MIB: Final = 1 << 20
-# Checked before any page is read, so that memory stays bounded whatever a file claims. A Flate
-# stream (page content, image, font, object stream) may inflate to this much: a 600-dpi A4 RGB
-# scan is 4961 x 7016 x 3 bytes = 100 MiB. mupdf would otherwise inflate a 1 MB stream of a 1 GiB
-# (or more) in full, or parse it for seconds.
-MAX_STREAM_BYTES: Final = 128 * _MIB
 # ISO 32000-1 Annex C: a page is at most 14,400 units (200 in) a side. A larger one is not a lab
 # report, and rendering it for the model would need gigabytes.
 MAX_PAGE_POINTS: Final = 14_400.0
@@ -76,8 +70,8 @@ EXTRACTOR_REVISION: Final = "8"
 # pymupdf ships no type hints for Document/Page methods: this module is their only user here.
 _Doc = Any
 _Page = Any
-_Buffer = bytes | mmap.mmap | memoryview
 _MIN_TEXT_CHARS: Final = 3  # fewer printable characters than this: the page has no text layer
+_MARKS_DPI: Final = 36  # enough for a hairline to leave grey pixels, a letter page in 0.1 Mpx
 
 
 def open_pdf(source: str | Path | bytes, *, name: str | None = None) -> tuple[_Doc, str]:
@@ -114,6 +108,14 @@ def open_pdf(source: str | Path | bytes, *, name: str | None = None) -> tuple[_D
     return doc, label
 
 
+def _draws_anything(page: Any) -> bool:
+    """Whether a page without text or images shows anything (text drawn as outlines, a chart): a
+    coarse greyscale render with any pixel not white. Not ``get_drawings``: that makes a dict of
+    every path, gigabytes for a page of millions of tiny paths, where a render stays in bounds."""
+    pix = page.get_pixmap(dpi=_MARKS_DPI, colorspace=pymupdf.csGRAY, alpha=False)
+    return min(pix.samples, default=255) < 255
+
+
 def _check_signature(prefix: bytes, label: str) -> None:
     """Another kind of file (a PNG named .pdf) is refused as what it is, before mupdf guesses."""
     if _SIGNATURE not in prefix:
@@ -123,19 +125,16 @@ def _check_signature(prefix: bytes, label: str) -> None:
 def check_limits(
     doc: _Doc,
     label: str,
-    data: _Buffer | None = None,
+    data: bytes | mmap.mmap | None = None,
     *,
     max_stream_bytes: int = MAX_STREAM_BYTES,
     max_page_points: float = MAX_PAGE_POINTS,
 ) -> None:
-    """Refuse (PdfOverLimitError) a page larger than a PDF page may be, or a stream that inflates to
-    more than `max_stream_bytes`, before mupdf decodes anything.
-
-    Streams are found in the file's bytes (`data`) by their keyword and inflated from there,
-    counting in bounded steps and keeping nothing, so a lying /Length hides nothing; a FlateDecode
-    chain is followed through three layers (a 1 KB stream of two layers can inflate to 1 GB). An
-    encrypted file (or no `data`) is checked object by object through pymupdf, which decrypts:
-    slower (about 10 us an object). Other filters (LZW, run length: rare) are left to mupdf.
+    """Refuse (PdfOverLimitError) a page larger than a PDF page may be, a stream that decodes to
+    more than `max_stream_bytes` or an image of more pixels than an image may have, before mupdf
+    decodes anything (`stream_limits.stream_problem`: every filter, counted in bounded steps).
+    `data`: the file's bytes, read for the streams without a call into mupdf per object; an
+    encrypted file (or no `data`) is checked object by object through pymupdf, which decrypts.
     """
     for index in range(doc.page_count):
         box = doc[index].mediabox
@@ -145,106 +144,10 @@ def check_limits(
                 f"page {index + 1} measures {box.width:.0f} x {box.height:.0f} pt, over the "
                 f"{max_page_points:.0f} pt a side a PDF page may measure",
             )
-    where: str | None = None
-    if data is not None and not (doc.metadata or {}).get("encryption"):  # stream data are plain
-        at = _first_bomb(data, max_stream_bytes)
-        if at is not None:
-            where = _object_before(data, at)
-    else:
-        for xref in range(1, doc.xref_length()):
-            raw = doc.xref_stream_raw(xref)  # None for an object that is no stream
-            if raw and _zlib_header(raw) and _inflates_past(memoryview(raw), 0, max_stream_bytes):
-                where = f"object {xref}"
-                break
-    if where is not None:
-        raise PdfOverLimitError(
-            label,
-            f"{where} is a stream that inflates to more than {max_stream_bytes // _MIB} MiB "
-            "(a decompression bomb?)",
-        )
-
-
-_STREAM_KEYWORD: Final = re.compile(rb">>\s*stream\r?\n")
-_OBJECT_HEADER: Final = re.compile(rb"(\d+)\s+\d+\s+obj\b")
-
-
-def _first_bomb(data: _Buffer, limit: int) -> int | None:
-    """The offset of the first stream whose data inflates past `limit`, or None."""
-    view = memoryview(data)
-    for match in _STREAM_KEYWORD.finditer(data):
-        start = match.end()
-        if _zlib_header(view[start : start + 2]) and _inflates_past(view, start, limit):
-            return start
-    return None
-
-
-def _object_before(data: _Buffer, offset: int) -> str:
-    headers = list(_OBJECT_HEADER.finditer(data, max(0, offset - 4096), offset))
-    return f"object {int(headers[-1].group(1))}" if headers else f"the stream at byte {offset}"
-
-
-def _zlib_header(head: _Buffer) -> bool:
-    """Whether two bytes open a zlib stream (RFC 1950: deflate, a valid check)."""
-    if len(head) < 2:
-        return False
-    cmf, flg = head[0], head[1]
-    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf << 8 | flg) % 31 == 0
-
-
-def _inflates_past(view: memoryview, start: int, limit: int) -> bool:
-    """Whether the zlib stream at `start` inflates past `limit` (through nested zlib layers too).
-
-    Input is fed in growing slices (4 KiB first: most streams are small, and what follows a stream's
-    end is copied aside by zlib), output taken 1 MiB at a time and only counted.
-    """
-    layers = _Inflation(limit, depth=3)
-    pos, step = start, 4096
-    try:
-        while pos < len(view) and not layers.done:
-            if layers.feed(view[pos : pos + step]):
-                return True
-            pos += step
-            step = min(step * 4, _MIB)
-    except zlib.error:
-        pass  # mupdf stops at the same error
-    return False
-
-
-class _Inflation:
-    """What a zlib stream inflates to, counted; a layer whose output opens with a zlib header is
-    inflated in turn (a FlateDecode chain), up to `depth` layers, each against the limit."""
-
-    def __init__(self, limit: int, depth: int) -> None:
-        self.limit = limit
-        self.depth = depth
-        self.decoder = zlib.decompressobj()
-        self.total = 0
-        self.inner: _Inflation | None = None
-
-    @property
-    def done(self) -> bool:
-        return bool(self.decoder.eof)
-
-    def feed(self, data: _Buffer) -> bool:
-        """Inflate `data`; True as soon as this layer or one inside it passes the limit."""
-        pending: _Buffer = data
-        while True:
-            out = self.decoder.decompress(pending, _MIB)
-            pending = self.decoder.unconsumed_tail
-            if out:
-                if self.total == 0 and self.depth > 1 and _zlib_header(out[:2]):
-                    self.inner = _Inflation(self.limit, self.depth - 1)
-                self.total += len(out)
-                if self.total > self.limit:
-                    return True
-                if self.inner is not None and not self.inner.done:
-                    try:
-                        if self.inner.feed(out):
-                            return True
-                    except zlib.error:
-                        self.inner = None  # not a chain after all
-            if self.decoder.eof or not (out or pending):
-                return False
+    plain = data if data is not None and not (doc.metadata or {}).get("encryption") else None
+    problem = stream_problem(doc, plain, max_stream_bytes=max_stream_bytes)
+    if problem is not None:
+        raise PdfOverLimitError(label, problem)
 
 
 def _check_file_limits(doc: _Doc, label: str, source: str | Path | bytes, max_stream_bytes: int) -> None:
@@ -436,7 +339,7 @@ def lab_extraction_steps(
             number = index + 1
             words = pages_words[index]
             if sum(len(w.text) for w in words) < _MIN_TEXT_CHARS:
-                if page.get_images(full=False) or page.get_drawings():
+                if page.get_images(full=False) or _draws_anything(page):
                     scanned = yield from scanned_page_steps(page, number, context)
                     results += scanned.results
                     unparsed += scanned.unparsed
