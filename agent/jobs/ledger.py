@@ -86,6 +86,9 @@ class PatientRow(BaseModel):
     started_at: float | None
     finished_at: float | None
     seconds: float | None
+    # Attempts its worker stopped in (the process killed or crashed while the patient was being
+    # summarized), counted when the run is resumed; `retry_failed` starts it again from 0.
+    interrupted: int = 0
 
 
 _SCHEMA: Final = (
@@ -125,8 +128,11 @@ _RUN_COLUMNS: Final = (
     "run_id, cohort, since, executor, fhir_url, created_at, status, export_status_url, transaction_time"
 )
 _PATIENT_COLUMNS: Final = (
-    "run_id, patient_id, status, attempts, reason, written, started_at, finished_at, seconds"
+    "run_id, patient_id, status, attempts, reason, written, started_at, finished_at, seconds, interrupted"
 )
+# Columns added after the first release, with their definition: a ledger made before gets them
+# when it is opened.
+_ADDED_COLUMNS: Final = (("job_patients", "interrupted", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 class _Tx(Protocol):
@@ -140,6 +146,8 @@ class _Tx(Protocol):
 class _Database(Protocol):
     # Appended to the claim's SELECT: Postgres locks the rows it picks (SQLite locks the file).
     lock_rows: str
+    # How many columns named (table, column) exist: 0 or 1.
+    count_columns: str
 
     def transaction(self) -> AbstractAsyncContextManager[_Tx]: ...
 
@@ -159,6 +167,7 @@ class _SqliteTx:
 
 class _Sqlite:
     lock_rows = ""
+    count_columns = "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?"
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -191,6 +200,10 @@ class _PostgresTx:
 
 class _Postgres:
     lock_rows = " FOR UPDATE SKIP LOCKED"
+    count_columns = (
+        "SELECT COUNT(*) FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = ? AND column_name = ?"
+    )
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
@@ -220,6 +233,9 @@ class Ledger:
                 await tx.run("SELECT pg_advisory_xact_lock(4242120012)")
             for statement in _SCHEMA:
                 await tx.run(statement)
+            for table, column, definition in _ADDED_COLUMNS:
+                if not (await tx.fetch(self._db.count_columns, (table, column)))[0][0]:
+                    await tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     # Runs
 
@@ -430,20 +446,27 @@ class Ledger:
 
     async def reset_running(self, run_id: str) -> int:
         """After a crash: the run's `running` patients back to pending and the leases it held
-        released. Only for a run that nobody else is executing now (the same run id resumed).
-        The number reset."""
+        released; a patient whose lease was held (its graph was running: not only claimed) counts
+        one more `interrupted` attempt. Only for a run that nobody else is executing now (the same
+        run id resumed). The number reset."""
         async with self._tx() as tx:
-            await tx.run("DELETE FROM job_leases WHERE run_id = ?", (run_id,))
-            return await tx.run(
-                "UPDATE job_patients SET status = 'pending' WHERE run_id = ? AND status = 'running'",
+            reset = await tx.run(
+                "UPDATE job_patients SET status = 'pending', interrupted = interrupted + CASE WHEN EXISTS"
+                " (SELECT 1 FROM job_leases l WHERE l.run_id = job_patients.run_id"
+                " AND l.patient_id = job_patients.patient_id) THEN 1 ELSE 0 END"
+                " WHERE run_id = ? AND status = 'running'",
                 (run_id,),
             )
+            await tx.run("DELETE FROM job_leases WHERE run_id = ?", (run_id,))
+            return reset
 
     async def retry_failed(self, run_id: str) -> int:
         """Failed patients back to pending and the run running again. The number reset."""
         async with self._tx() as tx:
             n = await tx.run(
-                "UPDATE job_patients SET status = 'pending' WHERE run_id = ? AND status = 'failed'", (run_id,)
+                "UPDATE job_patients SET status = 'pending', interrupted = 0"
+                " WHERE run_id = ? AND status = 'failed'",
+                (run_id,),
             )
             if n:
                 await tx.run("UPDATE job_runs SET status = 'running' WHERE run_id = ?", (run_id,))

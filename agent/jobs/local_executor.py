@@ -9,6 +9,12 @@ Before claiming, one cohort-level change check covers the run's pending patients
 never claimed (no graph, no lease, no search of their own). After the last patient, one more
 (`JobWorker.verify_batch`) verifies the marks of the patients still unchanged as of the run's end,
 so that the next run's window does not hold this run's own writes.
+
+A patient whose worker stopped while summarizing it (killed or crashed: the ledger's `interrupted`,
+counted on resume) runs first, alone: a patient whose data crashes the worker then takes down no
+other patient's attempt, and the next resume finds it interrupted once more than the patients that
+were in flight beside it. After `MAX_INTERRUPTED_ATTEMPTS` it is recorded failed without running
+again (`jobs retry-failed` gives it as many again), so a run that meets such a patient completes.
 """
 
 from __future__ import annotations
@@ -19,11 +25,15 @@ from typing import Final
 
 from agent.jobs.activities import JobWorker, PatientBusy, summarize_one
 from agent.jobs.ledger import PatientResult, RunStatus
+from agent.planning.change_marks import ChangeIndex
 
 __all__ = ["run_local"]
 
 # How often an executor with nothing to claim looks again (patients leased by another run).
 POLL_S: Final = 0.5
+# Attempts its worker stopped in before a patient is given up (Temporal counts its own
+# attempts: `temporal_worker._CRASH_ALLOWANCE`).
+MAX_INTERRUPTED_ATTEMPTS: Final = 3
 
 
 async def run_local(
@@ -51,6 +61,9 @@ async def run_local(
         for result in await worker.settle_unchanged(run_id, changes):
             if on_result is not None:
                 on_result(result)
+    for result in await _run_interrupted(worker, run_id, changes):
+        if on_result is not None:
+            on_result(result)
     in_flight: set[asyncio.Task[PatientResult]] = set()
     try:
         while True:
@@ -82,3 +95,33 @@ async def run_local(
     if verify_at_end and check_batch and not stopping:
         await worker.verify_batch(pending)
     return await ledger.finish_run(run_id)
+
+
+async def _run_interrupted(
+    worker: JobWorker, run_id: str, changes: ChangeIndex | None
+) -> list[PatientResult]:
+    """The pending patients their worker stopped in, the most interrupted first, one at a time;
+    those interrupted `MAX_INTERRUPTED_ATTEMPTS` times recorded failed instead. Stops when the run
+    does."""
+    ledger = worker.ledger
+    rows = [r for r in await ledger.patients(run_id) if r.status == "pending" and r.interrupted > 0]
+    results: list[PatientResult] = []
+    for row in sorted(rows, key=lambda r: (-r.interrupted, r.patient_id)):
+        run = await ledger.get_run(run_id)
+        if run is None or run.status != "running":
+            break
+        if row.interrupted >= MAX_INTERRUPTED_ATTEMPTS:
+            result = PatientResult(
+                patient_id=row.patient_id,
+                status="failed",
+                reason=f"the worker stopped while summarizing this patient in {row.interrupted} attempts "
+                "(killed or crashed); not tried again: `chartagent jobs retry-failed` tries it again",
+            )
+            await ledger.mark(run_id, result)
+        else:
+            try:
+                result = await summarize_one(worker, run_id, row.patient_id, changes=changes)
+            except PatientBusy:
+                continue  # requeued; the claims below take it once its lease is free
+        results.append(result)
+    return results

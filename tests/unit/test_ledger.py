@@ -101,6 +101,46 @@ async def test_marks_counts_and_crash_recovery(tmp_path: Path) -> None:
         assert await ledger.claim_next("r", "A2", 5) == ["c"]
 
 
+async def test_a_resume_counts_interrupted_attempts_of_the_patients_being_summarized(tmp_path: Path) -> None:
+    """Only a patient whose lease was held (its graph running) when the process died counts an
+    interrupted attempt; one only claimed does not. `retry_failed` starts the count again."""
+    async with open_ledger(_settings(tmp_path)) as ledger:
+        await _run(ledger, "r", ["a", "b", "c"])
+        assert await ledger.claim_next("r", "A", 3) == ["a", "b", "c"]
+        assert await ledger.take_lease("r", "a", "A", ttl_s=60)  # a runs; b and c only claimed
+        assert await ledger.reset_running("r") == 3
+        rows = {p.patient_id: p for p in await ledger.patients("r")}
+        assert [(rows[p].status, rows[p].interrupted) for p in "abc"] == [
+            ("pending", 1), ("pending", 0), ("pending", 0)
+        ]  # fmt: skip
+        for _ in range(2):  # twice more, a alone
+            assert await ledger.take_lease("r", "a", "A", ttl_s=60)
+            await ledger.reset_running("r")
+        assert {p.patient_id: p.interrupted for p in await ledger.patients("r")}["a"] == 3
+        await ledger.mark("r", PatientResult(patient_id="a", status="failed", reason="given up"))
+        assert await ledger.retry_failed("r") == 1
+        assert {p.patient_id: p.interrupted for p in await ledger.patients("r")}["a"] == 0
+
+
+async def test_a_ledger_made_before_the_interrupted_column_gains_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "jobs.sqlite") as old:
+        old.execute(
+            "CREATE TABLE job_patients (run_id TEXT NOT NULL, patient_id TEXT NOT NULL, status TEXT NOT NULL,"
+            " attempts INTEGER NOT NULL DEFAULT 0, reason TEXT, written TEXT NOT NULL DEFAULT '[]',"
+            " started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION, seconds DOUBLE PRECISION,"
+            " PRIMARY KEY (run_id, patient_id))"
+        )
+        old.execute(
+            "INSERT INTO job_patients (run_id, patient_id, status, attempts) VALUES ('r', 'a', 'done', 1)"
+        )
+    for _ in range(2):  # opened twice: the column is added once
+        async with open_ledger(_settings(tmp_path)) as ledger:
+            (row,) = await ledger.patients("r")
+            assert (row.patient_id, row.status, row.attempts, row.interrupted) == ("a", "done", 1, 0)
+
+
 async def test_cancel_stops_claims(tmp_path: Path) -> None:
     async with open_ledger(_settings(tmp_path)) as ledger:
         await _run(ledger, "r", ["a", "b"])
