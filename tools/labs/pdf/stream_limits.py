@@ -363,68 +363,76 @@ class _RunLength:
         return iter(())
 
 
-class _Ascii85:
+class _TextGroups:
+    """An ASCII filter: whitespace ignored, the data ended by a marker, decoded in whole groups."""
+
+    max_ratio: float
+    end_marker: bytes
+    group: int
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.ended = False
+
+    def decode(self, data: _Buffer) -> Iterator[bytes]:
+        if self.ended:
+            return
+        text = bytes(data).translate(None, _WHITESPACE)
+        end = text.find(self.end_marker)
+        if end >= 0:
+            text, self.ended = text[:end], True
+        text = self.pending + self._groups(text)
+        whole = len(text) // self.group * self.group
+        self.pending = text[whole:]
+        if whole:
+            try:
+                yield self._decode(text[:whole])
+            except ValueError:  # mupdf stops at the bad character
+                self.ended, self.pending = True, b""
+
+    def finish(self) -> Iterator[bytes]:
+        last = self._last(self.pending)
+        if last:
+            try:
+                yield self._decode(last)
+            except ValueError:
+                return
+
+    def _groups(self, text: bytes) -> bytes:
+        return text
+
+    def _decode(self, text: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _last(self, pending: bytes) -> bytes:
+        return pending
+
+
+class _Ascii85(_TextGroups):
     max_ratio = 4.0  # "z" is four zero bytes
+    end_marker = b"~"
+    group = 5
 
-    def __init__(self) -> None:
-        self.pending = b""
-        self.ended = False
+    def _groups(self, text: bytes) -> bytes:
+        return text.replace(b"z", b"!!!!!")  # "z" stands for a whole group of five
 
-    def decode(self, data: _Buffer) -> Iterator[bytes]:
-        if self.ended:
-            return
-        text = bytes(data).translate(None, _WHITESPACE)
-        end = text.find(b"~")
-        if end >= 0:
-            text, self.ended = text[:end], True
-        # "z" stands for a whole group: as "!!!!!" the text splits into groups of five.
-        text = self.pending + text.replace(b"z", b"!!!!!")
-        whole = len(text) // 5 * 5
-        self.pending = text[whole:]
-        if whole:
-            try:
-                yield base64.a85decode(text[:whole])
-            except ValueError:
-                self.ended, self.pending = True, b""
+    def _decode(self, text: bytes) -> bytes:
+        return base64.a85decode(text)
 
-    def finish(self) -> Iterator[bytes]:
-        if len(self.pending) >= 2:
-            try:
-                yield base64.a85decode(self.pending)
-            except ValueError:
-                return
+    def _last(self, pending: bytes) -> bytes:
+        return pending if len(pending) >= 2 else b""  # one character alone says nothing
 
 
-class _AsciiHex:
+class _AsciiHex(_TextGroups):
     max_ratio = 0.5
+    end_marker = b">"
+    group = 2
 
-    def __init__(self) -> None:
-        self.pending = b""
-        self.ended = False
+    def _decode(self, text: bytes) -> bytes:
+        return binascii.unhexlify(text)
 
-    def decode(self, data: _Buffer) -> Iterator[bytes]:
-        if self.ended:
-            return
-        text = bytes(data).translate(None, _WHITESPACE)
-        end = text.find(b">")
-        if end >= 0:
-            text, self.ended = text[:end], True
-        text = self.pending + text
-        whole = len(text) // 2 * 2
-        self.pending = text[whole:]
-        if whole:
-            try:
-                yield binascii.unhexlify(text[:whole])
-            except binascii.Error:
-                self.ended, self.pending = True, b""
-
-    def finish(self) -> Iterator[bytes]:
-        if self.pending:
-            with_zero = self.pending + b"0"  # an odd last digit is followed by 0
-            try:
-                yield binascii.unhexlify(with_zero)
-            except binascii.Error:
-                return
+    def _last(self, pending: bytes) -> bytes:
+        return pending + b"0" if pending else b""  # an odd last digit is followed by 0
 
 
 # ---------------------------------------------------------------------------- the byte scan's Flate
