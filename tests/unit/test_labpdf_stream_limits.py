@@ -182,3 +182,15 @@ def test_a_flate_stream_is_still_read_from_the_bytes_alone() -> None:
 
     pdf = bad_files._page_pdf(b"0 0 595 842", zlib.compress(bytes(200 * MIB), 9), b"/Filter/FlateDecode")
     assert stream_problem(NoObjects(), pdf) == f"{BOMB} (a decompression bomb?)"
+
+
+@pytest.mark.parametrize(
+    "keyword",
+    [b">>\nstream\r", b">>\nstream ", b">>\nstream \n", b">>%c\nstream\n", b">>\x00stream\n"],
+    ids=["cr-alone", "space", "space-lf", "comment-before", "nul-before"],
+)
+def test_a_stream_keyword_in_any_spelling_mupdf_reads_is_found(keyword: bytes) -> None:
+    pdf = bad_files.pdf_stream_bomb(200 * MIB).replace(b">>\nstream\n", keyword, 1)
+    doc = pymupdf.open(stream=pdf)
+    assert doc.xref_stream_raw(4)  # mupdf reads the stream there
+    assert stream_problem(doc, pdf) == f"{BOMB} (a decompression bomb?)"

@@ -44,7 +44,10 @@ MAX_IMAGE_PIXELS: Final = 1 << 28
 _Buffer = bytes | mmap.mmap | memoryview
 _Doc = Any  # pymupdf ships no type hints for Document
 
-_STREAM_KEYWORD: Final = re.compile(rb">>\s*stream\r?\n")
+# The keyword, and the whitespace after it: mupdf takes "stream" followed by CR alone, a space, or
+# a comment or NUL before it, not only ">> stream" and a line feed. (Data opening with whitespace is
+# no zlib stream: a zlib header's first byte never is.)
+_STREAM_KEYWORD: Final = re.compile(rb"\bstream[\x00\t\n\f\r ]{0,8}")
 _OBJECT_HEADER_END: Final = re.compile(rb"(\d+)\s+\d+\s+obj$")
 _HEADER_LOOKBACK: Final = 4096  # a stream's dictionary is short: filters, sizes, a few references
 _NAME_ESCAPE: Final = re.compile(rb"#([0-9A-Fa-f]{2})")
