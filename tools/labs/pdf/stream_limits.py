@@ -388,23 +388,23 @@ class _TextGroups:
         whole = len(text) // self.group * self.group
         self.pending = text[whole:]
         if whole:
-            try:
-                yield self._decode(text[:whole])
-            except ValueError:  # mupdf stops at the bad character
+            out = self._decode(text[:whole])
+            if out is None:  # mupdf stops at the bad character
                 self.ended, self.pending = True, b""
+            else:
+                yield out
 
     def finish(self) -> Iterator[bytes]:
         last = self._last(self.pending)
-        if last:
-            try:
-                yield self._decode(last)
-            except ValueError:
-                return
+        out = self._decode(last) if last else None
+        if out is not None:
+            yield out
 
     def _groups(self, text: bytes) -> bytes:
         return text
 
-    def _decode(self, text: bytes) -> bytes:
+    def _decode(self, text: bytes) -> bytes | None:
+        """The groups decoded; None for text that is not of this encoding."""
         raise NotImplementedError
 
     def _last(self, pending: bytes) -> bytes:
@@ -419,8 +419,11 @@ class _Ascii85(_TextGroups):
     def _groups(self, text: bytes) -> bytes:
         return text.replace(b"z", b"!!!!!")  # "z" stands for a whole group of five
 
-    def _decode(self, text: bytes) -> bytes:
-        return base64.a85decode(text)
+    def _decode(self, text: bytes) -> bytes | None:
+        try:
+            return base64.a85decode(text)
+        except ValueError:
+            return None
 
     def _last(self, pending: bytes) -> bytes:
         return pending if len(pending) >= 2 else b""  # one character alone says nothing
@@ -431,8 +434,11 @@ class _AsciiHex(_TextGroups):
     end_marker = b">"
     group = 2
 
-    def _decode(self, text: bytes) -> bytes:
-        return binascii.unhexlify(text)
+    def _decode(self, text: bytes) -> bytes | None:
+        try:
+            return binascii.unhexlify(text)
+        except binascii.Error:
+            return None
 
     def _last(self, pending: bytes) -> bytes:
         return pending + b"0" if pending else b""  # an odd last digit is followed by 0
