@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Final
 
 from agent.jobs.activities import JobWorker, PatientBusy, summarize_one
-from agent.jobs.ledger import PatientResult, RunStatus
+from agent.jobs.ledger import PatientResult, PatientRow, RunStatus
 from agent.planning.change_marks import ChangeIndex
 
 __all__ = ["run_local"]
@@ -53,7 +53,10 @@ async def run_local(
     ledger = worker.ledger
     holder = worker.lease_holder(run_id)
     await ledger.reset_running(run_id)
-    pending = [row.patient_id for row in await ledger.patients(run_id) if row.status == "pending"]
+    rows = await ledger.patients(run_id)
+    pending = [row.patient_id for row in rows if row.status == "pending"]
+    # Not settled by the check below (it settles only patients never attempted in this run).
+    interrupted = [row for row in rows if row.status == "pending" and row.interrupted > 0]
     run = await ledger.get_run(run_id)
     changes = None
     if check_batch and run is not None and run.status == "running":  # a cancelled run starts nothing
@@ -61,7 +64,7 @@ async def run_local(
         for result in await worker.settle_unchanged(run_id, changes):
             if on_result is not None:
                 on_result(result)
-    for result in await _run_interrupted(worker, run_id, changes):
+    for result in await _run_interrupted(worker, run_id, interrupted, changes):
         if on_result is not None:
             on_result(result)
     in_flight: set[asyncio.Task[PatientResult]] = set()
@@ -98,13 +101,12 @@ async def run_local(
 
 
 async def _run_interrupted(
-    worker: JobWorker, run_id: str, changes: ChangeIndex | None
+    worker: JobWorker, run_id: str, rows: list[PatientRow], changes: ChangeIndex | None
 ) -> list[PatientResult]:
-    """The pending patients their worker stopped in, the most interrupted first, one at a time;
-    those interrupted `MAX_INTERRUPTED_ATTEMPTS` times recorded failed instead. Stops when the run
-    does."""
+    """The pending patients their worker stopped in (`rows`), the most interrupted first, one at a
+    time; those interrupted `MAX_INTERRUPTED_ATTEMPTS` times recorded failed instead. Stops when
+    the run does."""
     ledger = worker.ledger
-    rows = [r for r in await ledger.patients(run_id) if r.status == "pending" and r.interrupted > 0]
     results: list[PatientResult] = []
     for row in sorted(rows, key=lambda r: (-r.interrupted, r.patient_id)):
         run = await ledger.get_run(run_id)

@@ -298,14 +298,14 @@ def pdf_ascii85_flate_bomb(inflated: int = GIB) -> bytes:
 def pdf_huge_image() -> bytes:
     """A page drawing a CCITT G4 image that declares 100,000 x 100,000 pixels (10 gigapixels) in a
     few bytes."""
+    content = _TEXT + b"q 500 0 0 700 50 50 cm /Im1 Do Q\n"
     return _pdf(
         [
             b"<</Type/Catalog/Pages 2 0 R>>",
             b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
             b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]/Contents 4 0 R"
             b"/Resources<</Font<</F1 5 0 R>>/XObject<</Im1 6 0 R>>>>>>",
-            b"<</Length %d>>\nstream\n" % (len(_TEXT) + 31) + _TEXT + b"q 500 0 0 700 50 50 cm /Im1 Do Q\n"
-            b"\nendstream",
+            b"<</Length %d>>\nstream\n" % len(content) + content + b"\nendstream",
             b"<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>",
             b"<</Type/XObject/Subtype/Image/Width 100000/Height 100000/BitsPerComponent 1"
             b"/ColorSpace/DeviceGray/Filter/CCITTFaxDecode/DecodeParms<</K -1/Columns 100000"

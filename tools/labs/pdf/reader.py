@@ -108,7 +108,7 @@ def open_pdf(source: str | Path | bytes, *, name: str | None = None) -> tuple[_D
     return doc, label
 
 
-def _draws_anything(page: Any) -> bool:
+def _draws_anything(page: _Page) -> bool:
     """Whether a page without text or images shows anything (text drawn as outlines, a chart): a
     coarse greyscale render with any pixel not white. Not ``get_drawings``: that makes a dict of
     every path, gigabytes for a page of millions of tiny paths, where a render stays in bounds."""

@@ -28,7 +28,7 @@ import mmap
 import re
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 __all__ = ["MAX_IMAGE_PIXELS", "MAX_STREAM_BYTES", "MIB", "stream_problem"]
 
@@ -172,12 +172,26 @@ def _int_value(doc: _Doc, xref: int, key: str) -> int:
 # ---------------------------------------------------------------------------- decoding, counted
 
 
-class _Stage(Protocol):
+class _Stage:
+    """One filter's decoder, fed its input piece by piece."""
+
     max_ratio: float  # the most output one byte of input can give
 
-    def decode(self, data: _Buffer) -> Iterator[bytes]: ...
+    def decode(self, data: _Buffer) -> Iterator[bytes]:
+        raise NotImplementedError
 
-    def finish(self) -> Iterator[bytes]: ...
+    def finish(self) -> Iterator[bytes]:
+        """What is left once the input has ended (most decoders hold nothing back)."""
+        return iter(())
+
+
+class _Buffered(_Stage):
+    """A decoder that keeps the input it cannot use yet (a run or group cut between pieces) and
+    stops at the data's end marker."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.ended = False
 
 
 def _stages(filters: list[str], parms: str) -> list[_Stage]:
@@ -229,7 +243,7 @@ def _through(stages: list[_Stage], index: int, data: _Buffer) -> Iterator[_Buffe
         yield from _through(stages, index + 1, out)
 
 
-class _Flate:
+class _Flate(_Stage):
     max_ratio = math.inf  # 1032 a layer, and a layer may hold another
 
     def __init__(self) -> None:
@@ -250,11 +264,8 @@ class _Flate:
             elif not pending:
                 return
 
-    def finish(self) -> Iterator[bytes]:
-        return iter(())
 
-
-class _Lzw:
+class _Lzw(_Stage):
     """PDF's LZWDecode: codes of 9 to 12 bits, most significant bit first; 256 clears the table,
     257 ends the data; with early change (the default) a code widens one entry early."""
 
@@ -321,16 +332,9 @@ class _Lzw:
         self.previous = entry
         return entry
 
-    def finish(self) -> Iterator[bytes]:
-        return iter(())
 
-
-class _RunLength:
+class _RunLength(_Buffered):
     max_ratio = 64.0  # two bytes repeat one 128 times
-
-    def __init__(self) -> None:
-        self.pending = b""
-        self.ended = False
 
     def decode(self, data: _Buffer) -> Iterator[bytes]:
         if self.ended:
@@ -362,20 +366,12 @@ class _RunLength:
         if out:
             yield b"".join(out)
 
-    def finish(self) -> Iterator[bytes]:
-        return iter(())
 
-
-class _TextGroups:
+class _TextGroups(_Buffered):
     """An ASCII filter: whitespace ignored, the data ended by a marker, decoded in whole groups."""
 
-    max_ratio: float
     end_marker: bytes
     group: int
-
-    def __init__(self) -> None:
-        self.pending = b""
-        self.ended = False
 
     def decode(self, data: _Buffer) -> Iterator[bytes]:
         if self.ended:
@@ -463,14 +459,11 @@ def _inflates_past(view: memoryview, start: int, limit: int) -> bool:
     """
     layers = _Inflation(limit, depth=3)
     pos, step = start, 4096
-    try:
-        while pos < len(view) and not layers.done:
-            if layers.feed(view[pos : pos + step]):
-                return True
-            pos += step
-            step = min(step * 4, MIB)
-    except zlib.error:
-        pass  # mupdf stops at the same error
+    while pos < len(view) and not layers.done:
+        if layers.feed(view[pos : pos + step]):
+            return True
+        pos += step
+        step = min(step * 4, MIB)
     return False
 
 
@@ -481,31 +474,23 @@ class _Inflation:
     def __init__(self, limit: int, depth: int) -> None:
         self.limit = limit
         self.depth = depth
-        self.decoder = zlib.decompressobj()
+        self.flate = _Flate()
         self.total = 0
         self.inner: _Inflation | None = None
 
     @property
     def done(self) -> bool:
-        return bool(self.decoder.eof)
+        return self.flate.stopped or bool(self.flate.decoder.eof)
 
     def feed(self, data: _Buffer) -> bool:
-        """Inflate `data`; True as soon as this layer or one inside it passes the limit."""
-        pending: _Buffer = data
-        while True:
-            out = self.decoder.decompress(pending, MIB)
-            pending = self.decoder.unconsumed_tail
-            if out:
-                if self.total == 0 and self.depth > 1 and _zlib_header(out[:2]):
-                    self.inner = _Inflation(self.limit, self.depth - 1)
-                self.total += len(out)
-                if self.total > self.limit:
-                    return True
-                if self.inner is not None and not self.inner.done:
-                    try:
-                        if self.inner.feed(out):
-                            return True
-                    except zlib.error:
-                        self.inner = None  # not a chain after all
-            if self.decoder.eof or not (out or pending):
-                return False
+        """Inflate `data`; True as soon as this layer or one inside it passes the limit. A layer
+        stops at bad data, as mupdf does (an inner one then was not a chain after all)."""
+        for out in self.flate.decode(data):
+            if self.total == 0 and self.depth > 1 and _zlib_header(out[:2]):
+                self.inner = _Inflation(self.limit, self.depth - 1)
+            self.total += len(out)
+            if self.total > self.limit:
+                return True
+            if self.inner is not None and not self.inner.done and self.inner.feed(out):
+                return True
+        return False
