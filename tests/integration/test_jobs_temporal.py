@@ -54,6 +54,11 @@ PATIENTS = 12
 FAST = RunOptions(chunk_size=5, initial_retry_s=0.5, max_retry_s=2.0, heartbeat_timeout_s=3.0)
 FINISHED = frozenset({"done", "unchanged"})
 EMBEDDED = {"options": FAST, "embedded_server": embedded_dev_server}
+# Every request to the FHIR server answered late (the real answer, through the fault proxy): a
+# patient then takes about a second, so that the kill tests' kill lands mid-run. Without it a
+# patient without lab PDFs takes tens of milliseconds, and on a loaded machine the rest of the run
+# could finish between the poll that saw 3 patients done and the kill (seen once).
+SLOWED = FaultPlan(rate=1.0, kinds=(FaultKind.SLOW,), slow_s=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -209,21 +214,22 @@ async def test_a_patient_that_fails_once_is_retried_and_succeeds(
 async def test_worker_killed_mid_run_then_a_new_worker_completes_it(
     fhir: str, cohort: Cohort, tmp_path: Path, temporal_server: TemporalDevServer
 ) -> None:
-    settings = job_settings(tmp_path, temporal_server.address)
-    await prepare_run(settings, "kill-worker", fhir, ids(cohort))
-    first = WorkerProcess(settings, fhir, concurrency=2)
-    first.start()
-    second = WorkerProcess(settings, fhir, concurrency=4)
-    try:
-        client = await connect(settings)
-        handle = await start_run(client, settings, "kill-worker", FAST)
-        await wait_until_done(settings, "kill-worker", at_least=3, timeout_s=180, one_running=True)
-        first.kill()  # mid-patient: its lease held, its ledger row left running
-        second.start()
-        tally = await asyncio.wait_for(handle.result(), timeout=240)
-    finally:
-        first.kill()
-        second.stop()
+    settings = job_settings(tmp_path, temporal_server.address, fhir_flavour="sekmet")
+    with FaultProxy(fhir, SLOWED) as proxy:
+        await prepare_run(settings, "kill-worker", proxy.base_url, ids(cohort))
+        first = WorkerProcess(settings, proxy.base_url, concurrency=2)
+        first.start()
+        second = WorkerProcess(settings, proxy.base_url, concurrency=4)
+        try:
+            client = await connect(settings)
+            handle = await start_run(client, settings, "kill-worker", FAST)
+            await wait_until_done(settings, "kill-worker", at_least=3, timeout_s=180, one_running=True)
+            first.kill()  # mid-patient: its lease held, its ledger row left running
+            second.start()
+            tally = await asyncio.wait_for(handle.result(), timeout=240)
+        finally:
+            first.kill()
+            second.stop()
     assert sum(tally.statuses.values()) == PATIENTS
     assert set(tally.statuses) <= FINISHED
     # The patient cut short ran again (at least once: its first attempt may have written).
@@ -234,22 +240,23 @@ async def test_worker_killed_mid_run_then_a_new_worker_completes_it(
 async def test_temporal_server_killed_mid_run_then_restarted_completes_it(
     fhir: str, cohort: Cohort, tmp_path: Path, temporal_server: TemporalDevServer
 ) -> None:
-    settings = job_settings(tmp_path, temporal_server.address)
-    await prepare_run(settings, "kill-server", fhir, ids(cohort))
-    worker = WorkerProcess(settings, fhir, concurrency=2)
-    worker.start()
-    try:
-        client = await connect(settings)
-        await start_run(client, settings, "kill-server", FAST)
-        await wait_until_done(settings, "kill-server", at_least=3, timeout_s=180, one_running=True)
-        temporal_server.kill()
-        assert not temporal_server.alive()
-        temporal_server.start()  # the same port and history file; the worker reconnects
-        client = await connect(settings)
-        handle = client.get_workflow_handle(run_workflow_id("kill-server"))
-        await asyncio.wait_for(handle.result(), timeout=240)
-    finally:
-        worker.stop()
+    settings = job_settings(tmp_path, temporal_server.address, fhir_flavour="sekmet")
+    with FaultProxy(fhir, SLOWED) as proxy:
+        await prepare_run(settings, "kill-server", proxy.base_url, ids(cohort))
+        worker = WorkerProcess(settings, proxy.base_url, concurrency=2)
+        worker.start()
+        try:
+            client = await connect(settings)
+            await start_run(client, settings, "kill-server", FAST)
+            await wait_until_done(settings, "kill-server", at_least=3, timeout_s=180, one_running=True)
+            temporal_server.kill()
+            assert not temporal_server.alive()
+            temporal_server.start()  # the same port and history file; the worker reconnects
+            client = await connect(settings)
+            handle = client.get_workflow_handle(run_workflow_id("kill-server"))
+            await asyncio.wait_for(handle.result(), timeout=240)
+        finally:
+            worker.stop()
     await assert_every_patient_once(settings, "kill-server", fhir, cohort)
 
 
@@ -278,8 +285,19 @@ async def test_cancel_stops_the_run_and_leaves_no_patient_running(
     assert await duplicate_identifiers(fhir) == {}
 
 
+def jobs_env(state_dir: Path) -> dict[str, str]:
+    """The environment of a `chartagent jobs` subprocess (the sekmet flavour: it may be behind the
+    fault proxy)."""
+    return {
+        **clean_environ(),
+        "CHARTAGENT_STATE_DIR": str(state_dir),
+        "CHARTAGENT_MODEL_BACKEND": "none",
+        "CHARTAGENT_FHIR_FLAVOUR": "sekmet",
+    }
+
+
 def jobs_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**clean_environ(), "CHARTAGENT_STATE_DIR": str(state_dir), "CHARTAGENT_MODEL_BACKEND": "none"}
+    env = jobs_env(state_dir)
     return subprocess.run(
         [sys.executable, "-m", "agent", "jobs", *args], env=env, capture_output=True, text=True, timeout=300
     )
@@ -368,8 +386,7 @@ def _terminal_run(state_dir: Path, *args: str, **env: str) -> tuple[int, str]:
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "jobs", *args],
-        env={**clean_environ(), "CHARTAGENT_STATE_DIR": str(state_dir), "CHARTAGENT_MODEL_BACKEND": "none",
-             "TERM": "xterm", "COLUMNS": "160", **env},
+        env={**jobs_env(state_dir), "TERM": "xterm", "COLUMNS": "160", **env},
         stdout=subprocess.DEVNULL, stderr=secondary, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     os.close(secondary)
@@ -502,7 +519,7 @@ def _ended(pid: int) -> bool:
 
 def _spawn_jobs(state_dir: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
     """`chartagent jobs ...` in its own process group, its output in `log`."""
-    env = {**clean_environ(), "CHARTAGENT_STATE_DIR": str(state_dir), "CHARTAGENT_MODEL_BACKEND": "none"}
+    env = jobs_env(state_dir)
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "agent", "jobs", *args],
@@ -517,19 +534,30 @@ async def test_an_embedded_temporal_run_killed_with_9_resumes_under_the_same_run
     leaves the server orphaned on its history; the same run id again ends that server, reopens
     the history, and the same workflow finishes the run."""
     settings = job_settings(tmp_path)
-    args = ("run", "--executor", "temporal", "--fhir-url", fhir, "--run-id", "emb", "--concurrency", "2")
-    first = _spawn_jobs(tmp_path, tmp_path / "first.log", *args)
-    try:
-        await wait_until_done(settings, "emb", at_least=3, timeout_s=240, one_running=True)
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)  # the CLI and its worker; the server is in its own group
-        first.wait(timeout=30)
-    orphan = int((tmp_path / "temporal" / "pid").read_text())
-    before = {r.patient_id: r for r in await rows(settings, "emb")}
-    assert sum(r.status in FINISHED for r in before.values()) < PATIENTS, "killed mid-run, not after it"
+    with FaultProxy(fhir, SLOWED) as proxy:
+        args = (
+            "run",
+            "--executor",
+            "temporal",
+            "--fhir-url",
+            proxy.base_url,
+            "--run-id",
+            "emb",
+            "--concurrency",
+            "2",
+        )
+        first = _spawn_jobs(tmp_path, tmp_path / "first.log", *args)
+        try:
+            await wait_until_done(settings, "emb", at_least=3, timeout_s=240, one_running=True)
+        finally:
+            os.killpg(first.pid, signal.SIGKILL)  # the CLI and its worker; the server is in its own group
+            first.wait(timeout=30)
+        orphan = int((tmp_path / "temporal" / "pid").read_text())
+        before = {r.patient_id: r for r in await rows(settings, "emb")}
+        assert sum(r.status in FINISHED for r in before.values()) < PATIENTS, "killed mid-run, not after it"
 
-    again = await asyncio.to_thread(jobs_cli, tmp_path, *args)
-    assert again.returncode == 0, again.stderr[-3000:]
+        again = await asyncio.to_thread(jobs_cli, tmp_path, *args)
+        assert again.returncode == 0, again.stderr[-3000:]
     await assert_every_patient_once(settings, "emb", fhir, cohort)
     after = await rows(settings, "emb")
     # Finished before the kill: not run again.
