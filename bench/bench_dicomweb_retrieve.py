@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import statistics
 import sys
@@ -31,17 +30,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.testbed.cohort.imaging.plain_ct import plain_ct_series
 from agent.testbed.stack import OrthancServer, OrthancSpec
 from agent.testbed.stack.ports import free_port
 from tools.imaging import DicomWebClient
-
-CT_IMAGE = UID("1.2.840.10008.5.1.4.1.1.2")
 
 
 class LatencyTransport(httpx.AsyncBaseTransport):
@@ -58,44 +53,6 @@ class LatencyTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-def ct_series(n: int, size: int = 512) -> Iterator[bytes]:
-    """A CT series: a disc of soft tissue in air, noise on top; generated lazily."""
-    study, series = generate_uid(), generate_uid()
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:size, :size]
-    body = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (0.4 * size) ** 2
-    for i in range(1, n + 1):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_IMAGE
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CT_IMAGE
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.Modality = "CT"
-        ds.PatientID = "bench"
-        ds.InstanceNumber = i
-        ds.ImagePositionPatient = [0.0, 0.0, -1.0 * i]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing = [0.7, 0.7]
-        ds.SliceThickness = 1.0
-        ds.Rows = ds.Columns = size
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
-        pixels = np.where(body, 1064, 24) + rng.integers(-20, 20, (size, size))
-        ds.PixelData = pixels.astype(np.int16).tobytes()
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        yield buf.getvalue()
 
 
 @contextmanager
@@ -133,7 +90,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
     files_bytes = 0
     started = time.perf_counter()
     async with DicomWebClient(url) as c:
-        stored = await c.store(d for d in ct_series(args.n))
+        stored = await c.store(plain_ct_series(args.n, patient_id="bench", spacing_mm=1.0))
         if not stored.ok or len(stored.stored) != args.n:
             raise SystemExit(f"STOW stored {len(stored.stored)} of {args.n} ({len(stored.failed)} failed)")
         print(f"stored {args.n} slices in {time.perf_counter() - started:.1f} s (STOW-RS)")

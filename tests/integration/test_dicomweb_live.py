@@ -9,61 +9,27 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import (
-    UID,
-    ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLosslessSV1,
     RLELossless,
     generate_uid,
 )
 
+from agent.testbed.cohort.imaging.plain_ct import plain_ct_series
 from tools.imaging.dicomweb import DicomWebClient, DicomWebNotFound
 from tools.imaging.sources import load_dicomweb
 
 pytestmark = pytest.mark.integration
 
-CT_IMAGE = UID("1.2.840.10008.5.1.4.1.1.2")
 LOSSLESS = {JPEG2000Lossless, JPEGLosslessSV1, RLELossless}
 
 
 def ct_series(n: int, size: int = 512) -> list[bytes]:
     """`n` CT slices, int16 with rescale, one study and series of fresh UIDs."""
-    study, series = generate_uid(), generate_uid()
-    rng = np.random.default_rng(n)
-    out = []
-    for i in range(1, n + 1):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_IMAGE
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CT_IMAGE
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.PatientID = "it-dicomweb"
-        ds.Modality = "CT"
-        ds.InstanceNumber = i
-        ds.ImagePositionPatient = [0.0, 0.0, -2.5 * i]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing = [0.7, 0.7]
-        ds.SliceThickness = 2.5
-        ds.Rows = ds.Columns = size
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
-        ds.PixelData = rng.integers(-1024, 3000, (size, size), dtype=np.int16).tobytes()
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
-        out.append(buf.getvalue())
-    return out
+    return list(plain_ct_series(n, size, patient_id="it-dicomweb", seed=n))
 
 
 def with_new_uids(name: str) -> tuple[Dataset, bytes]:
