@@ -6,7 +6,9 @@ The bad files are those of `tests/unit/bad_files.py` (made here, nothing committ
 bomb (1 MB inflating to 1 GiB), a 4 GB declared length, truncated, short and excess pixel data,
 not-DICOM, empty, a TIFF named .dcm; PDFs: empty, a PNG named .pdf, truncated, encrypted, a stream
 bomb (1 MB inflating to 1 GiB), a double-Flate bomb, a 200,000-pt page, LZW, run-length and
-ASCII85-wrapped Flate bombs, an image declaring 10 gigapixels, a page of a million tiny paths.
+ASCII85-wrapped Flate bombs, an image declaring 10 gigapixels, a page of a million tiny paths,
+an inline-image bomb and an inline image declaring 10 gigapixels, a billion form draws (three
+levels of 1,000), a form cycle and forms nested 70 deep.
 The baselines, written beside them: a 512 x 1024 16-bit CT slice (1 MiB) and a one-page lab
 report carrying a 1 MB scan image.
 

@@ -320,6 +320,69 @@ def pdf_many_paths(paths: int = 1_000_000) -> bytes:
     return _page_pdf(b"0 0 595 842", zlib.compress(b"0 0 1 1 re f\n" * paths, 9), b"/Filter/FlateDecode")
 
 
+def _inline_image_page(head: bytes, data: bytes) -> bytes:
+    """One page of a line of text and an inline image drawn over the page: `head` its dictionary,
+    `data` its data."""
+    content = _TEXT + b"q 500 0 0 700 50 50 cm\nBI " + head + b" ID\n" + data + b"\nEI\nQ\n"
+    return _page_pdf(b"0 0 595 842", content)
+
+
+def pdf_inline_image_bomb(side: int = 16_000, inflated: int | None = None, *, lzw: bool = False) -> bytes:
+    """A page drawing an inline RGB image of `side` x `side` pixels (16,000: 256 million, within
+    the image limit) whose Flate (or LZW) data decode to `inflated` zero bytes, by default the
+    768 MB it declares: about 750 KB on disk. mupdf makes the whole pixmap even to read words."""
+    size = side * side * 3 if inflated is None else inflated
+    data, name = (lzw_zeros(size), b"/LZW") if lzw else (zlib_zeros(size), b"/Fl")
+    return _inline_image_page(b"/W %d /H %d /BPC 8 /CS /RGB /F %s" % (side, side, name), data)
+
+
+def pdf_inline_huge_image() -> bytes:
+    """A page drawing an inline CCITT G4 image mask that declares 100,000 x 100,000 pixels in 4 bytes."""
+    head = b"/W 100000 /H 100000 /IM true /F /CCF /DP <</K -1 /Columns 100000 /Rows 100000>>"
+    return _inline_image_page(head, b"\xff\xff\xff\xff")
+
+
+def _forms_pdf(page: bytes, forms: list[tuple[bytes, bytes]]) -> bytes:
+    """One page (its content `page`, the line of text after it) and form XObjects, objects 6 on,
+    each (its content, the /XObject dictionary of its resources, or b"" for none)."""
+    content = page + _TEXT
+    objects = [
+        b"<</Type/Catalog/Pages 2 0 R>>",
+        b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+        b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]/Contents 4 0 R"
+        b"/Resources<</Font<</F1 5 0 R>>/XObject<</X 6 0 R>>>>>>",
+        b"<</Length %d>>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>",
+    ]
+    for body, xobjects in forms:
+        resources = b"/Resources<</XObject" + xobjects + b">>" if xobjects else b""
+        objects.append(
+            b"<</Type/XObject/Subtype/Form/BBox[0 0 595 842]%s/Length %d>>\nstream\n" % (resources, len(body))
+            + body
+            + b"\nendstream"
+        )
+    return _pdf(objects)
+
+
+def pdf_form_reuse_bomb(levels: int = 3, draws: int = 1000) -> bytes:
+    """A page drawing a form `draws` times, each form drawing the next as often, `levels` deep,
+    the last a small square: a billion squares by default, in 20 KB of streams."""
+    forms = [(b"q /X Do Q\n" * draws, b"<</X %d 0 R>>" % (7 + level)) for level in range(levels - 1)]
+    return _forms_pdf(b"q /X Do Q\n" * draws, [*forms, (b"0 0 1 1 re f\n", b"")])
+
+
+def pdf_deep_forms(depth: int = 70) -> bytes:
+    """A page drawing a chain of `depth` forms, each drawing the next once: mupdf stops reading
+    the page with "exception stack overflow" past 61."""
+    forms = [(b"/X Do\n", b"<</X %d 0 R>>" % (7 + level)) for level in range(depth - 1)]
+    return _forms_pdf(b"/X Do\n", [*forms, (b"0 0 1 1 re f\n", b"")])
+
+
+def pdf_form_cycle() -> bytes:
+    """A page drawing form 6, which draws form 7, which draws form 6 again."""
+    return _forms_pdf(b"/X Do\n", [(b"/X Do\n", b"<</X 7 0 R>>"), (b"/X Do\n", b"<</X 6 0 R>>")])
+
+
 def pdf_giant_page() -> bytes:
     """One page of 200,000 x 200,000 pt (PDF allows 14,400) with a line of text on it."""
     return _page_pdf(b"0 0 200000 200000", _TEXT)
@@ -350,6 +413,11 @@ BAD_PDF: Final[dict[str, Callable[[], bytes]]] = {
     "ascii85-flate-bomb.pdf": pdf_ascii85_flate_bomb,
     "huge-image.pdf": pdf_huge_image,
     "many-paths.pdf": pdf_many_paths,
+    "inline-image-bomb.pdf": pdf_inline_image_bomb,
+    "inline-huge-image.pdf": pdf_inline_huge_image,
+    "form-reuse-bomb.pdf": pdf_form_reuse_bomb,
+    "form-cycle.pdf": pdf_form_cycle,
+    "deep-forms.pdf": pdf_deep_forms,
 }
 
 

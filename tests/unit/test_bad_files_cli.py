@@ -47,6 +47,13 @@ PDF_EXPECTED = {
     "huge-image.pdf": (2, "object 6 is an image of 100000 x 100000 pixels, over the 268 million"),
     # Read as a scan (no text layer), in bounded memory: nothing to read without the model.
     "many-paths.pdf": (1, "page 1 has no text layer (a scan?): it needs the model"),
+    # Refused before mupdf draws them (content_limits): without the check, the first took 925 MB,
+    # the second and the last ended in a traceback from mupdf, the reuse bomb still ran after 60 s.
+    "inline-image-bomb.pdf": (2, "draws an inline image of 16000 x 16000 pixels that decodes to 732 MiB"),
+    "inline-huge-image.pdf": (2, "draws an inline image of 100000 x 100000 pixels, over the 268 million"),
+    "form-reuse-bomb.pdf": (2, "object 8 1,000,000,000 times, in forms drawn inside forms), over the 128"),
+    "form-cycle.pdf": (2, "draws form XObject object 6, which draws itself through object 7 (a cycle)"),
+    "deep-forms.pdf": (2, "page 1 draws forms nested more than 32 deep (mupdf stops past 61)"),
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any, Final
 import pymupdf
 
 from tools.file_kinds import PREFIX_BYTES, looks_like
+from tools.labs.pdf.content_limits import content_problem
 from tools.labs.pdf.errors import (
     PdfCorruptError,
     PdfEmptyError,
@@ -132,9 +133,12 @@ def check_limits(
 ) -> None:
     """Refuse (PdfOverLimitError) a page larger than a PDF page may be, a stream that decodes to
     more than `max_stream_bytes` or an image of more pixels than an image may have, before mupdf
-    decodes anything (`stream_limits.stream_problem`: every filter, counted in bounded steps).
-    `data`: the file's bytes, read for the streams without a call into mupdf per object; an
-    encrypted file (or no `data`) is checked object by object through pymupdf, which decrypts.
+    decodes anything (`stream_limits.stream_problem`: every filter, counted in bounded steps);
+    then a page drawing more than `max_stream_bytes` in all, forms drawn inside forms counted as
+    often as they are drawn, a form drawing itself, or an inline image over those limits
+    (`content_limits.content_problem`). `data`: the file's bytes, read for the streams without a
+    call into mupdf per object; an encrypted file (or no `data`) is checked object by object
+    through pymupdf, which decrypts.
     """
     for index in range(doc.page_count):
         box = doc[index].mediabox
@@ -146,6 +150,8 @@ def check_limits(
             )
     plain = data if data is not None and not (doc.metadata or {}).get("encryption") else None
     problem = stream_problem(doc, plain, max_stream_bytes=max_stream_bytes)
+    if problem is None:
+        problem = content_problem(doc, max_stream_bytes=max_stream_bytes)
     if problem is not None:
         raise PdfOverLimitError(label, problem)
 

@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
-__all__ = ["MAX_IMAGE_PIXELS", "MAX_STREAM_BYTES", "MIB", "stream_problem"]
+__all__ = ["MAX_IMAGE_PIXELS", "MAX_STREAM_BYTES", "MIB", "chain_decodes_past", "stream_problem"]
 
 MIB: Final = 1 << 20
 # A stream (page content, image, font, object stream) may decode to this much: a 600-dpi A4 RGB
@@ -137,16 +137,23 @@ def _object_problem(doc: _Doc, xref: int, limits: _Limits) -> str | None:
                 f"object {xref} is an image of {width} x {height} pixels, over the "
                 f"{limits.image_pixels // 1_000_000} million an image may have (a decompression bomb?)"
             )
-    stages = _stages(_NAME.findall(_value(doc, xref, "Filter")), _value(doc, xref, "DecodeParms"))
-    if not stages:
+    filters = _NAME.findall(_value(doc, xref, "Filter"))
+    if not _stages(filters, ""):
         return None
     raw = doc.xref_stream_raw(xref) or b""
-    ratio = math.prod(stage.max_ratio for stage in stages)
-    if len(raw) * ratio <= limits.stream_bytes:
-        return None
-    if _decodes_past(memoryview(raw), stages, limits.stream_bytes):
+    if chain_decodes_past(memoryview(raw), filters, _value(doc, xref, "DecodeParms"), limits.stream_bytes):
         return f"object {xref} {limits.inflates}"
     return None
+
+
+def chain_decodes_past(data: memoryview, filters: list[str], parms: str, limit: int) -> bool:
+    """Whether the chain of `filters` (names without the slash, full or abbreviated as an inline
+    image has them) decodes `data` to more than `limit` bytes, counted in bounded steps; `parms`:
+    the decode parameters as PDF text. Data that cannot grow that much is not decoded at all."""
+    stages = _stages(filters, parms)
+    if not stages or len(data) * math.prod(stage.max_ratio for stage in stages) <= limit:
+        return False
+    return _decodes_past(data, stages, limit)
 
 
 def _value(doc: _Doc, xref: int, key: str) -> str:
