@@ -14,7 +14,7 @@ import pytest
 
 from agent.testbed.cohort.labpdf.bad import deterministic_encrypted_pdf
 from tools.labs.pdf import PdfOverLimitError, extract_labs
-from tools.labs.pdf.content_limits import content_problem
+from tools.labs.pdf.content_limits import MAX_INLINE_IMAGES, content_problem
 from tools.labs.pdf.reader import check_limits
 
 MIB = 1 << 20
@@ -206,6 +206,14 @@ def test_a_small_inline_image_is_drawn_and_accepted(head: bytes, data: bytes) ->
     assert min(pix.samples) < 64  # mupdf draws the dark squares
     check_limits(doc, "report.pdf", pdf)
     assert [r.value for r in extract_labs(pdf).results] == [4.2]
+
+
+def test_inline_images_past_the_count_limit_are_refused() -> None:
+    image = b"BI /W 1 /H 1 /CS /G /BPC 8 ID x EI\n"
+    assert _problem(_page(image * MAX_INLINE_IMAGES)) is None
+    assert _problem(_page(image * (MAX_INLINE_IMAGES + 1))) == (
+        f"page 1 draws more than {MAX_INLINE_IMAGES:,} inline images from one content stream"
+    )
 
 
 def test_unfiltered_inline_data_are_skipped_as_mupdf_skips_them() -> None:
