@@ -39,6 +39,10 @@ commit late on a database-backed server) is 1 s here: sekmet stamps and commits 
 one lock, and with 60 s the first rerun's window would also hold the seeding that ran just before
 (a nightly window holds a day of writes, next to which the margin is nothing).
 
+Before its last line it prints the job ledger's size after the four jobs (`ledger: ...`: runs,
+patient rows, bytes on disk a row and how much of that is the written identifiers): what a nightly
+job adds for each patient it sees, and why `chartagent jobs prune` exists.
+
     .venv/bin/python bench/bench_summarize_throughput.py [--patients 105] [--baseline 30] [--concurrency 8]
 
 Line: `bench summarize-throughput: first run X patients/s (Y CPU-s/patient; server Z, tesseract T),
@@ -57,12 +61,13 @@ import asyncio
 import gc
 import os
 import resource
+import sqlite3
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +78,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.checkpoints import open_change_marks
 from agent.context import RunContext
 from agent.jobs.activities import JobWorker
+from agent.jobs.ledger import LEDGER_FILE
 from agent.jobs.local_executor import run_local
 from agent.jobs.summarize import PatientOutcome, describe_failure, outcome_of, summarize_patient
 from agent.planning.change_marks import ChangeMarks
@@ -238,6 +244,20 @@ def without(run: Pass, end: Pass) -> Pass:
     )
 
 
+def ledger_size(state_dir: Path) -> str:
+    """What the job ledger holds after the runs: rows and bytes on disk (the database and its WAL)
+    a patient row, what a nightly job adds for each patient it sees."""
+    files = [state_dir / LEDGER_FILE, state_dir / f"{LEDGER_FILE}-wal"]
+    size = sum(f.stat().st_size for f in files if f.exists())
+    with closing(sqlite3.connect(state_dir / LEDGER_FILE)) as db:
+        ((runs,),) = db.execute("SELECT COUNT(*) FROM job_runs").fetchall()
+        ((rows, written),) = db.execute("SELECT COUNT(*), SUM(LENGTH(written)) FROM job_patients").fetchall()
+    return (
+        f"ledger: {runs} runs, {rows} patient rows, {size / 1024:.0f} KiB on disk "
+        f"({size / rows:.0f} bytes a row, of which {written / rows:.0f} the written identifiers)"
+    )
+
+
 async def run(patients: int, baseline: int, concurrency: int) -> None:
     t0 = time.perf_counter()
     # One more patient for the warm-up, outside both arms (imports, caches, matplotlib's fonts).
@@ -287,6 +307,7 @@ async def run(patients: int, baseline: int, concurrency: int) -> None:
                 batch, _ = await timed_job(server, worker, job_ids, concurrency, "unchanged", label)
                 label = f"unchanged rerun again, {c}, cohort-level check (the next night)"
                 again, _ = await timed_job(server, worker, job_ids, concurrency, "unchanged", label)
+            print(ledger_size(Path(tmp)))
     print(f"bench summarize-throughput: first run {first[c].line()} with its end check (without it "
           f"{without(first[c], end_check).line()}; the check {end_check.wall_s:.2f} s, "
           f"{end_check.cpu_s / end_check.patients:.3f} CPU-s/patient, server "

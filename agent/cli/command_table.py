@@ -71,7 +71,7 @@ COMMANDS: tuple[CommandEntry, ...] = (
     CommandEntry(
         "jobs",
         "agent.cli.jobs",
-        "Run summarization jobs over a cohort; resume, inspect, retry and cancel them.",
+        "Run summarization jobs over a cohort; resume, inspect, retry, cancel and prune them.",
     ),
 )
 

@@ -1,5 +1,5 @@
-"""`chartagent jobs run | status | retry-failed | cancel`: summarization jobs over a cohort, kept in
-the job ledger (`agent.jobs.ledger`), run by the local executor or on Temporal."""
+"""`chartagent jobs run | status | retry-failed | cancel | prune`: summarization jobs over a cohort,
+kept in the job ledger (`agent.jobs.ledger`), run by the local executor or on Temporal."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import typer
@@ -17,7 +19,16 @@ from agent.cli.app import app
 from agent.cli.options import resolve_dicomweb_url, resolve_fhir_url
 from agent.connections import open_fhir_client
 from agent.jobs.activities import JobWorker
-from agent.jobs.ledger import RUN_ID_RE, Ledger, PatientRow, PatientStatus, RunRow, RunStatus, open_ledger
+from agent.jobs.ledger import (
+    RUN_ID_RE,
+    Ledger,
+    PatientRow,
+    PatientStatus,
+    Pruned,
+    RunRow,
+    RunStatus,
+    open_ledger,
+)
 from agent.jobs.local_executor import run_local
 from agent.jobs.prepare import JobInputError, prepare_run
 from agent.jobs.progress import follow_ledger, job_progress
@@ -28,7 +39,9 @@ from tools.medgemma.config import ModelConfig
 
 T = TypeVar("T")
 
-jobs_app = typer.Typer(help="Run summarization jobs over a cohort; resume, inspect, retry and cancel them.")
+jobs_app = typer.Typer(
+    help="Run summarization jobs over a cohort; resume, inspect, retry, cancel and prune them."
+)
 app.add_typer(jobs_app, name="jobs")
 
 
@@ -334,3 +347,33 @@ def jobs_cancel(run_id: str = typer.Argument(..., metavar="RUN")) -> None:
     except BadInputError as exc:
         raise _fail(str(exc), 2) from exc
     typer.echo(f"run {run_id} cancelled")
+
+
+@jobs_app.command("prune")
+def jobs_prune(
+    older_than: float = typer.Option(
+        ...,
+        "--older-than",
+        min=0,
+        metavar="DAYS",
+        help="Delete finished runs created more than DAYS days ago.",
+    ),
+) -> None:
+    """Delete finished runs (done or cancelled) older than DAYS, with their patients' rows; the
+    latest successful run of each cohort (what `--since last` starts from) and running runs stay."""
+    before = time.time() - older_than * 86_400
+
+    async def prune() -> Pruned:
+        async with open_ledger(load_settings()) as ledger:
+            return await ledger.prune(before)
+
+    try:
+        pruned = asyncio.run(prune())
+    except BadInputError as exc:
+        raise _fail(str(exc), 2) from exc
+    cutoff = datetime.fromtimestamp(before, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    typer.echo(
+        f"deleted {pruned.runs} run(s) created before {cutoff}, with {pruned.patient_rows} patient row(s)"
+    )
+    if pruned.kept:
+        typer.echo(f"kept as the latest successful run of their cohort: {', '.join(pruned.kept)}")

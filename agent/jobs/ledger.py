@@ -34,6 +34,7 @@ __all__ = [
     "PatientResult",
     "PatientRow",
     "PatientStatus",
+    "Pruned",
     "RunRow",
     "RunStatus",
     "open_ledger",
@@ -91,6 +92,15 @@ class PatientRow(BaseModel):
     interrupted: int = 0
 
 
+class Pruned(BaseModel):
+    """What `Ledger.prune` deleted (counted by the deletes themselves), and the runs old enough
+    that it kept as the latest successful run of their cohort."""
+
+    runs: int = 0
+    patient_rows: int = 0
+    kept: list[str] = []
+
+
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS job_runs (
         run_id TEXT PRIMARY KEY,
@@ -122,6 +132,12 @@ _SCHEMA: Final = (
         holder TEXT NOT NULL,
         expires_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (scope, patient_id))""",
+)
+
+# A successful run (alias r): done, with its transaction time, and no patient failed.
+_SUCCESSFUL: Final = (
+    "r.status = 'done' AND r.transaction_time IS NOT NULL AND NOT EXISTS"
+    " (SELECT 1 FROM job_patients p WHERE p.run_id = r.run_id AND p.status = 'failed')"
 )
 
 _RUN_COLUMNS: Final = (
@@ -294,13 +310,40 @@ class Ledger:
         patient failed (a failed patient must be looked at again by the next incremental run)."""
         async with self._tx() as tx:
             rows = await tx.fetch(
-                "SELECT transaction_time FROM job_runs r WHERE cohort = ? AND fhir_url = ?"
-                " AND status = 'done' AND transaction_time IS NOT NULL AND NOT EXISTS"
-                " (SELECT 1 FROM job_patients p WHERE p.run_id = r.run_id AND p.status = 'failed')"
+                f"SELECT transaction_time FROM job_runs r WHERE cohort = ? AND fhir_url = ? AND {_SUCCESSFUL}"
                 " ORDER BY created_at DESC LIMIT 1",
                 (cohort, fhir_url),
             )
         return rows[0][0] if rows else None
+
+    async def prune(self, before: float) -> Pruned:
+        """Deletes the finished runs (done or cancelled) created before `before` (epoch seconds),
+        with their patient rows and expired leases, in one transaction. Kept whatever its age: per
+        cohort and FHIR server the latest successful run (`--since last` starts from it), and any
+        run still running (it may be resumed)."""
+        async with self._tx() as tx:
+            old = await tx.fetch(
+                "SELECT run_id FROM job_runs WHERE status IN ('done', 'cancelled') AND created_at < ?"
+                " ORDER BY created_at",
+                (before,),
+            )
+            latest = await tx.fetch(
+                f"SELECT cohort, fhir_url, run_id FROM job_runs r WHERE {_SUCCESSFUL} ORDER BY created_at"
+            )
+            last = set(
+                {(cohort, url): run_id for cohort, url, run_id in latest}.values()
+            )  # the last one wins
+            pruned = Pruned()
+            for (run_id,) in old:
+                if run_id in last:
+                    pruned.kept.append(run_id)
+                    continue
+                pruned.patient_rows += await tx.run("DELETE FROM job_patients WHERE run_id = ?", (run_id,))
+                await tx.run(
+                    "DELETE FROM job_leases WHERE run_id = ? AND expires_at < ?", (run_id, time.time())
+                )
+                pruned.runs += await tx.run("DELETE FROM job_runs WHERE run_id = ?", (run_id,))
+        return pruned
 
     # Patients
 

@@ -36,7 +36,7 @@ def rendered_commands() -> list[list[str]]:
                 if doc["kind"] == "CronJob"
                 else spec["template"]["spec"]
             )
-            commands += [container["args"] for container in pod["containers"]]
+            commands += [container["args"] for container in pod["containers"] + pod.get("initContainers", [])]
     compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
     commands += [compose["services"][name]["command"] for name in ("chartagent-api", "chartagent-worker")]
     return commands
@@ -61,7 +61,7 @@ def test_the_deployments_run_known_commands(
     commands = rendered_commands()
     chartagent = [argv[1:] for argv in commands if argv[0] == "chartagent"]
     workers = [argv[3:] for argv in commands if argv[:3] == ["python", "-m", "agent.jobs.temporal_worker"]]
-    assert len(chartagent) == 3  # serve (chart, compose) and the nightly job
+    assert len(chartagent) == 4  # serve (chart, compose), the nightly job and its pruning
     assert len(workers) == 2
     assert len(chartagent) + len(workers) == len(commands)
     for argv in chartagent:

@@ -95,6 +95,7 @@ def test_the_validator_refuses_a_broken_manifest(manifests: tuple[str, list[dict
         ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
         ({"nightly": {"executor": "ray"}}, "executor"),
         ({"nightly": {"since": "yesterday"}}, "since"),
+        ({"nightly": {"pruneAfterDays": 0}}, "pruneAfterDays"),
         ({"networkPolicy": {"egress": {"internet": {"cidrs": ["0.0.0.0/0"], "ports": [443]}}}}, "internet"),
     ],
 )
@@ -135,6 +136,18 @@ def test_worker_and_nightly_job_run_the_job_commands(manifests: tuple[str, list[
     assert container["args"] == [
         "chartagent", "jobs", "run", "--cohort", "all", "--since", "last", "--executor", "temporal",
     ]  # fmt: skip
+    (prune,) = nightly["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"]
+    assert prune["args"] == ["chartagent", "jobs", "prune", "--older-than", "90"]
+    assert prune["securityContext"] == container["securityContext"]
+    assert prune["volumeMounts"] == container["volumeMounts"]
+
+
+def test_pruning_before_the_nightly_run_can_be_turned_off() -> None:
+    nightly = by_kind(render({"nightly": {"pruneAfterDays": None}}), "CronJob")["chartagent-nightly"]
+    assert "initContainers" not in nightly["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    nightly = by_kind(render({"nightly": {"pruneAfterDays": 7}}), "CronJob")["chartagent-nightly"]
+    (prune,) = nightly["spec"]["jobTemplate"]["spec"]["template"]["spec"]["initContainers"]
+    assert prune["args"][-2:] == ["--older-than", "7"]
 
 
 def test_secrets_come_from_existing_secrets_and_config_holds_real_settings(

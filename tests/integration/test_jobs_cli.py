@@ -178,6 +178,13 @@ async def test_refused_writes_fail_with_a_reason_then_retry_failed_completes_the
 
     cancelled = _jobs(tmp_path, "cancel", "r")
     assert cancelled.returncode == 0, cancelled.stderr[-2000:]
+    # A cancelled run is no successful run: pruning removes it and its patients' rows.
+    pruned = _jobs(tmp_path, "prune", "--older-than", "0")
+    assert pruned.returncode == 0, pruned.stderr[-2000:]
+    assert pruned.stdout.startswith("deleted 1 run(s) created before "), pruned.stdout
+    assert pruned.stdout.rstrip().endswith(f"with {len(ids)} patient row(s)"), pruned.stdout
+    assert _ledger_rows(tmp_path, "r") == {}
+    assert _jobs(tmp_path, "status", "r").returncode == 2
     unknown = _jobs(tmp_path, "status", "no-such-run")
     assert unknown.returncode == 2
     assert "no run no-such-run" in unknown.stderr

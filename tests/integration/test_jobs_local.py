@@ -7,6 +7,7 @@ counted on the server. And the ledger's claims and leases on Postgres."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,6 +148,13 @@ async def test_the_ledger_on_postgres_claims_and_leases_exclusively(tmp_path: Pa
             assert await two.reset_running("r") == len(ids) - 1
             assert await two.retry_failed("r") == 1
             assert (await one.counts("r"))["pending"] == len(ids)
+            # Pruning: the cancelled run goes; the running one stays with its patients.
+            await two.add_patients("s", ["x"])
+            assert await two.cancel("s")
+            pruned = await one.prune(time.time() + 1)
+            assert (pruned.runs, pruned.patient_rows, pruned.kept) == (1, 1, [])
+            assert await one.get_run("s") is None
+            assert len(await two.patients("r")) == len(ids)
 
 
 async def test_since_last_starts_at_the_last_successful_runs_transaction_time(

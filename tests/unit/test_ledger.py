@@ -5,6 +5,8 @@ The same behaviour on Postgres: tests/integration/test_jobs_local.py."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from pathlib import Path
 
 from agent.jobs.ledger import Ledger, PatientResult, open_ledger
@@ -169,3 +171,43 @@ async def test_since_last_is_the_latest_successful_run_of_the_cohort(tmp_path: P
         assert await ledger.last_transaction_time("all", URL) == "2026-12-01T00:00:00Z"
         assert await ledger.last_transaction_time("group:g", URL) == "2026-12-03T00:00:00Z"
         assert await ledger.last_transaction_time("all", "http://other/fhir") is None
+
+
+async def test_prune_deletes_old_finished_runs_and_keeps_what_the_next_run_needs(tmp_path: Path) -> None:
+    async with open_ledger(_settings(tmp_path)) as ledger:
+
+        async def finished(run_id: str, cohort: str, outcome: str | None, patients: list[str]) -> None:
+            await _run(ledger, run_id, patients, cohort)
+            await ledger.set_transaction_time(run_id, f"2026-12-0{run_id[1]}T00:00:00Z")
+            await asyncio.sleep(0.01)  # created_at orders the runs
+            if outcome == "cancelled":
+                await ledger.cancel(run_id)
+            elif outcome is not None:
+                for p in await ledger.claim_next(run_id, "A", len(patients)):
+                    await ledger.mark(run_id, PatientResult(patient_id=p, status=outcome))  # type: ignore[arg-type]
+                await ledger.finish_run(run_id)
+
+        await finished("r1", "all", "done", ["a", "b"])
+        assert await ledger.take_lease("r1", "b", "A", ttl_s=0.001)  # left behind, expired
+        await finished("r2", "all", "failed", ["a"])
+        await finished("r3", "group:g", "done", ["c"])
+        await finished("r4", "all", None, ["d"])  # still running
+        assert await ledger.take_lease("r4", "d", "A", ttl_s=60)
+        await finished("r5", "all", "cancelled", ["e"])
+        cutoff = time.time()
+        await finished("r6", "all", "done", ["a"])
+
+        pruned = await ledger.prune(cutoff)
+        assert (pruned.runs, pruned.patient_rows, pruned.kept) == (3, 4, ["r3"])
+        left = [r for r in ("r1", "r2", "r3", "r4", "r5", "r6") if await ledger.get_run(r)]
+        assert left == ["r3", "r4", "r6"]
+        assert await ledger.patients("r1") == []
+        assert [p.patient_id for p in await ledger.patients("r4")] == ["d"]
+        # `--since last` reads the same runs as before.
+        assert await ledger.last_transaction_time("all", URL) == "2026-12-06T00:00:00Z"
+        assert await ledger.last_transaction_time("group:g", URL) == "2026-12-03T00:00:00Z"
+        # r1's expired lease went with it; r4's live lease stays.
+        with sqlite3.connect(tmp_path / "jobs.sqlite") as db:
+            assert db.execute("SELECT run_id, patient_id FROM job_leases").fetchall() == [("r4", "d")]
+        again = await ledger.prune(time.time())  # r6 is now the latest of "all": kept
+        assert (again.runs, again.patient_rows, again.kept) == (0, 0, ["r3", "r6"])
