@@ -136,6 +136,26 @@ def test_a_form_drawing_itself_is_refused() -> None:
     assert _refusal(pdf) == "page 1 draws form XObject object 6, which draws itself (a cycle)"
 
 
+def test_a_form_sharing_its_pages_resources_is_not_guessed_to_draw_itself() -> None:
+    # Form X has no resources of its own (it runs with the page's, which name X and Y); its Do
+    # follows an operand this reader does not parse, so it counts as every form but X itself.
+    pdf = _page(
+        b"/X Do\n",
+        resources=b"/XObject<</X 6 0 R/Y 7 0 R>>",
+        extra=(_form(b"[[1]] /Y Do\n"), _form(b"0 0 1 1 re f\n")),
+    )
+    assert _problem(pdf) is None
+    # Written the same way, a real cycle through Y is still found.
+    pdf = _page(
+        b"/X Do\n",
+        resources=b"/XObject<</X 6 0 R/Y 7 0 R>>",
+        extra=(_form(b"[[1]] /Y Do\n"), _form(b"/X Do\n")),
+    )
+    assert _problem(pdf) == (
+        "page 1 draws form XObject object 6, which draws itself through object 7 (a cycle)"
+    )
+
+
 def test_an_annotation_appearance_is_drawn_with_the_page() -> None:
     forms = [_form(b"q /X Do Q\n" * 1000, b"/Resources<</XObject<</X %d 0 R>>>>" % (7 + k)) for k in range(3)]
     pdf = _page(

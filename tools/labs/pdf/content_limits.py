@@ -303,7 +303,7 @@ class _Pages:
         drawing = self.drawings.get(node)
         if drawing is None:
             data = self._read(lambda: mupdf.pdf_open_stream_number(self.pdf, node[0]))
-            drawing = self.drawings[node] = self._drawing(data, self.scopes[node[1]])
+            drawing = self.drawings[node] = self._drawing(data, self.scopes[node[1]], node[0])
         return drawing
 
     def _forms_in(self, scope: _Scope) -> _Forms:
@@ -341,7 +341,8 @@ class _Pages:
 
     # ------------------------------------------------------------------------ a content stream
 
-    def _drawing(self, data: bytes, scope: _Scope) -> _Drawing:
+    def _drawing(self, data: bytes, scope: _Scope, drawer: int = 0) -> _Drawing:
+        """What `data` draws with `scope`'s resources; `drawer`: the form it is (0: a page)."""
         has_draws, has_images = _DO.search(data) is not None, _BI.search(data) is not None
         if not has_draws and not has_images:  # text and paths only: nearly every report page
             return _Drawing(len(data))
@@ -354,7 +355,7 @@ class _Pages:
         if has_images:
             content = self._inline_images(data, scope, drawing)
         if has_draws and drawing.problem is None and drawing.cost <= self.budget:
-            self._draws(data, content, scope, drawing)
+            self._draws(data, content, scope, drawing, drawer)
         return drawing
 
     def _inline_images(self, data: bytes, scope: _Scope, drawing: _Drawing) -> list[tuple[int, int]]:
@@ -433,8 +434,12 @@ class _Pages:
         end_of_data = min(len(data), start + (width * components * bits + 7) // 8 * height)
         return _InlineImage(decoded=decoded, resume=end_of_data, skipped=(start, end_of_data))
 
-    def _draws(self, data: bytes, content: list[tuple[int, int]], scope: _Scope, drawing: _Drawing) -> None:
-        """The forms each Do in the `content` spans of `data` draws, by the name before it."""
+    def _draws(
+        self, data: bytes, content: list[tuple[int, int]], scope: _Scope, drawing: _Drawing, drawer: int
+    ) -> None:
+        """The forms each Do in the `content` spans of `data` draws, by the name before it. A Do
+        whose name is not read counts as every form but the `drawer` itself: a form sharing its
+        page's resources names itself there, and that guess must not make a cycle."""
         forms = self._forms_in(scope)
         if not forms.every:
             return  # images only: each draw is counted already
@@ -454,7 +459,8 @@ class _Pages:
             if node is not None:
                 drawing.forms[node] += 1
         for node in forms.every:
-            drawing.forms[node] += unread
+            if node[0] != drawer:
+                drawing.forms[node] += unread
 
 
 # ---------------------------------------------------------------------------- a Do's name
