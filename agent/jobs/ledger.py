@@ -311,7 +311,7 @@ class Ledger:
         async with self._tx() as tx:
             rows = await tx.fetch(
                 f"SELECT transaction_time FROM job_runs r WHERE cohort = ? AND fhir_url = ? AND {_SUCCESSFUL}"
-                " ORDER BY created_at DESC LIMIT 1",
+                " ORDER BY created_at DESC, run_id DESC LIMIT 1",
                 (cohort, fhir_url),
             )
         return rows[0][0] if rows else None
@@ -328,11 +328,11 @@ class Ledger:
                 (before,),
             )
             latest = await tx.fetch(
-                f"SELECT cohort, fhir_url, run_id FROM job_runs r WHERE {_SUCCESSFUL} ORDER BY created_at"
+                f"SELECT cohort, fhir_url, run_id FROM job_runs r WHERE {_SUCCESSFUL}"
+                " ORDER BY created_at, run_id"
             )
-            last = set(
-                {(cohort, url): run_id for cohort, url, run_id in latest}.values()
-            )  # the last one wins
+            # Per cohort and server, the last one in that order wins (as `last_transaction_time`).
+            last = set({(cohort, url): run_id for cohort, url, run_id in latest}.values())
             pruned = Pruned()
             for (run_id,) in old:
                 if run_id in last:
