@@ -10,9 +10,9 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
+from agent.testbed.cohort.imaging.plain_ct import ct_image, part10_bytes
 from tools.imaging.dicomweb import DicomWebAuthError, DicomWebClient
 from tools.imaging.multipart import build_multipart
 from tools.imaging.sources import (
@@ -29,35 +29,11 @@ from tools.imaging.sources import (
     read_instance,
 )
 
-CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
-
 
 def ct_slice(series_uid: str, study_uid: str, n: int, size: int = 16) -> bytes:
     """A small CT slice (int16 with rescale) as Part 10 bytes."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(CT_IMAGE)
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = UID(CT_IMAGE)
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.Modality = "CT"
-    ds.InstanceNumber = n
-    ds.Rows = ds.Columns = size
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.RescaleIntercept = -1024
-    ds.RescaleSlope = 1
-    ds.PixelData = (np.arange(size * size, dtype=np.int16) + n).tobytes()
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    pixels = (np.arange(size * size, dtype=np.int16) + n).reshape(size, size)
+    return part10_bytes(ct_image(study_uid, series_uid, n, pixels))
 
 
 @pytest.fixture

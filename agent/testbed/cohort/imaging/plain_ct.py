@@ -16,7 +16,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-__all__ = ["CT_IMAGE_STORAGE", "plain_ct_series"]
+__all__ = ["CT_IMAGE_STORAGE", "ct_image", "part10_bytes", "plain_ct_series"]
 
 CT_IMAGE_STORAGE: Final = UID("1.2.840.10008.5.1.4.1.1.2")
 
@@ -30,32 +30,43 @@ def plain_ct_series(
     yy, xx = np.mgrid[:size, :size]
     body = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (0.4 * size) ** 2
     for i in range(1, n + 1):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CT_IMAGE_STORAGE
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.Modality = "CT"
+        pixels = np.where(body, 1064, 24) + rng.integers(-20, 20, (size, size))
+        ds = ct_image(study, series, i, pixels.astype(np.int16))
         ds.PatientID = patient_id
-        ds.InstanceNumber = i
         ds.ImagePositionPatient = [0.0, 0.0, -spacing_mm * i]
         ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
         ds.PixelSpacing = [0.7, 0.7]
         ds.SliceThickness = spacing_mm
-        ds.Rows = ds.Columns = size
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
-        pixels = np.where(body, 1064, 24) + rng.integers(-20, 20, (size, size))
-        ds.PixelData = pixels.astype(np.int16).tobytes()
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        yield buffer.getvalue()
+        yield part10_bytes(ds)
+
+
+def ct_image(study_uid: str, series_uid: str, number: int, pixels: np.ndarray) -> Dataset:
+    """One CT image of int16 ``pixels`` (rows x columns) with the usual rescale and a fresh SOP
+    instance UID, explicit VR little endian; no patient and no geometry (callers add theirs)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CT_IMAGE_STORAGE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+    ds.Modality = "CT"
+    ds.InstanceNumber = number
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.RescaleIntercept = -1024
+    ds.RescaleSlope = 1
+    ds.PixelData = pixels.astype(np.int16).tobytes()
+    return ds
+
+
+def part10_bytes(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
