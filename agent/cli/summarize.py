@@ -61,7 +61,8 @@ async def run_summaries(
     full: bool = False,
 ) -> tuple[list[PatientOutcome], list[dict[str, Any]]]:
     """`run_id`: checkpoint each patient's run under it (a dry run keeps none): the same id again
-    after a crash reports the finished patients, resumes the interrupted one and runs the rest."""
+    after a crash reports the finished patients, resumes the interrupted one and runs the rest.
+    A run that reaches every patient deletes its checkpoints at the end."""
     payloads: list[dict[str, Any]] = []
     settings = load_settings()
     async with AsyncExitStack() as stack:
@@ -108,6 +109,9 @@ async def run_summaries(
                 progress.advance(task)
 
             outcomes = await summarize_many(ctx, ids, on_done=done, checkpointing=checkpointing)
+        if checkpointing is not None:
+            # Every patient ran to an outcome: nothing is left to resume (a crash never gets here).
+            await checkpointing.forget(ids)
     return outcomes, payloads
 
 

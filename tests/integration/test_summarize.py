@@ -5,17 +5,21 @@ neither stops the batch nor leaves anything half-written."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
 from fhir_reads import count, get, search, server_with, totals
 
+from agent.cli.summarize import run_summaries
 from agent.context import RunContext
-from agent.jobs.summarize import summarize_many
+from agent.jobs.summarize import Checkpointing, summarize_many
 from agent.testbed.cohort import Cohort, generate_cohort
 from agent.testbed.cohort.load import seed_cohort
 from fhir_adapters import FhirClient
@@ -176,3 +180,33 @@ async def test_batch_goes_on_after_failing_patients(
     assert await count(base, "DiagnosticReport", subject=f"Patient/{broken}") == 0
     assert await count(base, "Observation", subject=f"Patient/{broken}", _security=AIAST_TOKEN) == 0
     assert await count(base, "DiagnosticReport", subject=f"Patient/{good}") == 1
+
+
+async def test_a_run_that_reaches_every_patient_deletes_its_checkpoints(
+    server: str, cohort: Cohort, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHARTAGENT_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("CHARTAGENT_CHECKPOINT_URL", raising=False)
+    ids = [p.id for p in cohort.patients[:2]]
+    database = tmp_path / "checkpoints.sqlite"
+
+    def rows() -> dict[str, int]:
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            count = "SELECT COUNT(*) FROM {} WHERE thread_id LIKE 'run-x/%'"
+            tables = ("checkpoints", "writes")
+            return {table: db.execute(count.format(table)).fetchone()[0] for table in tables}
+
+    seen: list[dict[str, int]] = []
+    forget = Checkpointing.forget
+
+    async def counted(self: Checkpointing, patient_ids: Sequence[str]) -> None:
+        seen.append(rows())  # what the run kept, just before it is deleted
+        await forget(self, patient_ids)
+
+    monkeypatch.setattr(Checkpointing, "forget", counted)
+    for patient_id in ids:
+        outcomes, _ = await run_summaries(server, patient_id, False, False, run_id="run-x")
+        assert outcomes[0].status in ("written", "unchanged")
+    assert len(seen) == 2
+    assert all(n["checkpoints"] > 0 for n in seen), seen
+    assert rows() == {"checkpoints": 0, "writes": 0}
