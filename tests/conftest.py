@@ -22,6 +22,19 @@ FhirServerFactory = Callable[..., str]
 OrthancFactory = Callable[..., OrthancServer]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """ChartAgent's state (checkpoints, change marks, the job ledger) for this session and every
+    process its tests start: a fresh folder, never the checkout's `.chartagent`, which holds the
+    demo stack's (a `summarize --all` killed mid-run kept its checkpoints there). Tests that need
+    their own set the variable themselves."""
+    folder = tmp_path_factory.mktemp("chartagent-state")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CHARTAGENT_STATE_DIR", str(folder))
+    yield folder
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def fhir_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServerFactory]:
     """Start a fresh embedded FHIR server; returns its base URL.
