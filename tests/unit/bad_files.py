@@ -14,7 +14,7 @@ import base64
 import io
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -342,26 +342,40 @@ def pdf_inline_huge_image() -> bytes:
     return _inline_image_page(head, b"\xff\xff\xff\xff")
 
 
+def one_page_pdf(content: bytes, *, resources: bytes = b"", extra: Sequence[bytes] = ()) -> bytes:
+    """One A4 page drawing `content`, then the line of text: font F1 and `resources` besides
+    (dictionary entries, e.g. ``/XObject<</X 6 0 R>>``); `extra`: objects 6 on."""
+    content += _TEXT
+    return _pdf(
+        [
+            b"<</Type/Catalog/Pages 2 0 R>>",
+            b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+            b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]/Contents 4 0 R"
+            b"/Resources<</Font<</F1 5 0 R>>" + resources + b">>>>",
+            b"<</Length %d>>\nstream\n" % len(content) + content + b"\nendstream",
+            b"<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>",
+            *extra,
+        ]
+    )
+
+
+def form_xobject(body: bytes, resources: bytes = b"") -> bytes:
+    """A form XObject drawing `body`; `resources`: its own ``/Resources<<...>>`` entry, if any."""
+    head = b"<</Type/XObject/Subtype/Form/BBox[0 0 595 842]" + resources + b"/Length %d>>" % len(body)
+    return head + b"\nstream\n" + body + b"\nendstream"
+
+
 def _forms_pdf(page: bytes, forms: list[tuple[bytes, bytes]]) -> bytes:
-    """One page (its content `page`, the line of text after it) and form XObjects, objects 6 on,
-    each (its content, the /XObject dictionary of its resources, or b"" for none)."""
-    content = page + _TEXT
-    objects = [
-        b"<</Type/Catalog/Pages 2 0 R>>",
-        b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
-        b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]/Contents 4 0 R"
-        b"/Resources<</Font<</F1 5 0 R>>/XObject<</X 6 0 R>>>>>>",
-        b"<</Length %d>>\nstream\n" % len(content) + content + b"\nendstream",
-        b"<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>",
-    ]
-    for body, xobjects in forms:
-        resources = b"/Resources<</XObject" + xobjects + b">>" if xobjects else b""
-        objects.append(
-            b"<</Type/XObject/Subtype/Form/BBox[0 0 595 842]%s/Length %d>>\nstream\n" % (resources, len(body))
-            + body
-            + b"\nendstream"
-        )
-    return _pdf(objects)
+    """One page drawing `page` (form X is object 6) and form XObjects, objects 6 on, each (its
+    content, the /XObject dictionary of its resources, or b"" for none)."""
+    return one_page_pdf(
+        page,
+        resources=b"/XObject<</X 6 0 R>>",
+        extra=[
+            form_xobject(body, b"/Resources<</XObject" + xobjects + b">>" if xobjects else b"")
+            for body, xobjects in forms
+        ],
+    )
 
 
 def pdf_form_reuse_bomb(levels: int = 3, draws: int = 1000) -> bytes:

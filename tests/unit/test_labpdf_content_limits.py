@@ -11,6 +11,7 @@ import zlib
 import bad_files
 import pymupdf
 import pytest
+from bad_files import form_xobject, one_page_pdf
 
 from agent.testbed.cohort.labpdf.bad import deterministic_encrypted_pdf
 from tools.labs.pdf import PdfOverLimitError, extract_labs
@@ -37,28 +38,6 @@ def _refusal(pdf: bytes) -> str:
 
 def _problem(pdf: bytes, limit: int = 128 * MIB) -> str | None:
     return content_problem(pymupdf.open(stream=pdf, filetype="pdf"), max_stream_bytes=limit)
-
-
-def _page(content: bytes, *, resources: bytes = b"", extra: tuple[bytes, ...] = ()) -> bytes:
-    """One page of `content` (the line of text after it): font F1, `resources` besides, objects
-    6 on from `extra`."""
-    content += bad_files._TEXT
-    return bad_files._pdf(
-        [
-            b"<</Type/Catalog/Pages 2 0 R>>",
-            b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
-            b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]/Contents 4 0 R"
-            b"/Resources<</Font<</F1 5 0 R>>" + resources + b">>>>",
-            b"<</Length %d>>\nstream\n" % len(content) + content + b"\nendstream",
-            b"<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>",
-            *extra,
-        ]
-    )
-
-
-def _form(body: bytes, resources: bytes = b"") -> bytes:
-    head = b"<</Type/XObject/Subtype/Form/BBox[0 0 595 842]" + resources + b"/Length %d>>" % len(body)
-    return head + b"\nstream\n" + body + b"\nendstream"
 
 
 # ---------------------------------------------------------------------------- refused
@@ -139,17 +118,17 @@ def test_a_form_drawing_itself_is_refused() -> None:
 def test_a_form_sharing_its_pages_resources_is_not_guessed_to_draw_itself() -> None:
     # Form X has no resources of its own (it runs with the page's, which name X and Y); its Do
     # follows an operand this reader does not parse, so it counts as every form but X itself.
-    pdf = _page(
+    pdf = one_page_pdf(
         b"/X Do\n",
         resources=b"/XObject<</X 6 0 R/Y 7 0 R>>",
-        extra=(_form(b"[[1]] /Y Do\n"), _form(b"0 0 1 1 re f\n")),
+        extra=(form_xobject(b"[[1]] /Y Do\n"), form_xobject(b"0 0 1 1 re f\n")),
     )
     assert _problem(pdf) is None
     # Written the same way, a real cycle through Y is still found.
-    pdf = _page(
+    pdf = one_page_pdf(
         b"/X Do\n",
         resources=b"/XObject<</X 6 0 R/Y 7 0 R>>",
-        extra=(_form(b"[[1]] /Y Do\n"), _form(b"/X Do\n")),
+        extra=(form_xobject(b"[[1]] /Y Do\n"), form_xobject(b"/X Do\n")),
     )
     assert _problem(pdf) == (
         "page 1 draws form XObject object 6, which draws itself through object 7 (a cycle)"
@@ -157,12 +136,15 @@ def test_a_form_sharing_its_pages_resources_is_not_guessed_to_draw_itself() -> N
 
 
 def test_an_annotation_appearance_is_drawn_with_the_page() -> None:
-    forms = [_form(b"q /X Do Q\n" * 1000, b"/Resources<</XObject<</X %d 0 R>>>>" % (7 + k)) for k in range(3)]
-    pdf = _page(
+    forms = [
+        form_xobject(b"q /X Do Q\n" * 1000, b"/Resources<</XObject<</X %d 0 R>>>>" % (7 + k))
+        for k in range(3)
+    ]
+    pdf = one_page_pdf(
         b"",
         extra=(
             *forms,
-            _form(b"0 0 1 1 re f\n"),
+            form_xobject(b"0 0 1 1 re f\n"),
             b"<</Type/Annot/Subtype/Square/Rect[0 0 9 9]/AP<</N 6 0 R>>>>",
         ),
     ).replace(b"/MediaBox", b"/Annots[10 0 R]/MediaBox")
@@ -230,8 +212,8 @@ def test_a_small_inline_image_is_drawn_and_accepted(head: bytes, data: bytes) ->
 
 def test_inline_images_past_the_count_limit_are_refused() -> None:
     image = b"BI /W 1 /H 1 /CS /G /BPC 8 ID x EI\n"
-    assert _problem(_page(image * MAX_INLINE_IMAGES)) is None
-    assert _problem(_page(image * (MAX_INLINE_IMAGES + 1))) == (
+    assert _problem(one_page_pdf(image * MAX_INLINE_IMAGES)) is None
+    assert _problem(one_page_pdf(image * (MAX_INLINE_IMAGES + 1))) == (
         f"page 1 draws more than {MAX_INLINE_IMAGES:,} inline images from one content stream"
     )
 
@@ -239,10 +221,10 @@ def test_inline_images_past_the_count_limit_are_refused() -> None:
 def test_unfiltered_inline_data_are_skipped_as_mupdf_skips_them() -> None:
     """Data bytes that spell draws are image, not content: the form they name is not drawn."""
     data = b"/X Do\n" * 1000  # 6,000 bytes: an image of 100 x 60 grey pixels
-    pdf = _page(
+    pdf = one_page_pdf(
         b"q 100 0 0 60 50 50 cm BI /W 100 /H 60 /BPC 8 /CS /G ID\n" + data + b"\nEI Q\n",
         resources=b"/XObject<</X 6 0 R>>",
-        extra=(_form(b"0 0 1 1 re f\n" * 1000),),
+        extra=(form_xobject(b"0 0 1 1 re f\n" * 1000),),
     )
     assert _problem(pdf, limit=1 * MIB) is None
     assert _problem(pdf.replace(b"/H 60 ", b"/H 6 "), limit=1 * MIB) is not None  # then they are content
@@ -250,7 +232,9 @@ def test_unfiltered_inline_data_are_skipped_as_mupdf_skips_them() -> None:
 
 def test_do_in_text_draws_nothing() -> None:
     text = b"BT /F1 10 Tf 40 600 Td (Do not fast) Tj (Call us; Do) Tj [(Do)] TJ ET\n" * 600
-    pdf = _page(text, resources=b"/XObject<</X 6 0 R>>", extra=(_form(b"0 0 1 1 re f\n" * 20_000),))
+    pdf = one_page_pdf(
+        text, resources=b"/XObject<</X 6 0 R>>", extra=(form_xobject(b"0 0 1 1 re f\n" * 20_000),)
+    )
     assert _problem(pdf, limit=1 * MIB) is None
 
 
@@ -258,7 +242,9 @@ def test_past_the_slow_name_budget_a_do_counts_as_drawing_every_form() -> None:
     # 3,000 Do's whose name is not right before them: past 2,000 read the slow way, each counts
     # as drawing every form (bounded time; a report writes "/Name Do").
     text = b"BT /F1 10 Tf 40 600 Td (Do not fast) Tj (Call us; Do) Tj [(Do)] TJ ET\n" * 1000
-    pdf = _page(text, resources=b"/XObject<</X 6 0 R>>", extra=(_form(b"0 0 1 1 re f\n" * 20_000),))
+    pdf = one_page_pdf(
+        text, resources=b"/XObject<</X 6 0 R>>", extra=(form_xobject(b"0 0 1 1 re f\n" * 20_000),)
+    )
     assert _problem(pdf, limit=1 * MIB) == (
         "page 1 draws 248 MiB of content (form XObject object 6 1,000 times), over the 1 MiB a page may draw"
     )
@@ -288,7 +274,9 @@ def test_past_the_slow_name_budget_a_do_counts_as_drawing_every_form() -> None:
     ],
 )
 def test_garbage_content_is_left_to_mupdf(content: bytes) -> None:
-    pdf = _page(content + b"\n", resources=b"/XObject<</X 6 0 R>>", extra=(_form(b"0 0 1 1 re f\n"),))
+    pdf = one_page_pdf(
+        content + b"\n", resources=b"/XObject<</X 6 0 R>>", extra=(form_xobject(b"0 0 1 1 re f\n"),)
+    )
     assert _problem(pdf) is None
 
 
@@ -297,7 +285,7 @@ def test_random_bytes_are_left_to_mupdf(seed: int) -> None:
     rng = random.Random(seed)
     noise = rng.randbytes(200_000)
     noise += b" BI /W 3 /H 3 /F /Fl ID " + rng.randbytes(5000) + b" /X Do " + rng.randbytes(5000)
-    pdf = _page(noise, resources=b"/XObject<</X 6 0 R>>", extra=(_form(b"0 0 1 1 re f\n"),))
+    pdf = one_page_pdf(noise, resources=b"/XObject<</X 6 0 R>>", extra=(form_xobject(b"0 0 1 1 re f\n"),))
     assert _problem(pdf) is None
 
 

@@ -37,7 +37,13 @@ from typing import Any, Final
 
 from pymupdf import mupdf
 
-from tools.labs.pdf.stream_limits import MAX_IMAGE_PIXELS, MAX_STREAM_BYTES, MIB, chain_decodes_past
+from tools.labs.pdf.stream_limits import (
+    MAX_IMAGE_PIXELS,
+    MAX_STREAM_BYTES,
+    MIB,
+    chain_decodes_past,
+    unescape_names,
+)
 
 __all__ = ["DRAW_BYTES", "MAX_FORM_DEPTH", "MAX_INLINE_IMAGES", "content_problem"]
 
@@ -105,7 +111,6 @@ _DICT_TOKEN: Final = re.compile(
 _INTEGER: Final = re.compile(rb"[+-]?[0-9]+")
 _REAL: Final = re.compile(rb"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)")
 _STRING_EVENT: Final = re.compile(rb"\\.|[()]", re.DOTALL)
-_NAME_ESCAPE: Final = re.compile(rb"#([0-9A-Fa-f]{2})")
 
 # Colour components of the colour spaces an image can name directly (full and abbreviated).
 _COMPONENTS: Final = {
@@ -468,10 +473,6 @@ class _Pages:
 _UNREAD: Final = b"\x00unread"  # a name that cannot be read: the Do counts as drawing every form
 
 
-def _unescape(name: bytes) -> bytes:
-    return _NAME_ESCAPE.sub(lambda m: bytes([int(m[1], 16)]), name) if b"#" in name else name
-
-
 def _quick_name(data: bytes, at: int) -> bytes | None:
     """The name of a "/Name Do" written right after an operator (on a line without a comment),
     or None: the Do is written some other way."""
@@ -484,7 +485,7 @@ def _quick_name(data: bytes, at: int) -> bytes | None:
     line = max(data.rfind(b"\n", low, before.start()), data.rfind(b"\r", low, before.start()))
     if line < 0 < low or data.find(b"%", line + 1, before.start()) >= 0:
         return None  # the operator may sit in a comment
-    return _unescape(name[1])
+    return unescape_names(name[1])
 
 
 def _slow_name(data: bytes, at: int) -> bytes | None:
@@ -503,7 +504,7 @@ def _slow_name(data: bytes, at: int) -> bytes | None:
     if start == low > 0 or (start > 0 and data[start - 1] in b")]>}"):
         return _UNREAD
     first = _FIRST_NAME.match(data, start, at)
-    return _unescape(first[1][1:]) if first and first[1] else None
+    return unescape_names(first[1][1:]) if first and first[1] else None
 
 
 # ---------------------------------------------------------------------------- an inline image
@@ -571,7 +572,7 @@ class _InlineDict:
                 return entries, self.pos
             if kind != "name":
                 return None
-            key = _unescape(text[1:]).decode("latin-1")
+            key = unescape_names(text[1:]).decode("latin-1")
             start = self.pos
             value = self._value(self._token(), 0)
             if value is _BAD:
@@ -597,7 +598,7 @@ class _InlineDict:
             return _BAD
         kind, text = token
         if kind == "name":
-            return _unescape(text[1:]).decode("latin-1")
+            return unescape_names(text[1:]).decode("latin-1")
         if kind == "number":  # a run mupdf's lexer does not read as a number is an error to it
             if _INTEGER.fullmatch(text):
                 return int(text)

@@ -30,7 +30,14 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
-__all__ = ["MAX_IMAGE_PIXELS", "MAX_STREAM_BYTES", "MIB", "chain_decodes_past", "stream_problem"]
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "MAX_STREAM_BYTES",
+    "MIB",
+    "chain_decodes_past",
+    "stream_problem",
+    "unescape_names",
+]
 
 MIB: Final = 1 << 20
 # A stream (page content, image, font, object stream) may decode to this much: a 600-dpi A4 RGB
@@ -84,8 +91,7 @@ def stream_problem(
             return _problem_in_objects(doc, range(1, doc.xref_length()), limits)
         number, dict_start = header
         head = bytes(view[dict_start : match.end()])
-        if b"#" in head:  # /LZW#44ecode is /LZWDecode to a reader
-            head = _NAME_ESCAPE.sub(lambda m: bytes([int(m[1], 16)]), head)
+        head = unescape_names(head)  # /LZW#44ecode is /LZWDecode to a reader
         if _NEEDS_MUPDF.search(head):
             by_mupdf.append(number)
         elif _zlib_header(view[start : start + 2]) and _inflates_past(view, start, max_stream_bytes):
@@ -144,6 +150,11 @@ def _object_problem(doc: _Doc, xref: int, limits: _Limits) -> str | None:
     if chain_decodes_past(memoryview(raw), filters, _value(doc, xref, "DecodeParms"), limits.stream_bytes):
         return f"object {xref} {limits.inflates}"
     return None
+
+
+def unescape_names(text: bytes) -> bytes:
+    """PDF text with its names' ``#xx`` escapes decoded (``/LZW#44ecode`` is ``/LZWDecode``)."""
+    return _NAME_ESCAPE.sub(lambda m: bytes([int(m[1], 16)]), text) if b"#" in text else text
 
 
 def chain_decodes_past(data: memoryview, filters: list[str], parms: str, limit: int) -> bool:
