@@ -348,16 +348,20 @@ async def test_two_runs_of_one_cohort_at_once_write_nothing_twice(
     # patient's lease, the other is retried until it is free (then finds the patient unchanged).
     # Without change marks: otherwise the later run's chunk checks would mostly find the patients
     # the earlier one finished unchanged and settle them without an activity (no contention).
-    settings = job_settings(tmp_path, temporal_server.address)
-    for run_id in ("twin-a", "twin-b"):
-        await prepare_run(settings, run_id, fhir, ids(cohort))
-    client = await connect(settings)
-    async with (
-        JobWorker(settings, fhir, lease_ttl_s=3.0, check_changes=False) as job_worker,
-        build_worker(client, settings, job_worker, concurrency=4),
-    ):
-        handles = [await start_run(client, settings, run_id, FAST) for run_id in ("twin-a", "twin-b")]
-        tallies = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout=300)
+    # Slots for both runs' first chunks at once, and every FHIR answer late (a patient takes about
+    # a second): the twin activity of a patient starts while the first holds its lease. With 4
+    # slots and fast patients, one run's chunk could finish before the other's started (seen once).
+    settings = job_settings(tmp_path, temporal_server.address, fhir_flavour="sekmet")
+    with FaultProxy(fhir, SLOWED) as proxy:
+        for run_id in ("twin-a", "twin-b"):
+            await prepare_run(settings, run_id, proxy.base_url, ids(cohort))
+        client = await connect(settings)
+        async with (
+            JobWorker(settings, proxy.base_url, lease_ttl_s=3.0, check_changes=False) as job_worker,
+            build_worker(client, settings, job_worker, concurrency=10),
+        ):
+            handles = [await start_run(client, settings, run_id, FAST) for run_id in ("twin-a", "twin-b")]
+            tallies = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout=300)
     assert [sum(t.statuses.values()) for t in tallies] == [PATIENTS, PATIENTS]
     for run_id in ("twin-a", "twin-b"):
         assert {r.status for r in await rows(settings, run_id)} <= FINISHED
