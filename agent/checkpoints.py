@@ -1,7 +1,8 @@
 """Where graph runs keep their checkpoints: SQLite in the state dir by default, Postgres by setting.
 
-The same database keeps the change marks of complete runs (`open_change_marks`, a LangGraph store:
-`agent.planning.change_marks`).
+The same database holds a LangGraph store (`open_store`): the change marks of complete runs
+(`open_change_marks`, `agent.planning.change_marks`) and the outcomes of a checkpointed batch's
+finished patients (`agent.jobs.summarize.Checkpointing`).
 
 `CHARTAGENT_CHECKPOINT_URL`: unset -> `<state dir>/checkpoints.sqlite`; `sqlite:///<path>`; or
 `postgresql://...` (needs the `postgres` extra: langgraph-checkpoint-postgres).
@@ -25,6 +26,7 @@ from typing import Any, Final
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.store.base import BaseStore
 from pydantic import BaseModel
 
 from agent.settings import Settings, SettingsError
@@ -32,7 +34,7 @@ from agent.settings import Settings, SettingsError
 if typing.TYPE_CHECKING:
     from agent.planning.change_marks import ChangeMarks
 
-__all__ = ["checkpoint_serde", "checkpoint_types", "open_change_marks", "open_checkpointer"]
+__all__ = ["checkpoint_serde", "checkpoint_types", "open_change_marks", "open_checkpointer", "open_store"]
 
 SQLITE_FILE: Final = "checkpoints.sqlite"
 
@@ -134,10 +136,9 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
 
 
 @asynccontextmanager
-async def open_change_marks(settings: Settings, fhir_base_url: str) -> AsyncIterator[ChangeMarks]:
-    """The change marks of `fhir_base_url`'s patients, in the checkpointer's database."""
-    from agent.planning.change_marks import ChangeMarks
-
+async def open_store(settings: Settings) -> AsyncIterator[BaseStore]:
+    """The LangGraph store in the checkpointer's database, set up: the change marks of complete
+    runs, and the outcomes of a checkpointed batch's finished patients."""
     database = _database(settings)
     if isinstance(database, Path):
         from langgraph.store.sqlite.aio import AsyncSqliteStore
@@ -145,7 +146,7 @@ async def open_change_marks(settings: Settings, fhir_base_url: str) -> AsyncIter
         async with AsyncSqliteStore.from_conn_string(str(database)) as store:
             async with _one_setup_at_a_time(database):
                 await store.setup()
-            yield ChangeMarks(store, fhir_base_url)
+            yield store
         return
     try:
         from langgraph.store.postgres.aio import AsyncPostgresStore
@@ -153,4 +154,13 @@ async def open_change_marks(settings: Settings, fhir_base_url: str) -> AsyncIter
         raise SettingsError(_NO_POSTGRES) from None
     async with AsyncPostgresStore.from_conn_string(database) as store:
         await store.setup()
+        yield store
+
+
+@asynccontextmanager
+async def open_change_marks(settings: Settings, fhir_base_url: str) -> AsyncIterator[ChangeMarks]:
+    """The change marks of `fhir_base_url`'s patients, in the checkpointer's database."""
+    from agent.planning.change_marks import ChangeMarks
+
+    async with open_store(settings) as store:
         yield ChangeMarks(store, fhir_base_url)

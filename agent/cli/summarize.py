@@ -15,12 +15,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent.checkpoints import open_change_marks, open_checkpointer
+from agent.checkpoints import open_checkpointer, open_store
 from agent.cli.app import app
 from agent.cli.options import resolve_dicomweb_url, resolve_fhir_url
 from agent.connections import open_dicomweb_client, open_fhir_client
 from agent.context import RunContext
 from agent.jobs.summarize import Checkpointing, PatientOutcome, list_patient_ids, summarize_many
+from agent.planning.change_marks import ChangeMarks
 from agent.settings import load_settings
 from agent.state import SummarizeState
 from fhir_adapters import FhirError
@@ -67,12 +68,13 @@ async def run_summaries(
     settings = load_settings()
     async with AsyncExitStack() as stack:
         checkpointing = None
-        if run_id is not None and not dry_run:
-            saver = await stack.enter_async_context(open_checkpointer(settings))
-            checkpointing = Checkpointing(saver=saver, run_id=run_id)
         marks = None
         if not dry_run:
-            marks = await stack.enter_async_context(open_change_marks(settings, fhir_url))
+            store = await stack.enter_async_context(open_store(settings))
+            marks = ChangeMarks(store, fhir_url)
+            if run_id is not None:
+                saver = await stack.enter_async_context(open_checkpointer(settings))
+                checkpointing = Checkpointing(saver=saver, store=store, run_id=run_id)
         client = await stack.enter_async_context(open_fhir_client(fhir_url, settings))
         model = await stack.enter_async_context(open_backend(settings))
         # The PACS is opened only when a model can use it: without one no image is fetched.

@@ -3,14 +3,16 @@ stops the batch, and what each patient's run did is reported."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.store.base import BaseStore
 from pydantic import BaseModel, ValidationError
 
 from agent.context import RunContext
@@ -28,6 +30,9 @@ from tools.writeback.pending import WriteKind
 Status = Literal["written", "unchanged", "dry-run", "no-labs", "failed", "unknown"]
 
 log = logging.getLogger(__name__)
+
+# The store namespace of the outcomes of a checkpointed batch's finished patients.
+_OUTCOMES: Final = ("chartagent", "summarize-outcomes")
 
 
 class PatientOutcome(BaseModel):
@@ -122,21 +127,43 @@ def outcome_of(patient_id: str, state: SummarizeState, *, dry_run: bool) -> Pati
 @dataclass(frozen=True)
 class Checkpointing:
     """A batch that keeps checkpoints: each patient's run is the thread `<run_id>/<patient id>`.
-    Run the same `run_id` again after a crash: a finished patient is reported from its checkpoint,
-    an interrupted one resumes where it stopped, the rest start."""
+    Run the same `run_id` again after a crash: a finished patient is reported from its saved
+    outcome, an interrupted one resumes where it stopped, the rest start.
+
+    A patient's finished thread is replaced by its outcome (`settle`): the thread's checkpoints
+    hold the patient's whole record at every step (3-14 MB a patient on the bench cohort), and
+    once the patient is finished only its outcome is read again. So a long batch keeps the
+    current patient's checkpoints and a few hundred bytes for each patient before it."""
 
     saver: BaseCheckpointSaver[Any]
+    store: BaseStore
     run_id: str
 
     def thread_id(self, patient_id: str) -> str:
         return f"{self.run_id}/{patient_id}"
 
+    @property
+    def _namespace(self) -> tuple[str, ...]:
+        # A store's namespace labels may not hold a period; a run id (`--run-id`) may.
+        return (*_OUTCOMES, hashlib.sha256(self.run_id.encode()).hexdigest()[:16])
+
+    async def finished(self, patient_id: str) -> PatientOutcome | None:
+        """The outcome saved when the patient finished earlier in this run; None: it did not."""
+        item = await self.store.aget(self._namespace, patient_id)
+        return None if item is None else PatientOutcome.model_validate(item.value)
+
+    async def settle(self, patient_id: str, outcome: PatientOutcome) -> None:
+        """The patient's run finished: keep its outcome, delete its checkpoints (saved first, so a
+        crash in between leaves both, never neither)."""
+        await self.store.aput(self._namespace, patient_id, outcome.model_dump(mode="json"), index=False)
+        await self.saver.adelete_thread(self.thread_id(patient_id))
+
     async def forget(self, patient_ids: Sequence[str]) -> None:
-        """Delete the run's checkpoints of these patients: once the whole run is reported they
-        served only a resume after a crash, and each holds the patient's record at every step
-        (about 8 MB a patient on the demo cohort)."""
+        """Delete what the run kept of these patients (outcomes, and the checkpoints of any not
+        settled): once the whole run is reported they served only a resume after a crash."""
         for patient_id in patient_ids:
             await self.saver.adelete_thread(self.thread_id(patient_id))
+            await self.store.adelete(self._namespace, patient_id)
 
 
 async def summarize_patient(
@@ -151,7 +178,7 @@ async def summarize_patient(
         config["configurable"] = {"thread_id": checkpointing.thread_id(patient_id)}
         snapshot = await graph.aget_state(config)
         if snapshot.values and not snapshot.next:
-            return snapshot.values  # type: ignore[return-value]  # finished earlier in this run
+            return snapshot.values  # type: ignore[return-value]  # finished, not settled (a crash between)
         # Interrupted earlier in this run: None resumes from the last checkpoint.
         start = None if snapshot.next else {"patient_id": patient_id}
     result = cast(SummarizeState, await graph.ainvoke(start, config=config, context=ctx))
@@ -187,19 +214,33 @@ async def summarize_many(
     outcomes: list[PatientOutcome] = []
     for patient_id in patient_ids:
         state: SummarizeState | None = None
-        # The per-patient boundary: whatever one patient's record does, the batch goes on and the
-        # patient is reported. Only cancellation (and interpreter exits) pass through.
-        try:
-            state = await summarize_patient(ctx, patient_id, checkpointing)
-            outcome = outcome_of(patient_id, state, dry_run=ctx.dry_run)
-        except WriteOutcomeUnknown as exc:
-            outcome = PatientOutcome(patient_id=patient_id, status="unknown", error=f"summary: {exc}")
-        except Exception as exc:
-            outcome = PatientOutcome(patient_id=patient_id, status="failed", error=describe_failure(exc))
+        saved = await checkpointing.finished(patient_id) if checkpointing is not None else None
+        if saved is not None:  # finished earlier in this run
+            outcome = saved
+        else:
+            outcome, state = await _run_one(ctx, patient_id, checkpointing)
         outcomes.append(outcome)
         if on_done is not None:
             on_done(outcome, state)
     return outcomes
+
+
+async def _run_one(
+    ctx: RunContext, patient_id: str, checkpointing: Checkpointing | None
+) -> tuple[PatientOutcome, SummarizeState | None]:
+    """The per-patient boundary: whatever one patient's record does, the batch goes on and the
+    patient is reported. Only cancellation (and interpreter exits) pass through. A run that
+    raised keeps its checkpoints: the same run id resumes it."""
+    try:
+        state = await summarize_patient(ctx, patient_id, checkpointing)
+        outcome = outcome_of(patient_id, state, dry_run=ctx.dry_run)
+    except WriteOutcomeUnknown as exc:
+        return PatientOutcome(patient_id=patient_id, status="unknown", error=f"summary: {exc}"), None
+    except Exception as exc:
+        return PatientOutcome(patient_id=patient_id, status="failed", error=describe_failure(exc)), None
+    if checkpointing is not None:
+        await checkpointing.settle(patient_id, outcome)
+    return outcome, state
 
 
 def describe_failure(exc: Exception) -> str:

@@ -17,9 +17,11 @@ import httpx
 import pytest
 from fhir_reads import count, get, search, server_with, totals
 
+from agent.checkpoints import open_checkpointer, open_store
 from agent.cli.summarize import run_summaries
 from agent.context import RunContext
-from agent.jobs.summarize import Checkpointing, summarize_many
+from agent.jobs.summarize import Checkpointing, PatientOutcome, summarize_many
+from agent.settings import Settings
 from agent.testbed.cohort import Cohort, generate_cohort
 from agent.testbed.cohort.load import seed_cohort
 from fhir_adapters import FhirClient
@@ -196,17 +198,32 @@ async def test_a_run_that_reaches_every_patient_deletes_its_checkpoints(
             tables = ("checkpoints", "writes")
             return {table: db.execute(count.format(table)).fetchone()[0] for table in tables}
 
-    seen: list[dict[str, int]] = []
+    seen: list[tuple[dict[str, int], list[PatientOutcome | None]]] = []
+    checkpointed: list[str] = []
     forget = Checkpointing.forget
+    settle = Checkpointing.settle
+
+    async def settled(self: Checkpointing, patient_id: str, outcome: PatientOutcome) -> None:
+        if rows()["checkpoints"]:  # the finished run's steps, until it is settled
+            checkpointed.append(patient_id)
+        await settle(self, patient_id, outcome)
 
     async def counted(self: Checkpointing, patient_ids: Sequence[str]) -> None:
-        seen.append(rows())  # what the run kept, just before it is deleted
+        # What the run kept, just before it is deleted: each patient's outcome, no checkpoint.
+        seen.append((rows(), [await self.finished(p) for p in patient_ids]))
         await forget(self, patient_ids)
 
+    monkeypatch.setattr(Checkpointing, "settle", settled)
     monkeypatch.setattr(Checkpointing, "forget", counted)
+    outcomes = []
     for patient_id in ids:
-        outcomes, _ = await run_summaries(server, patient_id, False, False, run_id="run-x")
-        assert outcomes[0].status in ("written", "unchanged")
-    assert len(seen) == 2
-    assert all(n["checkpoints"] > 0 for n in seen), seen
+        (outcome,), _ = await run_summaries(server, patient_id, False, False, run_id="run-x")
+        assert outcome.status in ("written", "unchanged")
+        outcomes.append(outcome)
+    assert checkpointed == ids
+    assert seen == [({"checkpoints": 0, "writes": 0}, [o]) for o in outcomes]
     assert rows() == {"checkpoints": 0, "writes": 0}
+    settings = Settings(state_dir=tmp_path)
+    async with open_checkpointer(settings) as saver, open_store(settings) as store:
+        left = Checkpointing(saver=saver, store=store, run_id="run-x")
+        assert [await left.finished(p) for p in ids] == [None, None]

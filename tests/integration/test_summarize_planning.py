@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 import pytest
 from fhir_reads import count, duplicate_identifiers, server_with
+from langchain_core.runnables import RunnableConfig
 from postgres_server import postgres_cluster
 
 import tools.documents.ingest as ingest
-from agent.checkpoints import checkpoint_serde, open_checkpointer
+from agent.checkpoints import checkpoint_serde, open_checkpointer, open_store
 from agent.context import RunContext
 from agent.jobs.summarize import Checkpointing, summarize_many, summarize_patient
 from agent.settings import Settings
@@ -114,24 +115,39 @@ async def test_a_run_killed_between_documents_resumes_without_rereading_or_dupli
     settings = checkpoint_settings
     before = await count(server, "Observation")
     # One branch at a time, so that the kill falls between two documents.
-    async with FhirClient(server) as client, open_checkpointer(settings) as saver:
+    async with (
+        FhirClient(server) as client,
+        open_checkpointer(settings) as saver,
+        open_store(settings) as store,
+    ):
         ctx = RunContext(fhir=client, max_concurrency=1)
-        checkpointing = Checkpointing(saver=saver, run_id="run-1")
+        checkpointing = Checkpointing(saver=saver, store=store, run_id="run-1")
+        config: RunnableConfig = {"configurable": {"thread_id": checkpointing.thread_id(patient)}}
         first_reads = counting_reads(monkeypatch, kill_at=2)
         with pytest.raises(Killed):
             await summarize_many(ctx, [patient], checkpointing=checkpointing)
         assert len(first_reads) == 2
         assert await count(server, "Observation") == before  # nothing written before the kill
+        assert await saver.aget_tuple(config) is not None  # the killed run's checkpoints stay
+        assert await checkpointing.finished(patient) is None
         # The same run again: the first document's reading comes from the checkpoint.
         second_reads = counting_reads(monkeypatch)
         (resumed,) = await summarize_many(ctx, [patient], checkpointing=checkpointing)
         assert resumed.status == "written", resumed.error
         assert len(second_reads) == documents - 1
-        # Once finished, the same run id reports the patient from its checkpoint: nothing runs.
+        # Finished, its checkpoints (the record at every step) give way to its outcome.
+        assert await saver.aget_tuple(config) is None
+        assert await checkpointing.finished(patient) == resumed
+        # The same run id reports the patient from its outcome: nothing runs.
         third_reads = counting_reads(monkeypatch)
         (again,) = await summarize_many(ctx, [patient], checkpointing=checkpointing)
-        assert again.status == "written"
+        assert again == resumed
         assert third_reads == []
+        # Another run id (a period in it, as a store's namespace may not hold) runs the patient
+        # again: nothing new on the server.
+        other = Checkpointing(saver=saver, store=store, run_id="run.2")
+        (rerun,) = await summarize_many(ctx, [patient], checkpointing=other)
+        assert rerun.status == "unchanged", rerun.error
     assert await duplicate_identifiers(server) == {}
 
 
