@@ -58,6 +58,7 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench
 
 test: lint typecheck
 	$(VENV)/bin/pytest

@@ -94,7 +94,7 @@ def worker(how: str, path: Path) -> dict[str, Any]:
         return f"read: {len(ds)} elements"
 
     def pdf_before() -> str:
-        doc = pymupdf.open(path, filetype="pdf")
+        doc: Any = pymupdf.open(path, filetype="pdf")  # type: ignore[no-untyped-call]
         words = sum(len(doc[i].get_text("words")) for i in range(doc.page_count))
         return f"read: {words} words"
 
@@ -127,10 +127,11 @@ def write_files(folder: Path) -> dict[str, Path]:
     written = bad_files.write_bad_files(folder)
     normal_dcm = folder / "normal.dcm"
     normal_dcm.write_bytes(bad_files.normal_dicom(512, 1024))
-    doc = pymupdf.open(stream=bad_files.normal_pdf(), filetype="pdf")
+    mupdf: Any = pymupdf  # untyped library
+    doc = mupdf.open(stream=bad_files.normal_pdf(), filetype="pdf")
     noise = np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)  # does not compress
-    pixmap = pymupdf.Pixmap(pymupdf.csRGB, 600, 600, noise.tobytes(), False)
-    doc[0].insert_image(pymupdf.Rect(300, 400, 550, 650), pixmap=pixmap)
+    pixmap = mupdf.Pixmap(mupdf.csRGB, 600, 600, noise.tobytes(), False)
+    doc[0].insert_image(mupdf.Rect(300, 400, 550, 650), pixmap=pixmap)
     normal_pdf = folder / "normal.pdf"
     normal_pdf.write_bytes(doc.tobytes(deflate=True))
     return {"normal.dcm": normal_dcm, "normal.pdf": normal_pdf, **written}

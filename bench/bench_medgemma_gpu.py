@@ -317,7 +317,7 @@ def build_model(config: Any, device: str, dtype: Any, attn: str = "sdpa") -> tup
         for dtype_kw in ("dtype", "torch_dtype"):
             try:
                 with torch.device(device):
-                    model = Gemma3ForConditionalGeneration._from_config(
+                    model = Gemma3ForConditionalGeneration._from_config(  # type: ignore[no-untyped-call]
                         config, attn_implementation=impl, **{dtype_kw: dtype}
                     )
             except TypeError as exc:  # an older/newer name for the dtype argument
@@ -399,7 +399,7 @@ def _text_layer_params(tc: Any) -> int:
     h = tc.hidden_size
     q = tc.num_attention_heads * tc.head_dim
     kv = tc.num_key_value_heads * tc.head_dim
-    return h * (q + 2 * kv + q) + 3 * h * tc.intermediate_size
+    return int(h * (q + 2 * kv + q) + 3 * h * tc.intermediate_size)
 
 
 def vision_flops_per_image(config: Any) -> float:
@@ -901,7 +901,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
-    transformers.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.manual_seed(args.seed)
 

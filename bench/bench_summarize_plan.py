@@ -63,7 +63,7 @@ from bench_fhir_gather import LatencyTransport, embedded_server
 from fhir.resources.R4B.documentreference import DocumentReference
 from langgraph.runtime import Runtime
 
-from agent.checkpoints import SQLITE_FILE, checkpoint_serde, open_change_marks, open_checkpointer
+from agent.checkpoints import SQLITE_FILE, checkpoint_serde, open_checkpointer, open_store
 from agent.context import RunContext
 from agent.jobs.summarize import Checkpointing, outcome_of, summarize_patient
 from agent.nodes.build_summary import build_summary
@@ -314,7 +314,8 @@ async def run(patients: int, latency_ms: float, repeats: int) -> None:
     cohort = generate_cohort(patients, SEED)
     with embedded_server() as base_url, tempfile.TemporaryDirectory(prefix="bench-checkpoints-") as tmp:
         settings = Settings(state_dir=Path(tmp))
-        async with open_change_marks(settings, base_url) as marks, open_checkpointer(settings) as saver:
+        async with open_store(settings) as store, open_checkpointer(settings) as saver:
+            marks = ChangeMarks(store, base_url)
             ids = await write_all(base_url, cohort, marks)
             print(f"per patient, modes interleaved patient by patient after one warm-up patient; "
                   f"{repeats} passes; injected latency per request (in brackets)")  # fmt: skip
@@ -322,7 +323,7 @@ async def run(patients: int, latency_ms: float, repeats: int) -> None:
 
             async def checkpointed(fhir: FhirClient, patient_id: str) -> SummarizeState:
                 # A fresh run id each time: a finished thread would be answered from its checkpoint.
-                ckpt = Checkpointing(saver=saver, run_id=uuid.uuid4().hex)
+                ckpt = Checkpointing(saver=saver, store=store, run_id=uuid.uuid4().hex)
                 return await summarize_patient(context(fhir, dry_run=True), patient_id, ckpt)
 
             at_latency: dict[str, Mode] = {
