@@ -1,9 +1,10 @@
 """Server-side sessions of the SMART app (backend-for-frontend) and the launches in flight.
 
 The store is in memory and process-local: one `chartagent serve` process holds its sessions, a
-restart logs every user out (they launch again from the EHR), and several replicas would need
-sticky routing or a shared store. Tokens never leave it: the browser holds only an opaque random
-session id in an HttpOnly cookie (`agent.service.smart_launch` sets it).
+restart logs every user out (they launch again from the EHR), and several replicas need sticky
+routing (the Helm chart's Service and Ingress keep each user on one replica). Tokens never leave
+it: the browser holds only an opaque random session id in an HttpOnly cookie
+(`agent.service.smart_launch` sets it).
 
 A session is bound to its launch's patient and issuer. Its FHIR access is `SessionAuth`: the
 current access token, refreshed with the refresh token (which the EHR may rotate) shortly

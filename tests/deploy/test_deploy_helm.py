@@ -5,9 +5,11 @@ against Kubernetes 1.30, and values.schema.json refusing what it must."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import helm_python as helm
 import kubernetes_validate
@@ -92,6 +94,7 @@ def test_the_validator_refuses_a_broken_manifest(manifests: tuple[str, list[dict
         ({"vllm": {"maxModelLen": 32768}}, "maxModelLen"),  # too short for a whole-slide prompt
         ({"vllm": {"imagesPerPrompt": 90}}, "imagesPerPrompt"),
         ({"api": {"replicaz": 3}}, "replicaz"),
+        ({"api": {"ingress": {"cookieName": "route; Domain=evil"}}}, "cookieName"),
         ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
         ({"nightly": {"executor": "ray"}}, "executor"),
         ({"nightly": {"since": "yesterday"}}, "since"),
@@ -190,6 +193,78 @@ def test_network_policy_admits_the_ingress_namespace_only_and_opens_no_port_to_e
     if profile == "values-production.yaml":
         ports = {port["port"] for egress in api["egress"] for port in egress["ports"]}
         assert ports == {53, 443, 5432, 7233}
+
+
+def session_seconds(values: dict[str, Any] | None) -> int:
+    """The app session's lifetime the chart's values give the service (the setting's default unset)."""
+    configured = ((values or {}).get("config") or {}).get("CHARTAGENT_APP_SESSION_LIFETIME_S")
+    return math.ceil(float(configured)) if configured else int(Settings().app_session_lifetime_s)
+
+
+def assert_sticky(docs: list[dict[str, Any]], seconds: int, public_url: str) -> None:
+    """Each user's requests keep reaching one API replica (its sessions live in its memory), for
+    the session's lifetime: through the Service by client IP, through the Ingress by cookie."""
+    service = by_kind(docs, "Service")["chartagent-api"]["spec"]
+    assert service["sessionAffinity"] == "ClientIP"
+    assert service["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] == min(seconds, 86400)
+    for ingress in by_kind(docs, "Ingress").values():
+        notes = ingress["metadata"]["annotations"]
+        assert notes["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+        assert notes["nginx.ingress.kubernetes.io/affinity-mode"] == "persistent"
+        assert notes["nginx.ingress.kubernetes.io/session-cookie-max-age"] == str(seconds)
+        assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"  # the chat's event stream
+        url = urlsplit(public_url)
+        assert (
+            notes["nginx.ingress.kubernetes.io/session-cookie-secure"] == str(url.scheme == "https").lower()
+        )
+        [rule] = ingress["spec"]["rules"]
+        assert rule["host"] == url.hostname
+        [path] = rule["http"]["paths"]
+        backend = path["backend"]["service"]
+        assert backend["name"] == "chartagent-api"
+        assert backend["port"]["name"] in {p["name"] for p in service["ports"]}
+        if url.scheme == "https":
+            assert ingress["spec"]["tls"][0]["hosts"] == [url.hostname]
+
+
+def test_every_user_keeps_reaching_one_api_replica(manifests: tuple[str, list[dict[str, Any]]]) -> None:
+    profile, docs = manifests
+    values = profile_values(profile)
+    public_url = (values or {}).get("publicUrl") or helm.values_from_yaml(
+        (CHART / "values.yaml").read_text()
+    )["publicUrl"]
+    assert_sticky(docs, session_seconds(values), public_url)
+    # What makes it matter: every profile runs several replicas (under autoscaling, its minimum).
+    autoscaler = by_kind(docs, "HorizontalPodAutoscaler").get("chartagent-api")
+    api = by_kind(docs, "Deployment")["chartagent-api"]["spec"]
+    assert (autoscaler["spec"]["minReplicas"] if autoscaler else api["replicas"]) > 1
+    if profile == "values-production.yaml":
+        [ingress] = by_kind(docs, "Ingress").values()
+        assert ingress["spec"]["tls"][0]["secretName"] == "chartagent-tls"
+
+
+@pytest.mark.parametrize(("lifetime", "same_site"), [("3600", "none"), ("172800.5", None)])
+def test_stickiness_follows_the_session_settings(lifetime: str, same_site: str | None) -> None:
+    config = {"CHARTAGENT_APP_SESSION_LIFETIME_S": lifetime}
+    if same_site:
+        config["CHARTAGENT_APP_COOKIE_SAMESITE"] = same_site
+    values = {"config": config, "api": {"ingress": {"enabled": True, "tlsSecret": "tls"}}}
+    docs = render(values)
+    public_url = helm.values_from_yaml((CHART / "values.yaml").read_text())["publicUrl"]
+    assert_sticky(docs, session_seconds(values), public_url)
+    [ingress] = by_kind(docs, "Ingress").values()
+    # The route cookie goes wherever the session cookie goes (inside the EHR's frame: None).
+    expected = "None" if same_site == "none" else "Lax"
+    assert (
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/session-cookie-samesite"] == expected
+    )
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+def test_an_https_ingress_needs_its_certificate() -> None:
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError, match=r"api\.ingress\.tlsSecret"):
+        chart.render({"api": {"ingress": {"enabled": True}}}, name="chartagent")
 
 
 def test_gpu_profile_serves_medgemma_with_the_recipe() -> None:

@@ -193,3 +193,11 @@ securityContext:
     - {port: {{ .Values.vllm.port }}, protocol: TCP}
 {{- end }}
 {{- end }}
+
+{{/*
+How long a user's requests keep reaching one API replica: the SMART app session's lifetime in
+seconds (CHARTAGENT_APP_SESSION_LIFETIME_S, 8 h unset, as agent/settings.py).
+*/}}
+{{- define "chartagent.sessionSeconds" -}}
+{{- index .Values.config "CHARTAGENT_APP_SESSION_LIFETIME_S" | default "28800" | float64 | ceil | int -}}
+{{- end }}
