@@ -120,9 +120,9 @@ async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointS
     database = _database(settings)
     serde = checkpoint_serde()
     if isinstance(database, Path):
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+        from agent.checkpoint_blobs import SqliteBlobSaver
 
-        async with AsyncSqliteSaver.from_conn_string(str(database)) as saver:
+        async with SqliteBlobSaver.from_conn_string(str(database)) as saver:
             saver.serde = serde
             yield saver
         return
