@@ -24,8 +24,8 @@ the same run and on the same patients:
    `tools.documents.ingest.read_document` directly, up to `max_concurrency` at once as the fan-out
    does. On loopback. For every patient the direct run must compute what the graph computed
    (trends, narrative, would-be writes). Also printed: how many checkpoints and bytes the SQLite
-   saver stores per patient run (it stores each checkpoint whole, every channel's value, once per
-   superstep) and what serializing one finished state costs.
+   saver stores per patient run (a checkpoint per superstep; each channel's value once per version,
+   apart) and what serializing one finished state costs.
 
 Each mode is timed per patient (wall clock, and the CPU time of this process: steadier on a shared
 machine); modes run one after another for each patient, after one warm-up patient; figures are
@@ -61,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_fhir_gather import LatencyTransport, embedded_server
 from fhir.resources.R4B.documentreference import DocumentReference
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.runtime import Runtime
 
 from agent.checkpoints import SQLITE_FILE, checkpoint_serde, open_checkpointer, open_store
@@ -284,16 +285,22 @@ async def write_all(base_url: str, cohort: Cohort, marks: ChangeMarks) -> list[s
 
 
 def sqlite_breakdown(path: Path) -> str:
-    """Per patient run (thread): how many checkpoints the SQLite saver stored and their bytes. It
-    stores each checkpoint whole (every channel's value), once per superstep; task writes apart."""
+    """Per patient run (thread): how many checkpoints the SQLite saver stored and their bytes, the
+    channel values it stored apart (`agent.checkpoint_blobs`: once per channel version), and the
+    task writes."""
     with contextlib.closing(sqlite3.connect(path)) as db:
         threads, checkpoints, checkpoint_bytes = db.execute(
             "SELECT COUNT(DISTINCT thread_id), COUNT(*), SUM(LENGTH(checkpoint)) FROM checkpoints"
         ).fetchone()
+        values, value_bytes = 0, 0  # LangGraph's own saver has no table of values
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'checkpoint_blobs'").fetchone():
+            query = "SELECT COUNT(*), SUM(LENGTH(blob)) FROM checkpoint_blobs"
+            values, value_bytes = db.execute(query).fetchone()
         (write_bytes,) = db.execute("SELECT SUM(LENGTH(value)) FROM writes").fetchone()
     mb = 1024 * 1024
     return (
-        f"{checkpoints / threads:.0f} checkpoints ({checkpoint_bytes / threads / mb:.1f} MB) and "
+        f"{checkpoints / threads:.0f} checkpoints ({checkpoint_bytes / threads / mb:.2f} MB), "
+        f"{values / threads:.0f} channel values ({(value_bytes or 0) / threads / mb:.1f} MB) and "
         f"{write_bytes / threads / mb:.1f} MB of task writes per patient run"
     )
 
@@ -314,7 +321,12 @@ async def run(patients: int, latency_ms: float, repeats: int) -> None:
     cohort = generate_cohort(patients, SEED)
     with embedded_server() as base_url, tempfile.TemporaryDirectory(prefix="bench-checkpoints-") as tmp:
         settings = Settings(state_dir=Path(tmp))
-        async with open_store(settings) as store, open_checkpointer(settings) as saver:
+        async with (
+            open_store(settings) as store,
+            open_checkpointer(settings) as saver,
+            AsyncSqliteSaver.from_conn_string(str(Path(tmp) / "plain.sqlite")) as plain,
+        ):
+            plain.serde = checkpoint_serde()
             marks = ChangeMarks(store, base_url)
             ids = await write_all(base_url, cohort, marks)
             print(f"per patient, modes interleaved patient by patient after one warm-up patient; "
@@ -324,6 +336,11 @@ async def run(patients: int, latency_ms: float, repeats: int) -> None:
             async def checkpointed(fhir: FhirClient, patient_id: str) -> SummarizeState:
                 # A fresh run id each time: a finished thread would be answered from its checkpoint.
                 ckpt = Checkpointing(saver=saver, store=store, run_id=uuid.uuid4().hex)
+                return await summarize_patient(context(fhir, dry_run=True), patient_id, ckpt)
+
+            async def plain_checkpointed(fhir: FhirClient, patient_id: str) -> SummarizeState:
+                # The baseline: LangGraph's own SQLite saver, every value in every checkpoint.
+                ckpt = Checkpointing(saver=plain, store=store, run_id=uuid.uuid4().hex)
                 return await summarize_patient(context(fhir, dry_run=True), patient_id, ckpt)
 
             at_latency: dict[str, Mode] = {
@@ -341,6 +358,7 @@ async def run(patients: int, latency_ms: float, repeats: int) -> None:
                 "graph": full,
                 "direct": direct,
                 "graph+sqlite": checkpointed,
+                "graph+plain sqlite": plain_checkpointed,
             }
             warm: set[str] = set()
             lat, _ = report(
@@ -351,6 +369,7 @@ async def run(patients: int, latency_ms: float, repeats: int) -> None:
                 await interleaved(base_url, 0.0, ids, on_loopback, repeats, warm), "[0 ms]"
             )
         stored = sqlite_breakdown(Path(tmp) / SQLITE_FILE)
+        plain_stored = sqlite_breakdown(Path(tmp) / "plain.sqlite")
         async with FhirClient(base_url, flavour="sekmet") as fhir:
             serialized = await checkpoint_cost(await full(fhir, ids[0]))
     print(f"SQLite checkpointer: {stored}; serializing one finished state once: {serialized}")
@@ -368,6 +387,10 @@ async def run(patients: int, latency_ms: float, repeats: int) -> None:
     print(f"bench planner-overhead: {c / d:.2f}x ({c * 1000:.1f} ms vs {d * 1000:.1f} ms per patient, "
           f"{(c - d) * 1000:+.1f} ms: graph + SQLite checkpointer vs direct, dry run; "
           f"CPU {cc * 1000:.1f} vs {dc * 1000:.1f} ms, {cc / dc:.2f}x)")  # fmt: skip
+    p, pc = loop["graph+plain sqlite"], loop_cpu["graph+plain sqlite"]
+    print(f"bench checkpointer: {p / c:.2f}x ({c * 1000:.1f} ms vs {p * 1000:.1f} ms per patient: graph + "
+          f"ChartAgent's SQLite checkpointer vs LangGraph's AsyncSqliteSaver, dry run; CPU "
+          f"{cc * 1000:.1f} vs {pc * 1000:.1f} ms, {pc / cc:.2f}x; plain saver {plain_stored})")  # fmt: skip
 
 
 def main() -> None:
