@@ -35,6 +35,8 @@ class ParsedResources(BaseModel):
 
     resources: list[Resource]
     rejected: list[RejectedResource]
+    # The JSON each of `resources` was parsed from, in the same order.
+    sources: list[Mapping[str, Any]] = []
 
 
 def parse_resource(raw: Mapping[str, Any]) -> Resource:
@@ -58,12 +60,15 @@ def parse_many(raws: Iterable[Mapping[str, Any]]) -> ParsedResources:
     """Parse each resource; the bad ones are reported in `rejected`, the rest go on."""
     resources: list[Resource] = []
     rejected: list[RejectedResource] = []
+    sources: list[Mapping[str, Any]] = []
     for raw in raws:
         try:
             resources.append(parse_resource(raw))
         except ResourceParseError as exc:
             rejected.append(RejectedResource(resource_type=exc.resource_type, id=exc.id, reason=exc.reason))
-    return ParsedResources(resources=resources, rejected=rejected)
+        else:
+            sources.append(raw)
+    return ParsedResources(resources=resources, rejected=rejected, sources=sources)
 
 
 def _reason(exc: ValidationError) -> str:

@@ -10,9 +10,10 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.patient import Patient
 
 from fhir_adapters import FhirClient, FhirNotFound
-from tools.record import DEFAULT_TYPES, CodeCount, build_record, gather_record
+from tools.record import DEFAULT_TYPES, CodeCount, build_record, gather_record, with_resources
 
 LOINC = "http://loinc.org"
 BASE = "https://ehr.example/fhir"
@@ -164,3 +165,32 @@ async def test_gather_record_unknown_patient() -> None:
     async with FhirClient(BASE, transport=httpx.MockTransport(ehr)) as client:
         with pytest.raises(FhirNotFound):
             await gather_record(client, "nobody", types=["Condition"], concurrent=False)
+
+
+def test_a_checkpoint_dumps_each_resource_as_the_json_it_was_parsed_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent.checkpoints import checkpoint_serde
+
+    raws = [PATIENT, obs("o1", "4548-4", "2020-01-02T10:00:00+02:00", value=5.20), CONDITION]
+    record = build_record("p1", [*raws, obs("bad", "1", "2020", value="abc")])
+    more = with_resources(record, [obs("o2", "4548-4", "2021-02-03", value=6)])
+
+    def no_model_dump(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a resource was dumped from its model")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Observation, "model_dump", no_model_dump)
+        patched.setattr(Patient, "model_dump", no_model_dump)
+        dumped = more.model_dump()
+    assert dumped["patient"] == PATIENT
+    assert dumped["resources"]["Observation"] == [raws[1], obs("o2", "4548-4", "2021-02-03", value=6)]
+    assert [r["id"] for r in dumped["rejected"]] == ["bad"]
+    # Read back (as a checkpoint is), the JSON gives the same record, and the record read back
+    # (no JSON kept) dumps from its models, into the same record again.
+    serde = checkpoint_serde()
+    back = serde.loads_typed(serde.dumps_typed(more))
+    assert back == more
+    assert serde.loads_typed(serde.dumps_typed(back)) == more
+    # Other modes are the models' dumps, as before.
+    assert more.model_dump(mode="json")["resources"]["Observation"][0]["valueQuantity"]["value"] == 5.2
