@@ -51,7 +51,7 @@ ALLOWED: dict[tuple[str, str], str] = {
         "the background run's boundary: its failure is reported on GET /api/runs/{id} "
         "(describe_failure keeps PHI out); nobody awaits the task to see it otherwise"
     ),
-    ("agent/jobs/summarize.py", "summarize_many"): (
+    ("agent/jobs/summarize.py", "_run_one"): (
         "the per-patient boundary: one patient's failure is reported (describe_failure keeps PHI "
         "out) and the batch goes on"
     ),
