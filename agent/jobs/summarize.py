@@ -131,9 +131,11 @@ class Checkpointing:
     outcome, an interrupted one resumes where it stopped, the rest start.
 
     A patient's finished thread is replaced by its outcome (`settle`): the thread's checkpoints
-    hold the patient's whole record at every step (3-14 MB a patient on the bench cohort), and
-    once the patient is finished only its outcome is read again. So a long batch keeps the
-    current patient's checkpoints and a few hundred bytes for each patient before it."""
+    hold the patient's record and every step's writes (about 2 MB a patient run on the bench
+    cohort), and once the patient is finished only its outcome is read again. So a long batch
+    keeps the current patient's checkpoints and a few hundred bytes for each patient before it.
+    A failure of the checkpoint database itself (reading an outcome, settling) stops the batch:
+    the same run id resumes it."""
 
     saver: BaseCheckpointSaver[Any]
     store: BaseStore
