@@ -35,10 +35,6 @@ CREATE TABLE IF NOT EXISTS checkpoint_blobs (
     PRIMARY KEY (thread_id, checkpoint_ns, channel, version)
 )
 """
-# A channel emptied at a new version (its value gone): nothing to restore.
-_EMPTY: Final = "empty"
-
-
 # A string longer than this (a narrative, say) is stored as a value of its own.
 _INLINE_CHARS: Final = 1024
 
@@ -74,18 +70,17 @@ class SqliteBlobSaver(AsyncSqliteSaver):
         await self.setup()
         thread_id = str(config["configurable"]["thread_id"])
         namespace = str(config["configurable"].get("checkpoint_ns", ""))
-        values = checkpoint["channel_values"]
         versions = checkpoint["channel_versions"]
-        kept = {k: v for k, v in values.items() if _inline(v)}
+        # A value without a version could not be found again apart: it stays inline too.
+        kept = {k: v for k, v in checkpoint["channel_values"].items() if _inline(v) or k not in versions}
+        apart = {k: v for k, v in checkpoint["channel_values"].items() if k not in kept}
+        # Each value apart whose current version has no stored copy yet: a new version, or one a
+        # checkpoint written with every value inline left (an absent row reads as no value).
         stored = await self._stored_versions(thread_id, namespace)
-        # New versions, and any current version without its blob (a checkpoint continued from one
-        # written with every value inline).
-        due = {k: str(v) for k, v in new_versions.items()}
-        due |= {k: str(versions[k]) for k in values if k in versions and (k, str(versions[k])) not in stored}
         rows = [
-            (thread_id, namespace, channel, version, *self._dump(values, channel))
-            for channel, version in due.items()
-            if channel not in kept and (channel, version) not in stored
+            (thread_id, namespace, channel, str(versions[channel]), *self.serde.dumps_typed(value))
+            for channel, value in apart.items()
+            if (channel, str(versions[channel])) not in stored
         ]
         if rows:
             async with self.lock:
@@ -96,11 +91,6 @@ class SqliteBlobSaver(AsyncSqliteSaver):
                 )
                 # Committed by the checkpoint's own insert below, on the same connection.
         return await super().aput(config, {**checkpoint, "channel_values": kept}, metadata, new_versions)
-
-    def _dump(self, values: dict[str, Any], channel: str) -> tuple[str, bytes | None]:
-        if channel not in values:
-            return _EMPTY, None
-        return self.serde.dumps_typed(values[channel])
 
     async def _stored_versions(self, thread_id: str, namespace: str) -> set[tuple[str, str]]:
         async with (
@@ -113,7 +103,6 @@ class SqliteBlobSaver(AsyncSqliteSaver):
             return {(str(c), str(v)) for c, v in await cursor.fetchall()}
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        await self.setup()
         found = await super().aget_tuple(config)
         return None if found is None else (await self._joined([found]))[0]
 
@@ -125,7 +114,6 @@ class SqliteBlobSaver(AsyncSqliteSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        await self.setup()
         # Read whole first: the parent's listing holds the connection's lock while it yields.
         listed = [t async for t in super().alist(config, filter=filter, before=before, limit=limit)]
         for found in await self._joined(listed):
@@ -150,7 +138,7 @@ class SqliteBlobSaver(AsyncSqliteSaver):
                         key,
                     ) as cursor:
                         row = await cursor.fetchone()
-                    if row is not None and row[0] != _EMPTY:
+                    if row is not None:
                         values[key[2]] = self.serde.loads_typed((row[0], row[1]))
             joined.append(found._replace(checkpoint={**found.checkpoint, "channel_values": values}))
         return joined

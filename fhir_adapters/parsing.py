@@ -36,7 +36,7 @@ class ParsedResources(BaseModel):
     resources: list[Resource]
     rejected: list[RejectedResource]
     # The JSON each of `resources` was parsed from, in the same order.
-    sources: list[Mapping[str, Any]] = []
+    sources: list[Mapping[str, Any]]
 
 
 def parse_resource(raw: Mapping[str, Any]) -> Resource:

@@ -183,7 +183,7 @@ class PatientRecord(BaseModel):
         held = {id(r) for items in self.resources.values() for r in items} | {id(self.patient)}
         pairs = [] if earlier is None else list(earlier._sources.items())
         for group in parsed:
-            pairs += [(id(r), s) for r, s in zip(group.resources, group.sources, strict=False)]
+            pairs += [(id(r), s) for r, s in zip(group.resources, group.sources, strict=True)]
         self._sources.update((key, source) for key, source in pairs if key in held)
 
     @field_validator("resources", mode="before")
