@@ -107,12 +107,17 @@ def embedded_server() -> Iterator[FhirServer]:
             server.stop()
 
 
-def server_cpu_s(server: FhirServer) -> float:
-    """User + system CPU seconds of the server's process so far (Linux /proc)."""
-    if server.pid is None:
+def process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a running process so far (Linux /proc); 0 without one."""
+    if pid is None:
         return 0.0
-    stat = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_s(server: FhirServer) -> float:
+    """User + system CPU seconds of the server's process so far."""
+    return process_cpu_s(server.pid)
 
 
 def ocr_cpu_s() -> float:
