@@ -3,9 +3,10 @@ PHI-free reason), attempts, what was written and timings; per run, the cohort, t
 URL and transaction time; and per patient a lease, so that at most one writer per patient runs at a
 time across runs, processes and executors.
 
-Where it lives: `CHARTAGENT_CHECKPOINT_URL` when that is `postgresql://...` (the checkpoints, the
-change marks and the ledger then share one database, which every worker reaches); otherwise SQLite
-at `<state dir>/jobs.sqlite` (WAL, one writer transaction at a time across processes).
+Where it lives (agent.state_database): `CHARTAGENT_CHECKPOINT_URL` when that is `postgresql://...`
+(the checkpoints, the change marks and the ledger then share one database, which every worker
+reaches); otherwise SQLite at `<state dir>/jobs.sqlite` (WAL, one writer transaction at a time
+across processes).
 
 Every claim runs in one transaction (SQLite: `BEGIN IMMEDIATE`; Postgres: `FOR UPDATE SKIP LOCKED`
 and a conditional upsert of the lease), so two processes never claim the same patient, and a lease
@@ -19,13 +20,13 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from contextlib import asynccontextmanager
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
-from agent.settings import Settings, SettingsError
+from agent.settings import Settings
+from agent.state_database import Database, Tx, open_database
 
 __all__ = [
     "LEDGER_FILE",
@@ -151,101 +152,22 @@ _PATIENT_COLUMNS: Final = (
 _ADDED_COLUMNS: Final = (("job_patients", "interrupted", "INTEGER NOT NULL DEFAULT 0"),)
 
 
-class _Tx(Protocol):
-    """One transaction's statements; SQL is written with `?` placeholders."""
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-
-    async def run(self, sql: str, params: Sequence[Any] = ()) -> int: ...
-
-
-class _Database(Protocol):
-    # Appended to the claim's SELECT: Postgres locks the rows it picks (SQLite locks the file).
-    lock_rows: str
-    # How many columns named (table, column) exist: 0 or 1.
-    count_columns: str
-
-    def transaction(self) -> AbstractAsyncContextManager[_Tx]: ...
-
-
-class _SqliteTx:
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self._conn.execute(sql, tuple(params)) as cursor:
-            return [tuple(r) for r in await cursor.fetchall()]
-
-    async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self._conn.execute(sql, tuple(params)) as cursor:
-            return int(cursor.rowcount)
-
-
-class _Sqlite:
-    lock_rows = ""
-    count_columns = "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?"
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_Tx]:
-        # IMMEDIATE: the write lock is taken at the start, so a read-then-update cannot race
-        # another process's (a deferred transaction would fail with SQLITE_BUSY on upgrade).
-        await self._conn.execute("BEGIN IMMEDIATE")
-        committed = False
-        try:
-            yield _SqliteTx(self._conn)
-            committed = True
-        finally:
-            await self._conn.execute("COMMIT" if committed else "ROLLBACK")
-
-
-class _PostgresTx:
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cursor = await self._conn.execute(sql.replace("?", "%s"), tuple(params))
-        return [tuple(r) for r in await cursor.fetchall()]
-
-    async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cursor = await self._conn.execute(sql.replace("?", "%s"), tuple(params))
-        return int(cursor.rowcount)
-
-
-class _Postgres:
-    lock_rows = " FOR UPDATE SKIP LOCKED"
-    count_columns = (
-        "SELECT COUNT(*) FROM information_schema.columns"
-        " WHERE table_schema = current_schema() AND table_name = ? AND column_name = ?"
-    )
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_Tx]:
-        async with self._conn.transaction():
-            yield _PostgresTx(self._conn)
-
-
 class Ledger:
     """The ledger's one interface over either database. One connection per process: its
     transactions are serialised by a lock (asyncio tasks of one executor share it)."""
 
-    def __init__(self, db: _Database) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[_Tx]:
+    async def _tx(self) -> AsyncIterator[Tx]:
         async with self._lock, self._db.transaction() as tx:
             yield tx
 
-    async def setup(self, *, postgres: bool = False) -> None:
+    async def setup(self) -> None:
         async with self._tx() as tx:
-            if postgres:  # concurrent CREATE ... IF NOT EXISTS can collide in Postgres's catalog
+            if self._db.postgres:  # concurrent CREATE ... IF NOT EXISTS can collide in Postgres's catalog
                 await tx.run("SELECT pg_advisory_xact_lock(4242120012)")
             for statement in _SCHEMA:
                 await tx.run(statement)
@@ -532,7 +454,7 @@ class Ledger:
             )
         return [_patient_row(r) for r in rows]
 
-    async def _scope(self, tx: _Tx, run_id: str) -> str:
+    async def _scope(self, tx: Tx, run_id: str) -> str:
         rows = await tx.fetch("SELECT fhir_url FROM job_runs WHERE run_id = ?", (run_id,))
         if not rows:
             raise KeyError(f"no run {run_id!r} in the ledger")
@@ -549,38 +471,9 @@ def _patient_row(row: tuple[Any, ...]) -> PatientRow:
     return PatientRow.model_validate(values)
 
 
-def ledger_location(settings: Settings) -> str | Path:
-    """The Postgres URL, or the SQLite file (see the module docstring)."""
-    url = settings.checkpoint_url
-    if url is not None and url.startswith(("postgresql://", "postgres://")):
-        return url
-    return settings.state_dir / LEDGER_FILE
-
-
 @asynccontextmanager
 async def open_ledger(settings: Settings) -> AsyncIterator[Ledger]:
-    where = ledger_location(settings)
-    if isinstance(where, str):
-        try:
-            import psycopg
-        except ImportError:
-            need = "Postgres needs the postgres extra (psycopg)"
-            raise SettingsError((f"CHARTAGENT_CHECKPOINT_URL: {need}",)) from None
-        async with await psycopg.AsyncConnection.connect(where, autocommit=True) as conn:
-            ledger = Ledger(_Postgres(conn))
-            await ledger.setup(postgres=True)
-            yield ledger
-        return
-    import aiosqlite
-
-    where.parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level None: no implicit transactions; ours are explicit (BEGIN IMMEDIATE).
-    async with aiosqlite.connect(where, isolation_level=None, timeout=60) as conn:
-        await conn.execute("PRAGMA journal_mode=WAL")
-        # Commits survive a killed process without an fsync each; a power cut may lose the last
-        # few marks, and those patients run again (at least once, idempotent write-back).
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA busy_timeout=60000")
-        ledger = Ledger(_Sqlite(conn))
+    async with open_database(settings, LEDGER_FILE) as db:
+        ledger = Ledger(db)
         await ledger.setup()
         yield ledger

@@ -3,21 +3,20 @@
 `Authorization: Bearer <jwt>`: `iss` is one of the trusted EHRs of the settings (issuer -> JWKS
 URL), the key is the one its JWKS publishes under the header's `kid`, `aud` is the URL of the
 service being called, `exp`, `iat` and `jti` are present, the lifetime is at most five minutes
-and a `jti` is never accepted twice (an in-memory cache, kept until the token would have expired:
-one process; several replicas would share it in Redis or the database). Errors name the check,
-never the token.
+and a `jti` is never accepted twice (agent.service.token_uses: the service's shared database, so
+that every replica knows it, until the token would have expired; a bare app without its lifespan
+remembers in memory). Errors name the check, never the token.
 """
 
 from __future__ import annotations
 
-import asyncio
-import heapq
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import jwt
 
+from agent.service.token_uses import MemoryTokenUses, TokenUses
 from fhir_adapters.smart_jwt import JwksCache, TokenInvalid, unverified_issuer, verify_jwt
 
 __all__ = ["HOOK_ALGORITHMS", "MAX_LIFETIME_S", "CdsRequestVerifier", "TokenInvalid"]
@@ -30,7 +29,8 @@ LEEWAY_S: Final = 10.0
 
 
 class CdsRequestVerifier:
-    """Checks hook calls of the trusted EHRs; holds their key sets and the `jti`s seen."""
+    """Checks hook calls of the trusted EHRs; holds their key sets and where the used `jti`s are
+    recorded (`uses`: this process's memory until the app's lifespan sets the shared store)."""
 
     def __init__(
         self,
@@ -38,14 +38,12 @@ class CdsRequestVerifier:
         *,
         clock: Callable[[], float] = time.time,
         leeway_s: float = LEEWAY_S,
+        uses: TokenUses | None = None,
     ) -> None:
         self._jwks = {iss.rstrip("/"): JwksCache(url) for iss, url in trusted.items()}
         self._clock = clock
         self._leeway_s = leeway_s
-        # (iss, jti) of the tokens accepted, and a heap of (when it may be forgotten, (iss, jti)).
-        self._seen: set[tuple[str, str]] = set()
-        self._expiry: list[tuple[float, tuple[str, str]]] = []
-        self._lock = asyncio.Lock()
+        self.uses: TokenUses = uses if uses is not None else MemoryTokenUses()
 
     async def verify(self, authorization: str | None, *, audience: str) -> dict[str, Any]:
         """The claims of the call's JWT; `TokenInvalid` naming the failed check otherwise."""
@@ -84,11 +82,6 @@ class CdsRequestVerifier:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise TokenInvalid("token lacks the 'jti' claim")
-        now = self._clock()
-        async with self._lock:
-            while self._expiry and self._expiry[0][0] < now:
-                self._seen.discard(heapq.heappop(self._expiry)[1])
-            if (issuer, jti) in self._seen:
-                raise TokenInvalid("token was already used (jti replayed)")
-            self._seen.add((issuer, jti))
-            heapq.heappush(self._expiry, (float(claims["exp"]) + self._leeway_s, (issuer, jti)))
+        forget_at = float(claims["exp"]) + self._leeway_s
+        if not await self.uses.first_use(issuer, jti, forget_at=forget_at, now=self._clock()):
+            raise TokenInvalid("token was already used (jti replayed)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -28,6 +28,7 @@ from agent.service.cds_auth import CdsRequestVerifier, TokenInvalid
 from agent.service.cds_card import CdsResponse, current_summary_of, summary_response
 from agent.service.lifespans import add_lifespan
 from agent.service.runtime import ServiceRuntime, runtime_of
+from agent.service.token_uses import MemoryTokenUses, TokenUsesUnavailable, open_token_uses
 from fhir_adapters import FhirClient, StaticBearer
 from fhir_adapters.error_tree import ChartAgentError
 from fhir_adapters.errors import ResourceParseError
@@ -112,15 +113,17 @@ def install(app: FastAPI) -> None:
 
     @asynccontextmanager
     async def open_clients(_: FastAPI) -> AsyncIterator[None]:
-        async with (
-            httpx.AsyncClient(timeout=_FHIR_TIMEOUT_S) as http,
-            _service_fhir(runtime, http) as own,
-        ):
+        async with AsyncExitStack() as stack:
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=_FHIR_TIMEOUT_S))
+            own = await stack.enter_async_context(_service_fhir(runtime, http))
+            if runtime.settings.cds_trusted_issuers:  # else every call is refused before its jti
+                verifier.uses = await stack.enter_async_context(open_token_uses(runtime.settings))
             clients.http, clients.own = http, own
             try:
                 yield
             finally:
                 clients.http = clients.own = None
+                verifier.uses = MemoryTokenUses()
 
     add_lifespan(app, open_clients)
 
@@ -133,6 +136,11 @@ def install(app: FastAPI) -> None:
         audience = f"{runtime_of(request).public_url}/cds-services/{SERVICE_ID}"
         try:
             await verifier.verify(request.headers.get("authorization"), audience=audience)
+        except TokenUsesUnavailable:
+            # Not the EHR's fault, and a replay must not pass unchecked: the EHR may call again.
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail="the token's single use could not be checked"
+            ) from None
         except ChartAgentError as exc:  # TokenInvalid, or the issuer's key set could not be read
             reason = str(exc) if isinstance(exc, TokenInvalid) else "the issuer's keys could not be read"
             raise HTTPException(

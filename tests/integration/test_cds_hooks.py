@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +23,7 @@ from agent.context import RunContext
 from agent.jobs.summarize import summarize_many
 from agent.service.app import create_app
 from agent.service.cds_card import SOURCE_LABEL, trim_summary
+from agent.service.token_uses import SERVICE_DATABASE_FILE
 from agent.settings import Settings
 from agent.testbed.cohort import Cohort, generate_cohort
 from agent.testbed.ehr.cds_client import call_patient_view, patient_view_request, sign_hook_request
@@ -37,6 +40,7 @@ class Stack:
     fhir: str
     app: str
     ehr: EhrStandin
+    settings: Settings
     summarized: str  # a patient with a summary
     plain: str  # a patient without one
 
@@ -75,7 +79,7 @@ def stack(
     )
     app = create_app(settings, public_url=public, fhir_url=fhir)
     with serve_on(app, port) as url:
-        yield Stack(fhir=fhir, app=url, ehr=ehr, summarized=summarized, plain=plain)
+        yield Stack(fhir=fhir, app=url, ehr=ehr, settings=settings, summarized=summarized, plain=plain)
 
 
 async def conclusion_of(stack: Stack) -> str:
@@ -173,6 +177,47 @@ async def test_unsigned_replayed_or_misaddressed_calls_are_refused(stack: Stack)
         assert refused.status_code == 401
         assert "cards" not in refused.json()
         assert stack.summarized not in refused.text
+
+
+async def test_a_call_replayed_to_another_replica_is_refused(stack: Stack) -> None:
+    """Two replicas behind one public URL, as the Helm chart runs them: the EHR's server sends no
+    route cookie, so a replayed call may reach either; the tokens used are in the shared database."""
+    body = patient_view_request(patient_id=stack.summarized, user_id="Practitioner/1")
+    signer = stack.ehr.hook_signer
+    other = create_app(stack.settings, public_url=stack.app, fhir_url=stack.fhir)
+    with serve_on(other, free_port(), "chartagent-replica") as replica:
+        replica_hook = f"{replica}/cds-services/chartagent-summary"
+        token = sign_hook_request(signer, stack.hook)
+        fresh = sign_hook_request(signer, stack.hook)
+        async with httpx.AsyncClient() as http:
+            first = await http.post(stack.hook, json=body, headers={"Authorization": f"Bearer {token}"})
+            replayed = await http.post(replica_hook, json=body, headers={"Authorization": f"Bearer {token}"})
+            answered = await http.post(replica_hook, json=body, headers={"Authorization": f"Bearer {fresh}"})
+            back = await http.post(stack.hook, json=body, headers={"Authorization": f"Bearer {fresh}"})
+    assert first.status_code == 200, first.text
+    assert answered.status_code == 200, answered.text  # the replica answers calls it has not seen
+    for refused in (replayed, back):
+        assert refused.status_code == 401
+        assert "replayed" in refused.json()["detail"]
+
+
+async def test_a_call_is_refused_when_its_single_use_cannot_be_checked(stack: Stack, tmp_path: Path) -> None:
+    """The record of used tokens failing (its table gone here) gives 503, never an unchecked card."""
+    settings = stack.settings.model_copy(update={"state_dir": tmp_path})
+    app = create_app(settings, public_url=stack.app, fhir_url=stack.fhir)
+    with serve_on(app, free_port(), "chartagent-replica") as replica:
+        with sqlite3.connect(tmp_path / SERVICE_DATABASE_FILE) as db:
+            db.execute("DROP TABLE token_uses")
+        token = sign_hook_request(stack.ehr.hook_signer, stack.hook)
+        body = patient_view_request(patient_id=stack.summarized, user_id="Practitioner/1")
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                f"{replica}/cds-services/chartagent-summary",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+    assert response.status_code == 503
+    assert response.json() == {"detail": "the token's single use could not be checked"}
 
 
 async def test_a_fhir_server_that_does_not_answer_gives_no_card(

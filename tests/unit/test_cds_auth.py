@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from agent.service.cds_auth import CdsRequestVerifier, TokenInvalid
 from agent.service.cds_hooks import PatientViewRequest, call_refusal
+from agent.service.token_uses import MemoryTokenUses
 
 ISS = "https://ehr.example"
 AUD = "https://chartagent.example/cds-services/chartagent-summary"
@@ -170,13 +171,14 @@ async def test_a_replayed_jti_is_refused(jwks_url: str) -> None:
 
 async def test_seen_jtis_are_forgotten_once_their_tokens_expired(jwks_url: str) -> None:
     now = [time.time()]
-    v = CdsRequestVerifier({ISS: jwks_url}, clock=lambda: now[0])
+    uses = MemoryTokenUses()
+    v = CdsRequestVerifier({ISS: jwks_url}, clock=lambda: now[0], uses=uses)
     for _ in range(5):
         await v.verify(f"Bearer {sign()}", audience=AUD)
-    assert len(v._seen) == 5
+    assert len(uses._seen) == 5
     now[0] += 3600  # an hour on, every token above has expired: the next check prunes them
     await v.verify(f"Bearer {sign()}", audience=AUD)
-    assert len(v._seen) == 1
+    assert len(uses._seen) == 1
 
 
 def hook_call(**extra: Any) -> PatientViewRequest:
