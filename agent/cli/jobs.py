@@ -8,9 +8,10 @@ import contextlib
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import typer
 from rich.table import Table
@@ -38,6 +39,12 @@ from fhir_adapters.error_tree import BadInputError, ChartAgentError
 from tools.medgemma.config import ModelConfig
 
 T = TypeVar("T")
+
+# The end of `jobs run` and `retry-failed` lists every patient of a cohort up to this size; beyond
+# it, at most this many of those not done or unchanged (`jobs status RUN` lists them all).
+_LISTED_IN_FULL: Final = 50
+# ... and the failures' most frequent reasons.
+_REASONS_SHOWN: Final = 10
 
 jobs_app = typer.Typer(
     help="Run summarization jobs over a cohort; resume, inspect, retry, cancel and prune them."
@@ -169,12 +176,39 @@ def _summary_line(rows: list[PatientRow]) -> str:
     return ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
+def _reasons_table(rows: list[PatientRow]) -> Table:
+    """The failed patients' reasons (PHI-free) with how many patients each, most first."""
+    table = Table(title="Why patients failed")
+    table.add_column("patients", justify="right")
+    table.add_column("reason")
+    for reason, n in Counter(r.reason or "" for r in rows if r.status == "failed").most_common(
+        _REASONS_SHOWN
+    ):
+        table.add_row(str(n), reason)
+    return table
+
+
 def _report(run_id: str, rows: list[PatientRow]) -> None:
+    """A run's end: every patient of a small cohort; of a large one (a nightly job's, thousands of
+    lines otherwise) the first patients not done or unchanged, the failures' reasons counted, and
+    where the full list is."""
     from agent.cli.summarize import output_console
 
-    output_console().print(_result_table(rows, f"ChartAgent job {run_id}"))
+    console = output_console()
+    failed = sum(1 for r in rows if r.status == "failed")
+    if len(rows) <= _LISTED_IN_FULL:
+        console.print(_result_table(rows, f"ChartAgent job {run_id}"))
+    else:
+        attention = [r for r in rows if r.status not in ("done", "unchanged")]
+        if attention:
+            shown = attention[:_LISTED_IN_FULL]
+            title = f"{len(shown)} of the {len(attention)} patients not done or unchanged"
+            console.print(_result_table(shown, f"ChartAgent job {run_id}: {title}"))
+        if failed:
+            console.print(_reasons_table(rows))
+        typer.echo(f"every patient's status: chartagent jobs status {run_id} [--json]")
     typer.echo(_summary_line(rows))
-    if any(r.status == "failed" for r in rows):
+    if failed:
         typer.echo(f"failed patients run again with: chartagent jobs retry-failed {run_id}")
         raise typer.Exit(1)
 
