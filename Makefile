@@ -78,6 +78,7 @@ bench: setup
 	$(PY) bench/bench_summarize_plan.py
 	$(PY) bench/bench_summarize_throughput.py
 	$(PY) bench/bench_jobs_temporal.py
+	$(PY) bench/bench_ledger_scale.py
 	$(PY) bench/bench_chat_stream.py
 	$(PY) bench/bench_service_summary.py
 	$(PY) bench/bench_authz.py

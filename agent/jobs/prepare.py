@@ -49,7 +49,7 @@ async def prepare_run(
     existing = await ledger.get_run(run_id)
     if existing is not None and existing.fhir_url != fhir_url:
         raise JobInputError(f"run {run_id} is on another FHIR server; resume it against that one")
-    if existing is not None and await ledger.patients(run_id):
+    if existing is not None and await ledger.patients(run_id, limit=1):
         return existing
     if existing is None and since not in (None, "last"):
         _since_instant(since)  # a bad --since creates no run

@@ -43,7 +43,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from agent.jobs.activities import LEASE_TTL_S, JobWorker, PatientBusy, summarize_one
-from agent.jobs.ledger import PatientResult, PatientRow, RunRow
+from agent.jobs.ledger import PatientResult, RunRow
 from agent.jobs.temporal_workflows import (
     CHECK_ACTIVITY,
     CHUNK_ACTIVITY,
@@ -90,21 +90,21 @@ class RunActivities:
             )
         return run
 
-    async def _rows(self, run_id: str) -> list[PatientRow]:
-        await self._run(run_id)
-        return await self.worker.ledger.patients(run_id)
-
     @activity.defn(name=PLAN_ACTIVITY)
     async def plan_run(self, request: ChunkRequest) -> int:
         """How many chunks the run's patients make (all of them, in patient-id order)."""
-        return math.ceil(len(await self._rows(request.run_id)) / max(1, request.chunk_size))
+        await self._run(request.run_id)
+        patients = sum((await self.worker.ledger.counts(request.run_id)).values())
+        return math.ceil(patients / max(1, request.chunk_size))
 
     @activity.defn(name=CHUNK_ACTIVITY)
     async def chunk_patients(self, request: ChunkRequest) -> list[str]:
-        """The chunk's patients still to run (those done, unchanged or failed are not run again)."""
-        rows = await self._rows(request.run_id)
-        start = request.index * request.chunk_size
-        return [r.patient_id for r in rows[start : start + request.chunk_size] if r.status in _TO_RUN]
+        """The chunk's patients still to run (those done, unchanged or failed are not run again).
+        Only the chunk's window of the ledger is read."""
+        await self._run(request.run_id)
+        size = request.chunk_size
+        rows = await self.worker.ledger.patients(request.run_id, offset=request.index * size, limit=size)
+        return [r.patient_id for r in rows if r.status in _TO_RUN]
 
     @activity.defn(name=CHECK_ACTIVITY)
     async def check_changes(self, request: CheckRequest) -> CheckFinding:
@@ -158,17 +158,15 @@ class RunActivities:
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
-        if result.status == "failed" and await self._attempts(patient) < patient.max_attempts:
+        if (
+            result.status == "failed"
+            and await self.worker.ledger.attempts(patient.run_id, patient.patient_id) < patient.max_attempts
+        ):
             # Recorded as failed meanwhile; the next attempt marks it running again.
             raise ApplicationError(
                 f"patient {patient.patient_id} failed: {result.reason}", type="PatientFailed"
             )
         return result.status
-
-    async def _attempts(self, patient: PatientInput) -> int:
-        # Only on a failure: the ledger has no single-row read, and failures are the rare path.
-        rows = await self.worker.ledger.patients(patient.run_id)
-        return next((r.attempts for r in rows if r.patient_id == patient.patient_id), 0)
 
     async def _give_up(self, patient: PatientInput, why: str) -> str:
         await self.worker.ledger.mark(

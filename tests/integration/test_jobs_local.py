@@ -158,6 +158,9 @@ async def test_the_ledger_on_postgres_claims_and_leases_exclusively(tmp_path: Pa
             assert (pruned.runs, pruned.patient_rows, pruned.kept) == (1, s_rows, [])
             assert await one.get_run("s") is None
             assert len(await two.patients("r")) == len(ids)
+            # A Temporal chunk's window of the run, in patient-id order.
+            window = await one.patients("r", offset=35, limit=10)
+            assert [p.patient_id for p in window] == ids[35:]
 
 
 async def test_since_last_starts_at_the_last_successful_runs_transaction_time(

@@ -8,6 +8,9 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from agent.jobs.ledger import Ledger, PatientResult, open_ledger
 from agent.settings import Settings
@@ -211,3 +214,40 @@ async def test_prune_deletes_old_finished_runs_and_keeps_what_the_next_run_needs
             assert db.execute("SELECT run_id, patient_id FROM job_leases").fetchall() == [("r4", "d")]
         again = await ledger.prune(time.time())  # r6 is now the latest of "all": kept
         assert (again.runs, again.patient_rows, again.kept) == (0, 0, ["r3", "r6"])
+
+
+async def test_a_window_of_a_runs_patients_is_read_in_patient_id_order(tmp_path: Path) -> None:
+    ids = [f"p{i:02d}" for i in range(23)]
+    async with open_ledger(_settings(tmp_path)) as ledger:
+        await _run(ledger, "r", list(reversed(ids)))
+        await _run(ledger, "other", ["p00", "zz"])
+        windows = [await ledger.patients("r", offset=o, limit=5) for o in range(0, 25, 5)]
+        assert [[p.patient_id for p in w] for w in windows] == [ids[o : o + 5] for o in range(0, 25, 5)]
+        assert await ledger.patients("r", offset=30, limit=5) == []
+        assert [p.patient_id for p in await ledger.patients("r")] == ids
+        with pytest.raises(ValueError, match="offset needs a limit"):
+            await ledger.patients("r", offset=5)
+
+
+async def test_temporal_chunks_read_their_own_window_of_the_run(tmp_path: Path) -> None:
+    """The worker's plan and chunk activities (agent.jobs.temporal_worker): chunks of the run's
+    patients in id order, each without its finished patients; their union is every patient to run."""
+    from temporalio.testing import ActivityEnvironment
+
+    from agent.jobs.temporal_worker import RunActivities
+    from agent.jobs.temporal_workflows import ChunkRequest
+
+    ids = [f"p{i:02d}" for i in range(23)]
+    async with open_ledger(_settings(tmp_path)) as ledger:
+        await _run(ledger, "r", ids)
+        for pid in ("p03", "p11"):
+            await ledger.mark("r", PatientResult(patient_id=pid, status="done"))
+        await ledger.mark("r", PatientResult(patient_id="p20", status="failed", reason="x"))
+        worker = SimpleNamespace(ledger=ledger, fhir_url=URL)
+        activities = RunActivities(worker)  # type: ignore[arg-type]
+        env = ActivityEnvironment()
+        chunks = await env.run(activities.plan_run, ChunkRequest("r", 0, 10))
+        got = [await env.run(activities.chunk_patients, ChunkRequest("r", i, 10)) for i in range(chunks)]
+    assert chunks == 3
+    finished = {"p03", "p11", "p20"}
+    assert got == [[p for p in ids[i : i + 10] if p not in finished] for i in (0, 10, 20)]
