@@ -7,6 +7,8 @@ and the rule, never a value (the settings hold tokens and keys).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,6 +28,21 @@ class ServiceKey(BaseModel):
 
     key: SecretStr = Field(min_length=32)
     scopes: str
+
+
+SESSION_KEY_BYTES = 32
+
+
+def decode_session_key(encoded: SecretStr) -> bytes:
+    """The AES-256 key of `CHARTAGENT_APP_SESSION_KEY` (standard or URL-safe base64 of 32 bytes)."""
+    text = encoded.get_secret_value().strip()
+    try:
+        key = base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64 (make one: openssl rand -base64 32)") from None
+    if len(key) != SESSION_KEY_BYTES:
+        raise ValueError(f"{len(key)} bytes, not {SESSION_KEY_BYTES} (make one: openssl rand -base64 32)")
+    return key
 
 
 class Settings(BaseSettings):
@@ -103,6 +120,10 @@ class Settings(BaseSettings):
         "patient/Provenance.c patient/Device.c patient/DocumentReference.c offline_access"
     )
     app_session_lifetime_s: float = Field(default=8 * 3600.0, gt=0)
+    # Base64 of 32 random bytes (`openssl rand -base64 32`), the same on every replica. Set: the
+    # app's sessions are also kept, sealed with it (AES-256-GCM), in the shared database
+    # (agent.service.shared_sessions), so any replica serves them and a restart logs nobody out.
+    app_session_key: SecretStr | None = None
     # Lax: the EHR launch is a chain of top-level redirects, which Lax cookies survive. "none"
     # (needs an https public URL): the app framed by an EHR on another site sends its cookie.
     app_cookie_samesite: Literal["lax", "none"] = "lax"
@@ -140,6 +161,13 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             # No value in the message: it reaches the console through `SettingsError`.
             raise ValueError("not an IANA time zone (e.g. Europe/Berlin, UTC)") from exc
+        return value
+
+    @field_validator("app_session_key")
+    @classmethod
+    def _session_key_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            decode_session_key(value)  # its ValueError names the problem, never the value
         return value
 
     @field_validator("fhir_flavour")

@@ -43,6 +43,11 @@ class Database(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
 
+    def reads(self) -> AbstractAsyncContextManager[Tx]:
+        """Statements outside a transaction, each on its own: for single reads, which then take no
+        lock (SQLite's transactions here take the file's write lock at their start)."""
+        ...
+
 
 class _SqliteTx:
     def __init__(self, conn: Any) -> None:
@@ -77,6 +82,10 @@ class _Sqlite:
         finally:
             await self._conn.execute("COMMIT" if committed else "ROLLBACK")
 
+    @asynccontextmanager
+    async def reads(self) -> AsyncIterator[Tx]:
+        yield _SqliteTx(self._conn)  # isolation_level None: each statement commits on its own
+
 
 class _PostgresTx:
     def __init__(self, conn: Any) -> None:
@@ -106,6 +115,10 @@ class _Postgres:
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._conn.transaction():
             yield _PostgresTx(self._conn)
+
+    @asynccontextmanager
+    async def reads(self) -> AsyncIterator[Tx]:
+        yield _PostgresTx(self._conn)  # an autocommit connection
 
 
 @functools.cache

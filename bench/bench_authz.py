@@ -7,6 +7,9 @@ Principal. Driven in process through httpx's ASGI transport (no sockets, so the 
 service's own work), in interleaved rounds so that drift hits every mode alike. Callers:
 
 - session: the app's session cookie (a dict look-up);
+- session, shared: the same with `CHARTAGENT_APP_SESSION_KEY` set, on a second app: each request
+  first reads the session's generation from the shared database (agent.service.shared_sessions;
+  SQLite in a temporary state dir here, as one host's replicas share it);
 - service key: `Authorization: Bearer <key>` (constant-time compare against each key);
 - bearer JWT (new): a different RS256 access token of a trusted issuer on every request: each
   one verified (signature against the issuer's JWKS, fetched once and cached; iss, aud, exp);
@@ -23,12 +26,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import os
 import secrets
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -74,19 +81,8 @@ def issuer_transport(key: rsa.RSAPrivateKey) -> httpx.MockTransport:
 Caller = Callable[[int], dict[str, str]]  # request number -> headers
 
 
-def build(requests: int) -> tuple[FastAPI, dict[str, Caller]]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    transport = issuer_transport(key)
-    service_key = secrets.token_urlsafe(32)
-    settings = Settings(
-        app_issuers=(ISS,),
-        service_keys={
-            f"caller-{i}": ServiceKey(
-                key=SecretStr(service_key if i == 0 else secrets.token_urlsafe(32)), scopes="system/*.rs"
-            )
-            for i in range(3)
-        },
-    )
+def service_app(settings: Settings, transport: httpx.MockTransport) -> tuple[FastAPI, ServiceRuntime, str]:
+    """An app with the launch routes and the two routes; its runtime and one session's cookie."""
     runtime = ServiceRuntime(
         settings=settings,
         public_url=PUBLIC,
@@ -121,6 +117,26 @@ def build(requests: int) -> tuple[FastAPI, dict[str, Caller]]:
         refresh_token=None,
         lifetime_s=3600,
     )
+    return app, runtime, f"{session_cookie_name(runtime)}={session.id}"
+
+
+def build(requests: int, state_dir: Path) -> tuple[dict[str, FastAPI], dict[str, Caller]]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    transport = issuer_transport(key)
+    service_key = secrets.token_urlsafe(32)
+    settings = Settings(
+        app_issuers=(ISS,),
+        service_keys={
+            f"caller-{i}": ServiceKey(
+                key=SecretStr(service_key if i == 0 else secrets.token_urlsafe(32)), scopes="system/*.rs"
+            )
+            for i in range(3)
+        },
+    )
+    app, _, cookie = service_app(settings, transport)
+    shared = SecretStr(base64.b64encode(os.urandom(32)).decode())
+    shared_settings = settings.model_copy(update={"state_dir": state_dir, "app_session_key": shared})
+    shared_app, _, shared_cookie = service_app(shared_settings, transport)
     now = int(time.time())
 
     def mint(n: int) -> str:
@@ -136,26 +152,40 @@ def build(requests: int) -> tuple[FastAPI, dict[str, Caller]]:
 
     fresh = [mint(n) for n in range(requests + 100)]
     reused = mint(-1)
-    cookie = {"Cookie": f"{session_cookie_name(runtime)}={session.id}"}
     callers: dict[str, Caller] = {
         "open": lambda _n: {},
-        "session": lambda _n: cookie,
+        "session": lambda _n: {"Cookie": cookie},
+        "session-shared": lambda _n: {"Cookie": shared_cookie},
         "service-key": lambda _n: {"Authorization": f"Bearer {service_key}"},
         "jwt-new": lambda n: {"Authorization": f"Bearer {fresh[n]}"},
         "jwt-reused": lambda _n: {"Authorization": f"Bearer {reused}"},
     }
-    return app, callers
+    return {name: shared_app if name == "session-shared" else app for name in callers}, callers
 
 
-async def measure(app: FastAPI, callers: dict[str, Caller], requests: int) -> dict[str, list[float]]:
+async def measure(
+    apps: dict[str, FastAPI], callers: dict[str, Caller], requests: int
+) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in callers}
     count = dict.fromkeys(callers, 0)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC) as client:
+    async with AsyncExitStack() as stack:
+        clients = {}
+        for app in {id(a): a for a in apps.values()}.values():
+            # The ASGI transport runs no lifespan: enter the app's own (the shared sessions' store).
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            transport = httpx.ASGITransport(app=app)
+            clients[id(app)] = await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url=PUBLIC)
+            )
+            runtime: ServiceRuntime = app.state.runtime
+            for session in list(runtime.sessions._sessions.values()):
+                await runtime.sessions.share(session)  # as the launch's callback does
 
         async def one(name: str) -> float:
             path = "/api/open" if name == "open" else "/api/authorized"
             headers = callers[name](count[name])
             count[name] += 1
+            client = clients[id(apps[name])]
             start = time.perf_counter()
             resp = await client.get(path, headers=headers)
             elapsed = time.perf_counter() - start
@@ -177,8 +207,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
-    app, callers = build(args.requests)
-    times = asyncio.run(measure(app, callers, args.requests))
+    with tempfile.TemporaryDirectory(prefix="bench-authz-") as state:
+        apps, callers = build(args.requests, Path(state))
+        times = asyncio.run(measure(apps, callers, args.requests))
     p50 = {name: statistics.median(t) * 1e6 for name, t in times.items()}
     p95 = {name: statistics.quantiles(t, n=20)[18] * 1e6 for name, t in times.items()}
     for name in callers:

@@ -1,10 +1,12 @@
 """Server-side sessions of the SMART app (backend-for-frontend) and the launches in flight.
 
-The store is in memory and process-local: one `chartagent serve` process holds its sessions, a
-restart logs every user out (they launch again from the EHR), and several replicas need sticky
-routing (the Helm chart's Service and Ingress keep each user on one replica). Tokens never leave
-it: the browser holds only an opaque random session id in an HttpOnly cookie
-(`agent.service.smart_launch` sets it).
+Each process holds the sessions it serves in memory. By default that is all: a restart logs every
+user out (they launch again from the EHR), and several replicas need sticky routing (the Helm
+chart's Service and Ingress keep each user on one replica). With `CHARTAGENT_APP_SESSION_KEY` the
+store has a mirror (`SessionMirror`: agent.service.shared_sessions, sealed rows in the shared
+database) that every replica reads: a session is found wherever the user's request lands, and ends
+everywhere when it ends on one. Tokens never reach the browser: it holds only an opaque random
+session id in an HttpOnly cookie (`agent.service.smart_launch` sets it).
 
 A session is bound to its launch's patient and issuer. Its FHIR access is `SessionAuth`: the
 current access token, refreshed with the refresh token (which the EHR may rotate) shortly
@@ -17,8 +19,9 @@ import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -64,13 +67,45 @@ class Session:
     def label(self) -> str:
         return opaque_label(self.id, "session")
 
+    def adopt(self, other: Session) -> None:
+        """Takes `other`'s state (the same session as another replica left it), in place: requests
+        in flight keep this object and its lock."""
+        self.scopes = other.scopes
+        self.expires_at = other.expires_at
+        self.access_token = other.access_token
+        self.access_expires_at = other.access_expires_at
+        self.access_lifetime_s = other.access_lifetime_s
+        self.refresh_token = other.refresh_token
+        self.generation = other.generation
+
+
+class SessionMirror(Protocol):
+    """Where every replica finds the sessions (agent.service.shared_sessions.SharedSessions)."""
+
+    async def put(self, session: Session) -> None: ...
+
+    async def remove(self, session_id: str) -> None: ...
+
+    async def current(self, session_id: str, mine: Session | None) -> Session | None:
+        """The session as the mirror has it: `mine` when that is current, None when it is over."""
+        ...
+
+    async def refresh(self, session: Session, refresh: Callable[[], Awaitable[bool]]) -> bool:
+        """Runs `refresh` (which updates `session`) with the session locked on every replica,
+        unless another replica refreshed it meanwhile (its tokens are then adopted). False: the
+        session is over."""
+        ...
+
 
 class SessionStore:
-    """Sessions by id (in memory, this process only); expired ones are dropped when met."""
+    """Sessions by id (in memory, this process's); expired ones are dropped when met. With a
+    `mirror`, `share`, `end` and `sync` keep it and this process's copies in step."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._sessions: dict[str, Session] = {}
+        # Set for the app's lifetime when sessions are shared (agent.service.shared_sessions).
+        self.mirror: SessionMirror | None = None
 
     def create(
         self,
@@ -120,6 +155,31 @@ class SessionStore:
 
     def drop(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
+
+    async def share(self, session: Session) -> None:
+        """A new session, stored where every replica finds it (with a mirror)."""
+        if self.mirror is not None:
+            await self.mirror.put(session)
+
+    async def end(self, session_id: str) -> None:
+        """The session ends here and, with a mirror, on every replica."""
+        self.drop(session_id)
+        if self.mirror is not None:
+            await self.mirror.remove(session_id)
+
+    async def sync(self, session_id: str | None) -> None:
+        """With a mirror, before a request uses the session: this process's copy made current (taken
+        from the mirror when this process has none or an older one; dropped when it is over)."""
+        if self.mirror is None or not session_id:
+            return
+        mine = self._sessions.get(session_id)
+        current = await self.mirror.current(session_id, mine)
+        if current is None:
+            self._sessions.pop(session_id, None)
+        elif mine is None:
+            self._sessions[session_id] = current
+        elif current is not mine:
+            mine.adopt(current)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -216,31 +276,43 @@ class SessionAuth:
         async with s.lock:
             if s.generation != seen:  # another request of this session refreshed meanwhile
                 return True
-            if s.refresh_token is None:
-                return False
-            client = SmartAppClient(
-                http,
-                s.config,
-                iss=s.iss,
-                client_id=self._client_id,
-                redirect_uri=self._redirect_uri,
-                client_secret=self._secret,
-            )
-            try:
-                tokens = await client.refresh(s.refresh_token)
-            except SmartTokenRefused:
-                # The grant is gone (revoked, expired, a rotated token reused): so is the session.
-                s.refresh_token = None
-                self._store.drop(s.id)
-                return False
-            self.refreshes += 1
-            s.access_token = tokens.access_token
-            lifetime = tokens.expires_in if tokens.expires_in is not None else 300.0
-            s.access_expires_at = self._clock() + lifetime
-            s.access_lifetime_s = lifetime
-            if tokens.refresh_token is not None:  # rotated
-                s.refresh_token = tokens.refresh_token
-            if tokens.scope:  # a refresh may narrow the grant, never widen it
-                s.scopes = s.scopes.narrowed_to(ScopeSet.parse(tokens.scope))
-            s.generation += 1
-            return True
+            mirror = self._store.mirror
+            if mirror is None:
+                return await self._refresh_tokens(http)
+            if await mirror.refresh(s, lambda: self._refresh_tokens(http)):
+                return True
+            self._store.drop(s.id)  # over on another replica, or its grant refused
+            return False
+
+    async def _refresh_tokens(self, http: httpx.AsyncClient) -> bool:
+        """A refresh at the EHR's token endpoint, the session updated; False (and the session
+        dropped) when there is no refresh token or the EHR refuses it. Holding the session's lock."""
+        s = self._session
+        if s.refresh_token is None:
+            return False
+        client = SmartAppClient(
+            http,
+            s.config,
+            iss=s.iss,
+            client_id=self._client_id,
+            redirect_uri=self._redirect_uri,
+            client_secret=self._secret,
+        )
+        try:
+            tokens = await client.refresh(s.refresh_token)
+        except SmartTokenRefused:
+            # The grant is gone (revoked, expired, a rotated token reused): so is the session.
+            s.refresh_token = None
+            self._store.drop(s.id)
+            return False
+        self.refreshes += 1
+        s.access_token = tokens.access_token
+        lifetime = tokens.expires_in if tokens.expires_in is not None else 300.0
+        s.access_expires_at = self._clock() + lifetime
+        s.access_lifetime_s = lifetime
+        if tokens.refresh_token is not None:  # rotated
+            s.refresh_token = tokens.refresh_token
+        if tokens.scope:  # a refresh may narrow the grant, never widen it
+            s.scopes = s.scopes.narrowed_to(ScopeSet.parse(tokens.scope))
+        s.generation += 1
+        return True

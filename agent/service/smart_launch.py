@@ -23,6 +23,8 @@ import html
 import logging
 import re
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
@@ -32,9 +34,11 @@ from agent.service.authz import callback_url, current_principal, is_https, sessi
 from agent.service.csrf import require_csrf
 from agent.service.headers import SecurityHeaders
 from agent.service.issuers import default_issuer, issuer_key, local_reference, trusted_issuers
+from agent.service.lifespans import add_lifespan
 from agent.service.principal import Principal
 from agent.service.runtime import ServiceRuntime, runtime_of
 from agent.service.sessions import LAUNCH_TTL_S, PendingLaunch, browser_binding
+from agent.service.shared_sessions import SessionSync, open_shared_sessions
 from fhir_adapters.error_tree import ChartAgentError, ServiceError
 from fhir_adapters.smart_app_launch import (
     Pkce,
@@ -205,7 +209,7 @@ async def callback(
         return _without_launch_cookie(runtime, page)
     previous = session_of(request)
     if previous is not None:
-        runtime.sessions.drop(previous.id)
+        await runtime.sessions.end(previous.id)
     session = runtime.sessions.create(
         iss=pending.iss,
         config=pending.config,
@@ -218,6 +222,7 @@ async def callback(
         refresh_token=tokens.refresh_token,
         lifetime_s=settings.app_session_lifetime_s,
     )
+    await runtime.sessions.share(session)
     log.info("SMART launch: %s started", session.label)
     response = RedirectResponse("/app/", status_code=status.HTTP_303_SEE_OTHER)
     _set_cookie(
@@ -272,7 +277,7 @@ async def logout(request: Request, principal: Annotated[Principal, Depends(requi
     runtime = runtime_of(request)
     session = session_of(request)
     if session is not None:
-        runtime.sessions.drop(session.id)
+        await runtime.sessions.end(session.id)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(session_cookie_name(runtime), path="/", secure=is_https(runtime), httponly=True)
     return response
@@ -306,7 +311,24 @@ def _without_launch_cookie(runtime: ServiceRuntime, response: Response) -> Respo
 
 def install(app: FastAPI) -> None:
     """The launch, callback, session and logout routes, and the security headers."""
-    app.add_middleware(SecurityHeaders, settings=runtime_of_app(app).settings)
+    runtime = runtime_of_app(app)
+    key = runtime.settings.app_session_key
+    if key is not None:
+        # Sessions shared by the replicas (agent.service.shared_sessions); inside the security
+        # headers' middleware (the last added runs first), so its 503 carries them too.
+        app.add_middleware(SessionSync)
+
+        @asynccontextmanager
+        async def share_sessions(_: FastAPI) -> AsyncIterator[None]:
+            async with open_shared_sessions(runtime.settings, key) as shared:
+                runtime.sessions.mirror = shared
+                try:
+                    yield
+                finally:
+                    runtime.sessions.mirror = None
+
+        add_lifespan(app, share_sessions)
+    app.add_middleware(SecurityHeaders, settings=runtime.settings)
     app.add_api_route("/app/launch", launch, methods=["GET"], include_in_schema=False)
     app.add_api_route("/app/callback", callback, methods=["GET"], include_in_schema=False)
     app.add_api_route("/app/logout", logout, methods=["POST"], tags=["app"], summary="End the app session")

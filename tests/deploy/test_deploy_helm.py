@@ -166,7 +166,12 @@ def test_secrets_come_from_existing_secrets_and_config_holds_real_settings(
     env = {e["name"]: e for e in api["containers"][0]["env"]}
     assert set(env) - {"MPLCONFIGDIR", "SSL_CERT_FILE"} <= known
     if profile == "values-production.yaml":
-        for name in ("CHARTAGENT_SERVICE_KEYS", "CHARTAGENT_MODEL_API_KEY", "CHARTAGENT_CHECKPOINT_URL"):
+        for name in (
+            "CHARTAGENT_SERVICE_KEYS",
+            "CHARTAGENT_MODEL_API_KEY",
+            "CHARTAGENT_CHECKPOINT_URL",
+            "CHARTAGENT_APP_SESSION_KEY",
+        ):
             assert "secretKeyRef" in env[name]["valueFrom"], name
         key_path = Path(env["CHARTAGENT_SMART_PRIVATE_KEY"]["value"])
         mounts = {m["name"]: m["mountPath"] for m in api["containers"][0]["volumeMounts"]}

@@ -29,6 +29,7 @@ SECRET_VALUES = {
     "CHARTAGENT_SERVICE_KEYS": json.dumps({"scheduler": {"key": "k" * 40, "scopes": "system/*.rs"}}),
     "CHARTAGENT_MODEL_API_KEY": "placeholder-model-key",
     "CHARTAGENT_CHECKPOINT_URL": "postgresql://chartagent@postgres.example.org:5432/chartagent",
+    "CHARTAGENT_APP_SESSION_KEY": "A" * 43 + "=",  # the shape of 32 bytes in base64
 }
 
 
@@ -74,6 +75,7 @@ def test_chart_settings_load(monkeypatch: pytest.MonkeyPatch, profile: str) -> N
         assert settings.smart_private_key is not None
         assert settings.checkpoint_url == SECRET_VALUES["CHARTAGENT_CHECKPOINT_URL"]
         assert settings.service_keys["scheduler"].scopes == "system/*.rs"
+        assert settings.app_session_key is not None  # sessions shared by the replicas
     if profile == "values-gpu.yaml":
         assert settings.model_backend == "openai"
 

@@ -69,6 +69,13 @@ env:
       secretKeyRef: {name: {{ .existingSecret | quote }}, key: {{ .key | quote }}}
   {{- end }}
   {{- end }}
+  {{- with .Values.secrets.appSessionKey }}
+  {{- if .existingSecret }}
+  - name: CHARTAGENT_APP_SESSION_KEY
+    valueFrom:
+      secretKeyRef: {name: {{ .existingSecret | quote }}, key: {{ .key | quote }}}
+  {{- end }}
+  {{- end }}
   {{- range .Values.secrets.extraEnv }}
   - name: {{ .name }}
     valueFrom:

@@ -1,0 +1,186 @@
+"""Sessions shared by replicas through the database (agent.service.shared_sessions), on SQLite:
+each `SessionStore` here is one replica with its own connection. Sealed rows (no token, id or
+patient readable; a row moved to another id, or opened with another key, is no session), a
+session taken up by another replica, ended on all, and a refresh that another replica already
+made adopted instead of repeated (EHRs refuse a rotated refresh token used twice)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from agent.service.sessions import Session, SessionStore
+from agent.service.shared_sessions import open_shared_sessions
+from agent.service.token_uses import SERVICE_DATABASE_FILE
+from agent.settings import Settings, SettingsError, load_settings
+from fhir_adapters.smart_app_launch import SmartConfiguration
+from fhir_adapters.smart_scopes import ScopeSet
+
+KEY = SecretStr(base64.b64encode(os.urandom(32)).decode())
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(state_dir=tmp_path, checkpoint_url=None)
+
+
+@asynccontextmanager
+async def _replicas(tmp_path: Path, n: int, key: SecretStr = KEY) -> AsyncIterator[list[SessionStore]]:
+    async with AsyncExitStack() as stack:
+        stores = []
+        for _ in range(n):
+            store = SessionStore()
+            store.mirror = await stack.enter_async_context(open_shared_sessions(_settings(tmp_path), key))
+            stores.append(store)
+        yield stores
+
+
+def _new(store: SessionStore) -> Session:
+    config = SmartConfiguration(
+        authorization_endpoint="https://ehr.test/auth/authorize",
+        token_endpoint="https://ehr.test/auth/token",
+        code_challenge_methods_supported=("S256",),
+    )
+    return store.create(
+        iss="https://ehr.test/fhir",
+        config=config,
+        patient_id="patient-in-the-row",
+        fhir_user="Practitioner/p1",
+        scopes=ScopeSet.parse("patient/*.rs"),
+        need_patient_banner=True,
+        access_token=SecretStr("access-token-0"),
+        expires_in=300,
+        refresh_token=SecretStr("refresh-token-0"),
+        lifetime_s=3600,
+    )
+
+
+def _rotate(session: Session, calls: list[str]) -> None:
+    """What a refresh at a rotating EHR does to the session (`SessionAuth._refresh_tokens`)."""
+    n = session.generation + 1
+    calls.append(session.refresh_token.get_secret_value() if session.refresh_token else "")
+    session.access_token = SecretStr(f"access-token-{n}")
+    session.refresh_token = SecretStr(f"refresh-token-{n}")
+    session.generation = n
+
+
+async def test_another_replica_takes_up_the_session_as_sealed(tmp_path: Path) -> None:
+    async with _replicas(tmp_path, 2) as (a, b):
+        session = _new(a)
+        await a.share(session)
+        assert b.get(session.id) is None
+        await b.sync(session.id)
+        there = b.get(session.id)
+        assert there is not None
+        assert there is not session
+        assert (there.patient_id, there.scopes, there.csrf_token, there.fhir_user) == (
+            session.patient_id,
+            session.scopes,
+            session.csrf_token,
+            session.fhir_user,
+        )
+        assert there.access_token.get_secret_value() == "access-token-0"
+        assert there.config == session.config
+    raw = (tmp_path / SERVICE_DATABASE_FILE).read_bytes()
+    wal = tmp_path / f"{SERVICE_DATABASE_FILE}-wal"
+    raw += wal.read_bytes() if wal.exists() else b""
+    for secret in ("access-token-0", "refresh-token-0", session.id, "patient-in-the-row", session.csrf_token):
+        assert secret.encode() not in raw
+
+
+async def test_a_row_under_another_id_or_another_key_is_no_session(tmp_path: Path) -> None:
+    async with _replicas(tmp_path, 1) as (a,):
+        first, second = _new(a), _new(a)
+        await a.share(first)
+        await a.share(second)
+    with sqlite3.connect(tmp_path / SERVICE_DATABASE_FILE) as db:
+        rows = dict(db.execute("SELECT id, sealed FROM app_sessions").fetchall())
+        one, other = sorted(rows)
+        db.execute("UPDATE app_sessions SET sealed = ? WHERE id = ?", (rows[one], other))  # swapped in
+    async with _replicas(tmp_path, 1) as (b,):
+        await b.sync(first.id)
+        await b.sync(second.id)
+        assert [b.get(first.id) is None, b.get(second.id) is None].count(True) == 1
+    other_key = SecretStr(base64.b64encode(os.urandom(32)).decode())
+    async with _replicas(tmp_path, 1, other_key) as (c,):
+        await c.sync(first.id)
+        await c.sync(second.id)
+        assert c.get(first.id) is None
+        assert c.get(second.id) is None
+
+
+async def test_a_session_ended_on_one_replica_is_ended_on_all(tmp_path: Path) -> None:
+    async with _replicas(tmp_path, 2) as (a, b):
+        session = _new(a)
+        await a.share(session)
+        await b.sync(session.id)
+        assert b.get(session.id) is not None
+        await a.end(session.id)
+        await b.sync(session.id)
+        assert b.get(session.id) is None
+        assert a.get(session.id) is None
+
+
+async def test_a_refresh_another_replica_made_is_adopted_not_repeated(tmp_path: Path) -> None:
+    calls: list[str] = []
+    async with _replicas(tmp_path, 2) as (a, b):
+        session = _new(a)
+        await a.share(session)
+        await b.sync(session.id)
+        stale = b.get(session.id)
+        assert stale is not None
+        assert stale.generation == 0
+        assert a.mirror is not None
+        assert b.mirror is not None
+
+        async def refresh(s: Session) -> bool:
+            _rotate(s, calls)
+            return True
+
+        assert await a.mirror.refresh(session, lambda: refresh(session))
+        # B still holds generation 0 (no request synced it): its refresh adopts A's tokens.
+        assert await b.mirror.refresh(stale, lambda: refresh(stale))
+        assert calls == ["refresh-token-0"]  # the EHR was asked once
+        assert (stale.generation, stale.access_token.get_secret_value()) == (1, "access-token-1")
+        assert stale.refresh_token is not None
+        assert stale.refresh_token.get_secret_value() == "refresh-token-1"
+        # A later refresh on B (its copy current now) asks the EHR with the rotated token.
+        assert await b.mirror.refresh(stale, lambda: refresh(stale))
+        assert calls == ["refresh-token-0", "refresh-token-1"]
+        await a.sync(session.id)
+        assert session.generation == 2
+        assert session.access_token.get_secret_value() == "access-token-2"
+
+
+async def test_a_refused_refresh_ends_the_session_everywhere(tmp_path: Path) -> None:
+    async with _replicas(tmp_path, 2) as (a, b):
+        session = _new(a)
+        await a.share(session)
+        await b.sync(session.id)
+        assert a.mirror is not None
+
+        async def refused() -> bool:
+            return False
+
+        assert not await a.mirror.refresh(session, refused)
+        await b.sync(session.id)
+        assert b.get(session.id) is None
+
+
+def test_a_session_key_that_is_not_32_bytes_of_base64_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    for bad in ("not base64 at all!", base64.b64encode(b"short").decode()):
+        monkeypatch.setenv("CHARTAGENT_APP_SESSION_KEY", bad)
+        with pytest.raises(SettingsError) as caught:
+            load_settings()
+        assert "CHARTAGENT_APP_SESSION_KEY" in str(caught.value)
+        assert bad not in str(caught.value)
+    monkeypatch.setenv(
+        "CHARTAGENT_APP_SESSION_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    )
+    assert load_settings().app_session_key is not None
