@@ -184,3 +184,36 @@ def test_a_session_key_that_is_not_32_bytes_of_base64_is_refused(monkeypatch: py
         "CHARTAGENT_APP_SESSION_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
     )
     assert load_settings().app_session_key is not None
+
+
+def test_a_session_request_gets_503_when_the_shared_store_fails(tmp_path: Path) -> None:
+    """The middleware (SessionSync) cannot check the session: 503 with the security headers, never
+    the route on a session that may have ended on another replica."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from agent.service import smart_launch
+    from agent.service.authz import session_cookie_name
+    from agent.service.runtime import ServiceRuntime
+
+    settings = Settings(state_dir=tmp_path, checkpoint_url=None, app_session_key=KEY)
+    runtime = ServiceRuntime(
+        settings=settings, public_url="http://chartagent.test", fhir_url="http://fhir.test", dicomweb_url=None
+    )
+    app = FastAPI()
+    app.state.runtime = runtime
+    smart_launch.install(app)
+    with TestClient(app, base_url="http://chartagent.test") as client:
+        session = _new(runtime.sessions)
+        client.portal.call(runtime.sessions.share, session)  # type: ignore[union-attr]
+        client.cookies.set(session_cookie_name(runtime), session.id)
+        assert client.get("/api/session").status_code == 200
+        with sqlite3.connect(tmp_path / SERVICE_DATABASE_FILE) as db:
+            db.execute("DROP TABLE app_sessions")
+        failed = client.get("/api/session")
+        assert failed.status_code == 503
+        assert failed.json() == {"detail": "the session store cannot be reached; try again"}
+        assert failed.headers["x-content-type-options"] == "nosniff"
+        assert session.id not in failed.text
+        client.cookies.clear()
+        assert client.get("/api/session").status_code == 401  # without a session: not the store's business
