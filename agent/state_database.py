@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from agent.settings import Settings, SettingsError
 
-__all__ = ["Database", "Tx", "database_errors", "database_location", "open_database"]
+__all__ = ["Database", "Tx", "create_tables", "database_errors", "database_location", "open_database"]
 
 
 class Tx(Protocol):
@@ -119,6 +119,15 @@ class _Postgres:
     @asynccontextmanager
     async def reads(self) -> AsyncIterator[Tx]:
         yield _PostgresTx(self._conn)  # an autocommit connection
+
+
+async def create_tables(db: Database, tx: Tx, statements: Sequence[str], lock_key: int) -> None:
+    """Runs a user's `CREATE ... IF NOT EXISTS` statements in `tx`. Postgres: under the user's own
+    advisory lock, since processes starting at once can collide in its catalog."""
+    if db.postgres:
+        await tx.run(f"SELECT pg_advisory_xact_lock({int(lock_key)})")
+    for statement in statements:
+        await tx.run(statement)
 
 
 @functools.cache

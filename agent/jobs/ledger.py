@@ -26,7 +26,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel
 
 from agent.settings import Settings
-from agent.state_database import Database, Tx, open_database
+from agent.state_database import Database, Tx, create_tables, open_database
 
 __all__ = [
     "LEDGER_FILE",
@@ -141,6 +141,9 @@ _SUCCESSFUL: Final = (
     " (SELECT 1 FROM job_patients p WHERE p.run_id = r.run_id AND p.status = 'failed')"
 )
 
+# The ledger's advisory lock while it creates its tables (Postgres).
+_SETUP_LOCK: Final = 4242120012
+
 _RUN_COLUMNS: Final = (
     "run_id, cohort, since, executor, fhir_url, created_at, status, export_status_url, transaction_time"
 )
@@ -167,10 +170,7 @@ class Ledger:
 
     async def setup(self) -> None:
         async with self._tx() as tx:
-            if self._db.postgres:  # concurrent CREATE ... IF NOT EXISTS can collide in Postgres's catalog
-                await tx.run("SELECT pg_advisory_xact_lock(4242120012)")
-            for statement in _SCHEMA:
-                await tx.run(statement)
+            await create_tables(self._db, tx, _SCHEMA, _SETUP_LOCK)
             for table, column, definition in _ADDED_COLUMNS:
                 if not (await tx.fetch(self._db.count_columns, (table, column)))[0][0]:
                     await tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")

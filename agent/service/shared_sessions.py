@@ -45,7 +45,7 @@ from agent.service.runtime import runtime_of
 from agent.service.sessions import Session
 from agent.service.token_uses import SERVICE_DATABASE_FILE
 from agent.settings import Settings, decode_session_key
-from agent.state_database import Database, Tx, database_errors, open_database
+from agent.state_database import Database, Tx, create_tables, database_errors, open_database
 from fhir_adapters.smart_app_launch import SmartConfiguration
 from fhir_adapters.smart_scopes import ScopeSet
 
@@ -148,10 +148,7 @@ class SharedSessions:
 
     async def setup(self) -> None:
         async with self._lock, self._db.transaction() as tx:
-            if self._db.postgres:
-                await tx.run(f"SELECT pg_advisory_xact_lock({_SETUP_LOCK})")
-            for statement in _SCHEMA:
-                await tx.run(statement)
+            await create_tables(self._db, tx, _SCHEMA, _SETUP_LOCK)
 
     def _seal(self, stored: StoredSession) -> str:
         nonce = os.urandom(_NONCE_BYTES)

@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from typing import Final, Protocol
 
 from agent.settings import Settings
-from agent.state_database import Database, database_errors, open_database
+from agent.state_database import Database, create_tables, database_errors, open_database
 from fhir_adapters.error_tree import ChartAgentError
 
 __all__ = [
@@ -92,10 +92,7 @@ class DatabaseTokenUses:
 
     async def setup(self) -> None:
         async with self._lock, self._db.transaction() as tx:
-            if self._db.postgres:
-                await tx.run(f"SELECT pg_advisory_xact_lock({_SETUP_LOCK})")
-            for statement in _SCHEMA:
-                await tx.run(statement)
+            await create_tables(self._db, tx, _SCHEMA, _SETUP_LOCK)
 
     async def first_use(self, issuer: str, jti: str, *, forget_at: float, now: float) -> bool:
         try:
