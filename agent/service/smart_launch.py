@@ -39,6 +39,7 @@ from agent.service.principal import Principal
 from agent.service.runtime import ServiceRuntime, runtime_of
 from agent.service.sessions import LAUNCH_TTL_S, PendingLaunch, browser_binding
 from agent.service.shared_sessions import SessionSync, open_shared_sessions
+from agent.state_database import database_errors
 from fhir_adapters.error_tree import ChartAgentError, ServiceError
 from fhir_adapters.smart_app_launch import (
     Pkce,
@@ -222,7 +223,15 @@ async def callback(
         refresh_token=tokens.refresh_token,
         lifetime_s=settings.app_session_lifetime_s,
     )
-    await runtime.sessions.share(session)
+    try:
+        await runtime.sessions.share(session)
+    except database_errors() as exc:
+        runtime.sessions.drop(session.id)  # known to this replica only: no session at all
+        log.warning("SMART launch: the session store failed: %s", type(exc).__name__)
+        page = problem_page(
+            LaunchProblem(503, "ChartAgent could not keep the session", "Try again later. " + _AGAIN)
+        )
+        return _without_launch_cookie(runtime, page)
     log.info("SMART launch: %s started", session.label)
     response = RedirectResponse("/app/", status_code=status.HTTP_303_SEE_OTHER)
     _set_cookie(

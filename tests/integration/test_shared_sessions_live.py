@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -161,3 +162,17 @@ def test_two_replicas_refreshing_one_expired_token_at_once_keep_the_session(
         assert [browser.get(p).status_code for p in paths] == [200, 200]  # and the session lives on
         generations = [r.sessions.get(session_id) for r in group.runtimes]
         assert [s.generation if s is not None else None for s in generations] == [1, 1]  # one refresh
+
+
+def test_a_launch_whose_session_cannot_be_stored_ends_on_an_error_page_without_a_session(
+    ehr_standin_factory: EhrStandinFactory, tmp_path: Path
+) -> None:
+    with replicas(ehr_standin_factory, tmp_path) as group, a_browser() as browser:
+        patient = new_patient(group.ehr.upstream_fhir_url)
+        with sqlite3.connect(tmp_path / SERVICE_DATABASE_FILE) as db:
+            db.execute("DROP TABLE app_sessions")
+        page = browser.get(f"{group.ehr.base_url}/launch", params={"patient": patient})
+        assert page.status_code == 503
+        assert "could not keep the session" in page.text
+        assert browser.cookies.get(COOKIE) is None
+        assert all(len(r.sessions) == 0 for r in group.runtimes)
