@@ -8,7 +8,6 @@ and the rule, never a value (the settings hold tokens and keys).
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,7 +37,7 @@ def decode_session_key(encoded: SecretStr) -> bytes:
     text = encoded.get_secret_value().strip()
     try:
         key = base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error among them
         raise ValueError("not base64 (make one: openssl rand -base64 32)") from None
     if len(key) != SESSION_KEY_BYTES:
         raise ValueError(f"{len(key)} bytes, not {SESSION_KEY_BYTES} (make one: openssl rand -base64 32)")

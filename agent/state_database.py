@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from agent.settings import Settings, SettingsError
 
-__all__ = ["Database", "Tx", "create_tables", "database_errors", "database_location", "open_database"]
+__all__ = ["Database", "Tx", "create_tables", "database_errors", "open_database"]
 
 
 class Tx(Protocol):
@@ -140,7 +140,7 @@ def database_errors() -> tuple[type[Exception], ...]:
     return (sqlite3.Error, OSError, psycopg.Error)
 
 
-def database_location(settings: Settings, sqlite_file: str) -> str | Path:
+def _location(settings: Settings, sqlite_file: str) -> str | Path:
     """The Postgres URL, or the SQLite file `sqlite_file` in the state dir (see the module docstring)."""
     url = settings.checkpoint_url
     if url is not None and url.startswith(("postgresql://", "postgres://")):
@@ -152,7 +152,7 @@ def database_location(settings: Settings, sqlite_file: str) -> str | Path:
 async def open_database(settings: Settings, sqlite_file: str) -> AsyncIterator[Database]:
     """One connection to the shared database: its transactions must not overlap (callers that
     share it among tasks serialise them)."""
-    where = database_location(settings, sqlite_file)
+    where = _location(settings, sqlite_file)
     if isinstance(where, str):
         try:
             import psycopg

@@ -52,6 +52,7 @@ from agent.service.authz import current_principal, session_cookie_name
 from agent.service.issuers import IssuerRegistry
 from agent.service.principal import Principal
 from agent.service.runtime import ServiceRuntime
+from agent.service.sessions import Session
 from agent.settings import ServiceKey, Settings
 from fhir_adapters.smart_app_launch import SmartConfiguration
 from fhir_adapters.smart_scopes import ScopeSet
@@ -81,8 +82,8 @@ def issuer_transport(key: rsa.RSAPrivateKey) -> httpx.MockTransport:
 Caller = Callable[[int], dict[str, str]]  # request number -> headers
 
 
-def service_app(settings: Settings, transport: httpx.MockTransport) -> tuple[FastAPI, ServiceRuntime, str]:
-    """An app with the launch routes and the two routes; its runtime and one session's cookie."""
+def service_app(settings: Settings, transport: httpx.MockTransport) -> tuple[FastAPI, Session]:
+    """An app with the launch routes and the two routes, and one session of it."""
     runtime = ServiceRuntime(
         settings=settings,
         public_url=PUBLIC,
@@ -117,10 +118,18 @@ def service_app(settings: Settings, transport: httpx.MockTransport) -> tuple[Fas
         refresh_token=None,
         lifetime_s=3600,
     )
-    return app, runtime, f"{session_cookie_name(runtime)}={session.id}"
+    return app, session
 
 
-def build(requests: int, state_dir: Path) -> tuple[dict[str, FastAPI], dict[str, Caller]]:
+def cookie_of(app: FastAPI, session: Session) -> str:
+    return f"{session_cookie_name(app.state.runtime)}={session.id}"
+
+
+# Per caller the app it calls; the callers; each app with its session.
+Built = tuple[dict[str, FastAPI], dict[str, Caller], list[tuple[FastAPI, Session]]]
+
+
+def build(requests: int, state_dir: Path) -> Built:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     transport = issuer_transport(key)
     service_key = secrets.token_urlsafe(32)
@@ -133,10 +142,10 @@ def build(requests: int, state_dir: Path) -> tuple[dict[str, FastAPI], dict[str,
             for i in range(3)
         },
     )
-    app, _, cookie = service_app(settings, transport)
+    app, session = service_app(settings, transport)
     shared = SecretStr(base64.b64encode(os.urandom(32)).decode())
     shared_settings = settings.model_copy(update={"state_dir": state_dir, "app_session_key": shared})
-    shared_app, _, shared_cookie = service_app(shared_settings, transport)
+    shared_app, shared_session = service_app(shared_settings, transport)
     now = int(time.time())
 
     def mint(n: int) -> str:
@@ -154,32 +163,30 @@ def build(requests: int, state_dir: Path) -> tuple[dict[str, FastAPI], dict[str,
     reused = mint(-1)
     callers: dict[str, Caller] = {
         "open": lambda _n: {},
-        "session": lambda _n: {"Cookie": cookie},
-        "session-shared": lambda _n: {"Cookie": shared_cookie},
+        "session": lambda _n: {"Cookie": cookie_of(app, session)},
+        "session-shared": lambda _n: {"Cookie": cookie_of(shared_app, shared_session)},
         "service-key": lambda _n: {"Authorization": f"Bearer {service_key}"},
         "jwt-new": lambda n: {"Authorization": f"Bearer {fresh[n]}"},
         "jwt-reused": lambda _n: {"Authorization": f"Bearer {reused}"},
     }
-    return {name: shared_app if name == "session-shared" else app for name in callers}, callers
+    apps = {name: shared_app if name == "session-shared" else app for name in callers}
+    return apps, callers, [(app, session), (shared_app, shared_session)]
 
 
-async def measure(
-    apps: dict[str, FastAPI], callers: dict[str, Caller], requests: int
-) -> dict[str, list[float]]:
+async def measure(built: Built, requests: int) -> dict[str, list[float]]:
+    apps, callers, sessions = built
     times: dict[str, list[float]] = {name: [] for name in callers}
     count = dict.fromkeys(callers, 0)
     async with AsyncExitStack() as stack:
         clients = {}
-        for app in {id(a): a for a in apps.values()}.values():
+        for app, session in sessions:
             # The ASGI transport runs no lifespan: enter the app's own (the shared sessions' store).
             await stack.enter_async_context(app.router.lifespan_context(app))
             transport = httpx.ASGITransport(app=app)
             clients[id(app)] = await stack.enter_async_context(
                 httpx.AsyncClient(transport=transport, base_url=PUBLIC)
             )
-            runtime: ServiceRuntime = app.state.runtime
-            for session in list(runtime.sessions._sessions.values()):
-                await runtime.sessions.share(session)  # as the launch's callback does
+            await app.state.runtime.sessions.share(session)  # as the launch's callback does
 
         async def one(name: str) -> float:
             path = "/api/open" if name == "open" else "/api/authorized"
@@ -208,8 +215,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-authz-") as state:
-        apps, callers = build(args.requests, Path(state))
-        times = asyncio.run(measure(apps, callers, args.requests))
+        built = build(args.requests, Path(state))
+        callers = built[1]
+        times = asyncio.run(measure(built, args.requests))
     p50 = {name: statistics.median(t) * 1e6 for name, t in times.items()}
     p95 = {name: statistics.quantiles(t, n=20)[18] * 1e6 for name, t in times.items()}
     for name in callers:

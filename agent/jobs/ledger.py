@@ -450,10 +450,10 @@ class Ledger:
     async def patients(self, run_id: str, *, offset: int = 0, limit: int | None = None) -> list[PatientRow]:
         """The run's patients in patient-id order; `offset` and `limit`: a window of them (a
         Temporal chunk reads its own window, not the whole run: a run holds 100,000 patients)."""
-        window = "" if limit is None else " LIMIT ? OFFSET ?"
-        params = (run_id,) if limit is None else (run_id, limit, offset)
         if limit is None and offset:
             raise ValueError("an offset needs a limit")
+        window = "" if limit is None else " LIMIT ? OFFSET ?"
+        params = (run_id,) if limit is None else (run_id, limit, offset)
         async with self._tx() as tx:
             rows = await tx.fetch(
                 f"SELECT {_PATIENT_COLUMNS} FROM job_patients WHERE run_id = ? ORDER BY patient_id{window}",

@@ -285,8 +285,8 @@ class SessionAuth:
             return False
 
     async def _refresh_tokens(self, http: httpx.AsyncClient) -> bool:
-        """A refresh at the EHR's token endpoint, the session updated; False (and the session
-        dropped) when there is no refresh token or the EHR refuses it. Holding the session's lock."""
+        """A refresh at the EHR's token endpoint, the session updated; False when there is no
+        refresh token, or (the session dropped) when the EHR refuses it. Holding the session's lock."""
         s = self._session
         if s.refresh_token is None:
             return False

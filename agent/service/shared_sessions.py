@@ -170,12 +170,8 @@ class SharedSessions:
         except ValidationError:
             return None
 
-    async def _save(self, stored: StoredSession) -> None:
-        """Writes the session (a new one, or its refreshed tokens); the expired go."""
-        async with self._lock, self._db.transaction() as tx:
-            await self._write(tx, stored)
-
     async def _write(self, tx: Tx, stored: StoredSession) -> None:
+        """Writes the session (a new one, or its refreshed tokens); the expired go."""
         await tx.run("DELETE FROM app_sessions WHERE expires_at < ?", (self._clock(),))
         await tx.run(
             "INSERT INTO app_sessions (id, expires_at, generation, sealed) VALUES (?, ?, ?, ?)"
@@ -204,13 +200,13 @@ class SharedSessions:
             + (self._for_update if lock else ""),
             (row_id, self._clock()),
         )
-        stored = self._open(row_id, str(rows[0][0])) if rows else None
-        return stored if stored is not None and stored.id == session_id else None
+        return self._open(row_id, str(rows[0][0])) if rows else None
 
     # SessionMirror (agent.service.sessions)
 
     async def put(self, session: Session) -> None:
-        await self._save(stored_of(session))
+        async with self._lock, self._db.transaction() as tx:
+            await self._write(tx, stored_of(session))
 
     async def remove(self, session_id: str) -> None:
         async with self._lock, self._db.transaction() as tx:
@@ -277,15 +273,14 @@ class SessionSync:
         if scope["type"] == "http":
             conn = HTTPConnection(scope)
             runtime = runtime_of(conn)
-            session_id = conn.cookies.get(session_cookie_name(runtime))
-            if session_id and runtime.sessions.mirror is not None:
-                try:
-                    await runtime.sessions.sync(session_id)
-                except database_errors() as exc:
-                    log.warning("session store unreachable: %s", type(exc).__name__)
-                    unavailable = JSONResponse(
-                        {"detail": "the session store cannot be reached; try again"}, status_code=503
-                    )
-                    await unavailable(scope, receive, send)
-                    return
+            # `sync` does nothing without a cookie, or before the lifespan opens the store.
+            try:
+                await runtime.sessions.sync(conn.cookies.get(session_cookie_name(runtime)))
+            except database_errors() as exc:
+                log.warning("session store unreachable: %s", type(exc).__name__)
+                unavailable = JSONResponse(
+                    {"detail": "the session store cannot be reached; try again"}, status_code=503
+                )
+                await unavailable(scope, receive, send)
+                return
         await self.app(scope, receive, send)
