@@ -7,7 +7,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from agent.collector import service_collection
-from agent.service import agui, cds_hooks, health, mcp_server, pages, patient_api, smart_launch
+from agent.service import (
+    agui,
+    cds_hooks,
+    health,
+    mcp_server,
+    pages,
+    patient_api,
+    proposal_api,
+    smart_launch,
+)
 from agent.service.lifespans import add_lifespan
 from agent.service.runtime import ServiceRuntime
 from agent.settings import Settings
@@ -27,7 +36,7 @@ def create_app(
         fhir_url=fhir_url.rstrip("/"),
         dicomweb_url=dicomweb_url.rstrip("/") if dicomweb_url else None,
     )
-    for feature in (health, smart_launch, patient_api, agui, mcp_server, cds_hooks, pages):
+    for feature in (health, smart_launch, patient_api, proposal_api, agui, mcp_server, cds_hooks, pages):
         feature.install(app)
     add_lifespan(app, service_collection)  # last: the features' start-up heap is frozen with it
     return app

@@ -17,6 +17,11 @@ from agent.service.runtime import runtime_of
 from fhir_adapters import FhirClient
 
 
+def fhir_base_of(request: Request, principal: Principal) -> str:
+    """The FHIR server `principal`'s patient ids belong to: its launch's `iss`, else the service's."""
+    return (principal.fhir_base_url or runtime_of(request).fhir_url).rstrip("/")
+
+
 @asynccontextmanager
 async def fhir_for(request: Request, principal: Principal) -> AsyncIterator[FhirClient]:
     runtime = runtime_of(request)

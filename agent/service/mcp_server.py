@@ -13,8 +13,11 @@ checked for another.
 - Scopes per tool: every read tool reads the patient's record (the Patient and the record's
   types, `threads.CHAT_READS`), so it needs `.r` and `.s` on each; `propose_note` needs `.c` on
   what a confirmed note writes (`threads.NOTE_WRITES`).
-- `propose_note` never writes: it answers with the transaction a person's confirmation in
-  ChartAgent would post (the chat's note: tools.writeback.chat_note), marked not written.
+- `propose_note` never writes to FHIR: the proposal waits in ChartAgent's shared database
+  (agent.service.note_proposals) until a person who opens the patient in the SMART app writes it
+  to the chart or discards it (agent.service.proposal_api). The answer is the transaction that
+  write would post (the chat's note: tools.writeback.chat_note), marked not written; a proposal
+  that could not be kept is a tool error, so the client is never told a person will see it.
 - No model runs here: tools that would ask MedGemma (image analysis) report it as skipped; the
   MCP client brings its own model.
 """
@@ -41,8 +44,9 @@ from starlette.types import Receive, Scope, Send
 
 from agent.connections import open_dicomweb_client
 from agent.service.authz import current_principal
-from agent.service.fhir_access import fhir_for
+from agent.service.fhir_access import fhir_base_of, fhir_for
 from agent.service.lifespans import add_lifespan
+from agent.service.note_proposals import NewProposal, ProposalsUnavailable, StoredProposal
 from agent.service.principal import Principal
 from agent.service.runtime import runtime_of
 from agent.service.threads import CHAT_READS, NOTE_WRITES, may_save_notes
@@ -67,7 +71,8 @@ _PATIENT_HELP: Final = (
     "patient-bound token reaches only its own patient and may omit it."
 )
 NOT_WRITTEN: Final = (
-    "Proposed, not written: a person confirms or rejects it in ChartAgent before anything reaches the chart."
+    "Proposed, not written: it waits in ChartAgent's app, where a person who opens this patient "
+    "writes it to the chart or discards it."
 )
 
 
@@ -81,8 +86,10 @@ class ProposeNoteInput(PatientScoped):
 
 
 class NoteProposal(BaseModel):
-    status: Literal["proposed"] = "proposed"
-    written: Literal[False] = False
+    # "proposed": it waits for a person; "written": a person wrote this same note already
+    # (`reference`), and nothing new waits.
+    status: Literal["proposed", "written"] = "proposed"
+    written: bool = False
     message: str = NOT_WRITTEN
     subject: str
     text: str
@@ -92,6 +99,8 @@ class NoteProposal(BaseModel):
     # The FHIR transaction a confirmation would post (an AI-labelled, preliminary DocumentReference
     # with its Device and Provenance).
     transaction: dict[str, Any]
+    # What the note was written as, when a person wrote it already.
+    reference: str | None = None
 
 
 @dataclass
@@ -110,7 +119,8 @@ def install(app: FastAPI) -> None:
         version=chartagent_version(),
         instructions=(
             "ChartAgent's tools over one patient's FHIR record: facts with citations (FHIR references). "
-            "propose_note only proposes a note; a person confirms it in ChartAgent."
+            "propose_note only proposes a note: it waits in ChartAgent's app for a person to write it "
+            "to the chart or discard it."
         ),
         on_list_tools=_list_tools(running),
         on_call_tool=_call_tool(running),
@@ -202,8 +212,9 @@ def _list_tools(running: _Running) -> Any:
                 mt.Tool(
                     name=PROPOSE_NOTE,
                     description=(
-                        "Propose a note for the patient's chart. Nothing is written: the answer is the "
-                        "pending write, which a person confirms or rejects in ChartAgent."
+                        "Propose a note for the patient's chart. Nothing is written: the proposal waits "
+                        "in ChartAgent's app, where a person who opens this patient writes it to the "
+                        "chart or discards it; the answer is the write it would make."
                     ),
                     input_schema=_with_patient_help(ProposeNoteInput.model_json_schema()),
                     annotations=mt.ToolAnnotations(read_only_hint=True, open_world_hint=False),
@@ -247,7 +258,7 @@ def _call_tool(running: _Running) -> Any:
         if patient is None:
             return _error("a service key or system token must name the patient (the `patient` argument)")
         if name == PROPOSE_NOTE:
-            return _proposal(args, patient)
+            return await _proposal(request, principal, args, patient)
         runtime = runtime_of(request)
         async with AsyncExitStack() as stack:
             fhir = await stack.enter_async_context(fhir_for(request, principal))
@@ -286,7 +297,9 @@ def _tool_result(result: ToolResult) -> mt.CallToolResult:
     )
 
 
-def _proposal(args: Mapping[str, Any], patient: str) -> mt.CallToolResult:
+async def _proposal(
+    request: Request, principal: Principal, args: Mapping[str, Any], patient: str
+) -> mt.CallToolResult:
     try:
         parsed = ProposeNoteInput.model_validate(dict(args))
     except ValidationError as exc:
@@ -297,26 +310,59 @@ def _proposal(args: Mapping[str, Any], patient: str) -> mt.CallToolResult:
         return _error(refusal)
     if not is_patient_subject(f"Patient/{patient}"):  # the sources' form is checked by the input model
         return _error("invalid input: the patient is not a FHIR id")
+    store = runtime_of(request).proposals
+    if store is None:
+        return _error(f"not proposed: this service keeps no proposals (not started). {_NOTHING}")
+    now = datetime.now(UTC)
     bundle, token = build_note_transaction(
         subject=f"Patient/{patient}",
         text=parsed.text,
         sources=parsed.sources,
         identity=ModelIdentity(name=MCP_ENGINE, version=chartagent_version()),
-        created=datetime.now(UTC),
+        created=now,
+        origin="mcp",
     )
+    sources = sorted(set(parsed.sources))
+    try:
+        kept = await store.propose(
+            NewProposal(
+                fhir_base=fhir_base_of(request, principal),
+                id=token,
+                patient=patient,
+                text=parsed.text,
+                sources=sources,
+                proposer=principal.label,
+                transaction=bundle,
+            ),
+            now,
+        )
+    except ProposalsUnavailable:
+        log.warning("mcp: a note proposal could not be kept")
+        return _error(f"not proposed: the service's database could not keep it. {_NOTHING}")
+    return _proposed(kept, f"Patient/{patient}")
+
+
+# After a proposal that was not kept: what is true of the chart and of the app.
+_NOTHING: Final = "Nothing was written and nothing waits for a person; propose it again later."
+
+
+def _proposed(kept: StoredProposal, subject: str) -> mt.CallToolResult:
+    """The answer for a kept proposal: waiting for a person, or written already by one."""
+    written = kept.status == "written"
     proposal = NoteProposal(
-        subject=f"Patient/{patient}",
-        text=parsed.text,
-        sources=sorted(set(parsed.sources)),
-        identifier=token,
-        transaction=bundle,
+        status="written" if written else "proposed",
+        written=written,
+        message=f"A person wrote this same note already, as {kept.reference}." if written else NOT_WRITTEN,
+        subject=subject,
+        text=kept.text,
+        sources=kept.sources,
+        identifier=kept.id,
+        transaction=kept.transaction,
+        reference=kept.reference,
     )
+    head = json.dumps({"status": proposal.status, "written": written})
     return mt.CallToolResult(
-        content=[
-            mt.TextContent(
-                type="text", text=json.dumps({"status": "proposed", "written": False}) + "\n" + NOT_WRITTEN
-            )
-        ],
+        content=[mt.TextContent(type="text", text=f"{head}\n{proposal.message}")],
         structured_content=proposal.model_dump(mode="json"),
         is_error=False,
     )

@@ -62,7 +62,7 @@ from tools.writeback.approval import (
     apply_review,
 )
 
-__all__ = ["install", "runs_of"]
+__all__ = ["fhir_failure", "install", "runs_of"]
 
 _FHIR_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ATTACHMENT_TYPES: Final = frozenset({"DiagnosticReport", "DocumentReference"})
@@ -86,7 +86,7 @@ def runs_of(request: Request) -> RunRegistry:
     return registry
 
 
-def _fhir_failure(exc: FhirError) -> HTTPException:
+def fhir_failure(exc: FhirError) -> HTTPException:
     """A FHIR failure as the API reports it: the status class, never the server's text."""
     if isinstance(exc, FhirNotFound):
         return HTTPException(status.HTTP_404_NOT_FOUND, detail=_NOT_FOUND)
@@ -135,7 +135,7 @@ async def patient_summary(
         try:
             resources = await read_patient_resources(fhir, patient_id, principal)
         except FhirError as exc:
-            raise _fhir_failure(exc) from None
+            raise fhir_failure(exc) from None
     if resources.patient.get("resourceType") != "Patient" or resources.patient.get("id") != patient_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=_NOT_FOUND)
     # Off the event loop: parsing a long record's sources takes a while the first time.
@@ -207,7 +207,7 @@ async def patient_attachment(
                 principal.require("Binary", "r")
                 data, content_type = await _document_pdf(fhir, resource, index), "application/pdf"
         except FhirError as exc:
-            raise _fhir_failure(exc) from None
+            raise fhir_failure(exc) from None
     headers = {**_NO_STORE, "Content-Disposition": "inline", "X-Content-Type-Options": "nosniff"}
     return Response(content=data, media_type=content_type, headers=headers)
 
@@ -247,7 +247,7 @@ async def _review(
         except ReviewConflict as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
         except FhirError as exc:
-            raise _fhir_failure(exc) from None
+            raise fhir_failure(exc) from None
 
 
 async def approve_result(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 from agent.service.issuers import IssuerRegistry
+from agent.service.note_proposals import ProposalStore
 from agent.service.sessions import LaunchStore, SessionStore
 from agent.settings import Settings
 
@@ -35,6 +36,9 @@ class ServiceRuntime:
     # The chat (agent.service.agui): checkpointer, graph and planner, opened on first use and
     # closed at shutdown; the busy-thread registry. Set by agui.install.
     chat: ChatService | None = None
+    # Notes proposed over MCP, waiting for a person (agent.service.proposal_api opens it in the
+    # app's lifespan; None before it, or without one).
+    proposals: ProposalStore | None = None
 
 
 def runtime_of(conn: HTTPConnection) -> ServiceRuntime:

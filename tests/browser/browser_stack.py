@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ehr_fixtures import EhrStandin
 from playwright.sync_api import ConsoleMessage, Frame, Locator, Page, Request
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -36,6 +37,8 @@ class Deployment:
     fhir_url: str  # sekmet itself (checks read the truth behind the proxy)
     ehr_url: str
     app_url: str
+    # The stand-in's launch flow without a browser: tokens for an MCP client (token_for).
+    ehr: EhrStandin
 
     def launch_url(self, patient_id: str) -> str:
         return f"{self.ehr_url}/launch?patient={patient_id}"

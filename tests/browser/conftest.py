@@ -30,6 +30,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from browser_stack import NOTE_TEXT, SAVE_NOTE, Deployment, Patients, Recorder
+from ehr_fixtures import EhrStandin
 from fhir_reads import search, server_with
 from live_server import LiveServer
 
@@ -238,7 +239,12 @@ def deploy(
         app = AppServer(AppServerSpec(port=app_port, state_dir=root / "app"))
         running.append(app)
         app.start(env)
-        return Deployment(fhir_url=fhir_url, ehr_url=config.base_url, app_url=app_url)
+        return Deployment(
+            fhir_url=fhir_url,
+            ehr_url=config.base_url,
+            app_url=app_url,
+            ehr=EhrStandin(config=config, server=ehr),
+        )
 
     yield start
     for server in reversed(running):

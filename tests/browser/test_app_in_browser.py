@@ -12,16 +12,22 @@ nothing violates it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 from browser_stack import NOTE_TEXT, SAVE_NOTE, Deployment, Patients, Recorder, screenshot
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 from playwright.sync_api import Locator, Page, expect
 
+from agent.service.mcp_server import PROPOSE_NOTE
 from agent.testbed.ehr.config import DEMO_PRACTITIONER_ID
 from tools.writeback.approval import ReviewAction, review_tag
 
@@ -257,6 +263,82 @@ def test_a_note_proposed_in_the_chat_is_written_only_after_save(
     after = chat_notes(deployment, patients.chat)
     assert len(after) == len(before) + 1
     assert sum(NOTE_TEXT in text for text in after) == sum(NOTE_TEXT in text for text in before) + 1
+    assert_no_csp_violation(recorder)
+
+
+# What an MCP client's token grants: reading the record and proposing notes.
+MCP_SCOPES = (
+    "launch openid fhirUser patient/*.rs patient/DocumentReference.c patient/Device.c patient/Provenance.c"
+)
+
+
+async def _propose_over_mcp(url: str, token: str, text: str, sources: list[str]) -> dict[str, Any]:
+    """`propose_note` through the `mcp` package's own client, as an outside AI tool calls it."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        result = await session.call_tool(PROPOSE_NOTE, {"text": text, "sources": sources})
+    assert not result.is_error, result.content
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
+
+
+def propose_over_mcp(deployment: Deployment, patient_id: str, text: str, sources: list[str]) -> str:
+    """Proposes `text` for `patient_id` over MCP with a patient token of the stand-in; its id."""
+    token = deployment.ehr.token_for(patient_id, MCP_SCOPES).access_token.get_secret_value()
+    # On a thread of its own: Playwright's sync API keeps an event loop running on this one.
+    with ThreadPoolExecutor(1) as pool:
+        coro = _propose_over_mcp(f"{deployment.app_url}/mcp", token, text, sources)
+        proposal = pool.submit(asyncio.run, coro).result()
+    assert proposal["written"] is False
+    ident: str = proposal["identifier"]
+    return ident
+
+
+def notes_with(deployment: Deployment, identifier: str) -> list[Any]:
+    bundle = fhir_get(deployment.fhir_url, "DocumentReference", identifier=identifier)
+    return [e["resource"] for e in bundle.get("entry", [])]
+
+
+def test_a_note_proposed_over_mcp_waits_in_the_app_until_a_person_writes_or_discards_it(
+    page: Page, deployment: Deployment, patients: Patients, recorder: Recorder
+) -> None:
+    keep = "Recheck HbA1c in three months (proposed over MCP)."
+    drop = "Stop metformin (proposed over MCP)."
+    kept = propose_over_mcp(deployment, patients.chat, keep, [patients.a1c_reference])
+    dropped = propose_over_mcp(deployment, patients.chat, drop, [])
+    assert notes_with(deployment, kept) == notes_with(deployment, dropped) == []  # nothing written yet
+
+    ehr_launch(page, deployment, patients.chat)
+    to_write = page.locator(f"[data-testid=proposal][data-proposal='{kept}']")
+    to_drop = page.locator(f"[data-testid=proposal][data-proposal='{dropped}']")
+    expect(to_write.get_by_test_id("proposal-text")).to_have_text(keep)
+    expect(to_write.get_by_test_id("citation")).to_have_text(patients.a1c_reference)
+    expect(to_drop.get_by_test_id("proposal-text")).to_have_text(drop)
+    screenshot(page, "app-mcp-proposal", show=to_write)
+
+    to_write.get_by_role("button", name="Write to chart", exact=True).click()
+    expect(to_write.get_by_test_id("proposal-outcome")).to_contain_text(
+        "Written to the chart as DocumentReference/"
+    )
+    to_drop.get_by_role("button", name="Discard", exact=True).click()
+    expect(to_drop.get_by_test_id("proposal-outcome")).to_have_text("Discarded: nothing was written")
+
+    written = notes_with(deployment, kept)
+    assert len(written) == 1
+    assert written[0]["docStatus"] == "preliminary"
+    assert f"DocumentReference/{written[0]['id']}" in (
+        to_write.get_by_test_id("proposal-outcome").text_content() or ""
+    )
+    assert keep in base64.b64decode(written[0]["content"][0]["attachment"]["data"]).decode()
+    assert notes_with(deployment, dropped) == []
+    # Decided: neither waits any more.
+    open_app(page, deployment.launch_url(patients.chat))
+    expect(page.get_by_test_id("proposals-card")).to_be_hidden()
+    assert page.locator("[data-testid=proposal]").count() == 0
     assert_no_csp_violation(recorder)
 
 

@@ -2,10 +2,12 @@
 streamable HTTP client with real credentials: SMART tokens of the EHR stand-in (a full EHR launch,
 their FHIR reads going through the stand-in's scope- and compartment-enforcing proxy) and a
 service key. The token's patient only; another patient named -> a tool error; no credential ->
-401; the note proposal needs the create scopes and never writes."""
+401; the note proposal needs the create scopes and never writes: it waits in the app's API
+(agent.service.proposal_api) until a person writes it, once, or discards it."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ SERVICE_KEY = "k" * 40
 @dataclass(frozen=True)
 class Stack:
     fhir: str
+    app: str
     mcp: str
     ehr: EhrStandin
     patient: str
@@ -67,7 +70,7 @@ def stack(
     app = create_app(settings, public_url=public, fhir_url=fhir)
     patient, other = (p.id for p in cohort.patients)
     with serve_on(app, port) as url:
-        yield Stack(fhir=fhir, mcp=f"{url}/mcp", ehr=ehr, patient=patient, other=other)
+        yield Stack(fhir=fhir, app=url, mcp=f"{url}/mcp", ehr=ehr, patient=patient, other=other)
 
 
 def bearer(stack: Stack, scopes: str) -> str:
@@ -201,3 +204,89 @@ async def test_a_service_key_names_the_patient_in_each_call(stack: Stack) -> Non
     refs = {c["reference"] for f in structured(named)["facts"] for c in f["citations"]}
     assert refs
     assert proposal.is_error
+
+
+async def _propose(stack: Stack, text: str) -> dict[str, Any]:
+    async with mcp_session(stack.mcp, bearer(stack, WITH_NOTES)) as session:
+        result = await session.call_tool(PROPOSE_NOTE, {"text": text, "sources": []})
+    assert not result.is_error, text_of(result)
+    return structured(result)
+
+
+async def _api(stack: Stack, method: str, path: str, token: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=stack.app, timeout=60) as http:
+        return await http.request(method, path, headers={"Authorization": f"Bearer {token}"})
+
+
+async def _notes_with(stack: Stack, identifier: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=60) as http:
+        resp = await http.get(f"{stack.fhir}/DocumentReference", params={"identifier": identifier})
+    resp.raise_for_status()
+    return [e["resource"] for e in resp.json().get("entry", [])]
+
+
+async def test_a_proposal_waits_for_a_person_and_is_written_once(stack: Stack) -> None:
+    proposal = await _propose(stack, "Recheck potassium next week.")
+    ident = proposal["identifier"]
+    token = bearer(stack, WITH_NOTES)
+    listed = await _api(stack, "GET", f"/api/patients/{stack.patient}/proposals", token)
+    assert listed.status_code == 200, listed.text
+    waiting = {p["id"]: p for p in listed.json()["proposals"]}
+    assert waiting[ident]["text"] == "Recheck potassium next week."
+    assert await _notes_with(stack, ident) == []  # proposed: nothing in the chart yet
+
+    written = await _api(stack, "POST", f"/api/proposals/{ident}/write", token)
+    assert written.status_code == 200, written.text
+    assert written.json()["status"] == "written"
+    reference = written.json()["reference"]
+    notes = await _notes_with(stack, ident)
+    assert [f"DocumentReference/{n['id']}" for n in notes] == [reference]
+    assert notes[0]["docStatus"] == "preliminary"
+    assert notes[0]["description"] == "AI-generated note proposed over MCP"
+    body = base64.b64decode(notes[0]["content"][0]["attachment"]["data"]).decode()
+    assert body.startswith("AI-generated note proposed by a tool connected to ChartAgent (MCP)")
+    assert "Recheck potassium next week." in body
+
+    again = await _api(stack, "POST", f"/api/proposals/{ident}/write", token)
+    assert (again.status_code, again.json()["reference"]) == (200, reference)
+    after = await _api(stack, "GET", f"/api/patients/{stack.patient}/proposals", token)
+    assert ident not in {p["id"] for p in after.json()["proposals"]}
+    # Proposed once more: the client is told it is written, and nothing new waits.
+    repeat = await _propose(stack, "Recheck potassium next week.")
+    assert (repeat["status"], repeat["written"], repeat["reference"]) == ("written", True, reference)
+    assert len(await _notes_with(stack, ident)) == 1
+
+
+async def test_a_discarded_proposal_writes_nothing(stack: Stack) -> None:
+    proposal = await _propose(stack, "Consider statin.")
+    ident = proposal["identifier"]
+    token = bearer(stack, WITH_NOTES)
+    discarded = await _api(stack, "POST", f"/api/proposals/{ident}/discard", token)
+    assert (discarded.status_code, discarded.json()["status"]) == (200, "discarded")
+    refused = await _api(stack, "POST", f"/api/proposals/{ident}/write", token)
+    assert refused.status_code == 409
+    assert await _notes_with(stack, ident) == []
+
+
+async def test_another_patients_proposal_is_not_found_and_a_read_only_token_cannot_write(
+    stack: Stack,
+) -> None:
+    proposal = await _propose(stack, "Refer to nephrology.")
+    ident = proposal["identifier"]
+    other = stack.ehr.token_for(stack.other, WITH_NOTES).access_token.get_secret_value()
+    listed = await _api(stack, "GET", f"/api/patients/{stack.other}/proposals", other)
+    assert listed.status_code == 200
+    assert ident not in {p["id"] for p in listed.json()["proposals"]}
+    for action in ("write", "discard"):
+        answer = await _api(stack, "POST", f"/api/proposals/{ident}/{action}", other)
+        assert answer.status_code == 404
+        assert stack.patient not in answer.text
+    # The proposal's own patient, without the create scopes: refused, still waiting.
+    read_only = await _api(stack, "POST", f"/api/proposals/{ident}/write", bearer(stack, READ_ONLY))
+    assert read_only.status_code == 403
+    # A service key has no person to record: it neither writes nor discards.
+    keyed = await _api(stack, "POST", f"/api/proposals/{ident}/discard", SERVICE_KEY)
+    assert keyed.status_code == 403
+    waiting = await _api(stack, "GET", f"/api/patients/{stack.patient}/proposals", bearer(stack, READ_ONLY))
+    assert ident in {p["id"] for p in waiting.json()["proposals"]}
+    assert await _notes_with(stack, ident) == []

@@ -175,6 +175,50 @@ function askReason(li, item) {
   dialog.showModal();
 }
 
+// Notes an MCP client proposed for this patient (agent/service/proposal_api.py): each waits for a
+// person to write it to the chart or discard it.
+function proposalItem(proposal) {
+  const sources = proposal.sources || [];
+  const li = el(
+    "li",
+    { class: "proposal", testid: "proposal", "data-proposal": proposal.id },
+    el("p", { class: "conclusion", testid: "proposal-text", text: proposal.text }),
+    el("div", { class: "meta" }, aiLabel(), ` Proposed by ${proposal.proposer}, ${formatTime(proposal.proposed_at)}`),
+    sources.length ? el("div", { class: "citation-list" }, "Cites: ", ...withCitations(`[${sources.join(", ")}]`, openResource)) : null,
+  );
+  li.append(
+    el("button", { type: "button", text: "Write to chart", onclick: () => decideProposal(li, proposal, "write") }),
+    el("button", { type: "button", class: "reject", text: "Discard", onclick: () => decideProposal(li, proposal, "discard") }),
+  );
+  return li;
+}
+
+async function decideProposal(li, proposal, action) {
+  const buttons = [...li.querySelectorAll("button")];
+  for (const button of buttons) button.disabled = true;
+  try {
+    const result = await postJson(`/api/proposals/${encodeURIComponent(proposal.id)}/${action}`);
+    const text = action === "write"
+      ? `Written to the chart as ${result.reference} (AI-generated, preliminary)`
+      : "Discarded: nothing was written";
+    for (const button of buttons) button.remove();
+    li.append(el("span", { class: "outcome", testid: "proposal-outcome", text }));
+  } catch (error) {
+    for (const button of buttons) button.disabled = false;
+    failed(error);
+  }
+}
+
+async function loadProposals() {
+  try {
+    const { proposals } = await getJson(patientPath("/proposals"));
+    clear(ui.proposals).append(...proposals.map(proposalItem));
+    ui.proposalsCard.hidden = proposals.length === 0;
+  } catch (error) {
+    failed(error);
+  }
+}
+
 function renderTrends(trends) {
   clear(ui.trends);
   if (!trends || !trends.length) {
@@ -329,6 +373,8 @@ async function start() {
     runStatus: byId("run").querySelector(".run-status"),
     runSteps: byId("run").querySelector(".run-steps"),
     pending: byId("pending"),
+    proposalsCard: byId("proposals-card"),
+    proposals: byId("proposals"),
     trends: byId("trends"),
     tip: byId("chart-tip"),
     pdfValues: byId("pdf-values"),
@@ -357,7 +403,7 @@ async function start() {
     const user = String(session.fhirUser || "").match(/[A-Z][A-Za-z]+\/[^/]+$/);
     ui.who.textContent = user ? `Signed in as ${user[0]}` : "";
     ui.main.hidden = false;
-    await loadView();
+    await Promise.all([loadView(), loadProposals()]);
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
       notice("No session. Launch ChartAgent from the EHR.", true);
