@@ -23,11 +23,13 @@ from live_app import serve_on
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from agent.service import proposal_api
 from agent.service.app import create_app
 from agent.service.mcp_server import NOT_WRITTEN, PROPOSE_NOTE
 from agent.settings import ServiceKey, Settings
 from agent.testbed.cohort import Cohort, generate_cohort
 from agent.testbed.stack.ports import free_port
+from fhir_adapters.confirmed import WriteNotStored, WriteOutcomeUnknown
 
 pytestmark = pytest.mark.integration
 
@@ -290,3 +292,35 @@ async def test_another_patients_proposal_is_not_found_and_a_read_only_token_cann
     waiting = await _api(stack, "GET", f"/api/patients/{stack.patient}/proposals", bearer(stack, READ_ONLY))
     assert ident in {p["id"] for p in waiting.json()["proposals"]}
     assert await _notes_with(stack, ident) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "status_code", "says"),
+    [
+        (WriteOutcomeUnknown("ReadTimeout"), 504, "the EHR may hold the note"),
+        (WriteNotStored("HTTP 500"), 502, "the proposal still waits"),
+    ],
+)
+async def test_a_write_whose_outcome_is_unknown_or_failed_leaves_the_proposal_waiting(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, fault: Exception, status_code: int, says: str
+) -> None:
+    """The EHR's answer lost after a possible commit, or a refusal that a read-back showed stored
+    nothing: faults a real server does not produce on demand, so the transaction's poster raises them."""
+    proposal = await _propose(stack, f"Repeat lipid panel ({status_code}).")
+    ident = proposal["identifier"]
+    token = bearer(stack, WITH_NOTES)
+
+    async def failing(*_: object) -> None:
+        raise fault
+
+    with monkeypatch.context() as patched:
+        patched.setattr(proposal_api, "post_transaction", failing)
+        answer = await _api(stack, "POST", f"/api/proposals/{ident}/write", token)
+    assert answer.status_code == status_code
+    assert says in answer.json()["detail"]
+    listed = await _api(stack, "GET", f"/api/patients/{stack.patient}/proposals", token)
+    assert ident in {p["id"] for p in listed.json()["proposals"]}  # not marked written on a guess
+    # Written again, the note lands once.
+    again = await _api(stack, "POST", f"/api/proposals/{ident}/write", token)
+    assert again.status_code == 200, again.text
+    assert len(await _notes_with(stack, ident)) == 1
