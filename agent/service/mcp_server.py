@@ -217,7 +217,14 @@ def _list_tools(running: _Running) -> Any:
                         "chart or discards it; the answer is the write it would make."
                     ),
                     input_schema=_with_patient_help(ProposeNoteInput.model_json_schema()),
-                    annotations=mt.ToolAnnotations(read_only_hint=True, open_world_hint=False),
+                    # It changes ChartAgent (a proposal waits), not the chart; the same note
+                    # proposed again is the same proposal.
+                    annotations=mt.ToolAnnotations(
+                        read_only_hint=False,
+                        destructive_hint=False,
+                        idempotent_hint=True,
+                        open_world_hint=False,
+                    ),
                 )
             )
         return mt.ListToolsResult(tools=tools)

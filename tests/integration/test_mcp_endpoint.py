@@ -166,8 +166,15 @@ async def test_a_read_only_token_cannot_propose_a_note(stack: Stack) -> None:
 async def test_a_proposal_returns_the_pending_write_and_writes_nothing(stack: Stack) -> None:
     before = await count(stack.fhir, "DocumentReference")
     async with mcp_session(stack.mcp, bearer(stack, WITH_NOTES)) as session:
-        names = {t.name for t in (await session.list_tools()).tools}
-        assert PROPOSE_NOTE in names
+        listed = {t.name: t for t in (await session.list_tools()).tools}
+        assert PROPOSE_NOTE in listed
+        # A proposal changes ChartAgent (it waits there), not the chart; the read tools change nothing.
+        hints = listed[PROPOSE_NOTE].annotations
+        assert hints is not None
+        assert (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint) == (False, False, True)
+        assert all(
+            t.annotations and t.annotations.read_only_hint for n, t in listed.items() if n != PROPOSE_NOTE
+        )
         trend = structured(await session.call_tool("lab_trend", {"analyte": "HbA1c"}))
         cited = trend["facts"][0]["citations"][0]["reference"]
         result = await session.call_tool(
