@@ -8,9 +8,11 @@ service key. The token's patient only; another patient named -> a tool error; no
 from __future__ import annotations
 
 import base64
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from agent.service import proposal_api
 from agent.service.app import create_app
 from agent.service.mcp_server import NOT_WRITTEN, PROPOSE_NOTE
+from agent.service.token_uses import SERVICE_DATABASE_FILE
 from agent.settings import ServiceKey, Settings
 from agent.testbed.cohort import Cohort, generate_cohort
 from agent.testbed.stack.ports import free_port
@@ -43,6 +46,7 @@ class Stack:
     fhir: str
     app: str
     mcp: str
+    state_dir: Path
     ehr: EhrStandin
     patient: str
     other: str
@@ -64,15 +68,18 @@ def stack(
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     ehr = ehr_standin_factory(app_url=public, fhir_url=fhir)
+    state_dir = tmp_path_factory.mktemp("mcp-state")
     settings = Settings(
-        state_dir=tmp_path_factory.mktemp("mcp-state"),
+        state_dir=state_dir,
         app_issuers=(ehr.fhir_url,),
         service_keys={"jobs": ServiceKey(key=SERVICE_KEY, scopes="system/*.rs")},
     )
     app = create_app(settings, public_url=public, fhir_url=fhir)
     patient, other = (p.id for p in cohort.patients)
     with serve_on(app, port) as url:
-        yield Stack(fhir=fhir, app=url, mcp=f"{url}/mcp", ehr=ehr, patient=patient, other=other)
+        yield Stack(
+            fhir=fhir, app=url, mcp=f"{url}/mcp", state_dir=state_dir, ehr=ehr, patient=patient, other=other
+        )
 
 
 def bearer(stack: Stack, scopes: str) -> str:
@@ -331,3 +338,23 @@ async def test_a_write_whose_outcome_is_unknown_or_failed_leaves_the_proposal_wa
     again = await _api(stack, "POST", f"/api/proposals/{ident}/write", token)
     assert again.status_code == 200, again.text
     assert len(await _notes_with(stack, ident)) == 1
+
+
+async def test_a_proposal_the_service_cannot_keep_is_a_tool_error_that_says_nothing_waits(
+    stack: Stack,
+) -> None:
+    with sqlite3.connect(stack.state_dir / SERVICE_DATABASE_FILE) as db:
+        db.execute("ALTER TABLE note_proposals RENAME TO note_proposals_away")
+    try:
+        async with mcp_session(stack.mcp, bearer(stack, WITH_NOTES)) as session:
+            result = await session.call_tool(PROPOSE_NOTE, {"text": "Order an echocardiogram."})
+        listed = await _api(
+            stack, "GET", f"/api/patients/{stack.patient}/proposals", bearer(stack, WITH_NOTES)
+        )
+    finally:
+        with sqlite3.connect(stack.state_dir / SERVICE_DATABASE_FILE) as db:
+            db.execute("ALTER TABLE note_proposals_away RENAME TO note_proposals")
+    assert result.is_error
+    assert "Nothing was written and nothing waits for a person" in text_of(result)
+    assert NOT_WRITTEN not in text_of(result)
+    assert listed.status_code == 503  # the app says it cannot read them, not that none wait
