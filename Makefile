@@ -81,6 +81,7 @@ bench: setup
 	$(PY) bench/bench_ledger_scale.py
 	$(PY) bench/bench_chat_stream.py
 	$(PY) bench/bench_service_summary.py
+	$(PY) bench/bench_request_metrics.py
 	$(PY) bench/bench_authz.py
 	$(PY) bench/bench_ehr_proxy.py
 	$(PY) bench/bench_cds_hook.py

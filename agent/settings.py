@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     # the server's clock reading: the longest a write may take from stamping meta.lastUpdated to
     # committing (large transaction Bundles on a database-backed server).
     change_check_margin_s: float = Field(default=60.0, ge=0)
+    # Prometheus metrics (agent.metrics) of `chartagent serve` and of the Temporal workers, served
+    # on their own port (not the service's, so never through its ingress); unset: not served.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # The metrics port's interface: loopback here; a pod listens on every interface (0.0.0.0) for
+    # the cluster's Prometheus (the Helm chart's NetworkPolicy lets only its namespace in).
+    metrics_address: str = "127.0.0.1"
 
     @field_validator("app_issuers", mode="before")
     @classmethod

@@ -39,14 +39,19 @@ def serve(
     import uvicorn
 
     from agent.cli.options import resolve_dicomweb_url, resolve_fhir_url
+    from agent.metrics import serve_metrics
     from agent.service.app import create_app
     from agent.settings import load_settings
 
     fhir = resolve_fhir_url(fhir_url)
     pacs = resolve_dicomweb_url(dicomweb_url)
     url = (public_url or f"http://{host}:{port}").rstrip("/")
-    service = create_app(load_settings(), public_url=url, fhir_url=fhir, dicomweb_url=pacs)
+    settings = load_settings()
+    service = create_app(settings, public_url=url, fhir_url=fhir, dicomweb_url=pacs)
     typer.echo(f"ChartAgent app: {url}/app/", err=False)
+    metrics = serve_metrics(settings)
+    if metrics is not None:
+        typer.echo(f"Metrics: http://{settings.metrics_address}:{metrics}/metrics", err=False)
     # uvicorn's access log writes each request line, query strings included: a launch's `code`
     # and `state` would land in the log. Off; the service logs what it needs without them.
     # httpx logs every request's URL at INFO: FHIR search URLs carry patient ids.

@@ -25,6 +25,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
+from agent.metrics import job_outcome
 from agent.settings import Settings
 from agent.state_database import Database, Tx, create_tables, open_database
 
@@ -373,6 +374,7 @@ class Ledger:
                     result.patient_id,
                 ),
             )
+        job_outcome(result.status, result.seconds or None)
 
     async def mark_unchanged(self, run_id: str, patient_ids: Sequence[str]) -> list[str]:
         """Records those of `patient_ids` still pending and never attempted in this run as
@@ -389,6 +391,8 @@ class Ledger:
                     (now, now, run_id, patient_id),
                 ):
                     recorded.append(patient_id)
+        for _ in recorded:
+            job_outcome("unchanged")
         return recorded
 
     async def attempts(self, run_id: str, patient_id: str) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from agent.collector import service_collection
+from agent.metrics import RequestMetrics
 from agent.service import (
     agui,
     cds_hooks,
@@ -39,4 +40,6 @@ def create_app(
     for feature in (health, smart_launch, patient_api, proposal_api, agui, mcp_server, cds_hooks, pages):
         feature.install(app)
     add_lifespan(app, service_collection)  # last: the features' start-up heap is frozen with it
+    # Outermost: every answer counted, those of the other middleware (CSRF, sessions) included.
+    app.add_middleware(RequestMetrics, routes=app.router.routes)
     return app

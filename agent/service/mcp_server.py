@@ -43,6 +43,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from agent.connections import open_dicomweb_client
+from agent.metrics import proposal_event
 from agent.service.authz import current_principal
 from agent.service.fhir_access import fhir_base_of, fhir_for
 from agent.service.lifespans import add_lifespan
@@ -346,6 +347,8 @@ async def _proposal(
     except ProposalsUnavailable:
         log.warning("mcp: a note proposal could not be kept")
         return _error(f"not proposed: the service's database could not keep it. {_NOTHING}")
+    if kept.status == "pending":
+        proposal_event("proposed")
     return _proposed(kept, f"Patient/{patient}")
 
 

@@ -30,6 +30,7 @@ from typing import Annotated, Any, Final
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from pydantic import BaseModel
 
+from agent.metrics import proposal_event
 from agent.service.authz import current_principal
 from agent.service.csrf import require_csrf
 from agent.service.fhir_access import fhir_base_of, fhir_for
@@ -170,6 +171,7 @@ async def write_proposal(
             ),
         ) from None
     log.info("proposal api: a proposed note was written")
+    proposal_event("written")
     return ProposalDecision(id=proposal.id, status="written", reference=reference)
 
 
@@ -187,6 +189,7 @@ async def discard_proposal(
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail=f"this note was written already, as {after.reference}"
         )
+    proposal_event("discarded")
     return ProposalDecision(id=after.id, status="discarded")
 
 

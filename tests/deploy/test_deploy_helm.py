@@ -100,6 +100,8 @@ def test_the_validator_refuses_a_broken_manifest(manifests: tuple[str, list[dict
         ({"nightly": {"since": "yesterday"}}, "since"),
         ({"nightly": {"pruneAfterDays": 0}}, "pruneAfterDays"),
         ({"networkPolicy": {"egress": {"internet": {"cidrs": ["0.0.0.0/0"], "ports": [443]}}}}, "internet"),
+        ({"metrics": {"port": 80}}, "port"),
+        ({"metrics": {"scraperNamespace": ""}}, "scraperNamespace"),
     ],
 )
 def test_the_schema_refuses_bad_values(overrides: dict[str, Any], complaint: str) -> None:
@@ -187,11 +189,15 @@ def test_network_policy_admits_the_ingress_namespace_only_and_opens_no_port_to_e
     policies = by_kind(docs, "NetworkPolicy")
     api = policies["chartagent-api"]["spec"]
     assert api["policyTypes"] == ["Ingress", "Egress"]
-    [rule] = api["ingress"]
+    rule, scrape = api["ingress"]
     ingress_namespace = {"kubernetes.io/metadata.name": "ingress-nginx"}
     assert rule["from"] == [{"namespaceSelector": {"matchLabels": ingress_namespace}}]
+    assert rule["ports"] == [{"port": 8100, "protocol": "TCP"}]
+    # Prometheus's namespace reaches the metrics port only, of the API and of the workers.
+    monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert scrape == {"from": monitoring, "ports": [{"port": 9464, "protocol": "TCP"}]}
     jobs = policies["chartagent-jobs"]["spec"]
-    assert "ingress" not in jobs
+    assert jobs["ingress"] == [scrape]
     assert "Ingress" in jobs["policyTypes"]
     for spec in (api, jobs):
         assert all(egress.get("to") for egress in spec["egress"])  # a rule without `to` allows any peer
@@ -307,3 +313,45 @@ def test_vllm_over_plain_http_is_refused_outside_local() -> None:
     local = render({**plain, "config": {"CHARTAGENT_ENVIRONMENT": "local"}})
     config = by_kind(local, "ConfigMap")["chartagent"]["data"]
     assert config["CHARTAGENT_MODEL_URL"] == "http://chartagent-vllm:8000/v1"
+
+
+def test_the_api_and_the_workers_serve_metrics_on_their_own_port(
+    manifests: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Scraped from the pods on the `metrics` port (never through the API's Service), with the
+    settings that make `chartagent serve` and the workers serve it on every interface."""
+    _, docs = manifests
+    deployments = by_kind(docs, "Deployment")
+    for name in ("chartagent-api", "chartagent-worker"):
+        template = deployments[name]["spec"]["template"]
+        notes = template["metadata"]["annotations"]
+        assert (notes["prometheus.io/scrape"], notes["prometheus.io/port"]) == ("true", "9464"), name
+        [container] = template["spec"]["containers"]
+        assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in container["ports"], name
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env[env_var("metrics_port")] == "9464"
+        assert env[env_var("metrics_address")] == "0.0.0.0"
+    service_ports = {p["targetPort"] for p in by_kind(docs, "Service")["chartagent-api"]["spec"]["ports"]}
+    assert "metrics" not in service_ports
+    assert 9464 not in service_ports
+
+
+def test_metrics_on_the_apis_own_port_are_refused() -> None:
+    with (
+        helm.Chart.load(CHART) as chart,
+        pytest.raises(helm.HelmRenderError, match=r"must differ from api\.port"),
+    ):
+        chart.render({"metrics": {"port": 8100}}, name="chartagent")
+
+
+def test_metrics_can_be_turned_off() -> None:
+    docs = render({"metrics": {"enabled": False}})
+    for name, spec in pod_specs(docs):
+        for container in spec["containers"]:
+            assert all(p["name"] != "metrics" for p in container.get("ports", [])), name
+            assert all("METRICS" not in e["name"] for e in container.get("env", [])), name
+    policies = by_kind(docs, "NetworkPolicy")
+    assert len(policies["chartagent-api"]["spec"]["ingress"]) == 1
+    assert "ingress" not in policies["chartagent-jobs"]["spec"]
+    for doc in by_kind(docs, "Deployment").values():
+        assert "prometheus.io/scrape" not in doc["spec"]["template"]["metadata"]["annotations"]

@@ -59,7 +59,13 @@ class WorkerProcess:
     """`python -m agent.jobs.temporal_worker` with the test's settings; its log in the state dir."""
 
     def __init__(
-        self, settings: Settings, fhir_url: str, *, concurrency: int = 2, lease_ttl_s: float = 3.0
+        self,
+        settings: Settings,
+        fhir_url: str,
+        *,
+        concurrency: int = 2,
+        lease_ttl_s: float = 3.0,
+        metrics_port: int | None = None,
     ) -> None:
         self.settings = settings
         self.argv = [
@@ -75,6 +81,8 @@ class WorkerProcess:
             "CHARTAGENT_MODEL_BACKEND": "none",
             "CHARTAGENT_FHIR_FLAVOUR": settings.fhir_flavour,
         }
+        if metrics_port is not None:
+            self.env["CHARTAGENT_METRICS_PORT"] = str(metrics_port)
         self.log_path = settings.state_dir / "worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

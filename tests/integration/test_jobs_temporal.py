@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from fault_proxy import FaultKind, FaultPlan, FaultProxy, ScriptedFault
 from fhir_reads import duplicate_identifiers, search, server_with, totals
@@ -42,6 +43,7 @@ from agent.jobs.temporal_worker import build_worker, connect
 from agent.jobs.temporal_workflows import ChunkWorkflow, RunWorkflow, run_workflow_id
 from agent.settings import Settings
 from agent.testbed.cohort import Cohort, generate_cohort
+from agent.testbed.stack.ports import free_port
 from agent.testbed.temporal_server import TemporalDevServer, TemporalDevServerSpec, embedded_dev_server
 from tools.writeback import AI_OUTPUT_SYSTEM
 
@@ -219,7 +221,8 @@ async def test_worker_killed_mid_run_then_a_new_worker_completes_it(
         await prepare_run(settings, "kill-worker", proxy.base_url, ids(cohort))
         first = WorkerProcess(settings, proxy.base_url, concurrency=2)
         first.start()
-        second = WorkerProcess(settings, proxy.base_url, concurrency=4)
+        metrics_port = free_port()
+        second = WorkerProcess(settings, proxy.base_url, concurrency=4, metrics_port=metrics_port)
         try:
             client = await connect(settings)
             handle = await start_run(client, settings, "kill-worker", FAST)
@@ -227,9 +230,19 @@ async def test_worker_killed_mid_run_then_a_new_worker_completes_it(
             first.kill()  # mid-patient: its lease held, its ledger row left running
             second.start()
             tally = await asyncio.wait_for(handle.result(), timeout=240)
+            async with httpx.AsyncClient(timeout=10) as http:
+                metrics = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
         finally:
             first.kill()
             second.stop()
+    # The worker that finished the run counted the outcomes it recorded, by status only.
+    counted = {
+        line.split('status="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("chartagent_job_patients_total{")
+    }
+    assert counted.get("done", 0) >= 1, metrics
+    assert all(pid not in metrics for pid in ids(cohort))
     assert sum(tally.statuses.values()) == PATIENTS
     assert set(tally.statuses) <= FINISHED
     # The patient cut short ran again (at least once: its first attempt may have written).

@@ -1,5 +1,6 @@
 """`python -m agent serve` (as `chartagent stack up` starts it) serves /healthz, /readyz and the
-offline /docs, and prints the app's URL."""
+offline /docs, and prints the app's URL; with CHARTAGENT_METRICS_PORT, Prometheus metrics on that
+port, labelled by route template, never by a path's patient id."""
 
 from __future__ import annotations
 
@@ -18,10 +19,17 @@ from agent.testbed.stack.ports import free_port
 pytestmark = pytest.mark.integration
 
 
+METRICS_PORT = free_port()
+
+
 @pytest.fixture
 def served(fhir_base_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
-    env = {**os.environ, "CHARTAGENT_STATE_DIR": str(tmp_path / "state")}
+    env = {
+        **os.environ,
+        "CHARTAGENT_STATE_DIR": str(tmp_path / "state"),
+        "CHARTAGENT_METRICS_PORT": str(METRICS_PORT),
+    }
     env.pop("CHARTAGENT_FHIR_URL", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "agent", "serve", "--port", str(port), "--fhir-url", fhir_base_url],
@@ -64,3 +72,24 @@ def test_serve_answers_health_and_prints_the_app_url(served: tuple[str, subproce
     process.terminate()
     out, _ = process.communicate(timeout=30)
     assert f"ChartAgent app: {base}/app/" in out
+
+
+def test_metrics_count_requests_by_route_template_on_their_own_port(
+    served: tuple[str, subprocess.Popen[str]],
+) -> None:
+    base, process = served
+    patient = "metrics-patient-7f3a"
+    assert httpx.get(f"{base}/api/patients/{patient}/summary").status_code == 401  # no session
+    assert httpx.get(f"{base}/no/such/{patient}").status_code == 404
+    assert httpx.get(f"{base}/healthz").status_code == 200
+    assert httpx.get(f"{base}/metrics").status_code == 404  # not on the service's port
+    text = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).text
+    summary = 'method="GET",route="/api/patients/{patient_id}/summary",status="401"'
+    assert f"chartagent_http_requests_total{{{summary}}} 1.0" in text
+    assert 'chartagent_http_requests_total{method="GET",route="unmatched",status="404"}' in text
+    assert 'chartagent_http_request_seconds_count{method="GET",route="/healthz"}' in text
+    assert "process_resident_memory_bytes" in text
+    assert patient not in text
+    process.terminate()
+    out, _ = process.communicate(timeout=30)
+    assert f"Metrics: http://127.0.0.1:{METRICS_PORT}/metrics" in out

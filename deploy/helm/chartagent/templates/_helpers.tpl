@@ -91,6 +91,36 @@ env:
     value: /var/lib/chartagent
   - name: MPLCONFIGDIR
     value: /tmp/matplotlib
+  {{- with .Values.metrics }}
+  {{- if .enabled }}
+  {{- if eq (int .port) (int $.Values.api.port) }}
+  {{- fail "metrics.port must differ from api.port: metrics are never served through the API's Service" }}
+  {{- end }}
+  # `chartagent serve` and the workers serve /metrics here (agent/metrics.py); the nightly job's
+  # pod exits with its run and serves none.
+  - name: CHARTAGENT_METRICS_PORT
+    value: {{ .port | quote }}
+  - name: CHARTAGENT_METRICS_ADDRESS
+    value: "0.0.0.0"
+  {{- end }}
+  {{- end }}
+{{- end -}}
+
+{{/* The metrics port of a pod that serves /metrics, and the annotations that have it scraped. */}}
+{{- define "chartagent.metricsPort" -}}
+{{- if .Values.metrics.enabled }}
+- name: metrics
+  containerPort: {{ .Values.metrics.port }}
+  protocol: TCP
+{{- end }}
+{{- end -}}
+
+{{- define "chartagent.metricsAnnotations" -}}
+{{- if .Values.metrics.enabled }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.metrics.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
 {{- end -}}
 
 {{/* Writable places under a read-only root filesystem, and the SMART key file. */}}
@@ -208,3 +238,15 @@ seconds (CHARTAGENT_APP_SESSION_LIFETIME_S, 8 h unset, as agent/settings.py).
 {{- define "chartagent.sessionSeconds" -}}
 {{- index .Values.config "CHARTAGENT_APP_SESSION_LIFETIME_S" | default "28800" | float64 | ceil | int -}}
 {{- end }}
+
+{{/* The NetworkPolicy rule that lets the cluster's Prometheus scrape the metrics port. */}}
+{{- define "chartagent.metricsIngress" -}}
+{{- if .Values.metrics.enabled }}
+- from:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ .Values.metrics.scraperNamespace | quote }}
+  ports:
+    - {port: {{ .Values.metrics.port }}, protocol: TCP}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,128 @@
+"""agent.metrics: requests are labelled by the route's template (FastAPI routes, Starlette routes
+and mounts alike), never by a path with a patient id in it; an app that raises counts as 500; a
+streamed answer is timed to its end; the job ledger counts every outcome it records."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+from prometheus_client import REGISTRY
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
+
+from agent.jobs.ledger import PatientResult, open_ledger
+from agent.metrics import RequestMetrics, serve_metrics
+from agent.settings import Settings
+
+PATIENT = "unit-metrics-patient-91c"
+
+
+def _count(route: str, method: str, status: int) -> float:
+    labels = {"route": route, "method": method, "status": str(status)}
+    return REGISTRY.get_sample_value("chartagent_http_requests_total", labels) or 0.0
+
+
+def _seconds(route: str, method: str) -> float:
+    return (
+        REGISTRY.get_sample_value("chartagent_http_request_seconds_sum", {"route": route, "method": method})
+        or 0.0
+    )
+
+
+class _Asgi:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("ok")(scope, receive, send)
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/unit/patients/{patient_id}/thing")
+    async def thing(patient_id: str) -> dict[str, str]:
+        return {"ok": "yes"}
+
+    @app.get("/unit/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    @app.get("/unit/stream")
+    async def stream() -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"a"
+            await asyncio.sleep(0.2)
+            yield b"b"
+
+        return StreamingResponse(chunks())
+
+    app.router.routes.append(Route("/unit/mcp", endpoint=_Asgi(), methods=["POST"]))
+    app.router.routes.append(Mount("/unit/files", app=_Asgi()))
+    app.add_middleware(RequestMetrics, routes=app.router.routes)
+    return app
+
+
+async def test_requests_are_labelled_by_route_template_never_by_path() -> None:
+    template = "/unit/patients/{patient_id}/thing"
+    before = {
+        "thing": _count(template, "GET", 200),
+        "mcp": _count("/unit/mcp", "POST", 200),
+        "files": _count("/unit/files", "GET", 200),
+        "unmatched": _count("unmatched", "GET", 404),
+        "boom": _count("/unit/boom", "GET", 500),
+    }
+    transport = httpx.ASGITransport(app=_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://unit") as http:
+        assert (await http.get(f"/unit/patients/{PATIENT}/thing")).status_code == 200
+        assert (await http.post("/unit/mcp")).status_code == 200
+        assert (await http.get(f"/unit/files/{PATIENT}.pdf")).status_code == 200
+        assert (await http.get(f"/unit/nothing/{PATIENT}")).status_code == 404
+        assert (await http.get("/unit/boom")).status_code == 500
+    assert _count(template, "GET", 200) == before["thing"] + 1
+    assert _count("/unit/mcp", "POST", 200) == before["mcp"] + 1
+    assert _count("/unit/files", "GET", 200) == before["files"] + 1
+    assert _count("unmatched", "GET", 404) == before["unmatched"] + 1
+    assert _count("/unit/boom", "GET", 500) == before["boom"] + 1
+    exposed = "\n".join(f"{s.name}{s.labels}" for metric in REGISTRY.collect() for s in metric.samples)
+    assert PATIENT not in exposed
+
+
+async def test_a_streamed_answer_is_timed_to_its_end() -> None:
+    before = _seconds("/unit/stream", "GET")
+    transport = httpx.ASGITransport(app=_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://unit") as http:
+        assert (await http.get("/unit/stream")).text == "ab"
+    assert _seconds("/unit/stream", "GET") - before >= 0.2
+
+
+async def test_the_ledger_counts_every_outcome_it_records(tmp_path: Path) -> None:
+    def outcomes(status: str) -> float:
+        return REGISTRY.get_sample_value("chartagent_job_patients_total", {"status": status}) or 0.0
+
+    def timed(status: str) -> float:
+        return REGISTRY.get_sample_value("chartagent_job_patient_seconds_count", {"status": status}) or 0.0
+
+    done, unchanged, failed, timed_done = (
+        outcomes("done"),
+        outcomes("unchanged"),
+        outcomes("failed"),
+        timed("done"),
+    )
+    async with open_ledger(Settings(state_dir=tmp_path, checkpoint_url=None)) as ledger:
+        await ledger.create_run("r", cohort="all", since=None, executor="local", fhir_url="http://fhir.test")
+        await ledger.add_patients("r", ["a", "b", "c", "d"])
+        await ledger.mark("r", PatientResult(patient_id="a", status="done", seconds=1.5))
+        await ledger.mark("r", PatientResult(patient_id="b", status="failed", reason="fhir: HTTP 500"))
+        assert await ledger.mark_unchanged("r", ["c", "d", "a"]) == ["c", "d"]  # a is not pending
+    assert outcomes("done") == done + 1
+    assert outcomes("failed") == failed + 1
+    assert outcomes("unchanged") == unchanged + 2
+    assert timed("done") == timed_done + 1  # the failure had no seconds to observe
+
+
+def test_no_metrics_port_serves_nothing(tmp_path: Path) -> None:
+    assert serve_metrics(Settings(state_dir=tmp_path)) is None
