@@ -355,6 +355,29 @@ def test_summarize_now_shows_the_runs_progress(
     screenshot(page, "app-summarize-now")
 
 
+def test_a_run_whose_progress_is_lost_says_so_and_that_its_writes_stay(
+    page: Page, deployment: Deployment, patients: Patients
+) -> None:
+    """A restarted service (or another replica) answers a run's progress with 404: the run lived in
+    the process that started it. The page says what is true then, not "no such run"."""
+    ehr_launch(page, deployment, patients.fresh)  # summarized by the run above: nothing new to write
+    unknown = page.request.get(f"{deployment.app_url}/api/runs/run-of-a-process-that-is-gone")
+    assert (unknown.status, unknown.json()) == (404, {"detail": "no such run"})
+    # That answer, for this run's progress, as the restarted process would give it.
+    page.route(
+        "**/api/runs/*",
+        lambda route: route.fulfill(
+            status=404, content_type="application/json", body='{"detail": "no such run"}'
+        ),
+    )
+    page.get_by_test_id("summarize").click()
+    run = page.get_by_test_id("run-progress")
+    expect(run).to_have_attribute("data-status", "failed", timeout=60_000)
+    expect(page.get_by_test_id("run-status")).to_contain_text("its progress was lost")
+    expect(page.get_by_test_id("run-status")).to_contain_text("Summarize now again completes it")
+    expect(page.get_by_test_id("notice")).to_be_hidden()
+
+
 def test_a_session_outlives_its_access_token_through_the_refresh_token(
     page: Page, deploy: Any, patients: Patients, recorder: Recorder
 ) -> None:

@@ -350,7 +350,14 @@ async function summarizeNow() {
     renderRun(run);
     while (run.status === "running") {
       await new Promise((resolve) => setTimeout(resolve, 600));
-      run = await getJson(`/api/runs/${encodeURIComponent(runId)}`);
+      try {
+        run = await getJson(`/api/runs/${encodeURIComponent(runId)}`);
+      } catch (error) {
+        // A run lives in the server process that started it: after a restart, or on another
+        // replica, its progress is gone, not its writes (idempotent: a new run completes them).
+        if (!(error instanceof ApiError && error.status === 404)) throw error;
+        run = { status: "failed", steps: run.steps, error: "its progress was lost (the service restarted); what it wrote stays, and Summarize now again completes it" };
+      }
       renderRun(run);
     }
     if (run.status === "done") await loadView();
