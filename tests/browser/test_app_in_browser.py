@@ -355,7 +355,7 @@ def test_summarize_now_shows_the_runs_progress(
     screenshot(page, "app-summarize-now")
 
 
-def test_a_run_whose_progress_is_lost_says_so_and_that_its_writes_stay(
+def test_a_run_the_server_no_longer_knows_says_so_and_that_its_writes_stay(
     page: Page, deployment: Deployment, patients: Patients
 ) -> None:
     """A restarted service (or another replica) answers a run's progress with 404: the run lived in
@@ -373,7 +373,7 @@ def test_a_run_whose_progress_is_lost_says_so_and_that_its_writes_stay(
     page.get_by_test_id("summarize").click()
     run = page.get_by_test_id("run-progress")
     expect(run).to_have_attribute("data-status", "failed", timeout=60_000)
-    expect(page.get_by_test_id("run-status")).to_contain_text("its progress was lost")
+    expect(page.get_by_test_id("run-status")).to_contain_text("this server no longer knows the run")
     expect(page.get_by_test_id("run-status")).to_contain_text("Summarize now again completes it")
     expect(page.get_by_test_id("notice")).to_be_hidden()
 
