@@ -7,6 +7,10 @@
 - Jobs (the local executor and the Temporal workers): every patient outcome the job ledger
   records, by status, and the seconds of each summarized patient (`job_outcome`).
 - Notes proposed over MCP: proposed, written and discarded (`proposal_event`).
+- FHIR: each HTTP attempt of `FhirClient` (retries included) by method, resource type and outcome,
+  and its seconds (fhir_adapters.metrics): the load on the EHR and its 429s.
+- The model: each generation by backend and outcome, its seconds and tokens
+  (tools.medgemma.metrics, the backend `create_backend` returns).
 
 Beside them, prometheus_client's own process and Python collectors (CPU seconds, resident
 memory, open files, garbage collections).

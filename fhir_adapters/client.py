@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,6 +34,7 @@ from fhir_adapters.errors import (
     redact_target,
 )
 from fhir_adapters.flavours import GENERIC, Flavour, flavour_from_capabilities, get_flavour
+from fhir_adapters.metrics import FHIR_REQUESTS, FHIR_SECONDS, resource_label
 from fhir_adapters.retry import (
     MAYBE_PROCESSED_STATUSES,
     Failure,
@@ -324,6 +326,7 @@ class FhirClient(ServiceClient):
         """The one request function: auth, semaphore, retries and status -> exception. `resends`
         is told when a data-changing request is resent after an attempt the server may have done."""
         target = redact_target(url, self.base_url)
+        addressed = resource_label(url, self.base_url)
         content = json.dumps(body).encode() if body is not None else None
         refreshed = False
         attempt = 0
@@ -338,8 +341,13 @@ class FhirClient(ServiceClient):
                     req_headers["Authorization"] = value
             try:
                 async with self._semaphore:  # released during backoff so waits don't block others
-                    resp = await self._http.request(method, url, content=content, headers=req_headers)
+                    started = time.perf_counter()
+                    try:
+                        resp = await self._http.request(method, url, content=content, headers=req_headers)
+                    finally:
+                        FHIR_SECONDS.labels(method, addressed).observe(time.perf_counter() - started)
             except httpx.TransportError as exc:
+                FHIR_REQUESTS.labels(method, addressed, type(exc).__name__).inc()
                 failure = _failure_kind(exc)
                 if self.retry.can_retry(attempt) and is_retryable(idempotent=idempotent, failure=failure):
                     if resends is not None and failure is Failure.MAYBE_PROCESSED:
@@ -352,6 +360,7 @@ class FhirClient(ServiceClient):
                 raise error from exc
 
             status = resp.status_code
+            FHIR_REQUESTS.labels(method, addressed, str(status)).inc()
             if status < 300:
                 return resp
             if status < 400:  # redirects are not followed: they could lead to another origin

@@ -13,11 +13,13 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from prometheus_client import REGISTRY
 
 from agent.testbed.stack.ports import free_port
 from tools.medgemma.config import ModelConfig
 from tools.medgemma.errors import ModelServerError
 from tools.medgemma.factory import create_backend
+from tools.medgemma.metrics import MeteredBackend
 from tools.medgemma.openai_backend import OpenAIChatBackend
 from tools.medgemma.serve_app import create_app
 from tools.medgemma.tiny_model import build_tiny_medgemma
@@ -103,11 +105,22 @@ def request(images: list[np.ndarray], *, max_new_tokens: int = 6) -> ModelReques
     )
 
 
+def _generations() -> float:
+    """The openai backend's generations counted so far (every finish reason but errors)."""
+    return sum(
+        REGISTRY.get_sample_value("chartagent_model_requests_total", {"backend": "openai", "outcome": o})
+        or 0.0
+        for o in ("stop", "length")
+    )
+
+
 async def test_generate_with_images_end_to_end(served: Served) -> None:
     assert served.info is not None
     config = ModelConfig(backend="openai", name=served.info.name, url=served.base_url)
     backend = create_backend(config)
-    assert isinstance(backend, OpenAIChatBackend)
+    assert isinstance(backend, MeteredBackend)  # counted and timed (tools.medgemma.metrics)
+    assert isinstance(backend.backend, OpenAIChatBackend)
+    requests_before = _generations()
     async with backend:
         with_images = await backend.generate(request(ct_like(2)))
         text_only = await backend.generate(request([]))
@@ -119,6 +132,7 @@ async def test_generate_with_images_end_to_end(served: Served) -> None:
     assert isinstance(with_images.text, str)
     assert again.text == with_images.text  # greedy: the same request gives the same text
     assert backend.info.backend == "openai"
+    assert _generations() == requests_before + 3
 
 
 async def test_concurrent_requests_and_listing(served: Served) -> None:

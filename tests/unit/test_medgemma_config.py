@@ -10,6 +10,7 @@ from tools.medgemma.errors import ModelConfigurationError
 from tools.medgemma.factory import create_backend, open_backend
 from tools.medgemma.fake_backend import ScriptedBackend
 from tools.medgemma.identity import UNPINNED, model_identity
+from tools.medgemma.metrics import MeteredBackend
 from tools.medgemma.openai_backend import OpenAIChatBackend
 from tools.medgemma.types import ModelInfo
 from tools.writeback import build_model_device
@@ -40,10 +41,14 @@ async def test_openai_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert config.url == "http://127.0.0.1:8000/v1"
     assert "sk-secret" not in config.describe()
     assert "sk-secret" not in repr(config)
-    async with open_backend(settings) as backend:
+    async with open_backend(settings) as metered:
+        assert isinstance(metered, MeteredBackend)  # its calls counted (tools.medgemma.metrics)
+        backend = metered.backend
         assert isinstance(backend, OpenAIChatBackend)
         assert backend.url == "http://127.0.0.1:8000/v1/chat/completions"
-        assert backend.info == ModelInfo(name=DEFAULT_MODEL, dtype="bfloat16", backend="openai")
+        assert (
+            metered.info == backend.info == ModelInfo(name=DEFAULT_MODEL, dtype="bfloat16", backend="openai")
+        )
 
 
 OPENAI = {"MODEL_BACKEND": "openai"}

@@ -1,6 +1,8 @@
-"""agent.metrics: requests are labelled by the route's template (FastAPI routes, Starlette routes
-and mounts alike), never by a path with a patient id in it; an app that raises counts as 500; a
-streamed answer is timed to its end; the job ledger counts every outcome it records."""
+"""The process's metrics: requests are labelled by the route's template (FastAPI routes, Starlette
+routes and mounts alike), never by a path with a patient id in it; an app that raises counts as
+500; a streamed answer is timed to its end; the job ledger counts every outcome it records; FHIR
+attempts count by type and outcome, retries included, never by id; model calls by outcome and
+tokens, a failure by its class."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from prometheus_client import REGISTRY
@@ -19,8 +22,15 @@ from starlette.types import Receive, Scope, Send
 from agent.jobs.ledger import PatientResult, open_ledger
 from agent.metrics import RequestMetrics, serve_metrics
 from agent.settings import Settings
+from fhir_adapters import FhirClient
+from fhir_adapters.metrics import resource_label
+from tools.medgemma.errors import ModelServerError
+from tools.medgemma.fake_backend import ScriptedBackend
+from tools.medgemma.metrics import MeteredBackend
+from tools.medgemma.types import Message, ModelRequest, TextPart
 
 PATIENT = "unit-metrics-patient-91c"
+BUNDLE = {"resourceType": "Bundle", "type": "searchset", "entry": []}
 
 
 def _count(route: str, method: str, status: int) -> float:
@@ -126,3 +136,67 @@ async def test_the_ledger_counts_every_outcome_it_records(tmp_path: Path) -> Non
 
 def test_no_metrics_port_serves_nothing(tmp_path: Path) -> None:
     assert serve_metrics(Settings(state_dir=tmp_path)) is None
+
+
+# ---------------------------------------------------------------- FHIR and model calls
+
+
+@pytest.mark.parametrize(
+    ("url", "label"),
+    [
+        ("https://ehr.example/fhir/Observation?patient=p-1&code=x", "Observation"),
+        ("https://ehr.example/fhir/Patient/p-1", "Patient"),
+        ("https://ehr.example/fhir/Patient/p-1/$everything", "Patient"),
+        ("https://ehr.example/fhir", "(base)"),
+        ("https://ehr.example/fhir/?_getpages=abc", "(base)"),
+        ("https://ehr.example/fhir/$export?_type=Patient", "$export"),
+        ("https://ehr.example/fhir/metadata", "metadata"),
+        ("https://ehr.example/fhir/p-1", "other"),
+        ("https://ehr.example/fhir/Mary%20Smith", "other"),
+    ],
+)
+def test_a_fhir_request_is_labelled_by_its_type_never_its_id(url: str, label: str) -> None:
+    assert resource_label(url, "https://ehr.example/fhir") == label
+
+
+async def test_each_fhir_attempt_counts_by_outcome_retries_included() -> None:
+    def fhir(outcome: str) -> float:
+        labels = {"method": "GET", "resource_type": "Observation", "outcome": outcome}
+        return REGISTRY.get_sample_value("chartagent_fhir_requests_total", labels) or 0.0
+
+    answers = iter([httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(200, json=BUNDLE)])
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    before = {o: fhir(o) for o in ("429", "200")}
+    transport = httpx.MockTransport(lambda request: next(answers))
+    async with FhirClient("https://ehr.example/fhir", transport=transport, sleep=no_sleep) as client:
+        assert await client.search("Observation", {"patient": PATIENT}) == []
+    assert {o: fhir(o) - before[o] for o in before} == {"429": 1.0, "200": 1.0}
+
+
+async def test_model_calls_count_by_outcome_and_tokens_and_a_failure_by_its_class() -> None:
+    def model(outcome: str) -> float:
+        labels = {"backend": "fake", "outcome": outcome}
+        return REGISTRY.get_sample_value("chartagent_model_requests_total", labels) or 0.0
+
+    def tokens(kind: str) -> float:
+        return (
+            REGISTRY.get_sample_value("chartagent_model_tokens_total", {"backend": "fake", "kind": kind})
+            or 0.0
+        )
+
+    def fail(_: ModelRequest) -> str:
+        raise ModelServerError(503, "/v1/chat/completions")
+
+    backend = MeteredBackend(ScriptedBackend(["one two three", fail]))
+    before = (model("stop"), model("ModelServerError"), tokens("completion"))
+    request = ModelRequest(messages=(Message(role="user", content=(TextPart(text="hi"),)),))
+    result = await backend.generate(request)
+    with pytest.raises(ModelServerError):
+        await backend.generate(request)
+    assert result.completion_tokens == 3
+    assert model("stop") == before[0] + 1
+    assert model("ModelServerError") == before[1] + 1
+    assert tokens("completion") == before[2] + 3

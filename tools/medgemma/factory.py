@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from tools.medgemma.config import ModelConfig, ModelSettings
 from tools.medgemma.errors import ModelConfigurationError
+from tools.medgemma.metrics import MeteredBackend
 from tools.medgemma.openai_backend import OpenAIChatBackend
 from tools.medgemma.types import ModelBackend
 
@@ -26,6 +27,10 @@ def create_backend(settings: ModelSettings | ModelConfig) -> ModelBackend | None
     config = settings if isinstance(settings, ModelConfig) else ModelConfig.from_settings(settings)
     if config.backend == "none":
         return None
+    return MeteredBackend(_configured(config))
+
+
+def _configured(config: ModelConfig) -> ModelBackend:
     if config.backend == "openai":
         if config.url is None:
             raise ModelConfigurationError("the openai backend needs a URL (CHARTAGENT_MODEL_URL)")
