@@ -306,6 +306,8 @@ def notes_with(deployment: Deployment, identifier: str) -> list[Any]:
 def test_a_note_proposed_over_mcp_waits_in_the_app_until_a_person_writes_or_discards_it(
     page: Page, deployment: Deployment, patients: Patients, recorder: Recorder
 ) -> None:
+    """Two proposals wait at launch; while the app is open a third arrives and another person
+    discards one: coming back to the app (focus) shows both. Write and Discard decide the rest."""
     keep = "Recheck HbA1c in three months (proposed over MCP)."
     drop = "Stop metformin (proposed over MCP)."
     kept = propose_over_mcp(deployment, patients.chat, keep, [patients.a1c_reference])
@@ -320,12 +322,29 @@ def test_a_note_proposed_over_mcp_waits_in_the_app_until_a_person_writes_or_disc
     expect(to_drop.get_by_test_id("proposal-text")).to_have_text(drop)
     screenshot(page, "app-mcp-proposal", show=to_write)
 
+    late = "Repeat the urine albumin test (proposed over MCP)."
+    arrived = propose_over_mcp(deployment, patients.chat, late, [])
+    token = deployment.ehr.token_for(patients.chat, MCP_SCOPES).access_token.get_secret_value()
+    elsewhere = httpx.post(
+        f"{deployment.app_url}/api/proposals/{dropped}/discard",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert elsewhere.status_code == 200, elsewhere.text
+    page.evaluate("window.dispatchEvent(new Event('focus'))")  # the clinician comes back to the app
+    to_late = page.locator(f"[data-testid=proposal][data-proposal='{arrived}']")
+    expect(to_late.get_by_test_id("proposal-text")).to_have_text(late)
+    expect(to_drop.get_by_test_id("proposal-outcome")).to_have_text(
+        "No longer waiting: decided elsewhere, or expired"
+    )
+    expect(to_drop.get_by_role("button")).to_have_count(0)
+
     to_write.get_by_role("button", name="Write to chart", exact=True).click()
     expect(to_write.get_by_test_id("proposal-outcome")).to_contain_text(
         "Written to the chart as DocumentReference/"
     )
-    to_drop.get_by_role("button", name="Discard", exact=True).click()
-    expect(to_drop.get_by_test_id("proposal-outcome")).to_have_text("Discarded: nothing was written")
+    to_late.get_by_role("button", name="Discard", exact=True).click()
+    expect(to_late.get_by_test_id("proposal-outcome")).to_have_text("Discarded: nothing was written")
 
     written = notes_with(deployment, kept)
     assert len(written) == 1
@@ -334,8 +353,8 @@ def test_a_note_proposed_over_mcp_waits_in_the_app_until_a_person_writes_or_disc
         to_write.get_by_test_id("proposal-outcome").text_content() or ""
     )
     assert keep in base64.b64decode(written[0]["content"][0]["attachment"]["data"]).decode()
-    assert notes_with(deployment, dropped) == []
-    # Decided: neither waits any more.
+    assert notes_with(deployment, dropped) == notes_with(deployment, arrived) == []
+    # Decided: none waits any more.
     open_app(page, deployment.launch_url(patients.chat))
     expect(page.get_by_test_id("proposals-card")).to_be_hidden()
     assert page.locator("[data-testid=proposal]").count() == 0

@@ -209,14 +209,40 @@ async function decideProposal(li, proposal, action) {
   }
 }
 
+// The proposals this page shows, by id: a refresh adds the new ones and leaves those decided here
+// as they are; one that stopped waiting meanwhile (another person decided it, or it expired) says so.
+const shownProposals = new Map();
+const PROPOSALS_REFRESH_MS = 60_000;
+
 async function loadProposals() {
   try {
     const { proposals } = await getJson(patientPath("/proposals"));
-    clear(ui.proposals).append(...proposals.map(proposalItem));
-    ui.proposalsCard.hidden = proposals.length === 0;
+    const waiting = new Set(proposals.map((p) => p.id));
+    for (const [id, li] of shownProposals) {
+      if (waiting.has(id) || li.querySelector("[data-testid=proposal-outcome]")) continue;
+      for (const button of li.querySelectorAll("button")) button.remove();
+      li.append(el("span", { class: "outcome", testid: "proposal-outcome", text: "No longer waiting: decided elsewhere, or expired" }));
+    }
+    for (const proposal of proposals) {
+      if (shownProposals.has(proposal.id)) continue;
+      const li = proposalItem(proposal);
+      shownProposals.set(proposal.id, li);
+      ui.proposals.append(li);
+    }
+    ui.proposalsCard.hidden = shownProposals.size === 0;
   } catch (error) {
     failed(error);
   }
+}
+
+/** New proposals show up while the app is open: when the clinician comes back to it, and every minute. */
+function watchProposals() {
+  const refresh = () => {
+    if (document.visibilityState === "visible") loadProposals();
+  };
+  window.addEventListener("focus", refresh);
+  document.addEventListener("visibilitychange", refresh);
+  setInterval(refresh, PROPOSALS_REFRESH_MS);
 }
 
 function renderTrends(trends) {
@@ -411,6 +437,7 @@ async function start() {
     ui.who.textContent = user ? `Signed in as ${user[0]}` : "";
     ui.main.hidden = false;
     await Promise.all([loadView(), loadProposals()]);
+    watchProposals();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
       notice("No session. Launch ChartAgent from the EHR.", true);
