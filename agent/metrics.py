@@ -9,6 +9,8 @@
 - Notes proposed over MCP: proposed, written and discarded (`proposal_event`).
 - FHIR: each HTTP attempt of `FhirClient` (retries included) by method, resource type and outcome,
   and its seconds (fhir_adapters.metrics): the load on the EHR and its 429s.
+- DICOMweb: each HTTP attempt of `DicomWebClient` by operation (search, retrieve, store; never a
+  UID) and outcome, and its seconds (tools.imaging.dicomweb_metrics): the load on the PACS.
 - The model: each generation by backend and outcome, its seconds and tokens
   (tools.medgemma.metrics, the backend `create_backend` returns).
 

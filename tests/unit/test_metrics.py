@@ -1,8 +1,8 @@
 """The process's metrics: requests are labelled by the route's template (FastAPI routes, Starlette
 routes and mounts alike), never by a path with a patient id in it; an app that raises counts as
 500; a streamed answer is timed to its end; the job ledger counts every outcome it records; FHIR
-attempts count by type and outcome, retries included, never by id; model calls by outcome and
-tokens, a failure by its class."""
+and DICOMweb attempts count by type or operation and outcome, retries included, never by id or
+UID; model calls by outcome and tokens, a failure by its class."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from agent.metrics import RequestMetrics, serve_metrics
 from agent.settings import Settings
 from fhir_adapters import FhirClient
 from fhir_adapters.metrics import resource_label
+from tools.imaging.dicomweb import DicomWebClient
+from tools.imaging.dicomweb_metrics import operation_of
 from tools.medgemma.errors import ModelServerError
 from tools.medgemma.fake_backend import ScriptedBackend
 from tools.medgemma.metrics import MeteredBackend
@@ -200,3 +202,26 @@ async def test_model_calls_count_by_outcome_and_tokens_and_a_failure_by_its_clas
     assert model("stop") == before[0] + 1
     assert model("ModelServerError") == before[1] + 1
     assert tokens("completion") == before[2] + 3
+
+
+async def test_each_dicomweb_attempt_counts_by_operation_never_by_uid() -> None:
+    def pacs(operation: str, outcome: str) -> float:
+        labels = {"operation": operation, "outcome": outcome}
+        return REGISTRY.get_sample_value("chartagent_dicomweb_requests_total", labels) or 0.0
+
+    answers = iter([httpx.Response(503), httpx.Response(200, json=[])])
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    before = (pacs("search", "503"), pacs("search", "200"))
+    transport = httpx.MockTransport(lambda request: next(answers))
+    async with DicomWebClient(
+        "https://pacs.example/dicom-web", transport=transport, sleep=no_sleep
+    ) as pacs_client:
+        assert await pacs_client.search_series("2.25.4242") == []
+    assert (pacs("search", "503"), pacs("search", "200")) == (before[0] + 1, before[1] + 1)
+    assert operation_of("GET", "multipart/related; type=application/dicom") == "retrieve"
+    assert operation_of("POST", "application/dicom+json") == "store"
+    exposed = "\n".join(f"{s.labels}" for metric in REGISTRY.collect() for s in metric.samples)
+    assert "2.25.4242" not in exposed

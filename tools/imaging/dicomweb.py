@@ -32,6 +32,7 @@ import asyncio
 import base64
 import json
 import re
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import aclosing
@@ -52,6 +53,7 @@ from fhir_adapters.redaction import redact_credentials
 from fhir_adapters.retry import Failure, RetryPolicy, is_retryable, retry_after_seconds
 from fhir_adapters.service_client import ServiceClient
 from tools.imaging.dicom_limits import dicom_limits
+from tools.imaging.dicomweb_metrics import DICOMWEB_REQUESTS, DICOMWEB_SECONDS, operation_of
 from tools.imaging.multipart import (
     MultipartBody,
     MultipartError,
@@ -709,6 +711,7 @@ class DicomWebClient(ServiceClient):
         semaphore bounds requests in flight, not streams being read.
         """
         url = f"{self.base_url}/{path}"
+        operation = operation_of(method, accept)
         attempt = 0
         refreshed = False
         while True:
@@ -732,8 +735,13 @@ class DicomWebClient(ServiceClient):
             target = self._target(request.url)
             try:
                 async with self._semaphore:  # released during backoff so waits don't block others
-                    resp = await self._http.send(request, stream=stream)
+                    started = time.perf_counter()
+                    try:
+                        resp = await self._http.send(request, stream=stream)
+                    finally:
+                        DICOMWEB_SECONDS.labels(operation).observe(time.perf_counter() - started)
             except httpx.TransportError as exc:
+                DICOMWEB_REQUESTS.labels(operation, type(exc).__name__).inc()
                 failure = _failure_kind(exc)
                 if self.retry.can_retry(attempt) and is_retryable(idempotent=idempotent, failure=failure):
                     await self._sleep(self.retry.delay(attempt))
@@ -741,6 +749,7 @@ class DicomWebClient(ServiceClient):
                 raise DicomWebTransportError(method, target, type(exc).__name__) from exc
 
             status = resp.status_code
+            DICOMWEB_REQUESTS.labels(operation, str(status)).inc()
             if status < 300 or status in allow_statuses:
                 if stream and status >= 300:
                     await resp.aread()
