@@ -180,11 +180,17 @@ class ProposalStore:
         )
         return [_stored(r) for r in rows]
 
-    async def get(self, fhir_base: str, proposal_id: str) -> StoredProposal | None:
+    async def get(self, fhir_base: str, proposal_id: str, now: datetime) -> StoredProposal | None:
+        """The proposal; None when there is none, or it waited past `PROPOSAL_DAYS` (forgotten)."""
         rows = await self._fetch(
             f"SELECT {_COLUMNS} FROM note_proposals WHERE fhir_base = ? AND id = ?", (fhir_base, proposal_id)
         )
-        return _stored(rows[0]) if rows else None
+        found = _stored(rows[0]) if rows else None
+        if found is None or (
+            found.status == "pending" and found.proposed_at < now - timedelta(days=PROPOSAL_DAYS)
+        ):
+            return None
+        return found
 
     async def decide(
         self,

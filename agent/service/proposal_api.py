@@ -118,7 +118,7 @@ async def _decider(
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a decision needs a user (fhirUser) to record")
     base = fhir_base_of(request, principal)
     try:
-        proposal = await _store(request).get(base, proposal_id)
+        proposal = await _store(request).get(base, proposal_id, datetime.now(UTC))
     except ProposalsUnavailable:
         raise _unavailable() from None
     if proposal is None or proposal.patient != patient_id:

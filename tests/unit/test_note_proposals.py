@@ -99,7 +99,7 @@ async def test_a_patient_sees_only_their_own_on_their_own_fhir_server(tmp_path: 
         # The same patient id on another FHIR server is another patient.
         await store.propose(_proposal("c" * 64, patient="p1", base="https://other.example/fhir"), NOW)
         assert [p.id for p in await store.pending(EHR, "p1", NOW)] == ["a" * 64]
-        assert await store.get(EHR, "c" * 64) is None
+        assert await store.get(EHR, "c" * 64, NOW) is None
         assert await store.decide(EHR, "c" * 64, "discarded", by=USER, now=NOW) is None
 
 
@@ -108,8 +108,10 @@ async def test_old_proposals_are_forgotten(tmp_path: Path) -> None:
         await store.propose(_proposal("a" * 64), NOW)
         later = NOW + timedelta(days=PROPOSAL_DAYS, seconds=1)
         assert await store.pending(EHR, "p1", later) == []
+        assert await store.get(EHR, "a" * 64, later) is None  # not written once it expired
+        assert await store.get(EHR, "a" * 64, NOW) is not None
         await store.propose(_proposal("b" * 64), later)  # a new proposal clears the old rows
-        assert await store.get(EHR, "a" * 64) is None
+        assert await store.get(EHR, "a" * 64, later) is None
         assert [p.id for p in await store.pending(EHR, "p1", later)] == ["b" * 64]
 
 
