@@ -33,7 +33,8 @@ from prometheus_client import Counter, Histogram, start_http_server
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.settings import Settings
+from agent.settings import Settings, env_var
+from fhir_adapters.error_tree import ConfigurationError
 
 __all__ = [
     "HTTP_REQUESTS",
@@ -41,6 +42,7 @@ __all__ = [
     "JOB_PATIENTS",
     "JOB_PATIENT_SECONDS",
     "NOTE_PROPOSALS",
+    "MetricsPortUnavailable",
     "RequestMetrics",
     "job_outcome",
     "proposal_event",
@@ -135,10 +137,20 @@ def proposal_event(event: Literal["proposed", "written", "discarded"]) -> None:
     NOTE_PROPOSALS.labels(event).inc()
 
 
+class MetricsPortUnavailable(ConfigurationError):
+    """The metrics port could not be listened on: the process does not start half-observed."""
+
+
 def serve_metrics(settings: Settings) -> int | None:
     """Serve `/metrics` on `CHARTAGENT_METRICS_PORT` (its own thread); the port, None when unset."""
     if settings.metrics_port is None:
         return None
-    start_http_server(settings.metrics_port, addr=settings.metrics_address)
+    try:
+        start_http_server(settings.metrics_port, addr=settings.metrics_address)
+    except OSError as exc:  # in use, or an address this host does not have
+        raise MetricsPortUnavailable(
+            f"{env_var('metrics_port')}={settings.metrics_port} on {settings.metrics_address}: "
+            f"cannot listen ({exc.strerror or type(exc).__name__})"
+        ) from None
     log.info("metrics on %s:%d", settings.metrics_address, settings.metrics_port)
     return settings.metrics_port

@@ -39,7 +39,7 @@ def serve(
     import uvicorn
 
     from agent.cli.options import resolve_dicomweb_url, resolve_fhir_url
-    from agent.metrics import serve_metrics
+    from agent.metrics import MetricsPortUnavailable, serve_metrics
     from agent.service.app import create_app
     from agent.settings import load_settings
 
@@ -48,8 +48,12 @@ def serve(
     url = (public_url or f"http://{host}:{port}").rstrip("/")
     settings = load_settings()
     service = create_app(settings, public_url=url, fhir_url=fhir, dicomweb_url=pacs)
+    try:
+        metrics = serve_metrics(settings)
+    except MetricsPortUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"ChartAgent app: {url}/app/", err=False)
-    metrics = serve_metrics(settings)
     if metrics is not None:
         typer.echo(f"Metrics: http://{settings.metrics_address}:{metrics}/metrics", err=False)
     # uvicorn's access log writes each request line, query strings included: a launch's `code`

@@ -58,7 +58,7 @@ from agent.jobs.temporal_workflows import (
     PatientInput,
     RunWorkflow,
 )
-from agent.metrics import serve_metrics
+from agent.metrics import MetricsPortUnavailable, serve_metrics
 from agent.planning.change_marks import ChangeIndex
 from agent.settings import Settings, load_settings
 
@@ -268,7 +268,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     # WARNING for the libraries: httpx's INFO request lines carry FHIR URLs with patient ids.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
-    serve_metrics(settings)
+    try:
+        serve_metrics(settings)
+    except MetricsPortUnavailable as exc:
+        parser.exit(2, f"error: {exc}\n")
     asyncio.run(
         serve(
             settings,

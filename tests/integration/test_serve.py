@@ -5,6 +5,7 @@ port, labelled by route template, never by a path's patient id."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -93,3 +94,28 @@ def test_metrics_count_requests_by_route_template_on_their_own_port(
     process.terminate()
     out, _ = process.communicate(timeout=30)
     assert f"Metrics: http://127.0.0.1:{METRICS_PORT}/metrics" in out
+
+
+def test_a_metrics_port_it_cannot_listen_on_stops_it_with_a_clear_error(
+    fhir_base_url: str, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "CHARTAGENT_STATE_DIR": str(tmp_path / "state"),
+            "CHARTAGENT_METRICS_PORT": str(port),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "agent", "serve", "--port", str(free_port()), "--fhir-url", fhir_base_url],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert done.returncode == 2
+    assert f"error: CHARTAGENT_METRICS_PORT={port} on 127.0.0.1: cannot listen" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "ChartAgent app:" not in done.stdout  # it never said it was serving

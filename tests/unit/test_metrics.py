@@ -7,6 +7,7 @@ UID; model calls by outcome and tokens, a failure by its class."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from agent.jobs.ledger import PatientResult, open_ledger
-from agent.metrics import RequestMetrics, serve_metrics
+from agent.metrics import MetricsPortUnavailable, RequestMetrics, serve_metrics
 from agent.settings import Settings
 from fhir_adapters import FhirClient
 from fhir_adapters.metrics import resource_label
@@ -136,8 +137,16 @@ async def test_the_ledger_counts_every_outcome_it_records(tmp_path: Path) -> Non
     assert timed("done") == timed_done + 1  # the failure had no seconds to observe
 
 
-def test_no_metrics_port_serves_nothing(tmp_path: Path) -> None:
+def test_no_metrics_port_serves_nothing_and_a_taken_one_is_a_clear_error(tmp_path: Path) -> None:
     assert serve_metrics(Settings(state_dir=tmp_path)) is None
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(
+            MetricsPortUnavailable, match=f"CHARTAGENT_METRICS_PORT={port} on 127.0.0.1: cannot listen"
+        ):
+            serve_metrics(Settings(state_dir=tmp_path, metrics_port=port))
 
 
 # ---------------------------------------------------------------- FHIR and model calls
