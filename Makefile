@@ -68,6 +68,7 @@ test: lint typecheck
 # `python bench/bench_medgemma_gpu.py` (the real 4B architecture, random weights).
 bench: setup
 	$(PY) bench/bench_fhir_gather.py
+	$(PY) bench/bench_record_reuse.py
 	$(PY) bench/bench_fhir_write.py
 	$(PY) bench/bench_ct_prepare.py
 	$(PY) bench/bench_dicomweb_retrieve.py

@@ -50,9 +50,10 @@ from agent.chat.session import AWAITING_CONFIRMATION
 from agent.service import threads
 from agent.service.agui_events import PendingNote, RunEvents, ask_result, error_event
 from agent.service.csrf import require_csrf
-from agent.service.fhir_access import fhir_for
+from agent.service.fhir_access import fhir_base_of, fhir_for
 from agent.service.lifespans import add_lifespan
 from agent.service.principal import Principal
+from agent.service.record_reuse import reused_record
 from agent.service.runtime import ServiceRuntime, runtime_of
 from agent.service.threads import (
     NOTE_WRITES,
@@ -253,7 +254,8 @@ _DONE: Final = object()
 async def _drive(run: _Run, events: RunEvents, queue: asyncio.Queue[object]) -> None:
     """Run the graph, putting each event on `queue`, then `_DONE` (also after a failure)."""
     parts = run.parts
-    settings = runtime_of(run.request).settings
+    runtime = runtime_of(run.request)
+    settings = runtime.settings
     try:
         async with fhir_for(run.request, run.principal) as fhir:
             tools = ToolContext(
@@ -262,6 +264,13 @@ async def _drive(run: _Run, events: RunEvents, queue: asyncio.Queue[object]) -> 
                 dicomweb=parts.dicomweb,
                 model=parts.model,
                 lab_timezone=settings.lab_zone,
+                record_source=reused_record(
+                    runtime.records,
+                    run.principal,
+                    fhir_base_of(run.request, run.principal),
+                    fhir,
+                    run.patient,
+                ),
             )
             from agent.chat.context import ChatContext
 

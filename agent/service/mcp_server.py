@@ -49,6 +49,7 @@ from agent.service.fhir_access import fhir_base_of, fhir_for
 from agent.service.lifespans import add_lifespan
 from agent.service.note_proposals import NewProposal, ProposalsUnavailable, StoredProposal
 from agent.service.principal import Principal
+from agent.service.record_reuse import reused_record
 from agent.service.runtime import runtime_of
 from agent.service.threads import CHAT_READS, NOTE_WRITES, may_save_notes
 from tools.registry import PatientScoped, ToolContext, ToolRegistry, ToolResult, read_tools
@@ -281,6 +282,9 @@ def _call_tool(running: _Running) -> Any:
                 dicomweb=pacs,
                 model=None,
                 lab_timezone=runtime.settings.lab_zone,
+                record_source=reused_record(
+                    runtime.records, principal, fhir_base_of(request, principal), fhir, patient
+                ),
             )
             result = await running.registry.call(name, args, tools)
         if not result.ok:

@@ -6,12 +6,14 @@ Each feature adds the parts it owns as fields here; routes reach it with `runtim
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
 from agent.service.issuers import IssuerRegistry
 from agent.service.note_proposals import ProposalStore
+from agent.service.record_reuse import RecordReuse
 from agent.service.sessions import LaunchStore, SessionStore
 from agent.settings import Settings
 
@@ -36,9 +38,14 @@ class ServiceRuntime:
     # The chat (agent.service.agui): checkpointer, graph and planner, opened on first use and
     # closed at shutdown; the busy-thread registry. Set by agui.install.
     chat: ChatService | None = None
+    # Patients' records kept between runs of the chat and MCP's tools (agent.service.record_reuse).
+    records: RecordReuse = field(init=False)
     # Notes proposed over MCP, waiting for a person (agent.service.proposal_api opens it in the
     # app's lifespan; None before it, or without one).
     proposals: ProposalStore | None = None
+
+    def __post_init__(self) -> None:
+        self.records = RecordReuse(margin=timedelta(seconds=self.settings.change_check_margin_s))
 
 
 def runtime_of(conn: HTTPConnection) -> ServiceRuntime:

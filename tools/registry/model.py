@@ -8,6 +8,7 @@ study/series/instance UIDs of an image. The chat agent may only cite what a tool
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING
@@ -63,6 +64,8 @@ class ToolContext:
     """The run a tool works for. One patient only: every read is scoped to `patient_id`.
 
     The gathered record is kept for the run (one manifest read serves every tool call).
+    `record_source`, when given, supplies it instead of a read of its own (the service's records
+    kept between runs: agent.service.record_reuse).
     """
 
     fhir: FhirClient
@@ -71,6 +74,7 @@ class ToolContext:
     model: ModelBackend | None = None
     now: datetime = field(default_factory=utc_now)
     lab_timezone: tzinfo = UTC
+    record_source: Callable[[], Awaitable[PatientRecord]] | None = field(default=None, repr=False)
     _record: PatientRecord | None = field(default=None, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
@@ -79,5 +83,8 @@ class ToolContext:
 
         async with self._lock:
             if self._record is None:
-                self._record = await gather_record(self.fhir, self.patient_id)
+                source = self.record_source
+                self._record = await (
+                    source() if source is not None else gather_record(self.fhir, self.patient_id)
+                )
             return self._record

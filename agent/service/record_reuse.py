@@ -1,0 +1,132 @@
+"""A patient's gathered record kept between the service's runs, reused while the server shows
+nothing new: a chat's follow-up question, or an MCP client's next tool call, instead of reading
+and parsing the whole record again (a real chart's thousands of resources take a read of many
+pages and about 0.1 ms of validation a resource).
+
+Kept per caller, FHIR server and patient (`RecordKey`): the caller's label and scopes are part of
+the key, since what a grant may read is what the record holds. A kept record is reused when it
+is younger than `MAX_AGE_S` and a round of searches finds nothing of the patient's newer than the
+instant the record was read at, as the server's clock gave it (`change_marks.server_instant`,
+less the change-check margin for writes that commit after they are stamped): the Patient
+(`_id`) and each type the record gathers (`_lastUpdated=gt<instant>`, one page). Anything found,
+a failed search or no server instant: the record is read again.
+
+Limits, those of `_lastUpdated` (agent.planning.change_marks): a resource deleted outright
+leaves no trace, so a kept record may hold it for up to `MAX_AGE_S` (EHRs mark errors
+`entered-in-error`, an update, which is found).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from agent.service.principal import Principal
+from fhir_adapters import FhirClient
+from fhir_adapters.error_tree import ServiceError
+from fhir_adapters.search import Param, patient_search_param
+from tools.record import DEFAULT_TYPES, PatientRecord, gather_record
+
+__all__ = ["MAX_AGE_S", "MAX_RECORDS", "RecordKey", "RecordReuse", "reused_record"]
+
+# How long a kept record may be reused at most, and how many are kept (the least recently used go).
+MAX_AGE_S: Final = 600.0
+MAX_RECORDS: Final = 256
+# Changes found per type before the record is read again anyway: one is enough.
+_PROBE_COUNT: Final = 1
+
+
+@dataclass(frozen=True)
+class RecordKey:
+    caller: str  # the principal's PHI-free label
+    scopes: str  # its scopes, space-separated and sorted
+    fhir_base: str
+    patient_id: str
+
+
+@dataclass(frozen=True)
+class _Kept:
+    record: PatientRecord
+    as_of: datetime  # the server's clock before the read, less the margin
+    kept_at: float  # monotonic seconds
+
+
+class RecordReuse:
+    """The records kept by this process (each API replica has its own)."""
+
+    def __init__(
+        self,
+        *,
+        margin: timedelta,
+        max_age_s: float = MAX_AGE_S,
+        max_records: int = MAX_RECORDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._margin = margin
+        self._max_age_s = max_age_s
+        self._max_records = max_records
+        self._clock = clock
+        self._kept: OrderedDict[RecordKey, _Kept] = OrderedDict()
+        self.reused = 0  # how many reads a kept record spared (for tests and benchmarks)
+
+    async def record(self, key: RecordKey, fhir: FhirClient) -> PatientRecord:
+        """The patient's record: the kept one while nothing changed, else read (and kept)."""
+        kept = self._kept.get(key)
+        if (
+            kept is not None
+            and self._clock() - kept.kept_at < self._max_age_s
+            and await _unchanged_since(fhir, key.patient_id, kept.as_of)
+        ):
+            self._kept.move_to_end(key)
+            self.reused += 1
+            return kept.record
+        # Here, not at the top: the service's runtime holds this store, and the CDS hook, which
+        # shares the runtime, must load no planning (model) code.
+        from agent.planning.change_marks import server_instant
+
+        as_of = await server_instant(fhir, margin=self._margin)
+        record = await gather_record(fhir, key.patient_id)
+        if as_of is None:  # no server clock to check against later: not kept
+            self._kept.pop(key, None)
+            return record
+        self._kept[key] = _Kept(record=record, as_of=as_of, kept_at=self._clock())
+        self._kept.move_to_end(key)
+        while len(self._kept) > self._max_records:
+            self._kept.popitem(last=False)
+        return record
+
+
+async def _unchanged_since(fhir: FhirClient, patient_id: str, instant: datetime) -> bool:
+    """No resource of the patient is newer than `instant`: the first page of each search (the
+    flavour's required splits included, as `FhirClient.search_patient` makes them) is empty."""
+    since: Param = ("_lastUpdated", f"gt{instant.isoformat()}")
+    searches: list[tuple[str, list[Param]]] = [("Patient", [("_id", patient_id), since])]
+    for resource_type in DEFAULT_TYPES:
+        base: list[Param] = [(patient_search_param(resource_type), patient_id), since]
+        searches += [(resource_type, s) for s in fhir.flavour.expand_search(resource_type, base)]
+
+    async def changed(resource_type: str, params: list[Param]) -> bool:
+        async for page in fhir.search_pages(resource_type, params, count=_PROBE_COUNT, max_pages=1):
+            return bool(page.get("entry"))
+        return False
+
+    try:
+        answers = await asyncio.gather(*(changed(t, p) for t, p in searches))
+    except ServiceError:
+        return False
+    return not any(answers)
+
+
+def reused_record(
+    reuse: RecordReuse, principal: Principal, fhir_base: str, fhir: FhirClient, patient_id: str
+) -> Callable[[], Awaitable[PatientRecord]]:
+    """A `ToolContext.record_source` over `reuse` for this caller's view of the patient."""
+    key = RecordKey(
+        caller=principal.label, scopes=principal.scopes.text, fhir_base=fhir_base, patient_id=patient_id
+    )
+    return lambda: reuse.record(key, fhir)
