@@ -97,3 +97,24 @@ async def test_a_kept_record_is_reused_until_the_patient_changes(fhir: str, coho
         other = await reuse.record(key(patient, "patient/Observation.rs"), client)
         assert other is not changed
     assert reuse.reused == 2
+
+
+async def test_the_least_recently_used_records_go_when_the_resource_budget_is_spent(
+    fhir: str, cohort: Cohort
+) -> None:
+    one, two = (p.id for p in cohort.patients)
+    async with FhirClient(fhir, flavour="sekmet") as client:
+        sizes = {
+            p: (await RecordReuse(margin=timedelta(0)).record(key(p), client)).manifest.total
+            for p in (one, two)
+        }
+        reuse = RecordReuse(margin=timedelta(0), max_resources=sizes[one] + sizes[two] - 1)
+        await reuse.record(key(one), client)
+        assert reuse.kept == (1, sizes[one])
+        await reuse.record(key(two), client)  # over the budget: the older record goes
+        assert reuse.kept == (1, sizes[two])
+        await reuse.record(key(two), client)
+        assert reuse.reused == 1
+        small = RecordReuse(margin=timedelta(0), max_resources=min(sizes.values()) - 1)
+        await small.record(key(one), client)  # larger than the whole budget: not kept
+        assert small.kept == (0, 0)
