@@ -49,7 +49,9 @@ async def run(latency_ms: float, samples: int) -> None:
             resources = await load(seeder, PATIENT_ID)
         transport = LatencyTransport(latency_ms / 1000)
         reuse = RecordReuse(margin=MARGIN)
-        key = RecordKey(caller="bench", scopes="patient/*.rs", fhir_base=base_url, patient_id=PATIENT_ID)
+        key = RecordKey(
+            caller="bench", user=None, scopes="patient/*.rs", fhir_base=base_url, patient_id=PATIENT_ID
+        )
         async with FhirClient(base_url, transport=transport, flavour="sekmet") as client:
             kept = await reuse.record(key, client)
             times: dict[str, list[tuple[float, float, int]]] = {"reused": [], "read": []}

@@ -3,8 +3,10 @@ nothing new: a chat's follow-up question, or an MCP client's next tool call, ins
 and parsing the whole record again (a real chart's thousands of resources take a read of many
 pages and about 0.1 ms of validation a resource).
 
-Kept per caller, FHIR server and patient (`RecordKey`): the caller's label and scopes are part of
-the key, since what a grant may read is what the record holds. A kept record is reused when it
+Kept per caller, FHIR server and patient (`RecordKey`): the caller's label, user (`fhirUser`) and
+scopes are part of the key, since what a grant, and the EHR for that user, lets it read is what the
+record holds; the check's searches go with the caller's own grant, so one revoked meanwhile fails
+them and nothing kept is served. A kept record is reused when it
 is younger than `MAX_AGE_S` and a round of searches finds nothing of the patient's newer than the
 instant the record was read at, as the server's clock gave it (`change_marks.server_instant`,
 less the change-check margin for writes that commit after they are stamped): the Patient
@@ -46,7 +48,10 @@ _PROBE_COUNT: Final = 1
 
 @dataclass(frozen=True)
 class RecordKey:
-    caller: str  # the principal's PHI-free label
+    # The principal's PHI-free label (a session's hash, a token's client id, a key's name) and its
+    # user: tokens of one client carry one label, and an EHR may show its users different things.
+    caller: str
+    user: str | None
     scopes: str  # its scopes, space-separated and sorted
     fhir_base: str
     patient_id: str
@@ -144,6 +149,10 @@ def reused_record(
 ) -> Callable[[], Awaitable[PatientRecord]]:
     """A `ToolContext.record_source` over `reuse` for this caller's view of the patient."""
     key = RecordKey(
-        caller=principal.label, scopes=principal.scopes.text, fhir_base=fhir_base, patient_id=patient_id
+        caller=principal.label,
+        user=principal.fhir_user,
+        scopes=principal.scopes.text,
+        fhir_base=fhir_base,
+        patient_id=patient_id,
     )
     return lambda: reuse.record(key, fhir)

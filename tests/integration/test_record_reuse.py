@@ -39,7 +39,13 @@ class Clock:
 
 
 def key(patient: str, scopes: str = "patient/*.rs") -> RecordKey:
-    return RecordKey(caller="token:client-a", scopes=scopes, fhir_base="http://fhir.test", patient_id=patient)
+    return RecordKey(
+        caller="token:client-a",
+        user="Practitioner/1",
+        scopes=scopes,
+        fhir_base="http://fhir.test",
+        patient_id=patient,
+    )
 
 
 def observation(patient: str) -> dict[str, Any]:
@@ -93,9 +99,14 @@ async def test_a_kept_record_is_reused_until_the_patient_changes(fhir: str, coho
 
         clock.now += 601  # older than MAX_AGE_S: read again, whatever the server says
         assert await reuse.record(key(patient), client) is not changed
-        # Another grant's view is its own record.
+        # Another grant's view is its own record, and so is another user's of the same client.
         other = await reuse.record(key(patient, "patient/Observation.rs"), client)
         assert other is not changed
+        colleague = RecordKey(
+            caller="token:client-a", user="Practitioner/2", scopes="patient/*.rs", fhir_base="http://fhir.test",
+            patient_id=patient,
+        )  # fmt: skip
+        assert await reuse.record(colleague, client) is not changed
     assert reuse.reused == 2
 
 
