@@ -13,6 +13,9 @@ less the change-check margin for writes that commit after they are stamped): the
 (`_id`) and each type the record gathers (`_lastUpdated=gt<instant>`, one page). Anything found,
 a failed search or no server instant: the record is read again.
 
+A server that refuses such a search (a 400-class answer other than 401, 403 and 429) keeps nothing
+afterwards: every check would fail the same way and cost its requests for nothing.
+
 Limits, those of `_lastUpdated` (agent.planning.change_marks): a resource deleted outright
 leaves no trace, so a kept record may hold it for up to `MAX_AGE_S` (EHRs mark errors
 `entered-in-error`, an update, which is found).
@@ -26,11 +29,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, Literal
 
 from agent.service.principal import Principal
 from fhir_adapters import FhirClient
 from fhir_adapters.error_tree import ServiceError
+from fhir_adapters.errors import FhirHttpError
 from fhir_adapters.search import Param, patient_search_param
 from tools.record import DEFAULT_TYPES, PatientRecord, gather_record
 
@@ -44,6 +48,9 @@ MAX_RECORDS: Final = 256
 MAX_RESOURCES: Final = 40_000
 # Changes found per type before the record is read again anyway: one is enough.
 _PROBE_COUNT: Final = 1
+# What a check found: nothing newer; something; no answer (a failure); or a refusal of the search
+# itself (a server without `_lastUpdated` on some type).
+Changes = Literal["none", "found", "unknown", "refused"]
 
 
 @dataclass(frozen=True)
@@ -81,21 +88,25 @@ class RecordReuse:
         self._max_records = max_records
         self._max_resources = max_resources
         self._resources = 0  # of the kept records, in all
+        # FHIR servers that refused a check's search (400-class): each check would fail again.
+        self._refusing: set[str] = set()
         self._clock = clock
         self._kept: OrderedDict[RecordKey, _Kept] = OrderedDict()
         self.reused = 0  # how many reads a kept record spared (for tests and benchmarks)
 
     async def record(self, key: RecordKey, fhir: FhirClient) -> PatientRecord:
         """The patient's record: the kept one while nothing changed, else read (and kept)."""
+        if key.fhir_base in self._refusing:
+            return await gather_record(fhir, key.patient_id)
         kept = self._kept.get(key)
-        if (
-            kept is not None
-            and self._clock() - kept.kept_at < self._max_age_s
-            and await _unchanged_since(fhir, key.patient_id, kept.as_of)
-        ):
-            self._kept.move_to_end(key)
-            self.reused += 1
-            return kept.record
+        if kept is not None and self._clock() - kept.kept_at < self._max_age_s:
+            found = await _changes_since(fhir, key.patient_id, kept.as_of)
+            if found == "none":
+                self._kept.move_to_end(key)
+                self.reused += 1
+                return kept.record
+            if found == "refused":  # this server takes no such search: keep nothing of it again
+                self._refusing.add(key.fhir_base)
         # Here, not at the top: the service's runtime holds this store, and the CDS hook, which
         # shares the runtime, must load no planning (model) code.
         from agent.planning.change_marks import server_instant
@@ -105,7 +116,11 @@ class RecordReuse:
         self._forget(key)
         # Without the server's clock there is nothing to check against later; a record larger than
         # the whole budget would push every other one out.
-        if as_of is not None and record.manifest.total <= self._max_resources:
+        if (
+            as_of is not None
+            and record.manifest.total <= self._max_resources
+            and key.fhir_base not in self._refusing
+        ):
             self._kept[key] = _Kept(record=record, as_of=as_of, kept_at=self._clock())
             self._resources += record.manifest.total
             while len(self._kept) > self._max_records or self._resources > self._max_resources:
@@ -123,9 +138,9 @@ class RecordReuse:
             self._resources -= gone.record.manifest.total
 
 
-async def _unchanged_since(fhir: FhirClient, patient_id: str, instant: datetime) -> bool:
-    """No resource of the patient is newer than `instant`: the first page of each search (the
-    flavour's required splits included, as `FhirClient.search_patient` makes them) is empty."""
+async def _changes_since(fhir: FhirClient, patient_id: str, instant: datetime) -> Changes:
+    """Whether any resource of the patient is newer than `instant`: the first page of each search
+    (the flavour's required splits included, as `FhirClient.search_patient` makes them)."""
     since: Param = ("_lastUpdated", f"gt{instant.isoformat()}")
     searches: list[tuple[str, list[Param]]] = [("Patient", [("_id", patient_id), since])]
     for resource_type in DEFAULT_TYPES:
@@ -139,9 +154,11 @@ async def _unchanged_since(fhir: FhirClient, patient_id: str, instant: datetime)
 
     try:
         answers = await asyncio.gather(*(changed(t, p) for t, p in searches))
+    except FhirHttpError as exc:
+        return "refused" if 400 <= exc.status < 500 and exc.status not in (401, 403, 429) else "unknown"
     except ServiceError:
-        return False
-    return not any(answers)
+        return "unknown"
+    return "found" if any(answers) else "none"
 
 
 def reused_record(
