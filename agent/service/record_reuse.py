@@ -38,7 +38,15 @@ from fhir_adapters.errors import FhirHttpError
 from fhir_adapters.search import Param, patient_search_param
 from tools.record import DEFAULT_TYPES, PatientRecord, gather_record
 
-__all__ = ["MAX_AGE_S", "MAX_RECORDS", "MAX_RESOURCES", "RecordKey", "RecordReuse", "reused_record"]
+__all__ = [
+    "MAX_AGE_S",
+    "MAX_RECORDS",
+    "MAX_RESOURCES",
+    "MIN_RESOURCES",
+    "RecordKey",
+    "RecordReuse",
+    "reused_record",
+]
 
 # How long a kept record may be reused at most, and how many records and resources are kept at
 # most (the least recently used go first). A parsed resource takes about 8 KB (a 2,000-resource
@@ -46,6 +54,11 @@ __all__ = ["MAX_AGE_S", "MAX_RECORDS", "MAX_RESOURCES", "RecordKey", "RecordReus
 MAX_AGE_S: Final = 600.0
 MAX_RECORDS: Final = 256
 MAX_RESOURCES: Final = 40_000
+# A smaller record is read each time: its read costs about what the check does (11 searches; a
+# read's client side is about 0.1 ms of CPU a resource), and under load the check's searches cost
+# the server more (`bench/bench_chat_stream.py` on 150-resource records: p95 5.0-5.2 s with
+# every record kept, 4.2-4.4 s without).
+MIN_RESOURCES: Final = 500
 # Changes found per type before the record is read again anyway: one is enough.
 _PROBE_COUNT: Final = 1
 # What a check found: nothing newer; something; no answer (a failure); or a refusal of the search
@@ -81,8 +94,10 @@ class RecordReuse:
         max_age_s: float = MAX_AGE_S,
         max_records: int = MAX_RECORDS,
         max_resources: int = MAX_RESOURCES,
+        min_resources: int = MIN_RESOURCES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._min_resources = min_resources
         self._margin = margin
         self._max_age_s = max_age_s
         self._max_records = max_records
@@ -114,11 +129,11 @@ class RecordReuse:
         as_of = await server_instant(fhir, margin=self._margin)
         record = await gather_record(fhir, key.patient_id)
         self._forget(key)
-        # Without the server's clock there is nothing to check against later; a record larger than
-        # the whole budget would push every other one out.
+        # Without the server's clock there is nothing to check against later; a small record is
+        # cheaper read than checked; one larger than the whole budget would push every other out.
         if (
             as_of is not None
-            and record.manifest.total <= self._max_resources
+            and self._min_resources <= record.manifest.total <= self._max_resources
             and key.fhir_base not in self._refusing
         ):
             self._kept[key] = _Kept(record=record, as_of=as_of, kept_at=self._clock())

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fhir_reads import server_with
 
-from agent.service.record_reuse import RecordKey, RecordReuse
+from agent.service.record_reuse import MIN_RESOURCES, RecordKey, RecordReuse
 from agent.testbed.cohort import Cohort, generate_cohort
 from fhir_adapters import FhirClient
 
@@ -73,7 +73,7 @@ async def test_a_kept_record_is_reused_until_the_patient_changes(fhir: str, coho
 
     clock = Clock()
     # No margin: the embedded server stamps and commits each write under one lock.
-    reuse = RecordReuse(margin=timedelta(0), clock=clock)
+    reuse = RecordReuse(margin=timedelta(0), min_resources=0, clock=clock)
     async with FhirClient(
         fhir, flavour="sekmet", http=httpx.AsyncClient(event_hooks={"request": [seen]})
     ) as client:
@@ -116,16 +116,27 @@ async def test_the_least_recently_used_records_go_when_the_resource_budget_is_sp
     one, two = (p.id for p in cohort.patients)
     async with FhirClient(fhir, flavour="sekmet") as client:
         sizes = {
-            p: (await RecordReuse(margin=timedelta(0)).record(key(p), client)).manifest.total
+            p: (await RecordReuse(margin=timedelta(0), min_resources=0).record(key(p), client)).manifest.total
             for p in (one, two)
         }
-        reuse = RecordReuse(margin=timedelta(0), max_resources=sizes[one] + sizes[two] - 1)
+        reuse = RecordReuse(margin=timedelta(0), min_resources=0, max_resources=sizes[one] + sizes[two] - 1)
         await reuse.record(key(one), client)
         assert reuse.kept == (1, sizes[one])
         await reuse.record(key(two), client)  # over the budget: the older record goes
         assert reuse.kept == (1, sizes[two])
         await reuse.record(key(two), client)
         assert reuse.reused == 1
-        small = RecordReuse(margin=timedelta(0), max_resources=min(sizes.values()) - 1)
+        small = RecordReuse(margin=timedelta(0), min_resources=0, max_resources=min(sizes.values()) - 1)
         await small.record(key(one), client)  # larger than the whole budget: not kept
         assert small.kept == (0, 0)
+
+
+async def test_a_small_record_is_read_each_time_not_checked(fhir: str, cohort: Cohort) -> None:
+    patient = cohort.patients[0].id
+    reuse = RecordReuse(margin=timedelta(0))  # MIN_RESOURCES: this cohort's records are smaller
+    async with FhirClient(fhir, flavour="sekmet") as client:
+        first = await reuse.record(key(patient), client)
+        assert first.manifest.total < MIN_RESOURCES
+        assert reuse.kept == (0, 0)
+        assert await reuse.record(key(patient), client) is not first
+    assert reuse.reused == 0

@@ -42,7 +42,7 @@ def refusing(sent: list[httpx.Request]) -> Any:
 
 async def test_a_server_refusing_the_check_gets_plain_reads_afterwards() -> None:
     sent: list[httpx.Request] = []
-    reuse = RecordReuse(margin=timedelta(0))
+    reuse = RecordReuse(margin=timedelta(0), min_resources=0)
     async with FhirClient(BASE, transport=httpx.MockTransport(refusing(sent))) as fhir:
         await reuse.record(KEY, fhir)  # read and kept
         assert reuse.kept[0] == 1
