@@ -12,16 +12,17 @@ statement asks (`Database.lock_rows`).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agent.settings import Settings, SettingsError
 
-__all__ = ["Database", "Tx", "create_tables", "database_errors", "open_database"]
+__all__ = ["Database", "TablesOwner", "Tx", "create_tables", "database_errors", "open_database", "open_owner"]
 
 
 class Tx(Protocol):
@@ -119,6 +120,35 @@ class _Postgres:
     @asynccontextmanager
     async def reads(self) -> AsyncIterator[Tx]:
         yield _PostgresTx(self._conn)  # an autocommit connection
+
+
+class TablesOwner:
+    """A user of the shared database with tables of its own: one connection, whose transactions
+    its tasks take in turn (`_lock`), and its tables created by `setup`."""
+
+    def __init__(self, db: Database, schema: Sequence[str], lock_key: int) -> None:
+        self._db = db
+        self._lock = asyncio.Lock()
+        self._schema = tuple(schema)
+        self._lock_key = lock_key
+
+    async def setup(self) -> None:
+        async with self._lock, self._db.transaction() as tx:
+            await create_tables(self._db, tx, self._schema, self._lock_key)
+
+
+Owner = TypeVar("Owner", bound=TablesOwner)
+
+
+@asynccontextmanager
+async def open_owner(
+    settings: Settings, sqlite_file: str, make: Callable[[Database], Owner]
+) -> AsyncIterator[Owner]:
+    """`make`'s store over its own connection to the shared database, its tables created if new."""
+    async with open_database(settings, sqlite_file) as db:
+        owner = make(db)
+        await owner.setup()
+        yield owner
 
 
 async def create_tables(db: Database, tx: Tx, statements: Sequence[str], lock_key: int) -> None:

@@ -15,7 +15,6 @@ is taken only when it is free, ours, or expired (its holder crashed).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -27,7 +26,7 @@ from pydantic import BaseModel
 
 from agent.metrics import job_outcome
 from agent.settings import Settings
-from agent.state_database import Database, Tx, create_tables, open_database
+from agent.state_database import Database, TablesOwner, Tx, create_tables, open_owner
 
 __all__ = [
     "LEDGER_FILE",
@@ -156,13 +155,12 @@ _PATIENT_COLUMNS: Final = (
 _ADDED_COLUMNS: Final = (("job_patients", "interrupted", "INTEGER NOT NULL DEFAULT 0"),)
 
 
-class Ledger:
+class Ledger(TablesOwner):
     """The ledger's one interface over either database. One connection per process: its
     transactions are serialised by a lock (asyncio tasks of one executor share it)."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
-        self._lock = asyncio.Lock()
+        super().__init__(db, _SCHEMA, _SETUP_LOCK)
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Tx]:
@@ -170,8 +168,10 @@ class Ledger:
             yield tx
 
     async def setup(self) -> None:
+        """The tables, and the columns later versions added, in one transaction (under the
+        schema's lock on Postgres: replicas starting at once add each column once)."""
         async with self._tx() as tx:
-            await create_tables(self._db, tx, _SCHEMA, _SETUP_LOCK)
+            await create_tables(self._db, tx, self._schema, self._lock_key)
             for table, column, definition in _ADDED_COLUMNS:
                 if not (await tx.fetch(self._db.count_columns, (table, column)))[0][0]:
                     await tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
@@ -484,7 +484,5 @@ def _patient_row(row: tuple[Any, ...]) -> PatientRow:
 
 @asynccontextmanager
 async def open_ledger(settings: Settings) -> AsyncIterator[Ledger]:
-    async with open_database(settings, LEDGER_FILE) as db:
-        ledger = Ledger(db)
-        await ledger.setup()
+    async with open_owner(settings, LEDGER_FILE, Ledger) as ledger:
         yield ledger

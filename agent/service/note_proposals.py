@@ -19,7 +19,6 @@ A proposal not decided within `PROPOSAL_DAYS`, and a decision older than that, a
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -30,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.service.token_uses import SERVICE_DATABASE_FILE
 from agent.settings import Settings
-from agent.state_database import Database, create_tables, database_errors, open_database
+from agent.state_database import Database, TablesOwner, database_errors, open_owner
 from fhir_adapters.error_tree import ChartAgentError
 
 __all__ = [
@@ -129,16 +128,11 @@ def _stored(row: Sequence[Any]) -> StoredProposal:
     )
 
 
-class ProposalStore:
+class ProposalStore(TablesOwner):
     """Proposals in the shared database; one connection, its transactions serialised."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
-        self._lock = asyncio.Lock()
-
-    async def setup(self) -> None:
-        async with self._lock, self._db.transaction() as tx:
-            await create_tables(self._db, tx, _SCHEMA, _SETUP_LOCK)
+        super().__init__(db, _SCHEMA, _SETUP_LOCK)
 
     async def propose(self, proposal: NewProposal, now: datetime) -> StoredProposal:
         """Keeps the proposal (see the module docstring for one proposed again); its state now."""
@@ -233,7 +227,5 @@ class ProposalStore:
 @asynccontextmanager
 async def open_proposals(settings: Settings) -> AsyncIterator[ProposalStore]:
     """The shared store of proposed notes, its table created if new."""
-    async with open_database(settings, SERVICE_DATABASE_FILE) as db:
-        store = ProposalStore(db)
-        await store.setup()
+    async with open_owner(settings, SERVICE_DATABASE_FILE, ProposalStore) as store:
         yield store

@@ -22,7 +22,6 @@ A row is `(id, expires_at, generation, sealed)`:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -45,7 +44,7 @@ from agent.service.runtime import runtime_of
 from agent.service.sessions import Session
 from agent.service.token_uses import SERVICE_DATABASE_FILE
 from agent.settings import Settings, decode_session_key
-from agent.state_database import Database, Tx, create_tables, database_errors, open_database
+from agent.state_database import Database, TablesOwner, Tx, database_errors, open_owner
 from fhir_adapters.smart_app_launch import SmartConfiguration
 from fhir_adapters.smart_scopes import ScopeSet
 
@@ -135,20 +134,15 @@ def _row_id(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-class SharedSessions:
+class SharedSessions(TablesOwner):
     """Sealed sessions in the shared database; one connection, its transactions serialised."""
 
     def __init__(self, db: Database, key: bytes, *, clock: Callable[[], float] = time.time) -> None:
-        self._db = db
+        super().__init__(db, _SCHEMA, _SETUP_LOCK)
         self._aead = AESGCM(key)
         self._clock = clock
-        self._lock = asyncio.Lock()
         # Postgres waits for a row another replica is refreshing (SQLite's transaction locks the file).
         self._for_update = " FOR UPDATE" if db.postgres else ""
-
-    async def setup(self) -> None:
-        async with self._lock, self._db.transaction() as tx:
-            await create_tables(self._db, tx, _SCHEMA, _SETUP_LOCK)
 
     def _seal(self, stored: StoredSession) -> str:
         nonce = os.urandom(_NONCE_BYTES)
@@ -255,9 +249,8 @@ class SharedSessions:
 
 @asynccontextmanager
 async def open_shared_sessions(settings: Settings, key: SecretStr) -> AsyncIterator[SharedSessions]:
-    async with open_database(settings, SERVICE_DATABASE_FILE) as db:
-        sessions = SharedSessions(db, decode_session_key(key))
-        await sessions.setup()
+    secret = decode_session_key(key)
+    async with open_owner(settings, SERVICE_DATABASE_FILE, lambda db: SharedSessions(db, secret)) as sessions:
         yield sessions
 
 

@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from typing import Final, Protocol
 
 from agent.settings import Settings
-from agent.state_database import Database, create_tables, database_errors, open_database
+from agent.state_database import Database, TablesOwner, database_errors, open_owner
 from fhir_adapters.error_tree import ChartAgentError
 
 __all__ = [
@@ -83,16 +83,11 @@ class MemoryTokenUses:
             return True
 
 
-class DatabaseTokenUses:
+class DatabaseTokenUses(TablesOwner):
     """Used tokens in the shared state database; one connection, its transactions serialised."""
 
     def __init__(self, db: Database) -> None:
-        self._db = db
-        self._lock = asyncio.Lock()
-
-    async def setup(self) -> None:
-        async with self._lock, self._db.transaction() as tx:
-            await create_tables(self._db, tx, _SCHEMA, _SETUP_LOCK)
+        super().__init__(db, _SCHEMA, _SETUP_LOCK)
 
     async def first_use(self, issuer: str, jti: str, *, forget_at: float, now: float) -> bool:
         try:
@@ -114,7 +109,5 @@ class DatabaseTokenUses:
 @asynccontextmanager
 async def open_token_uses(settings: Settings) -> AsyncIterator[DatabaseTokenUses]:
     """The shared store of used tokens, its table created if new."""
-    async with open_database(settings, SERVICE_DATABASE_FILE) as db:
-        uses = DatabaseTokenUses(db)
-        await uses.setup()
+    async with open_owner(settings, SERVICE_DATABASE_FILE, DatabaseTokenUses) as uses:
         yield uses
