@@ -126,9 +126,9 @@ class RequestMetrics:
             HTTP_SECONDS.labels(route, method).observe(time.perf_counter() - start)
 
 
-def job_outcome(status: str, seconds: float | None = None) -> None:
-    """One patient's outcome as the ledger recorded it (`seconds`: when the patient was run)."""
-    JOB_PATIENTS.labels(status).inc()
+def job_outcome(status: str, seconds: float | None = None, *, count: int = 1) -> None:
+    """`count` patients' outcome as the ledger recorded it (`seconds`: one run patient's)."""
+    JOB_PATIENTS.labels(status).inc(count)
     if seconds is not None:
         JOB_PATIENT_SECONDS.labels(status).observe(seconds)
 

@@ -132,8 +132,20 @@ class TablesOwner:
         self._schema = tuple(schema)
         self._lock_key = lock_key
 
-    async def setup(self) -> None:
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Tx]:
+        """A transaction, when this owner's earlier ones are over."""
         async with self._lock, self._db.transaction() as tx:
+            yield tx
+
+    @asynccontextmanager
+    async def _reads(self) -> AsyncIterator[Tx]:
+        """Single reads outside a transaction (`Database.reads`), in the same turn."""
+        async with self._lock, self._db.reads() as tx:
+            yield tx
+
+    async def setup(self) -> None:
+        async with self._tx() as tx:
             await create_tables(self._db, tx, self._schema, self._lock_key)
 
 

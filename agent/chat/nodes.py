@@ -20,7 +20,7 @@ from fhir_adapters.confirmed import post_transaction
 from fhir_adapters.error_tree import ChartAgentError
 from tools.registry import Citation, ToolResult
 from tools.writeback.ai_labels import ModelIdentity, chartagent_version
-from tools.writeback.chat_note import build_note_transaction
+from tools.writeback.chat_note import build_note_transaction, note_reference
 
 __all__ = ["act", "answer", "confirm_note", "plan", "start_turn"]
 
@@ -159,9 +159,7 @@ async def confirm_note(state: ChatState, runtime: Runtime[ChatContext]) -> ChatS
         identity=identity,
         created=ctx.tools.now,
     )
-    result = await post_transaction(ctx.tools.fhir, bundle)
-    first = result.entries[0].reference if result.entries else None
-    reference = first or f"DocumentReference?identifier={token}"
+    reference = note_reference(await post_transaction(ctx.tools.fhir, bundle), token)
     text = f"Saved the note as {reference} (AI-generated, preliminary)."
     return {
         "answer": text,

@@ -162,11 +162,6 @@ class Ledger(TablesOwner):
     def __init__(self, db: Database) -> None:
         super().__init__(db, _SCHEMA, _SETUP_LOCK)
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[Tx]:
-        async with self._lock, self._db.transaction() as tx:
-            yield tx
-
     async def setup(self) -> None:
         """The tables, and the columns later versions added, in one transaction (under the
         schema's lock on Postgres: replicas starting at once add each column once)."""
@@ -391,8 +386,7 @@ class Ledger(TablesOwner):
                     (now, now, run_id, patient_id),
                 ):
                     recorded.append(patient_id)
-        for _ in recorded:
-            job_outcome("unchanged")
+        job_outcome("unchanged", count=len(recorded))
         return recorded
 
     async def attempts(self, run_id: str, patient_id: str) -> int:

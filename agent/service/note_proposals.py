@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 PROPOSAL_DAYS: Final = 14
+_KEPT_FOR: Final = timedelta(days=PROPOSAL_DAYS)
 
 ProposalStatus = Literal["pending", "written", "discarded"]
 
@@ -64,6 +65,7 @@ _SCHEMA: Final = (
 # Serialises the schema's creation among replicas starting at once (Postgres's catalog).
 _SETUP_LOCK: Final = 4242120015
 _COLUMNS: Final = "id, patient, status, proposed_at, proposer, decided_at, decided_by, reference, body"
+_ONE: Final = f"SELECT {_COLUMNS} FROM note_proposals WHERE fhir_base = ? AND id = ?"
 
 
 class ProposalsUnavailable(ChartAgentError):
@@ -100,7 +102,7 @@ class StoredProposal(BaseModel):
     sources: list[str] = Field(default_factory=list)
     transaction: dict[str, Any] = Field(default_factory=dict)
     decided_at: datetime | None = None
-    # fhirUser of the person who decided (Practitioner/123), else the caller's label.
+    # fhirUser of the person who decided (Practitioner/123).
     decided_by: str | None = None
     # What the write created or found (DocumentReference/123).
     reference: str | None = None
@@ -142,10 +144,10 @@ class ProposalStore(TablesOwner):
         )
         stamp = now.timestamp()
         try:
-            async with self._lock, self._db.transaction() as tx:
+            async with self._tx() as tx:
                 await tx.run(
                     "DELETE FROM note_proposals WHERE COALESCE(decided_at, proposed_at) < ?",
-                    (stamp - timedelta(days=PROPOSAL_DAYS).total_seconds(),),
+                    ((now - _KEPT_FOR).timestamp(),),
                 )
                 await tx.run(
                     "INSERT INTO note_proposals (fhir_base, id, patient, status, proposed_at, proposer, body)"
@@ -156,17 +158,14 @@ class ProposalStore(TablesOwner):
                     (proposal.fhir_base, proposal.id, proposal.patient, stamp, proposal.proposer, body,
                      stamp, proposal.proposer),
                 )  # fmt: skip
-                rows = await tx.fetch(
-                    f"SELECT {_COLUMNS} FROM note_proposals WHERE fhir_base = ? AND id = ?",
-                    (proposal.fhir_base, proposal.id),
-                )
+                rows = await tx.fetch(_ONE, (proposal.fhir_base, proposal.id))
         except database_errors() as exc:
             raise ProposalsUnavailable(f"the proposal could not be kept ({type(exc).__name__})") from None
         return _stored(rows[0])
 
     async def pending(self, fhir_base: str, patient: str, now: datetime) -> list[StoredProposal]:
         """The patient's proposals waiting for a person, oldest first."""
-        since = now.timestamp() - timedelta(days=PROPOSAL_DAYS).total_seconds()
+        since = (now - _KEPT_FOR).timestamp()
         rows = await self._fetch(
             f"SELECT {_COLUMNS} FROM note_proposals WHERE fhir_base = ? AND patient = ?"
             " AND status = 'pending' AND proposed_at >= ? ORDER BY proposed_at, id",
@@ -176,13 +175,9 @@ class ProposalStore(TablesOwner):
 
     async def get(self, fhir_base: str, proposal_id: str, now: datetime) -> StoredProposal | None:
         """The proposal; None when there is none, or it waited past `PROPOSAL_DAYS` (forgotten)."""
-        rows = await self._fetch(
-            f"SELECT {_COLUMNS} FROM note_proposals WHERE fhir_base = ? AND id = ?", (fhir_base, proposal_id)
-        )
+        rows = await self._fetch(_ONE, (fhir_base, proposal_id))
         found = _stored(rows[0]) if rows else None
-        if found is None or (
-            found.status == "pending" and found.proposed_at < now - timedelta(days=PROPOSAL_DAYS)
-        ):
+        if found is None or (found.status == "pending" and found.proposed_at < now - _KEPT_FOR):
             return None
         return found
 
@@ -202,23 +197,20 @@ class ProposalStore(TablesOwner):
         pending (a written note stays written)."""
         guard = "" if status == "written" else " AND status = 'pending'"
         try:
-            async with self._lock, self._db.transaction() as tx:
+            async with self._tx() as tx:
                 await tx.run(
                     "UPDATE note_proposals SET status = ?, decided_at = ?, decided_by = ?, reference = ?"
                     f" WHERE fhir_base = ? AND id = ?{guard}",
                     (status, now.timestamp(), by, reference, fhir_base, proposal_id),
                 )
-                rows = await tx.fetch(
-                    f"SELECT {_COLUMNS} FROM note_proposals WHERE fhir_base = ? AND id = ?",
-                    (fhir_base, proposal_id),
-                )
+                rows = await tx.fetch(_ONE, (fhir_base, proposal_id))
         except database_errors() as exc:
             raise ProposalsUnavailable(f"the decision could not be recorded ({type(exc).__name__})") from None
         return _stored(rows[0]) if rows else None
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
-            async with self._lock, self._db.reads() as tx:
+            async with self._reads() as tx:
                 return await tx.fetch(sql, params)
         except database_errors() as exc:
             raise ProposalsUnavailable(f"the proposals could not be read ({type(exc).__name__})") from None

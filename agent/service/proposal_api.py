@@ -48,6 +48,7 @@ from agent.service.runtime import runtime_of
 from agent.service.threads import NOTE_WRITES, may_save_notes
 from fhir_adapters import FhirError
 from fhir_adapters.confirmed import WriteNotStored, WriteOutcomeUnknown, post_transaction
+from tools.writeback.chat_note import note_reference
 
 __all__ = ["ProposalDecision", "ProposalList", "ProposalView", "install"]
 
@@ -77,15 +78,15 @@ class ProposalDecision(BaseModel):
     reference: str | None = None
 
 
+def _unavailable() -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=_UNAVAILABLE)
+
+
 def _store(request: Request) -> ProposalStore:
     store = runtime_of(request).proposals
     if store is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=_UNAVAILABLE)
+        raise _unavailable()
     return store
-
-
-def _unavailable() -> HTTPException:
-    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=_UNAVAILABLE)
 
 
 async def list_proposals(
@@ -156,8 +157,7 @@ async def write_proposal(
             ) from None
         except FhirError as exc:
             raise fhir_failure(exc) from None
-    first = result.entries[0].reference if result.entries else None
-    reference = first or f"DocumentReference?identifier={proposal.id}"
+    reference = note_reference(result, proposal.id)
     try:
         await _store(request).decide(
             base, proposal.id, "written", by=user, now=datetime.now(UTC), reference=reference

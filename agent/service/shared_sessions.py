@@ -176,7 +176,7 @@ class SharedSessions(TablesOwner):
 
     async def _generation(self, session_id: str) -> int | None:
         """The session's generation, or None when it is not (or no longer) a live session."""
-        async with self._lock, self._db.reads() as tx:
+        async with self._reads() as tx:
             rows = await tx.fetch(
                 "SELECT generation FROM app_sessions WHERE id = ? AND expires_at > ?",
                 (_row_id(session_id), self._clock()),
@@ -184,7 +184,7 @@ class SharedSessions(TablesOwner):
         return int(rows[0][0]) if rows else None
 
     async def _load(self, session_id: str) -> StoredSession | None:
-        async with self._lock, self._db.reads() as tx:
+        async with self._reads() as tx:
             return await self._read(tx, session_id, lock=False)
 
     async def _read(self, tx: Tx, session_id: str, *, lock: bool) -> StoredSession | None:
@@ -199,11 +199,11 @@ class SharedSessions(TablesOwner):
     # SessionMirror (agent.service.sessions)
 
     async def put(self, session: Session) -> None:
-        async with self._lock, self._db.transaction() as tx:
+        async with self._tx() as tx:
             await self._write(tx, stored_of(session))
 
     async def remove(self, session_id: str) -> None:
-        async with self._lock, self._db.transaction() as tx:
+        async with self._tx() as tx:
             await tx.run("DELETE FROM app_sessions WHERE id = ?", (_row_id(session_id),))
 
     async def current(self, session_id: str, mine: Session | None) -> Session | None:
@@ -238,7 +238,7 @@ class SharedSessions(TablesOwner):
         """Runs `update` on the session as stored, with its row locked, and stores what it returns
         (None: the session is over, its row deleted). Another replica's refresh of the same session
         waits until this one is stored, and then sees the new generation."""
-        async with self._lock, self._db.transaction() as tx:
+        async with self._tx() as tx:
             current = await self._read(tx, session_id, lock=True)
             updated = await update(current)
             if updated is None:

@@ -91,7 +91,7 @@ class DatabaseTokenUses(TablesOwner):
 
     async def first_use(self, issuer: str, jti: str, *, forget_at: float, now: float) -> bool:
         try:
-            async with self._lock, self._db.transaction() as tx:
+            async with self._tx() as tx:
                 # The expired go first (a handful: tokens live five minutes at most).
                 await tx.run("DELETE FROM token_uses WHERE forget_at < ?", (now,))
                 inserted = await tx.run(

@@ -17,12 +17,13 @@ from typing import Any, Final, Literal
 
 from fhir.resources.R4B.documentreference import DocumentReference
 
+from fhir_adapters.confirmed import ConfirmedTransaction
 from tools.writeback.ai_labels import ModelIdentity, ai_meta, build_model_device
 from tools.writeback.builders import build_provenance, check_subject, check_time
 from tools.writeback.bundle import conditional_create_bundle
 from tools.writeback.identifiers import Built, InputRef, business_identifier
 
-__all__ = ["NOTE_TYPE", "NoteOrigin", "build_note_transaction"]
+__all__ = ["NOTE_TYPE", "NoteOrigin", "build_note_transaction", "note_reference"]
 
 # LOINC 51855-5 "Patient Note".
 NOTE_TYPE: Final = {"system": "http://loinc.org", "code": "51855-5", "display": "Patient Note"}
@@ -93,3 +94,10 @@ def build_note_transaction(
         targets=[note], device=device, sources=sources, identity=identity, recorded=created
     )
     return conditional_create_bundle([note, device, provenance]), ident.token
+
+
+def note_reference(written: ConfirmedTransaction, token: str) -> str:
+    """What a posted note transaction stored the note as (its first entry, the DocumentReference);
+    when the answer named none (a read-back), the search that finds it by its identifier."""
+    first = written.entries[0].reference if written.entries else None
+    return first or f"DocumentReference?identifier={token}"

@@ -193,6 +193,12 @@ function proposalItem(proposal) {
   return li;
 }
 
+/** A proposal's line once it waits no more: its buttons gone, what happened in their place. */
+function settleProposal(li, text) {
+  for (const button of li.querySelectorAll("button")) button.remove();
+  li.append(el("span", { class: "outcome", testid: "proposal-outcome", text }));
+}
+
 async function decideProposal(li, proposal, action) {
   const buttons = [...li.querySelectorAll("button")];
   for (const button of buttons) button.disabled = true;
@@ -201,8 +207,7 @@ async function decideProposal(li, proposal, action) {
     const text = action === "write"
       ? `Written to the chart as ${result.reference} (AI-generated, preliminary)`
       : "Discarded: nothing was written";
-    for (const button of buttons) button.remove();
-    li.append(el("span", { class: "outcome", testid: "proposal-outcome", text }));
+    settleProposal(li, text);
   } catch (error) {
     for (const button of buttons) button.disabled = false;
     failed(error);
@@ -220,8 +225,7 @@ async function loadProposals() {
     const waiting = new Set(proposals.map((p) => p.id));
     for (const [id, li] of shownProposals) {
       if (waiting.has(id) || li.querySelector("[data-testid=proposal-outcome]")) continue;
-      for (const button of li.querySelectorAll("button")) button.remove();
-      li.append(el("span", { class: "outcome", testid: "proposal-outcome", text: "No longer waiting: decided elsewhere, or expired" }));
+      settleProposal(li, "No longer waiting: decided elsewhere, or expired");
     }
     for (const proposal of proposals) {
       if (shownProposals.has(proposal.id)) continue;
