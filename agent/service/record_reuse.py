@@ -107,12 +107,22 @@ class RecordReuse:
         self._refusing: set[str] = set()
         self._clock = clock
         self._kept: OrderedDict[RecordKey, _Kept] = OrderedDict()
+        # Keys whose record was too small to keep when last read: read again without the clock
+        # probe (a request that only a kept record needs), least recently read forgotten first.
+        self._small: OrderedDict[RecordKey, None] = OrderedDict()
         self.reused = 0  # how many reads a kept record spared (for tests and benchmarks)
 
     async def record(self, key: RecordKey, fhir: FhirClient) -> PatientRecord:
         """The patient's record: the kept one while nothing changed, else read (and kept)."""
         if key.fhir_base in self._refusing:
             return await gather_record(fhir, key.patient_id)
+        if key in self._small:
+            record = await gather_record(fhir, key.patient_id)
+            if record.manifest.total >= self._min_resources:
+                del self._small[key]  # grown: the next read probes the clock and keeps it
+            else:
+                self._small.move_to_end(key)
+            return record
         kept = self._kept.get(key)
         if kept is not None and self._clock() - kept.kept_at < self._max_age_s:
             found = await _changes_since(fhir, key.patient_id, kept.as_of)
@@ -131,9 +141,13 @@ class RecordReuse:
         self._forget(key)
         # Without the server's clock there is nothing to check against later; a small record is
         # cheaper read than checked; one larger than the whole budget would push every other out.
-        if (
+        if record.manifest.total < self._min_resources:
+            self._small[key] = None
+            while len(self._small) > self._max_records:
+                self._small.popitem(last=False)
+        elif (
             as_of is not None
-            and self._min_resources <= record.manifest.total <= self._max_resources
+            and record.manifest.total <= self._max_resources
             and key.fhir_base not in self._refusing
         ):
             self._kept[key] = _Kept(record=record, as_of=as_of, kept_at=self._clock())
