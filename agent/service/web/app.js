@@ -224,7 +224,8 @@ async function loadProposals() {
     const { proposals } = await getJson(patientPath("/proposals"));
     const waiting = new Set(proposals.map((p) => p.id));
     for (const [id, li] of shownProposals) {
-      if (waiting.has(id) || li.querySelector("[data-testid=proposal-outcome]")) continue;
+      // Waiting still, decided here already, or being decided here now (its buttons disabled).
+      if (waiting.has(id) || li.querySelector("[data-testid=proposal-outcome], button:disabled")) continue;
       settleProposal(li, "No longer waiting: decided elsewhere, or expired");
     }
     for (const proposal of proposals) {
