@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from prometheus_client import Counter, Histogram, start_http_server
 from starlette.routing import BaseRoute, Match
@@ -42,7 +42,9 @@ __all__ = [
     "JOB_PATIENTS",
     "JOB_PATIENT_SECONDS",
     "NOTE_PROPOSALS",
+    "JobOutcome",
     "MetricsPortUnavailable",
+    "ProposalEvent",
     "RequestMetrics",
     "job_outcome",
     "proposal_event",
@@ -53,6 +55,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 UNMATCHED: Final = "unmatched"
+
+# What one patient's job run ended as (the ledger's `ResultStatus`), and what befell a proposal.
+JobOutcome = Literal["done", "unchanged", "failed"]
+ProposalEvent = Literal["proposed", "written", "discarded"]
 
 HTTP_REQUESTS: Final = Counter(
     "chartagent_http_requests",
@@ -80,6 +86,13 @@ JOB_PATIENT_SECONDS: Final = Histogram(
 NOTE_PROPOSALS: Final = Counter(
     "chartagent_note_proposals", "Notes proposed over MCP, and people's decisions on them", ["event"]
 )
+# Each outcome and event is a series from the start, at 0: Prometheus's increase() and rate() do
+# not count a series' first sample, so a first failure in a fresh process that created its series
+# would raise no alert, and an alert over a series never created (no "written" yet) is empty.
+for _status in get_args(JobOutcome):
+    JOB_PATIENTS.labels(_status)
+for _event in get_args(ProposalEvent):
+    NOTE_PROPOSALS.labels(_event)
 
 
 def route_of(scope: Scope, routes: Sequence[BaseRoute] = (), request: Scope | None = None) -> str:
@@ -126,14 +139,14 @@ class RequestMetrics:
             HTTP_SECONDS.labels(route, method).observe(time.perf_counter() - start)
 
 
-def job_outcome(status: str, seconds: float | None = None, *, count: int = 1) -> None:
+def job_outcome(status: JobOutcome, seconds: float | None = None, *, count: int = 1) -> None:
     """`count` patients' outcome as the ledger recorded it (`seconds`: one run patient's)."""
     JOB_PATIENTS.labels(status).inc(count)
     if seconds is not None:
         JOB_PATIENT_SECONDS.labels(status).observe(seconds)
 
 
-def proposal_event(event: Literal["proposed", "written", "discarded"]) -> None:
+def proposal_event(event: ProposalEvent) -> None:
     NOTE_PROPOSALS.labels(event).inc()
 
 

@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
-from agent.metrics import job_outcome
+from agent.metrics import JobOutcome, job_outcome
 from agent.settings import Settings
 from agent.state_database import Database, TablesOwner, Tx, create_tables, open_owner
 
@@ -49,8 +49,9 @@ RUN_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 RunStatus = Literal["running", "done", "cancelled"]
 PatientStatus = Literal["pending", "running", "done", "unchanged", "failed"]
-# What one patient's run ended as (the activity's answer; `pending`/`running` are the ledger's own).
-ResultStatus = Literal["done", "unchanged", "failed"]
+# What one patient's run ended as (the activity's answer; `pending`/`running` are the ledger's own),
+# as the metrics count it.
+ResultStatus = JobOutcome
 
 
 class PatientResult(BaseModel):

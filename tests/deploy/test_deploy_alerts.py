@@ -1,11 +1,16 @@
-"""deploy/prometheus/chartagent-alerts.yaml without a Prometheus: every rule is well formed, its
-expression parses as PromQL (promql-parser), and every metric it names, with every label it
-matches on, is one ChartAgent exports (a renamed metric or label fails here, not silently in a
-cluster where the alert would never fire)."""
+"""deploy/prometheus/chartagent-alerts.yaml: every rule is well formed, its expression parses as
+PromQL (promql-parser), and every metric it names, with every label it matches on, is one
+ChartAgent exports (a renamed metric or label fails here, not silently in a cluster where the
+alert would never fire). Prometheus's own promtool (from Debian's `prometheus` package) checks the file
+and evaluates every rule over the series of chartagent-alerts.test.yaml: each alert fires on what
+it is for, with its summary's figure, and stays quiet on healthy series; those series too are
+named and labelled as ChartAgent exports them. A changed threshold fails those tests."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,11 @@ import fhir_adapters.metrics
 import tools.imaging.dicomweb_metrics
 import tools.medgemma.metrics
 
-RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "chartagent-alerts.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "deploy" / "prometheus" / "chartagent-alerts.yaml"
+# `make test` takes promtool out of Debian's prometheus package (Makefile: $(PROMTOOL)).
+PROMTOOL = ROOT / ".tools" / "bin" / "promtool"
+RULE_TESTS = RULES.with_name("chartagent-alerts.test.yaml")
 MODULES = (agent.metrics, fhir_adapters.metrics, tools.imaging.dicomweb_metrics, tools.medgemma.metrics)
 SELECTOR = re.compile(r"\b(chartagent_[a-z_]+)(\{[^}]*\})?")
 MATCHER = re.compile(r'(\w+)\s*(?:=~|!~|!=|=)\s*"')
@@ -75,3 +84,58 @@ def test_the_checks_catch_a_renamed_metric_and_a_wrong_label() -> None:
     assert "outcome" not in metrics["chartagent_job_patients_total"]
     with pytest.raises(ValueError, match="unclosed left parenthesis"):
         promql_parser.parse("sum(rate(chartagent_fhir_requests_total[5m])")
+
+
+def promtool(*args: str, cwd: Path = RULES.parent) -> subprocess.CompletedProcess[str]:
+    found = str(PROMTOOL) if PROMTOOL.exists() else shutil.which("promtool")
+    assert found, "promtool is missing: `make .tools/bin/promtool` takes it out of Debian's package"
+    return subprocess.run([found, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def rule_tests() -> list[dict[str, Any]]:
+    return list(yaml.safe_load(RULE_TESTS.read_text())["tests"])
+
+
+def test_promtool_checks_the_rules() -> None:
+    done = promtool("check", "rules", RULES.name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(rules())} rules found" in done.stdout
+
+
+def test_promtool_evaluates_every_rule_over_its_test_series() -> None:
+    done = promtool("test", "rules", RULE_TESTS.name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_every_alert_is_tested_firing_and_quiet() -> None:
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for group in rule_tests():
+        for case in group["alert_rule_test"]:
+            (firing if case["exp_alerts"] else quiet).add(case["alertname"])
+    alerts = {r["alert"] for r in rules()}
+    assert firing == alerts
+    assert quiet == alerts
+
+
+def test_the_test_series_are_named_and_labelled_as_chartagent_exports_them() -> None:
+    metrics = exported()
+    for group in rule_tests():
+        for series in group["input_series"]:
+            name, _, braces = series["series"].partition("{")
+            assert name in metrics, f"{group['name']}: {name} is not exported"
+            labels = set(re.findall(r'(\w+)="(?:[^"\\]|\\.)*"', braces))
+            assert labels == metrics[name], f"{group['name']}: {series['series']}"
+
+
+def test_a_changed_threshold_fails_the_rule_tests(tmp_path: Path) -> None:
+    text = RULES.read_text()
+    assert 'outcome="429"}[10m])) > 0.5' in text
+    (tmp_path / RULES.name).write_text(
+        text.replace('outcome="429"}[10m])) > 0.5', 'outcome="429"}[10m])) > 1.5')
+    )
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    done = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "alertname: ChartAgentFhirThrottled" in done.stdout + done.stderr

@@ -2,12 +2,15 @@
 routes and mounts alike), never by a path with a patient id in it; an app that raises counts as
 500; a streamed answer is timed to its end; the job ledger counts every outcome it records; FHIR
 and DICOMweb attempts count by type or operation and outcome, retries included, never by id or
-UID; model calls by outcome and tokens, a failure by its class."""
+UID; model calls by outcome and tokens, a failure by its class and a cancelled one as `cancelled`;
+a fresh process already exports every job outcome and proposal event, at 0."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,7 +33,7 @@ from tools.imaging.dicomweb_metrics import operation_of
 from tools.medgemma.errors import ModelServerError
 from tools.medgemma.fake_backend import ScriptedBackend
 from tools.medgemma.metrics import MeteredBackend
-from tools.medgemma.types import Message, ModelRequest, TextPart
+from tools.medgemma.types import Message, ModelInfo, ModelRequest, ModelResult, TextPart
 
 PATIENT = "unit-metrics-patient-91c"
 BUNDLE = {"resourceType": "Bundle", "type": "searchset", "entry": []}
@@ -211,6 +214,53 @@ async def test_model_calls_count_by_outcome_and_tokens_and_a_failure_by_its_clas
     assert model("stop") == before[0] + 1
     assert model("ModelServerError") == before[1] + 1
     assert tokens("completion") == before[2] + 3
+
+
+class _Hanging:
+    """A backend whose generation never ends: its caller cancels it."""
+
+    info = ModelInfo(name="hanging", backend="fake")
+
+    async def generate(self, request: ModelRequest) -> ModelResult:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_cancelled_generation_counts_as_cancelled_not_as_a_failure() -> None:
+    def model(outcome: str) -> float:
+        labels = {"backend": "fake", "outcome": outcome}
+        return REGISTRY.get_sample_value("chartagent_model_requests_total", labels) or 0.0
+
+    before = (model("cancelled"), model("CancelledError"))
+    request = ModelRequest(messages=(Message(role="user", content=(TextPart(text="hi"),)),))
+    task = asyncio.create_task(MeteredBackend(_Hanging()).generate(request))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (model("cancelled"), model("CancelledError")) == (before[0] + 1, before[1])
+
+
+def test_a_fresh_process_exports_every_job_outcome_and_proposal_event_at_zero() -> None:
+    # Prometheus's increase() skips a series' first sample: a failure that created its series
+    # would raise no alert (deploy/prometheus/chartagent-alerts.yaml).
+    scrape = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import agent.metrics, prometheus_client; print(prometheus_client.generate_latest().decode())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for status in ("done", "unchanged", "failed"):
+        assert f'chartagent_job_patients_total{{status="{status}"}} 0.0' in scrape
+    for event in ("proposed", "written", "discarded"):
+        assert f'chartagent_note_proposals_total{{event="{event}"}} 0.0' in scrape
 
 
 async def test_each_dicomweb_attempt_counts_by_operation_never_by_uid() -> None:

@@ -1,13 +1,15 @@
 """Prometheus counters of the model calls a process makes: what sizing a GPU, or a shared vLLM's
 concurrency limit, is read from in production. `MeteredBackend` wraps the configured backend
-(`factory.create_backend`): each `generate` counts by backend and outcome (the finish reason, or
-the exception's class), its seconds (queueing for the concurrency limit included: what a
-patient's run waits), and its prompt and completion tokens. No prompt, answer or image is ever a
-label. Served with the process's other metrics (agent.metrics: `CHARTAGENT_METRICS_PORT`).
+(`factory.create_backend`): each `generate` counts by backend and outcome (the finish reason, the
+exception's class, or `cancelled` when its caller went away, which is no failure), its seconds
+(queueing for the concurrency limit included: what a patient's run waits), and its prompt and
+completion tokens. No prompt, answer or image is ever a label. Served with the process's other
+metrics (agent.metrics: `CHARTAGENT_METRICS_PORT`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Final
 
@@ -43,7 +45,10 @@ class _Timed:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        outcome = kind.__name__ if kind is not None else self.outcome
+        if kind is None:
+            outcome = self.outcome
+        else:  # a chat closed mid-answer cancels its generation: not an alert's business
+            outcome = "cancelled" if issubclass(kind, asyncio.CancelledError) else kind.__name__
         MODEL_REQUESTS.labels(self.backend, outcome).inc()
         MODEL_SECONDS.labels(self.backend).observe(time.perf_counter() - self.started)
 
