@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PROMTOOL := .tools/bin/promtool
+PROMETHEUS := .tools/bin/prometheus
 
 .PHONY: setup system-packages demo test lint typecheck unit bench clean
 
@@ -41,15 +41,17 @@ system-packages:
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(ORTHANC_DEBS); \
 	fi
 
-# Prometheus's promtool evaluates the alerting rules in their tests (deploy/prometheus/). It is
-# taken out of Debian's prometheus package into .tools/bin, not installed: installed, the package
-# would also start a Prometheus server on this machine. (apt's lists are refreshed only if stale.)
-$(PROMTOOL):
+# Prometheus's promtool and server evaluate the alerting rules in their tests (deploy/prometheus/):
+# both are taken out of Debian's prometheus package into .tools/bin, not installed: installed, the
+# package would also start a Prometheus server on this machine. (apt's lists are refreshed only if
+# the package cannot be downloaded.)
+$(PROMETHEUS):
 	@if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
 	tmp=$$(mktemp -d) && cd $$tmp && \
 	{ apt-get download prometheus >/dev/null 2>&1 || { $$sudo apt-get update && apt-get download prometheus; }; } && \
-	dpkg-deb -x prometheus_*.deb root && mkdir -p $(dir $(abspath $(PROMTOOL))) && \
-	install -m 755 root/usr/bin/promtool $(abspath $(PROMTOOL)); rc=$$?; rm -rf $$tmp; exit $$rc
+	dpkg-deb -x prometheus_*.deb root && mkdir -p $(dir $(abspath $(PROMETHEUS))) && \
+	install -m 755 root/usr/bin/promtool root/usr/bin/prometheus $(dir $(abspath $(PROMETHEUS))); \
+	rc=$$?; rm -rf $$tmp; exit $$rc
 
 # torch is pinned to the CPU wheel that lies on this machine's disk: an unpinned torch
 # would pull several GB of CUDA packages.
@@ -71,7 +73,7 @@ typecheck: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy bench
 
-test: lint typecheck $(PROMTOOL)
+test: lint typecheck $(PROMETHEUS)
 	$(VENV)/bin/pytest
 
 # Every benchmark of the project; each comparison ends with `bench <name>: <ratio>x (...)`.

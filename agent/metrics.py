@@ -5,7 +5,8 @@
   (`/api/patients/{patient_id}/summary`), never the path: paths carry patient ids, and a label per
   id would also grow without end. A request no route matched is `unmatched`.
 - Jobs (the local executor and the Temporal workers): every patient outcome the job ledger
-  records, by status, and the seconds of each summarized patient (`job_outcome`).
+  records, by status, and the seconds of each summarized patient (`job_outcome`). A failed
+  attempt that Temporal will retry is no outcome yet: only the last one counts.
 - Notes proposed over MCP: proposed, written and discarded (`proposal_event`).
 - FHIR: each HTTP attempt of `FhirClient` (retries included) by method, resource type and outcome,
   and its seconds (fhir_adapters.metrics): the load on the EHR and its 429s.

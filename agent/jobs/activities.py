@@ -279,7 +279,12 @@ async def _keep_lease(worker: JobWorker, run_id: str, patient_id: str, holder: s
 
 
 async def summarize_one(
-    worker: JobWorker, run_id: str, patient_id: str, *, changes: ChangeIndex | None = None
+    worker: JobWorker,
+    run_id: str,
+    patient_id: str,
+    *,
+    changes: ChangeIndex | None = None,
+    attempts_allowed: int | None = None,
 ) -> PatientResult:
     """Summarize one patient of run `run_id` and record the result in the ledger.
 
@@ -290,6 +295,8 @@ async def summarize_one(
     patient's own failure: that is a `failed` result with a reason. Cancellation (a stopped
     executor, a cancelled Temporal activity) passes through with the row requeued.
     `changes`: the batch's cohort-level change check (`JobWorker.check_batch`), if it ran.
+    `attempts_allowed`: the attempts the executor makes at a failing patient (Temporal's retries;
+    None: this one only); a failure before the last is not `final`.
     """
     ledger = worker.ledger
     # An earlier attempt that recorded nothing may have written and left its mark: such a patient
@@ -315,6 +322,8 @@ async def summarize_one(
         if resumed:
             ctx = replace(ctx, check_changes=False)
         result = await _run_patient(ctx, patient_id, resumed=resumed)
+        if result.status == "failed" and attempts_allowed is not None and attempt < attempts_allowed:
+            result = result.model_copy(update={"final": False})
         await ledger.mark(run_id, result)
         return result
     except asyncio.CancelledError:

@@ -64,6 +64,9 @@ class PatientResult(BaseModel):
     # "Type/id" of every resource the patient's transactions stored (created or already there).
     written: list[str] = []
     seconds: float = 0.0
+    # False: a failed attempt that will be tried again (Temporal's retries): the ledger records it,
+    # but it is no patient's outcome yet, so the metrics do not count it.
+    final: bool = True
 
 
 class RunRow(BaseModel):
@@ -355,7 +358,7 @@ class Ledger(TablesOwner):
             )
 
     async def mark(self, run_id: str, result: PatientResult) -> None:
-        """Record a patient's result (done, unchanged or failed)."""
+        """Record a patient's result (done, unchanged or failed), counted as an outcome if final."""
         async with self._tx() as tx:
             await tx.run(
                 "UPDATE job_patients SET status = ?, reason = ?, written = ?, finished_at = ?, seconds = ?"
@@ -370,7 +373,8 @@ class Ledger(TablesOwner):
                     result.patient_id,
                 ),
             )
-        job_outcome(result.status, result.seconds or None)
+        if result.final:
+            job_outcome(result.status, result.seconds or None)
 
     async def mark_unchanged(self, run_id: str, patient_ids: Sequence[str]) -> list[str]:
         """Records those of `patient_ids` still pending and never attempted in this run as

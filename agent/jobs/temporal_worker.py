@@ -150,7 +150,11 @@ class RunActivities:
         beats = asyncio.create_task(_heartbeat(patient.heartbeat_every_s))
         try:
             result = await summarize_one(
-                self.worker, patient.run_id, patient.patient_id, changes=_finding(patient)
+                self.worker,
+                patient.run_id,
+                patient.patient_id,
+                changes=_finding(patient),
+                attempts_allowed=patient.max_attempts,
             )
         except PatientBusy:
             raise _busy(patient, "is being written by another run or worker") from None
@@ -159,10 +163,7 @@ class RunActivities:
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
-        if (
-            result.status == "failed"
-            and await self.worker.ledger.attempts(patient.run_id, patient.patient_id) < patient.max_attempts
-        ):
+        if not result.final:
             # Recorded as failed meanwhile; the next attempt marks it running again.
             raise ApplicationError(
                 f"patient {patient.patient_id} failed: {result.reason}", type="PatientFailed"

@@ -14,39 +14,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import promql_parser
 import pytest
 import yaml
-from prometheus_client import Counter, Histogram
-
-import agent.metrics
-import fhir_adapters.metrics
-import tools.imaging.dicomweb_metrics
-import tools.medgemma.metrics
+from exported_metrics import exported, names_only_exported
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "chartagent-alerts.yaml"
-# `make test` takes promtool out of Debian's prometheus package (Makefile: $(PROMTOOL)).
+# `make test` takes promtool out of Debian's prometheus package (Makefile: $(PROMETHEUS)).
 PROMTOOL = ROOT / ".tools" / "bin" / "promtool"
 RULE_TESTS = RULES.with_name("chartagent-alerts.test.yaml")
-MODULES = (agent.metrics, fhir_adapters.metrics, tools.imaging.dicomweb_metrics, tools.medgemma.metrics)
-SELECTOR = re.compile(r"\b(chartagent_[a-z_]+)(\{[^}]*\})?")
-MATCHER = re.compile(r'(\w+)\s*(?:=~|!~|!=|=)\s*"')
-
-
-def exported() -> dict[str, set[str]]:
-    """The series names ChartAgent's counters and histograms export, with their label names."""
-    names: dict[str, set[str]] = {}
-    for module in MODULES:
-        for metric in vars(module).values():
-            # prometheus_client keeps a metric's name and label names in these attributes.
-            if isinstance(metric, Counter):
-                names[f"{metric._name}_total"] = set(metric._labelnames)
-            elif isinstance(metric, Histogram):
-                labels = set(metric._labelnames)
-                names |= {f"{metric._name}_{s}": labels for s in ("count", "sum")}
-                names[f"{metric._name}_bucket"] = labels | {"le"}
-    return names
 
 
 def rules() -> list[dict[str, Any]]:
@@ -66,29 +42,24 @@ def test_every_rule_is_an_alert_with_a_severity_and_a_summary() -> None:
 
 @pytest.mark.parametrize("rule", rules(), ids=lambda r: r["alert"])
 def test_each_expression_parses_and_names_only_exported_metrics_and_labels(rule: dict[str, Any]) -> None:
-    expr = rule["expr"]
-    promql_parser.parse(expr)  # raises on a syntax error
-    metrics = exported()
-    selectors = SELECTOR.findall(expr)
-    assert selectors, f"{rule['alert']} names no ChartAgent metric"
-    for name, braces in selectors:
-        assert name in metrics, f"{rule['alert']}: {name} is not exported"
-        for label in MATCHER.findall(braces):
-            assert label in metrics[name], f"{rule['alert']}: {name} has no label {label}"
+    names_only_exported(rule["expr"], rule["alert"])
 
 
-def test_the_checks_catch_a_renamed_metric_and_a_wrong_label() -> None:
-    metrics = exported()
-    assert "chartagent_job_patients_total" in metrics
-    assert "chartagent_jobs_patients_total" not in metrics
-    assert "outcome" not in metrics["chartagent_job_patients_total"]
+def test_the_checks_catch_a_renamed_metric_a_wrong_label_and_a_bad_expression() -> None:
+    names_only_exported('sum by (status) (rate(chartagent_job_patients_total{status="failed"}[5m]))', "ok")
+    with pytest.raises(AssertionError, match="chartagent_jobs_patients_total is not exported"):
+        names_only_exported("rate(chartagent_jobs_patients_total[5m])", "renamed")
+    with pytest.raises(AssertionError, match="has no label outcome"):
+        names_only_exported('rate(chartagent_job_patients_total{outcome="failed"}[5m])', "label")
+    with pytest.raises(AssertionError, match="groups by outcome"):
+        names_only_exported("sum by (outcome) (rate(chartagent_job_patients_total[5m]))", "grouping")
     with pytest.raises(ValueError, match="unclosed left parenthesis"):
-        promql_parser.parse("sum(rate(chartagent_fhir_requests_total[5m])")
+        names_only_exported("sum(rate(chartagent_fhir_requests_total[5m])", "syntax")
 
 
 def promtool(*args: str, cwd: Path = RULES.parent) -> subprocess.CompletedProcess[str]:
     found = str(PROMTOOL) if PROMTOOL.exists() else shutil.which("promtool")
-    assert found, "promtool is missing: `make .tools/bin/promtool` takes it out of Debian's package"
+    assert found, "promtool is missing: `make .tools/bin/prometheus` takes it out of Debian's package"
     return subprocess.run([found, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 

@@ -132,6 +132,11 @@ async def test_the_ledger_counts_every_outcome_it_records(tmp_path: Path) -> Non
         await ledger.create_run("r", cohort="all", since=None, executor="local", fhir_url="http://fhir.test")
         await ledger.add_patients("r", ["a", "b", "c", "d"])
         await ledger.mark("r", PatientResult(patient_id="a", status="done", seconds=1.5))
+        # A failed attempt that will be tried again is recorded, but is no outcome yet.
+        await ledger.mark(
+            "r", PatientResult(patient_id="b", status="failed", reason="fhir: HTTP 500", final=False)
+        )
+        assert outcomes("failed") == failed
         await ledger.mark("r", PatientResult(patient_id="b", status="failed", reason="fhir: HTTP 500"))
         assert await ledger.mark_unchanged("r", ["c", "d", "a"]) == ["c", "d"]  # a is not pending
     assert outcomes("done") == done + 1
