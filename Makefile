@@ -41,7 +41,7 @@ system-packages:
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(ORTHANC_DEBS); \
 	fi
 
-# Prometheus's promtool and server evaluate the alerting rules in their tests (deploy/prometheus/):
+# Prometheus's promtool and server evaluate the alerting rules in their tests (deploy/helm/chartagent/files/):
 # both are taken out of Debian's prometheus package into .tools/bin, not installed: installed, the
 # package would also start a Prometheus server on this machine. (apt's lists are refreshed only if
 # the package cannot be downloaded.)

@@ -1,4 +1,4 @@
-"""deploy/prometheus/chartagent-alerts.yaml: every rule is well formed, its expression parses as
+"""deploy/helm/chartagent/files/chartagent-alerts.yaml: every rule is well formed, its expression parses as
 PromQL (promql-parser), and every metric it names, with every label it matches on, is one
 ChartAgent exports (a renamed metric or label fails here, not silently in a cluster where the
 alert would never fire). Prometheus's own promtool (from Debian's `prometheus` package) checks the file
@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from exported_metrics import exported, names_only_exported
+from monitoring_checks import FILES, exported, names_only_exported, promtool
 
-ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "deploy" / "prometheus" / "chartagent-alerts.yaml"
-# `make test` takes promtool out of Debian's prometheus package (Makefile: $(PROMETHEUS)).
-PROMTOOL = ROOT / ".tools" / "bin" / "promtool"
-RULE_TESTS = RULES.with_name("chartagent-alerts.test.yaml")
+RULES = FILES / "chartagent-alerts.yaml"
+RULE_TESTS = FILES / "chartagent-alerts.test.yaml"
 
 
 def rules() -> list[dict[str, Any]]:
@@ -55,12 +51,6 @@ def test_the_checks_catch_a_renamed_metric_a_wrong_label_and_a_bad_expression() 
         names_only_exported("sum by (outcome) (rate(chartagent_job_patients_total[5m]))", "grouping")
     with pytest.raises(ValueError, match="unclosed left parenthesis"):
         names_only_exported("sum(rate(chartagent_fhir_requests_total[5m])", "syntax")
-
-
-def promtool(*args: str, cwd: Path = RULES.parent) -> subprocess.CompletedProcess[str]:
-    found = str(PROMTOOL) if PROMTOOL.exists() else shutil.which("promtool")
-    assert found, "promtool is missing: `make .tools/bin/prometheus` takes it out of Debian's package"
-    return subprocess.run([found, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def rule_tests() -> list[dict[str, Any]]:

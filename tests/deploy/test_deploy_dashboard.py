@@ -1,7 +1,8 @@
-"""deploy/grafana/chartagent-dashboard.json: a Grafana dashboard whose every panel query parses as
-PromQL and names only metrics and labels ChartAgent exports (Grafana's own variables replaced as
-Grafana would). tests/integration/test_prometheus_alerts_live.py runs every query against a real
-Prometheus scraping a worker. Never loaded into a Grafana here (none is installed)."""
+"""The Grafana dashboard (deploy/helm/chartagent/files/chartagent-dashboard.json): every panel
+query parses as PromQL and names only metrics and labels ChartAgent exports (Grafana's own
+variables replaced as Grafana would). tests/integration/test_prometheus_alerts_live.py runs every
+query against a real Prometheus scraping a worker. Never loaded into a Grafana here (none is
+installed)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exported_metrics import names_only_exported
+from monitoring_checks import names_only_exported
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "chartagent-dashboard.json"
+DASHBOARD = (
+    Path(__file__).resolve().parents[2]
+    / "deploy"
+    / "helm"
+    / "chartagent"
+    / "files"
+    / "chartagent-dashboard.json"
+)
 
 
 def panels() -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
+from monitoring_checks import FILES, promtool
 
 from agent.settings import Settings, env_var
 from tools.imaging.wsi import MAX_PATCHES
@@ -52,12 +53,17 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
 
 
-def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+def pod_templates(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     for doc in docs:
         if doc["kind"] == "Deployment":
-            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+            yield doc["metadata"]["name"], doc["spec"]["template"]
         elif doc["kind"] == "CronJob":
-            yield doc["metadata"]["name"], doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            yield doc["metadata"]["name"], doc["spec"]["jobTemplate"]["spec"]["template"]
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, template in pod_templates(docs):
+        yield name, template["spec"]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -102,6 +108,8 @@ def test_the_validator_refuses_a_broken_manifest(manifests: tuple[str, list[dict
         ({"networkPolicy": {"egress": {"internet": {"cidrs": ["0.0.0.0/0"], "ports": [443]}}}}, "internet"),
         ({"metrics": {"port": 80}}, "port"),
         ({"metrics": {"scraperNamespace": ""}}, "scraperNamespace"),
+        ({"metrics": {"podMonitor": {"interval": "30 seconds"}}}, "interval"),
+        ({"metrics": {"prometheusRule": {"labels": {"release": 1}}}}, "release"),
     ],
 )
 def test_the_schema_refuses_bad_values(overrides: dict[str, Any], complaint: str) -> None:
@@ -355,3 +363,70 @@ def test_metrics_can_be_turned_off() -> None:
     assert "ingress" not in policies["chartagent-jobs"]["spec"]
     for doc in by_kind(docs, "Deployment").values():
         assert "prometheus.io/scrape" not in doc["spec"]["template"]["metadata"]["annotations"]
+
+
+MONITORING = {
+    "metrics": {
+        "podMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "dashboard": {"enabled": True},
+    }
+}
+OPERATOR_KINDS = {"PodMonitor", "PrometheusRule"}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, and `In` expressions) selects `labels`."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    return all(labels.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", []))
+
+
+def test_the_operator_and_grafana_get_a_pod_monitor_the_rules_and_the_dashboard(tmp_path: Path) -> None:
+    docs = render({**(profile_values("values-gpu.yaml") or {}), **MONITORING})  # vLLM's pods too
+    for doc in docs:
+        if doc["kind"] in OPERATOR_KINDS:
+            # The Prometheus Operator's own kinds: no Kubernetes schema knows them; checked below.
+            with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+                kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        else:
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+    # The rules as the file holds them, loadable by Prometheus: promtool checks what was rendered.
+    [rule] = by_kind(docs, "PrometheusRule").values()
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["spec"] == yaml.safe_load((FILES / "chartagent-alerts.yaml").read_text())
+    (tmp_path / "rendered.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    checked = promtool("check", "rules", "rendered.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 10 rules found" in checked.stdout
+
+    # The pod monitor scrapes the API's and the workers' pods on their `metrics` port, no others.
+    [monitor] = by_kind(docs, "PodMonitor").values()
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("metrics", "/metrics", "30s")
+    chosen = set()
+    for name, template in pod_templates(docs):
+        if selects(monitor["spec"]["selector"], template["metadata"]["labels"]):
+            chosen.add(name)
+            ports = [p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])]
+            assert "metrics" in ports, name
+    assert chosen == {"chartagent-api", "chartagent-worker"}
+
+    # The dashboard for Grafana's sidecar, as the file holds it.
+    board = by_kind(docs, "ConfigMap")["chartagent-dashboard"]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(board["data"]["chartagent-dashboard.json"]) == json.loads(
+        (FILES / "chartagent-dashboard.json").read_text()
+    )
+
+
+@pytest.mark.parametrize("overrides", [None, {"metrics": {**MONITORING["metrics"], "enabled": False}}])
+def test_no_operator_object_or_dashboard_unless_asked(
+    overrides: dict[str, Any] | None,
+) -> None:
+    docs = render(overrides)
+    assert not [d for d in docs if d["kind"] in OPERATOR_KINDS]
+    assert "chartagent-dashboard" not in by_kind(docs, "ConfigMap")

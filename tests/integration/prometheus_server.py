@@ -1,6 +1,6 @@
 """A real Prometheus server on loopback for the alerting rules' live test: Debian's binary, which
 `make test` takes out of the package into .tools/bin (installing the package would start a
-system Prometheus). It scrapes the given targets and evaluates deploy/prometheus's rules every
+system Prometheus). It scrapes the given targets and evaluates the chart's alerting rules every
 second, with its data in a temporary folder."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from agent.testbed.stack.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = ROOT / ".tools" / "bin" / "prometheus"
-RULES = ROOT / "deploy" / "prometheus" / "chartagent-alerts.yaml"
+RULES = ROOT / "deploy" / "helm" / "chartagent" / "files" / "chartagent-alerts.yaml"
 
 
 class Prometheus:

@@ -3,13 +3,13 @@
 A worker (`python -m agent.jobs.temporal_worker`, its metrics on their own port) runs a cohort on
 the Temporal dev server against sekmet; one patient of the run is one the server does not hold,
 so the run ends with that patient failed. Prometheus (Debian's binary, in .tools/bin) scrapes the
-worker every second and evaluates deploy/prometheus/chartagent-alerts.yaml every second.
+worker every second and evaluates deploy/helm/chartagent/files/chartagent-alerts.yaml every second.
 
 What is checked on Prometheus itself: the worker's outcome series are there at 0 before any
 outcome; after the run the failed patient raises ChartAgentPatientsFailing (a first failure of a
 fresh process, which increase() would miss had the series been created by it), the done ones
 count, every rule evaluates without error over the real series, every query of the Grafana
-dashboard (deploy/grafana) runs and those over what a worker does (jobs, FHIR, the process) find
+dashboard (the chart's files/) runs and those over what a worker does (jobs, FHIR, the process) find
 series, and no series or label Prometheus holds names a patient.
 """
 
@@ -38,7 +38,14 @@ pytestmark = pytest.mark.integration
 
 __all__ = ["temporal_server"]  # the fixture, imported for pytest
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "chartagent-dashboard.json"
+DASHBOARD = (
+    Path(__file__).resolve().parents[2]
+    / "deploy"
+    / "helm"
+    / "chartagent"
+    / "files"
+    / "chartagent-dashboard.json"
+)
 # A worker serves no HTTP API and, in this run, reads no PACS and calls no model.
 NOT_A_WORKERS = ("chartagent_http_", "chartagent_dicomweb_", "chartagent_model_")
 UNKNOWN = "not-on-this-server-5c1"

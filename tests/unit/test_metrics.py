@@ -251,7 +251,7 @@ async def test_a_cancelled_generation_counts_as_cancelled_not_as_a_failure() -> 
 
 def test_a_fresh_process_exports_every_job_outcome_and_proposal_event_at_zero() -> None:
     # Prometheus's increase() skips a series' first sample: a failure that created its series
-    # would raise no alert (deploy/prometheus/chartagent-alerts.yaml).
+    # would raise no alert (deploy/helm/chartagent/files/chartagent-alerts.yaml).
     scrape = subprocess.run(
         [
             sys.executable,

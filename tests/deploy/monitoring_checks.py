@@ -1,9 +1,13 @@
-"""The metrics ChartAgent exports, with their label names, read from its own metric definitions;
-and the check that a PromQL expression (an alert rule, a dashboard panel) names only those."""
+"""Checks of what the chart gives Prometheus and Grafana: the metrics ChartAgent exports, with
+their label names, read from its own metric definitions; the check that a PromQL expression (an
+alert rule, a dashboard panel) names only those; and Prometheus's promtool."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Final
 
 import promql_parser
@@ -14,7 +18,13 @@ import fhir_adapters.metrics
 import tools.imaging.dicomweb_metrics
 import tools.medgemma.metrics
 
-__all__ = ["exported", "names_only_exported"]
+__all__ = ["FILES", "exported", "names_only_exported", "promtool"]
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+# The alerting rules, their promtool tests and the dashboard (the chart renders them on request).
+FILES: Final = ROOT / "deploy" / "helm" / "chartagent" / "files"
+# `make test` takes promtool out of Debian's prometheus package (Makefile: $(PROMETHEUS)).
+PROMTOOL: Final = ROOT / ".tools" / "bin" / "promtool"
 
 MODULES: Final = (
     agent.metrics,
@@ -59,3 +69,9 @@ def names_only_exported(expr: str, where: str) -> None:
     for grouping in GROUPING.findall(expr):
         for label in filter(None, (part.strip() for part in grouping.split(","))):
             assert label in named | TARGET_LABELS, f"{where}: groups by {label}, which its metrics lack"
+
+
+def promtool(*args: str, cwd: Path = FILES) -> subprocess.CompletedProcess[str]:
+    found = str(PROMTOOL) if PROMTOOL.exists() else shutil.which("promtool")
+    assert found, "promtool is missing: `make .tools/bin/prometheus` takes it out of Debian's package"
+    return subprocess.run([found, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
