@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from monitoring_checks import FILES, exported, names_only_exported, promtool
+from monitoring_checks import FILES, RULES, exported, names_only_exported, promtool
 
-RULES = FILES / "chartagent-alerts.yaml"
 RULE_TESTS = FILES / "chartagent-alerts.test.yaml"
 
 

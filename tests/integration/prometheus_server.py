@@ -16,12 +16,11 @@ from typing import Any
 
 import httpx
 import yaml
+from monitoring_checks import PROMETHEUS_BIN, RULES
 
 from agent.testbed.stack.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-BINARY = ROOT / ".tools" / "bin" / "prometheus"
-RULES = ROOT / "deploy" / "helm" / "chartagent" / "files" / "chartagent-alerts.yaml"
+BINARY = PROMETHEUS_BIN / "prometheus"
 
 
 class Prometheus:

@@ -19,10 +19,10 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fhir_reads import server_with
+from monitoring_checks import dashboard_queries
 from prometheus_server import prometheus_server
 from temporal_fixtures import WorkerProcess, job_settings, prepare_run, temporal_server
 
@@ -38,14 +38,6 @@ pytestmark = pytest.mark.integration
 
 __all__ = ["temporal_server"]  # the fixture, imported for pytest
 
-DASHBOARD = (
-    Path(__file__).resolve().parents[2]
-    / "deploy"
-    / "helm"
-    / "chartagent"
-    / "files"
-    / "chartagent-dashboard.json"
-)
 # A worker serves no HTTP API and, in this run, reads no PACS and calls no model.
 NOT_A_WORKERS = ("chartagent_http_", "chartagent_dicomweb_", "chartagent_model_")
 UNKNOWN = "not-on-this-server-5c1"
@@ -124,13 +116,3 @@ async def test_a_failed_patient_in_a_worker_raises_the_alert_in_prometheus(
         (failed,) = [r for r in await ledger.patients("alerting") if r.status == "failed"]
     assert failed.patient_id == UNKNOWN
     assert failed.reason
-
-
-def dashboard_queries() -> list[tuple[str, str]]:
-    """Each panel's queries, with Grafana's variables filled in as Grafana sends them."""
-    panels: list[dict[str, Any]] = json.loads(DASHBOARD.read_text())["panels"]
-    return [
-        (panel["title"], target["expr"].replace("$__rate_interval", "1m").replace("$job", ".+"))
-        for panel in panels
-        for target in panel.get("targets", [])
-    ]

@@ -1,9 +1,11 @@
 """Checks of what the chart gives Prometheus and Grafana: the metrics ChartAgent exports, with
 their label names, read from its own metric definitions; the check that a PromQL expression (an
-alert rule, a dashboard panel) names only those; and Prometheus's promtool."""
+alert rule, a dashboard panel) names only those; the dashboard's queries as Grafana sends them;
+and Prometheus's promtool."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -18,13 +20,25 @@ import fhir_adapters.metrics
 import tools.imaging.dicomweb_metrics
 import tools.medgemma.metrics
 
-__all__ = ["FILES", "exported", "names_only_exported", "promtool"]
+__all__ = [
+    "DASHBOARD",
+    "FILES",
+    "PROMETHEUS_BIN",
+    "RULES",
+    "dashboard_queries",
+    "exported",
+    "names_only_exported",
+    "promtool",
+]
 
-ROOT: Final = Path(__file__).resolve().parents[2]
+ROOT: Final = Path(__file__).resolve().parents[1]
 # The alerting rules, their promtool tests and the dashboard (the chart renders them on request).
 FILES: Final = ROOT / "deploy" / "helm" / "chartagent" / "files"
-# `make test` takes promtool out of Debian's prometheus package (Makefile: $(PROMETHEUS)).
-PROMTOOL: Final = ROOT / ".tools" / "bin" / "promtool"
+RULES: Final = FILES / "chartagent-alerts.yaml"
+DASHBOARD: Final = FILES / "chartagent-dashboard.json"
+# `make test` takes promtool and the server out of Debian's prometheus package (Makefile).
+PROMETHEUS_BIN: Final = ROOT / ".tools" / "bin"
+PROMTOOL: Final = PROMETHEUS_BIN / "promtool"
 
 MODULES: Final = (
     agent.metrics,
@@ -75,3 +89,14 @@ def promtool(*args: str, cwd: Path = FILES) -> subprocess.CompletedProcess[str]:
     found = str(PROMTOOL) if PROMTOOL.exists() else shutil.which("promtool")
     assert found, "promtool is missing: `make .tools/bin/prometheus` takes it out of Debian's package"
     return subprocess.run([found, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """Each dashboard panel's title and queries, with Grafana's variables filled in as Grafana
+    sends them (a rate window, every scrape job)."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [
+        (panel["title"], target["expr"].replace("$__rate_interval", "2m").replace("$job", ".+"))
+        for panel in panels
+        for target in panel.get("targets", [])
+    ]
