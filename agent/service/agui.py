@@ -21,9 +21,10 @@ A run may write (an approved note): a session's POST carries its CSRF token (`X-
 `agent.service.csrf`); bearer-token callers send no ambient credentials and are exempt.
 
 Answers: 200 with the event stream; 401/403 (no principal, system caller, scopes); 404 (resume
-on a thread this patient does not have); 409 (a run is in progress on the thread, or a resume
-with nothing waiting or naming another proposal); 422 (no question, bad thread id or resume
-value); 503 (the checkpointer or the model cannot be opened). A client that disconnects
+on a thread this patient does not have); 409 (a run is in progress on the thread, in this replica
+or another sharing its state database, or a resume with nothing waiting or naming another
+proposal); 422 (no question, bad thread id or resume value); 503 (the checkpointer, the model or
+the shared record of running threads cannot be reached). A client that disconnects
 cancels the run: the graph's task is cancelled and the thread released.
 """
 
@@ -55,6 +56,7 @@ from agent.service.lifespans import add_lifespan
 from agent.service.principal import Principal
 from agent.service.record_reuse import reused_record
 from agent.service.runtime import ServiceRuntime, runtime_of
+from agent.service.thread_runs import ThreadRunsUnavailable, open_thread_runs
 from agent.service.threads import (
     NOTE_WRITES,
     BusyThreads,
@@ -234,7 +236,7 @@ class _LeasedStream(StreamingResponse):
                 aclose = getattr(self._content, "aclose", None)
                 if aclose is not None:
                     await aclose()
-                self._lease.release()
+                await self._lease.release()
 
 
 @dataclass(frozen=True)
@@ -383,7 +385,12 @@ async def run_agent(
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=WRITE_REFUSED)
     chat = chat_of(request)
     parts = await _available(chat.parts())
-    lease = chat.busy.claim(patient, body.thread_id)
+    try:
+        lease = await chat.busy.claim(patient, body.thread_id)
+    except ThreadRunsUnavailable:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail="the chat cannot check its running threads now"
+        ) from None
     if lease is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="a run is in progress on this thread")
     config: Any = {"configurable": {"thread_id": checkpoint_thread(patient, body.thread_id)}}
@@ -406,7 +413,7 @@ async def run_agent(
         return response
     finally:
         if not handed_over:
-            lease.release()
+            await lease.release()
 
 
 def install(app: FastAPI) -> None:
@@ -418,10 +425,13 @@ def install(app: FastAPI) -> None:
     threads.install(app)
 
     @asynccontextmanager
-    async def close_at_shutdown(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await chat.aclose()
+    async def chat_lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with open_thread_runs(runtime.settings) as shared:
+            chat.busy.shared = shared
+            try:
+                yield
+            finally:
+                chat.busy.shared = None
+                await chat.aclose()
 
-    add_lifespan(app, close_at_shutdown)
+    add_lifespan(app, chat_lifespan)

@@ -1,4 +1,5 @@
-"""Chat threads: their checkpointer key (namespaced by patient), the busy-thread registry, and
+"""Chat threads: their checkpointer key (namespaced by patient), the busy-thread registry (this
+process's, and the replicas' shared claims: agent.service.thread_runs), and
 `GET /api/threads/{id}` (the thread's history, for the principal's own patient only).
 
 A client's `threadId` is stored as `chat/<patient>/<threadId>`: the same id sent by a session of
@@ -8,7 +9,11 @@ another patient's session, and the answer (404) does not say whether the id exis
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
+import uuid
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, status
@@ -20,6 +25,7 @@ from agent.chat.session import AWAITING_CONFIRMATION
 from agent.service.authz import current_principal
 from agent.service.principal import Principal
 from agent.service.runtime import runtime_of
+from agent.service.thread_runs import SharedThreadRuns, ThreadRunsUnavailable
 from tools.record import DEFAULT_TYPES
 
 if TYPE_CHECKING:
@@ -46,6 +52,8 @@ __all__ = [
     "require_chat_reads",
     "valid_thread_id",
 ]
+
+log = logging.getLogger(__name__)
 
 # What a client may use as a thread id (AG-UI clients send UUIDs): no slash, bounded.
 THREAD_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -78,38 +86,81 @@ def checkpoint_thread(patient_id: str, thread_id: str) -> str:
 
 
 class ThreadLease:
-    """A claim on one thread for the length of a run; `release` may be called more than once."""
+    """A claim on one thread for the length of a run; `release` may be called more than once.
+    With the shared claims (`BusyThreads.shared`) it renews its claim there until released."""
 
-    def __init__(self, owner: BusyThreads, key: tuple[str, str]) -> None:
+    def __init__(self, owner: BusyThreads, key: tuple[str, str], shared: SharedThreadRuns | None) -> None:
         self._owner = owner
         self._key = key
         self._held = True
+        self._shared = shared
+        self._holder = uuid.uuid4().hex
+        self._renewal: asyncio.Task[None] | None = None
 
-    def release(self) -> None:
-        if self._held:
-            self._held = False
+    async def _claim_shared(self) -> bool:
+        if self._shared is None:
+            return True
+        if not await self._shared.claim(checkpoint_thread(*self._key), self._holder):
+            return False
+        self._renewal = asyncio.create_task(self._renew(self._shared))
+        return True
+
+    async def _renew(self, shared: SharedThreadRuns) -> None:
+        while True:
+            await asyncio.sleep(shared.ttl_s / 3)
+            try:
+                if not await shared.renew(checkpoint_thread(*self._key), self._holder):
+                    log.warning("a chat run lost its thread's claim (not renewed in %.0f s)", shared.ttl_s)
+                    return
+            except ThreadRunsUnavailable as exc:  # tried again at the next turn, before it expires
+                log.warning("%s", exc)
+
+    async def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        if self._renewal is not None:
+            self._renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewal
+        try:
+            if self._shared is not None:
+                await self._release_shared(self._shared)
+        finally:
             self._owner._release(self._key)
+
+    async def _release_shared(self, shared: SharedThreadRuns) -> None:
+        try:
+            await shared.release(checkpoint_thread(*self._key), self._holder)
+        except ThreadRunsUnavailable as exc:  # the claim expires by itself
+            log.warning("%s; it expires within %.0f s", exc, shared.ttl_s)
 
 
 class BusyThreads:
-    """Threads with a run in progress, in this process: a second run on one is refused (409),
-    never interleaved. One service process owns its threads' runs; several processes would need
-    a shared lock (a Postgres advisory lock beside the Postgres checkpointer)."""
+    """Threads with a run in progress: a second run on one is refused (409), never interleaved.
+    In this process by a set; across the replicas that share the state database by the claims of
+    `shared` (agent.service.thread_runs), which the app's lifespan sets."""
 
     def __init__(self) -> None:
         self._held: set[tuple[str, str]] = set()
+        self.shared: SharedThreadRuns | None = None
 
-    def claim(self, patient_id: str, thread_id: str) -> ThreadLease | None:
-        """A lease on the thread, or None while another run holds it. No await between the test
-        and the claim: atomic on the event loop."""
+    async def claim(self, patient_id: str, thread_id: str) -> ThreadLease | None:
+        """A lease on the thread, or None while another run holds it. The process's own set is
+        tested and taken with no await between (atomic on the event loop), then the shared claim.
+        Raises `ThreadRunsUnavailable` when the shared claims cannot be reached."""
         key = (patient_id, thread_id)
         if key in self._held:
             return None
         self._held.add(key)
-        return ThreadLease(self, key)
-
-    def busy(self, patient_id: str, thread_id: str) -> bool:
-        return (patient_id, thread_id) in self._held
+        lease = ThreadLease(self, key, self.shared)
+        claimed = False
+        try:
+            claimed = await lease._claim_shared()
+        finally:
+            if not claimed:
+                self._held.discard(key)
+        return lease if claimed else None
 
     def _release(self, key: tuple[str, str]) -> None:
         self._held.discard(key)

@@ -1,7 +1,8 @@
 """The chat endpoint served by uvicorn (the real app, `create_app`) over the seeded cohort in a
 real FHIR server, planned by a scripted OpenAI-compatible server through native tool calls:
 the SSE stream carries the tool calls with cited results and the answer; a note is proposed
-(outcome interrupt), written once on approval; a busy thread is refused; a client that leaves
+(outcome interrupt), written once on approval; a busy thread is refused, by a second replica of
+the app sharing its state database too; a client that leaves
 cancels its run; threads belong to one patient; errors carry no patient data."""
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class Stack:
     ehr: EhrStandin
     # A second EHR whose FHIR proxy the error test stops (its tokens stay valid: JWKS cached).
     failing_ehr: EhrStandin
+    # A second replica of the app: the same settings and state database, its own process state.
+    replica_url: str
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +95,9 @@ def stack(
             planner_protocol="tools",
         )
         app = create_app(settings, public_url=public, fhir_url=fhir)
-        with serve_on(app, port) as url:
-            yield Stack(url=url, ehr=ehr, failing_ehr=failing)
+        replica = create_app(settings, public_url=public, fhir_url=fhir)
+        with serve_on(app, port) as url, serve_on(replica, free_port(), "replica") as replica_url:
+            yield Stack(url=url, ehr=ehr, failing_ehr=failing, replica_url=replica_url)
 
 
 @pytest.fixture(scope="module")
@@ -272,14 +276,22 @@ async def test_a_busy_thread_is_refused_and_a_client_that_leaves_cancels_its_run
         ):
             assert resp.status_code == 200
             seen = []
-            async for event in sse_events(resp):
-                seen.append(event["type"])
-                if event["type"] == "TOOL_CALL_RESULT":  # the manifest: the planner is asked now
-                    break
+            # Read without closing the stream (leaving a loop over it would close it): the client
+            # stays while the run is in progress.
+            events_of = sse_events(resp)
+            while not seen or seen[-1] != "TOOL_CALL_RESULT":  # the manifest: the planner is asked now
+                seen.append((await anext(events_of))["type"])
             second = await http.post(
                 f"{app_url}/api/agent", json=run_body("t-busy", "again"), headers=headers
             )
             assert second.status_code == 409
+            # Another replica sharing the state database refuses it too (its own process has no
+            # run on the thread: the shared claim says so).
+            elsewhere = await http.post(
+                f"{stack.replica_url}/api/agent", json=run_body("t-busy", "again"), headers=headers
+            )
+            assert elsewhere.status_code == 409
+            assert "in progress" in elsewhere.text
             # The stream is closed: the client left mid-run.
         planner.delay_s = 0.0
         reject = run_body("t-busy", forwardedProps={"command": {"resume": "reject"}})
@@ -296,7 +308,8 @@ async def test_a_busy_thread_is_refused_and_a_client_that_leaves_cancels_its_run
             if thread.status_code == 200:
                 assert thread.json()["pending"] is None
                 assert thread.json()["messages"] == []
-        events = await run(app_url, headers, run_body("t-busy", "What is the latest HbA1c?"))
+        # Released: the other replica runs the thread's next turn.
+        events = await run(stack.replica_url, headers, run_body("t-busy", "What is the latest HbA1c?"))
         assert events[-1]["type"] == "RUN_FINISHED"
     finally:
         planner.delay_s = 0.0
