@@ -39,11 +39,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agent.service.authz import current_principal, session_of
 from agent.service.csrf import require_csrf
-from agent.service.fhir_access import fhir_for
+from agent.service.fhir_access import fhir_base_of, fhir_for
 from agent.service.lifespans import add_lifespan
 from agent.service.pages import in_compartment
 from agent.service.principal import Principal
-from agent.service.runs import RunRegistry, RunView, context_opener
+from agent.service.run_store import RunsUnavailable, RunView, open_run_store
+from agent.service.runs import RunRegistry, context_opener
 from agent.service.runtime import runtime_of
 from agent.service.summary_view import (
     SERVED_CONTENT_TYPES,
@@ -79,6 +80,12 @@ class RejectBody(BaseModel):
 
 class RunStarted(BaseModel):
     run_id: str
+
+
+def _runs_unavailable() -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE, detail="the summary runs cannot be reached now; try again"
+    )
 
 
 def runs_of(request: Request) -> RunRegistry:
@@ -293,32 +300,46 @@ async def start_summary(
         principal.require(rtype, interaction)
     runtime = runtime_of(request)
     opener = context_opener(runtime.settings, lambda: fhir_for(request, principal), runtime.dicomweb_url)
-    run, _ = runs_of(request).start(patient_id, opener)
-    return JSONResponse(RunStarted(run_id=run.run_id).model_dump(), status_code=status.HTTP_202_ACCEPTED)
+    try:
+        run_id, _ = await runs_of(request).start(fhir_base_of(request, principal), patient_id, opener)
+    except RunsUnavailable:
+        raise _runs_unavailable() from None
+    return JSONResponse(RunStarted(run_id=run_id).model_dump(), status_code=status.HTTP_202_ACCEPTED)
 
 
 async def run_progress(
     request: Request, run_id: str, principal: Annotated[Principal, Depends(current_principal)]
 ) -> RunView:
-    run = runs_of(request).get(run_id)
-    # Another patient's run answers like an unknown one.
-    if run is None or (principal.patient_id is not None and run.patient_id != principal.patient_id):
+    try:
+        run = await runs_of(request).get(run_id)
+    except RunsUnavailable:
+        raise _runs_unavailable() from None
+    # Another patient's run, or another FHIR server's, answers like an unknown one.
+    if (
+        run is None
+        or run.fhir_base != fhir_base_of(request, principal)
+        or (principal.patient_id is not None and run.patient != principal.patient_id)
+    ):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such run")
     return run.view()
 
 
 def install(app: FastAPI) -> None:
-    """Add the patient API's routes to `app`; the run registry lives on `app.state.summary_runs`."""
+    """Add the patient API's routes to `app`; the run registry lives on `app.state.summary_runs`,
+    its shared store open for the app's life."""
     registry = app.state.summary_runs = RunRegistry()
 
     @asynccontextmanager
-    async def cancel_runs_at_shutdown(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await registry.aclose()
+    async def runs_lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with open_run_store(app.state.runtime.settings) as store:
+            registry.store = store
+            try:
+                yield
+            finally:
+                await registry.aclose()
+                registry.store = None
 
-    add_lifespan(app, cancel_runs_at_shutdown)
+    add_lifespan(app, runs_lifespan)
     tags: list[str | Any] = ["patient"]
     app.add_api_route(
         "/api/patients/{patient_id}/summary",

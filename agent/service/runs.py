@@ -1,76 +1,41 @@
 """Run the planning graph for one patient now, in the background, and report its progress.
 
-`POST /api/patients/{id}/summarize` starts a run (one at a time per patient: a second start while
-one runs answers the running one) and `GET /api/runs/{run_id}` reports it: the graph's nodes as
-they finish (LangGraph's stream of node updates), the references the run wrote, and a PHI-free
-error (`agent.jobs.summarize.describe_failure`, the same words as the CLI's).
+`POST /api/patients/{id}/summarize` starts a run (one at a time per patient of a FHIR server: a
+second start while one runs answers the running one) and `GET /api/runs/{run_id}` reports it: the
+graph's nodes as they finish (LangGraph's stream of node updates), the references the run wrote,
+and a PHI-free error (`agent.jobs.summarize.describe_failure`, the same words as the CLI's).
 
-Runs live in this process's memory (the last `KEEP_FINISHED` finished ones are kept): a restart
-forgets them, while what a run wrote stays on the FHIR server and the next run finds it.
+The run executes in this process; its progress is kept in the database the API replicas share
+(agent.service.run_store), so any replica answers the poll and refuses a second run of the
+patient. A replica that stops mid-run leaves its run to read as failed once its beat is older than
+`BEAT_TTL_S`: what it wrote stays on the FHIR server and the next run finds it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel
 
 from agent.context import RunContext
 from agent.graphs.summarize import summarize_graph
 from agent.jobs.summarize import describe_failure, outcome_of
+from agent.service.run_store import RunRecord, RunStep, RunStore, RunsUnavailable
 from agent.settings import Settings
 from agent.state import SummarizeState
 from fhir_adapters import FhirClient
 from tools.writeback.pending import WriteOutcome
 
-__all__ = ["KEEP_FINISHED", "RunRegistry", "RunStep", "RunView", "run_summary"]
+__all__ = ["RunRegistry", "run_summary"]
 
 log = logging.getLogger(__name__)
-
-KEEP_FINISHED: Final = 200
-RunStatus = Literal["running", "done", "failed"]
-
-
-class RunStep(BaseModel):
-    node: str
-    at: str
-
-
-class RunView(BaseModel):
-    run_id: str
-    status: RunStatus
-    steps: list[RunStep]
-    written: list[str]
-    error: str | None
-
-
-@dataclass
-class _Run:
-    run_id: str
-    patient_id: str
-    status: RunStatus = "running"
-    steps: list[RunStep] = field(default_factory=list)
-    written: list[str] = field(default_factory=list)
-    error: str | None = None
-    task: asyncio.Task[None] | None = None
-
-    def view(self) -> RunView:
-        return RunView(
-            run_id=self.run_id,
-            status=self.status,
-            steps=list(self.steps),
-            written=list(self.written),
-            error=self.error,
-        )
 
 
 def _now() -> str:
@@ -82,9 +47,11 @@ def _written(state: SummarizeState) -> list[str]:
     return sorted({ref for w in writes if w.stored for ref in w.references.values()})
 
 
-async def run_summary(ctx: RunContext, patient_id: str, on_step: Callable[[str], None]) -> SummarizeState:
+async def run_summary(
+    ctx: RunContext, patient_id: str, on_step: Callable[[str], Awaitable[None]]
+) -> SummarizeState:
     """The planning graph for one patient, as `summarize_patient` runs it without checkpoints,
-    calling `on_step(node)` as each node finishes."""
+    awaiting `on_step(node)` as each node finishes."""
     config: RunnableConfig = {"max_concurrency": ctx.max_concurrency}
     state: dict[str, Any] = {}
     stream = summarize_graph.astream(
@@ -93,7 +60,7 @@ async def run_summary(ctx: RunContext, patient_id: str, on_step: Callable[[str],
     async for mode, chunk in stream:
         if mode == "updates" and isinstance(chunk, dict):
             for node in chunk:
-                on_step(str(node))
+                await on_step(str(node))
         elif mode == "values" and isinstance(chunk, dict):
             state = chunk
     return state  # type: ignore[return-value]  # the graph's final values are its state
@@ -104,60 +71,88 @@ ContextOpener = Callable[[AsyncExitStack], Awaitable[RunContext]]
 
 
 class RunRegistry:
-    """The runs of this process: one running per patient; finished ones kept for their reports."""
+    """This process's runs, their rows in the shared `store` (set for the app's life)."""
 
     def __init__(self) -> None:
-        self._runs: OrderedDict[str, _Run] = OrderedDict()
-        self._running: dict[str, str] = {}
+        self.store: RunStore | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def get(self, run_id: str) -> _Run | None:
-        return self._runs.get(run_id)
+    def _store(self) -> RunStore:
+        if self.store is None:  # the app's lifespan opens it: a request before it is a wiring defect
+            raise RunsUnavailable("the summary runs are not open")
+        return self.store
 
-    def start(self, patient_id: str, open_context: ContextOpener) -> tuple[_Run, bool]:
-        """(the run, whether it started now): a patient's running run is answered, not doubled."""
-        running = self._running.get(patient_id)
-        if running is not None:
-            return self._runs[running], False
-        run = _Run(run_id=secrets.token_urlsafe(12), patient_id=patient_id)
-        self._runs[run.run_id] = run
-        self._running[patient_id] = run.run_id
-        run.task = asyncio.create_task(self._execute(run, open_context), name=f"summary-run-{run.run_id}")
-        self._forget_old()
-        return run, True
+    async def get(self, run_id: str) -> RunRecord | None:
+        return await self._store().get(run_id)
 
-    async def _execute(self, run: _Run, open_context: ContextOpener) -> None:
+    async def start(self, fhir_base: str, patient_id: str, open_context: ContextOpener) -> tuple[str, bool]:
+        """(the run's id, whether it started now): a patient's running run, on this replica or
+        another, is answered, not doubled. Raises `RunsUnavailable` when the store cannot be
+        written (nothing started)."""
+        store = self._store()
+        run_id, started = await store.start(secrets.token_urlsafe(12), fhir_base, patient_id)
+        if started:
+            task = asyncio.create_task(self._execute(store, run_id, patient_id, open_context))
+            self._tasks[run_id] = task
+            task.add_done_callback(lambda _: self._tasks.pop(run_id, None))
+        return run_id, started
+
+    async def _execute(
+        self, store: RunStore, run_id: str, patient_id: str, open_context: ContextOpener
+    ) -> None:
+        steps: list[RunStep] = []
+        written: list[str] = []
+        status: Any = "failed"
+        error: str | None = None
+
+        async def on_step(node: str) -> None:
+            steps.append(RunStep(node=node, at=_now()))
+            await _quietly(store.beat(run_id, steps))
+
+        beats = asyncio.create_task(_beat(store, run_id))
         try:
             async with AsyncExitStack() as stack:
                 ctx = await open_context(stack)
-                state = await run_summary(
-                    ctx, run.patient_id, lambda node: run.steps.append(RunStep(node=node, at=_now()))
-                )
-            outcome = outcome_of(run.patient_id, state, dry_run=False)
-            run.written = _written(state)
+                state = await run_summary(ctx, patient_id, on_step)
+            outcome = outcome_of(patient_id, state, dry_run=False)
+            written = _written(state)
             if outcome.status in ("failed", "unknown"):
-                run.status, run.error = "failed", outcome.error or outcome.status
+                error = outcome.error or outcome.status
             else:
-                run.status = "done"
+                status = "done"
         except asyncio.CancelledError:
-            run.status, run.error = "failed", "the run was cancelled (the service stopped)"
+            error = "the run was cancelled (the service stopped)"
             raise
         except Exception as exc:  # the run's boundary: any failure is reported, PHI-free
-            run.status, run.error = "failed", describe_failure(exc)
-            log.warning("summary run %s failed: %s", run.run_id, type(exc).__name__)
+            error = describe_failure(exc)
+            log.warning("summary run %s failed: %s", run_id, type(exc).__name__)
         finally:
-            self._running.pop(run.patient_id, None)
-
-    def _forget_old(self) -> None:
-        finished = [rid for rid, r in self._runs.items() if r.status != "running"]
-        for rid in finished[: max(0, len(finished) - KEEP_FINISHED)]:
-            del self._runs[rid]
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
+            await asyncio.shield(_quietly(store.finish(run_id, status, steps, written, error)))
 
     async def aclose(self) -> None:
         """Cancel the runs still going (at shutdown)."""
-        tasks = [r.task for r in self._runs.values() if r.task is not None and not r.task.done()]
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _beat(store: RunStore, run_id: str) -> None:
+    while True:
+        await asyncio.sleep(store.beat_ttl_s / 3)
+        await _quietly(store.beat(run_id))
+
+
+async def _quietly(update: Awaitable[None]) -> None:
+    """A progress write that failed: the run goes on (its row catches up at the next write, or
+    reads as stopped once its beat is older than its time to live)."""
+    try:
+        await update
+    except RunsUnavailable as exc:
+        log.warning("%s", exc)
 
 
 def context_opener(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,18 @@ def principal(patient_id: str, scopes: str = SCOPES, *, kind: Any = "token") -> 
     )
 
 
-def client_for(
-    fhir_url: str, who: Principal, tmp_path: Path, dicomweb_url: str | None = None, **settings: Any
-) -> httpx.AsyncClient:
+@asynccontextmanager
+async def client_for(
+    fhir_url: str,
+    who: Principal,
+    tmp_path: Path,
+    dicomweb_url: str | None = None,
+    *,
+    lifespan: bool = True,
+    **settings: Any,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app as `who`, inside the app's lifespan (its shared stores open) unless
+    `lifespan` is False."""
     app = create_app(
         Settings(state_dir=tmp_path, **settings),
         public_url="http://testserver",
@@ -83,12 +93,20 @@ def client_for(
         dicomweb_url=dicomweb_url,
     )
     app.dependency_overrides[current_principal] = lambda: who
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+    async with AsyncExitStack() as stack:
+        if lifespan:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        transport = httpx.ASGITransport(app=app)
+        yield await stack.enter_async_context(
+            httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        )
 
 
 @pytest.fixture
 async def api(server: str, cohort: Cohort, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(server, principal(cohort.patients[0].id), tmp_path) as client:
+    # No lifespan: a fixture's setup and teardown run in different tasks, and the lifespan's cancel
+    # scopes must end in the task that began them. Its routes (summary, results) need none of it.
+    async with client_for(server, principal(cohort.patients[0].id), tmp_path, lifespan=False) as client:
         yield client
 
 
@@ -246,19 +264,26 @@ async def test_a_concurrent_change_fails_the_whole_review(server: str, cohort: C
     assert await review_provenances(server, f"DiagnosticReport/{report['id']}") == []
 
 
-async def test_summarize_now_runs_the_graph_once_with_progress(
+async def test_summarize_now_runs_the_graph_once_with_progress_on_any_replica(
     server: str, cohort: Cohort, tmp_path: Path
 ) -> None:
+    """Two replicas of the app over one state database: the run started on one is the patient's
+    run on the other too, and either reports its progress."""
     patient = cohort.patients[1].id
-    async with client_for(server, principal(patient), tmp_path) as client:
+    async with (
+        client_for(server, principal(patient), tmp_path) as client,
+        client_for(server, principal(patient), tmp_path) as replica,
+    ):
         started = await client.post(f"/api/patients/{patient}/summarize")
         assert started.status_code == 202, started.text
         run_id = started.json()["run_id"]
         again = await client.post(f"/api/patients/{patient}/summarize")
         assert again.json()["run_id"] == run_id  # one run at a time per patient
+        elsewhere = await replica.post(f"/api/patients/{patient}/summarize")
+        assert elsewhere.json()["run_id"] == run_id  # on every replica
         run: dict[str, Any] = {"status": "running"}
         for _ in range(600):
-            run = (await client.get(f"/api/runs/{run_id}")).json()
+            run = (await replica.get(f"/api/runs/{run_id}")).json()
             if run["status"] != "running":
                 break
             await asyncio.sleep(0.1)
@@ -268,9 +293,14 @@ async def test_summarize_now_runs_the_graph_once_with_progress(
         assert nodes[:1] == ["check_changes"], nodes
         # Nothing new since the module's run: the graph plans nothing and writes nothing.
         assert run["written"] == []
+        assert (await client.get(f"/api/runs/{run_id}")).json() == run
         assert (await client.get("/api/runs/unknown")).status_code == 404
     async with client_for(server, principal(cohort.patients[0].id), tmp_path) as client:
         assert (await client.get(f"/api/runs/{run_id}")).status_code == 404  # not this patient's run
+    # The same patient id on another FHIR server is another patient: its runs are apart.
+    other_server = principal(patient).model_copy(update={"fhir_base_url": "https://other-ehr.example/fhir"})
+    async with client_for(server, other_server, tmp_path) as client:
+        assert (await client.get(f"/api/runs/{run_id}")).status_code == 404
 
 
 async def test_readyz_names_the_failing_check(

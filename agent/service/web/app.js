@@ -387,7 +387,7 @@ async function summarizeNow() {
         // A run lives in the server process that started it: after a restart, or on another
         // replica, its progress is gone, not its writes (idempotent: a new run completes them).
         if (!(error instanceof ApiError && error.status === 404)) throw error;
-        run = { status: "failed", steps: run.steps, error: "this server no longer knows the run (it restarted, or another of its servers answered); what the run wrote stays, and Summarize now again completes it" };
+        run = { status: "failed", steps: run.steps, error: "this server no longer knows the run; what the run wrote stays, and Summarize now again completes it" };
       }
       renderRun(run);
     }
