@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 
@@ -102,7 +102,7 @@ class RunRegistry:
     ) -> None:
         steps: list[RunStep] = []
         written: list[str] = []
-        status: Any = "failed"
+        status: Literal["done", "failed"] = "failed"
         error: str | None = None
 
         async def on_step(node: str) -> None:

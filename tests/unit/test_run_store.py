@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from agent.context import RunContext
 from agent.service import run_store
 from agent.service.run_store import STOPPED, RunStep, RunStore, RunsUnavailable, open_run_store
+from agent.service.runs import RunRegistry
 from agent.settings import Settings
+from fhir_adapters import FhirTransportError
 
 EHR, OTHER_EHR = "https://ehr.example/fhir", "https://other.example/fhir"
 
@@ -95,7 +98,7 @@ async def test_rows_older_than_their_keeping_go_at_the_next_start(
     await a.start("old", EHR, "p4")
     await a.finish("old", "failed", [], [], "the FHIR server failed")
     now = time.time()
-    monkeypatch.setattr(run_store.time, "time", lambda: now + run_store.KEPT_FOR_S + 1)
+    monkeypatch.setattr(time, "time", lambda: now + run_store.KEPT_FOR_S + 1)
     await b.start("new", EHR, "p5")
     assert await b.get("old") is None
 
@@ -121,3 +124,36 @@ class _Failing:
 
     async def __aexit__(self, *_: object) -> None:
         return None
+
+
+async def test_a_long_run_beats_while_it_runs_and_records_its_end(tmp_path: Path) -> None:
+    """`RunRegistry` (agent.service.runs) keeps a long run alive in the store past its time to
+    live, and records its end there: a context that fails to open is the run's error, in
+    describe_failure's words."""
+    settings = Settings(state_dir=tmp_path, checkpoint_url=None)
+    async with open_run_store(settings, beat_ttl_s=0.3) as store:
+        registry = RunRegistry()
+        registry.store = store
+        gate = asyncio.Event()
+
+        async def slow_then_refused(_: AsyncExitStack) -> RunContext:
+            await gate.wait()
+            raise FhirTransportError("GET", "metadata", "ConnectError")
+
+        run_id, started = await registry.start(EHR, "p1", slow_then_refused)
+        assert started
+        await asyncio.sleep(1.0)  # three times the beat's time to live
+        alive = await store.get(run_id)
+        assert alive is not None
+        assert alive.status == "running"
+        gate.set()
+        for _ in range(50):
+            ended = await store.get(run_id)
+            if ended is not None and ended.status != "running":
+                break
+            await asyncio.sleep(0.05)
+        assert ended is not None
+        assert ended.status == "failed"
+        assert ended.error is not None
+        assert "ConnectError" in ended.error
+        await registry.aclose()
