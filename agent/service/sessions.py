@@ -202,14 +202,30 @@ class PendingLaunch:
     created_at: float
 
 
+class LaunchMirror(Protocol):
+    """Where every replica finds the launches in flight (agent.service.shared_sessions)."""
+
+    async def put_launch(self, state: str, launch: PendingLaunch) -> None: ...
+
+    async def take_launch(self, state: str) -> PendingLaunch | None:
+        """The launch, removed for every replica (taken once), or None."""
+        ...
+
+
 class LaunchStore:
-    """Launches in flight by `state`; a state is taken once, whatever the callback's outcome."""
+    """Launches in flight by `state`; a state is taken once, whatever the callback's outcome. In
+    this process's memory, or, with a `mirror` (set for the app's lifetime when sessions are
+    shared), only there: the callback may then reach another replica than the launch."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._launches: dict[str, PendingLaunch] = {}
+        self.mirror: LaunchMirror | None = None
 
-    def put(self, state: str, launch: PendingLaunch) -> None:
+    async def put(self, state: str, launch: PendingLaunch) -> None:
+        if self.mirror is not None:
+            await self.mirror.put_launch(state, launch)
+            return
         now = self._clock()
         if len(self._launches) >= MAX_PENDING_LAUNCHES:
             for s in [s for s, p in self._launches.items() if now - p.created_at > LAUNCH_TTL_S]:
@@ -218,8 +234,11 @@ class LaunchStore:
                 del self._launches[next(iter(self._launches))]
         self._launches[state] = launch
 
-    def take(self, state: str) -> PendingLaunch | None:
-        launch = self._launches.pop(state, None)
+    async def take(self, state: str) -> PendingLaunch | None:
+        if self.mirror is not None:
+            launch = await self.mirror.take_launch(state)
+        else:
+            launch = self._launches.pop(state, None)
         if launch is None or self._clock() - launch.created_at > LAUNCH_TTL_S:
             return None
         return launch

@@ -1,4 +1,5 @@
-"""The SMART app's sessions in the shared database, encrypted, so that every API replica knows them.
+"""The SMART app's sessions in the shared database, encrypted, so that every API replica knows them
+(and its launches in flight: the launch and its callback may reach different replicas).
 
 With `CHARTAGENT_APP_SESSION_KEY` set (base64 of 32 random bytes), each session is also kept in
 the shared state database (agent.state_database: the Postgres of `CHARTAGENT_CHECKPOINT_URL`, else
@@ -18,6 +19,10 @@ A row is `(id, expires_at, generation, sealed)`:
   locks the file): a replica that finds a newer generation there takes those tokens instead of
   refreshing again. EHRs rotate refresh tokens and refuse a used one, so two replicas refreshing
   one session at once would otherwise log the user out.
+
+A launch in flight is a row `(id, expires_at, sealed)` too, `id` the SHA-256 of its `state`, the
+launch (PKCE verifier, nonce, the browser's binding) sealed the same way; the callback takes it
+once, deleting the row in the same transaction.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -41,25 +46,29 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.service.authz import session_cookie_name
 from agent.service.runtime import runtime_of
-from agent.service.sessions import Session
+from agent.service.sessions import LAUNCH_TTL_S, PendingLaunch, Session
 from agent.service.token_uses import SERVICE_DATABASE_FILE
 from agent.settings import Settings, decode_session_key
 from agent.state_database import Database, TablesOwner, Tx, database_errors, open_owner
-from fhir_adapters.smart_app_launch import SmartConfiguration
+from fhir_adapters.smart_app_launch import Pkce, SmartConfiguration
 from fhir_adapters.smart_scopes import ScopeSet
 
 __all__ = [
     "SessionSync",
     "SharedSessions",
+    "StoredLaunch",
     "StoredSession",
+    "launch_from",
     "open_shared_sessions",
     "session_from",
+    "stored_launch",
     "stored_of",
 ]
 
 log = logging.getLogger(__name__)
 
 _NONCE_BYTES: Final = 12
+Sealed = TypeVar("Sealed", bound=BaseModel)
 
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS app_sessions (
@@ -68,6 +77,10 @@ _SCHEMA: Final = (
         generation INTEGER NOT NULL,
         sealed TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS app_sessions_expires_at ON app_sessions (expires_at)",
+    """CREATE TABLE IF NOT EXISTS app_launches (
+        id TEXT PRIMARY KEY,
+        expires_at DOUBLE PRECISION NOT NULL,
+        sealed TEXT NOT NULL)""",
 )
 _SETUP_LOCK: Final = 4242120014
 
@@ -130,6 +143,39 @@ def session_from(stored: StoredSession) -> Session:
     )
 
 
+class StoredLaunch(BaseModel):
+    """A launch in flight as its row seals it (agent.service.sessions.PendingLaunch)."""
+
+    iss: str
+    config: dict[str, Any]
+    verifier: str
+    nonce: str
+    browser_binding: str
+    created_at: float
+
+
+def stored_launch(launch: PendingLaunch) -> StoredLaunch:
+    return StoredLaunch(
+        iss=launch.iss,
+        config=launch.config.model_dump(mode="json"),
+        verifier=launch.pkce.verifier.get_secret_value(),
+        nonce=launch.nonce,
+        browser_binding=launch.browser_binding,
+        created_at=launch.created_at,
+    )
+
+
+def launch_from(stored: StoredLaunch) -> PendingLaunch:
+    return PendingLaunch(
+        iss=stored.iss,
+        config=SmartConfiguration.model_validate(stored.config),
+        pkce=Pkce(verifier=SecretStr(stored.verifier)),
+        nonce=stored.nonce,
+        browser_binding=stored.browser_binding,
+        created_at=stored.created_at,
+    )
+
+
 def _row_id(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
@@ -144,13 +190,15 @@ class SharedSessions(TablesOwner):
         # Postgres waits for a row another replica is refreshing (SQLite's transaction locks the file).
         self._for_update = " FOR UPDATE" if db.postgres else ""
 
-    def _seal(self, stored: StoredSession) -> str:
+    def _seal(self, row_id: str, record: BaseModel) -> str:
+        """`record` sealed for the row `row_id` (its associated data: a row copied onto another id
+        does not open)."""
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, stored.model_dump_json().encode(), _row_id(stored.id).encode())
+        sealed = self._aead.encrypt(nonce, record.model_dump_json().encode(), row_id.encode())
         return base64.b64encode(nonce + sealed).decode()
 
-    def _open(self, row_id: str, sealed: str) -> StoredSession | None:
-        """The row's session; None when it does not open (another key, tampered with)."""
+    def _open(self, row_id: str, sealed: str, kind: type[Sealed]) -> Sealed | None:
+        """The row's record; None when it does not open (another key, tampered with)."""
         try:
             raw = base64.b64decode(sealed, validate=True)
         except binascii.Error:
@@ -160,18 +208,19 @@ class SharedSessions(TablesOwner):
         except (InvalidTag, ValueError):
             return None
         try:
-            return StoredSession.model_validate_json(plain)
+            return kind.model_validate_json(plain)
         except ValidationError:
             return None
 
     async def _write(self, tx: Tx, stored: StoredSession) -> None:
         """Writes the session (a new one, or its refreshed tokens); the expired go."""
+        row_id = _row_id(stored.id)
         await tx.run("DELETE FROM app_sessions WHERE expires_at < ?", (self._clock(),))
         await tx.run(
             "INSERT INTO app_sessions (id, expires_at, generation, sealed) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at,"
             " generation = excluded.generation, sealed = excluded.sealed",
-            (_row_id(stored.id), stored.expires_at, stored.generation, self._seal(stored)),
+            (row_id, stored.expires_at, stored.generation, self._seal(row_id, stored)),
         )
 
     async def _generation(self, session_id: str) -> int | None:
@@ -194,7 +243,31 @@ class SharedSessions(TablesOwner):
             + (self._for_update if lock else ""),
             (row_id, self._clock()),
         )
-        return self._open(row_id, str(rows[0][0])) if rows else None
+        return self._open(row_id, str(rows[0][0]), StoredSession) if rows else None
+
+    # LaunchMirror (agent.service.sessions): rows named by the state's SHA-256, the launch sealed.
+
+    async def put_launch(self, state: str, launch: PendingLaunch) -> None:
+        row_id = _row_id(state)
+        async with self._tx() as tx:
+            await tx.run("DELETE FROM app_launches WHERE expires_at < ?", (self._clock(),))
+            await tx.run(
+                "INSERT INTO app_launches (id, expires_at, sealed) VALUES (?, ?, ?)",
+                (row_id, launch.created_at + LAUNCH_TTL_S, self._seal(row_id, stored_launch(launch))),
+            )
+
+    async def take_launch(self, state: str) -> PendingLaunch | None:
+        """The launch, its row deleted in the same transaction: of two replicas taking one state
+        at once, one gets it (the other's delete finds no row)."""
+        row_id = _row_id(state)
+        async with self._tx() as tx:
+            rows = await tx.fetch(
+                "SELECT sealed FROM app_launches WHERE id = ? AND expires_at > ?" + self._for_update,
+                (row_id, self._clock()),
+            )
+            taken = await tx.run("DELETE FROM app_launches WHERE id = ?", (row_id,))
+        stored = self._open(row_id, str(rows[0][0]), StoredLaunch) if rows and taken == 1 else None
+        return None if stored is None else launch_from(stored)
 
     # SessionMirror (agent.service.sessions)
 

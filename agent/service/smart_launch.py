@@ -107,17 +107,19 @@ async def launch(request: Request, iss: str | None = None, launch: str | None = 
     state = new_state()
     nonce = new_state()
     browser = secrets.token_urlsafe(32)
-    runtime.launches.put(
-        state,
-        PendingLaunch(
-            iss=issuer,
-            config=config,
-            pkce=pkce,
-            nonce=nonce,
-            browser_binding=browser_binding(browser),
-            created_at=runtime.launches.now(),
-        ),
+    pending = PendingLaunch(
+        iss=issuer,
+        config=config,
+        pkce=pkce,
+        nonce=nonce,
+        browser_binding=browser_binding(browser),
+        created_at=runtime.launches.now(),
     )
+    try:
+        await runtime.launches.put(state, pending)
+    except database_errors() as exc:
+        log.warning("SMART launch: the launch store failed: %s", type(exc).__name__)
+        return problem_page(LaunchProblem(503, "ChartAgent could not start the sign-in", "Try again later."))
     target = authorize_url(
         config,
         client_id=settings.app_client_id,
@@ -170,7 +172,7 @@ async def callback(
     runtime = runtime_of(request)
     settings = runtime.settings
     try:
-        pending = _pending_launch(request, runtime, state)
+        pending = await _pending_launch(request, runtime, state)
         if error is not None:
             shown = error if _OAUTH_CODE.fullmatch(error) else "unknown error"
             raise LaunchProblem(
@@ -244,8 +246,14 @@ async def callback(
     return _without_launch_cookie(runtime, response)
 
 
-def _pending_launch(request: Request, runtime: ServiceRuntime, state: str | None) -> PendingLaunch:
-    pending = runtime.launches.take(state) if state else None
+async def _pending_launch(request: Request, runtime: ServiceRuntime, state: str | None) -> PendingLaunch:
+    try:
+        pending = await runtime.launches.take(state) if state else None
+    except database_errors() as exc:
+        log.warning("SMART launch: the launch store failed: %s", type(exc).__name__)
+        raise LaunchProblem(
+            503, "ChartAgent could not finish the sign-in", "Try again later. " + _AGAIN
+        ) from None
     cookie = request.cookies.get(launch_cookie_name(runtime))
     if pending is None or cookie is None or browser_binding(cookie) != pending.browser_binding:
         raise LaunchProblem(
@@ -330,11 +338,11 @@ def install(app: FastAPI) -> None:
         @asynccontextmanager
         async def share_sessions(_: FastAPI) -> AsyncIterator[None]:
             async with open_shared_sessions(runtime.settings, key) as shared:
-                runtime.sessions.mirror = shared
+                runtime.sessions.mirror = runtime.launches.mirror = shared
                 try:
                     yield
                 finally:
-                    runtime.sessions.mirror = None
+                    runtime.sessions.mirror = runtime.launches.mirror = None
 
         add_lifespan(app, share_sessions)
     app.add_middleware(SecurityHeaders, settings=runtime.settings)

@@ -1,7 +1,8 @@
 """SMART app sessions shared by replicas (CHARTAGENT_APP_SESSION_KEY; agent.service.shared_sessions):
 two real apps (uvicorn) behind one public URL and one state dir, as the Helm chart runs them, and
 the EHR stand-in that launches the app and rotates refresh tokens. A session started on one
-replica is served by the other and by a restarted one; a logout on one ends it on both; two
+replica is served by the other and by a restarted one; a launch may complete on another replica
+than it began on; a logout on one ends it on both; two
 replicas refreshing the same expired token at once keep the session (the stand-in refuses a
 rotated refresh token used twice, so without the row lock one of them logs the user out)."""
 
@@ -176,3 +177,36 @@ def test_a_launch_whose_session_cannot_be_stored_ends_on_an_error_page_without_a
         assert "could not keep the session" in page.text
         assert browser.cookies.get(COOKIE) is None
         assert all(len(r.sessions) == 0 for r in group.runtimes)
+
+
+def test_a_launch_started_on_one_replica_completes_on_another(
+    ehr_standin_factory: EhrStandinFactory, tmp_path: Path
+) -> None:
+    """The EHR's redirect back (the callback) reaches another replica than the launch, as a
+    non-sticky route may send it: that replica finds the launch in the shared database, once."""
+    with (
+        replicas(ehr_standin_factory, tmp_path) as group,
+        httpx.Client(timeout=30, follow_redirects=False) as browser,
+    ):
+        patient = new_patient(group.ehr.upstream_fhir_url)
+        callback = ""
+        response = browser.get(f"{group.ehr.base_url}/launch", params={"patient": patient})
+        while response.next_request is not None:
+            target = str(response.next_request.url)
+            if target.startswith(f"{group.public}/app/callback"):
+                callback = target.removeprefix(group.public)
+                target = group.urls[1] + callback  # the other replica
+            response = browser.get(target)
+        assert response.status_code == 200, response.text
+        assert callback
+        cookie = browser.cookies.get(COOKIE)
+        assert cookie
+        assert group.runtimes[0].sessions.get(cookie) is None  # made by the other replica
+        info = browser.get(f"{group.urls[0]}/api/session")  # and served by this one too
+        assert info.status_code == 200, info.text
+        assert info.json()["patient"] == patient
+        # Taken once: the same callback again is refused on either replica.
+        for url in group.urls:
+            again = browser.get(url + callback)
+            assert again.status_code == 400
+            assert "This sign-in is not valid" in again.text

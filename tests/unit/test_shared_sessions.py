@@ -2,10 +2,12 @@
 each `SessionStore` here is one replica with its own connection. Sealed rows (no token, id or
 patient readable; a row moved to another id, or opened with another key, is no session), a
 session taken up by another replica, ended on all, and a refresh that another replica already
-made adopted instead of repeated (EHRs refuse a rotated refresh token used twice)."""
+made adopted instead of repeated (EHRs refuse a rotated refresh token used twice). Launches in
+flight likewise: sealed, taken once by whichever replica the callback reaches."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import sqlite3
@@ -16,11 +18,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from agent.service.sessions import Session, SessionStore
+from agent.service import sessions
+from agent.service.sessions import LaunchStore, PendingLaunch, Session, SessionStore
 from agent.service.shared_sessions import open_shared_sessions
 from agent.service.token_uses import SERVICE_DATABASE_FILE
 from agent.settings import Settings, SettingsError, load_settings
-from fhir_adapters.smart_app_launch import SmartConfiguration
+from fhir_adapters.smart_app_launch import Pkce, SmartConfiguration
 from fhir_adapters.smart_scopes import ScopeSet
 
 KEY = SecretStr(base64.b64encode(os.urandom(32)).decode())
@@ -217,3 +220,57 @@ def test_a_session_request_gets_503_when_the_shared_store_fails(tmp_path: Path) 
         assert session.id not in failed.text
         client.cookies.clear()
         assert client.get("/api/session").status_code == 401  # without a session: not the store's business
+
+
+@asynccontextmanager
+async def _launch_replicas(tmp_path: Path, n: int, key: SecretStr = KEY) -> AsyncIterator[list[LaunchStore]]:
+    async with AsyncExitStack() as stack:
+        stores = []
+        for _ in range(n):
+            store = LaunchStore()
+            store.mirror = await stack.enter_async_context(open_shared_sessions(_settings(tmp_path), key))
+            stores.append(store)
+        yield stores
+
+
+def _launch(store: LaunchStore, verifier: str) -> PendingLaunch:
+    return PendingLaunch(
+        iss="https://ehr.test/fhir",
+        config=SmartConfiguration(
+            authorization_endpoint="https://ehr.test/auth/authorize",
+            token_endpoint="https://ehr.test/auth/token",
+            code_challenge_methods_supported=("S256",),
+        ),
+        pkce=Pkce(verifier=SecretStr(verifier)),
+        nonce="nonce-in-the-row",
+        browser_binding="binding-in-the-row",
+        created_at=store.now(),
+    )
+
+
+async def test_a_launch_started_on_one_replica_is_taken_once_on_another(tmp_path: Path) -> None:
+    verifier = "v" * 64
+    async with _launch_replicas(tmp_path, 3) as (a, b, c):
+        launch = _launch(a, verifier)
+        await a.put("state-in-the-url", launch)
+        raw = (tmp_path / SERVICE_DATABASE_FILE).read_bytes()
+        wal = tmp_path / f"{SERVICE_DATABASE_FILE}-wal"
+        raw += wal.read_bytes() if wal.exists() else b""
+        for secret in (verifier, "nonce-in-the-row", "binding-in-the-row", "state-in-the-url"):
+            assert secret.encode() not in raw  # sealed; the row is named by the state's hash
+        taken = await asyncio.gather(b.take("state-in-the-url"), c.take("state-in-the-url"))
+        assert [t for t in taken if t is not None] == [launch]  # one replica gets it
+        assert await a.take("state-in-the-url") is None  # taken once, on every replica
+        assert await a.take("another-state") is None
+
+
+async def test_an_expired_launch_or_one_sealed_with_another_key_is_no_launch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_key = SecretStr(base64.b64encode(os.urandom(32)).decode())
+    async with _launch_replicas(tmp_path, 1) as (a,), _launch_replicas(tmp_path, 1, other_key) as (b,):
+        await a.put("s1", _launch(a, "w" * 64))
+        assert await b.take("s1") is None  # another key: it does not open (and it is gone)
+        await a.put("s2", _launch(a, "x" * 64))
+        monkeypatch.setattr(sessions, "LAUNCH_TTL_S", -1.0)  # every launch has expired
+        assert await a.take("s2") is None
