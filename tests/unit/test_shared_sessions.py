@@ -12,8 +12,9 @@ import base64
 import os
 import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from pydantic import SecretStr
@@ -33,15 +34,25 @@ def _settings(tmp_path: Path) -> Settings:
     return Settings(state_dir=tmp_path, checkpoint_url=None)
 
 
+Store = TypeVar("Store", SessionStore, LaunchStore)
+
+
 @asynccontextmanager
-async def _replicas(tmp_path: Path, n: int, key: SecretStr = KEY) -> AsyncIterator[list[SessionStore]]:
+async def _stores(
+    tmp_path: Path, n: int, kind: type[Store], key: SecretStr = KEY
+) -> AsyncIterator[list[Store]]:
+    """`n` replicas' stores, each with its own connection to one SQLite file as its mirror."""
     async with AsyncExitStack() as stack:
-        stores = []
-        for _ in range(n):
-            store = SessionStore()
+        stores = [kind() for _ in range(n)]
+        for store in stores:
             store.mirror = await stack.enter_async_context(open_shared_sessions(_settings(tmp_path), key))
-            stores.append(store)
         yield stores
+
+
+def _replicas(
+    tmp_path: Path, n: int, key: SecretStr = KEY
+) -> AbstractAsyncContextManager[list[SessionStore]]:
+    return _stores(tmp_path, n, SessionStore, key)
 
 
 def _new(store: SessionStore) -> Session:
@@ -222,17 +233,6 @@ def test_a_session_request_gets_503_when_the_shared_store_fails(tmp_path: Path) 
         assert client.get("/api/session").status_code == 401  # without a session: not the store's business
 
 
-@asynccontextmanager
-async def _launch_replicas(tmp_path: Path, n: int, key: SecretStr = KEY) -> AsyncIterator[list[LaunchStore]]:
-    async with AsyncExitStack() as stack:
-        stores = []
-        for _ in range(n):
-            store = LaunchStore()
-            store.mirror = await stack.enter_async_context(open_shared_sessions(_settings(tmp_path), key))
-            stores.append(store)
-        yield stores
-
-
 def _launch(store: LaunchStore, verifier: str) -> PendingLaunch:
     return PendingLaunch(
         iss="https://ehr.test/fhir",
@@ -250,7 +250,7 @@ def _launch(store: LaunchStore, verifier: str) -> PendingLaunch:
 
 async def test_a_launch_started_on_one_replica_is_taken_once_on_another(tmp_path: Path) -> None:
     verifier = "v" * 64
-    async with _launch_replicas(tmp_path, 3) as (a, b, c):
+    async with _stores(tmp_path, 3, LaunchStore) as (a, b, c):
         launch = _launch(a, verifier)
         await a.put("state-in-the-url", launch)
         raw = (tmp_path / SERVICE_DATABASE_FILE).read_bytes()
@@ -268,7 +268,10 @@ async def test_an_expired_launch_or_one_sealed_with_another_key_is_no_launch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     other_key = SecretStr(base64.b64encode(os.urandom(32)).decode())
-    async with _launch_replicas(tmp_path, 1) as (a,), _launch_replicas(tmp_path, 1, other_key) as (b,):
+    async with (
+        _stores(tmp_path, 1, LaunchStore) as (a,),
+        _stores(tmp_path, 1, LaunchStore, other_key) as (b,),
+    ):
         await a.put("s1", _launch(a, "w" * 64))
         assert await b.take("s1") is None  # another key: it does not open (and it is gone)
         await a.put("s2", _launch(a, "x" * 64))
