@@ -385,15 +385,16 @@ async def run_agent(
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=WRITE_REFUSED)
     chat = chat_of(request)
     parts = await _available(chat.parts())
+    thread = checkpoint_thread(fhir_base_of(request, principal), patient, body.thread_id)
     try:
-        lease = await chat.busy.claim(patient, body.thread_id)
+        lease = await chat.busy.claim(thread)
     except ThreadRunsUnavailable:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail="the chat cannot check its running threads now"
         ) from None
     if lease is None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="a run is in progress on this thread")
-    config: Any = {"configurable": {"thread_id": checkpoint_thread(patient, body.thread_id)}}
+    config: Any = {"configurable": {"thread_id": thread}}
     handed_over = False  # the stream releases the lease once it ends
     try:
         if resume is not None:

@@ -2,8 +2,9 @@
 process's, and the replicas' shared claims: agent.service.thread_runs), and
 `GET /api/threads/{id}` (the thread's history, for the principal's own patient only).
 
-A client's `threadId` is stored as `chat/<patient>/<threadId>`: the same id sent by a session of
-another patient names another (empty) thread, so a thread can never be read or resumed from
+A client's `threadId` is stored as `chat/<server>/<patient>/<threadId>` (`<server>` a digest of the
+FHIR server's base URL): the same id sent by a session of another patient, or of the same patient
+id at another EHR, names another (empty) thread, so a thread can never be read or resumed from
 another patient's session, and the answer (404) does not say whether the id exists elsewhere.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 import uuid
@@ -23,6 +25,7 @@ from pydantic.alias_generators import to_camel
 from agent.chat.actions import CitedValue
 from agent.chat.session import AWAITING_CONFIRMATION
 from agent.service.authz import current_principal
+from agent.service.fhir_access import fhir_base_of
 from agent.service.principal import Principal
 from agent.service.runtime import runtime_of
 from agent.service.thread_runs import SharedThreadRuns, ThreadRunsUnavailable
@@ -80,16 +83,18 @@ def valid_thread_id(thread_id: str) -> bool:
     return _THREAD_ID.fullmatch(thread_id) is not None
 
 
-def checkpoint_thread(patient_id: str, thread_id: str) -> str:
-    """The checkpointer's thread for a client's `thread_id` in `patient_id`'s conversations."""
-    return f"chat/{patient_id}/{thread_id}"
+def checkpoint_thread(fhir_base: str, patient_id: str, thread_id: str) -> str:
+    """The checkpointer's thread for a client's `thread_id` in the conversations about
+    `patient_id` of the FHIR server `fhir_base` (named by a digest: no URL in the key)."""
+    server = hashlib.sha256(fhir_base.rstrip("/").encode()).hexdigest()[:16]
+    return f"chat/{server}/{patient_id}/{thread_id}"
 
 
 class ThreadLease:
     """A claim on one thread for the length of a run; `release` may be called more than once.
     With the shared claims (`BusyThreads.shared`) it renews its claim there until released."""
 
-    def __init__(self, owner: BusyThreads, key: tuple[str, str], shared: SharedThreadRuns | None) -> None:
+    def __init__(self, owner: BusyThreads, key: str, shared: SharedThreadRuns | None) -> None:
         self._owner = owner
         self._key = key
         self._held = True
@@ -100,7 +105,7 @@ class ThreadLease:
     async def _claim_shared(self) -> bool:
         if self._shared is None:
             return True
-        if not await self._shared.claim(checkpoint_thread(*self._key), self._holder):
+        if not await self._shared.claim(self._key, self._holder):
             return False
         self._renewal = asyncio.create_task(self._renew(self._shared))
         return True
@@ -109,7 +114,7 @@ class ThreadLease:
         while True:
             await asyncio.sleep(shared.ttl_s / 3)
             try:
-                if not await shared.renew(checkpoint_thread(*self._key), self._holder):
+                if not await shared.renew(self._key, self._holder):
                     log.warning("a chat run lost its thread's claim (not renewed in %.0f s)", shared.ttl_s)
                     return
             except ThreadRunsUnavailable as exc:  # tried again at the next turn, before it expires
@@ -131,7 +136,7 @@ class ThreadLease:
 
     async def _release_shared(self, shared: SharedThreadRuns) -> None:
         try:
-            await shared.release(checkpoint_thread(*self._key), self._holder)
+            await shared.release(self._key, self._holder)
         except ThreadRunsUnavailable as exc:  # the claim expires by itself
             log.warning("%s; it expires within %.0f s", exc, shared.ttl_s)
 
@@ -142,28 +147,28 @@ class BusyThreads:
     `shared` (agent.service.thread_runs), which the app's lifespan sets."""
 
     def __init__(self) -> None:
-        self._held: set[tuple[str, str]] = set()
+        self._held: set[str] = set()
         self.shared: SharedThreadRuns | None = None
 
-    async def claim(self, patient_id: str, thread_id: str) -> ThreadLease | None:
-        """A lease on the thread, or None while another run holds it. The process's own set is
-        tested and taken with no await between (atomic on the event loop), then the shared claim.
-        Raises `ThreadRunsUnavailable` when the shared claims cannot be reached."""
-        key = (patient_id, thread_id)
-        if key in self._held:
+    async def claim(self, thread: str) -> ThreadLease | None:
+        """A lease on the thread (its `checkpoint_thread` key), or None while another run holds it.
+        The process's own set is tested and taken with no await between (atomic on the event
+        loop), then the shared claim. Raises `ThreadRunsUnavailable` when the shared claims cannot
+        be reached."""
+        if thread in self._held:
             return None
-        self._held.add(key)
-        lease = ThreadLease(self, key, self.shared)
+        self._held.add(thread)
+        lease = ThreadLease(self, thread, self.shared)
         claimed = False
         try:
             claimed = await lease._claim_shared()
         finally:
             if not claimed:
-                self._held.discard(key)
+                self._held.discard(thread)
         return lease if claimed else None
 
-    def _release(self, key: tuple[str, str]) -> None:
-        self._held.discard(key)
+    def _release(self, thread: str) -> None:
+        self._held.discard(thread)
 
 
 class _Wire(BaseModel):
@@ -192,10 +197,10 @@ class ThreadHistory(_Wire):
     pending: PendingWrite | None = None
 
 
-async def read_history(graph: ChatGraph, patient_id: str, thread_id: str) -> ThreadHistory | None:
+async def read_history(graph: ChatGraph, thread: str, thread_id: str) -> ThreadHistory | None:
     """The thread's finished turns, oldest first, and the proposal it waits on; None when the
-    thread has no checkpoint for this patient."""
-    config: Any = {"configurable": {"thread_id": checkpoint_thread(patient_id, thread_id)}}
+    thread (its `checkpoint_thread` key; `thread_id` the client's) has no checkpoint."""
+    config: Any = {"configurable": {"thread_id": thread}}
     latest = await graph.aget_state(config)
     if not latest.values:
         return None
@@ -257,7 +262,8 @@ async def get_thread(
     if chat is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
     parts = await chat.parts()
-    history = await read_history(parts.graph, patient, thread_id)
+    thread = checkpoint_thread(fhir_base_of(request, principal), patient, thread_id)
+    history = await read_history(parts.graph, thread, thread_id)
     if history is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=NOT_FOUND)
     return history

@@ -325,6 +325,10 @@ async def test_another_patients_thread_is_not_found_and_another_patient_is_refus
     foreign = await aget(f"{app_url}/api/threads/t-of-a", headers=as_b)
     assert foreign.status_code == 404
     assert a not in foreign.text
+    # The same patient id at another EHR (the second stand-in: another FHIR base URL) is another
+    # patient: the thread is not found there either.
+    elsewhere = bearer(stack.failing_ehr, a, READS)
+    assert (await aget(f"{app_url}/api/threads/t-of-a", headers=elsewhere)).status_code == 404
     resume = await apost(
         f"{app_url}/api/agent",
         json=run_body("t-of-a", forwardedProps={"command": {"resume": "approve"}}),

@@ -179,18 +179,23 @@ def test_the_question_is_the_last_user_message_and_resume_is_read_in_both_forms(
     assert bad.value.status_code == 422
 
 
-async def test_threads_are_namespaced_by_patient_and_claimed_once() -> None:
-    assert checkpoint_thread("a", "t1") != checkpoint_thread("b", "t1")
+async def test_threads_are_namespaced_by_server_and_patient_and_claimed_once() -> None:
+    ehr, other_ehr = "https://ehr.example/fhir", "https://other.example/fhir"
+    assert checkpoint_thread(ehr, "a", "t1") != checkpoint_thread(ehr, "b", "t1")
+    assert checkpoint_thread(ehr, "a", "t1") != checkpoint_thread(other_ehr, "a", "t1")
+    assert checkpoint_thread(ehr, "a", "t1") == checkpoint_thread(ehr + "/", "a", "t1")
+    assert "example" not in checkpoint_thread(ehr, "a", "t1")  # a digest, not the URL
     assert valid_thread_id("3f2c-uuid_1:x.y")
     assert not any(valid_thread_id(t) for t in ("../other", "a/b", "x" * 129, ""))
     busy = BusyThreads()
-    lease = await busy.claim("a", "t1")
+    lease = await busy.claim(checkpoint_thread(ehr, "a", "t1"))
     assert lease is not None
-    assert await busy.claim("a", "t1") is None
-    assert await busy.claim("b", "t1") is not None  # another patient's thread of the same name
+    assert await busy.claim(checkpoint_thread(ehr, "a", "t1")) is None
+    assert await busy.claim(checkpoint_thread(ehr, "b", "t1")) is not None  # another patient's
+    assert await busy.claim(checkpoint_thread(other_ehr, "a", "t1")) is not None  # another server's
     await lease.release()
     await lease.release()  # idempotent
-    assert await busy.claim("a", "t1") is not None
+    assert await busy.claim(checkpoint_thread(ehr, "a", "t1")) is not None
 
 
 def test_the_note_scope_check_names_every_type_the_note_writes() -> None:
