@@ -423,6 +423,20 @@ def test_the_operator_and_grafana_get_a_pod_monitor_the_rules_and_the_dashboard(
     )
 
 
+def test_without_a_nightly_job_the_rules_leave_out_the_no_outcome_alert(tmp_path: Path) -> None:
+    [rule] = by_kind(render({**MONITORING, "nightly": {"enabled": False}}), "PrometheusRule").values()
+    alerts = {r["alert"] for group in rule["spec"]["groups"] for r in group["rules"]}
+    every = {
+        r["alert"]
+        for g in yaml.safe_load((FILES / "chartagent-alerts.yaml").read_text())["groups"]
+        for r in g["rules"]
+    }
+    assert alerts == every - {"ChartAgentNoPatientSummarized"}
+    (tmp_path / "rendered.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    checked = promtool("check", "rules", "rendered.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 @pytest.mark.parametrize("overrides", [None, {"metrics": {**MONITORING["metrics"], "enabled": False}}])
 def test_no_operator_object_or_dashboard_unless_asked(
     overrides: dict[str, Any] | None,
