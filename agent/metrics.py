@@ -8,6 +8,8 @@
   records, by status, and the seconds of each summarized patient (`job_outcome`). A failed
   attempt that Temporal will retry is no outcome yet: only the last one counts.
 - Notes proposed over MCP: proposed, written and discarded (`proposal_event`).
+- Chat runs (`POST /api/agent`) by how they ended, and "Summarize now" runs by their status
+  (`chat_run`, `summary_run`).
 - FHIR: each HTTP attempt of `FhirClient` (retries included) by method, resource type and outcome,
   and its seconds (fhir_adapters.metrics): the load on the EHR and its 429s.
 - DICOMweb: each HTTP attempt of `DicomWebClient` by operation (search, retrieve, store; never a
@@ -38,19 +40,25 @@ from agent.settings import Settings, env_var
 from fhir_adapters.error_tree import ConfigurationError
 
 __all__ = [
+    "CHAT_RUNS",
     "HTTP_REQUESTS",
     "HTTP_SECONDS",
     "JOB_PATIENTS",
     "JOB_PATIENT_SECONDS",
     "NOTE_PROPOSALS",
+    "SUMMARY_RUNS",
+    "ChatOutcome",
     "JobOutcome",
     "MetricsPortUnavailable",
     "ProposalEvent",
     "RequestMetrics",
+    "SummaryRunStatus",
+    "chat_run",
     "job_outcome",
     "proposal_event",
     "route_of",
     "serve_metrics",
+    "summary_run",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,10 @@ UNMATCHED: Final = "unmatched"
 # What one patient's job run ended as (the ledger's `ResultStatus`), and what befell a proposal.
 JobOutcome = Literal["done", "unchanged", "failed"]
 ProposalEvent = Literal["proposed", "written", "discarded"]
+# How a chat run ended: an answer, a note proposed for confirmation, a note refused (the caller
+# may not write), an error event, or the client went away.
+ChatOutcome = Literal["answered", "proposed", "refused", "failed", "cancelled"]
+SummaryRunStatus = Literal["done", "failed", "cancelled"]
 
 HTTP_REQUESTS: Final = Counter(
     "chartagent_http_requests",
@@ -87,6 +99,10 @@ JOB_PATIENT_SECONDS: Final = Histogram(
 NOTE_PROPOSALS: Final = Counter(
     "chartagent_note_proposals", "Notes proposed over MCP, and people's decisions on them", ["event"]
 )
+CHAT_RUNS: Final = Counter("chartagent_chat_runs", "Chat runs (AG-UI) by how they ended", ["outcome"])
+SUMMARY_RUNS: Final = Counter(
+    "chartagent_summary_runs", "'Summarize now' runs of the SMART app by how they ended", ["status"]
+)
 # Each outcome and event is a series from the start, at 0: Prometheus's increase() and rate() do
 # not count a series' first sample, so a first failure in a fresh process that created its series
 # would raise no alert, and an alert over a series never created (no "written" yet) is empty.
@@ -94,6 +110,10 @@ for _status in get_args(JobOutcome):
     JOB_PATIENTS.labels(_status)
 for _event in get_args(ProposalEvent):
     NOTE_PROPOSALS.labels(_event)
+for _outcome in get_args(ChatOutcome):
+    CHAT_RUNS.labels(_outcome)
+for _run_status in get_args(SummaryRunStatus):
+    SUMMARY_RUNS.labels(_run_status)
 
 
 def route_of(scope: Scope, routes: Sequence[BaseRoute] = (), request: Scope | None = None) -> str:
@@ -149,6 +169,14 @@ def job_outcome(status: JobOutcome, seconds: float | None = None, *, count: int 
 
 def proposal_event(event: ProposalEvent) -> None:
     NOTE_PROPOSALS.labels(event).inc()
+
+
+def chat_run(outcome: ChatOutcome) -> None:
+    CHAT_RUNS.labels(outcome).inc()
+
+
+def summary_run(status: SummaryRunStatus) -> None:
+    SUMMARY_RUNS.labels(status).inc()
 
 
 class MetricsPortUnavailable(ConfigurationError):

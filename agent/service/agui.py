@@ -48,6 +48,7 @@ from starlette.types import Receive, Scope, Send
 
 from agent.chat.planner import Planner
 from agent.chat.session import AWAITING_CONFIRMATION
+from agent.metrics import chat_run
 from agent.service import threads
 from agent.service.agui_events import PendingNote, RunEvents, ask_result, error_event
 from agent.service.csrf import require_csrf
@@ -291,6 +292,7 @@ async def _drive(run: _Run, events: RunEvents, queue: asyncio.Queue[object]) -> 
             model = parts.planner.name
             if not snapshot.interrupts:
                 queue.put_nowait(events.finished(ask_result(snapshot.values, model, [])))
+                chat_run("answered")
                 return
             first = snapshot.interrupts[0]
             proposal = str(first.value.get("proposal", "")) if isinstance(first.value, Mapping) else ""
@@ -304,18 +306,22 @@ async def _drive(run: _Run, events: RunEvents, queue: asyncio.Queue[object]) -> 
                     queue.put_nowait(event)
                 result = ask_result({**snapshot.values, "answer": WRITE_REFUSED}, model, [WRITE_REFUSED_FLAG])
                 queue.put_nowait(events.finished(result))
+                chat_run("refused")
                 return
             text = f"Proposed note (not saved until confirmed):\n{proposal}"
             for event in events.text(text):
                 queue.put_nowait(event)
             result = ask_result({**snapshot.values, "answer": text}, model, [AWAITING_CONFIRMATION])
             queue.put_nowait(events.finished(result, PendingNote(interrupt_id=first.id, proposal=proposal)))
+            chat_run("proposed")
     except asyncio.CancelledError:
+        chat_run("cancelled")
         raise
     except Exception as exc:
         # The type only: the message may quote patient data.
         log.warning("chat run failed (%s) for %s", type(exc).__name__, run.principal.label)
         queue.put_nowait(error_event(exc))
+        chat_run("failed")
     finally:
         queue.put_nowait(_DONE)
 

@@ -27,6 +27,7 @@ from langchain_core.runnables import RunnableConfig
 from agent.context import RunContext
 from agent.graphs.summarize import summarize_graph
 from agent.jobs.summarize import describe_failure, outcome_of
+from agent.metrics import summary_run
 from agent.service.run_store import RunRecord, RunStep, RunStore, RunsUnavailable
 from agent.settings import Settings
 from agent.state import SummarizeState
@@ -122,10 +123,14 @@ class RunRegistry:
                 status = "done"
         except asyncio.CancelledError:
             error = "the run was cancelled (the service stopped)"
+            summary_run("cancelled")
             raise
         except Exception as exc:  # the run's boundary: any failure is reported, PHI-free
             error = describe_failure(exc)
             log.warning("summary run %s failed: %s", run_id, type(exc).__name__)
+            summary_run("failed")
+        else:
+            summary_run(status)
         finally:
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):

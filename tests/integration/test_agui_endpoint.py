@@ -20,6 +20,7 @@ from ehr_fixtures import EhrStandin, EhrStandinFactory
 from fhir_reads import count, get, search, server_with
 from live_app import serve_on
 from planner_server import ScriptedPlanner, answer, call, question, references, tool_answers
+from prometheus_client import REGISTRY
 
 from agent.chat.retrieval import NO_MODEL_NOTE
 from agent.service.agui import WRITE_REFUSED
@@ -105,6 +106,11 @@ def app_url(stack: Stack) -> str:
     return stack.url
 
 
+def chat_runs(outcome: str) -> float:
+    """Chat runs that ended so, as this process's metrics count them (the apps run in it)."""
+    return REGISTRY.get_sample_value("chartagent_chat_runs_total", {"outcome": outcome}) or 0.0
+
+
 def bearer(ehr: EhrStandin, patient: str, scopes: str) -> dict[str, str]:
     """The headers of a SMART access token of a real EHR launch for `patient` with `scopes`."""
     token = ehr.token_for(patient, scopes).access_token.get_secret_value()
@@ -166,7 +172,9 @@ async def test_tool_calls_stream_with_their_citations_and_the_answer(
     body = run_body(
         "t-cited", "What is the latest HbA1c?", state={"patient": other}, forwardedProps={"patient": other}
     )
+    answered = chat_runs("answered")
     events = await run(app_url, headers, body)
+    assert chat_runs("answered") == answered + 1  # the app's metrics (agent.metrics) count it
     kinds = [e["type"] for e in events]
     assert kinds[0] == "RUN_STARTED"
     assert kinds[-1] == "RUN_FINISHED"
@@ -351,9 +359,11 @@ async def test_run_error_carries_no_patient_data_when_fhir_is_down(
     before = await count(fhir, "DocumentReference", patient=me)
     # The EHR's FHIR proxy goes away; the token stays valid: the approved write cannot be made.
     stack.failing_ehr.server.stop()
+    failed = chat_runs("failed")
     events = await run(
         app_url, headers, run_body("t-down", forwardedProps={"command": {"resume": "approve"}})
     )
+    assert chat_runs("failed") == failed + 1
     error = events[-1]
     assert error["type"] == "RUN_ERROR"
     assert error["code"] in ("service_unreachable", "service_error")

@@ -249,7 +249,7 @@ async def test_a_cancelled_generation_counts_as_cancelled_not_as_a_failure() -> 
     assert (model("cancelled"), model("CancelledError")) == (before[0] + 1, before[1])
 
 
-def test_a_fresh_process_exports_every_job_outcome_and_proposal_event_at_zero() -> None:
+def test_a_fresh_process_exports_every_outcome_and_event_at_zero() -> None:
     # Prometheus's increase() skips a series' first sample: a failure that created its series
     # would raise no alert (deploy/helm/chartagent/files/chartagent-alerts.yaml).
     scrape = subprocess.run(
@@ -266,6 +266,10 @@ def test_a_fresh_process_exports_every_job_outcome_and_proposal_event_at_zero() 
         assert f'chartagent_job_patients_total{{status="{status}"}} 0.0' in scrape
     for event in ("proposed", "written", "discarded"):
         assert f'chartagent_note_proposals_total{{event="{event}"}} 0.0' in scrape
+    for outcome in ("answered", "proposed", "refused", "failed", "cancelled"):
+        assert f'chartagent_chat_runs_total{{outcome="{outcome}"}} 0.0' in scrape
+    for status in ("done", "failed", "cancelled"):
+        assert f'chartagent_summary_runs_total{{status="{status}"}} 0.0' in scrape
 
 
 async def test_each_dicomweb_attempt_counts_by_operation_never_by_uid() -> None:

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from agent.context import RunContext
 from agent.service import run_store
@@ -140,6 +141,7 @@ async def test_a_long_run_beats_while_it_runs_and_records_its_end(tmp_path: Path
             await gate.wait()
             raise FhirTransportError("GET", "metadata", "ConnectError")
 
+        failed_before = REGISTRY.get_sample_value("chartagent_summary_runs_total", {"status": "failed"})
         run_id, started = await registry.start(EHR, "p1", slow_then_refused)
         assert started
         await asyncio.sleep(1.0)  # three times the beat's time to live
@@ -156,4 +158,6 @@ async def test_a_long_run_beats_while_it_runs_and_records_its_end(tmp_path: Path
         assert ended.status == "failed"
         assert ended.error is not None
         assert "ConnectError" in ended.error
+        failed_after = REGISTRY.get_sample_value("chartagent_summary_runs_total", {"status": "failed"})
+        assert failed_after == (failed_before or 0) + 1  # counted for the metrics too
         await registry.aclose()
