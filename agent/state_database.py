@@ -22,7 +22,16 @@ from typing import Any, Protocol, TypeVar
 
 from agent.settings import Settings, SettingsError
 
-__all__ = ["Database", "TablesOwner", "Tx", "create_tables", "database_errors", "open_database", "open_owner"]
+__all__ = [
+    "Database",
+    "TablesOwner",
+    "Tx",
+    "create_tables",
+    "database_errors",
+    "failing_as",
+    "open_database",
+    "open_owner",
+]
 
 
 class Tx(Protocol):
@@ -180,6 +189,16 @@ def database_errors() -> tuple[type[Exception], ...]:
     except ImportError:
         return (sqlite3.Error, OSError)
     return (sqlite3.Error, OSError, psycopg.Error)
+
+
+@asynccontextmanager
+async def failing_as(error: Callable[[str], Exception], what: str) -> AsyncIterator[None]:
+    """A database failure inside raised as `error("<what> (<its class>)")`: the message names
+    the store's operation, never a row or a value."""
+    try:
+        yield
+    except database_errors() as exc:
+        raise error(f"{what} ({type(exc).__name__})") from None
 
 
 def _location(settings: Settings, sqlite_file: str) -> str | Path:

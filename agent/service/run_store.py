@@ -21,14 +21,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final, Literal
 
 from pydantic import BaseModel
 
 from agent.service.token_uses import SERVICE_DATABASE_FILE
 from agent.settings import Settings
-from agent.state_database import Database, TablesOwner, database_errors, open_owner
+from agent.state_database import Database, TablesOwner, failing_as, open_owner
 from fhir_adapters.error_tree import ChartAgentError
 
 __all__ = [
@@ -111,7 +111,7 @@ class RunStore(TablesOwner):
         id, whether it is `run_id`)."""
         now = time.time()
         key = (fhir_base, patient)
-        async with self._writing("started"), self._tx() as tx:
+        async with _failing("the summary run could not be started"), self._tx() as tx:
             await tx.run("DELETE FROM summary_runs WHERE started_at < ?", (now - KEPT_FOR_S,))
             await tx.run(
                 "UPDATE summary_runs SET status = 'failed', error = ? WHERE fhir_base = ? AND patient = ?"
@@ -135,7 +135,7 @@ class RunStore(TablesOwner):
 
     async def beat(self, run_id: str, steps: Sequence[RunStep] | None = None) -> None:
         """The run's replica is alive (and, with `steps`, the nodes it has run)."""
-        async with self._writing("updated"), self._tx() as tx:
+        async with _failing("the summary run could not be updated"), self._tx() as tx:
             if steps is None:
                 await tx.run(
                     "UPDATE summary_runs SET beat_at = ? WHERE run_id = ? AND status = 'running'",
@@ -155,7 +155,7 @@ class RunStore(TablesOwner):
         written: Sequence[str],
         error: str | None,
     ) -> None:
-        async with self._writing("finished"), self._tx() as tx:
+        async with _failing("the summary run could not be finished"), self._tx() as tx:
             await tx.run(
                 "UPDATE summary_runs SET status = ?, steps = ?, written = ?, error = ?, beat_at = ?"
                 " WHERE run_id = ?",
@@ -163,11 +163,8 @@ class RunStore(TablesOwner):
             )
 
     async def get(self, run_id: str) -> RunRecord | None:
-        try:
-            async with self._reads() as tx:
-                rows = await tx.fetch(f"SELECT {_COLUMNS} FROM summary_runs WHERE run_id = ?", (run_id,))
-        except database_errors() as exc:
-            raise RunsUnavailable(f"the summary runs could not be read ({type(exc).__name__})") from None
+        async with _failing("the summary runs could not be read"), self._reads() as tx:
+            rows = await tx.fetch(f"SELECT {_COLUMNS} FROM summary_runs WHERE run_id = ?", (run_id,))
         if not rows:
             return None
         run_id, fhir_base, patient, status, steps, written, error, beat_at = rows[0]
@@ -183,12 +180,9 @@ class RunStore(TablesOwner):
             error=error,
         )
 
-    @asynccontextmanager
-    async def _writing(self, what: str) -> AsyncIterator[None]:
-        try:
-            yield
-        except database_errors() as exc:
-            raise RunsUnavailable(f"the summary run could not be {what} ({type(exc).__name__})") from None
+
+def _failing(what: str) -> AbstractAsyncContextManager[None]:
+    return failing_as(RunsUnavailable, what)
 
 
 def _steps_json(steps: Sequence[RunStep]) -> str:

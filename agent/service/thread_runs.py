@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final
 
 from agent.service.token_uses import SERVICE_DATABASE_FILE
 from agent.settings import Settings
-from agent.state_database import Database, TablesOwner, database_errors, open_owner
+from agent.state_database import Database, TablesOwner, failing_as, open_owner
 from fhir_adapters.error_tree import ChartAgentError
 
 __all__ = ["CLAIM_TTL_S", "SharedThreadRuns", "ThreadRunsUnavailable", "open_thread_runs"]
@@ -58,43 +58,35 @@ class SharedThreadRuns(TablesOwner):
     async def claim(self, thread: str, holder: str) -> bool:
         """Claims `thread` for `holder` for `ttl_s`; False while another holder's claim is live."""
         now = time.time()
-        try:
-            async with self._tx() as tx:
-                # Claims left by replicas that died: the table holds only runs in progress.
-                await tx.run("DELETE FROM chat_thread_runs WHERE expires_at < ?", (now,))
-                claimed = await tx.run(
-                    "INSERT INTO chat_thread_runs (thread, holder, expires_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (thread) DO NOTHING",
-                    (thread, holder, now + self.ttl_s),
-                )
-        except database_errors() as exc:
-            raise ThreadRunsUnavailable(
-                f"the chat's running threads could not be checked ({type(exc).__name__})"
-            ) from None
+        async with (
+            failing_as(ThreadRunsUnavailable, "the chat's running threads could not be checked"),
+            self._tx() as tx,
+        ):
+            # Claims left by replicas that died: the table holds only runs in progress.
+            await tx.run("DELETE FROM chat_thread_runs WHERE expires_at < ?", (now,))
+            claimed = await tx.run(
+                "INSERT INTO chat_thread_runs (thread, holder, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (thread) DO NOTHING",
+                (thread, holder, now + self.ttl_s),
+            )
         return claimed == 1
 
     async def renew(self, thread: str, holder: str) -> bool:
         """Extends `holder`'s claim by `ttl_s`; False when it was lost (expired, claimed by another)."""
-        try:
-            async with self._tx() as tx:
-                renewed = await tx.run(
-                    "UPDATE chat_thread_runs SET expires_at = ? WHERE thread = ? AND holder = ?",
-                    (time.time() + self.ttl_s, thread, holder),
-                )
-        except database_errors() as exc:
-            raise ThreadRunsUnavailable(
-                f"the chat's claim on its thread could not be renewed ({type(exc).__name__})"
-            ) from None
+        async with _claim_failing("renewed"), self._tx() as tx:
+            renewed = await tx.run(
+                "UPDATE chat_thread_runs SET expires_at = ? WHERE thread = ? AND holder = ?",
+                (time.time() + self.ttl_s, thread, holder),
+            )
         return renewed == 1
 
     async def release(self, thread: str, holder: str) -> None:
-        try:
-            async with self._tx() as tx:
-                await tx.run("DELETE FROM chat_thread_runs WHERE thread = ? AND holder = ?", (thread, holder))
-        except database_errors() as exc:
-            raise ThreadRunsUnavailable(
-                f"the chat's claim on its thread could not be released ({type(exc).__name__})"
-            ) from None
+        async with _claim_failing("released"), self._tx() as tx:
+            await tx.run("DELETE FROM chat_thread_runs WHERE thread = ? AND holder = ?", (thread, holder))
+
+
+def _claim_failing(what: str) -> AbstractAsyncContextManager[None]:
+    return failing_as(ThreadRunsUnavailable, f"the chat's claim on its thread could not be {what}")
 
 
 @asynccontextmanager
