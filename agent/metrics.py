@@ -108,6 +108,7 @@ SUMMARY_RUNS: Final = Counter(
 # would raise no alert, and an alert over a series never created (no "written" yet) is empty.
 for _status in get_args(JobOutcome):
     JOB_PATIENTS.labels(_status)
+    JOB_PATIENT_SECONDS.labels(_status)  # rate() over a histogram born at its first patient misses it
 for _event in get_args(ProposalEvent):
     NOTE_PROPOSALS.labels(_event)
 for _outcome in get_args(ChatOutcome):
